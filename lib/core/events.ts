@@ -1,0 +1,79 @@
+/**
+ * Names of every event the library emits. Logs, OpenTelemetry and user hooks all consume the same
+ * typed stream, so a name means the same thing everywhere.
+ * @publicApi
+ */
+export type ResilienceEventName =
+  | 'retry'
+  | 'give_up'
+  | 'attempt_timeout'
+  | 'deadline_exceeded'
+  | 'attempt_end'
+  | 'budget_exhausted'
+  | 'breaker_opened'
+  | 'breaker_half_opened'
+  | 'breaker_closed'
+  | 'breaker_rejected'
+  | 'bulkhead_rejected'
+  | 'fallback_used'
+  | 'idempotency_executed'
+  | 'idempotency_replayed'
+  | 'idempotency_conflict'
+  | 'idempotency_mismatch'
+  | 'idempotency_rejected'
+  | 'idempotency_released'
+  | 'idempotency_takeover'
+  | 'idempotency_lock_lost'
+  | 'idempotency_store_error';
+
+/**
+ * One event. `event` names it; the other fields are present when they apply.
+ * The Nest layer adds `requestId` and `route` from the request being served.
+ * @publicApi
+ */
+export interface ResilienceEvent {
+  /** What happened. */
+  readonly event: ResilienceEventName;
+  /** Policy key (named policy or `Class.method`), or the route for idempotency events. */
+  readonly policy: string;
+  /** 1-based attempt number the event is about. */
+  readonly attempt?: number;
+  /** Backoff before the next attempt, in ms (`retry`). */
+  readonly delayMs?: number;
+  /** How long the attempt or operation took, in ms. */
+  readonly durationMs?: number;
+  /** `success` / `failure` and similar outcome labels (`attempt_end`, `give_up`, `fallback_used`). */
+  readonly outcome?: string;
+  /** The error's class name (`AttemptTimeoutError`, `HttpException`, …). */
+  readonly errorType?: string;
+  /** HTTP status involved, when there is one. */
+  readonly status?: number;
+  /** The error itself, for in-process consumers (never logged raw). */
+  readonly error?: unknown;
+  /** Request id of the request being served, when known. */
+  readonly requestId?: string;
+  /** `METHOD /route/path` of the request being served, when known. */
+  readonly route?: string;
+  /** Breaker state before a transition. */
+  readonly from?: string;
+  /** Hashed (or, with `logKeys`, raw) idempotency key. */
+  readonly key?: string;
+  /** Free-form extra detail (reason of a give-up, fencing token, …). */
+  readonly detail?: string;
+}
+
+/**
+ * Receives events. Must not throw and must return quickly: it is called on the request path.
+ * @publicApi
+ */
+export type ResilienceEventSink = (event: ResilienceEvent) => void;
+
+/** A sink that drops everything. @publicApi */
+export const noopEventSink: ResilienceEventSink = () => undefined;
+
+/** @internal the class name of a thrown value, for `errorType`. */
+export function errorTypeOf(error: unknown): string | undefined {
+  if (error === undefined) return undefined;
+  if (error instanceof Error) return error.constructor?.name ?? error.name;
+  return typeof error;
+}

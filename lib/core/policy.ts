@@ -1,0 +1,49 @@
+import type { Clock } from './clock.js';
+import type { Random } from './random.js';
+import type { ResilienceEventSink } from './events.js';
+
+/**
+ * What a policy hands to the work it wraps. Policies derive a new context for the inner work
+ * (a shorter deadline, a child signal, the attempt number) and never mutate the one they got.
+ * @publicApi
+ */
+export interface ExecutionContext {
+  /** Aborted when the work should stop: attempt timeout, deadline, caller abort. */
+  readonly signal: AbortSignal;
+  /** Absolute deadline on the policy clock (ms), `Infinity` when there is none. */
+  readonly deadline: number;
+  /** 1-based attempt number (always 1 outside a retry policy). */
+  readonly attempt: number;
+  /** The error of the previous attempt, when this is a retry. */
+  readonly previousError?: unknown;
+  /** Policy key: the named policy, or `Class.method`. Keys breaker, bulkhead and budget state. */
+  readonly policy: string;
+}
+
+/**
+ * A unit of resilience behaviour (retry, timeout, breaker, …) that wraps asynchronous work.
+ * Policies compose: the outer policy's `fn` runs the inner policy.
+ * @publicApi
+ */
+export interface Policy {
+  /** Runs `fn` under this policy. */
+  execute<T>(fn: (context: ExecutionContext) => Promise<T>, context: ExecutionContext): Promise<T>;
+}
+
+/**
+ * The services every policy may use: time, randomness and the event sink.
+ * @publicApi
+ */
+export interface PolicyEnvironment {
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly events: ResilienceEventSink;
+}
+
+/**
+ * A context for work that has no caller signal and no deadline.
+ * @internal
+ */
+export function rootContext(policy: string, signal: AbortSignal = new AbortController().signal): ExecutionContext {
+  return { signal, deadline: Infinity, attempt: 1, policy };
+}

@@ -1,0 +1,74 @@
+// Throwaway PostgreSQL for tests: initdb + pg_ctl in a temp dir on a free loopback port.
+// Used by scripts/test.mjs and by tests that need to stop and restart a server of their own.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/** Directory holding initdb/pg_ctl, or undefined when PostgreSQL is not installed. */
+export function findPostgresBin() {
+  const candidates = [];
+  if (process.env.PG_BIN) candidates.push(process.env.PG_BIN);
+  const root = '/usr/lib/postgresql';
+  if (existsSync(root)) {
+    for (const version of readdirSync(root).sort((a, b) => Number(b) - Number(a))) candidates.push(join(root, version, 'bin'));
+  }
+  for (const dir of (process.env.PATH ?? '').split(':')) candidates.push(dir);
+  return candidates.find((dir) => dir && existsSync(join(dir, 'initdb')) && existsSync(join(dir, 'pg_ctl')));
+}
+
+/** A free TCP port on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+function postgresUser() {
+  if (process.getuid?.() !== 0) return undefined;
+  const id = spawnSync('id', ['-u', 'postgres'], { encoding: 'utf8' });
+  const gid = spawnSync('id', ['-g', 'postgres'], { encoding: 'utf8' });
+  if (id.status !== 0) throw new Error('Running as root but there is no "postgres" user: initdb refuses root. Install PostgreSQL with `apt-get install -y --no-upgrade postgresql`, which creates it.');
+  return { uid: Number(id.stdout.trim()), gid: Number(gid.stdout.trim()) };
+}
+
+/**
+ * Starts a fresh server. Returns { url, port, dir, stop(), start(), halt() }.
+ * `halt()` stops the server but keeps its data (to simulate an outage); `start()` brings it back.
+ */
+export async function startPostgres({ bin = findPostgresBin(), port } = {}) {
+  if (!bin) throw new Error('PostgreSQL binaries (initdb, pg_ctl) were not found. Install them with `apt-get install -y --no-upgrade postgresql` or set DATABASE_URL.');
+  port ??= await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'nest-resilience-pg-'));
+  const user = postgresUser();
+  if (user) chownSync(dir, user.uid, user.gid);
+  const run = (file, args) =>
+    execFileSync(join(bin, file), args, { stdio: ['ignore', 'pipe', 'pipe'], ...(user ? { uid: user.uid, gid: user.gid } : {}), cwd: dir });
+  const data = join(dir, 'data');
+  run('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']);
+  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300`;
+  const start = () => run('pg_ctl', ['-D', data, '-l', join(dir, 'server.log'), '-w', '-o', options, 'start']);
+  const halt = () => run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
+  start();
+  return {
+    port,
+    dir,
+    url: `postgres://postgres@127.0.0.1:${port}/postgres`,
+    start,
+    halt,
+    stop() {
+      try {
+        run('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);
+      } catch {
+        // already stopped
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

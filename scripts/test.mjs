@@ -1,0 +1,72 @@
+// `npm test`: builds, starts a throwaway PostgreSQL unless DATABASE_URL is set, runs the whole
+// vitest suite, stops PostgreSQL, and ends with the plain line `N passed, N failed`.
+import { spawnSync } from 'node:child_process';
+import { readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { findPostgresBin, startPostgres } from './postgres.mjs';
+
+const ci = process.env.CI === 'true' || process.env.CI === '1';
+const extraArgs = process.argv.slice(2);
+const env = { ...process.env };
+let postgres;
+
+function loud(message) {
+  const bar = '!'.repeat(78);
+  console.error(`\n${bar}\n${message}\n${bar}\n`);
+}
+
+const build = spawnSync('npm', ['run', '--silent', 'build:sample'], { stdio: 'inherit' });
+if (build.status !== 0) {
+  console.log('0 passed, 1 failed');
+  process.exit(build.status ?? 1);
+}
+
+if (!env.DATABASE_URL) {
+  if (findPostgresBin()) {
+    postgres = await startPostgres();
+    env.DATABASE_URL = postgres.url;
+    env.PG_BIN = findPostgresBin();
+    console.log(`Started a throwaway PostgreSQL on port ${postgres.port} (${postgres.dir}).`);
+  } else {
+    loud('PostgreSQL binaries were not found and DATABASE_URL is not set: the PostgreSQL tests are SKIPPED.\nInstall PostgreSQL (`apt-get install -y --no-upgrade postgresql`) or set DATABASE_URL to run them.');
+    if (ci) {
+      console.log('0 passed, 1 failed');
+      process.exit(1);
+    }
+  }
+}
+
+const report = join(tmpdir(), `nest-resilience-vitest-${process.pid}.json`);
+let status = 1;
+try {
+  const run = spawnSync(
+    'npx',
+    ['--no', 'vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...extraArgs],
+    { stdio: 'inherit', env },
+  );
+  status = run.status ?? 1;
+} finally {
+  postgres?.stop();
+}
+
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+try {
+  const result = JSON.parse(readFileSync(report, 'utf8'));
+  passed = result.numPassedTests;
+  failed = result.numFailedTests + (result.numFailedTestSuites ?? 0);
+  skipped = result.numPendingTests + (result.numTodoTests ?? 0);
+  rmSync(report, { force: true });
+} catch {
+  failed = Math.max(failed, 1);
+}
+if (!env.DATABASE_URL) loud('Reminder: the PostgreSQL tests were SKIPPED (no PostgreSQL binaries, no DATABASE_URL).');
+if (ci && skipped > 0) {
+  loud(`${skipped} tests were skipped; with CI=true a skipped test is a failure.`);
+  failed += skipped;
+  status = status || 1;
+}
+console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+process.exit(status !== 0 ? status : failed > 0 ? 1 : 0);

@@ -1,0 +1,38 @@
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+
+/** The server `npm test` started (or the one DATABASE_URL names); undefined when there is none. */
+export const postgresUrl = process.env.DATABASE_URL;
+
+/** Whether PostgreSQL tests can run; they are skipped (loudly, by `npm test`) otherwise. */
+export const hasPostgres = Boolean(postgresUrl);
+
+/**
+ * A fresh, empty database on the test server, so test files running in parallel never share tables.
+ * `drop()` removes it (terminating leftover connections first).
+ */
+export async function createTestDatabase(prefix = 'test'): Promise<{ url: string; name: string; drop(): Promise<void> }> {
+  if (!postgresUrl) throw new Error('DATABASE_URL is not set: run the suite with `npm test`, which starts PostgreSQL.');
+  const name = `${prefix}_${randomBytes(6).toString('hex')}`.toLowerCase();
+  await adminQuery(`CREATE DATABASE ${name}`);
+  const url = new URL(postgresUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    name,
+    drop: async () => {
+      await adminQuery(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '${name}' AND pid <> pg_backend_pid()`);
+      await adminQuery(`DROP DATABASE IF EXISTS ${name}`);
+    },
+  };
+}
+
+async function adminQuery(sql: string): Promise<void> {
+  const client = new pg.Client({ connectionString: postgresUrl });
+  await client.connect();
+  try {
+    await client.query(sql);
+  } finally {
+    await client.end();
+  }
+}

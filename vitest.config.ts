@@ -1,0 +1,39 @@
+import { fileURLToPath } from 'node:url';
+import swc from 'unplugin-swc';
+import { defineConfig } from 'vitest/config';
+
+const here = (path: string) => fileURLToPath(new URL(path, import.meta.url));
+
+// Tests import the public entry points by name, exactly like users; these aliases point them at the
+// sources so no build is needed and only one copy of each class exists in the test process.
+const alias = {
+  'nest-resilience/typeorm': here('./lib/typeorm/index.ts'),
+  'nest-resilience/health': here('./lib/health/index.ts'),
+  'nest-resilience/testing': here('./lib/testing/index.ts'),
+  'nest-resilience': here('./lib/index.ts'),
+};
+
+export default defineConfig({
+  plugins: [swc.vite({ module: { type: 'es6' } })],
+  resolve: { alias },
+  test: {
+    environment: 'node',
+    env: { LOG_LEVEL: 'silent' },
+    testTimeout: 20_000,
+    hookTimeout: 60_000,
+    projects: [
+      {
+        extends: true,
+        test: { name: 'unit', include: ['lib/**/*.spec.ts'] },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'e2e',
+          include: ['test/**/*.e2e-spec.ts', 'test/**/*.spec.ts'],
+          pool: 'forks',
+        },
+      },
+    ],
+  },
+});
