@@ -4,3 +4,40 @@ export * from './errors.js';
 export * from './events.js';
 export * from './policy.js';
 export { throwIfAborted } from './signals.js';
+export * from './options.js';
+export { computeBackoffDelay } from './backoff.js';
+export { isTransientError, retryAfterMsOf, statusOf } from './classify.js';
+export { assertOk, isUpstreamHttpError, UpstreamHttpError, type UpstreamHttpErrorOptions } from './upstream-http.error.js';
+export { RetryBudget } from './retry-budget.js';
+export { RetryPolicy, type GiveUpReason, type RetryHooks } from './retry.policy.js';
+export { AttemptSettledError, TimeoutPolicy } from './timeout.policy.js';
+export {
+  CircuitBreakerPolicy,
+  type BreakerOpenReason,
+  type CircuitBreakerSnapshot,
+  type CircuitBreakerState,
+} from './circuit-breaker.policy.js';
+export { BulkheadPolicy } from './bulkhead.policy.js';
+export { FallbackPolicy, fallbackCauseOf } from './fallback.policy.js';
+export { PolicyRegistry, type PolicyRegistryOptions } from './policy-registry.js';
+export {
+  createPipeline,
+  describePipeline,
+  PIPELINE_ORDER,
+  type Pipeline,
+  type PipelineExecuteOptions,
+  type PipelineSpec,
+  type PipelineStage,
+  type PipelineStageKind,
+} from './pipeline.js';
+export {
+  DEFAULT_FALLBACK_ON,
+  DEFAULT_RETRY_BUDGET,
+  isBreakerFailure,
+  resolveBulkheadOptions,
+  resolveCircuitBreakerOptions,
+  resolveFallbackOptions,
+  resolveRetryBudgetOptions,
+  resolveRetryOptions,
+  validatePipelineSpec,
+} from './validate.js';

@@ -1,2 +1,3 @@
 export { FakeClock } from './fake-clock.js';
+export { EventRecorder } from './event-recorder.js';
 export { seededRandom } from '../core/random.js';

@@ -1,0 +1,390 @@
+import { computeBackoffDelay } from './backoff.js';
+import { CircuitOpenError, isOperationAbortedError, isResilienceError } from './errors.js';
+import type { CircuitBreakerOptions, ResolvedCircuitBreakerOptions, SlowCallOptions } from './options.js';
+import type { ExecutionContext, Policy, PolicyEnvironment } from './policy.js';
+import { invoke } from './timeout.policy.js';
+import { resolveCircuitBreakerOptions } from './validate.js';
+
+/**
+ * Breaker state. `isolated` is a manual open that never half-opens until {@link CircuitBreakerPolicy.reset}.
+ * @publicApi
+ */
+export type CircuitBreakerState = 'closed' | 'open' | 'half_open' | 'isolated';
+
+/**
+ * A point-in-time view of a breaker, for health checks and metrics (resilience4j-shaped).
+ * @publicApi
+ */
+export interface CircuitBreakerSnapshot {
+  /** The policy key. */
+  readonly key: string;
+  readonly state: CircuitBreakerState;
+  /** Failure share of the calls currently judged (0 when there are none). */
+  readonly failureRate: number;
+  /** Slow-call share of the calls currently judged (0 when slow calls are not judged). */
+  readonly slowCallRate: number;
+  /** Calls currently judged (in the window, or since the breaker last closed for `consecutive`). */
+  readonly bufferedCalls: number;
+  /** Calls refused since the breaker last closed. */
+  readonly notPermittedCalls: number;
+  /** When the breaker last opened (clock ms), while it is not closed. */
+  readonly openedAt?: number;
+  /** How long until a probe is let through, in ms, while open. */
+  readonly retryAfterMs?: number;
+}
+
+/** Why a breaker opened (`detail` of `breaker_opened`). @publicApi */
+export type BreakerOpenReason = 'failure_rate' | 'slow_call_rate' | 'consecutive' | 'probe_failed' | 'isolated';
+
+interface CallStats {
+  calls: number;
+  failures: number;
+  slow: number;
+}
+
+interface OutcomeWindow {
+  record(failure: boolean, slow: boolean, now: number): void;
+  stats(now: number): CallStats;
+  /** The reason to open, judged after each record. */
+  verdict(now: number, slowCall: SlowCallOptions | undefined): BreakerOpenReason | undefined;
+  reset(): void;
+}
+
+function rateVerdict(stats: CallStats, minimum: number, failureRatio: number, slowCall: SlowCallOptions | undefined): BreakerOpenReason | undefined {
+  if (stats.calls === 0 || stats.calls < minimum) return undefined;
+  if (stats.failures / stats.calls >= failureRatio) return 'failure_rate';
+  if (slowCall && stats.slow / stats.calls >= slowCall.rateThreshold) return 'slow_call_rate';
+  return undefined;
+}
+
+class ConsecutiveWindow implements OutcomeWindow {
+  private failuresInRow = 0;
+  private slowInRow = 0;
+  private totals: CallStats = { calls: 0, failures: 0, slow: 0 };
+
+  constructor(private readonly threshold: number) {}
+
+  record(failure: boolean, slow: boolean): void {
+    this.failuresInRow = failure ? this.failuresInRow + 1 : 0;
+    this.slowInRow = slow ? this.slowInRow + 1 : 0;
+    this.totals.calls++;
+    if (failure) this.totals.failures++;
+    if (slow) this.totals.slow++;
+  }
+
+  stats(): CallStats {
+    return { ...this.totals };
+  }
+
+  verdict(_now: number, slowCall: SlowCallOptions | undefined): BreakerOpenReason | undefined {
+    if (this.failuresInRow >= this.threshold) return 'consecutive';
+    if (slowCall && this.slowInRow >= this.threshold) return 'slow_call_rate';
+    return undefined;
+  }
+
+  reset(): void {
+    this.failuresInRow = 0;
+    this.slowInRow = 0;
+    this.totals = { calls: 0, failures: 0, slow: 0 };
+  }
+}
+
+const FAILURE_BIT = 1;
+const SLOW_BIT = 2;
+
+class CountWindow implements OutcomeWindow {
+  private readonly ring: Uint8Array;
+  private next = 0;
+  private totals: CallStats = { calls: 0, failures: 0, slow: 0 };
+
+  constructor(
+    size: number,
+    private readonly minimumCalls: number,
+    private readonly failureRatio: number,
+  ) {
+    this.ring = new Uint8Array(size);
+  }
+
+  record(failure: boolean, slow: boolean): void {
+    if (this.totals.calls === this.ring.length) {
+      const evicted = this.ring[this.next]!;
+      if (evicted & FAILURE_BIT) this.totals.failures--;
+      if (evicted & SLOW_BIT) this.totals.slow--;
+    } else {
+      this.totals.calls++;
+    }
+    this.ring[this.next] = (failure ? FAILURE_BIT : 0) | (slow ? SLOW_BIT : 0);
+    this.next = (this.next + 1) % this.ring.length;
+    if (failure) this.totals.failures++;
+    if (slow) this.totals.slow++;
+  }
+
+  stats(): CallStats {
+    return { ...this.totals };
+  }
+
+  verdict(_now: number, slowCall: SlowCallOptions | undefined): BreakerOpenReason | undefined {
+    return rateVerdict(this.totals, Math.min(this.minimumCalls, this.ring.length), this.failureRatio, slowCall);
+  }
+
+  reset(): void {
+    this.ring.fill(0);
+    this.next = 0;
+    this.totals = { calls: 0, failures: 0, slow: 0 };
+  }
+}
+
+const TIME_BUCKETS = 10;
+
+class TimeWindow implements OutcomeWindow {
+  private readonly bucketMs: number;
+  private readonly buckets: Array<CallStats & { epoch: number }>;
+
+  constructor(
+    window: number,
+    private readonly minimumThroughput: number,
+    private readonly failureRatio: number,
+  ) {
+    this.bucketMs = window / TIME_BUCKETS;
+    this.buckets = Array.from({ length: TIME_BUCKETS }, () => ({ epoch: -Infinity, calls: 0, failures: 0, slow: 0 }));
+  }
+
+  record(failure: boolean, slow: boolean, now: number): void {
+    const epoch = Math.floor(now / this.bucketMs);
+    const bucket = this.buckets[((epoch % TIME_BUCKETS) + TIME_BUCKETS) % TIME_BUCKETS]!;
+    if (bucket.epoch !== epoch) Object.assign(bucket, { epoch, calls: 0, failures: 0, slow: 0 });
+    bucket.calls++;
+    if (failure) bucket.failures++;
+    if (slow) bucket.slow++;
+  }
+
+  stats(now: number): CallStats {
+    const epoch = Math.floor(now / this.bucketMs);
+    const stats = { calls: 0, failures: 0, slow: 0 };
+    for (const bucket of this.buckets) {
+      if (bucket.epoch <= epoch - TIME_BUCKETS) continue;
+      stats.calls += bucket.calls;
+      stats.failures += bucket.failures;
+      stats.slow += bucket.slow;
+    }
+    return stats;
+  }
+
+  verdict(now: number, slowCall: SlowCallOptions | undefined): BreakerOpenReason | undefined {
+    return rateVerdict(this.stats(now), this.minimumThroughput, this.failureRatio, slowCall);
+  }
+
+  reset(): void {
+    for (const bucket of this.buckets) Object.assign(bucket, { epoch: -Infinity, calls: 0, failures: 0, slow: 0 });
+  }
+}
+
+function createWindow(options: ResolvedCircuitBreakerOptions): OutcomeWindow {
+  const { strategy } = options;
+  if (strategy.type === 'consecutive') return new ConsecutiveWindow(strategy.threshold);
+  if (strategy.type === 'count') return new CountWindow(strategy.size, strategy.minimumCalls, strategy.failureRatio);
+  return new TimeWindow(strategy.window, strategy.minimumThroughput, strategy.failureRatio);
+}
+
+interface Permit {
+  readonly generation: number;
+  readonly probe: boolean;
+}
+
+/** Longest `retryAfterMs` told to callers refused while probes run: a probe's answer is expected soon. */
+const HALF_OPEN_RETRY_AFTER_MS = 1000;
+
+/**
+ * A circuit breaker keyed by policy (shared by every caller of the key; get it from the
+ * `PolicyRegistry`). Closed: calls run and outcomes are judged by the strategy. Open: calls fail
+ * with `CircuitOpenError(key, retryAfterMs)` without running. After `breakDuration` the next call
+ * half-opens it (no timer is kept): exactly `halfOpenProbes` concurrent probes run, other callers
+ * fail fast with `retryAfterMs = min(1000, breakDuration)`; all probes succeeding closes it, a failed
+ * (or slow) probe re-opens it, with a longer break when `breakDuration` is a backoff. Outcomes of
+ * calls admitted before a transition are ignored. Caller aborts never count.
+ * @publicApi
+ */
+export class CircuitBreakerPolicy implements Policy {
+  /** The options with defaults filled in. */
+  readonly options: ResolvedCircuitBreakerOptions;
+  private readonly window: OutcomeWindow;
+  private current: CircuitBreakerState = 'closed';
+  private generation = 0;
+  private consecutiveOpens = 0;
+  private breakMs = 0;
+  private openedAt: number | undefined;
+  private openUntil = 0;
+  private probesInFlight = 0;
+  private probeSuccesses = 0;
+  private notPermitted = 0;
+
+  constructor(
+    /** The policy key. */
+    readonly key: string,
+    options: CircuitBreakerOptions,
+    private readonly env: PolicyEnvironment,
+  ) {
+    this.options = resolveCircuitBreakerOptions(options);
+    this.window = createWindow(this.options);
+  }
+
+  /** The current state; an open breaker whose break has elapsed reports (and becomes) `half_open`. */
+  get state(): CircuitBreakerState {
+    this.refresh();
+    return this.current;
+  }
+
+  /** A point-in-time view for health checks and metrics. */
+  snapshot(): CircuitBreakerSnapshot {
+    const state = this.state;
+    const now = this.env.clock.now();
+    const stats = this.window.stats(now);
+    return {
+      key: this.key,
+      state,
+      failureRate: stats.calls === 0 ? 0 : stats.failures / stats.calls,
+      slowCallRate: stats.calls === 0 || !this.options.slowCall ? 0 : stats.slow / stats.calls,
+      bufferedCalls: stats.calls,
+      notPermittedCalls: this.notPermitted,
+      ...(state === 'closed' ? {} : { openedAt: this.openedAt }),
+      ...(state === 'open' ? { retryAfterMs: Math.max(0, this.openUntil - now) } : {}),
+    };
+  }
+
+  /** Opens the breaker by hand until {@link reset} (for incident response or maintenance). */
+  isolate(): void {
+    if (this.current === 'isolated') return;
+    const from = this.current;
+    this.current = 'isolated';
+    this.generation++;
+    this.openedAt = this.env.clock.now();
+    if (this.breakMs === 0) this.breakMs = this.nextBreakMs(1);
+    this.env.events({ event: 'breaker_opened', policy: this.key, from, detail: 'isolated' });
+  }
+
+  /** Closes the breaker and forgets every recorded outcome. */
+  reset(): void {
+    const from = this.current;
+    this.close();
+    if (from !== 'closed') this.env.events({ event: 'breaker_closed', policy: this.key, from });
+  }
+
+  async execute<T>(fn: (context: ExecutionContext) => Promise<T>, context: ExecutionContext): Promise<T> {
+    const permit = this.acquire(context);
+    const started = this.env.clock.now();
+    try {
+      const result = await invoke(fn, context);
+      this.settle(permit, 'success', started);
+      return result;
+    } catch (error) {
+      this.settle(permit, this.judge(error, context), started);
+      throw error;
+    }
+  }
+
+  /** A caller's abort says nothing about the dependency; a deadline or attempt timeout does. */
+  private judge(error: unknown, context: ExecutionContext): 'success' | 'failure' | 'ignored' {
+    if (context.signal.aborted && !isResilienceError(context.signal.reason)) return 'ignored';
+    if (this.options.isFailure(error)) return 'failure';
+    return classifyNonFailure(error);
+  }
+
+  private acquire(context: ExecutionContext): Permit {
+    this.refresh();
+    const now = this.env.clock.now();
+    switch (this.current) {
+      case 'closed':
+        return { generation: this.generation, probe: false };
+      case 'half_open':
+        if (this.probesInFlight + this.probeSuccesses < this.options.halfOpenProbes) {
+          this.probesInFlight++;
+          return { generation: this.generation, probe: true };
+        }
+        throw this.reject(context, Math.max(1, Math.min(HALF_OPEN_RETRY_AFTER_MS, this.breakMs)));
+      case 'open':
+        throw this.reject(context, Math.max(1, this.openUntil - now));
+      case 'isolated':
+        throw this.reject(context, Math.max(1, this.breakMs));
+    }
+  }
+
+  private reject(context: ExecutionContext, retryAfterMs: number): CircuitOpenError {
+    this.notPermitted++;
+    this.env.events({ event: 'breaker_rejected', policy: this.key, attempt: context.attempt, detail: this.current });
+    return new CircuitOpenError(this.key, retryAfterMs);
+  }
+
+  private settle(permit: Permit, outcome: 'success' | 'failure' | 'ignored', started: number): void {
+    if (permit.generation !== this.generation) return;
+    const now = this.env.clock.now();
+    const slow = this.options.slowCall !== undefined && outcome !== 'ignored' && now - started >= this.options.slowCall.duration;
+    if (permit.probe) {
+      this.probesInFlight--;
+      if (outcome === 'ignored') return;
+      if (outcome === 'failure' || slow) return this.open('probe_failed');
+      this.probeSuccesses++;
+      if (this.probeSuccesses >= this.options.halfOpenProbes) {
+        this.close();
+        this.env.events({ event: 'breaker_closed', policy: this.key, from: 'half_open' });
+      }
+      return;
+    }
+    if (this.current !== 'closed' || outcome === 'ignored') return;
+    this.window.record(outcome === 'failure', slow, now);
+    const reason = this.window.verdict(now, this.options.slowCall);
+    if (reason) this.open(reason);
+  }
+
+  private open(reason: BreakerOpenReason): void {
+    const from = this.current;
+    const now = this.env.clock.now();
+    this.consecutiveOpens++;
+    this.breakMs = this.nextBreakMs(this.consecutiveOpens);
+    this.current = 'open';
+    this.generation++;
+    this.openedAt = now;
+    this.openUntil = now + this.breakMs;
+    this.probesInFlight = 0;
+    this.probeSuccesses = 0;
+    this.env.events({ event: 'breaker_opened', policy: this.key, from, detail: reason, delayMs: this.breakMs });
+  }
+
+  private close(): void {
+    this.current = 'closed';
+    this.generation++;
+    this.consecutiveOpens = 0;
+    this.breakMs = 0;
+    this.openedAt = undefined;
+    this.probesInFlight = 0;
+    this.probeSuccesses = 0;
+    this.notPermitted = 0;
+    this.window.reset();
+  }
+
+  /** Moves an open breaker whose break has elapsed to half-open. */
+  private refresh(): void {
+    if (this.current !== 'open' || this.env.clock.now() < this.openUntil) return;
+    this.current = 'half_open';
+    this.generation++;
+    this.probesInFlight = 0;
+    this.probeSuccesses = 0;
+    this.env.events({ event: 'breaker_half_opened', policy: this.key, from: 'open' });
+  }
+
+  private nextBreakMs(consecutiveOpens: number): number {
+    const { breakDuration, maxBreakDuration } = this.options;
+    if (typeof breakDuration === 'number') return breakDuration;
+    const delay = computeBackoffDelay(
+      breakDuration,
+      { attempt: consecutiveOpens, error: undefined, previousDelay: this.breakMs, random: this.env.random },
+      maxBreakDuration,
+    );
+    return Math.max(1, delay);
+  }
+}
+
+/** A non-failure error: a caller's `AbortError` is ignored, anything else (a 4xx) means the dependency answered. */
+function classifyNonFailure(error: unknown): 'success' | 'ignored' {
+  if (isOperationAbortedError(error)) return 'ignored';
+  return typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'AbortError' ? 'ignored' : 'success';
+}

@@ -1,0 +1,190 @@
+import { abortErrorOf } from './classify.js';
+import { CircuitBreakerPolicy } from './circuit-breaker.policy.js';
+import { FallbackPolicy } from './fallback.policy.js';
+import type {
+  BulkheadOptions,
+  CircuitBreakerOptions,
+  FallbackOptions,
+  ResolvedBulkheadOptions,
+  ResolvedCircuitBreakerOptions,
+  ResolvedFallbackOptions,
+  ResolvedRetryOptions,
+  RetryOptions,
+  TimeoutOptions,
+} from './options.js';
+import type { ExecutionContext, PolicyEnvironment } from './policy.js';
+import type { PolicyRegistry } from './policy-registry.js';
+import { RetryPolicy, type RetryHooks } from './retry.policy.js';
+import { invoke, TimeoutPolicy } from './timeout.policy.js';
+import {
+  resolveBulkheadOptions,
+  resolveCircuitBreakerOptions,
+  resolveFallbackOptions,
+  resolveRetryOptions,
+  validatePipelineSpec,
+} from './validate.js';
+
+/**
+ * What a pipeline is made of: the policy key and the options of each part that is present.
+ * Field order does not matter: the stages always run in the canonical order.
+ * @publicApi
+ */
+export interface PipelineSpec {
+  /** Policy key: keys the breaker, bulkhead and retry budget shared by all its callers. */
+  readonly key: string;
+  readonly fallback?: FallbackOptions;
+  readonly bulkhead?: BulkheadOptions;
+  readonly timeout?: TimeoutOptions;
+  readonly retry?: RetryOptions;
+  readonly circuitBreaker?: CircuitBreakerOptions;
+}
+
+/**
+ * One stage of a pipeline with its resolved options (defaults filled in).
+ * @publicApi
+ */
+export type PipelineStage =
+  | { readonly kind: 'fallback'; readonly options: ResolvedFallbackOptions }
+  | { readonly kind: 'bulkhead'; readonly options: ResolvedBulkheadOptions }
+  | { readonly kind: 'total-timeout'; readonly options: { readonly total: number } }
+  | { readonly kind: 'retry'; readonly options: ResolvedRetryOptions }
+  | { readonly kind: 'circuit-breaker'; readonly options: ResolvedCircuitBreakerOptions }
+  | { readonly kind: 'attempt-timeout'; readonly options: { readonly attempt: number } };
+
+/** The kind of a {@link PipelineStage}. @publicApi */
+export type PipelineStageKind = PipelineStage['kind'];
+
+/**
+ * The canonical order of the stages, outer → inner (DESIGN §3).
+ * @publicApi
+ */
+export const PIPELINE_ORDER: readonly PipelineStageKind[] = Object.freeze([
+  'fallback',
+  'bulkhead',
+  'total-timeout',
+  'retry',
+  'circuit-breaker',
+  'attempt-timeout',
+]);
+
+/**
+ * Per-call options of {@link Pipeline.execute}.
+ * @publicApi
+ */
+export interface PipelineExecuteOptions {
+  /** The caller's signal (client disconnect, parent operation): aborting it stops the work and every retry. */
+  readonly signal?: AbortSignal;
+  /** Returns `true` once the result may no longer be retried (response started). */
+  readonly isCommitted?: () => boolean;
+  /** An absolute deadline on the policy clock (an inbound deadline header): it is enforced even without a total timeout. */
+  readonly deadline?: number;
+}
+
+/**
+ * A ready-to-run composition of policies for one key.
+ * @publicApi
+ */
+export interface Pipeline {
+  /** The policy key. */
+  readonly key: string;
+  /** The stages, outer → inner. */
+  readonly stages: readonly PipelineStage[];
+  /** Runs `fn` through every stage. */
+  execute<T>(fn: (context: ExecutionContext) => Promise<T>, options?: PipelineExecuteOptions): Promise<T>;
+}
+
+/**
+ * The stages `spec` produces, outer → inner, with resolved options. Pure: it builds no policy and
+ * touches no registry (for tests, start-up logs and a debug endpoint).
+ * @publicApi
+ */
+export function describePipeline(spec: PipelineSpec): PipelineStage[] {
+  const stages: PipelineStage[] = [];
+  if (spec.fallback) stages.push({ kind: 'fallback', options: resolveFallbackOptions(spec.fallback) });
+  if (spec.bulkhead) stages.push({ kind: 'bulkhead', options: resolveBulkheadOptions(spec.bulkhead) });
+  if (spec.timeout?.total !== undefined) stages.push({ kind: 'total-timeout', options: { total: spec.timeout.total } });
+  if (spec.retry) stages.push({ kind: 'retry', options: resolveRetryOptions(spec.retry) });
+  if (spec.circuitBreaker) stages.push({ kind: 'circuit-breaker', options: resolveCircuitBreakerOptions(spec.circuitBreaker) });
+  if (spec.timeout?.attempt !== undefined) stages.push({ kind: 'attempt-timeout', options: { attempt: spec.timeout.attempt } });
+  return stages;
+}
+
+type Runner = (next: (context: ExecutionContext) => Promise<unknown>, context: ExecutionContext, hooks: RetryHooks) => Promise<unknown>;
+
+/** A caller signal for calls that have none: it never aborts, and every listener put on it is removed. */
+const NEVER_ABORTED = new AbortController().signal;
+
+function runnerFor(stage: PipelineStage, key: string, env: PolicyEnvironment, registry: PolicyRegistry, spec: PipelineSpec): Runner {
+  switch (stage.kind) {
+    case 'fallback': {
+      const policy = new FallbackPolicy(stage.options, env);
+      return (next, context) => policy.execute(next, context);
+    }
+    case 'bulkhead': {
+      const policy = registry.bulkhead(key, spec.bulkhead);
+      return (next, context) => policy.execute(next, context);
+    }
+    case 'total-timeout': {
+      const policy = new TimeoutPolicy('total', stage.options.total, env);
+      return (next, context) => policy.execute(next, context);
+    }
+    case 'retry': {
+      const budget = stage.options.budget === false ? undefined : registry.retryBudget(key, stage.options.budget);
+      const policy = new RetryPolicy(stage.options, env, budget);
+      return (next, context, hooks) => policy.execute(next, context, hooks);
+    }
+    case 'circuit-breaker': {
+      const policy: CircuitBreakerPolicy = registry.circuitBreaker(key, spec.circuitBreaker);
+      return (next, context) => policy.execute(next, context);
+    }
+    case 'attempt-timeout': {
+      const policy = new TimeoutPolicy('attempt', stage.options.attempt, env);
+      return (next, context) => policy.execute(next, context);
+    }
+  }
+}
+
+/**
+ * Builds the pipeline of `spec` in the canonical order (fallback → bulkhead → total timeout →
+ * retry (+ budget) → circuit breaker → attempt timeout → fn). Breaker, bulkhead and budget come
+ * from `registry`, so every pipeline with the same key shares them. The operation's deadline is
+ * fixed when `execute` is called (`min(options.deadline, now + total)`), so time spent queued in the
+ * bulkhead counts against it. Validates `spec` first.
+ * @throws ResilienceConfigError when `spec` can never work.
+ * @publicApi
+ */
+export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, registry: PolicyRegistry): Pipeline {
+  validatePipelineSpec(spec, `policy "${spec.key}"`);
+  const { key } = spec;
+  const stages = describePipeline(spec);
+  const runners = stages.map((stage) => runnerFor(stage, key, env, registry, spec));
+  const total = spec.timeout?.total;
+  // A caller deadline needs enforcing even when the spec has no total timeout: a deadline-only guard
+  // takes the total timeout's place for such calls.
+  const guardIndex = stages.findIndex((stage) => PIPELINE_ORDER.indexOf(stage.kind) > PIPELINE_ORDER.indexOf('total-timeout'));
+  const deadlineGuard = new TimeoutPolicy('total', Infinity, env);
+  const guardedRunners =
+    total !== undefined
+      ? runners
+      : [
+          ...runners.slice(0, guardIndex === -1 ? runners.length : guardIndex),
+          ((next, context) => deadlineGuard.execute(next, context)) satisfies Runner,
+          ...runners.slice(guardIndex === -1 ? runners.length : guardIndex),
+        ];
+
+  return {
+    key,
+    stages,
+    execute<T>(fn: (context: ExecutionContext) => Promise<T>, options: PipelineExecuteOptions = {}): Promise<T> {
+      const signal = options.signal ?? NEVER_ABORTED;
+      if (signal.aborted) return Promise.reject(abortErrorOf(signal));
+      const now = env.clock.now();
+      const deadline = Math.min(options.deadline ?? Infinity, total === undefined ? Infinity : now + total);
+      const chain = Number.isFinite(options.deadline ?? Infinity) ? guardedRunners : runners;
+      const hooks: RetryHooks = { isCommitted: options.isCommitted };
+      const run = (index: number, context: ExecutionContext): Promise<unknown> =>
+        index === chain.length ? invoke(fn, context) : chain[index]!((inner) => run(index + 1, inner), context, hooks);
+      return run(0, { signal, deadline, attempt: 1, policy: key }) as Promise<T>;
+    },
+  };
+}

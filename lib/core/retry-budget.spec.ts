@@ -1,0 +1,68 @@
+import { describe, expect, it } from 'vitest';
+import { EventRecorder, FakeClock, seededRandom } from '../testing/index.js';
+import type { PolicyEnvironment } from './policy.js';
+import { PolicyRegistry } from './policy-registry.js';
+import { createPipeline } from './pipeline.js';
+import { RetryBudget } from './retry-budget.js';
+import { UpstreamHttpError } from './upstream-http.error.js';
+
+describe('RetryBudget', () => {
+  it('allows ratio × calls + floor retries in the window, then refuses', () => {
+    const clock = new FakeClock();
+    const budget = new RetryBudget({ ratio: 0.2, window: 10_000, minRetriesPerSecond: 1 }, clock);
+    for (let i = 0; i < 50; i++) budget.recordCall();
+    // 0.2 × 50 + 1 × 10 = 20 retries.
+    let granted = 0;
+    while (budget.tryAcquireRetry()) granted++;
+    expect(granted).toBe(20);
+    expect(budget.totals()).toEqual({ calls: 50, retries: 20 });
+  });
+
+  it('forgets calls and retries once they leave the sliding window', async () => {
+    const clock = new FakeClock();
+    const budget = new RetryBudget({ ratio: 0, window: 10_000, minRetriesPerSecond: 0.2 }, clock);
+    expect(budget.tryAcquireRetry()).toBe(true);
+    expect(budget.tryAcquireRetry()).toBe(true);
+    expect(budget.tryAcquireRetry()).toBe(false);
+    await clock.advance(9_000);
+    expect(budget.tryAcquireRetry()).toBe(false);
+    await clock.advance(1_000);
+    expect(budget.totals().retries).toBe(0);
+    expect(budget.tryAcquireRetry()).toBe(true);
+  });
+});
+
+describe('retry storm under a fully failing dependency', () => {
+  it('keeps total calls within 1.2 × offered load + floor × seconds', async () => {
+    const clock = new FakeClock();
+    const recorder = new EventRecorder();
+    const env: PolicyEnvironment = { clock, random: seededRandom(42), events: recorder.sink };
+    const pipeline = createPipeline({ key: 'storm', retry: { maxAttempts: 3 } }, env, new PolicyRegistry(env));
+    let dependencyCalls = 0;
+    const failing = async () => {
+      dependencyCalls++;
+      throw new UpstreamHttpError(503);
+    };
+    const seconds = 60;
+    const perSecond = 50;
+    const offered = seconds * perSecond;
+    const outcomes: Array<Promise<unknown>> = [];
+    for (let i = 0; i < offered; i++) {
+      outcomes.push(pipeline.execute(failing).catch((error: unknown) => error));
+      await clock.advance(1000 / perSecond);
+    }
+    await clock.runAll();
+    await Promise.all(outcomes);
+
+    const floor = 10;
+    // Retries of the last calls spill a few hundred ms past the 60 s of offered load: count that second too.
+    const trafficSeconds = Math.ceil(clock.now() / 1000);
+    expect(trafficSeconds).toBe(seconds + 1);
+    expect(dependencyCalls).toBeLessThanOrEqual(1.2 * offered + floor * trafficSeconds);
+    // Without the budget, every call would have made 3 attempts.
+    expect(dependencyCalls).toBeLessThan(3 * offered * 0.5);
+    expect(recorder.named('budget_exhausted').length).toBeGreaterThan(offered / 2);
+    // The budget still lets a meaningful share of retries through.
+    expect(recorder.named('retry').length).toBeGreaterThan(0.2 * offered);
+  });
+});
