@@ -113,8 +113,12 @@ export interface IdempotencyStore {
     claim: IdempotencyClaim,
     work: (transaction: unknown, lease: IdempotencyLease) => Promise<TransactionalOutcome<T>>,
   ): Promise<TransactionalResult<T>>;
-  /** Deletes expired records in batches of `batchSize`; returns how many were deleted. */
-  purgeExpired(options?: { batchSize?: number }): Promise<number>;
+  /**
+   * Deletes expired records in batches of `batchSize`; returns how many were deleted. `exclusive`:
+   * skip when another instance is purging the same database (PostgreSQL advisory lock); stores
+   * without a shared database ignore it.
+   */
+  purgeExpired(options?: { batchSize?: number; exclusive?: boolean }): Promise<number>;
   /** One cheap round trip, for health checks. Throws when the store is unreachable. */
   ping(): Promise<void>;
 }

@@ -1,0 +1,145 @@
+import { randomUUID } from 'node:crypto';
+import type { OnApplicationShutdown } from '@nestjs/common';
+import { systemClock, type Clock } from '../core/clock.js';
+import type {
+  IdempotencyClaim,
+  IdempotencyClaimResult,
+  IdempotencyLease,
+  IdempotencyStore,
+  StoredResponse,
+} from './idempotency-store.interface.js';
+import { recordIdOf } from './record-id.js';
+
+/**
+ * Options of {@link InMemoryIdempotencyStore}.
+ * @publicApi
+ */
+export interface InMemoryIdempotencyStoreOptions {
+  /** Source of time for leases and retention (swap in `FakeClock` in tests). @default systemClock */
+  clock?: Clock;
+}
+
+interface MemoryRecord {
+  fingerprint: string;
+  status: 'in_progress' | 'completed';
+  owner: string | null;
+  fence: number;
+  lockedUntil: number;
+  expiresAt: number;
+  response: StoredResponse | null;
+}
+
+/** Expired records are swept on a claim at most this often, so the map cannot grow without bound. */
+const SWEEP_EVERY_MS = 60_000;
+
+/**
+ * Idempotency records in a `Map` of this process: the default store, for tests and single-instance
+ * apps. Records do not survive a restart and are not shared between instances; use
+ * `TypeOrmIdempotencyStore` from `nest-resilience/typeorm` when several instances serve one API.
+ * Follows the same state machine as the SQL store; every operation is synchronous inside, so it is
+ * atomic. Has no transactions, hence no `runInTransaction`.
+ * @example
+ * ResilienceModule.forRoot({ idempotency: { store: new InMemoryIdempotencyStore() } });
+ * @publicApi
+ */
+export class InMemoryIdempotencyStore implements IdempotencyStore, OnApplicationShutdown {
+  private readonly clock: Clock;
+  private readonly records = new Map<string, MemoryRecord>();
+  private lastSweep: number;
+
+  constructor(options: InMemoryIdempotencyStoreOptions = {}) {
+    this.clock = options.clock ?? systemClock;
+    this.lastSweep = this.clock.now();
+  }
+
+  /** Number of records held (live or expired but not yet swept); for tests and metrics. */
+  get size(): number {
+    return this.records.size;
+  }
+
+  async claim(claim: IdempotencyClaim): Promise<IdempotencyClaimResult> {
+    const now = this.clock.now();
+    this.sweepIfDue(now);
+    const recordId = recordIdOf(claim.namespace, claim.scope, claim.key);
+    const existing = this.records.get(recordId);
+    if (!existing) return this.acquire(recordId, claim, now, 1, false);
+    const sameRequest = existing.fingerprint === claim.fingerprint;
+    if (existing.status === 'completed') {
+      if (existing.expiresAt <= now) return this.acquire(recordId, claim, now, existing.fence + 1, false);
+      return { state: 'completed', sameRequest, response: existing.response! };
+    }
+    if (existing.lockedUntil <= now && sameRequest) return this.acquire(recordId, claim, now, existing.fence + 1, true);
+    return { state: 'in_progress', sameRequest, retryAfterMs: Math.max(0, existing.lockedUntil - now) };
+  }
+
+  async heartbeat(lease: IdempotencyLease, leaseMs: number): Promise<boolean> {
+    const record = this.ownedRecord(lease);
+    if (!record) return false;
+    record.lockedUntil = this.clock.now() + leaseMs;
+    return true;
+  }
+
+  async complete(lease: IdempotencyLease, response: StoredResponse, ttlMs: number): Promise<boolean> {
+    const record = this.ownedRecord(lease);
+    if (!record) return false;
+    record.status = 'completed';
+    record.owner = null;
+    record.lockedUntil = 0;
+    record.expiresAt = this.clock.now() + ttlMs;
+    record.response = { ...response, headers: { ...response.headers } };
+    return true;
+  }
+
+  async release(lease: IdempotencyLease): Promise<boolean> {
+    if (!this.ownedRecord(lease)) return false;
+    this.records.delete(lease.recordId);
+    return true;
+  }
+
+  async purgeExpired(): Promise<number> {
+    return this.sweep(this.clock.now());
+  }
+
+  async ping(): Promise<void> {}
+
+  /** Drops every record (the process is going away; nothing here is durable). */
+  onApplicationShutdown(): void {
+    this.records.clear();
+  }
+
+  private acquire(recordId: string, claim: IdempotencyClaim, now: number, fence: number, takeover: boolean): IdempotencyClaimResult {
+    const owner = randomUUID();
+    this.records.set(recordId, {
+      fingerprint: claim.fingerprint,
+      status: 'in_progress',
+      owner,
+      fence,
+      lockedUntil: now + claim.leaseMs,
+      expiresAt: now + claim.ttlMs,
+      response: null,
+    });
+    return { state: 'acquired', lease: { recordId, owner, fence }, takeover };
+  }
+
+  /** The record if `lease` still owns it: the in-memory compare-and-set. */
+  private ownedRecord(lease: IdempotencyLease): MemoryRecord | undefined {
+    const record = this.records.get(lease.recordId);
+    return record?.status === 'in_progress' && record.owner === lease.owner ? record : undefined;
+  }
+
+  private sweepIfDue(now: number): void {
+    if (now - this.lastSweep >= SWEEP_EVERY_MS) this.sweep(now);
+  }
+
+  private sweep(now: number): number {
+    this.lastSweep = now;
+    let deleted = 0;
+    for (const [recordId, record] of this.records) {
+      if (record.expiresAt <= now && (record.status === 'completed' || record.lockedUntil <= now)) {
+        this.records.delete(recordId);
+        deleted++;
+      }
+    }
+    return deleted;
+  }
+}
