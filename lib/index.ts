@@ -1,5 +1,28 @@
 // Root entry point. Never import typeorm or @nestjs/terminus from here (optional peers):
 // those live behind the `nest-resilience/typeorm` and `nest-resilience/health` subpaths.
 export * from './core/index.js';
-export * from './observability/resilience-events.js';
+export * from './observability/index.js';
 export * from './idempotency/idempotency-store.interface.js';
+export * from './idempotency/index.js';
+
+// Nest adapter: module, decorators, interceptor, services, request context, outbound helpers.
+export { ResilienceModule } from './resilience.module.js';
+export { RESILIENCE_MODULE_OPTIONS } from './resilience.module-definition.js';
+export { RESILIENCE_POLICY_ENVIRONMENT, RESOLVED_RESILIENCE_OPTIONS } from './resilience.constants.js';
+export * from './interfaces/index.js';
+export * from './decorators/index.js';
+export { ResilienceInterceptor } from './interceptors/resilience.interceptor.js';
+export { CircuitBreakerService, UnknownCircuitBreakerError } from './circuit-breaker.service.js';
+export { ResilienceService } from './resilience.service.js';
+export { Resilience, currentSignal, getRequestInfo, type ResilienceCurrent } from './context/resilience-context.js';
+export { REQUEST_ID_HEADER, REQUEST_TIMEOUT_HEADER, resilientFetch, withDeadline } from './fetch/with-deadline.js';
+export {
+  DEFAULT_PROBLEM_TYPE_BASE,
+  PROBLEM_JSON_CONTENT_TYPE,
+  ProblemDetailsException,
+  applyProblemHeaders,
+  isProblemDetailsException,
+  type ProblemDetails,
+  type ProblemDetailsInit,
+} from './http/problem-details.js';
+export { DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_MAX_POLICY_KEYS, DEFAULT_TOTAL_TIMEOUT_MS } from './resilience-options.resolver.js';

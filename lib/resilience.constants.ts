@@ -19,3 +19,9 @@ export const FALLBACK_METADATA = 'nest-resilience:fallback';
 export const USE_POLICY_METADATA = 'nest-resilience:use-policy';
 /** Metadata key written by `@Idempotent()`. @internal */
 export const IDEMPOTENT_METADATA = 'nest-resilience:idempotent';
+
+/**
+ * Injection token of the core `PolicyEnvironment` (clock, random, event sink) every pipeline uses.
+ * @publicApi
+ */
+export const RESILIENCE_POLICY_ENVIRONMENT = Symbol('RESILIENCE_POLICY_ENVIRONMENT');

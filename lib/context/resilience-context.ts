@@ -1,0 +1,147 @@
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Clock } from '../core/clock.js';
+import { systemClock } from '../core/clock.js';
+
+/**
+ * What the library stores for the work being run: set by the interceptor around every attempt of
+ * a decorated route, and by wrapped provider methods around every attempt of theirs.
+ * @internal
+ */
+export interface ResilienceContextStore {
+  /** Aborted when this attempt should stop (attempt timeout, deadline, client disconnect). */
+  readonly signal: AbortSignal;
+  /** Absolute deadline on `clock` (ms), `Infinity` when there is none. */
+  readonly deadline: number;
+  /** 1-based attempt number (0 outside any attempt, while the request waits between attempts). */
+  readonly attempt: number;
+  /** Policy key (named policy or `Class.method`). */
+  readonly policy: string;
+  /** Request id of the HTTP request being served, when known. */
+  readonly requestId?: string;
+  /** `METHOD /route` of the HTTP request being served, when known. */
+  readonly route?: string;
+  /** Clock the deadline is measured on. */
+  readonly clock: Clock;
+  /** Cleanups run when this attempt settles (listeners added by `withDeadline()`, …). */
+  readonly cleanups?: Set<() => void>;
+  /**
+   * The application (its pipelines) serving this request, so wrapped provider methods use the
+   * state of the right application when several run in one process (tests).
+   */
+  readonly owner?: object;
+}
+
+/**
+ * What {@link Resilience.current} returns: the signal, deadline and attempt of the work running now.
+ * @publicApi
+ */
+export interface ResilienceCurrent {
+  /** Aborted when the current attempt should stop; pass it to `fetch`, DB drivers, timers. */
+  readonly signal: AbortSignal;
+  /** Absolute deadline (ms on the module clock), `Infinity` when there is none. */
+  readonly deadline: number;
+  /** 1-based attempt number of the current attempt. */
+  readonly attempt: number;
+  /** Policy key (named policy or `Class.method`). */
+  readonly policy: string;
+  /** Request id of the HTTP request being served, when known. */
+  readonly requestId?: string;
+  /** `METHOD /route` of the HTTP request being served, when known. */
+  readonly route?: string;
+  /** Milliseconds left until `deadline` (never negative; `Infinity` when there is no deadline). */
+  remaining(): number;
+}
+
+const storage = new AsyncLocalStorage<ResilienceContextStore>();
+
+/**
+ * Runs `fn` with `context` as the current resilience context (visible to `currentSignal()`,
+ * `Resilience.current()`, `@AttemptSignal()` and `withDeadline()`).
+ * @internal
+ */
+export function runWithResilienceContext<T>(context: ResilienceContextStore, fn: () => T): T {
+  return storage.run(context, fn);
+}
+
+/** @internal the raw store of the current context. */
+export function currentResilienceStore(): ResilienceContextStore | undefined {
+  return storage.getStore();
+}
+
+/**
+ * The `AbortSignal` of the attempt running now, or `undefined` outside a decorated route or method.
+ * Pass it to everything that can be cancelled.
+ * @example
+ * const rows = await db.query(sql, { signal: currentSignal() });
+ * @publicApi
+ */
+export function currentSignal(): AbortSignal | undefined {
+  return storage.getStore()?.signal;
+}
+
+/**
+ * Registers `cleanup` to run when the current attempt settles. Returns false (and does nothing)
+ * outside an attempt.
+ * @internal
+ */
+export function onAttemptSettled(cleanup: () => void): boolean {
+  const cleanups = storage.getStore()?.cleanups;
+  if (!cleanups) return false;
+  cleanups.add(cleanup);
+  return true;
+}
+
+/**
+ * Runs and forgets every cleanup of `store`. Never throws.
+ * @internal
+ */
+export function runAttemptCleanups(store: ResilienceContextStore): void {
+  if (!store.cleanups) return;
+  for (const cleanup of store.cleanups) {
+    try {
+      cleanup();
+    } catch {
+      // a cleanup must not turn a finished attempt into a failure
+    }
+  }
+  store.cleanups.clear();
+}
+
+/**
+ * Request id and route of the request being served (from the current resilience context), for
+ * logs and events.
+ * @publicApi
+ */
+export function getRequestInfo(): { requestId?: string; route?: string } | undefined {
+  const store = storage.getStore();
+  if (!store || (store.requestId === undefined && store.route === undefined)) return undefined;
+  return { requestId: store.requestId, route: store.route };
+}
+
+/**
+ * Read access to the resilience context of the code running now.
+ * @publicApi
+ */
+export const Resilience = {
+  /**
+   * The signal, deadline and attempt of the work running now, or `undefined` outside a decorated
+   * route or method.
+   * @example
+   * const ctx = Resilience.current();
+   * if (ctx && ctx.remaining() < 500) return cachedAnswer;
+   */
+  current(): ResilienceCurrent | undefined {
+    const store = storage.getStore();
+    if (!store) return undefined;
+    const clock = store.clock ?? systemClock;
+    return {
+      signal: store.signal,
+      deadline: store.deadline,
+      attempt: store.attempt,
+      policy: store.policy,
+      requestId: store.requestId,
+      route: store.route,
+      remaining: () => (Number.isFinite(store.deadline) ? Math.max(0, store.deadline - clock.now()) : Infinity),
+    };
+  },
+};

@@ -1,0 +1,30 @@
+import { SetMetadata } from '@nestjs/common';
+import type { TimeoutOptions } from '../core/options.js';
+import { TIMEOUT_METADATA } from '../resilience.constants.js';
+
+/**
+ * Bounds the route or provider method in time and cancels its work through an `AbortSignal`.
+ *
+ * - `@Timeout({ total, attempt })`: `total` is the deadline of the whole call (queue wait and every
+ *   retry included, never retried); `attempt` bounds each attempt (retried like a transient error).
+ * - `@Timeout(ms)` is shorthand: `{ attempt: ms }` when the target also retries (`@Retryable()`
+ *   or a named policy with `retry`), `{ total: ms }` otherwise.
+ *
+ * At expiry the response goes out (503 problem+json `code: "timeout"` by default, see
+ * `forRoot({ timeout: { status } })`) even if the handler ignores the signal. Every decorated route
+ * or method gets a 30 s total and a 10 s attempt timeout unless told otherwise (the attempt timeout
+ * is capped at the total). Works on methods and classes; the method wins.
+ * Careful: `@nestjs/schedule` also exports a `Timeout`; alias one of them on import.
+ * @example
+ * @Get(':id')
+ * @Timeout(2_000)
+ * find(@Param('id') id: string, @AttemptSignal() signal: AbortSignal) { ... }
+ * @example
+ * @Retryable()
+ * @Timeout({ total: 5_000, attempt: 1_500 })
+ * list() { ... }
+ * @publicApi
+ */
+export function Timeout(msOrOptions: number | TimeoutOptions): MethodDecorator & ClassDecorator {
+  return SetMetadata(TIMEOUT_METADATA, typeof msOrOptions === 'number' ? msOrOptions : { ...msOrOptions });
+}

@@ -1,0 +1,44 @@
+import { EventEmitter } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import { httpRequestInfo, onClientDisconnect, rawResponseOf } from './request-info.js';
+
+describe('httpRequestInfo', () => {
+  it('reads an Express request: route template, pino-http id', () => {
+    const req = { method: 'get', url: '/reports/7?x=1', originalUrl: '/reports/7?x=1', baseUrl: '', route: { path: '/reports/:id' }, id: 12, headers: {} };
+    expect(httpRequestInfo(req)).toEqual({ method: 'GET', route: 'GET /reports/:id', requestId: '12', platform: 'express' });
+  });
+
+  it('falls back to the x-request-id header and the path without query', () => {
+    const req = { method: 'POST', url: '/jobs?dry=1', headers: { 'x-request-id': 'abc' } };
+    expect(httpRequestInfo(req)).toEqual({ method: 'POST', route: 'POST /jobs', requestId: 'abc', platform: 'express' });
+  });
+
+  it('reads a Fastify request through its raw request and route options', () => {
+    const raw = { method: 'DELETE', url: '/items/3', headers: { 'x-request-id': 'from-header' } };
+    const req = { raw, id: 'req-1', routeOptions: { url: '/items/:id' } };
+    expect(httpRequestInfo(req)).toEqual({ method: 'DELETE', route: 'DELETE /items/:id', requestId: 'from-header', platform: 'fastify' });
+  });
+});
+
+describe('onClientDisconnect', () => {
+  it('fires when the response closes before it finished, and not after removal or a finished response', () => {
+    const early = Object.assign(new EventEmitter(), { writableFinished: false, setHeader: () => undefined });
+    let calls = 0;
+    onClientDisconnect(early, () => calls++);
+    early.emit('close');
+    expect(calls).toBe(1);
+
+    const finished = Object.assign(new EventEmitter(), { writableFinished: true, setHeader: () => undefined });
+    onClientDisconnect({ raw: finished }, () => calls++);
+    finished.emit('close');
+    expect(calls).toBe(1);
+
+    const removed = Object.assign(new EventEmitter(), { writableFinished: false, setHeader: () => undefined });
+    const stop = onClientDisconnect(removed, () => calls++);
+    stop();
+    removed.emit('close');
+    expect(calls).toBe(1);
+    expect(removed.listenerCount('close')).toBe(0);
+    expect(rawResponseOf({ raw: finished })).toBe(finished);
+  });
+});

@@ -1,0 +1,95 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/**
+ * What the library reads from an HTTP request, the same way on Express and Fastify.
+ * @internal
+ */
+export interface HttpRequestInfo {
+  /** Upper-case method, e.g. `GET`. */
+  readonly method: string;
+  /** `METHOD /route/pattern` (the route template when the platform knows it, else the path). */
+  readonly route: string;
+  /** pino-http's `req.id`, else the `x-request-id` header, else Fastify's request id. */
+  readonly requestId?: string;
+  /** Which platform served the request. */
+  readonly platform: 'express' | 'fastify';
+}
+
+type AnyRequest = Record<string, any>;
+
+/** @internal whether `request` is a Fastify request (it wraps the Node request in `raw`). */
+export function isFastifyRequest(request: unknown): boolean {
+  const candidate = request as AnyRequest | undefined;
+  return !!candidate && typeof candidate.raw === 'object' && candidate.raw !== null && 'routeOptions' in candidate;
+}
+
+/** @internal the Node `IncomingMessage` behind an Express or Fastify request. */
+export function rawRequestOf(request: unknown): IncomingMessage {
+  const candidate = request as AnyRequest;
+  return (isFastifyRequest(candidate) ? candidate.raw : candidate) as IncomingMessage;
+}
+
+/** @internal the Node `ServerResponse` behind an Express response or a Fastify reply. */
+export function rawResponseOf(response: unknown): ServerResponse {
+  const candidate = response as AnyRequest;
+  return (candidate?.raw && typeof candidate.raw.setHeader === 'function' ? candidate.raw : candidate) as ServerResponse;
+}
+
+/** @internal the request id: pino-http's `req.id`, the `x-request-id` header, then Fastify's id. */
+export function requestIdOf(request: unknown): string | undefined {
+  const candidate = request as AnyRequest;
+  const raw = rawRequestOf(candidate) as AnyRequest;
+  const fromLogger = raw?.id;
+  if (typeof fromLogger === 'string' || typeof fromLogger === 'number') return String(fromLogger);
+  const header = raw?.headers?.['x-request-id'];
+  if (typeof header === 'string' && header.length > 0) return header;
+  if (Array.isArray(header) && header.length > 0) return header[0];
+  const fastifyId = candidate?.id;
+  if (typeof fastifyId === 'string' || typeof fastifyId === 'number') return String(fastifyId);
+  return undefined;
+}
+
+/** @internal the route template (`/reports/:id`), or the path without query when unknown. */
+export function routePathOf(request: unknown): string {
+  const candidate = request as AnyRequest;
+  if (isFastifyRequest(candidate)) {
+    const url = candidate.routeOptions?.url;
+    if (typeof url === 'string') return url;
+  } else {
+    const path = candidate?.route?.path;
+    if (typeof path === 'string') return `${candidate.baseUrl ?? ''}${path}`;
+  }
+  const url: string = candidate?.originalUrl ?? rawRequestOf(candidate)?.url ?? '/';
+  const query = url.indexOf('?');
+  return query === -1 ? url : url.slice(0, query);
+}
+
+/**
+ * Method, route, request id and platform of an Express or Fastify request.
+ * @internal
+ */
+export function httpRequestInfo(request: unknown): HttpRequestInfo {
+  const raw = rawRequestOf(request);
+  const method = (raw?.method ?? 'GET').toUpperCase();
+  return {
+    method,
+    route: `${method} ${routePathOf(request)}`,
+    requestId: requestIdOf(request),
+    platform: isFastifyRequest(request) ? 'fastify' : 'express',
+  };
+}
+
+/**
+ * Calls `onClose` once when the client goes away before the response finished (the socket closed
+ * early). Returns a function that removes the listener; call it when the work is done.
+ * @internal
+ */
+export function onClientDisconnect(response: unknown, onClose: () => void): () => void {
+  const raw = rawResponseOf(response);
+  if (!raw || typeof raw.once !== 'function') return () => undefined;
+  const listener = () => {
+    if (!raw.writableFinished) onClose();
+  };
+  raw.once('close', listener);
+  return () => raw.removeListener('close', listener);
+}

@@ -1,0 +1,1 @@
+export * from './resilience-module-options.interface.js';

@@ -1,0 +1,229 @@
+import type { Type } from '@nestjs/common';
+import type { Clock } from '../core/clock.js';
+import type {
+  BulkheadOptions,
+  CircuitBreakerOptions,
+  FallbackOptions,
+  RetryOptions,
+  TimeoutOptions,
+} from '../core/options.js';
+import type { Random } from '../core/random.js';
+import type { IdempotencyModuleOptions } from '../idempotency/idempotency-options.interface.js';
+import type { ResilienceObservabilityOptions } from '../observability/observability-options.interface.js';
+
+/**
+ * HTTP status answered when a deadline or attempt timeout ends a request.
+ * @publicApi
+ */
+export type TimeoutStatus = 503 | 504 | 408;
+
+/**
+ * What a circuit breaker `key` function is given to compute the key of one call.
+ * @publicApi
+ */
+export interface PolicyKeyContext {
+  /** Name of the class that declares the route or method. */
+  readonly className: string;
+  /** Name of the route handler or provider method. */
+  readonly methodName: string;
+  /** Arguments of the call (for routes: the Nest handler arguments `[req, res, next]`). */
+  readonly args: readonly unknown[];
+  /** The HTTP request, for routes. */
+  readonly request?: unknown;
+}
+
+/**
+ * Options of `@Retryable()`: the core {@link RetryOptions} plus the HTTP opt-in.
+ * @publicApi
+ */
+export interface RetryableOptions extends RetryOptions {
+  /**
+   * Allows `@Retryable()` on a POST or PATCH route that is not `@Idempotent()`. Only set it when
+   * running the handler twice is harmless.
+   * @default false
+   */
+  readonly allowNonIdempotentMethod?: boolean;
+  /** Named policy (from `forRoot({ policies })`) to start from. */
+  readonly policy?: string;
+}
+
+/**
+ * Options of `@Timeout()`, in ms. Omitted fields fall back to the class, the named policy, the
+ * module options, then the defaults (total 30 s, attempt 10 s, attempt capped at total).
+ * @publicApi
+ */
+export type TimeoutDecoratorOptions = TimeoutOptions;
+
+/**
+ * Options of `@CircuitBreaker()`: the core {@link CircuitBreakerOptions} plus the state key.
+ * @publicApi
+ */
+export interface CircuitBreakerDecoratorOptions extends CircuitBreakerOptions {
+  /**
+   * Key of the breaker state (and of the bulkhead and retry budget of the same call): a fixed
+   * name shared by several routes, or a function of the call (per downstream host or tenant).
+   * Distinct keys are capped by `maxPolicyKeys` (least recently used are dropped).
+   * @default the named policy, else `Class.method`
+   */
+  readonly key?: string | ((context: PolicyKeyContext) => string);
+  /** Named policy (from `forRoot({ policies })`) to start from. */
+  readonly policy?: string;
+}
+
+/**
+ * Options of `@Bulkhead()`: the core {@link BulkheadOptions} plus the HTTP status of a rejection.
+ * @publicApi
+ */
+export interface BulkheadDecoratorOptions extends BulkheadOptions {
+  /** HTTP status of a rejected request. @default 503 */
+  readonly rejectStatus?: 503 | 429;
+  /** Named policy (from `forRoot({ policies })`) to start from. */
+  readonly policy?: string;
+}
+
+/**
+ * A DI provider that produces fallback results: `@Fallback(MyFallback)` resolves it through the
+ * module's injector and calls `fallback(error, ...args)` with the failed call's arguments.
+ * @publicApi
+ */
+export interface FallbackProvider<T = unknown> {
+  fallback(error: unknown, ...args: any[]): T | Promise<T>;
+}
+
+/**
+ * A function that produces the fallback result from the error and the call's arguments.
+ * @publicApi
+ */
+export type FallbackFactory<T = unknown> = (error: unknown, ...args: any[]) => T | Promise<T>;
+
+/**
+ * Where a fallback result comes from: a fixed value, a factory function, or a provider class.
+ * @internal
+ */
+export type FallbackSource =
+  | { readonly kind: 'value'; readonly value: unknown }
+  | { readonly kind: 'factory'; readonly factory: FallbackFactory }
+  | { readonly kind: 'provider'; readonly provider: Type<FallbackProvider> };
+
+/**
+ * Options of `@Fallback()` besides its source.
+ * @publicApi
+ */
+export interface FallbackDecoratorOptions {
+  /**
+   * Which errors trigger the fallback: causes by name, error classes, or a predicate.
+   * @default ['timeout', 'circuit_open', 'bulkhead_rejected', 'retries_exhausted']
+   */
+  readonly on?: FallbackOptions['on'];
+}
+
+/**
+ * The metadata `@Fallback()` records.
+ * @internal
+ */
+export interface FallbackMetadata extends FallbackDecoratorOptions {
+  readonly source: FallbackSource;
+}
+
+/**
+ * A fallback in a named policy: exactly one of `value`, `factory` or `provider`, plus `on`.
+ * @example
+ * fallback: { factory: (error) => ({ status: 'degraded' }), on: ['timeout', 'circuit_open'] }
+ * @publicApi
+ */
+export type NamedFallbackOptions = FallbackDecoratorOptions &
+  (
+    | { readonly value: unknown; readonly factory?: never; readonly provider?: never }
+    | { readonly factory: FallbackFactory; readonly value?: never; readonly provider?: never }
+    | { readonly provider: Type<FallbackProvider>; readonly value?: never; readonly factory?: never }
+  );
+
+/**
+ * One named policy of `forRoot({ policies })`, selected with `@UsePolicy('name')` or
+ * `@Retryable('name')`. Route and class decorators override its fields.
+ * @publicApi
+ */
+export interface NamedPolicyOptions {
+  /** Retry options; presence turns retries on for routes using the policy. */
+  readonly retry?: RetryableOptions;
+  /** Timeouts; a number follows the `@Timeout(ms)` rule. */
+  readonly timeout?: number | TimeoutOptions;
+  /** Circuit breaker options; presence turns the breaker on. */
+  readonly circuitBreaker?: CircuitBreakerDecoratorOptions;
+  /** Bulkhead options; presence turns the bulkhead on. */
+  readonly bulkhead?: BulkheadDecoratorOptions;
+  /** Fallback value, factory or provider class; presence turns the fallback on. */
+  readonly fallback?: NamedFallbackOptions;
+}
+
+/**
+ * Module-wide timeout settings.
+ * @publicApi
+ */
+export interface ModuleTimeoutOptions extends TimeoutOptions {
+  /** Default deadline of a decorated route or method, in ms. @default 30_000 */
+  readonly total?: number;
+  /** Default attempt timeout of a decorated route or method, in ms (capped at `total`). @default 10_000 */
+  readonly attempt?: number;
+  /** HTTP status answered at a deadline or attempt timeout. @default 503 */
+  readonly status?: TimeoutStatus;
+}
+
+/**
+ * Options of `ResilienceModule.forRoot()` / `forRootAsync()`.
+ * @publicApi
+ */
+export interface ResilienceModuleOptions extends ResilienceObservabilityOptions {
+  /** Kill switch: `false` runs every decorated route and method as if undecorated. @default true */
+  readonly enabled?: boolean;
+  /** Module defaults for `@Retryable()`. @default { maxAttempts: 3, exponential 100 ms ×2 full jitter, maxDelay 5000, budget 20 % / 10 s, floor 10/s } */
+  readonly retry?: RetryOptions;
+  /** Module timeouts of decorated routes and methods, and the HTTP status of a timeout. @default { total: 30_000, attempt: 10_000, status: 503 } */
+  readonly timeout?: ModuleTimeoutOptions;
+  /** Module defaults for `@CircuitBreaker()`. @default time window 30 s, min throughput 100, failure ratio 0.1, break 5 s, 1 probe */
+  readonly circuitBreaker?: CircuitBreakerOptions;
+  /** Module defaults for `@Bulkhead()`. @default { maxConcurrent: 1000, maxQueue: 0 } */
+  readonly bulkhead?: BulkheadDecoratorOptions;
+  /** Named policies, one per dependency, selected with `@UsePolicy('name')`. @default {} */
+  readonly policies?: Readonly<Record<string, NamedPolicyOptions>>;
+  /** Idempotency settings (`@Idempotent()` routes). @default in-memory store, `Idempotency-Key` header */
+  readonly idempotency?: IdempotencyModuleOptions;
+  /** Source of time of every policy. @default systemClock */
+  readonly clock?: Clock;
+  /** Source of randomness (jitter). @default systemRandom */
+  readonly random?: Random;
+  /** Most policy keys kept (breaker, bulkhead, budget state); least recently used are dropped. @default 1000 */
+  readonly maxPolicyKeys?: number;
+  /** Whether the idempotency and resilience interceptors are bound globally (`APP_INTERCEPTOR`). @default { mount: true } */
+  readonly interceptors?: { readonly mount?: boolean };
+  /** Base of the `type` URI of problem+json bodies. @default 'https://nest-resilience.dev/problems/' */
+  readonly problemTypeBase?: string;
+}
+
+/**
+ * The module options after defaults were merged and validated (inject with
+ * `@Inject(RESOLVED_RESILIENCE_OPTIONS)`).
+ * @publicApi
+ */
+export interface ResolvedResilienceOptions extends ResilienceObservabilityOptions {
+  readonly enabled: boolean;
+  readonly retry: RetryOptions;
+  readonly timeout: { readonly total: number; readonly attempt: number; readonly status: TimeoutStatus };
+  readonly circuitBreaker: CircuitBreakerOptions;
+  readonly bulkhead: BulkheadDecoratorOptions;
+  readonly policies: Readonly<Record<string, NamedPolicyOptions>>;
+  readonly idempotency: IdempotencyModuleOptions | undefined;
+  readonly clock: Clock;
+  readonly random: Random;
+  readonly maxPolicyKeys: number;
+  readonly interceptors: { readonly mount: boolean };
+  readonly problemTypeBase: string;
+}
+
+/**
+ * Implemented by a class given to `forRootAsync({ useClass })` / `useExisting`.
+ * @publicApi
+ */
+export interface ResilienceOptionsFactory {
+  createResilienceOptions(): ResilienceModuleOptions | Promise<ResilienceModuleOptions>;
+}

@@ -1,0 +1,341 @@
+import { Inject, Injectable, Optional, type Type } from '@nestjs/common';
+import { ModuleRef } from '@nestjs/core';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { Observable, from, isObservable, lastValueFrom, type Subscription } from 'rxjs';
+import {
+  runAttemptCleanups,
+  runWithResilienceContext,
+  type ResilienceContextStore,
+} from './context/resilience-context.js';
+import { OperationAbortedError } from './core/errors.js';
+import { createPipeline, describePipeline, type Pipeline, type PipelineSpec, type PipelineStage } from './core/pipeline.js';
+import type { ExecutionContext, PolicyEnvironment } from './core/policy.js';
+import { PolicyRegistry } from './core/policy-registry.js';
+import { linkAbort } from './core/signals.js';
+import type {
+  FallbackMetadata,
+  FallbackProvider,
+  PolicyKeyContext,
+  ResolvedResilienceOptions,
+} from './interfaces/resilience-module-options.interface.js';
+import { ResilienceTelemetry } from './observability/resilience-telemetry.js';
+import { RESILIENCE_POLICY_ENVIRONMENT, RESOLVED_RESILIENCE_OPTIONS } from './resilience.constants.js';
+import {
+  isDecorated,
+  readTargetMetadata,
+  resolveTargetPolicy,
+  specWithoutFallback,
+  type ResolvedTargetPolicy,
+} from './resilience-options.resolver.js';
+
+/** Arguments of the call being run, for fallback factories and providers. */
+const callArguments = new AsyncLocalStorage<readonly unknown[]>();
+
+/** Marks a pipeline result that was already delivered to the subscriber as it was emitted. */
+const STREAMED: unique symbol = Symbol('streamed');
+
+/**
+ * Resolves the resilience settings of routes and provider methods once and keeps their pipelines,
+ * so the interceptor, the provider-method wrappers, the start-up checks and `describe()` all see the
+ * same thing. Breaker, bulkhead and budget state lives in the shared `PolicyRegistry`.
+ * @internal
+ */
+@Injectable()
+export class ResiliencePipelines {
+  private readonly targets = new WeakMap<Function, Map<Function, ResolvedTargetPolicy | null>>();
+  private readonly targetIds = new WeakMap<ResolvedTargetPolicy, number>();
+  private readonly pipelines = new Map<string, Pipeline>();
+  private readonly fallbackProviders = new Map<Type<FallbackProvider>, Promise<FallbackProvider>>();
+  private nextTargetId = 1;
+
+  constructor(
+    @Inject(RESOLVED_RESILIENCE_OPTIONS) readonly options: ResolvedResilienceOptions,
+    @Inject(RESILIENCE_POLICY_ENVIRONMENT) readonly env: PolicyEnvironment,
+    private readonly registry: PolicyRegistry,
+    private readonly moduleRef: ModuleRef,
+    @Optional() private readonly telemetry?: ResilienceTelemetry,
+  ) {}
+
+  /** Runs each attempt in its own tracing span when telemetry is on. */
+  readonly wrapAttempt: AttemptWrapper = (policy, attempt, run) =>
+    this.telemetry ? this.telemetry.withAttemptSpan(policy, attempt, run) : run();
+
+  /**
+   * The merged settings of `handler` declared by `classRef`, or `undefined` when neither carries a
+   * resilience decorator. Cached.
+   * @throws ResilienceConfigError for an unknown named policy.
+   */
+  targetFor(classRef: Function, handler: Function, methodName: string = handler.name): ResolvedTargetPolicy | undefined {
+    let byClass = this.targets.get(handler);
+    if (!byClass) {
+      byClass = new Map();
+      this.targets.set(handler, byClass);
+    }
+    const cached = byClass.get(classRef);
+    if (cached !== undefined) return cached ?? undefined;
+    const metadata = readTargetMetadata(classRef, handler, methodName);
+    const target = isDecorated(metadata) ? resolveTargetPolicy(this.options, metadata) : undefined;
+    byClass.set(classRef, target ?? null);
+    return target;
+  }
+
+  /** The core spec of `target` for `key`, its fallback (if any) wired to DI and the call's arguments. */
+  specFor(target: ResolvedTargetPolicy, key: string = target.key): PipelineSpec {
+    const spec = specWithoutFallback(target, key);
+    if (!target.fallback) return spec;
+    const fallback = target.fallback;
+    return {
+      ...spec,
+      fallback: {
+        handler: (error: unknown) => this.runFallback(fallback, error, callArguments.getStore() ?? []),
+        ...(fallback.on === undefined ? {} : { on: fallback.on }),
+      },
+    };
+  }
+
+  /** The resolved stages of `target`, outer → inner. */
+  describe(target: ResolvedTargetPolicy): PipelineStage[] {
+    return describePipeline(this.specFor(target));
+  }
+
+  /** The policy key of one call: the key function's result, or the target's fixed key. */
+  keyFor(target: ResolvedTargetPolicy, call: Omit<PolicyKeyContext, 'className' | 'methodName'>): string {
+    if (!target.keyFn) return target.key;
+    const key = target.keyFn({ className: target.className, methodName: target.methodName, ...call });
+    return typeof key === 'string' && key !== '' ? key : target.key;
+  }
+
+  /** The pipeline of `target` for `key` (created on first use; at most `maxPolicyKeys` per-call keys kept). */
+  pipelineFor(target: ResolvedTargetPolicy, key: string = target.key): Pipeline {
+    let id = this.targetIds.get(target);
+    if (id === undefined) {
+      id = this.nextTargetId++;
+      this.targetIds.set(target, id);
+    }
+    const cacheKey = `${id}\u0000${key}`;
+    const cached = this.pipelines.get(cacheKey);
+    if (cached) {
+      if (target.keyFn) {
+        // refresh recency so per-call keys in use are not the ones evicted
+        this.pipelines.delete(cacheKey);
+        this.pipelines.set(cacheKey, cached);
+      }
+      return cached;
+    }
+    const pipeline = createPipeline(this.specFor(target, key), this.env, this.registry);
+    this.pipelines.set(cacheKey, pipeline);
+    if (this.pipelines.size > this.options.maxPolicyKeys * 2) {
+      const oldest = this.pipelines.keys().next().value;
+      if (oldest !== undefined) this.pipelines.delete(oldest);
+    }
+    return pipeline;
+  }
+
+  private async runFallback(fallback: FallbackMetadata, error: unknown, args: readonly unknown[]): Promise<unknown> {
+    const { source } = fallback;
+    switch (source.kind) {
+      case 'value':
+        return source.value;
+      case 'factory':
+        return source.factory(error, ...args);
+      case 'provider': {
+        const provider = await this.fallbackProvider(source.provider);
+        return provider.fallback(error, ...args);
+      }
+    }
+  }
+
+  /** Resolves a fallback provider class through DI: an existing provider, else a new instance. */
+  fallbackProvider(type: Type<FallbackProvider>): Promise<FallbackProvider> {
+    let provider = this.fallbackProviders.get(type);
+    if (!provider) {
+      provider = this.lookupProvider(type);
+      this.fallbackProviders.set(type, provider);
+      provider.catch(() => this.fallbackProviders.delete(type));
+    }
+    return provider;
+  }
+
+  private async lookupProvider(type: Type<FallbackProvider>): Promise<FallbackProvider> {
+    try {
+      return this.moduleRef.get(type, { strict: false });
+    } catch {
+      return this.moduleRef.create(type);
+    }
+  }
+}
+
+/**
+ * How one call runs through a pipeline.
+ * @internal
+ */
+export interface PipelineCall {
+  /** The caller's signal: the client connection, or the parent operation's attempt. */
+  readonly signal?: AbortSignal;
+  /** The caller's absolute deadline on the policy clock. */
+  readonly deadline?: number;
+  /** Returns `true` once the response started (nothing may be retried after it). */
+  readonly isCommitted?: () => boolean;
+  /** Arguments of the call, for fallbacks. */
+  readonly args: readonly unknown[];
+  /** The resilience context of each attempt. */
+  readonly contextFor: (context: ExecutionContext) => ResilienceContextStore;
+  /** A context around the whole call (between attempts), so events carry the request id. */
+  readonly outerContext?: ResilienceContextStore;
+  /** Wraps each attempt (an OpenTelemetry span per attempt). */
+  readonly wrapAttempt?: AttemptWrapper;
+}
+
+/**
+ * Runs one attempt inside something (a tracing span); must return `run()`'s outcome unchanged.
+ * @internal
+ */
+export type AttemptWrapper = (policy: string, attempt: number, run: () => Promise<unknown>) => Promise<unknown>;
+
+function wrapped(call: PipelineCall, context: ExecutionContext, run: () => Promise<unknown>): Promise<unknown> {
+  return call.wrapAttempt ? call.wrapAttempt(context.policy, context.attempt, run) : run();
+}
+
+function runCall<T>(pipeline: Pipeline, call: PipelineCall, run: () => Promise<T>): Promise<T> {
+  // only a fallback reads the arguments: skip the extra context switch otherwise
+  const inArguments = pipeline.stages[0]?.kind === 'fallback' ? () => callArguments.run(call.args, run) : run;
+  return call.outerContext ? runWithResilienceContext(call.outerContext, inArguments) : inArguments();
+}
+
+function toObservable(value: unknown): Observable<unknown> {
+  return isObservable(value) ? value : from(Promise.resolve(value));
+}
+
+function finiteOrUndefined(deadline: number | undefined): number | undefined {
+  return deadline !== undefined && Number.isFinite(deadline) ? deadline : undefined;
+}
+
+/**
+ * Runs a Promise-returning operation through `pipeline`; each attempt runs `work` inside its own
+ * resilience context. An Observable result is awaited to its last value.
+ * @internal
+ */
+export function executePromise<T>(pipeline: Pipeline, work: () => unknown, call: PipelineCall): Promise<T> {
+  return runCall(pipeline, call, () =>
+    pipeline.execute(
+      (context) =>
+        wrapped(call, context, () => {
+          const store = call.contextFor(context);
+          let result: Promise<unknown>;
+          try {
+            result = Promise.resolve(
+              runWithResilienceContext(store, () => {
+                const value = work();
+                return isObservable(value) ? lastValueFrom(value) : value;
+              }),
+            );
+          } catch (error) {
+            result = Promise.reject(error);
+          }
+          return result.finally(() => runAttemptCleanups(store));
+        }) as Promise<T>,
+      { signal: call.signal, deadline: finiteOrUndefined(call.deadline), isCommitted: call.isCommitted },
+    ),
+  );
+}
+
+/**
+ * Runs an Observable-producing operation through `pipeline`. Each attempt subscribes to a fresh
+ * source (created inside the attempt's resilience context). Emissions are forwarded as they come;
+ * the first emission (or completion) ends the attempt successfully, so nothing is retried once
+ * something was emitted, and the timeouts bound the time to the first emission. Errors after that
+ * pass through `mapError` unchanged by any policy. Unsubscribing before the pipeline settled aborts
+ * the work (the client went away).
+ * @internal
+ */
+export function executeObservable(
+  pipeline: Pipeline,
+  source: () => unknown,
+  call: PipelineCall & { readonly mapError: (error: unknown) => unknown },
+): Observable<unknown> {
+  return new Observable<unknown>((subscriber) => {
+    const root = linkAbort(call.signal);
+    let settled = false;
+    let emitted = false;
+    let sourceCompleted = false;
+    let inner: Subscription | undefined;
+
+    const fail = (error: unknown) => subscriber.error(call.mapError(error));
+    const completeWhenDone = () => {
+      if (settled && sourceCompleted) subscriber.complete();
+    };
+
+    const attempt = (context: ExecutionContext): Promise<unknown> => wrapped(call, context, () => runAttempt(context));
+    const runAttempt = (context: ExecutionContext): Promise<unknown> => {
+      const store = call.contextFor(context);
+      return new Promise<unknown>((resolve, reject) => {
+        const onAbort = () => {
+          if (emitted) return;
+          inner?.unsubscribe();
+          reject(context.signal.reason);
+        };
+        context.signal.addEventListener('abort', onAbort, { once: true });
+        const done = () => context.signal.removeEventListener('abort', onAbort);
+        runWithResilienceContext(store, () => {
+          let source$: Observable<unknown>;
+          try {
+            source$ = toObservable(source());
+          } catch (error) {
+            done();
+            reject(error);
+            return;
+          }
+          inner = source$.subscribe({
+            next: (value) => {
+              if (!emitted) {
+                emitted = true;
+                done();
+                resolve(STREAMED);
+              }
+              subscriber.next(value);
+            },
+            error: (error: unknown) => {
+              done();
+              if (emitted) fail(error);
+              else reject(error);
+            },
+            complete: () => {
+              done();
+              sourceCompleted = true;
+              if (emitted) completeWhenDone();
+              else resolve(STREAMED);
+            },
+          });
+        });
+      }).finally(() => runAttemptCleanups(store));
+    };
+
+    runCall(pipeline, call, () =>
+      pipeline.execute(attempt, {
+        signal: root.signal,
+        deadline: finiteOrUndefined(call.deadline),
+        isCommitted: () => emitted || (call.isCommitted?.() ?? false),
+      }),
+    ).then(
+      (result) => {
+        settled = true;
+        if (result === STREAMED) {
+          if (!emitted || sourceCompleted) subscriber.complete();
+          return;
+        }
+        subscriber.next(result);
+        subscriber.complete();
+      },
+      (error: unknown) => {
+        settled = true;
+        if (!subscriber.closed) fail(error);
+      },
+    );
+
+    return () => {
+      if (!settled) root.abort(new OperationAbortedError('the subscriber unsubscribed before the operation finished'));
+      inner?.unsubscribe();
+      root.dispose();
+    };
+  });
+}

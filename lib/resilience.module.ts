@@ -1,0 +1,118 @@
+import { Module, type DynamicModule, type NestInterceptor, type Provider } from '@nestjs/common';
+import { APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
+import { CircuitBreakerService } from './circuit-breaker.service.js';
+import type { PolicyEnvironment } from './core/policy.js';
+import { PolicyRegistry } from './core/policy-registry.js';
+import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor.js';
+import { IdempotencyStore } from './idempotency/idempotency-store.interface.js';
+import { InMemoryIdempotencyStore } from './idempotency/in-memory-idempotency.store.js';
+import { ResilienceInterceptor } from './interceptors/resilience.interceptor.js';
+import type { ResilienceModuleOptions, ResolvedResilienceOptions } from './interfaces/resilience-module-options.interface.js';
+import { observabilityProviders } from './observability/observability.providers.js';
+import { ResilienceEvents } from './observability/resilience-events.js';
+import { RESILIENCE_POLICY_ENVIRONMENT, RESOLVED_RESILIENCE_OPTIONS } from './resilience.constants.js';
+import {
+  ConfigurableResilienceModule,
+  RESILIENCE_ASYNC_OPTIONS_TYPE,
+  RESILIENCE_MODULE_OPTIONS,
+  RESILIENCE_OPTIONS_TYPE,
+} from './resilience.module-definition.js';
+import { ResilienceExplorer } from './resilience-explorer.js';
+import { resolveResilienceOptions } from './resilience-options.resolver.js';
+import { ResiliencePipelines } from './resilience-pipelines.js';
+import { ResilienceService } from './resilience.service.js';
+
+/** Stands in for an interceptor when `interceptors.mount` is false. */
+const passThrough: NestInterceptor = { intercept: (_context, next) => next.handle() };
+
+const mounted =
+  (options: ResolvedResilienceOptions, interceptor: NestInterceptor): NestInterceptor =>
+    options.interceptors.mount ? interceptor : passThrough;
+
+const providers: Provider[] = [
+  {
+    provide: RESOLVED_RESILIENCE_OPTIONS,
+    useFactory: (options: ResilienceModuleOptions | undefined) => resolveResilienceOptions(options),
+    inject: [RESILIENCE_MODULE_OPTIONS],
+  },
+  ResilienceEvents,
+  {
+    provide: RESILIENCE_POLICY_ENVIRONMENT,
+    useFactory: (options: ResolvedResilienceOptions, events: ResilienceEvents): PolicyEnvironment => ({
+      clock: options.clock,
+      random: options.random,
+      events: events.sink,
+    }),
+    inject: [RESOLVED_RESILIENCE_OPTIONS, ResilienceEvents],
+  },
+  {
+    // one registry per application: breaker, bulkhead and budget state is shared by every
+    // instance of a provider and every request scope
+    provide: PolicyRegistry,
+    useFactory: (env: PolicyEnvironment, options: ResolvedResilienceOptions) =>
+      new PolicyRegistry(env, { maxKeys: options.maxPolicyKeys }),
+    inject: [RESILIENCE_POLICY_ENVIRONMENT, RESOLVED_RESILIENCE_OPTIONS],
+  },
+  {
+    provide: IdempotencyStore,
+    useFactory: (options: ResolvedResilienceOptions) =>
+      options.idempotency?.store ?? new InMemoryIdempotencyStore({ clock: options.clock }),
+    inject: [RESOLVED_RESILIENCE_OPTIONS],
+  },
+  ResiliencePipelines,
+  IdempotencyInterceptor,
+  ResilienceInterceptor,
+  // Registered in this order on purpose: the first APP_INTERCEPTOR is the outermost, and
+  // idempotency must wrap retries and timeouts (a replay runs nothing else).
+  { provide: APP_INTERCEPTOR, useFactory: mounted, inject: [RESOLVED_RESILIENCE_OPTIONS, IdempotencyInterceptor] },
+  { provide: APP_INTERCEPTOR, useFactory: mounted, inject: [RESOLVED_RESILIENCE_OPTIONS, ResilienceInterceptor] },
+  ...observabilityProviders,
+  CircuitBreakerService,
+  ResilienceService,
+  ResilienceExplorer,
+];
+
+/**
+ * Timeouts that cancel, bounded retries, idempotency keys, circuit breakers, bulkheads and
+ * fallbacks for a Nest application. Import it once in the root module; it is global by default
+ * (`isGlobal: false` to opt out) and binds its interceptors globally (`interceptors.mount: false`
+ * to bind them yourself). Options are merged with the defaults and validated once at start-up.
+ * @example
+ * @Module({ imports: [ResilienceModule.forRoot({ timeout: { status: 504 } })] })
+ * export class AppModule {}
+ * @example
+ * ResilienceModule.forRootAsync({
+ *   imports: [ConfigModule],
+ *   inject: [ConfigService],
+ *   useFactory: (config: ConfigService) => ({ retry: { maxAttempts: config.get('RETRY_ATTEMPTS') } }),
+ * })
+ * @publicApi
+ */
+@Module({
+  imports: [DiscoveryModule],
+  providers,
+  exports: [
+    RESOLVED_RESILIENCE_OPTIONS,
+    RESILIENCE_POLICY_ENVIRONMENT,
+    ResilienceEvents,
+    PolicyRegistry,
+    IdempotencyStore,
+    ResiliencePipelines,
+    IdempotencyInterceptor,
+    ResilienceInterceptor,
+    CircuitBreakerService,
+    ResilienceService,
+    ...observabilityProviders,
+  ],
+})
+export class ResilienceModule extends ConfigurableResilienceModule {
+  /** Registers the module with `options` (all optional). */
+  static override forRoot(options: typeof RESILIENCE_OPTIONS_TYPE = {}): DynamicModule {
+    return super.forRoot(options);
+  }
+
+  /** Registers the module with options computed by a factory, a class or an existing provider. */
+  static override forRootAsync(options: typeof RESILIENCE_ASYNC_OPTIONS_TYPE): DynamicModule {
+    return super.forRootAsync(options);
+  }
+}
