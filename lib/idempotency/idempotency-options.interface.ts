@@ -1,36 +1,65 @@
+import { ResilienceConfigError } from '../core/errors.js';
 import type { IdempotencyStore } from './idempotency-store.interface.js';
 
 /**
  * Options of `@Idempotent()`; the same fields under `forRoot({ idempotency })` are the defaults.
  * Route options override class options, which override module options.
- * (Owned by the idempotency work; extend, do not rename.)
  * @publicApi
  */
 export interface IdempotentOptions {
   /** Request header carrying the key. @default 'Idempotency-Key' */
   header?: string;
-  /** Reads the key from the request instead of the header. */
-  keyResolver?: (request: unknown) => string | undefined;
+  /**
+   * Reads the key from the request instead of the header (the header is then ignored). The value is
+   * checked like a header value: 1–255 printable ASCII characters. `undefined` means "no key".
+   */
+  keyResolver?: (request: any) => string | undefined;
   /** Whether a request without a key is rejected with 400 `idempotency_key_missing`. @default true */
   required?: boolean;
   /**
-   * Tenant or user the key belongs to; runs after guards. `false` opts out of scoping (and of the
-   * warning logged once when `req.user` exists but no scope is configured).
+   * Tenant or user the key belongs to; runs after guards, so `request.user` is set. `false` opts
+   * out of scoping (and of the warning logged once per route when `request.user` exists but no
+   * scope is configured). Keys of different scopes never meet: user A's key never replays to B.
+   * @default undefined (one global scope, with the warning above)
+   * @example
+   * @Idempotent({ scope: (req) => req.user.tenantId })
    */
   scope?: ((request: any) => string | undefined | Promise<string | undefined>) | false;
   /** How long a completed response is replayed, in ms. @default 86_400_000 (24 h) */
   ttl?: number;
   /** Lease length in ms; renewed by a heartbeat every `lease / 3` while the handler runs. @default 60_000 */
   lease?: number;
-  /** Which handler outcomes are stored for replay. @default (status) => status < 500 */
-  storeIf?: (status: number) => boolean;
-  /** Largest response body stored for replay, in bytes. @default 1_048_576 */
+  /**
+   * Which handler outcomes are stored for replay. `error` is the `HttpException` the handler threw
+   * (undefined for a returned value). Outcomes not stored release the key: a retry runs again.
+   * @default (status) => status < 500
+   */
+  storeIf?: (status: number, error?: unknown) => boolean;
+  /**
+   * Largest response body stored for replay, in bytes. A larger response is delivered but not
+   * stored, so a retry with the same key runs again (the key is released and a warning is logged).
+   * @default 1_048_576 (1 MiB)
+   */
   maxStoredBodyBytes?: number;
-  /** Extra response headers replayed besides the built-in allow-list. @default [] */
+  /**
+   * Extra response headers replayed besides the built-in allow-list (`location`, `content-type`,
+   * `content-language`, `content-location`, `etag`, `last-modified`). `set-cookie`,
+   * `content-length`, `date` and hop-by-hop headers are never replayed.
+   * @default []
+   */
   replayHeaders?: string[];
-  /** Run the handler and store the record in one database transaction. @default false */
+  /**
+   * Run the handler and store the record in one database transaction (the store must implement
+   * `runInTransaction`, as `TypeOrmIdempotencyStore` does). The handler reads the transaction with
+   * `@IdempotencyTransaction()` or `currentIdempotencyTransaction()`.
+   * @default false
+   */
   transactional?: boolean;
-  /** Run the handler without idempotency when the store is unreachable (instead of 503). @default false */
+  /**
+   * Run the handler without idempotency when the store is unreachable, instead of answering 503.
+   * Only for routes where a duplicate is harmless. Cannot be combined with `transactional`.
+   * @default false
+   */
   failOpen?: boolean;
 }
 
@@ -47,4 +76,171 @@ export interface IdempotencyModuleOptions extends IdempotentOptions {
   logKeys?: boolean;
   /** Run `store.purgeExpired()` every this many ms (`0`: never). @default 0 */
   purgeInterval?: number;
+}
+
+/**
+ * The options of one `@Idempotent()` route after merging route ⊕ class ⊕ module options and
+ * applying defaults. Computed once per route.
+ * @publicApi
+ */
+export interface ResolvedIdempotencyOptions {
+  /** Lower-case name of the key header (how Node exposes request headers). */
+  readonly header: string;
+  /** The key header name as configured, for messages and the echoed response header. */
+  readonly headerName: string;
+  /** Reads the key instead of the header, when configured. */
+  readonly keyResolver?: (request: any) => string | undefined;
+  /** Whether a request without a key is refused (400). */
+  readonly required: boolean;
+  /** The scope resolver, `false` (explicit opt-out) or `undefined` (not configured). */
+  readonly scope: ((request: any) => string | undefined | Promise<string | undefined>) | false | undefined;
+  /** Retention of a completed response, in ms. */
+  readonly ttl: number;
+  /** Lease length, in ms (heartbeat every `lease / 3`). */
+  readonly lease: number;
+  /** Which handler outcomes are stored. */
+  readonly storeIf: (status: number, error?: unknown) => boolean;
+  /** Largest stored body, in bytes. */
+  readonly maxStoredBodyBytes: number;
+  /** Lower-case names of every header replayed (built-in allow-list plus `replayHeaders`). */
+  readonly replayHeaders: ReadonlySet<string>;
+  /** Whether the handler runs in the store's transaction. */
+  readonly transactional: boolean;
+  /** Whether the handler runs without idempotency when the store is unreachable. */
+  readonly failOpen: boolean;
+  /** Namespace of the records (module option). */
+  readonly namespace: string;
+  /** Whether events carry raw keys instead of hashes (module option). */
+  readonly logKeys: boolean;
+}
+
+/**
+ * Response headers replayed by default: representation metadata only.
+ * @publicApi
+ */
+export const DEFAULT_REPLAY_HEADERS: readonly string[] = [
+  'location',
+  'content-type',
+  'content-language',
+  'content-location',
+  'etag',
+  'last-modified',
+];
+
+/** Headers that describe one transmission or one client, never the stored representation. */
+const NEVER_REPLAYED = new Set([
+  'set-cookie',
+  'content-length',
+  'date',
+  'connection',
+  'keep-alive',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'proxy-connection',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'idempotent-replayed',
+]);
+
+/** Whether a response header may be stored and replayed at all. @internal */
+export function isReplayableHeaderName(name: string): boolean {
+  return !NEVER_REPLAYED.has(name.toLowerCase());
+}
+
+const DEFAULTS = {
+  header: 'Idempotency-Key',
+  required: true,
+  ttl: 86_400_000,
+  lease: 60_000,
+  maxStoredBodyBytes: 1_048_576,
+  namespace: 'default',
+};
+
+/** Default of `storeIf`: everything but server errors. @publicApi */
+export const storeBelow500 = (status: number): boolean => status < 500;
+
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+
+/**
+ * Merges route, class and module options (in that precedence) with the defaults and validates the
+ * result. Throws a {@link ResilienceConfigError} naming the fix for a configuration that cannot
+ * work; `where` (e.g. `ReportsController.create`) is put in the message.
+ * @publicApi
+ */
+export function resolveIdempotencyOptions(
+  moduleOptions: IdempotencyModuleOptions | undefined,
+  routeOptions: IdempotentOptions | undefined,
+  classOptions: IdempotentOptions | undefined,
+  where = 'an @Idempotent() route',
+): ResolvedIdempotencyOptions {
+  const merged: IdempotencyModuleOptions = {
+    ...definedOnly(moduleOptions),
+    ...definedOnly(classOptions),
+    ...definedOnly(routeOptions),
+  };
+  const header = merged.header ?? DEFAULTS.header;
+  if (!HEADER_NAME.test(header)) {
+    throw new ResilienceConfigError(`The idempotency header name "${header}" of ${where} is not a valid HTTP header name; use a token such as "Idempotency-Key".`);
+  }
+  const ttl = positive(merged.ttl ?? DEFAULTS.ttl, 'ttl', where);
+  const lease = positive(merged.lease ?? DEFAULTS.lease, 'lease', where);
+  if (lease < 3) {
+    throw new ResilienceConfigError(`The idempotency lease of ${where} is ${lease} ms; it must be at least 3 ms (it is renewed every lease / 3).`);
+  }
+  const maxStoredBodyBytes = positive(merged.maxStoredBodyBytes ?? DEFAULTS.maxStoredBodyBytes, 'maxStoredBodyBytes', where);
+  const replayHeaders = new Set(DEFAULT_REPLAY_HEADERS);
+  for (const name of merged.replayHeaders ?? []) {
+    const lower = name.toLowerCase();
+    if (!isReplayableHeaderName(lower)) {
+      throw new ResilienceConfigError(`The header "${name}" in replayHeaders of ${where} can never be replayed (it describes one transmission or one client); remove it from replayHeaders.`);
+    }
+    replayHeaders.add(lower);
+  }
+  const transactional = merged.transactional ?? false;
+  const failOpen = merged.failOpen ?? false;
+  if (transactional && failOpen) {
+    throw new ResilienceConfigError(`${capitalise(where)} sets both transactional and failOpen; a transactional handler needs the store's transaction, so it cannot run without the store. Remove one of them.`);
+  }
+  const namespace = merged.namespace ?? DEFAULTS.namespace;
+  if (namespace.length === 0 || namespace.length > 100) {
+    throw new ResilienceConfigError(`The idempotency namespace "${namespace}" must be 1 to 100 characters long; choose a shorter name.`);
+  }
+  if (merged.scope !== undefined && merged.scope !== false && typeof merged.scope !== 'function') {
+    throw new ResilienceConfigError(`The idempotency scope of ${where} must be a function of the request or false; got ${typeof merged.scope}.`);
+  }
+  return {
+    header: header.toLowerCase(),
+    headerName: header,
+    keyResolver: merged.keyResolver,
+    required: merged.required ?? DEFAULTS.required,
+    scope: merged.scope,
+    ttl,
+    lease,
+    storeIf: merged.storeIf ?? storeBelow500,
+    maxStoredBodyBytes,
+    replayHeaders,
+    transactional,
+    failOpen,
+    namespace,
+    logKeys: moduleOptions?.logKeys ?? false,
+  };
+}
+
+function positive(value: number, name: string, where: string): number {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
+    throw new ResilienceConfigError(`The idempotency option ${name} of ${where} must be a positive number of ${name === 'maxStoredBodyBytes' ? 'bytes' : 'milliseconds'}; got ${String(value)}.`);
+  }
+  return value;
+}
+
+/** Drops `undefined` members so they do not override lower-precedence values when spread. */
+function definedOnly<T extends object>(options: T | undefined): Partial<T> {
+  if (!options) return {};
+  return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined)) as Partial<T>;
+}
+
+function capitalise(text: string): string {
+  return text.charAt(0).toUpperCase() + text.slice(1);
 }

@@ -1,0 +1,67 @@
+import { describe, expect, it } from 'vitest';
+import { canonicalJson, normaliseUrl, requestFingerprint } from './fingerprint.js';
+
+const base = { scope: 'tenant-1', method: 'POST', url: '/reports', body: { title: 'Q3', pages: 3 } };
+
+describe('canonicalJson', () => {
+  it('sorts object keys at every depth', () => {
+    expect(canonicalJson({ b: 1, a: { d: [3, { z: 1, y: 2 }], c: null } })).toBe('{"a":{"c":null,"d":[3,{"y":2,"z":1}]},"b":1}');
+  });
+
+  it('renders Dates through toJSON and drops undefined members', () => {
+    expect(canonicalJson({ at: new Date(0), skip: undefined })).toBe('{"at":"1970-01-01T00:00:00.000Z"}');
+  });
+
+  it('is stable for Maps, Sets, BigInts and non-finite numbers', () => {
+    expect(canonicalJson(new Map([['b', 2], ['a', 1]]))).toBe(canonicalJson(new Map([['a', 1], ['b', 2]])));
+    expect(canonicalJson(new Set([2, 1]))).toBe('[1,2]');
+    expect(canonicalJson(10n)).toBe('"10n"');
+    expect(canonicalJson([NaN, Infinity])).toBe('[null,null]');
+  });
+
+  it('tells "no body" apart from every JSON body', () => {
+    expect(canonicalJson(undefined)).toBe('');
+    expect(canonicalJson(null)).toBe('null');
+    expect(canonicalJson({})).toBe('{}');
+  });
+
+  it('refuses circular bodies with a clear error', () => {
+    const body: Record<string, unknown> = {};
+    body.self = body;
+    expect(() => canonicalJson(body)).toThrow(/circular reference/);
+  });
+});
+
+describe('normaliseUrl', () => {
+  it('sorts query parameters by name then value and drops an empty query', () => {
+    expect(normaliseUrl('/r?b=2&a=1&a=0')).toBe('/r?a=0&a=1&b=2');
+    expect(normaliseUrl('/r?')).toBe('/r');
+    expect(normaliseUrl('/r#frag')).toBe('/r');
+  });
+});
+
+describe('requestFingerprint', () => {
+  it('is a sha256 hex digest', () => {
+    expect(requestFingerprint(base)).toMatch(/^[0-9a-f]{64}$/);
+  });
+
+  it('ignores body key order, query order and method case', () => {
+    const a = requestFingerprint({ ...base, url: '/reports?x=1&y=2', body: { title: 'Q3', pages: 3 } });
+    const b = requestFingerprint({ ...base, method: 'post', url: '/reports?y=2&x=1', body: { pages: 3, title: 'Q3' } });
+    expect(a).toBe(b);
+  });
+
+  it('changes with the scope, the method, the path, the query and any body value', () => {
+    const reference = requestFingerprint(base);
+    expect(requestFingerprint({ ...base, scope: 'tenant-2' })).not.toBe(reference);
+    expect(requestFingerprint({ ...base, method: 'PUT' })).not.toBe(reference);
+    expect(requestFingerprint({ ...base, url: '/reports/1' })).not.toBe(reference);
+    expect(requestFingerprint({ ...base, url: '/reports?dry=1' })).not.toBe(reference);
+    expect(requestFingerprint({ ...base, body: { title: 'Q3', pages: 4 } })).not.toBe(reference);
+    expect(requestFingerprint({ ...base, body: undefined })).not.toBe(requestFingerprint({ ...base, body: {} }));
+  });
+
+  it('length-prefixes the parts so they cannot run into each other', () => {
+    expect(requestFingerprint({ ...base, scope: 'ab', url: 'c' })).not.toBe(requestFingerprint({ ...base, scope: 'a', url: 'bc' }));
+  });
+});

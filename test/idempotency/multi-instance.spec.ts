@@ -1,0 +1,216 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { DataSource, type DataSourceOptions } from 'typeorm';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IdempotencyRecord } from 'nest-resilience/typeorm';
+import { MultiInstanceReport } from '../fixtures/idempotency/multi-instance.entities.js';
+import { createTestDatabase, hasPostgres } from '../support/postgres.js';
+import { until } from './support.js';
+
+const root = fileURLToPath(new URL('../../', import.meta.url));
+const fixture = `${root}build/test/fixtures/idempotency/multi-instance.app.js`;
+/** Each built file and the source it must not be older than. */
+const builtFrom: Array<[string, string]> = [
+  [`${root}build/test/fixtures/idempotency/multi-instance.app.js`, `${root}test/fixtures/idempotency/multi-instance.app.ts`],
+  [`${root}dist/idempotency/idempotency.interceptor.js`, `${root}lib/idempotency/idempotency.interceptor.ts`],
+];
+/** Lease of the processes that crash or stall: short, so the tests need not wait long. */
+const LEASE_MS = 1_000;
+/** Lease of the four serving instances: long enough that a burst never outlives it. */
+const SERVING_LEASE_MS = 10_000;
+
+interface Instance {
+  readonly name: string;
+  readonly url: string;
+  readonly child: ChildProcess;
+  /** Every stdout line so far. */
+  readonly lines: string[];
+}
+
+const children: ChildProcess[] = [];
+
+/** Starts the compiled fixture as a separate Node process and waits for `READY <port>`. */
+async function startInstance(name: string, databaseUrl: string, platform: 'express' | 'fastify', leaseMs: number): Promise<Instance> {
+  const child = spawn(process.execPath, [fixture], {
+    cwd: root,
+    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: '0', INSTANCE: name, PLATFORM: platform, LEASE_MS: String(leaseMs), HANDLER_DELAY_MS: '50' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  const lines: string[] = [];
+  let stderr = '';
+  let buffered = '';
+  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
+    buffered += chunk;
+    const parts = buffered.split('\n');
+    buffered = parts.pop()!;
+    lines.push(...parts);
+  });
+  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
+  const port = await new Promise<number>((resolve, reject) => {
+    const timer = setInterval(() => {
+      const ready = lines.find((text) => text.startsWith('READY '));
+      if (ready) {
+        clearInterval(timer);
+        resolve(Number(ready.slice(6)));
+      } else if (child.exitCode !== null) {
+        clearInterval(timer);
+        reject(new Error(`Instance ${name} exited with ${child.exitCode}: ${stderr}`));
+      }
+    }, 20);
+  });
+  return { name, url: `http://127.0.0.1:${port}`, child, lines };
+}
+
+async function kill(instance: Instance): Promise<void> {
+  if (instance.child.exitCode !== null || instance.child.signalCode !== null) return;
+  const exited = new Promise((resolve) => instance.child.once('exit', resolve));
+  instance.child.kill('SIGKILL');
+  await exited;
+}
+
+interface Answer {
+  readonly status: number;
+  readonly body: any;
+  readonly replayed: boolean;
+}
+
+async function post(instance: Instance, path: string, key: string, body: object, headers: Record<string, string> = {}): Promise<Answer> {
+  const res = await fetch(`${instance.url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'idempotency-key': key, ...headers },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, body: await res.json(), replayed: res.headers.get('idempotent-replayed') === 'true' };
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe.skipIf(!hasPostgres)('several app instances (separate Node processes) on one PostgreSQL', () => {
+  let database: Awaited<ReturnType<typeof createTestDatabase>>;
+  let dataSource: DataSource;
+  let instances: Instance[];
+  const rowsFor = (key: string) => dataSource.getRepository(MultiInstanceReport).countBy({ requestKey: key });
+  const launch = (name: string, platform: 'express' | 'fastify' = 'express', leaseMs = LEASE_MS) => startInstance(name, database.url, platform, leaseMs);
+  const takeoverLines = () => instances.flatMap((i) => i.lines).filter((text) => text.includes('"idempotency_takeover"')).length;
+
+  beforeAll(async () => {
+    for (const [built, source] of builtFrom) {
+      if (!existsSync(built) || statSync(built).mtimeMs < statSync(source).mtimeMs) {
+        throw new Error(`${built} is missing or older than ${source}: run \`npm run build:sample\` first (\`npm test\` does it).`);
+      }
+    }
+    database = await createTestDatabase('idem_multi');
+    dataSource = await new DataSource({
+      type: 'postgres',
+      url: database.url,
+      entities: [IdempotencyRecord, MultiInstanceReport],
+      synchronize: true,
+    } as DataSourceOptions).initialize();
+    instances = await Promise.all([
+      launch('i0', 'express', SERVING_LEASE_MS),
+      launch('i1', 'fastify', SERVING_LEASE_MS),
+      launch('i2', 'express', SERVING_LEASE_MS),
+      launch('i3', 'fastify', SERVING_LEASE_MS),
+    ]);
+  }, 60_000);
+
+  afterAll(async () => {
+    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await dataSource?.destroy();
+    await database?.drop();
+  });
+
+  it('200 requests over 20 keys fired at 4 instances at once: exactly 20 rows, one body (or a 409) per key', async () => {
+    const keys = Array.from({ length: 20 }, (_, i) => `fan-${i}`);
+    const answers = await Promise.all(
+      Array.from({ length: 200 }, async (_, i) => {
+        const key = keys[i % 20];
+        return { key, answer: await post(instances[i % 4], '/reports', key, { title: `title of ${key}` }) };
+      }),
+    );
+    expect(await dataSource.getRepository(MultiInstanceReport).count()).toBe(20);
+    for (const key of keys) {
+      expect(await rowsFor(key)).toBe(1);
+      const forKey = answers.filter((a) => a.key === key).map((a) => a.answer);
+      expect(forKey.every((a) => a.status === 201 || a.status === 409)).toBe(true);
+      const bodies = new Set(forKey.filter((a) => a.status === 201).map((a) => JSON.stringify(a.body)));
+      expect(bodies.size).toBe(1);
+      expect(JSON.parse([...bodies][0])).toMatchObject({ title: `title of ${key}` });
+    }
+    // Every instance took part: the key claims really raced across processes.
+    const executedBy = new Set((await dataSource.getRepository(MultiInstanceReport).find()).map((row) => row.instance));
+    expect(executedBy.size).toBeGreaterThanOrEqual(2);
+    expect(takeoverLines()).toBe(0);
+  });
+
+  it('a process killed with SIGKILL inside the handler: after the lease, a retry executes exactly once', async () => {
+    const victim = await launch('victim-lease');
+    const key = 'crash-lease';
+    const doomed = post(victim, '/reports', key, { title: 'crash' }, { 'x-hold': '1' }).catch(() => undefined);
+    await until(() => victim.lines.includes(`ENTERED /reports ${key}`), 5_000, 'the handler to start');
+    await kill(victim);
+    await doomed;
+
+    // The lease is still live: retries are told to come back.
+    const early = await post(instances[1], '/reports', key, { title: 'crash' });
+    expect(early.status).toBe(409);
+    expect(Number((early.body as { status: number }).status)).toBe(409);
+
+    await sleep(LEASE_MS + 200);
+    const takeoversBefore = takeoverLines();
+    const retries = await Promise.all(instances.map((instance) => post(instance, '/reports', key, { title: 'crash' })));
+    expect(retries.every((r) => r.status === 201 || r.status === 409)).toBe(true);
+    expect(retries.filter((r) => r.status === 201 && !r.replayed)).toHaveLength(1);
+    expect(await rowsFor(key)).toBe(1);
+    expect(takeoverLines() - takeoversBefore).toBe(1);
+    const replay = await post(instances[3], '/reports', key, { title: 'crash' });
+    expect(replay).toMatchObject({ status: 201, replayed: true });
+  });
+
+  it('transactional mode: a SIGKILL inside the handler leaves no partial row, and the retry executes once', async () => {
+    const victim = await launch('victim-tx', 'fastify');
+    const key = 'crash-tx';
+    const doomed = post(victim, '/reports/tx', key, { title: 'crash' }, { 'x-hold': '1' }).catch(() => undefined);
+    await until(() => victim.lines.includes(`ENTERED /reports/tx ${key}`), 5_000, 'the handler to write its row');
+    expect(await rowsFor(key)).toBe(0); // written, but not committed
+    await kill(victim);
+    await doomed;
+    expect(await rowsFor(key)).toBe(0);
+
+    // PostgreSQL rolls the dead connection's transaction back; the key is free again without any lease.
+    let first: Answer | undefined;
+    await until(async () => {
+      first = await post(instances[0], '/reports/tx', key, { title: 'crash' });
+      return first.status === 201;
+    }, 10_000, 'the retry to be accepted');
+    expect(first!.replayed).toBe(false);
+    const again = await Promise.all(instances.map((instance) => post(instance, '/reports/tx', key, { title: 'crash' })));
+    expect(again.every((r) => r.status === 201 && r.replayed)).toBe(true);
+    expect(again.every((r) => JSON.stringify(r.body) === JSON.stringify(first!.body))).toBe(true);
+    expect(await rowsFor(key)).toBe(1);
+  });
+
+  it('a stale owner that outlives its lease cannot overwrite the result of the request that took over', async () => {
+    const stale = await launch('stale-owner');
+    const [, fresh, other] = instances;
+    const key = 'stale-owner';
+    // Blocks i0's event loop for 2.5 leases: no heartbeat can renew the lease meanwhile.
+    const slow = post(stale, '/reports', key, { title: 'stale' }, { 'x-block-ms': String(LEASE_MS * 2.5) });
+    await until(() => stale.lines.includes(`ENTERED /reports ${key}`), 5_000, 'the slow handler to start');
+    await sleep(LEASE_MS + 250);
+    const takeover = await post(fresh, '/reports', key, { title: 'stale' });
+    expect(takeover.status).toBe(201);
+    expect(takeover.body.instance).toBe(fresh.name);
+
+    const late = await slow;
+    expect(late.status).toBe(201);
+    expect(late.body.instance).toBe(stale.name);
+    await until(() => stale.lines.some((text) => text.includes('"idempotency_lock_lost"')), 5_000, 'lock_lost on the stale owner');
+
+    const replay = await post(other, '/reports', key, { title: 'stale' });
+    expect(replay).toMatchObject({ status: 201, replayed: true });
+    expect(replay.body).toEqual(takeover.body);
+  });
+});

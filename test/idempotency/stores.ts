@@ -1,0 +1,76 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Column, DataSource, Entity, PrimaryGeneratedColumn, type DataSourceOptions } from 'typeorm';
+import { InMemoryIdempotencyStore, type IdempotencyStore } from 'nest-resilience';
+import { IdempotencyRecord, TypeOrmIdempotencyStore } from 'nest-resilience/typeorm';
+import { createTestDatabase, hasPostgres } from '../support/postgres.js';
+
+/** The business table the test handlers write to. */
+@Entity({ name: 'idem_test_reports' })
+export class TestReport {
+  @PrimaryGeneratedColumn()
+  id!: number;
+
+  @Column({ type: 'varchar', length: 255 })
+  requestKey!: string;
+
+  @Column({ type: 'varchar', length: 255 })
+  title!: string;
+}
+
+export type StoreKind = 'memory' | 'sqlite' | 'postgres';
+
+export interface StoreUnderTest {
+  readonly kind: StoreKind;
+  readonly store: IdempotencyStore;
+  /** The DataSource of SQL stores (business rows live there too). */
+  readonly dataSource?: DataSource;
+  close(): Promise<void>;
+}
+
+/** Which stores can run here (PostgreSQL only with DATABASE_URL). */
+export const storeKinds: StoreKind[] = hasPostgres ? ['memory', 'sqlite', 'postgres'] : ['memory', 'sqlite'];
+
+/** A fresh store of `kind`: memory, SQLite file (WAL) or a fresh PostgreSQL database. */
+export async function createStore(kind: StoreKind, options: { poolSize?: number } = {}): Promise<StoreUnderTest> {
+  if (kind === 'memory') return { kind, store: new InMemoryIdempotencyStore(), close: async () => undefined };
+  if (kind === 'sqlite') {
+    const dir = mkdtempSync(join(tmpdir(), 'idem-http-'));
+    const dataSource = await new DataSource({
+      type: 'better-sqlite3',
+      database: join(dir, 'app.db'),
+      enableWAL: true,
+      timeout: 5_000,
+      entities: [IdempotencyRecord, TestReport],
+      synchronize: true,
+    } as DataSourceOptions).initialize();
+    return {
+      kind,
+      store: new TypeOrmIdempotencyStore(dataSource),
+      dataSource,
+      close: async () => {
+        await dataSource.destroy();
+        rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  }
+  const database = await createTestDatabase('idem_http');
+  const dataSource = await new DataSource({
+    type: 'postgres',
+    url: database.url,
+    poolSize: options.poolSize ?? 20,
+    connectTimeoutMS: 2_000,
+    entities: [IdempotencyRecord, TestReport],
+    synchronize: true,
+  } as DataSourceOptions).initialize();
+  return {
+    kind,
+    store: new TypeOrmIdempotencyStore(dataSource),
+    dataSource,
+    close: async () => {
+      await dataSource.destroy();
+      await database.drop();
+    },
+  };
+}
