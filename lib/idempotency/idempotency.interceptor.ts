@@ -91,6 +91,8 @@ interface RequestScope {
   readonly response: any;
   /** `METHOD /route/template`: the `policy` of events. */
   readonly route: string;
+  /** Request id (pino-http `req.id` or `X-Request-Id`): this interceptor runs outside the resilience context. */
+  readonly requestId?: string;
   readonly key: string;
   readonly claim: IdempotencyClaim;
 }
@@ -166,15 +168,15 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
 
   private async handle(plan: RoutePlan, request: any, response: any, method: string, next: CallHandler): Promise<Observable<unknown>> {
     const { options } = plan;
-    const route = httpRequestInfo(request).route;
+    const { route, requestId } = httpRequestInfo(request);
     const parsed = this.readKey(request, options);
     if (!parsed) {
       if (!options.required) return next.handle();
-      this.emit('idempotency_rejected', route, undefined, options, { status: 400, detail: 'missing' });
+      this.emit('idempotency_rejected', { route, requestId }, undefined, options, { status: 400, detail: 'missing' });
       return this.reject(response, idempotencyKeyMissing(options.headerName, this.problemOptions()));
     }
     if (!parsed.ok) {
-      this.emit('idempotency_rejected', route, undefined, options, { status: 400, detail: `invalid: ${parsed.reason}` });
+      this.emit('idempotency_rejected', { route, requestId }, undefined, options, { status: 400, detail: `invalid: ${parsed.reason}` });
       return this.reject(response, idempotencyKeyInvalid(options.headerName, parsed.reason, this.problemOptions()));
     }
     const key = parsed.key;
@@ -191,7 +193,7 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
       leaseMs: options.lease,
       ttlMs: options.ttl,
     };
-    const scoped: RequestScope = { plan, request, response, route, key, claim };
+    const scoped: RequestScope = { plan, request, response, route, requestId, key, claim };
     return options.transactional ? this.runTransactional(scoped, next) : this.runLeased(scoped, next);
   }
 
@@ -205,7 +207,7 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
     }
     if (result.state !== 'acquired') return this.answerExisting(scoped, result);
     const { lease } = result;
-    if (result.takeover) this.emit('idempotency_takeover', scoped.route, scoped.key, scoped.plan.options, { detail: `fence ${lease.fence}` });
+    if (result.takeover) this.emit('idempotency_takeover', scoped, scoped.key, scoped.plan.options, { detail: `fence ${lease.fence}` });
     const execution: IdempotencyExecution = {
       handlerEntered: false,
       running: 0,
@@ -263,7 +265,7 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
       if (!workStarted) return this.storeUnavailable(scoped, error, next);
       if (!local?.rollback || error !== local.rollback) {
         // The handler ran but the transaction did not commit: its writes are gone, so a retry must run it again.
-        this.emit('idempotency_store_error', scoped.route, scoped.key, scoped.plan.options, { error, errorType: errorTypeOf(error), detail: 'commit' });
+        this.emit('idempotency_store_error', scoped, scoped.key, scoped.plan.options, { error, errorType: errorTypeOf(error), detail: 'commit' });
         this.logger.warn(`The transaction of ${scoped.route} failed after the handler ran (${describeError(error)}); its writes were rolled back and the client is told to retry.`);
         return this.reject(scoped.response, idempotencyStoreUnavailable(STORE_UNAVAILABLE_RETRY_AFTER_MS, error, this.problemOptions()));
       }
@@ -282,14 +284,14 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
   private answerExisting(scoped: RequestScope, result: Exclude<IdempotencyClaimResult, { state: 'acquired' }>): Observable<unknown> {
     const { options } = scoped.plan;
     if (!result.sameRequest) {
-      this.emit('idempotency_mismatch', scoped.route, scoped.key, options, { status: 422 });
+      this.emit('idempotency_mismatch', scoped, scoped.key, options, { status: 422 });
       return this.reject(scoped.response, idempotencyKeyReused(options.headerName, this.problemOptions()));
     }
     if (result.state === 'in_progress') {
-      this.emit('idempotency_conflict', scoped.route, scoped.key, options, { status: 409 });
+      this.emit('idempotency_conflict', scoped, scoped.key, options, { status: 409 });
       return this.reject(scoped.response, idempotencyRequestInProgress(options.headerName, result.retryAfterMs, this.problemOptions()));
     }
-    this.emit('idempotency_replayed', scoped.route, scoped.key, options, { status: result.response.status });
+    this.emit('idempotency_replayed', scoped, scoped.key, options, { status: result.response.status });
     setResponseHeader(scoped.response, 'Idempotent-Replayed', 'true');
     const replay = replayStoredResponse(scoped.response, result.response);
     if (replay.kind === 'error') throw replay.error;
@@ -299,7 +301,7 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
   /** Fail closed (503, handler not run) or, with `failOpen`, run the handler without idempotency. */
   private storeUnavailable(scoped: RequestScope, error: unknown, next: CallHandler): Observable<unknown> {
     const { options } = scoped.plan;
-    this.emit('idempotency_store_error', scoped.route, scoped.key, options, { error, errorType: errorTypeOf(error), detail: 'claim', status: options.failOpen ? undefined : 503 });
+    this.emit('idempotency_store_error', scoped, scoped.key, options, { error, errorType: errorTypeOf(error), detail: 'claim', status: options.failOpen ? undefined : 503 });
     if (options.failOpen) {
       this.logger.warn(`The idempotency store is unreachable (${describeError(error)}); ${scoped.route} runs without idempotency because failOpen is set.`);
       return next.handle();
@@ -366,9 +368,9 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
   private emitExecuted(scoped: RequestScope, outcome: Outcome, decision: Decision): void {
     const status = outcome.kind === 'error' ? statusOf(outcome.error) : responseStatusOf(scoped.response);
     if (decision.action === 'release') {
-      this.emit('idempotency_released', scoped.route, scoped.key, scoped.plan.options, { status, outcome: decision.reason, detail: decision.detail });
+      this.emit('idempotency_released', scoped, scoped.key, scoped.plan.options, { status, outcome: decision.reason, detail: decision.detail });
     }
-    this.emit('idempotency_executed', scoped.route, scoped.key, scoped.plan.options, {
+    this.emit('idempotency_executed', scoped, scoped.key, scoped.plan.options, {
       status,
       outcome: decision.action === 'store' ? 'stored' : 'released',
       ...(outcome.kind === 'error' ? { errorType: errorTypeOf(outcome.error) } : {}),
@@ -381,7 +383,7 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
       if (!stored) this.lockLost(scoped, 'complete');
     } catch (error) {
       // The side effect happened: deliver the response and let the lease run out; never delete.
-      this.emit('idempotency_store_error', scoped.route, scoped.key, scoped.plan.options, { error, errorType: errorTypeOf(error), detail: 'complete' });
+      this.emit('idempotency_store_error', scoped, scoped.key, scoped.plan.options, { error, errorType: errorTypeOf(error), detail: 'complete' });
       this.logger.warn(`The response of ${scoped.route} could not be stored (${describeError(error)}); it was delivered, and a retry after the lease (${scoped.plan.options.lease} ms) runs the handler again.`);
     }
   }
@@ -391,13 +393,13 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
       const released = await this.store.release(lease);
       if (!released) this.lockLost(scoped, 'release');
     } catch (error) {
-      this.emit('idempotency_store_error', scoped.route, scoped.key, scoped.plan.options, { error, errorType: errorTypeOf(error), detail: 'release' });
+      this.emit('idempotency_store_error', scoped, scoped.key, scoped.plan.options, { error, errorType: errorTypeOf(error), detail: 'release' });
       this.logger.warn(`The key of ${scoped.route} could not be released (${describeError(error)}); retries get 409 until the lease (${scoped.plan.options.lease} ms) ends.`);
     }
   }
 
   private lockLost(scoped: RequestScope, operation: string): void {
-    this.emit('idempotency_lock_lost', scoped.route, scoped.key, scoped.plan.options, { detail: operation });
+    this.emit('idempotency_lock_lost', scoped, scoped.key, scoped.plan.options, { detail: operation });
     this.logger.warn(`${scoped.route} lost its idempotency lease before ${operation} (another request took the key over after the lease expired); this request's ${operation} changed nothing. Raise the lease if handlers legitimately run longer.`);
   }
 
@@ -424,7 +426,7 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
         },
         (error: unknown) => {
           if (stopped) return;
-          this.emit('idempotency_store_error', scoped.route, scoped.key, scoped.plan.options, { error, errorType: errorTypeOf(error), detail: 'heartbeat' });
+          this.emit('idempotency_store_error', scoped, scoped.key, scoped.plan.options, { error, errorType: errorTypeOf(error), detail: 'heartbeat' });
           schedule();
         },
       );
@@ -534,7 +536,7 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
 
   private emit(
     event: ResilienceEventName,
-    route: string,
+    { route, requestId }: { readonly route: string; readonly requestId?: string },
     key: string | undefined,
     options: ResolvedIdempotencyOptions,
     extra: { status?: number; detail?: string; outcome?: string; error?: unknown; errorType?: string } = {},
@@ -544,6 +546,7 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
       event,
       policy: route,
       route,
+      ...(requestId === undefined ? {} : { requestId }),
       ...(key === undefined ? {} : { key: options.logKeys ? key : redactKey(key) }),
       ...extra,
     });

@@ -1,8 +1,12 @@
 import type { Provider } from '@nestjs/common';
+import { ResilienceLogger } from './resilience-logger.js';
+import { ResilienceTelemetry } from './resilience-telemetry.js';
 
 /**
- * STUB — filled by the observability work: the providers ResilienceModule registers so that
- * events reach logs and OpenTelemetry (subscribers of ResilienceEvents).
+ * The built-in consumers of `ResilienceEvents` that `ResilienceModule` registers: structured logs
+ * ({@link ResilienceLogger}) and OpenTelemetry ({@link ResilienceTelemetry}). Each subscribes in
+ * `onModuleInit` and unsubscribes in `onModuleDestroy`; `forRoot({ logging: { enabled: false } })`
+ * and `forRoot({ telemetry: { enabled: false } })` turn them off.
  * @internal
  */
-export const observabilityProviders: Provider[] = [];
+export const observabilityProviders: Provider[] = [ResilienceLogger, ResilienceTelemetry];

@@ -1,0 +1,204 @@
+import { createHash } from 'node:crypto';
+import { Inject, Injectable, Logger, Optional, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import type { ResilienceEvent, ResilienceEventName } from '../core/events.js';
+import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
+import type {
+  ResilienceLogLevel,
+  ResilienceObservabilityOptions,
+  ResolvedLoggingOptions,
+} from './observability-options.interface.js';
+import { ResilienceEvents } from './resilience-events.js';
+
+/**
+ * Log level of every event by default, chosen so that a healthy service is quiet:
+ *
+ * | level | events |
+ * |---|---|
+ * | `error` | `idempotency_store_error` (the store is unreachable: requests fail closed) |
+ * | `warn` | `give_up`, `attempt_timeout`, `deadline_exceeded`, `breaker_opened`, `bulkhead_rejected`, `budget_exhausted`, `idempotency_mismatch`, `idempotency_takeover`, `idempotency_lock_lost` |
+ * | `log` (info) | `retry`, `breaker_half_opened`, `breaker_closed`, `fallback_used`, `idempotency_replayed`, `idempotency_conflict` |
+ * | `debug` | `breaker_rejected` (one per rejected call while open: the `breaker_opened` warning already said it), `idempotency_executed`, `idempotency_rejected`, `idempotency_released` |
+ * | never | `attempt_end` (one per attempt: metrics only) |
+ *
+ * Override per event with `forRoot({ logging: { levels: { retry: 'debug' } } })`.
+ * @publicApi
+ */
+export const DEFAULT_EVENT_LOG_LEVELS: Readonly<Record<ResilienceEventName, ResilienceLogLevel>> = Object.freeze({
+  retry: 'log',
+  give_up: 'warn',
+  attempt_timeout: 'warn',
+  deadline_exceeded: 'warn',
+  attempt_end: false,
+  budget_exhausted: 'warn',
+  breaker_opened: 'warn',
+  breaker_half_opened: 'log',
+  breaker_closed: 'log',
+  breaker_rejected: 'debug',
+  bulkhead_rejected: 'warn',
+  fallback_used: 'log',
+  idempotency_executed: 'debug',
+  idempotency_replayed: 'log',
+  idempotency_conflict: 'log',
+  idempotency_mismatch: 'warn',
+  idempotency_rejected: 'debug',
+  idempotency_released: 'debug',
+  idempotency_takeover: 'warn',
+  idempotency_lock_lost: 'warn',
+  idempotency_store_error: 'error',
+});
+
+/**
+ * Context name of every resilience log line (`"context":"Resilience"` with nestjs-pino).
+ * @publicApi
+ */
+export const RESILIENCE_LOG_CONTEXT = 'Resilience';
+
+/**
+ * Applies the logging defaults to user options (missing or partial options are fine).
+ * @internal
+ */
+export function resolveLoggingOptions(
+  options: (ResilienceObservabilityOptions & { idempotency?: { logKeys?: boolean } }) | undefined,
+): ResolvedLoggingOptions {
+  const logging = options?.logging ?? {};
+  return {
+    enabled: logging.enabled ?? true,
+    // one switch for both places a key could leak: `idempotency.logKeys` also reaches the log
+    logKeys: logging.logKeys ?? options?.idempotency?.logKeys ?? false,
+    levels: { ...DEFAULT_EVENT_LOG_LEVELS, ...(logging.levels ?? {}) },
+  };
+}
+
+/**
+ * The structured object logged for one event: a human sentence in `msg` plus the event's fields.
+ * Never contains the raw `error` (only `errorType`), and never a raw idempotency key unless
+ * `logKeys` is set.
+ * @internal
+ */
+export function toLogRecord(event: ResilienceEvent, { logKeys }: { logKeys: boolean }): Record<string, unknown> {
+  const record: Record<string, unknown> = {
+    msg: describeEvent(event),
+    event: event.event,
+    requestId: event.requestId,
+    route: event.route,
+    policy: event.policy,
+    attempt: event.attempt,
+    delayMs: event.delayMs,
+    durationMs: event.durationMs,
+    outcome: event.outcome,
+    errorType: event.errorType,
+    status: event.status,
+    from: event.from,
+    key: event.key === undefined ? undefined : logKeys ? event.key : redactKey(event.key),
+    detail: event.detail,
+  };
+  for (const name of Object.keys(record)) {
+    if (record[name] === undefined) delete record[name];
+  }
+  return record;
+}
+
+const HASHED_KEY = /^sha256:[0-9a-f]{8,64}$/;
+
+/**
+ * A stable, non-reversible stand-in for an idempotency key (`sha256:` + 12 hex digits), so log
+ * lines about one key can be correlated without revealing it. Keys that are already hashed that
+ * way are returned unchanged.
+ * @publicApi
+ */
+export function redactKey(key: string): string {
+  if (HASHED_KEY.test(key)) return key;
+  return `sha256:${createHash('sha256').update(key).digest('hex').slice(0, 12)}`;
+}
+
+/** One human sentence per event; the structured fields carry the details. */
+function describeEvent(e: ResilienceEvent): string {
+  const cause = e.errorType ? ` (${e.errorType}${e.status ? ` ${e.status}` : ''})` : e.status ? ` (${e.status})` : '';
+  switch (e.event) {
+    case 'retry':
+      return `Attempt ${e.attempt ?? '?'} of ${e.policy} failed${cause}; retrying in ${e.delayMs ?? 0} ms`;
+    case 'give_up':
+      return `${e.policy} gave up after ${e.attempt ?? '?'} attempt(s)${cause}${e.detail ? `: ${e.detail}` : ''}`;
+    case 'attempt_timeout':
+      return `Attempt ${e.attempt ?? '?'} of ${e.policy} timed out after ${e.durationMs ?? '?'} ms`;
+    case 'deadline_exceeded':
+      return `${e.policy} exceeded its deadline after ${e.durationMs ?? '?'} ms`;
+    case 'attempt_end':
+      return `Attempt ${e.attempt ?? '?'} of ${e.policy} ended: ${e.outcome ?? 'unknown'}`;
+    case 'budget_exhausted':
+      return `Retry budget of ${e.policy} is exhausted; the failure is returned without retrying`;
+    case 'breaker_opened':
+      return `Circuit breaker ${e.policy} opened${e.from ? ` (was ${e.from})` : ''}; calls fail fast`;
+    case 'breaker_half_opened':
+      return `Circuit breaker ${e.policy} is half-open; probing the dependency`;
+    case 'breaker_closed':
+      return `Circuit breaker ${e.policy} closed; the dependency recovered`;
+    case 'breaker_rejected':
+      return `Circuit breaker ${e.policy} is open; call rejected`;
+    case 'bulkhead_rejected':
+      return `Bulkhead ${e.policy} is full; call rejected`;
+    case 'fallback_used':
+      return `${e.policy} answered with its fallback${cause}`;
+    case 'idempotency_executed':
+      return `Idempotent request on ${e.policy} executed and stored`;
+    case 'idempotency_replayed':
+      return `Idempotent request on ${e.policy} replayed from the stored response`;
+    case 'idempotency_conflict':
+      return `Idempotent request on ${e.policy} rejected: the same key is still in progress`;
+    case 'idempotency_mismatch':
+      return `Idempotent request on ${e.policy} rejected: the key was used with a different request`;
+    case 'idempotency_rejected':
+      return `Idempotent request on ${e.policy} rejected: missing or invalid key`;
+    case 'idempotency_released':
+      return `Idempotency key on ${e.policy} released so a retry runs again${cause}`;
+    case 'idempotency_takeover':
+      return `Idempotency key on ${e.policy} taken over from an owner whose lease expired`;
+    case 'idempotency_lock_lost':
+      return `Idempotency lease on ${e.policy} was lost; this request's result is not stored`;
+    case 'idempotency_store_error':
+      return `Idempotency store failed on ${e.policy}${cause}`;
+    default:
+      return `${String((e as ResilienceEvent).event)} on ${(e as ResilienceEvent).policy}`;
+  }
+}
+
+/**
+ * Writes every {@link ResilienceEvents} event as one structured log call through Nest's `Logger`
+ * (context `'Resilience'`). With nestjs-pino (`app.useLogger(app.get(Logger))`) each call becomes
+ * one JSON line carrying `msg`, `event`, `requestId`, `route`, `policy`, `attempt`, `delayMs`,
+ * `durationMs`, `errorType`, `status` and a hashed `key`, plus pino-http's request binding.
+ * Levels are in {@link DEFAULT_EVENT_LOG_LEVELS}.
+ * @publicApi
+ */
+@Injectable()
+export class ResilienceLogger implements OnModuleInit, OnModuleDestroy {
+  private readonly logger = new Logger(RESILIENCE_LOG_CONTEXT);
+  private readonly options: ResolvedLoggingOptions;
+  private unsubscribe?: () => void;
+
+  constructor(
+    private readonly events: ResilienceEvents,
+    @Optional() @Inject(RESOLVED_RESILIENCE_OPTIONS) options?: ResilienceObservabilityOptions,
+  ) {
+    this.options = resolveLoggingOptions(options);
+  }
+
+  /** Subscribes to the event stream (unless logging is disabled). */
+  onModuleInit(): void {
+    if (!this.options.enabled || this.unsubscribe) return;
+    this.unsubscribe = this.events.subscribe((event) => this.write(event));
+  }
+
+  /** Unsubscribes from the event stream. */
+  onModuleDestroy(): void {
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+  }
+
+  /** Logs one event at its configured level; events whose level is `false` are skipped. */
+  write(event: ResilienceEvent): void {
+    const level = this.options.levels[event.event];
+    if (!level) return;
+    this.logger[level](toLogRecord(event, this.options));
+  }
+}
