@@ -24,14 +24,8 @@ import { DataSource, type DataSourceOptions } from 'typeorm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, platforms, type Platform } from '../support/app.js';
 import { hasPostgres } from '../support/postgres.js';
+import { startPostgres, type ThrowawayPostgres } from '../../scripts/postgres.mjs';
 
-interface OwnPostgres {
-  url: string;
-  halt(): void;
-  start(): void;
-  stop(): void;
-}
-const scriptPath = '../../scripts/postgres.mjs';
 
 /** What the readiness endpoint checks; tests change it. */
 const settings = {
@@ -217,11 +211,10 @@ describe.each(platforms)('readiness with ResilienceHealthModule (%s)', (platform
 
 // Stops a PostgreSQL server of its own (never the shared one).
 describe.skipIf(!hasPostgres)('idempotency store indicator on a TypeORM PostgreSQL store', () => {
-  let postgres: OwnPostgres;
+  let postgres: ThrowawayPostgres;
   let dataSource: DataSource;
 
   beforeAll(async () => {
-    const { startPostgres } = (await import(/* @vite-ignore */ scriptPath)) as { startPostgres(): Promise<OwnPostgres> };
     postgres = await startPostgres();
     dataSource = await new DataSource({
       type: 'postgres',

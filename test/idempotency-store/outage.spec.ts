@@ -3,16 +3,8 @@ import { DataSource, type DataSourceOptions } from 'typeorm';
 import type { IdempotencyClaim, IdempotencyStore } from 'nest-resilience';
 import { IdempotencyRecord, TypeOrmIdempotencyStore } from 'nest-resilience/typeorm';
 import { hasPostgres } from '../support/postgres.js';
+import { startPostgres, type ThrowawayPostgres } from '../../scripts/postgres.mjs';
 
-interface OwnPostgres {
-  url: string;
-  halt(): void;
-  start(): void;
-  stop(): void;
-}
-type PostgresScript = { startPostgres(): Promise<OwnPostgres> };
-const scriptPath = '../../scripts/postgres.mjs';
-const { startPostgres } = (await import(/* @vite-ignore */ scriptPath)) as PostgresScript;
 
 const CONNECT_TIMEOUT_MS = 1_000;
 const response = { status: 201, headers: {}, body: '{}', bodyEncoding: 'json' as const };
@@ -49,7 +41,7 @@ async function claimAndComplete(store: IdempotencyStore): Promise<void> {
 
 // Stops and restarts a PostgreSQL server of its own (never the shared one).
 describe.skipIf(!hasPostgres)('TypeOrmIdempotencyStore through a PostgreSQL outage', () => {
-  let postgres: OwnPostgres;
+  let postgres: ThrowawayPostgres;
   let dataSource: DataSource;
   let store: TypeOrmIdempotencyStore;
 

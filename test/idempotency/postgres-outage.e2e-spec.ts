@@ -7,16 +7,8 @@ import { IdempotencyRecord, TypeOrmIdempotencyStore } from 'nest-resilience/type
 import { platforms } from '../support/app.js';
 import { hasPostgres } from '../support/postgres.js';
 import { createIdempotencyApp, until, type IdempotencyTestApp } from './support.js';
+import { startPostgres, type ThrowawayPostgres } from '../../scripts/postgres.mjs';
 
-interface OwnPostgres {
-  url: string;
-  halt(): void;
-  start(): void;
-  stop(): void;
-}
-type PostgresScript = { startPostgres(): Promise<OwnPostgres>; findPostgresBin(): string | undefined };
-const scriptPath = '../../scripts/postgres.mjs';
-const { startPostgres } = (await import(/* @vite-ignore */ scriptPath)) as PostgresScript;
 
 let executions = 0;
 const executedKeys = new Set<string>();
@@ -34,7 +26,7 @@ class OrdersController {
 
 // Stops and restarts a PostgreSQL server of its own (never the shared one).
 describe.skipIf(!hasPostgres)('PostgreSQL stopped during traffic', () => {
-  let postgres: OwnPostgres;
+  let postgres: ThrowawayPostgres;
   let dataSource: DataSource;
 
   beforeAll(async () => {
