@@ -4,6 +4,7 @@ import { CircuitBreakerService } from './circuit-breaker.service.js';
 import type { PolicyEnvironment } from './core/policy.js';
 import { PolicyRegistry } from './core/policy-registry.js';
 import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor.js';
+import { IdempotencyPurgerService } from './idempotency/idempotency-purger.js';
 import { IdempotencyStore } from './idempotency/idempotency-store.interface.js';
 import { InMemoryIdempotencyStore } from './idempotency/in-memory-idempotency.store.js';
 import { ResilienceInterceptor } from './interceptors/resilience.interceptor.js';
@@ -59,6 +60,7 @@ const providers: Provider[] = [
       options.idempotency?.store ?? new InMemoryIdempotencyStore({ clock: options.clock }),
     inject: [RESOLVED_RESILIENCE_OPTIONS],
   },
+  IdempotencyPurgerService,
   ResiliencePipelines,
   IdempotencyInterceptor,
   ResilienceInterceptor,

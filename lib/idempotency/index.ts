@@ -21,3 +21,4 @@ export {
 } from './transaction-context.js';
 export { InMemoryIdempotencyStore, type InMemoryIdempotencyStoreOptions } from './in-memory-idempotency.store.js';
 export { recordIdOf } from './record-id.js';
+export { startPurger, type IdempotencyPurgerOptions } from './idempotency-purger.js';

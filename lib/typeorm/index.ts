@@ -34,4 +34,5 @@ export {
   type PurgeExpiredOptions,
   type TypeOrmIdempotencyStoreOptions,
 } from './typeorm-idempotency.store.js';
-export { startPurger, type IdempotencyPurgerOptions } from './idempotency-purger.js';
+// The purger works with any store; re-exported here because it is mostly used with this one.
+export { startPurger, type IdempotencyPurgerOptions } from '../idempotency/idempotency-purger.js';

@@ -1,5 +1,9 @@
+import { Inject, Injectable, Logger, type OnApplicationBootstrap, type OnApplicationShutdown } from '@nestjs/common';
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.js';
-import type { IdempotencyStore } from '../idempotency/idempotency-store.interface.js';
+import { describeError, ResilienceConfigError } from '../core/errors.js';
+import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
+import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
+import { IdempotencyStore } from './idempotency-store.interface.js';
 
 /**
  * Options of {@link startPurger}.
@@ -33,7 +37,7 @@ export interface IdempotencyPurgerOptions {
 export function startPurger(store: IdempotencyStore, options: IdempotencyPurgerOptions): () => Promise<void> {
   const { interval, batchSize = 1_000, onPurged, onError, clock = systemClock } = options;
   if (!Number.isFinite(interval) || interval <= 0) {
-    throw new Error(`startPurger: interval must be a positive number of ms (got ${interval}).`);
+    throw new ResilienceConfigError(`The idempotency purge interval must be a positive number of ms, got ${interval}. Pass e.g. { interval: 60_000 }, or leave purgeInterval at 0 to not purge.`);
   }
   let stopped = false;
   let timer: TimerHandle | undefined;
@@ -61,4 +65,39 @@ export function startPurger(store: IdempotencyStore, options: IdempotencyPurgerO
     if (timer !== undefined) clock.clearTimeout(timer);
     await running;
   };
+}
+
+/**
+ * Runs {@link startPurger} for the module's store when `forRoot({ idempotency: { purgeInterval } })`
+ * is set, from application bootstrap until shutdown. Failed runs are logged and retried at the next
+ * interval; they never affect live traffic.
+ * @internal
+ */
+@Injectable()
+export class IdempotencyPurgerService implements OnApplicationBootstrap, OnApplicationShutdown {
+  private readonly logger = new Logger('Idempotency');
+  private stop?: () => Promise<void>;
+
+  constructor(
+    @Inject(IdempotencyStore) private readonly store: IdempotencyStore,
+    @Inject(RESOLVED_RESILIENCE_OPTIONS) private readonly options: ResolvedResilienceOptions,
+  ) {}
+
+  onApplicationBootstrap(): void {
+    const interval = this.options.idempotency?.purgeInterval ?? 0;
+    if (interval <= 0) return;
+    this.stop = startPurger(this.store, {
+      interval,
+      clock: this.options.clock,
+      onPurged: (deleted) => {
+        if (deleted > 0) this.logger.debug(`Purged ${deleted} expired idempotency records.`);
+      },
+      onError: (error) =>
+        this.logger.warn(`Purging expired idempotency records failed (${describeError(error)}); the next run is in ${interval} ms.`),
+    });
+  }
+
+  async onApplicationShutdown(): Promise<void> {
+    await this.stop?.();
+  }
 }
