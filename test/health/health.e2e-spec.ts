@@ -20,11 +20,11 @@ import {
 } from 'nest-resilience/health';
 import { IdempotencyRecord, TypeOrmIdempotencyStore } from 'nest-resilience/typeorm';
 import request from 'supertest';
-import { DataSource, type DataSourceOptions } from 'typeorm';
+import type { DataSource } from 'typeorm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, platforms, type Platform } from '../support/app.js';
-import { hasPostgres } from '../support/postgres.js';
-import { startPostgres, type ThrowawayPostgres } from '../../scripts/postgres.mjs';
+import { hasPostgres, startOwnPostgres, type OwnPostgres } from '../support/postgres.js';
+import type { ThrowawayPostgres } from '../../scripts/postgres.mjs';
 
 
 /** What the readiness endpoint checks; tests change it. */
@@ -211,25 +211,15 @@ describe.each(platforms)('readiness with ResilienceHealthModule (%s)', (platform
 
 // Stops a PostgreSQL server of its own (never the shared one).
 describe.skipIf(!hasPostgres)('idempotency store indicator on a TypeORM PostgreSQL store', () => {
+  let own: OwnPostgres;
   let postgres: ThrowawayPostgres;
   let dataSource: DataSource;
 
   beforeAll(async () => {
-    postgres = await startPostgres();
-    dataSource = await new DataSource({
-      type: 'postgres',
-      url: postgres.url,
-      entities: [IdempotencyRecord],
-      synchronize: true,
-      poolSize: 2,
-      connectTimeoutMS: 500,
-      extra: { query_timeout: 1_000, connectionTimeoutMillis: 500 },
-    } as DataSourceOptions).initialize();
+    own = await startOwnPostgres([IdempotencyRecord], { poolSize: 2, connectTimeoutMs: 500, queryTimeoutMs: 1000 });
+    ({ server: postgres, dataSource } = own);
   });
-  afterAll(async () => {
-    await dataSource?.destroy().catch(() => undefined);
-    postgres?.stop();
-  });
+  afterAll(() => own?.close());
 
   describe.each(platforms)('on %s', (platform: Platform) => {
     let app: INestApplication;

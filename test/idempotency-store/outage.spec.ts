@@ -1,9 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { DataSource, type DataSourceOptions } from 'typeorm';
+import type { DataSource } from 'typeorm';
 import type { IdempotencyClaim, IdempotencyStore } from 'nest-resilience';
 import { IdempotencyRecord, TypeOrmIdempotencyStore } from 'nest-resilience/typeorm';
-import { hasPostgres } from '../support/postgres.js';
-import { startPostgres, type ThrowawayPostgres } from '../../scripts/postgres.mjs';
+import { hasPostgres, startOwnPostgres, type OwnPostgres } from '../support/postgres.js';
+import type { ThrowawayPostgres } from '../../scripts/postgres.mjs';
 
 
 const CONNECT_TIMEOUT_MS = 1_000;
@@ -41,27 +41,17 @@ async function claimAndComplete(store: IdempotencyStore): Promise<void> {
 
 // Stops and restarts a PostgreSQL server of its own (never the shared one).
 describe.skipIf(!hasPostgres)('TypeOrmIdempotencyStore through a PostgreSQL outage', () => {
+  let own: OwnPostgres;
   let postgres: ThrowawayPostgres;
   let dataSource: DataSource;
   let store: TypeOrmIdempotencyStore;
 
   beforeAll(async () => {
-    postgres = await startPostgres();
-    dataSource = await new DataSource({
-      type: 'postgres',
-      url: postgres.url,
-      entities: [IdempotencyRecord],
-      synchronize: true,
-      poolSize: 5,
-      connectTimeoutMS: CONNECT_TIMEOUT_MS,
-      extra: { query_timeout: 5_000 },
-    } as DataSourceOptions).initialize();
+    own = await startOwnPostgres([IdempotencyRecord], { poolSize: 5, connectTimeoutMs: CONNECT_TIMEOUT_MS, queryTimeoutMs: 5_000 });
+    ({ server: postgres, dataSource } = own);
     store = new TypeOrmIdempotencyStore(dataSource);
   });
-  afterAll(async () => {
-    await dataSource?.destroy().catch(() => undefined);
-    postgres?.stop();
-  });
+  afterAll(() => own?.close());
 
   it('works, fails fast while the server is down, and works again once it is back, with the same DataSource', async () => {
     await claimAndComplete(store);

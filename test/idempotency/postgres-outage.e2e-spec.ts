@@ -1,13 +1,13 @@
 import { Body, Controller, Post, type INestApplication } from '@nestjs/common';
 import request from 'supertest';
-import { DataSource, type DataSourceOptions } from 'typeorm';
+import type { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Idempotent } from 'nest-resilience';
 import { IdempotencyRecord, TypeOrmIdempotencyStore } from 'nest-resilience/typeorm';
 import { platforms } from '../support/app.js';
-import { hasPostgres } from '../support/postgres.js';
+import { hasPostgres, startOwnPostgres, type OwnPostgres } from '../support/postgres.js';
 import { createIdempotencyApp, until, type IdempotencyTestApp } from './support.js';
-import { startPostgres, type ThrowawayPostgres } from '../../scripts/postgres.mjs';
+import type { ThrowawayPostgres } from '../../scripts/postgres.mjs';
 
 
 let executions = 0;
@@ -26,25 +26,15 @@ class OrdersController {
 
 // Stops and restarts a PostgreSQL server of its own (never the shared one).
 describe.skipIf(!hasPostgres)('PostgreSQL stopped during traffic', () => {
+  let own: OwnPostgres;
   let postgres: ThrowawayPostgres;
   let dataSource: DataSource;
 
   beforeAll(async () => {
-    postgres = await startPostgres();
-    dataSource = await new DataSource({
-      type: 'postgres',
-      url: postgres.url,
-      entities: [IdempotencyRecord],
-      synchronize: true,
-      poolSize: 5,
-      connectTimeoutMS: 500,
-      extra: { query_timeout: 2_000, connectionTimeoutMillis: 500 },
-    } as DataSourceOptions).initialize();
+    own = await startOwnPostgres([IdempotencyRecord], { poolSize: 5, connectTimeoutMs: 500, queryTimeoutMs: 2000 });
+    ({ server: postgres, dataSource } = own);
   });
-  afterAll(async () => {
-    await dataSource?.destroy().catch(() => undefined);
-    postgres?.stop();
-  });
+  afterAll(() => own?.close());
 
   describe.each(platforms)('on %s', (platform) => {
   let harness: IdempotencyTestApp;

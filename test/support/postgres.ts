@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
+import { DataSource, type DataSourceOptions } from 'typeorm';
+import { startPostgres, type ThrowawayPostgres } from '../../scripts/postgres.mjs';
 
 /** The server `npm test` started (or the one DATABASE_URL names); undefined when there is none. */
 export const postgresUrl = process.env.DATABASE_URL;
@@ -35,4 +37,42 @@ async function adminQuery(sql: string): Promise<void> {
   } finally {
     await client.end();
   }
+}
+
+/** A PostgreSQL server owned by one test file, with a DataSource on it. */
+export interface OwnPostgres {
+  /** The server: `halt()` stops it (keeping data), `start()` brings it back. */
+  readonly server: ThrowawayPostgres;
+  /** A DataSource whose connections fail fast while the server is down. */
+  readonly dataSource: DataSource;
+  /** Destroys the DataSource and deletes the server. */
+  close(): Promise<void>;
+}
+
+/**
+ * Starts a PostgreSQL server of the test's own (tests that stop the database must never stop the
+ * shared one) and a synchronized DataSource on it with short connect and query timeouts.
+ */
+export async function startOwnPostgres(
+  entities: DataSourceOptions['entities'],
+  { poolSize = 5, connectTimeoutMs = 500, queryTimeoutMs = 2_000 } = {},
+): Promise<OwnPostgres> {
+  const server = await startPostgres();
+  const dataSource = await new DataSource({
+    type: 'postgres',
+    url: server.url,
+    entities,
+    synchronize: true,
+    poolSize,
+    connectTimeoutMS: connectTimeoutMs,
+    extra: { query_timeout: queryTimeoutMs, connectionTimeoutMillis: connectTimeoutMs },
+  } as DataSourceOptions).initialize();
+  return {
+    server,
+    dataSource,
+    close: async () => {
+      await dataSource.destroy().catch(() => undefined);
+      server.stop();
+    },
+  };
 }
