@@ -1,0 +1,26 @@
+import { Controller, Get, Inject } from '@nestjs/common';
+import { SAMPLE_APP_OPTIONS, type SampleAppOptions } from './sample-app.options.js';
+
+/** `GET /`: what this instance is and where to go next. */
+@Controller()
+export class AppController {
+  constructor(@Inject(SAMPLE_APP_OPTIONS) private readonly options: SampleAppOptions) {}
+
+  @Get()
+  info(): Record<string, unknown> {
+    return {
+      service: 'nest-resilience sample app',
+      database: this.options.databaseUrl ? 'postgres' : 'sqlite',
+      modelService: this.options.modelServiceUrl,
+      routes: [
+        'POST /reports (X-Account-Id, Idempotency-Key, { "topic": string })',
+        'GET /reports/:id (X-Account-Id)',
+        'GET /accounts/:id',
+        'GET /preview?topic=…',
+        'GET /health',
+        'GET /health/live',
+        'GET /metrics',
+      ],
+    };
+  }
+}

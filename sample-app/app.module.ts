@@ -1,0 +1,70 @@
+import { Global, Module, type DynamicModule } from '@nestjs/common';
+import { APP_FILTER, APP_PIPE } from '@nestjs/core';
+import { TypeOrmModule } from '@nestjs/typeorm';
+import { ResilienceModule } from 'nest-resilience';
+import { TypeOrmIdempotencyStore } from 'nest-resilience/typeorm';
+import { DataSource } from 'typeorm';
+import { AccountsModule } from './accounts/accounts.module.js';
+import { AppController } from './app.controller.js';
+import { ProblemDetailsFilter } from './common/problem-details.filter.js';
+import { createValidationPipe } from './common/validation.pipe.js';
+import { databaseOptions } from './database/database.options.js';
+import { HealthModule } from './health/health.module.js';
+import { LoggingModule } from './logging/logging.module.js';
+import { MetricsController } from './metrics/metrics.controller.js';
+import { registerMetrics } from './metrics/telemetry.js';
+import { ReportsModule } from './reports/reports.module.js';
+import { resiliencePolicies } from './resilience/policies.js';
+import { SAMPLE_APP_OPTIONS, type SampleAppOptions } from './sample-app.options.js';
+
+/** Makes the {@link SampleAppOptions} injectable everywhere. */
+@Global()
+@Module({})
+class SampleOptionsModule {
+  static register(options: SampleAppOptions): DynamicModule {
+    return {
+      module: SampleOptionsModule,
+      providers: [{ provide: SAMPLE_APP_OPTIONS, useValue: options }],
+      exports: [SAMPLE_APP_OPTIONS],
+    };
+  }
+}
+
+/**
+ * The reports service: accounts with credits, idempotent report creation, background generation
+ * by the model service under timeouts, retries and a circuit breaker, health and metrics.
+ */
+@Module({})
+export class AppModule {
+  static forRoot(options: SampleAppOptions): DynamicModule {
+    // The metrics SDK must exist before the library records its first event.
+    registerMetrics();
+    return {
+      module: AppModule,
+      imports: [
+        SampleOptionsModule.register(options),
+        LoggingModule.forRoot(options),
+        TypeOrmModule.forRoot(databaseOptions(options)),
+        ResilienceModule.forRootAsync({
+          inject: [DataSource],
+          useFactory: (dataSource: DataSource) => ({
+            policies: resiliencePolicies(options),
+            // Keys are replayed for 24 h (the default), then purged every 10 minutes.
+            idempotency: {
+              store: new TypeOrmIdempotencyStore(dataSource, { lockTimeout: options.idempotencyLockTimeoutMs ?? 1_000 }),
+              purgeInterval: 600_000,
+            },
+          }),
+        }),
+        AccountsModule,
+        ReportsModule,
+        HealthModule,
+      ],
+      controllers: [AppController, MetricsController],
+      providers: [
+        { provide: APP_PIPE, useFactory: createValidationPipe },
+        { provide: APP_FILTER, useClass: ProblemDetailsFilter },
+      ],
+    };
+  }
+}

@@ -1,0 +1,29 @@
+import type { INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { Logger } from 'nestjs-pino';
+import { AppModule } from './app.module.js';
+import type { SampleAppOptions } from './sample-app.options.js';
+
+/** Which HTTP platform the app runs on. */
+export type SamplePlatform = 'express' | 'fastify';
+
+/**
+ * Builds the sample app (not listening yet) with pino as the Nest logger and shutdown hooks on.
+ * `main.ts` uses it; so can a test that wants the real bootstrap.
+ */
+export async function createSampleApp(
+  options: SampleAppOptions,
+  { platform = 'express' }: { platform?: SamplePlatform } = {},
+): Promise<INestApplication> {
+  const module = AppModule.forRoot(options);
+  let app: INestApplication;
+  if (platform === 'fastify') {
+    const { FastifyAdapter } = await import('@nestjs/platform-fastify');
+    app = await NestFactory.create(module, new FastifyAdapter(), { bufferLogs: true });
+  } else {
+    app = await NestFactory.create(module, { bufferLogs: true });
+  }
+  app.useLogger(app.get(Logger));
+  app.enableShutdownHooks();
+  return app;
+}

@@ -1,0 +1,79 @@
+import type { Report } from './reports/report.entity.js';
+
+/**
+ * Everything that differs between `npm start`, the e2e tests and a deployment. `main.ts` reads it
+ * from the environment ({@link sampleAppOptionsFromEnv}); tests build it by hand.
+ */
+export interface SampleAppOptions {
+  /** `postgres://…` switches the app to PostgreSQL; otherwise SQLite is used. */
+  databaseUrl?: string;
+  /** SQLite file, created on first start (`:memory:` in tests). @default 'sample-app.sqlite' */
+  sqliteFile?: string;
+  /** Base URL of the model service. */
+  modelServiceUrl: string;
+  /** Deadlines and attempts of the background report generation. */
+  generation?: {
+    /** Total budget of one generation, retries included, in ms. @default 8000 */
+    totalMs?: number;
+    /** Budget of one model call, in ms. @default 2000 */
+    attemptMs?: number;
+    /** Model calls per generation, the first included. @default 4 */
+    maxAttempts?: number;
+  };
+  /** The `model-service` circuit breaker. */
+  breaker?: {
+    /** Consecutive failed model calls that open the breaker. @default 3 */
+    consecutiveFailures?: number;
+    /** How long the breaker stays open before one probe is let through, in ms. @default 5000 */
+    breakDurationMs?: number;
+  };
+  /**
+   * PostgreSQL: how long a duplicate of a request still in its transaction waits for it before
+   * being answered 409 (the store's `lockTimeout`). SQLite runs idempotent transactions one at a
+   * time, so there a duplicate waits for the first to commit and gets its replay. @default 1000
+   */
+  idempotencyLockTimeoutMs?: number;
+  /** Accounts created on start when absent, with their credits. @default { acme: 1000, globex: 2 } */
+  seedAccounts?: Record<string, number>;
+  /** Timeout of the model-service ping in `/health`, in ms. @default 1000 */
+  healthPingTimeoutMs?: number;
+  /** pino level (`silent` in tests). @default process.env.LOG_LEVEL ?? 'info' */
+  logLevel?: string;
+  /**
+   * Lets `POST /reports` honour an `X-Demo-Hold-Ms` header (at most 3000): the request holds its
+   * transaction that long, so `npm run demo` can show a concurrent duplicate answered 409.
+   * `main.ts` turns it on unless NODE_ENV=production. @default false
+   */
+  demoHold?: boolean;
+  /** Seams for tests; never set in production. */
+  hooks?: SampleAppHooks;
+}
+
+/** Test seams of the sample app. */
+export interface SampleAppHooks {
+  /**
+   * Awaited inside the `POST /reports` transaction, after the report is written and the credit
+   * debited, before the transaction commits. Tests hold a request here to make a concurrent
+   * duplicate deterministic.
+   */
+  afterReportRecorded?: (report: Report) => Promise<void> | void;
+}
+
+/** Injection token of the {@link SampleAppOptions}. */
+export const SAMPLE_APP_OPTIONS = Symbol('SAMPLE_APP_OPTIONS');
+
+/** Default accounts: `acme` can afford many runs of the demo, `globex` runs out after two reports. */
+export const DEFAULT_SEED_ACCOUNTS: Readonly<Record<string, number>> = { acme: 1000, globex: 2 };
+
+/** Default base URL of the model service `npm start` runs. */
+export const DEFAULT_MODEL_SERVICE_URL = 'http://127.0.0.1:3001';
+
+/** Reads the options from DATABASE_URL, SQLITE_FILE, MODEL_SERVICE_URL and LOG_LEVEL. */
+export function sampleAppOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): SampleAppOptions {
+  return {
+    databaseUrl: env.DATABASE_URL || undefined,
+    sqliteFile: env.SQLITE_FILE || undefined,
+    modelServiceUrl: env.MODEL_SERVICE_URL || DEFAULT_MODEL_SERVICE_URL,
+    logLevel: env.LOG_LEVEL || undefined,
+  };
+}
