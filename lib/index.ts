@@ -14,7 +14,7 @@ export * from './decorators/index.js';
 export { ResilienceInterceptor } from './interceptors/resilience.interceptor.js';
 export { CircuitBreakerService, UnknownCircuitBreakerError } from './circuit-breaker.service.js';
 export { ResilienceService } from './resilience.service.js';
-export { Resilience, currentSignal, getRequestInfo, type ResilienceCurrent } from './context/resilience-context.js';
+export { Resilience, currentSignal, getRequestInfo, type RequestInfo, type ResilienceCurrent } from './context/resilience-context.js';
 export { REQUEST_ID_HEADER, REQUEST_TIMEOUT_HEADER, resilientFetch, withDeadline } from './fetch/with-deadline.js';
 export {
   DEFAULT_PROBLEM_TYPE_BASE,

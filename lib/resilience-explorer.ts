@@ -206,6 +206,7 @@ function createMethodWrapper(classRef: Function, method: Function, name: string,
     if (!target) return method.apply(this, args);
     const self = this;
     const parent = currentResilienceStore();
+    const request = getRequestInfo();
     const key = pipelines.keyFor(target, { args });
     const pipeline = pipelines.pipelineFor(target, key);
     const { clock } = pipelines.env;
@@ -219,8 +220,8 @@ function createMethodWrapper(classRef: Function, method: Function, name: string,
         deadline: attempt.deadline,
         attempt: attempt.attempt,
         policy: key,
-        requestId: parent?.requestId,
-        route: parent?.route,
+        requestId: request?.requestId,
+        route: request?.route,
         clock,
         owner: pipelines,
         cleanups: new Set(),

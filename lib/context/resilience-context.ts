@@ -55,6 +55,32 @@ export interface ResilienceCurrent {
 const storage = new AsyncLocalStorage<ResilienceContextStore>();
 
 /**
+ * Request id and route of the HTTP request being served, for every route (decorated or not), so
+ * work started by a request — even work that outlives it, like a background job it queues — tags
+ * its events and outgoing calls with that request's id.
+ */
+const requestInfoStorage = new AsyncLocalStorage<RequestInfo>();
+
+/**
+ * Request id and route of the request being served.
+ * @publicApi
+ */
+export interface RequestInfo {
+  /** pino-http `req.id`, else the `X-Request-Id` header. */
+  readonly requestId?: string;
+  /** `METHOD /route/template`. */
+  readonly route?: string;
+}
+
+/**
+ * Runs `fn` with `info` as the request being served.
+ * @internal
+ */
+export function runWithRequestInfo<T>(info: RequestInfo, fn: () => T): T {
+  return requestInfoStorage.run(info, fn);
+}
+
+/**
  * Runs `fn` with `context` as the current resilience context (visible to `currentSignal()`,
  * `Resilience.current()`, `@AttemptSignal()` and `withDeadline()`).
  * @internal
@@ -108,14 +134,16 @@ export function runAttemptCleanups(store: ResilienceContextStore): void {
 }
 
 /**
- * Request id and route of the request being served (from the current resilience context), for
- * logs and events.
+ * Request id and route of the request being served (from the current resilience context, else
+ * from the request that started the code running now), for logs, events and outgoing calls.
  * @publicApi
  */
-export function getRequestInfo(): { requestId?: string; route?: string } | undefined {
+export function getRequestInfo(): RequestInfo | undefined {
   const store = storage.getStore();
-  if (!store || (store.requestId === undefined && store.route === undefined)) return undefined;
-  return { requestId: store.requestId, route: store.route };
+  if (store && (store.requestId !== undefined || store.route !== undefined)) {
+    return { requestId: store.requestId, route: store.route };
+  }
+  return requestInfoStorage.getStore();
 }
 
 /**

@@ -1,6 +1,6 @@
 import { Inject, Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
 import { Observable, catchError, defer, finalize, throwError } from 'rxjs';
-import type { ResilienceContextStore } from '../context/resilience-context.js';
+import { runWithRequestInfo, type ResilienceContextStore } from '../context/resilience-context.js';
 import { OperationAbortedError } from '../core/errors.js';
 import type { ExecutionContext as PolicyContext } from '../core/policy.js';
 import {
@@ -45,7 +45,13 @@ export class ResilienceInterceptor implements NestInterceptor {
     const target = this.pipelines.targetFor(context.getClass(), context.getHandler());
     const response: unknown = context.switchToHttp().getResponse();
     if (!target) {
-      return next.handle().pipe(catchError((error: unknown) => throwError(() => this.toHttpError(error, response, 503))));
+      const { requestId, route } = httpRequestInfo(context.switchToHttp().getRequest());
+      // Subscribed inside the request scope: work the handler starts (even a job that outlives the
+      // request) and decorated provider methods it calls tag their events with this request's id.
+      const handled = new Observable<unknown>((subscriber) =>
+        runWithRequestInfo({ requestId, route }, () => next.handle().subscribe(subscriber)),
+      );
+      return handled.pipe(catchError((error: unknown) => throwError(() => this.toHttpError(error, response, 503))));
     }
     return defer(() => this.run(target, context, next, response));
   }
