@@ -1,0 +1,153 @@
+// Overhead of @Timeout / @Retryable on a trivial GET route, Express and Fastify, side by side.
+//   npm run bench:overhead                       full run (5 s × 3 interleaved rounds per variant)
+//   BENCH_DURATION=2 BENCH_ROUNDS=1 npm run bench:overhead   quick run (< 1 min)
+// Every variant is its own Nest app in its own process (loopback only); autocannon runs here.
+import { join } from 'node:path';
+import { profiled, startServer, stopAll, type ServerChild } from '../shared/children.js';
+import { readConfig } from '../shared/config.js';
+import { interleave, measure, summarize, type Summary } from '../shared/load.js';
+import {
+  environment,
+  formatMs,
+  formatRatio,
+  formatRps,
+  formatUs,
+  markdownTable,
+  resultsDir,
+  writeResults,
+} from '../shared/report.js';
+import type { Platform } from '../shared/server-harness.js';
+import { OVERHEAD_VARIANTS, VARIANT_LABELS, type OverheadVariant } from './variants.js';
+
+/** Decorated routes must keep this share of the bare route's throughput. */
+const GOAL = 0.95;
+const DECORATED: readonly OverheadVariant[] = ['timeout', 'retryable', 'both'];
+
+interface Target {
+  readonly platform: Platform;
+  readonly variant: OverheadVariant;
+  readonly server: ServerChild;
+}
+
+async function main(): Promise<void> {
+  const config = readConfig();
+  const log = (line: string) => console.error(line);
+  log(`overhead: ${config.platforms.join(' + ')}, ${OVERHEAD_VARIANTS.length} variants, warm-up ${config.warmup} s, ${config.rounds} round(s) × ${config.duration} s, ${config.connections} connections`);
+
+  const servers: ServerChild[] = [];
+  try {
+    const targets = await Promise.all(
+      config.platforms.flatMap((platform) =>
+        OVERHEAD_VARIANTS.map(async (variant): Promise<Target> => {
+          const server = await startServer(new URL('./server.js', import.meta.url), `overhead-${platform}-${variant}`, {
+            BENCH_PLATFORM: platform,
+            BENCH_VARIANT: variant,
+          });
+          servers.push(server);
+          return { platform, variant, server };
+        }),
+      ),
+    );
+    for (const target of targets) await checkRoute(target);
+
+    const spec = { path: '/hello' };
+    const cpuOf = (target: Target) => () => target.server.call<number>('cpu');
+    for (const target of targets) await measure(target.server.url, spec, config.warmup, config.connections);
+    log('warm-up done');
+
+    const profileDir = config.cpuProfile ? join(resultsDir(), 'profiles') : undefined;
+    const samples = await interleave(targets, config.rounds, async (target, round) => {
+      const sample = await profiled(target.server, round === 0 ? profileDir : undefined, () =>
+        measure(target.server.url, spec, config.duration, config.connections, cpuOf(target)),
+      );
+      log(`  round ${round + 1}/${config.rounds} ${target.platform.padEnd(7)} ${target.variant.padEnd(10)} ${formatRps(sample.rps).padStart(7)} req/s  p99 ${formatMs(sample.p99)}  cpu ${formatUs(sample.cpuUsPerRequest)}/req${sample.non2xx || sample.errors ? `  non-2xx ${sample.non2xx} errors ${sample.errors}` : ''}`);
+      return sample;
+    });
+
+    const results: Record<string, Record<string, unknown>> = {};
+    const tables: string[] = [];
+    const misses: string[] = [];
+    for (const platform of config.platforms) {
+      const summaryOf = (variant: OverheadVariant): Summary =>
+        summarize(samples.get(targets.find((t) => t.platform === platform && t.variant === variant)!)!);
+      const bare = summaryOf('bare');
+      const noLibrary = summaryOf('no-library');
+      results[platform] = {};
+      const rows = OVERHEAD_VARIANTS.map((variant) => {
+        const summary = summaryOf(variant);
+        const ratio = summary.medianRps / bare.medianRps;
+        const ratioToNoLibrary = summary.medianRps / noLibrary.medianRps;
+        // bare CPU per request / this variant's: the share of bare throughput a CPU-bound server keeps
+        const cpuRatio = bare.medianCpuUs / summary.medianCpuUs;
+        const goal = DECORATED.includes(variant) ? (ratio >= GOAL ? 'yes' : 'NO') : '';
+        if (goal === 'NO') misses.push(`${platform} ${variant}: ${formatRatio(ratio)} of bare (goal ${GOAL})`);
+        results[platform][variant] = {
+          medianRps: summary.medianRps,
+          medianP50Ms: summary.medianP50,
+          medianP99Ms: summary.medianP99,
+          ratioToBare: ratio,
+          ratioToNoLibrary,
+          medianCpuUsPerRequest: summary.medianCpuUs,
+          cpuRatioToBare: cpuRatio,
+          non2xx: summary.non2xx,
+          errors: summary.errors,
+          rounds: summary.rounds,
+        };
+        return [
+          VARIANT_LABELS[variant],
+          formatRps(summary.medianRps),
+          formatMs(summary.medianP99),
+          formatRatio(ratio),
+          formatRatio(ratioToNoLibrary),
+          goal,
+          formatUs(summary.medianCpuUs),
+          formatRatio(cpuRatio),
+          String(summary.non2xx + summary.errors),
+        ];
+      });
+      tables.push(
+        `### ${platform}\n\n${markdownTable(
+          ['route', 'req/s (median)', 'p99 (median)', 'vs bare', 'vs no library', `≥ ${GOAL}`, 'server CPU / req', 'CPU: bare ÷ this', 'non-2xx + errors'],
+          rows,
+        )}`,
+      );
+    }
+
+    const header = `## Overhead: one trivial GET route (${config.rounds} interleaved round(s) × ${config.duration} s per variant, ${config.connections} connections, warm-up ${config.warmup} s)`;
+    console.log(`\n${header}\n\n${tables.join('\n\n')}\n`);
+    console.log(misses.length ? `GOAL MISSED: ${misses.join('; ')}` : `Goal met: every decorated route keeps ≥ ${GOAL} of the bare route's throughput.`);
+    const file = writeResults('overhead.json', {
+      benchmark: 'overhead',
+      command: commandLine(),
+      config,
+      goal: { ratioToBare: GOAL, met: misses.length === 0, misses },
+      environment: environment(),
+      results,
+    });
+    console.log(`Results written to ${file}`);
+  } finally {
+    await stopAll(servers);
+  }
+}
+
+/** Sends one request and checks the route answers 200 with the expected body before measuring it. */
+async function checkRoute(target: Target): Promise<void> {
+  const response = await fetch(`${target.server.url}/hello`, { signal: AbortSignal.timeout(5_000) });
+  const body = await response.text();
+  if (response.status !== 200 || body !== '{"hello":"world"}') {
+    throw new Error(`${target.server.name}: GET /hello answered ${response.status} ${body}; expected 200 {"hello":"world"}.`);
+  }
+}
+
+function commandLine(): string {
+  const env = Object.entries(process.env)
+    .filter(([name]) => name.startsWith('BENCH_'))
+    .map(([name, value]) => `${name}=${value} `)
+    .join('');
+  return `${env}npm run bench:overhead${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exitCode = 1;
+});

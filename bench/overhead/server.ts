@@ -1,0 +1,68 @@
+// One overhead-benchmark server: a trivial GET route, bare or decorated, on one platform.
+// Started by run.ts with BENCH_PLATFORM and BENCH_VARIANT; not meant to be run by hand.
+import 'reflect-metadata';
+import { Controller, Get, Module, type DynamicModule, type Type } from '@nestjs/common';
+import { ResilienceModule, Retryable, Timeout } from 'nest-resilience';
+import { platformFromEnv, serveBenchApp } from '../shared/server-harness.js';
+import { OVERHEAD_VARIANTS, type OverheadVariant } from './variants.js';
+
+const PAYLOAD = { hello: 'world' };
+
+@Controller()
+class BareController {
+  @Get('hello')
+  hello() {
+    return PAYLOAD;
+  }
+}
+
+@Controller()
+class TimeoutController {
+  @Get('hello')
+  @Timeout(5000)
+  hello() {
+    return PAYLOAD;
+  }
+}
+
+@Controller()
+class RetryableController {
+  @Get('hello')
+  @Retryable()
+  hello() {
+    return PAYLOAD;
+  }
+}
+
+@Controller()
+class BothController {
+  @Get('hello')
+  @Timeout(5000)
+  @Retryable()
+  hello() {
+    return PAYLOAD;
+  }
+}
+
+const controllers: Record<OverheadVariant, Type> = {
+  'no-library': BareController,
+  bare: BareController,
+  timeout: TimeoutController,
+  retryable: RetryableController,
+  both: BothController,
+};
+
+@Module({})
+class OverheadModule {
+  static forVariant(variant: OverheadVariant): DynamicModule {
+    return {
+      module: OverheadModule,
+      imports: variant === 'no-library' ? [] : [ResilienceModule.forRoot()],
+      controllers: [controllers[variant]],
+    };
+  }
+}
+
+const variant = process.env.BENCH_VARIANT as OverheadVariant;
+if (!OVERHEAD_VARIANTS.includes(variant)) throw new Error(`BENCH_VARIANT must be one of ${OVERHEAD_VARIANTS.join(', ')} (got "${variant}").`);
+serveBenchApp(platformFromEnv(), async () => ({ module: OverheadModule.forVariant(variant) }));

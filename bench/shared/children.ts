@@ -1,0 +1,142 @@
+// Parent side: forks benchmark servers, talks to them over IPC and never leaves one behind.
+import { fork, type ChildProcess } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ChildMessage, ParentMessage } from './server-harness.js';
+
+/** A benchmark server running in its own process. */
+export interface ServerChild {
+  readonly name: string;
+  readonly url: string;
+  readonly pid: number;
+  /** Calls a handler the child registered (e.g. `counters.read`). */
+  call<T = unknown>(name: string, payload?: unknown): Promise<T>;
+  /** Asks the child to close its app and exit; kills it if it does not within 5 s. */
+  stop(): Promise<void>;
+}
+
+const READY_TIMEOUT_MS = 60_000;
+const CALL_TIMEOUT_MS = 10_000;
+const STOP_TIMEOUT_MS = 5_000;
+
+const running = new Set<ChildProcess>();
+const interruptCleanups = new Set<() => unknown>();
+let cleanupInstalled = false;
+const INTERRUPT_CLEANUP_TIMEOUT_MS = 10_000;
+
+/**
+ * Registers work to do if the run is interrupted (SIGINT/SIGTERM) before its own `finally` runs:
+ * stopping a throwaway database, removing temp files. Returns a function that unregisters it.
+ */
+export function onInterrupt(cleanup: () => unknown): () => void {
+  installCleanup();
+  interruptCleanups.add(cleanup);
+  return () => interruptCleanups.delete(cleanup);
+}
+
+/** Kills every child still running when the parent exits or is interrupted. */
+function installCleanup(): void {
+  if (cleanupInstalled) return;
+  cleanupInstalled = true;
+  process.on('exit', () => {
+    for (const child of running) child.kill('SIGKILL');
+  });
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(signal, () => {
+      console.error(`\n${signal}: stopping ${running.size} benchmark server(s).`);
+      for (const child of running) child.kill('SIGTERM');
+      const cleanups = [...interruptCleanups].map((cleanup) => Promise.resolve().then(cleanup).catch(() => undefined));
+      const timeout = new Promise((resolve) => setTimeout(resolve, INTERRUPT_CLEANUP_TIMEOUT_MS).unref());
+      void Promise.race([Promise.all(cleanups), timeout]).then(() => process.exit(130));
+    });
+  }
+}
+
+/** Forks `script` (a compiled server file next to the runner) with `env`, and resolves once it listens. */
+export function startServer(script: URL, name: string, env: Record<string, string>): Promise<ServerChild> {
+  installCleanup();
+  const child = fork(fileURLToPath(script), [], {
+    env: { ...process.env, ...env, NODE_ENV: 'production' },
+    execArgv: [],
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+  });
+  running.add(child);
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  void exited.then(() => running.delete(child));
+
+  let nextId = 1;
+  const pending = new Map<number, { resolve: (value: unknown) => void; reject: (error: Error) => void; timer: NodeJS.Timeout }>();
+  child.on('message', (message: ChildMessage) => {
+    if (message.type !== 'reply') return;
+    const call = pending.get(message.id);
+    if (!call) return;
+    pending.delete(message.id);
+    clearTimeout(call.timer);
+    if (message.error !== undefined) call.reject(new Error(`${name}: ${message.error}`));
+    else call.resolve(message.result);
+  });
+  const send = (message: ParentMessage) => child.send(message);
+
+  const server: Omit<ServerChild, 'url'> = {
+    name,
+    pid: child.pid ?? -1,
+    call<T>(handler: string, payload?: unknown): Promise<T> {
+      return new Promise<T>((resolve, reject) => {
+        const id = nextId++;
+        const timer = setTimeout(() => {
+          pending.delete(id);
+          reject(new Error(`${name}: IPC call "${handler}" got no answer within ${CALL_TIMEOUT_MS} ms.`));
+        }, CALL_TIMEOUT_MS);
+        pending.set(id, { resolve: resolve as (value: unknown) => void, reject, timer });
+        send({ type: 'call', id, name: handler, payload });
+      });
+    },
+    async stop(): Promise<void> {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      if (child.connected) send({ type: 'stop' });
+      const timer = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+      await exited;
+      clearTimeout(timer);
+    },
+  };
+
+  return new Promise<ServerChild>((resolve, reject) => {
+    const fail = (error: Error) => {
+      clearTimeout(timer);
+      child.kill('SIGKILL');
+      reject(error);
+    };
+    const timer = setTimeout(() => fail(new Error(`${name} did not start within ${READY_TIMEOUT_MS} ms.`)), READY_TIMEOUT_MS);
+    child.on('message', (message: ChildMessage) => {
+      if (message.type === 'ready') {
+        clearTimeout(timer);
+        resolve({ ...server, url: message.url });
+      } else if (message.type === 'failed') {
+        fail(new Error(`${name} failed to start:\n${message.error}`));
+      }
+    });
+    child.once('exit', (code, signal) => fail(new Error(`${name} exited before it was ready (code ${code}, signal ${signal}).`)));
+  });
+}
+
+/** Stops every child in `servers` (in parallel), then kills any child still starting. */
+export async function stopAll(servers: Iterable<ServerChild>): Promise<void> {
+  await Promise.all([...servers].map((server) => server.stop()));
+  for (const child of running) child.kill('SIGKILL');
+}
+
+/**
+ * Wraps `run` in a CPU profile of `server` written to `<dir>/<server name>.cpuprofile` when `dir`
+ * is given (one measured window only, no start-up).
+ */
+export async function profiled<T>(server: ServerChild, dir: string | undefined, run: () => Promise<T>): Promise<T> {
+  if (!dir) return run();
+  mkdirSync(dir, { recursive: true });
+  await server.call('profile.start');
+  try {
+    return await run();
+  } finally {
+    await server.call('profile.stop', join(dir, `${server.name}.cpuprofile`));
+  }
+}

@@ -1,0 +1,62 @@
+import type { Platform } from './server-harness.js';
+
+/** Settings shared by both benchmarks; flags win over environment variables, which win over defaults. */
+export interface BenchConfig {
+  /** Seconds of load per variant per round. */
+  readonly duration: number;
+  /** Interleaved rounds; the reported figure is the median over rounds. */
+  readonly rounds: number;
+  /** Seconds of load per variant before the first round (JIT, pools, caches). */
+  readonly warmup: number;
+  /** Concurrent autocannon connections. */
+  readonly connections: number;
+  /** HTTP platforms to measure. */
+  readonly platforms: readonly Platform[];
+  /** Profile each server during its first measured round (bench/results/profiles/<server>.cpuprofile). */
+  readonly cpuProfile: boolean;
+}
+
+const HELP = `Options (flag or environment variable):
+  --duration=S     BENCH_DURATION     seconds per variant per round   (default 5)
+  --rounds=N       BENCH_ROUNDS       interleaved rounds              (default 3)
+  --warmup=S       BENCH_WARMUP       warm-up seconds per variant     (default min(2, duration / 2))
+  --connections=N  BENCH_CONNECTIONS  autocannon connections          (default 10)
+  --platforms=L    BENCH_PLATFORMS    express,fastify                 (default both)
+  --cpu-prof       BENCH_CPU_PROF=1   CPU-profile each server during its round-1 window
+                                      (bench/results/profiles/<server>.cpuprofile)
+Quick run: BENCH_DURATION=2 BENCH_ROUNDS=1`;
+
+/** Reads the settings from `argv` and `env`; prints help and exits on `--help`. */
+export function readConfig(argv: readonly string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): BenchConfig {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    console.log(HELP);
+    process.exit(0);
+  }
+  const flags = new Map<string, string>();
+  for (const arg of argv) {
+    const match = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
+    if (!match) throw new Error(`Unknown argument "${arg}".\n${HELP}`);
+    flags.set(match[1], match[2] ?? 'true');
+  }
+  const pick = (flag: string, variable: string): string | undefined => flags.get(flag) ?? env[variable];
+  const duration = positive(pick('duration', 'BENCH_DURATION'), 5, 'duration');
+  const platforms = (pick('platforms', 'BENCH_PLATFORMS') ?? 'express,fastify').split(',').map((p) => p.trim());
+  for (const platform of platforms) {
+    if (platform !== 'express' && platform !== 'fastify') throw new Error(`Unknown platform "${platform}": use express and/or fastify.`);
+  }
+  return {
+    duration,
+    rounds: Math.round(positive(pick('rounds', 'BENCH_ROUNDS'), 3, 'rounds')),
+    warmup: positive(pick('warmup', 'BENCH_WARMUP'), Math.min(2, duration / 2), 'warmup'),
+    connections: Math.round(positive(pick('connections', 'BENCH_CONNECTIONS'), 10, 'connections')),
+    platforms: platforms as Platform[],
+    cpuProfile: ['1', 'true'].includes(pick('cpu-prof', 'BENCH_CPU_PROF') ?? ''),
+  };
+}
+
+function positive(raw: string | undefined, fallback: number, name: string): number {
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number (got "${raw}").\n${HELP}`);
+  return value;
+}
