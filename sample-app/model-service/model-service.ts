@@ -200,7 +200,11 @@ export async function startModelService(options: ModelServiceOptions = {}): Prom
   };
 }
 
-/** Reads the behaviour from MODEL_LATENCY_MS, MODEL_FAILURE_RATE, MODEL_SEED and MODEL_PORT. */
+/**
+ * Reads the behaviour from MODEL_LATENCY_MS, MODEL_FAILURE_RATE, MODEL_SEED and MODEL_PORT.
+ * Unset, the model fails 30 % of calls with seed 7, whose first call fails (with `Retry-After: 1`):
+ * the first report created after `npm start` shows a retry in the log.
+ */
 export function modelServiceOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): ModelServiceOptions {
   const number = (name: string): number | undefined => {
     const raw = env[name];
@@ -212,8 +216,8 @@ export function modelServiceOptionsFromEnv(env: NodeJS.ProcessEnv = process.env)
   return {
     port: number('MODEL_PORT') ?? 3001,
     latencyMs: number('MODEL_LATENCY_MS'),
-    failureRate: number('MODEL_FAILURE_RATE'),
-    seed: number('MODEL_SEED'),
+    failureRate: number('MODEL_FAILURE_RATE') ?? 0.3,
+    seed: number('MODEL_SEED') ?? 7,
   };
 }
 
