@@ -51,7 +51,7 @@ export class AppModule {
             policies: resiliencePolicies(options),
             // Keys are replayed for 24 h (the default), then purged every 10 minutes.
             idempotency: {
-              store: new TypeOrmIdempotencyStore(dataSource, { lockTimeout: options.idempotencyLockTimeoutMs ?? 1_000 }),
+              store: new TypeOrmIdempotencyStore(dataSource),
               purgeInterval: 600_000,
             },
           }),

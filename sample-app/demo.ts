@@ -137,31 +137,34 @@ export async function runDemo(options: DemoOptions): Promise<{ ok: boolean; rows
   const firstReport = await waitForReport(first.body?.id);
   row('', `GET /reports/${short(first.body?.id)}`, describeReport(firstReport), 'completed', firstReport?.status === 'completed');
 
-  // ── 2. a concurrent duplicate: 409 on PostgreSQL; on SQLite it waits for the first and is replayed ──
-  const holding = postReport(key('race'), 'glaciers', { 'x-demo-hold-ms': String(holdMs) });
+  // ── 2. a concurrent duplicate is answered 409 at once; after the first commits, a retry replays it ──
+  const raceBefore = await credits();
+  let firstAnswered = false;
+  const holding = postReport(key('race'), 'glaciers', { 'x-demo-hold-ms': String(holdMs) }).then((result) => {
+    firstAnswered = true;
+    return result;
+  });
   await delay(Math.min(500, holdMs / 4));
   const racing = await postReport(key('race'), 'glaciers');
-  if (database === 'postgres') {
-    row(
-      'concurrent duplicate',
-      'POST /reports ×2 at once  key=…-race',
-      `${racing.status} ${racing.body?.code ?? ''} Retry-After: ${racing.headers.get('retry-after')} (${racing.ms} ms)`,
-      '409 while the first is in flight',
-      racing.status === 409 && racing.headers.get('retry-after') !== null,
-    );
-  } else {
-    // SQLite has one connection: idempotent transactions run one at a time, so the duplicate
-    // waits for the first to commit and then gets its stored answer.
-    row(
-      'concurrent duplicate',
-      'POST /reports ×2 at once  key=…-race',
-      `${racing.status} after ${racing.ms} ms, Idempotent-Replayed: ${racing.headers.get('idempotent-replayed')}`,
-      'waits, then replay (409 on PG)',
-      racing.status === 202 && racing.headers.get('idempotent-replayed') === 'true' && racing.ms >= holdMs / 2,
-    );
-  }
+  const answeredWhileHeld = !firstAnswered;
+  row(
+    'concurrent duplicate',
+    'POST /reports ×2 at once  key=…-race',
+    `${racing.status} in ${racing.ms} ms, Retry-After: ${racing.headers.get('retry-after')}, ${racing.body?.code ?? ''}`,
+    '409 at once, first in flight',
+    racing.status === 409 && racing.headers.get('retry-after') !== null && answeredWhileHeld,
+  );
   const held = await holding;
-  row('', '(the first of the two)', `${held.status} ${held.body?.status} id=${short(held.body?.id)}`, '202 processing, charged once', held.status === 202 && (database === 'postgres' || held.body?.id === racing.body?.id));
+  row('', '(the first of the two)', `${held.status} ${held.body?.status} id=${short(held.body?.id)}`, '202 processing', held.status === 202);
+  const retried = await postReport(key('race'), 'glaciers');
+  const raceAfter = await credits();
+  row(
+    '',
+    'POST /reports  retry after Retry-After',
+    `${retried.status} id=${short(retried.body?.id)} replayed: ${retried.headers.get('idempotent-replayed')}; credits −${raceBefore - raceAfter}`,
+    '202 replay, charged once',
+    retried.status === 202 && retried.body?.id === held.body?.id && retried.headers.get('idempotent-replayed') === 'true' && raceAfter === raceBefore - 1,
+  );
   // Let its generation finish so it does not draw from the flaky step's seeded failures.
   await waitForReport(held.body?.id);
 

@@ -27,12 +27,6 @@ export interface SampleAppOptions {
     /** How long the breaker stays open before one probe is let through, in ms. @default 5000 */
     breakDurationMs?: number;
   };
-  /**
-   * PostgreSQL: how long a duplicate of a request still in its transaction waits for it before
-   * being answered 409 (the store's `lockTimeout`). SQLite runs idempotent transactions one at a
-   * time, so there a duplicate waits for the first to commit and gets its replay. @default 1000
-   */
-  idempotencyLockTimeoutMs?: number;
   /** Accounts created on start when absent, with their credits. @default { acme: 1000, globex: 2 } */
   seedAccounts?: Record<string, number>;
   /** Timeout of the model-service ping in `/health`, in ms. @default 1000 */

@@ -18,12 +18,28 @@ export interface ClaimParameters {
   readonly ttlMs: number;
   readonly method: string;
   readonly path: string;
+  /**
+   * PostgreSQL: the 64-bit advisory lock key of the record (signed, decimal text), taken by every
+   * claim so a claim never waits for a transactional run of the same key. Ignored on SQLite.
+   */
+  readonly lockKey: string;
 }
 
 /** A prepared statement: SQL text plus how to turn arguments into its positional parameters. @internal */
 export interface IdempotencyStatements {
-  /** PostgreSQL: upsert + read in one statement (rows: `acquired`, …). SQLite: upsert only. */
+  /**
+   * Lease-mode claim. PostgreSQL: shared advisory lock + upsert + read in one statement (rows:
+   * `locked`, `acquired`, …; `locked` 0 = another transaction holds the record's lock: a
+   * transactional run of the key is open, or replaying; the committed row, if any, comes along).
+   * SQLite: upsert only.
+   */
   readonly claim: string;
+  /**
+   * The claim inside `runInTransaction`. PostgreSQL: like `claim`, but the advisory lock is
+   * exclusive and held until the transaction ends, so a duplicate run (or lease claim) of the key
+   * is told at once that it is in flight. SQLite: same as `claim`.
+   */
+  readonly transactionalClaim: string;
   /** Whether `claim` also returns the existing row when it did not acquire (one round trip for a replay). */
   readonly claimReturnsExisting: boolean;
   claimParameters(claim: ClaimParameters): unknown[];
@@ -92,24 +108,44 @@ function purgeable(now: string): string {
   return `expires_at <= ${now} AND (status = 'completed' OR locked_until <= ${now})`;
 }
 
-function postgresStatements(table: string): IdempotencyStatements {
+/**
+ * The PostgreSQL claim: try the record's advisory lock (transaction-scoped: released when the
+ * statement's or the explicit transaction's commit or rollback ends it), and only when it is
+ * obtained upsert the row; return the acquired row, else the existing one. Without the lock the
+ * statement writes nothing (the INSERT would wait on the uncommitted unique entry of the
+ * transactional run holding it) and answers `locked = 0` with the committed row, if any.
+ */
+function postgresClaim(table: string, lockFunction: 'pg_try_advisory_xact_lock' | 'pg_try_advisory_xact_lock_shared'): string {
   const now = NOW_MS.postgres;
-  return {
-    claim: `WITH claimed AS (
+  return `WITH claim_lock AS MATERIALIZED (SELECT ${lockFunction}($11::bigint) AS locked),
+claimed AS (
   INSERT INTO ${table} AS r (${INSERT_COLUMNS})
-  VALUES ($1, $2, $3, $4, $5, 'in_progress', $6, 1, 1, ${now} + $7::bigint, ${now} + $8::bigint, $9, $10, ${now}, ${now})
+  SELECT $1, $2, $3, $4, $5, 'in_progress', $6, 1, 1, ${now} + $7::bigint, ${now} + $8::bigint, $9, $10, ${now}, ${now}
+  FROM claim_lock WHERE claim_lock.locked
   ${upsertTail('r', now)}
   RETURNING r.fence, r.attempts
 )
-SELECT 1 AS acquired, c.fence AS fence, c.attempts AS attempts, NULL AS status, NULL AS fingerprint,
+SELECT 1 AS locked, 1 AS acquired, c.fence AS fence, c.attempts AS attempts, NULL AS status, NULL AS fingerprint,
   NULL AS response_status, NULL AS response_headers, NULL AS response_body, NULL AS response_encoding,
   NULL AS remaining_ms, 0 AS claimable
 FROM claimed c
 UNION ALL
-SELECT 0 AS acquired, ${readColumns('e', now, '$5')}
-FROM ${table} e WHERE e.lookup_hash = $1 AND NOT EXISTS (SELECT 1 FROM claimed)`,
+SELECT CASE WHEN l.locked THEN 1 ELSE 0 END AS locked, 0 AS acquired, ${readColumns('e', now, '$5')}
+FROM claim_lock l JOIN ${table} e ON e.lookup_hash = $1 WHERE NOT EXISTS (SELECT 1 FROM claimed)
+UNION ALL
+SELECT 0 AS locked, 0 AS acquired, NULL AS fence, NULL AS attempts, NULL AS status, NULL AS fingerprint,
+  NULL AS response_status, NULL AS response_headers, NULL AS response_body, NULL AS response_encoding,
+  NULL AS remaining_ms, 0 AS claimable
+FROM claim_lock l WHERE NOT l.locked AND NOT EXISTS (SELECT 1 FROM ${table} e WHERE e.lookup_hash = $1)`;
+}
+
+function postgresStatements(table: string): IdempotencyStatements {
+  const now = NOW_MS.postgres;
+  return {
+    claim: postgresClaim(table, 'pg_try_advisory_xact_lock_shared'),
+    transactionalClaim: postgresClaim(table, 'pg_try_advisory_xact_lock'),
     claimReturnsExisting: true,
-    claimParameters: (c) => [c.recordId, c.namespace, c.scope, c.key, c.fingerprint, c.owner, c.leaseMs, c.ttlMs, c.method, c.path],
+    claimParameters: (c) => [c.recordId, c.namespace, c.scope, c.key, c.fingerprint, c.owner, c.leaseMs, c.ttlMs, c.method, c.path, c.lockKey],
     read: `SELECT 0 AS acquired, ${readColumns('e', now, '$2')} FROM ${table} e WHERE e.lookup_hash = $1`,
     readParameters: (recordId, fingerprint) => [recordId, fingerprint],
     heartbeat: `UPDATE ${table} SET locked_until = ${now} + $3::bigint, updated_at = ${now}
@@ -139,11 +175,14 @@ SELECT (SELECT locked FROM purge_lock) AS locked, (SELECT count(*) FROM deleted)
 
 function sqliteStatements(table: string): IdempotencyStatements {
   const now = NOW_MS.sqlite;
-  return {
-    claim: `INSERT INTO ${table} (${INSERT_COLUMNS})
+  const claim = `INSERT INTO ${table} (${INSERT_COLUMNS})
 VALUES (?, ?, ?, ?, ?, 'in_progress', ?, 1, 1, ${now} + ?, ${now} + ?, ?, ?, ${now}, ${now})
 ${upsertTail(table, now)}
-RETURNING 1 AS acquired, fence, attempts`,
+RETURNING 1 AS acquired, fence, attempts`;
+  return {
+    // One process, one connection: the store itself keeps duplicates of an open transactional run out.
+    claim,
+    transactionalClaim: claim,
     claimReturnsExisting: false,
     claimParameters: (c) => [c.recordId, c.namespace, c.scope, c.key, c.fingerprint, c.owner, c.leaseMs, c.ttlMs, c.method, c.path],
     read: `SELECT 0 AS acquired, ${readColumns('e', now, '?')} FROM ${table} e WHERE e.lookup_hash = ?`,

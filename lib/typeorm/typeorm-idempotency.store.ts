@@ -1,4 +1,4 @@
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import type { DataSource, EntityManager, QueryRunner } from 'typeorm';
 import type {
   IdempotencyClaim,
@@ -49,8 +49,11 @@ export interface TypeOrmIdempotencyStoreOptions {
   /** Table holding the records (`schema.table` allowed on PostgreSQL). @default 'idempotency_records' */
   tableName?: string;
   /**
-   * PostgreSQL, transactional mode: how long a duplicate request waits for the first request's
-   * uncommitted claim (`SET LOCAL lock_timeout`) before it is answered "in progress" (409).
+   * PostgreSQL, transactional mode: the longest a claim inside `runInTransaction` waits for a row
+   * lock (`SET LOCAL lock_timeout`) before it is answered "in progress" (409). A safety net only:
+   * a duplicate of a transactional run still in flight is answered at once (advisory lock); this
+   * bounds the rarer waits, e.g. on a lease-mode claim of the same key being written, or on a lock
+   * your own code holds on the record.
    * @default 5_000
    */
   lockTimeout?: number;
@@ -76,12 +79,25 @@ export interface PurgeExpiredOptions {
 /** A claim that neither acquired nor found a settled row: released, purged or re-claimed meanwhile. */
 const RACE = Symbol('race');
 const MAX_CLAIM_ROUNDS = 3;
-/** `retryAfterMs` when the current owner is unknown (lost races, lock timeout in transactional mode). */
+/**
+ * `retryAfterMs` when the current owner is unknown: lost races, a lock timeout, and a duplicate of
+ * a transactional run still in flight (its uncommitted row, and so its lease, cannot be seen).
+ */
 const UNKNOWN_OWNER_RETRY_AFTER_MS = 1_000;
 const POSTGRES_LOCK_ERRORS = new Set(['55P03', '40001', '40P01']);
 /** Marks a body stored as base64 (`text+b64`), because it holds characters PostgreSQL text rejects. */
 const BASE64_SUFFIX = '+b64';
 const TABLE_NAME = /^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$/;
+
+/** The answer to a claim of a key another request is working on. */
+type InProgress = Extract<IdempotencyClaimResult, { state: 'in_progress' }>;
+
+/** SQLite: a transactional run queued or open in this store. */
+interface OpenRun {
+  readonly fingerprint: string;
+  /** Settles once the run's claim is decided: `true` = it holds the key until it commits or rolls back. */
+  readonly holdsKey: Promise<boolean>;
+}
 
 interface QueryOutcome {
   readonly rows: Array<Record<string, unknown>>;
@@ -114,20 +130,38 @@ class SerialQueue {
  * Round trips: claim of a new key 1, replay or in-progress answer 1 on PostgreSQL (2 on SQLite),
  * heartbeat 1, complete 1, release 1, ping 1, purge 1 per batch; `runInTransaction` for a new key
  * 5 on PostgreSQL (begin, isolation + lock timeout, claim, complete, commit) and 4 on SQLite, plus
- * the handler's own statements. `onQuery` reports each one.
+ * the handler's own statements; a duplicate of a transactional run still in flight 4 on
+ * PostgreSQL (begin, isolation, claim, rollback) and none on SQLite. `onQuery` reports each one.
+ *
+ * A duplicate of a request whose transactional run has not committed yet is answered
+ * `in_progress` (409) at once, never made to wait for that commit; once it has committed, the
+ * duplicate gets the replay. PostgreSQL: every transactional run holds the record's advisory lock
+ * (`pg_try_advisory_xact_lock`, a 64-bit key derived from the record id and the table) until it
+ * ends, and every claim tries that lock in the same statement as its insert; that duplicate is
+ * reported `sameRequest: true` with `retryAfterMs` 1 000, because the running request's
+ * fingerprint is not committed yet (a different request with the key gets its 422 on the retry).
+ * A claim that misses the lock while its holder is only replaying gets the replay too.
+ * SQLite: the store remembers the transactional runs queued or open in this process; a duplicate
+ * of a run whose own claim is still queued waits for that claim (not for the run's work).
  *
  * Configure the DataSource so a dead database fails fast instead of hanging requests: on
  * PostgreSQL set `connectTimeoutMS` (e.g. 2_000) and `extra: { query_timeout: 5_000 }`; on SQLite
  * use a file with `enableWAL: true` and a busy timeout (`timeout`, better-sqlite3 default 5 s).
  *
  * SQLite note: TypeORM runs every SQLite query on one shared connection, so this store runs its own
- * operations one at a time and a transactional request holds the store for its whole transaction.
- * Queries your app sends outside the store while such a transaction is open become part of it, and
- * the store's statements become part of any `dataSource.transaction()` your app has open (a
- * TypeORM-wide SQLite limitation); keep other transactions short or off the idempotent paths.
+ * operations one at a time and a transactional request holds the store for its whole transaction:
+ * requests with OTHER keys (claims and transactional runs alike) wait for it; only duplicates of
+ * an open run are answered at once. Queries your app sends outside the store while such a
+ * transaction is open become part of it, and the store's statements become part of any
+ * `dataSource.transaction()` your app has open (a TypeORM-wide SQLite limitation); keep other
+ * transactions short or off the idempotent paths. Several processes on one SQLite file do not see
+ * each other's open runs (a duplicate in another process waits for the file's write lock).
  *
- * PostgreSQL note: a lease-mode claim of a key whose transactional run has not committed yet waits
- * for that commit (the `lockTimeout` applies inside `runInTransaction` only); use one mode per route.
+ * PostgreSQL note: lease-mode claims take the record's advisory lock shared, for the length of
+ * their one statement (they never block one another), so a lease-mode claim of a key whose
+ * transactional run is open is answered `in_progress` at once too; a transactional run that meets
+ * a lease-mode claim of its key in mid-statement is answered `in_progress` as well. Still, use one
+ * mode per route.
  * @example
  * ResilienceModule.forRootAsync({
  *   inject: [DataSource],
@@ -141,7 +175,11 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
   private readonly lockTimeout: number;
   private readonly onQuery?: (event: IdempotencyQueryEvent) => void;
   private readonly queue?: SerialQueue;
+  /** SQLite: the transactional run queued or open for each record id. */
+  private readonly openRuns?: Map<string, OpenRun>;
   private readonly purgeLockName: string;
+  /** Mixed into every advisory lock key, so two stores' tables in one database never share locks. */
+  private readonly lockSalt: bigint;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -158,13 +196,18 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
       .join('.');
     this.sql = idempotencyStatements(this.dialect, quoted);
     this.purgeLockName = `nest-resilience:purge:${tableName}`;
+    this.lockSalt = createHash('sha256').update(`nest-resilience:idempotency:${tableName}`).digest().readBigInt64BE(0);
     this.lockTimeout = positiveInteger(options.lockTimeout ?? 5_000, 'lockTimeout');
     this.onQuery = options.onQuery;
-    if (this.dialect === 'sqlite') this.queue = new SerialQueue();
+    if (this.dialect === 'sqlite') {
+      this.queue = new SerialQueue();
+      this.openRuns = new Map();
+    }
   }
 
   claim(claim: IdempotencyClaim): Promise<IdempotencyClaimResult> {
-    return this.serial(() => this.claimWith(undefined, claim));
+    const recordId = recordIdOf(claim.namespace, claim.scope, claim.key);
+    return this.unlessRunOpen(recordId, claim, () => this.serial(() => this.claimWith(undefined, recordId, claim)));
   }
 
   heartbeat(lease: IdempotencyLease, leaseMs: number): Promise<boolean> {
@@ -189,22 +232,15 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
    * Transactional mode: claims the key inside a transaction (READ COMMITTED on PostgreSQL), runs
    * `work` with that transaction's `EntityManager`, stores the response in the same transaction and
    * commits. `work` returning `rollback` or throwing rolls everything back (the key stays free) and
-   * the error is rethrown. A duplicate arriving meanwhile waits for the commit (at most
-   * `lockTimeout` on PostgreSQL, then `in_progress`) and then gets the stored response.
+   * the error is rethrown. A duplicate arriving before the commit is answered `in_progress` at
+   * once, without running its work; after the commit it gets the stored response.
    */
   runInTransaction<T>(
     claim: IdempotencyClaim,
     work: (transaction: EntityManager, lease: IdempotencyLease) => Promise<TransactionalOutcome<T>>,
   ): Promise<TransactionalResult<T>> {
-    return this.serial(async () => {
-      const queryRunner = this.dataSource.createQueryRunner();
-      try {
-        return await this.transaction(queryRunner, claim, work);
-      } finally {
-        if (queryRunner.isTransactionActive) await this.rollback(queryRunner).catch(() => undefined);
-        await queryRunner.release();
-      }
-    });
+    const recordId = recordIdOf(claim.namespace, claim.scope, claim.key);
+    return this.unlessRunOpen(recordId, claim, () => this.transactionalRun(recordId, claim, work));
   }
 
   /**
@@ -230,19 +266,74 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
     await this.serial(() => this.execute('ping', this.sql.ping, []));
   }
 
-  private async transaction<T>(
-    queryRunner: QueryRunner,
+  /**
+   * SQLite: answers `in_progress` to a claim of a record whose transactional run in this store
+   * holds the key (its row is not committed, so the database cannot tell), without waiting for
+   * that run; when the run's own claim is still pending, waits for that claim only (it may find a
+   * stored response, which this claim must get too). Otherwise runs `next`. PostgreSQL: `next`.
+   */
+  private async unlessRunOpen<R>(recordId: string, claim: IdempotencyClaim, next: () => Promise<R>): Promise<R | InProgress> {
+    for (let run = this.openRuns?.get(recordId); run; run = this.openRuns?.get(recordId)) {
+      if (await run.holdsKey) {
+        return { state: 'in_progress', sameRequest: run.fingerprint === claim.fingerprint, retryAfterMs: UNKNOWN_OWNER_RETRY_AFTER_MS };
+      }
+    }
+    return next();
+  }
+
+  /** `runInTransaction` once no run of this store holds the key. */
+  private transactionalRun<T>(
+    recordId: string,
     claim: IdempotencyClaim,
     work: (transaction: EntityManager, lease: IdempotencyLease) => Promise<TransactionalOutcome<T>>,
+  ): Promise<TransactionalResult<T>> {
+    // Registered before queueing, so a duplicate never queues behind the run it duplicates.
+    const decide = this.registerRun(recordId, claim.fingerprint);
+    return this.serial(async () => {
+      const queryRunner = this.dataSource.createQueryRunner();
+      try {
+        return await this.transaction(queryRunner, recordId, claim, work, decide);
+      } finally {
+        if (queryRunner.isTransactionActive) await this.rollback(queryRunner).catch(() => undefined);
+        await queryRunner.release();
+      }
+    }).finally(() => decide(false));
+  }
+
+  /**
+   * SQLite: records a transactional run of `recordId` as queued; the returned function tells
+   * whether its claim left it holding the key (`true`), or that it does not or no longer holds it
+   * (`false`: the run is forgotten first, so a waiting duplicate does not wait on it again).
+   * PostgreSQL: nothing to record.
+   */
+  private registerRun(recordId: string, fingerprint: string): (holdsKey: boolean) => void {
+    const openRuns = this.openRuns;
+    if (!openRuns) return () => undefined;
+    let tell!: (holdsKey: boolean) => void;
+    const run: OpenRun = { fingerprint, holdsKey: new Promise<boolean>((resolve) => (tell = resolve)) };
+    openRuns.set(recordId, run);
+    return (holdsKey) => {
+      if (!holdsKey && openRuns.get(recordId) === run) openRuns.delete(recordId);
+      tell(holdsKey);
+    };
+  }
+
+  private async transaction<T>(
+    queryRunner: QueryRunner,
+    recordId: string,
+    claim: IdempotencyClaim,
+    work: (transaction: EntityManager, lease: IdempotencyLease) => Promise<TransactionalOutcome<T>>,
+    claimDecided: (holdsKey: boolean) => void,
   ): Promise<TransactionalResult<T>> {
     await this.begin(queryRunner);
     let claimed: IdempotencyClaimResult;
     try {
-      claimed = await this.claimWith(queryRunner, claim);
+      claimed = await this.claimWith(queryRunner, recordId, claim);
     } catch (error) {
       if (!isLockConflict(error)) throw error;
       return { state: 'in_progress', sameRequest: true, retryAfterMs: UNKNOWN_OWNER_RETRY_AFTER_MS };
     }
+    claimDecided(claimed.state === 'acquired');
     if (claimed.state !== 'acquired') return claimed;
     const outcome = await work(queryRunner.manager, claimed.lease);
     if (outcome.action === 'rollback') throw outcome.error;
@@ -258,7 +349,8 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
     this.notify('begin', 'START TRANSACTION');
     await queryRunner.startTransaction();
     if (this.dialect === 'postgres') {
-      // Without a lock timeout a duplicate would wait for the first request's whole handler.
+      // The claim's advisory lock answers duplicates of open runs at once; the lock timeout bounds
+      // any other row-lock wait, which would otherwise last as long as the lock holder.
       await this.execute(
         'begin',
         `SET TRANSACTION ISOLATION LEVEL READ COMMITTED; SET LOCAL lock_timeout = '${this.lockTimeout}ms'`,
@@ -273,8 +365,8 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
     await queryRunner.rollbackTransaction();
   }
 
-  private async claimWith(queryRunner: QueryRunner | undefined, claim: IdempotencyClaim): Promise<IdempotencyClaimResult> {
-    const recordId = recordIdOf(claim.namespace, claim.scope, claim.key);
+  /** Claims `recordId`: in lease mode without `queryRunner`, else inside its transaction. */
+  private async claimWith(queryRunner: QueryRunner | undefined, recordId: string, claim: IdempotencyClaim): Promise<IdempotencyClaimResult> {
     for (let round = 0; round < MAX_CLAIM_ROUNDS; round++) {
       const result = await this.claimRound(queryRunner, recordId, claim);
       if (result !== RACE) return result;
@@ -299,8 +391,11 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
       ttlMs: Math.ceil(claim.ttlMs),
       method: claim.method.slice(0, 10),
       path: claim.path.slice(0, 2048),
+      lockKey: this.advisoryLockKey(recordId),
     });
-    let [row] = (await this.execute('claim', this.sql.claim, parameters, queryRunner)).rows;
+    const statement = queryRunner ? this.sql.transactionalClaim : this.sql.claim;
+    let [row] = (await this.execute('claim', statement, parameters, queryRunner)).rows;
+    if (row && row.locked !== undefined && Number(row.locked) === 0) return lockedOutResult(row, claim.fingerprint);
     if (row && Number(row.acquired) === 1) {
       return { state: 'acquired', lease: { recordId, owner, fence: Number(row.fence) }, takeover: Number(row.attempts) > 1 };
     }
@@ -338,6 +433,11 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
     if (!exclusive) return (await this.execute('purge', this.sql.purge, [batchSize])).affected;
     const [row] = (await this.execute('purge', this.sql.purgeExclusive!, [batchSize, this.purgeLockName])).rows;
     return row?.locked ? Number(row.deleted) : undefined;
+  }
+
+  /** PostgreSQL advisory lock key of a record: 64 bits of its id (a sha256), salted by the table. */
+  private advisoryLockKey(recordId: string): string {
+    return BigInt.asIntN(64, BigInt(`0x${recordId.slice(0, 16)}`) ^ this.lockSalt).toString();
   }
 
   private serial<T>(operation: () => Promise<T>): Promise<T> {
@@ -380,6 +480,16 @@ function settledResult(row: Record<string, unknown>, fingerprint: string): Idemp
     return { state: 'completed', sameRequest, response };
   }
   return { state: 'in_progress', sameRequest, retryAfterMs: Math.max(0, Number(row.remaining_ms)) };
+}
+
+/**
+ * PostgreSQL, the record's advisory lock held by another transaction: a transactional run of the
+ * key is open (its row is not visible yet) or answering a replay. A committed row no claim can
+ * take (a live response, a live lease-mode owner) is the answer; otherwise the key is in flight.
+ */
+function lockedOutResult(row: Record<string, unknown>, fingerprint: string): IdempotencyClaimResult {
+  if (row.status !== null && row.status !== undefined && Number(row.claimable) === 0) return settledResult(row, fingerprint);
+  return { state: 'in_progress', sameRequest: true, retryAfterMs: UNKNOWN_OWNER_RETRY_AFTER_MS };
 }
 
 function dialectOf(dataSource: DataSource): SqlDialect {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { IdempotencyClaim } from 'nest-resilience';
-import type { IdempotencyQueryEvent, IdempotencyStoreOperation } from 'nest-resilience/typeorm';
+import { recordIdOf, type IdempotencyClaim } from 'nest-resilience';
+import { IdempotencyRecord, type IdempotencyQueryEvent, type IdempotencyStoreOperation } from 'nest-resilience/typeorm';
 import { hasPostgres } from '../support/postgres.js';
 import { postgresHarness, sqliteHarness, type SqlHarness } from './support.js';
 
@@ -18,8 +18,23 @@ const claimOf = (): IdempotencyClaim => ({
 });
 
 const targets = [
-  { name: 'PostgreSQL', skip: !hasPostgres, open: (onQuery: (e: IdempotencyQueryEvent) => void) => postgresHarness({ store: { onQuery } }), replay: 1, tx: 5 },
-  { name: 'SQLite', skip: false, open: (onQuery: (e: IdempotencyQueryEvent) => void) => sqliteHarness('memory', { store: { onQuery } }), replay: 2, tx: 4 },
+  // openRunDuplicate: a runInTransaction / claim of a key whose transactional run is still open.
+  {
+    name: 'PostgreSQL',
+    skip: !hasPostgres,
+    open: (onQuery: (e: IdempotencyQueryEvent) => void) => postgresHarness({ store: { onQuery } }),
+    replay: 1,
+    tx: 5,
+    openRunDuplicate: { transactional: ['begin', 'begin', 'claim', 'rollback'], claim: ['claim'] },
+  },
+  {
+    name: 'SQLite',
+    skip: false,
+    open: (onQuery: (e: IdempotencyQueryEvent) => void) => sqliteHarness('memory', { store: { onQuery } }),
+    replay: 2,
+    tx: 4,
+    openRunDuplicate: { transactional: [], claim: [] },
+  },
 ];
 
 for (const target of targets) {
@@ -65,6 +80,31 @@ for (const target of targets) {
       expect(trips).toHaveLength(target.tx);
       expect(trips.filter((operation) => operation === 'claim' || operation === 'complete')).toEqual(['claim', 'complete']);
     });
+
+    it('answers a duplicate of an open transactional run in the documented count', async () => {
+      const claim = claimOf();
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      let markStarted!: () => void;
+      const started = new Promise<void>((resolve) => (markStarted = resolve));
+      const first = harness.store.runInTransaction(claim, async () => {
+        markStarted();
+        await released;
+        return { action: 'store', response, value: 1 };
+      });
+      try {
+        await started;
+        const transactional = await tripsOf(async () => {
+          expect(await harness.store.runInTransaction(claim, async () => ({ action: 'store', response, value: 2 }))).toMatchObject({ state: 'in_progress' });
+        });
+        expect(transactional).toEqual(target.openRunDuplicate.transactional);
+        const claimed = await tripsOf(async () => expect(await harness.store.claim(claim)).toMatchObject({ state: 'in_progress' }));
+        expect(claimed).toEqual(target.openRunDuplicate.claim);
+      } finally {
+        release();
+      }
+      expect(await first).toEqual({ state: 'executed', value: 1 });
+    });
   });
 }
 
@@ -75,27 +115,39 @@ describe.skipIf(!hasPostgres)('transactional mode on PostgreSQL: lock timeout', 
   });
   afterAll(async () => harness?.close());
 
-  it('answers a duplicate "in progress" after lockTimeout instead of waiting for the first request', async () => {
+  it('still bounds a wait for a row lock that is not an open run of the store: "in progress" after lockTimeout', async () => {
     const claim = claimOf();
-    let releaseFirst!: () => void;
-    const gate = new Promise<void>((resolve) => (releaseFirst = resolve));
-    let firstRunning!: () => void;
-    const running = new Promise<void>((resolve) => (firstRunning = resolve));
-    const first = harness.store.runInTransaction(claim, async () => {
-      firstRunning();
-      await gate;
-      return { action: 'store', response, value: 'first' };
-    });
-    await running;
-    let duplicateRan = false;
-    const duplicate = await harness.store.runInTransaction(claim, async () => {
-      duplicateRan = true;
-      return { action: 'store', response, value: 'duplicate' };
-    });
-    expect(duplicate).toMatchObject({ state: 'in_progress', sameRequest: true });
-    expect(duplicateRan).toBe(false);
-    releaseFirst();
-    expect(await first).toEqual({ state: 'executed', value: 'first' });
-    expect(await harness.store.claim(claim)).toEqual({ state: 'completed', sameRequest: true, response });
+    // Another transaction writes the record without the store's advisory lock (the app, a script):
+    // the claim's INSERT must wait on its uncommitted unique entry, and only lockTimeout ends that.
+    const intruder = harness.dataSource.createQueryRunner();
+    await intruder.startTransaction();
+    try {
+      await intruder.manager.insert(IdempotencyRecord, {
+        lookupHash: recordIdOf(claim.namespace, claim.scope, claim.key),
+        namespace: claim.namespace,
+        scope: claim.scope,
+        idempotencyKey: claim.key,
+        fingerprint: claim.fingerprint,
+        status: 'in_progress',
+        ownerToken: '00000000-0000-4000-8000-000000000000',
+        lockedUntil: 0,
+        expiresAt: 0,
+        requestMethod: 'POST',
+        requestPath: '/r',
+        createdAt: 0,
+        updatedAt: 0,
+      });
+      let ran = false;
+      const duplicate = await harness.store.runInTransaction(claim, async () => {
+        ran = true;
+        return { action: 'store', response, value: 'duplicate' };
+      });
+      expect(duplicate).toEqual({ state: 'in_progress', sameRequest: true, retryAfterMs: 1_000 });
+      expect(ran).toBe(false);
+    } finally {
+      await intruder.rollbackTransaction();
+      await intruder.release();
+    }
+    expect(await harness.store.runInTransaction(claim, async () => ({ action: 'store', response, value: 'after' }))).toEqual({ state: 'executed', value: 'after' });
   });
 });

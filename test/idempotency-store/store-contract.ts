@@ -3,10 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   recordIdOf,
   type IdempotencyClaim,
+  type IdempotencyClaimResult,
   type IdempotencyLease,
   type IdempotencyStore,
   type StoredResponse,
   type TransactionalOutcome,
+  type TransactionalResult,
 } from 'nest-resilience';
 
 /** What the contract needs around a store under test. */
@@ -28,6 +30,8 @@ export interface StoreHarness {
 }
 
 const LONG_MS = 60_000;
+/** Longest a transactional run is held open by a test (a safety valve, never reached by a passing store). */
+const HOLD_LIMIT_MS = 3_000;
 const DAY_MS = 86_400_000;
 
 const response: StoredResponse = {
@@ -244,6 +248,45 @@ export function describeIdempotencyStoreContract(
       const skip = () => !harness.store.runInTransaction || !harness.business;
       const businessId = () => randomBytes(8).toString('hex');
 
+      /**
+       * Starts a transactional run of `claim` that runs `before` (which may throw to roll back) and
+       * then stays open until `release()`. `beforeRelease(p)` resolves with p's answer only if p
+       * settles while the run is still open; otherwise it rejects. The run is released after
+       * {@link HOLD_LIMIT_MS} at the latest, so a store that makes duplicates wait fails the test
+       * with a clear message instead of hanging it.
+       */
+      function holdOpen(claim: IdempotencyClaim, before: (transaction: unknown) => Promise<void>) {
+        let release!: () => void;
+        const released = new Promise<void>((resolve) => (release = resolve));
+        let markStarted!: () => void;
+        const started = new Promise<void>((resolve) => (markStarted = resolve));
+        const limit = setTimeout(release, HOLD_LIMIT_MS);
+        const result = store.runInTransaction!(claim, async (transaction): Promise<TransactionalOutcome<number>> => {
+          markStarted();
+          try {
+            await before(transaction);
+          } finally {
+            await released;
+          }
+          return { action: 'store', response, value: 1 };
+        });
+        const wasReleased = Symbol('released');
+        const releasedMarker = released.then(() => wasReleased);
+        return {
+          started,
+          result,
+          release() {
+            clearTimeout(limit);
+            release();
+          },
+          async beforeRelease<R>(answer: Promise<R>): Promise<R> {
+            const first = await Promise.race([answer, releasedMarker]);
+            if (first === wasReleased) throw new Error('The duplicate was answered only after the open run ended: it waited instead of being told "in progress".');
+            return first as R;
+          },
+        };
+      }
+
       it('commits the work and the record together', async (context) => {
         if (skip()) return context.skip();
         const claim = claimOf();
@@ -302,37 +345,77 @@ export function describeIdempotencyStoreContract(
         expect((await store.claim(claim)).state).toBe('acquired');
       });
 
-      it('never runs a concurrent duplicate: it gets the replay or in progress', async (context) => {
+      it('answers a duplicate of an open run "in progress" at once (not after the commit), then replays it', async (context) => {
         if (skip()) return context.skip();
         const claim = claimOf();
         const before = await harness.business!.count();
         let executions = 0;
-        let releaseFirst!: () => void;
-        const gate = new Promise<void>((resolve) => (releaseFirst = resolve));
-        let firstStarted!: () => void;
-        const started = new Promise<void>((resolve) => (firstStarted = resolve));
-        const work = async (transaction: unknown): Promise<TransactionalOutcome<number>> => {
+        const first = holdOpen(claim, async (transaction) => {
           executions++;
           await harness.business!.insert(transaction, businessId());
-          firstStarted();
-          await gate;
+        });
+        await first.started;
+        const work = async (): Promise<TransactionalOutcome<number>> => {
+          executions++;
           return { action: 'store', response, value: executions };
         };
-        const first = store.runInTransaction!(claim, work);
-        await started;
-        const duplicate = store.runInTransaction!(claim, work);
-        const plainDuplicate = store.claim(claim);
-        // Give both duplicates time to reach the database and wait on the uncommitted claim.
-        await new Promise((resolve) => setTimeout(resolve, 150));
-        releaseFirst();
-        expect(await first).toEqual({ state: 'executed', value: 1 });
-        for (const result of [await duplicate, await plainDuplicate]) {
-          expect(['completed', 'in_progress']).toContain(result.state);
-          expect(result).toMatchObject({ sameRequest: true });
-          if (result.state === 'completed') expect(result.response).toEqual(response);
+        try {
+          const duplicates: Array<Promise<IdempotencyClaimResult | TransactionalResult<number>>> = [store.runInTransaction!(claim, work), store.claim(claim)];
+          for (const duplicate of duplicates) {
+            const answer = await first.beforeRelease(duplicate);
+            expect(answer).toMatchObject({ state: 'in_progress', sameRequest: true });
+            if (answer.state === 'in_progress') expect(answer.retryAfterMs).toBeGreaterThan(0);
+          }
+          // Another request with the key: never run. (SQLite knows it is another request; PostgreSQL
+          // cannot see the uncommitted fingerprint and says so on the retry.)
+          const other = await first.beforeRelease(store.runInTransaction!({ ...claim, fingerprint: 'e'.repeat(64) }, work));
+          expect(other.state).toBe('in_progress');
+        } finally {
+          first.release();
         }
+        expect(await first.result).toEqual({ state: 'executed', value: 1 });
+        expect(await store.runInTransaction!(claim, work)).toEqual({ state: 'completed', sameRequest: true, response });
+        expect(await store.claim(claim)).toEqual({ state: 'completed', sameRequest: true, response });
+        expect(await store.claim({ ...claim, fingerprint: 'e'.repeat(64) })).toEqual({ state: 'completed', sameRequest: false, response });
         expect(executions).toBe(1);
         expect(await harness.business!.count()).toBe(before + 1);
+      });
+
+      it('replays a completed key to every one of 20 concurrent runs and claims (no false "in progress")', async (context) => {
+        if (skip()) return context.skip();
+        const claim = claimOf();
+        await store.runInTransaction!(claim, async () => ({ action: 'store', response, value: 0 }));
+        let ran = 0;
+        const results = await Promise.all(
+          Array.from({ length: 20 }, (_, i) =>
+            i % 4 === 3
+              ? store.claim(claim)
+              : store.runInTransaction!(claim, async () => {
+                  ran++;
+                  return { action: 'store', response, value: i };
+                }),
+          ),
+        );
+        expect(ran).toBe(0);
+        for (const result of results) expect(result).toEqual({ state: 'completed', sameRequest: true, response });
+      });
+
+      it('frees the key for the retry of a duplicate when the open run rolls back', async (context) => {
+        if (skip()) return context.skip();
+        const claim = claimOf();
+        const failure = new Error('rolled back');
+        const first = holdOpen(claim, async () => {
+          throw failure;
+        });
+        await first.started;
+        try {
+          expect(await first.beforeRelease(store.claim(claim))).toMatchObject({ state: 'in_progress' });
+        } finally {
+          first.release();
+        }
+        await expect(first.result).rejects.toBe(failure);
+        const retry = await store.runInTransaction!(claim, async (_transaction, lease) => ({ action: 'store', response, value: lease.fence }));
+        expect(retry).toEqual({ state: 'executed', value: 1 });
       });
 
       it("keeps other keys' claims made while a transaction is open when that transaction rolls back", async (context) => {

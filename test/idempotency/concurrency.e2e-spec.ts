@@ -90,6 +90,11 @@ describe.each(storeKinds)('50 concurrent requests with one key (%s store)', (kin
       expect(await store.dataSource!.getRepository(TestReport).countBy({ requestKey: run })).toBe(1);
       const bodies = new Set(results.filter((r) => r.status === 201).map((r) => JSON.stringify(r.body)));
       expect(bodies.size).toBe(1);
+      // Duplicates that arrived while the first transaction was open were told so at once.
+      for (const r of results.filter((r) => r.status === 409)) expect(r.body.code).toBe('idempotency_request_in_progress');
+      const [after] = await fire(`${url}/reports/tx`, `key-${run}`, { title: 'Q3', run }, 1);
+      expect(after).toMatchObject({ status: 201, replayed: 'true' });
+      expect(JSON.stringify(after.body)).toBe([...bodies][0]);
     });
   });
 });

@@ -15,6 +15,10 @@ interface CreateBody {
 }
 
 const runs = new Map<string, number>();
+/** Holds a run's (first) request inside its transaction, after its write, until the test lets it go. */
+const holds = new Map<string, { entered(): void; released: Promise<void> }>();
+/** Longest a test holds a request (a safety valve, never reached when duplicates are answered at once). */
+const HOLD_LIMIT_MS = 3_000;
 
 @Controller('tx')
 class TransactionalController {
@@ -24,6 +28,12 @@ class TransactionalController {
     runs.set(body.run, (runs.get(body.run) ?? 0) + 1);
     expect(currentIdempotencyTransaction()).toBe(manager);
     const saved = await manager.save(TestReport, manager.create(TestReport, { requestKey: body.run, title: body.title }));
+    const hold = holds.get(body.run);
+    holds.delete(body.run);
+    if (hold) {
+      hold.entered();
+      await hold.released;
+    }
     if (body.fail === 'http') throw new HttpException({ message: 'insufficient funds' }, 402);
     if (body.fail === 'crash') throw new Error('bug after the write');
     return { id: saved.id, title: body.title, fence: currentIdempotencyContext()?.fence, filler: body.big ? 'x'.repeat(2_000) : '' };
@@ -57,6 +67,34 @@ describe.each(storeKinds.filter((kind) => kind !== 'memory'))('@Idempotent({ tra
       const replay = await post(run, { run, title: 'Q3' }).expect(201);
       expect(replay.headers['idempotent-replayed']).toBe('true');
       expect(replay.body).toEqual(first.body);
+      expect(await rows(run)).toBe(1);
+      expect(runs.get(run)).toBe(1);
+    });
+
+    it('answers 409 + Retry-After to a duplicate while the first is in its transaction, and replays the first after its commit', async () => {
+      const run = `${kind}-${platform}-held`;
+      let release!: () => void;
+      const released = new Promise<void>((resolve) => (release = resolve));
+      const entered = new Promise<void>((resolve) => holds.set(run, { entered: resolve, released }));
+      const limit = setTimeout(release, HOLD_LIMIT_MS);
+      const first = post(run, { run, title: 'Q3' }).then((response) => response);
+      try {
+        await entered;
+        const duplicate = await Promise.race([post(run, { run, title: 'Q3' }).then((response) => response), released.then(() => 'released' as const)]);
+        if (duplicate === 'released') throw new Error('The duplicate was answered only after the first request committed: it waited instead of getting 409.');
+        expect(duplicate.status).toBe(409);
+        expect(duplicate.headers['content-type']).toMatch(/^application\/problem\+json/);
+        expect(duplicate.headers['retry-after']).toBe('1');
+        expect(duplicate.body).toMatchObject({ status: 409, code: 'idempotency_request_in_progress' });
+      } finally {
+        clearTimeout(limit);
+        release();
+      }
+      const committed = await first;
+      expect(committed.status).toBe(201);
+      const replay = await post(run, { run, title: 'Q3' }).expect(201);
+      expect(replay.headers['idempotent-replayed']).toBe('true');
+      expect(replay.body).toEqual(committed.body);
       expect(await rows(run)).toBe(1);
       expect(runs.get(run)).toBe(1);
     });
