@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { recordIdOf, type IdempotencyClaim } from 'nest-resilience';
 import { IdempotencyRecord, type IdempotencyQueryEvent, type IdempotencyStoreOperation } from 'nest-resilience/typeorm';
 import { hasPostgres } from '../support/postgres.js';
-import { postgresHarness, sqliteHarness, type SqlHarness } from './support.js';
+import { postgresHarness, sleep, sqliteHarness, type SqlHarness } from './support.js';
 
 const response = { status: 200, headers: {}, body: '{}', bodyEncoding: 'json' as const };
 let keys = 0;
@@ -23,7 +23,8 @@ const targets = [
     name: 'PostgreSQL',
     skip: !hasPostgres,
     open: (onQuery: (e: IdempotencyQueryEvent) => void) => postgresHarness({ store: { onQuery } }),
-    replay: 1,
+    // PostgreSQL returns the existing row from the claim statement itself (a CTE).
+    answer: ['claim'],
     tx: 5,
     openRunDuplicate: { transactional: ['begin', 'begin', 'claim', 'rollback'], claim: ['claim'] },
   },
@@ -31,7 +32,9 @@ const targets = [
     name: 'SQLite',
     skip: false,
     open: (onQuery: (e: IdempotencyQueryEvent) => void) => sqliteHarness('memory', { store: { onQuery } }),
-    replay: 2,
+    // SQLite cannot nest the upsert in a CTE: a claim that finds the key taken reads it (an
+    // in-process call, no write) rather than rewriting the row (which would write a WAL page per replay).
+    answer: ['claim', 'read'],
     tx: 4,
     openRunDuplicate: { transactional: [], claim: [] },
   },
@@ -53,7 +56,7 @@ for (const target of targets) {
       return events;
     }
 
-    it('claims a new key in 1, completes in 1, replays in the documented count', async () => {
+    it('claims a new key in 1, completes in 1, answers a taken key (in progress, replay) in the documented count', async () => {
       const claim = claimOf();
       let lease!: Parameters<typeof harness.store.complete>[0];
       expect(
@@ -62,11 +65,46 @@ for (const target of targets) {
           if (result.state === 'acquired') lease = result.lease;
         }),
       ).toEqual(['claim']);
-      expect(await tripsOf(() => harness.store.claim(claim))).toHaveLength(target.replay);
+      const inProgress = await tripsOf(async () => expect(await harness.store.claim(claim)).toMatchObject({ state: 'in_progress', sameRequest: true }));
+      expect(inProgress).toEqual(target.answer);
+      const mismatch = await tripsOf(async () => expect(await harness.store.claim({ ...claim, fingerprint: 'e'.repeat(64) })).toMatchObject({ state: 'in_progress', sameRequest: false }));
+      expect(mismatch).toEqual(target.answer);
       expect(await tripsOf(() => harness.store.heartbeat(lease, 60_000))).toEqual(['heartbeat']);
       expect(await tripsOf(() => harness.store.complete(lease, response, 60_000))).toEqual(['complete']);
-      expect(await tripsOf(() => harness.store.claim(claim))).toHaveLength(target.replay);
+      const replay = await tripsOf(async () => expect(await harness.store.claim(claim)).toEqual({ state: 'completed', sameRequest: true, response }));
+      expect(replay).toEqual(target.answer);
       expect(await tripsOf(() => harness.store.ping())).toEqual(['ping']);
+    });
+
+    it('leaves a record no claim may take exactly as it was (live lease, live response, expired lease of another request)', async () => {
+      const rowOf = (claim: IdempotencyClaim) =>
+        harness.dataSource.getRepository(IdempotencyRecord).findOneByOrFail({ lookupHash: recordIdOf(claim.namespace, claim.scope, claim.key) });
+      const other = (claim: IdempotencyClaim): IdempotencyClaim => ({ ...claim, fingerprint: 'e'.repeat(64) });
+
+      const live = claimOf();
+      const lease = await harness.store.claim(live);
+      if (lease.state !== 'acquired') throw new Error('expected acquired');
+      const leased = await rowOf(live);
+      expect(await harness.store.claim(live)).toMatchObject({ state: 'in_progress', sameRequest: true });
+      expect(await harness.store.claim(other(live))).toMatchObject({ state: 'in_progress', sameRequest: false });
+      expect(await rowOf(live)).toEqual(leased);
+
+      await harness.store.complete(lease.lease, response, 60_000);
+      const completed = await rowOf(live);
+      expect(await harness.store.claim(live)).toMatchObject({ state: 'completed', sameRequest: true });
+      expect(await harness.store.claim(other(live))).toMatchObject({ state: 'completed', sameRequest: false });
+      expect(await rowOf(live)).toEqual(completed);
+
+      const crashed = { ...claimOf(), leaseMs: 20 };
+      expect(await harness.store.claim(crashed)).toMatchObject({ state: 'acquired' });
+      const abandoned = await rowOf(crashed);
+      await sleep(40);
+      expect(await harness.store.claim(other(crashed))).toMatchObject({ state: 'in_progress', sameRequest: false });
+      expect(await rowOf(crashed)).toEqual(abandoned);
+      // The same request still takes it over, in the same single statement.
+      expect(await tripsOf(async () => expect(await harness.store.claim(crashed)).toMatchObject({ state: 'acquired', takeover: true, lease: { fence: 2 } }))).toEqual([
+        'claim',
+      ]);
     });
 
     it('releases in 1', async () => {
