@@ -3,9 +3,8 @@ import { METHOD_METADATA } from '@nestjs/common/constants.js';
 import { DiscoveryService, MetadataScanner } from '@nestjs/core';
 import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper.js';
 import { Observable } from 'rxjs';
-import { currentResilienceStore, getRequestInfo, type ResilienceContextStore } from './context/resilience-context.js';
+import { currentResilienceStore, getRequestInfo } from './context/resilience-context.js';
 import { ResilienceConfigError } from './core/errors.js';
-import type { ExecutionContext as PolicyContext } from './core/policy.js';
 import { resolveRetryOptions, validatePipelineSpec } from './core/validate.js';
 import { CircuitBreakerService } from './circuit-breaker.service.js';
 import { ResilienceEvents } from './observability/resilience-events.js';
@@ -211,21 +210,13 @@ function createMethodWrapper(classRef: Function, method: Function, name: string,
     const pipeline = pipelines.pipelineFor(target, key);
     const { clock } = pipelines.env;
     const call: PipelineCall = {
-      signal: parent?.signal,
+      // the parent attempt's token: reading `parent.signal` would create its AbortSignal
+      cancellation: parent?.cancellation,
+      signal: parent !== undefined && parent.cancellation === undefined ? parent.signal : undefined,
       deadline: parent?.deadline,
       args,
       wrapAttempt: pipelines.wrapAttempt,
-      contextFor: (attempt: PolicyContext): ResilienceContextStore => ({
-        signal: attempt.signal,
-        deadline: attempt.deadline,
-        attempt: attempt.attempt,
-        policy: key,
-        requestId: request?.requestId,
-        route: request?.route,
-        clock,
-        owner: pipelines,
-        cleanups: new Set(),
-      }),
+      store: { policy: key, clock, owner: pipelines, request: request && { info: () => request } },
     };
     const work = () => method.apply(self, args);
     if (returnsObservable) return executeObservable(pipeline, work, { ...call, mapError: (error) => error });

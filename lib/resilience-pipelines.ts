@@ -1,17 +1,19 @@
 import { Inject, Injectable, Optional, type Type } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { Observable, from, isObservable, lastValueFrom, type Subscription } from 'rxjs';
+import { Observable, from, isObservable, lastValueFrom, type Subscriber, type Subscription } from 'rxjs';
 import {
+  createContextStore,
   runAttemptCleanups,
   runWithResilienceContext,
   type ResilienceContextStore,
+  type SharedStoreFields,
 } from './context/resilience-context.js';
+import { Cancellation, cancellationOf } from './core/cancellation.js';
 import { OperationAbortedError } from './core/errors.js';
 import { createPipeline, describePipeline, type Pipeline, type PipelineSpec, type PipelineStage } from './core/pipeline.js';
 import type { ExecutionContext, PolicyEnvironment } from './core/policy.js';
 import { PolicyRegistry } from './core/policy-registry.js';
-import { linkAbort } from './core/signals.js';
 import type {
   FallbackMetadata,
   FallbackProvider,
@@ -44,7 +46,10 @@ const STREAMED: unique symbol = Symbol('streamed');
 export class ResiliencePipelines {
   private readonly targets = new WeakMap<Function, Map<Function, ResolvedTargetPolicy | null>>();
   private readonly targetIds = new WeakMap<ResolvedTargetPolicy, number>();
+  /** Pipelines of per-call keys (`key` option as a function), least recently used first. */
   private readonly pipelines = new Map<string, Pipeline>();
+  /** The pipeline of each target's own key: one lookup on the request path. */
+  private readonly defaultPipelines = new WeakMap<ResolvedTargetPolicy, Pipeline>();
   private readonly fallbackProviders = new Map<Type<FallbackProvider>, Promise<FallbackProvider>>();
   private nextTargetId = 1;
 
@@ -56,7 +61,7 @@ export class ResiliencePipelines {
     @Optional() private readonly telemetry?: ResilienceTelemetry,
   ) {}
 
-  /** Runs each attempt in its own tracing span when telemetry is on. */
+  /** Runs each attempt in its own tracing span when telemetry is on (a plain call without a tracer). */
   readonly wrapAttempt: AttemptWrapper = (policy, attempt, run) =>
     this.telemetry ? this.telemetry.withAttemptSpan(policy, attempt, run) : run();
 
@@ -107,6 +112,14 @@ export class ResiliencePipelines {
 
   /** The pipeline of `target` for `key` (created on first use; at most `maxPolicyKeys` per-call keys kept). */
   pipelineFor(target: ResolvedTargetPolicy, key: string = target.key): Pipeline {
+    if (key === target.key) {
+      let pipeline = this.defaultPipelines.get(target);
+      if (!pipeline) {
+        pipeline = createPipeline(this.specFor(target, key), this.env, this.registry);
+        this.defaultPipelines.set(target, pipeline);
+      }
+      return pipeline;
+    }
     let id = this.targetIds.get(target);
     if (id === undefined) {
       id = this.nextTargetId++;
@@ -170,7 +183,9 @@ export class ResiliencePipelines {
  * @internal
  */
 export interface PipelineCall {
-  /** The caller's signal: the client connection, or the parent operation's attempt. */
+  /** The caller's cancellation token: the client connection, or the parent operation's attempt. */
+  readonly cancellation?: Cancellation;
+  /** The caller's signal, for callers without a token (a context store made by hand). */
   readonly signal?: AbortSignal;
   /** The caller's absolute deadline on the policy clock. */
   readonly deadline?: number;
@@ -178,10 +193,10 @@ export interface PipelineCall {
   readonly isCommitted?: () => boolean;
   /** Arguments of the call, for fallbacks. */
   readonly args: readonly unknown[];
-  /** The resilience context of each attempt. */
-  readonly contextFor: (context: ExecutionContext) => ResilienceContextStore;
-  /** A context around the whole call (between attempts), so events carry the request id. */
-  readonly outerContext?: ResilienceContextStore;
+  /** Policy key, request id, route, clock and owner of every resilience context of the call. */
+  readonly store: SharedStoreFields;
+  /** Runs the whole call (between attempts too) in a context of its own, so events carry the request id. */
+  readonly outerContext?: boolean;
   /** Wraps each attempt (an OpenTelemetry span per attempt). */
   readonly wrapAttempt?: AttemptWrapper;
 }
@@ -196,10 +211,17 @@ function wrapped(call: PipelineCall, context: ExecutionContext, run: () => Promi
   return call.wrapAttempt ? call.wrapAttempt(context.policy, context.attempt, run) : run();
 }
 
-function runCall<T>(pipeline: Pipeline, call: PipelineCall, run: () => Promise<T>): Promise<T> {
+/** The resilience context of one attempt: its token (never its signal, which would be created). */
+function attemptStore(call: PipelineCall, context: ExecutionContext): ResilienceContextStore {
+  // contexts handed to the work are always built by the pipeline, so they carry a token
+  const token = cancellationOf(context) ?? Cancellation.from(context.signal);
+  return createContextStore(call.store, token, context.deadline, context.attempt, new Set());
+}
+
+function runCall<T>(pipeline: Pipeline, call: PipelineCall, root: Cancellation, run: () => Promise<T>): Promise<T> {
   // only a fallback reads the arguments: skip the extra context switch otherwise
   const inArguments = pipeline.stages[0]?.kind === 'fallback' ? () => callArguments.run(call.args, run) : run;
-  return call.outerContext ? runWithResilienceContext(call.outerContext, inArguments) : inArguments();
+  return call.outerContext ? runWithResilienceContext(createContextStore(call.store, root, Infinity, 0), inArguments) : inArguments();
 }
 
 function toObservable(value: unknown): Observable<unknown> {
@@ -210,33 +232,38 @@ function finiteOrUndefined(deadline: number | undefined): number | undefined {
   return deadline !== undefined && Number.isFinite(deadline) ? deadline : undefined;
 }
 
+function runPromiseAttempt(work: () => unknown, call: PipelineCall, context: ExecutionContext): Promise<unknown> {
+  const store = attemptStore(call, context);
+  let result: Promise<unknown>;
+  try {
+    result = Promise.resolve(
+      runWithResilienceContext(store, () => {
+        const value = work();
+        return isObservable(value) ? lastValueFrom(value) : value;
+      }),
+    );
+  } catch (error) {
+    result = Promise.reject(error);
+  }
+  return result.finally(() => runAttemptCleanups(store));
+}
+
 /**
  * Runs a Promise-returning operation through `pipeline`; each attempt runs `work` inside its own
  * resilience context. An Observable result is awaited to its last value.
  * @internal
  */
 export function executePromise<T>(pipeline: Pipeline, work: () => unknown, call: PipelineCall): Promise<T> {
-  return runCall(pipeline, call, () =>
-    pipeline.execute(
-      (context) =>
-        wrapped(call, context, () => {
-          const store = call.contextFor(context);
-          let result: Promise<unknown>;
-          try {
-            result = Promise.resolve(
-              runWithResilienceContext(store, () => {
-                const value = work();
-                return isObservable(value) ? lastValueFrom(value) : value;
-              }),
-            );
-          } catch (error) {
-            result = Promise.reject(error);
-          }
-          return result.finally(() => runAttemptCleanups(store));
-        }) as Promise<T>,
-      { signal: call.signal, deadline: finiteOrUndefined(call.deadline), isCommitted: call.isCommitted },
-    ),
+  const owned = call.cancellation === undefined && call.signal !== undefined;
+  const root = call.cancellation ?? Cancellation.from(call.signal);
+  const result = runCall(pipeline, call, root, () =>
+    pipeline.execute((context) => wrapped(call, context, () => runPromiseAttempt(work, call, context)) as Promise<T>, {
+      cancellation: root,
+      deadline: finiteOrUndefined(call.deadline),
+      isCommitted: call.isCommitted,
+    }),
   );
+  return owned ? result.finally(() => root.dispose()) : result;
 }
 
 /**
@@ -253,89 +280,109 @@ export function executeObservable(
   source: () => unknown,
   call: PipelineCall & { readonly mapError: (error: unknown) => unknown },
 ): Observable<unknown> {
-  return new Observable<unknown>((subscriber) => {
-    const root = linkAbort(call.signal);
-    let settled = false;
-    let emitted = false;
-    let sourceCompleted = false;
-    let inner: Subscription | undefined;
+  return new Observable<unknown>((subscriber) => runObservable(pipeline, source, call, subscriber));
+}
 
-    const fail = (error: unknown) => subscriber.error(call.mapError(error));
-    const completeWhenDone = () => {
-      if (settled && sourceCompleted) subscriber.complete();
-    };
+/**
+ * {@link executeObservable} for a subscriber that already exists (the interceptor's own
+ * Observable); returns the teardown.
+ * @internal
+ */
+export function runObservable(
+  pipeline: Pipeline,
+  source: () => unknown,
+  call: PipelineCall & { readonly mapError: (error: unknown) => unknown },
+  subscriber: Subscriber<unknown>,
+): () => void {
+  const root = call.cancellation ? call.cancellation.child() : Cancellation.from(call.signal);
+  let settled = false;
+  let emitted = false;
+  let sourceCompleted = false;
+  let inner: Subscription | undefined;
 
-    const attempt = (context: ExecutionContext): Promise<unknown> => wrapped(call, context, () => runAttempt(context));
-    const runAttempt = (context: ExecutionContext): Promise<unknown> => {
-      const store = call.contextFor(context);
-      return new Promise<unknown>((resolve, reject) => {
-        const onAbort = () => {
-          if (emitted) return;
-          inner?.unsubscribe();
-          reject(context.signal.reason);
-        };
-        context.signal.addEventListener('abort', onAbort, { once: true });
-        const done = () => context.signal.removeEventListener('abort', onAbort);
-        runWithResilienceContext(store, () => {
-          let source$: Observable<unknown>;
-          try {
-            source$ = toObservable(source());
-          } catch (error) {
-            done();
-            reject(error);
-            return;
-          }
-          inner = source$.subscribe({
-            next: (value) => {
-              if (!emitted) {
-                emitted = true;
-                done();
-                resolve(STREAMED);
-              }
-              subscriber.next(value);
-            },
-            error: (error: unknown) => {
-              done();
-              if (emitted) fail(error);
-              else reject(error);
-            },
-            complete: () => {
-              done();
-              sourceCompleted = true;
-              if (emitted) completeWhenDone();
-              else resolve(STREAMED);
-            },
-          });
-        });
-      }).finally(() => runAttemptCleanups(store));
-    };
+  const fail = (error: unknown) => subscriber.error(call.mapError(error));
+  const completeWhenDone = () => {
+    if (settled && sourceCompleted) subscriber.complete();
+  };
 
-    runCall(pipeline, call, () =>
-      pipeline.execute(attempt, {
-        signal: root.signal,
-        deadline: finiteOrUndefined(call.deadline),
-        isCommitted: () => emitted || (call.isCommitted?.() ?? false),
-      }),
-    ).then(
-      (result) => {
-        settled = true;
-        if (result === STREAMED) {
-          if (!emitted || sourceCompleted) subscriber.complete();
+  const attempt = (context: ExecutionContext): Promise<unknown> => wrapped(call, context, () => runAttempt(context));
+  const runAttempt = (context: ExecutionContext): Promise<unknown> => {
+    const store = attemptStore(call, context);
+    const token = store.cancellation!;
+    return new Promise<unknown>((resolve, reject) => {
+      let open = true;
+      // the attempt settles once: its cleanups run right then (no extra `finally` promise)
+      const settle = (fulfilled: boolean, outcome: unknown) => {
+        if (!open) return;
+        open = false;
+        stopListening();
+        runAttemptCleanups(store);
+        if (fulfilled) resolve(outcome);
+        else reject(outcome);
+      };
+      const stopListening = token.onAbort((reason) => {
+        if (emitted) return;
+        inner?.unsubscribe();
+        settle(false, reason);
+      });
+      runWithResilienceContext(store, () => {
+        let source$: Observable<unknown>;
+        try {
+          source$ = toObservable(source());
+        } catch (error) {
+          settle(false, error);
           return;
         }
-        subscriber.next(result);
-        subscriber.complete();
-      },
-      (error: unknown) => {
-        settled = true;
-        if (!subscriber.closed) fail(error);
-      },
-    );
+        inner = source$.subscribe({
+          next: (value) => {
+            if (!emitted) {
+              emitted = true;
+              settle(true, STREAMED);
+            }
+            subscriber.next(value);
+          },
+          error: (error: unknown) => {
+            if (emitted) {
+              fail(error);
+              return;
+            }
+            settle(false, error);
+          },
+          complete: () => {
+            sourceCompleted = true;
+            if (emitted) completeWhenDone();
+            else settle(true, STREAMED);
+          },
+        });
+      });
+    });
+  };
 
-    return () => {
-      if (!settled) root.abort(new OperationAbortedError('the subscriber unsubscribed before the operation finished'));
-      inner?.unsubscribe();
-      root.dispose();
-    };
-  });
+  runCall(pipeline, call, root, () =>
+    pipeline.execute(attempt, {
+      cancellation: root,
+      deadline: finiteOrUndefined(call.deadline),
+      isCommitted: () => emitted || (call.isCommitted?.() ?? false),
+    }),
+  ).then(
+    (result) => {
+      settled = true;
+      if (result === STREAMED) {
+        if (!emitted || sourceCompleted) subscriber.complete();
+        return;
+      }
+      subscriber.next(result);
+      subscriber.complete();
+    },
+    (error: unknown) => {
+      settled = true;
+      if (!subscriber.closed) fail(error);
+    },
+  );
+
+  return () => {
+    if (!settled) root.abort(new OperationAbortedError('the subscriber unsubscribed before the operation finished'));
+    inner?.unsubscribe();
+    root.dispose();
+  };
 }

@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
+import type { Cancellation } from '../core/cancellation.js';
 
 /**
  * What the library stores for the work being run: set by the interceptor around every attempt of
@@ -8,8 +9,14 @@ import { systemClock } from '../core/clock.js';
  * @internal
  */
 export interface ResilienceContextStore {
-  /** Aborted when this attempt should stop (attempt timeout, deadline, client disconnect). */
+  /**
+   * Aborted when this attempt should stop (attempt timeout, deadline, client disconnect). The
+   * library's stores define it as a getter of `cancellation.signal`, so the `AbortSignal` only
+   * exists once user code asks for it: never spread a store.
+   */
   readonly signal: AbortSignal;
+  /** The attempt's cancellation token (the library's stores have one); `signal` follows it. */
+  readonly cancellation?: Cancellation;
   /** Absolute deadline on `clock` (ms), `Infinity` when there is none. */
   readonly deadline: number;
   /** 1-based attempt number (0 outside any attempt, while the request waits between attempts). */
@@ -29,6 +36,75 @@ export interface ResilienceContextStore {
    * state of the right application when several run in one process (tests).
    */
   readonly owner?: object;
+}
+
+/**
+ * The fields every store of one call shares (see {@link createContextStore}).
+ * @internal
+ */
+export interface SharedStoreFields {
+  /** Policy key (named policy or `Class.method`). */
+  readonly policy: string;
+  /** Clock the deadlines are measured on. */
+  readonly clock: Clock;
+  /** The application (its pipelines) serving the call. */
+  readonly owner?: object;
+  /** Request id and route of the request being served, computed on first use. */
+  readonly request?: RequestInfoSource;
+}
+
+/**
+ * A context store whose `signal` is a getter of `cancellation.signal` (created only when read;
+ * the getter sits on the prototype, which keeps creating a store as cheap as a plain object).
+ * `cleanups` marks an attempt's store (attempt settle hooks run on it).
+ */
+class TokenContextStore implements ResilienceContextStore {
+  constructor(
+    private readonly shared: SharedStoreFields,
+    readonly cancellation: Cancellation,
+    readonly deadline: number,
+    readonly attempt: number,
+    readonly cleanups: Set<() => void> | undefined,
+  ) {}
+
+  get signal(): AbortSignal {
+    return this.cancellation.signal;
+  }
+
+  get policy(): string {
+    return this.shared.policy;
+  }
+
+  get requestId(): string | undefined {
+    return this.shared.request?.info().requestId;
+  }
+
+  get route(): string | undefined {
+    return this.shared.request?.info().route;
+  }
+
+  get clock(): Clock {
+    return this.shared.clock;
+  }
+
+  get owner(): object | undefined {
+    return this.shared.owner;
+  }
+}
+
+/**
+ * A context store for `cancellation` whose `signal` is created only when user code reads it.
+ * Pass `cleanups` for an attempt's store.
+ * @internal
+ */
+export function createContextStore(
+  shared: SharedStoreFields,
+  cancellation: Cancellation,
+  deadline: number,
+  attempt: number,
+  cleanups?: Set<() => void>,
+): ResilienceContextStore {
+  return new TokenContextStore(shared, cancellation, deadline, attempt, cleanups);
 }
 
 /**
@@ -59,7 +135,17 @@ const storage = new AsyncLocalStorage<ResilienceContextStore>();
  * work started by a request — even work that outlives it, like a background job it queues — tags
  * its events and outgoing calls with that request's id.
  */
-const requestInfoStorage = new AsyncLocalStorage<RequestInfo>();
+const requestInfoStorage = new AsyncLocalStorage<RequestInfoSource>();
+
+/**
+ * Where the request id and route come from: computed on first use, since most requests never
+ * need them (they are read for events, logs and outgoing calls).
+ * @internal
+ */
+export interface RequestInfoSource {
+  /** The request id and route (may be computed on the first call and cached). */
+  readonly info: () => RequestInfo;
+}
 
 /**
  * Request id and route of the request being served.
@@ -73,11 +159,11 @@ export interface RequestInfo {
 }
 
 /**
- * Runs `fn` with `info` as the request being served.
+ * Runs `fn` with `source` as the request being served.
  * @internal
  */
-export function runWithRequestInfo<T>(info: RequestInfo, fn: () => T): T {
-  return requestInfoStorage.run(info, fn);
+export function runWithRequestInfo<T>(source: RequestInfoSource, fn: () => T): T {
+  return requestInfoStorage.run(source, fn);
 }
 
 /**
@@ -143,7 +229,7 @@ export function getRequestInfo(): RequestInfo | undefined {
   if (store && (store.requestId !== undefined || store.route !== undefined)) {
     return { requestId: store.requestId, route: store.route };
   }
-  return requestInfoStorage.getStore();
+  return requestInfoStorage.getStore()?.info();
 }
 
 /**
@@ -163,7 +249,10 @@ export const Resilience = {
     if (!store) return undefined;
     const clock = store.clock ?? systemClock;
     return {
-      signal: store.signal,
+      // a getter: the signal is only created if the caller reads it
+      get signal() {
+        return store.signal;
+      },
       deadline: store.deadline,
       attempt: store.attempt,
       policy: store.policy,

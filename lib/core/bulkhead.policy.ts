@@ -1,3 +1,4 @@
+import { Cancellation, cancellationOf } from './cancellation.js';
 import { abortErrorOf } from './classify.js';
 import type { TimerHandle } from './clock.js';
 import { BulkheadRejectedError } from './errors.js';
@@ -47,14 +48,22 @@ export class BulkheadPolicy implements Policy {
     return this.waiters.size;
   }
 
-  async execute<T>(fn: (context: ExecutionContext) => Promise<T>, context: ExecutionContext): Promise<T> {
-    if (context.signal.aborted) throw abortErrorOf(context.signal);
+  execute<T>(fn: (context: ExecutionContext) => Promise<T>, context: ExecutionContext): Promise<T> {
+    const attached = cancellationOf(context);
+    if (attached !== undefined) return this.run(fn, context, attached);
+    // a context made by hand: follow its signal, and stop listening to it once done
+    const token = Cancellation.from(context.signal);
+    return this.run(fn, context, token).finally(() => token.dispose());
+  }
+
+  private async run<T>(fn: (context: ExecutionContext) => Promise<T>, context: ExecutionContext, token: Cancellation): Promise<T> {
+    if (token.aborted) throw abortErrorOf(token);
     if (this.running < this.options.maxConcurrent) this.running++;
-    else if (this.waiters.size < this.options.maxQueue) await this.waitForSlot(context);
+    else if (this.waiters.size < this.options.maxQueue) await this.waitForSlot(context, token);
     else throw this.reject(context, 'full');
     try {
       // A slot handed over in the same tick as an abort must not start the work.
-      if (context.signal.aborted) throw abortErrorOf(context.signal);
+      if (token.aborted) throw abortErrorOf(token);
       return await invoke(fn, context);
     } finally {
       this.release();
@@ -77,7 +86,7 @@ export class BulkheadPolicy implements Policy {
   }
 
   /** Resolves when a slot is handed over; the slot then belongs to the caller (`running` unchanged). */
-  private waitForSlot(context: ExecutionContext): Promise<void> {
+  private waitForSlot(context: ExecutionContext, token: Cancellation): Promise<void> {
     const { clock } = this.env;
     const limit = Math.min(this.options.queueTimeout ?? Infinity, context.deadline - clock.now());
     if (limit <= 0) return Promise.reject(this.reject(context, 'queue_timeout'));
@@ -85,7 +94,7 @@ export class BulkheadPolicy implements Policy {
       let timer: TimerHandle | undefined;
       const leave = () => {
         this.waiters.delete(waiter);
-        context.signal.removeEventListener('abort', onAbort);
+        unsubscribe();
         if (timer !== undefined) clock.clearTimeout(timer);
       };
       const waiter: Waiter = {
@@ -94,10 +103,10 @@ export class BulkheadPolicy implements Policy {
           resolve();
         },
       };
-      const onAbort = () => {
+      const unsubscribe = token.onAbort(() => {
         leave();
-        reject(abortErrorOf(context.signal));
-      };
+        reject(abortErrorOf(token));
+      });
       if (Number.isFinite(limit)) {
         timer = clock.setTimeout(() => {
           timer = undefined;
@@ -105,7 +114,6 @@ export class BulkheadPolicy implements Policy {
           reject(this.reject(context, 'queue_timeout'));
         }, limit);
       }
-      context.signal.addEventListener('abort', onAbort, { once: true });
       this.waiters.add(waiter);
     });
   }

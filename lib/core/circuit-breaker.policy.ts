@@ -1,4 +1,5 @@
 import { computeBackoffDelay } from './backoff.js';
+import { cancellationOf } from './cancellation.js';
 import { CircuitOpenError, isOperationAbortedError, isResilienceError } from './errors.js';
 import type { CircuitBreakerOptions, ResolvedCircuitBreakerOptions, SlowCallOptions } from './options.js';
 import type { ExecutionContext, Policy, PolicyEnvironment } from './policy.js';
@@ -284,7 +285,9 @@ export class CircuitBreakerPolicy implements Policy {
 
   /** A caller's abort says nothing about the dependency; a deadline or attempt timeout does. */
   private judge(error: unknown, context: ExecutionContext): 'success' | 'failure' | 'ignored' {
-    if (context.signal.aborted && !isResilienceError(context.signal.reason)) return 'ignored';
+    // the token when the library built the context: reading `signal` would create it
+    const cancelled = cancellationOf(context) ?? context.signal;
+    if (cancelled.aborted && !isResilienceError(cancelled.reason)) return 'ignored';
     if (this.options.isFailure(error)) return 'failure';
     return classifyNonFailure(error);
   }

@@ -161,11 +161,11 @@ export function retryAfterMsOf(error: unknown, now: number): number | undefined 
 }
 
 /**
- * The error to raise when `signal` was aborted by the caller: the reason itself when it is one of
+ * The error to raise when a signal (or cancellation token) was aborted by the caller: the reason itself when it is one of
  * the library's errors (a deadline, an attempt timeout), otherwise an `OperationAbortedError`.
  * @internal
  */
-export function abortErrorOf(signal: AbortSignal): unknown {
-  const reason: unknown = signal.reason;
+export function abortErrorOf(aborted: { readonly reason: unknown }): unknown {
+  const reason: unknown = aborted.reason;
   return isResilienceError(reason) ? reason : new OperationAbortedError(reason);
 }

@@ -66,7 +66,14 @@ export interface ResilienceEvent {
  * Receives events. Must not throw and must return quickly: it is called on the request path.
  * @publicApi
  */
-export type ResilienceEventSink = (event: ResilienceEvent) => void;
+export interface ResilienceEventSink {
+  (event: ResilienceEvent): void;
+  /**
+   * Whether anyone consumes events named `event` right now. Policies skip building per-attempt
+   * events (`attempt_end`) when it returns false; a sink without it receives everything.
+   */
+  readonly wants?: (event: ResilienceEventName) => boolean;
+}
 
 /** A sink that drops everything. @publicApi */
 export const noopEventSink: ResilienceEventSink = () => undefined;

@@ -1,11 +1,13 @@
 import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { EventRecorder, FakeClock, seededRandom } from '../testing/index.js';
+import { Cancellation } from './cancellation.js';
 import { AttemptTimeoutError, CircuitOpenError, DeadlineExceededError, OperationAbortedError, RetriesExhaustedError } from './errors.js';
 import { noopEventSink } from './events.js';
 import type { ExecutionContext, PolicyEnvironment } from './policy.js';
 import { createPipeline, describePipeline, PIPELINE_ORDER, type PipelineSpec } from './pipeline.js';
 import { PolicyRegistry } from './policy-registry.js';
+import { AttemptSettledError } from './timeout.policy.js';
 import { UpstreamHttpError } from './upstream-http.error.js';
 
 function setup() {
@@ -184,7 +186,7 @@ describe('createPipeline', () => {
     expect(outcome.error).toBeInstanceOf(Error);
   });
 
-  it('leaves no listener and no timer behind after 100 000 calls on one long-lived signal', async () => {
+  it('leaves no listener and no timer behind after 100 000 calls on one long-lived signal or token', async () => {
     const clock = new FakeClock();
     const env: PolicyEnvironment = { clock, random: seededRandom(42), events: noopEventSink };
     const registry = new PolicyRegistry(env);
@@ -200,6 +202,8 @@ describe('createPipeline', () => {
     );
     const root = new AbortController();
     const signal = root.signal;
+    // the Nest adapter's path: a long-lived caller token instead of a signal (every other call)
+    const caller = new Cancellation();
     const attemptSignals = new Set<AbortSignal>();
     let succeeded = 0;
     let failed = 0;
@@ -213,7 +217,7 @@ describe('createPipeline', () => {
           if (i % 1000 === 2 && attempt === 1) return never();
           return Promise.resolve(i);
         },
-        { signal },
+        i % 2 === 0 ? { signal } : { cancellation: caller },
       );
       if (i % 100 === 1 || i % 1000 === 2) {
         const outcome = observe(call);
@@ -225,12 +229,21 @@ describe('createPipeline', () => {
         succeeded++;
       }
       // Checked on the way too, so a leak fails fast instead of slowing the loop down.
-      if (i % 10_000 === 9_999) expect(getEventListeners(signal, 'abort')).toHaveLength(0);
+      if (i % 10_000 === 9_999) {
+        expect(getEventListeners(signal, 'abort')).toHaveLength(0);
+        expect(caller.listenerCount).toBe(0);
+      }
     }
     expect(succeeded).toBe(100_000);
     expect(failed).toBe(0);
     expect(getEventListeners(signal, 'abort')).toHaveLength(0);
+    expect(caller.listenerCount).toBe(0);
+    expect(caller.aborted).toBe(false);
     expect(clock.pendingTimers).toBe(0);
-    for (const attemptSignal of attemptSignals) expect(getEventListeners(attemptSignal, 'abort')).toHaveLength(0);
+    for (const attemptSignal of attemptSignals) {
+      expect(getEventListeners(attemptSignal, 'abort')).toHaveLength(0);
+      // a signal someone read is aborted once its attempt settled, so leftover work stops
+      expect(attemptSignal.reason).toBeInstanceOf(AttemptSettledError);
+    }
   });
 });

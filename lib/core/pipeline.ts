@@ -1,3 +1,4 @@
+import { Cancellation, contextWith } from './cancellation.js';
 import { abortErrorOf } from './classify.js';
 import { CircuitBreakerPolicy } from './circuit-breaker.policy.js';
 import { FallbackPolicy } from './fallback.policy.js';
@@ -78,6 +79,12 @@ export interface PipelineExecuteOptions {
   readonly isCommitted?: () => boolean;
   /** An absolute deadline on the policy clock (an inbound deadline header): it is enforced even without a total timeout. */
   readonly deadline?: number;
+  /**
+   * The caller's cancellation token, used instead of `signal` (the Nest adapter's cheaper path):
+   * the pipeline follows it and never aborts or disposes it.
+   * @internal
+   */
+  readonly cancellation?: Cancellation;
 }
 
 /**
@@ -110,9 +117,6 @@ export function describePipeline(spec: PipelineSpec): PipelineStage[] {
 }
 
 type Runner = (next: (context: ExecutionContext) => Promise<unknown>, context: ExecutionContext, hooks: RetryHooks) => Promise<unknown>;
-
-/** A caller signal for calls that have none: it never aborts, and every listener put on it is removed. */
-const NEVER_ABORTED = new AbortController().signal;
 
 function runnerFor(stage: PipelineStage, key: string, env: PolicyEnvironment, registry: PolicyRegistry, spec: PipelineSpec): Runner {
   switch (stage.kind) {
@@ -157,8 +161,14 @@ export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, regis
   validatePipelineSpec(spec, `policy "${spec.key}"`);
   const { key } = spec;
   const stages = describePipeline(spec);
-  const runners = stages.map((stage) => runnerFor(stage, key, env, registry, spec));
   const total = spec.timeout?.total;
+  const attemptLimit = spec.timeout?.attempt;
+  // Without retries there is one attempt, bounded by the total timeout (started first): an attempt
+  // timeout that is not shorter can never fire first, so it is left out of the chain (still described).
+  const redundantAttempt = !spec.retry && total !== undefined && attemptLimit !== undefined && attemptLimit >= total;
+  const runners = stages
+    .filter((stage) => !(redundantAttempt && stage.kind === 'attempt-timeout'))
+    .map((stage) => runnerFor(stage, key, env, registry, spec));
   // A caller deadline needs enforcing even when the spec has no total timeout: a deadline-only guard
   // takes the total timeout's place for such calls.
   const guardIndex = stages.findIndex((stage) => PIPELINE_ORDER.indexOf(stage.kind) > PIPELINE_ORDER.indexOf('total-timeout'));
@@ -172,19 +182,32 @@ export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, regis
           ...runners.slice(guardIndex === -1 ? runners.length : guardIndex),
         ];
 
+  const run = (
+    chain: readonly Runner[],
+    index: number,
+    fn: (context: ExecutionContext) => Promise<unknown>,
+    context: ExecutionContext,
+    hooks: RetryHooks,
+  ): Promise<unknown> =>
+    index === chain.length ? invoke(fn, context) : chain[index]!((inner) => run(chain, index + 1, fn, inner, hooks), context, hooks);
+
   return {
     key,
     stages,
     execute<T>(fn: (context: ExecutionContext) => Promise<T>, options: PipelineExecuteOptions = {}): Promise<T> {
-      const signal = options.signal ?? NEVER_ABORTED;
-      if (signal.aborted) return Promise.reject(abortErrorOf(signal));
+      const caller = options.cancellation;
+      const token = caller ?? Cancellation.from(options.signal);
+      if (token.aborted) {
+        if (caller === undefined) token.dispose();
+        return Promise.reject(abortErrorOf(token));
+      }
       const now = env.clock.now();
       const deadline = Math.min(options.deadline ?? Infinity, total === undefined ? Infinity : now + total);
       const chain = Number.isFinite(options.deadline ?? Infinity) ? guardedRunners : runners;
       const hooks: RetryHooks = { isCommitted: options.isCommitted };
-      const run = (index: number, context: ExecutionContext): Promise<unknown> =>
-        index === chain.length ? invoke(fn, context) : chain[index]!((inner) => run(index + 1, inner), context, hooks);
-      return run(0, { signal, deadline, attempt: 1, policy: key }) as Promise<T>;
+      const result = run(chain, 0, fn, contextWith(token, deadline, 1, key), hooks) as Promise<T>;
+      // only a token that follows an external signal holds a listener to remove
+      return caller === undefined && options.signal !== undefined ? result.finally(() => token.dispose()) : result;
     },
   };
 }

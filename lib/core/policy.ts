@@ -8,7 +8,11 @@ import type { ResilienceEventSink } from './events.js';
  * @publicApi
  */
 export interface ExecutionContext {
-  /** Aborted when the work should stop: attempt timeout, deadline, caller abort. */
+  /**
+   * Aborted when the work should stop: attempt timeout, deadline, caller abort. In contexts built
+   * by the library it is an accessor that creates the signal on first read (an unread signal costs
+   * nothing), so derive a context by listing its fields, not by spreading it.
+   */
   readonly signal: AbortSignal;
   /** Absolute deadline on the policy clock (ms), `Infinity` when there is none. */
   readonly deadline: number;

@@ -1,11 +1,11 @@
 import { computeBackoffDelay } from './backoff.js';
+import { Cancellation, cancellationOf, contextWith, sleepUnlessCancelled } from './cancellation.js';
 import { abortErrorOf, isTransientError, retryAfterMsOf, statusOf } from './classify.js';
 import { RetriesExhaustedError } from './errors.js';
 import { errorTypeOf, type ResilienceEvent } from './events.js';
 import type { ExecutionContext, Policy, PolicyEnvironment } from './policy.js';
 import type { ResolvedRetryOptions, RetryOptions } from './options.js';
 import type { RetryBudget } from './retry-budget.js';
-import { sleep } from './signals.js';
 import { invoke } from './timeout.policy.js';
 import { resolveRetryOptions } from './validate.js';
 
@@ -19,6 +19,19 @@ export interface RetryHooks {
    * emitted): a failure then passes through unchanged.
    */
   readonly isCommitted?: () => boolean;
+}
+
+/** What the retry loop carries from one attempt to the next. */
+interface AttemptState<T> {
+  readonly fn: (context: ExecutionContext) => Promise<T>;
+  readonly context: ExecutionContext;
+  readonly token: Cancellation;
+  readonly hooks: RetryHooks | undefined;
+  /** Whether `attempt_end` events are wanted. */
+  readonly timed: boolean;
+  readonly attemptContext: ExecutionContext;
+  /** When the attempt started (clock ms; 0 when not timed). */
+  readonly started: number;
 }
 
 /** Why a retry loop stopped on a failure (`outcome` and `detail` of `give_up`). @publicApi */
@@ -47,34 +60,58 @@ export class RetryPolicy implements Policy {
     this.options = resolveRetryOptions(options);
   }
 
-  async execute<T>(fn: (context: ExecutionContext) => Promise<T>, context: ExecutionContext, hooks?: RetryHooks): Promise<T> {
-    const { clock } = this.env;
-    let previousError: unknown;
-    let previousDelay = 0;
-    for (let attempt = 1; ; attempt++) {
-      if (context.signal.aborted) throw this.stop(context, attempt - 1, previousError, 'aborted', abortErrorOf(context.signal));
-      if (attempt === 1) this.budget?.recordCall();
-      const attemptContext: ExecutionContext = attempt === 1 ? { ...context, attempt } : { ...context, attempt, previousError };
-      const started = clock.now();
-      let error: unknown;
-      try {
-        const result = await invoke(fn, attemptContext);
-        this.emit({ event: 'attempt_end', policy: context.policy, attempt, durationMs: clock.now() - started, outcome: 'success' });
-        return result;
-      } catch (caught) {
-        error = caught;
-      }
-      this.emit({
-        event: 'attempt_end',
-        policy: context.policy,
-        attempt,
-        durationMs: clock.now() - started,
-        outcome: 'failure',
-        errorType: errorTypeOf(error),
-        error,
-      });
+  execute<T>(fn: (context: ExecutionContext) => Promise<T>, context: ExecutionContext, hooks?: RetryHooks): Promise<T> {
+    const attached = cancellationOf(context);
+    if (attached !== undefined) return this.run(fn, context, attached, hooks);
+    // a context made by hand: follow its signal, and stop listening to it once done
+    const token = Cancellation.from(context.signal);
+    return this.run(fn, context, token, hooks).finally(() => token.dispose());
+  }
 
-      if (context.signal.aborted) throw this.stop(context, attempt, error, 'aborted', abortErrorOf(context.signal));
+  /** The first attempt without an async frame: a success, the common case, costs one `then`. */
+  private run<T>(
+    fn: (context: ExecutionContext) => Promise<T>,
+    context: ExecutionContext,
+    token: Cancellation,
+    hooks: RetryHooks | undefined,
+  ): Promise<T> {
+    if (token.aborted) return Promise.reject(this.stop(context, 0, undefined, 'aborted', abortErrorOf(token)));
+    const { clock, events } = this.env;
+    this.budget?.recordCall();
+    // one attempt_end per attempt is the hottest event: skip building it when nobody wants it
+    const timed = events.wants?.('attempt_end') ?? true;
+    const first = contextWith(token, context.deadline, 1, context.policy, context.previousError);
+    const started = timed ? clock.now() : 0;
+    return invoke(fn, first).then(
+      (result) => {
+        if (timed) this.emit({ event: 'attempt_end', policy: context.policy, attempt: 1, durationMs: clock.now() - started, outcome: 'success' });
+        return result;
+      },
+      (error: unknown) => this.retryAfter(error, { fn, context, token, hooks, timed, attemptContext: first, started }),
+    );
+  }
+
+  /** Handles a failed attempt, then runs the next ones until one succeeds or the loop stops. */
+  private async retryAfter<T>(firstError: unknown, state: AttemptState<T>): Promise<T> {
+    const { fn, context, token, hooks, timed } = state;
+    const { clock } = this.env;
+    let { attemptContext, started } = state;
+    let error = firstError;
+    let previousDelay = 0;
+    for (let attempt = 1; ; ) {
+      if (timed) {
+        this.emit({
+          event: 'attempt_end',
+          policy: context.policy,
+          attempt,
+          durationMs: clock.now() - started,
+          outcome: 'failure',
+          errorType: errorTypeOf(error),
+          error,
+        });
+      }
+
+      if (token.aborted) throw this.stop(context, attempt, error, 'aborted', abortErrorOf(token));
       if (hooks?.isCommitted?.()) throw this.stop(context, attempt, error, 'committed', error);
       if (!this.isRetryable(error, attemptContext)) throw this.stop(context, attempt, error, 'not_retryable', error);
       if (attempt >= this.options.maxAttempts) {
@@ -98,13 +135,24 @@ export class RetryPolicy implements Policy {
       });
       if (delay > 0) {
         try {
-          await sleep(clock, delay, context.signal);
+          await sleepUnlessCancelled(clock, delay, token);
         } catch {
-          throw this.stop(context, attempt, error, 'aborted', abortErrorOf(context.signal), true);
+          throw this.stop(context, attempt, error, 'aborted', abortErrorOf(token), true);
         }
       }
-      previousError = error;
       previousDelay = delay;
+
+      attempt++;
+      if (token.aborted) throw this.stop(context, attempt - 1, error, 'aborted', abortErrorOf(token));
+      attemptContext = contextWith(token, context.deadline, attempt, context.policy, error);
+      started = timed ? clock.now() : 0;
+      try {
+        const result = await invoke(fn, attemptContext);
+        if (timed) this.emit({ event: 'attempt_end', policy: context.policy, attempt, durationMs: clock.now() - started, outcome: 'success' });
+        return result;
+      } catch (caught) {
+        error = caught;
+      }
     }
   }
 

@@ -1,5 +1,3 @@
-import type { Clock } from './clock.js';
-
 /**
  * A child `AbortController` that follows a parent signal, with an explicit `dispose()` that removes
  * the listener it put on the parent. Long-lived parents (a request, a service) must never
@@ -37,54 +35,6 @@ export function linkAbort(parent?: AbortSignal): LinkedAbort {
       onParentAbort = undefined;
     },
   };
-}
-
-/**
- * Waits `ms` on `clock`. Rejects with `signal.reason` as soon as `signal` aborts, clearing the
- * timer and removing its listener, so an abort during a backoff settles within one tick.
- * @internal
- */
-export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
-  if (signal?.aborted) return Promise.reject(signal.reason);
-  if (ms <= 0 && !signal) return Promise.resolve();
-  return new Promise<void>((resolve, reject) => {
-    const onAbort = () => {
-      clock.clearTimeout(timer);
-      reject(signal!.reason);
-    };
-    const timer = clock.setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort);
-      resolve();
-    }, Math.max(0, ms));
-    signal?.addEventListener('abort', onAbort, { once: true });
-  });
-}
-
-/**
- * Settles with `promise`, or rejects with `signal.reason` the moment `signal` aborts, whichever
- * comes first. The work behind `promise` keeps running; cooperative code stops because it sees
- * the same signal. The listener is removed when either side settles.
- * @internal
- */
-export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) {
-    promise.catch(() => undefined);
-    return Promise.reject(signal.reason);
-  }
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (value) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(value);
-      },
-      (error) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(error);
-      },
-    );
-  });
 }
 
 /**

@@ -1,8 +1,8 @@
+import { Cancellation, cancellationOf, contextWith } from './cancellation.js';
 import { abortErrorOf } from './classify.js';
 import { AttemptTimeoutError, DeadlineExceededError, isResilienceError } from './errors.js';
 import type { TimerHandle } from './clock.js';
 import type { ExecutionContext, Policy, PolicyEnvironment } from './policy.js';
-import { linkAbort, raceAbort } from './signals.js';
 
 /**
  * Abort reason of an attempt's signal once the attempt has settled: stray work that still holds the
@@ -43,33 +43,64 @@ export class TimeoutPolicy implements Policy {
     private readonly env: PolicyEnvironment,
   ) {}
 
-  async execute<T>(fn: (context: ExecutionContext) => Promise<T>, context: ExecutionContext): Promise<T> {
-    if (context.signal.aborted) throw abortErrorOf(context.signal);
+  execute<T>(fn: (context: ExecutionContext) => Promise<T>, context: ExecutionContext): Promise<T> {
+    const attached = cancellationOf(context);
+    if (attached !== undefined) return this.run(fn, context, attached);
+    // a context made by hand: follow its signal, and stop listening to it once done
+    const parent = Cancellation.from(context.signal);
+    return this.run(fn, context, parent).finally(() => parent.dispose());
+  }
+
+  /**
+   * One promise per call (no async function, no separate race): it settles with the work, or with
+   * the abort the moment the token aborts, and cleans up either way.
+   */
+  private run<T>(fn: (context: ExecutionContext) => Promise<T>, context: ExecutionContext, parent: Cancellation): Promise<T> {
+    if (parent.aborted) return Promise.reject(abortErrorOf(parent));
     const { clock } = this.env;
     const started = clock.now();
     const limit = this.kind === 'total' ? Math.min(this.timeoutMs, context.deadline - started) : this.timeoutMs;
     const reportedMs = Number.isFinite(this.timeoutMs) ? this.timeoutMs : Math.max(0, limit);
-    if (this.kind === 'total' && limit <= 0) throw this.expire(context, reportedMs);
+    if (this.kind === 'total' && limit <= 0) return Promise.reject(this.expire(context, reportedMs));
 
-    const link = linkAbort(context.signal);
-    const inner: ExecutionContext = { ...context, signal: link.signal, deadline: Math.min(context.deadline, started + limit) };
-    let timer: TimerHandle | undefined;
-    if (Number.isFinite(limit)) {
-      timer = clock.setTimeout(() => {
+    const token = parent.child();
+    const inner = contextWith(token, Math.min(context.deadline, started + limit), context.attempt, context.policy, context.previousError);
+    return new Promise<T>((resolve, reject) => {
+      let timer: TimerHandle | undefined;
+      let unsubscribe: (() => void) | undefined;
+      const settle = () => {
+        if (timer !== undefined) clock.clearTimeout(timer);
         timer = undefined;
-        link.abort(this.expire(context, reportedMs));
-      }, limit);
-    }
-    try {
-      return await raceAbort(invoke(fn, inner), link.signal);
-    } catch (error) {
-      if (link.signal.aborted && error === link.signal.reason && !isResilienceError(error)) throw abortErrorOf(link.signal);
-      throw error;
-    } finally {
-      if (timer !== undefined) clock.clearTimeout(timer);
-      link.dispose();
-      link.abort(SETTLED);
-    }
+        unsubscribe?.();
+        token.dispose();
+        // marks the attempt settled; only real work when someone materialised its signal
+        token.abort(SETTLED);
+      };
+      const fail = (error: unknown) => {
+        // a caller abort surfaces as OperationAbortedError, unless its reason is one of ours
+        const mapped = token.aborted && error === token.reason && !isResilienceError(error) ? abortErrorOf(token) : error;
+        settle();
+        reject(mapped);
+      };
+      unsubscribe = token.onAbort(fail);
+      if (Number.isFinite(limit)) {
+        timer = clock.setTimeout(() => {
+          timer = undefined;
+          token.abort(this.expire(context, reportedMs));
+        }, limit);
+      }
+      let result: Promise<T>;
+      try {
+        result = Promise.resolve(fn(inner));
+      } catch (error) {
+        fail(error);
+        return;
+      }
+      result.then((value) => {
+        settle();
+        resolve(value);
+      }, fail);
+    });
   }
 
   private expire(context: ExecutionContext, timeoutMs: number): AttemptTimeoutError | DeadlineExceededError {

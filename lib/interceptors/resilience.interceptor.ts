@@ -1,8 +1,8 @@
 import { Inject, Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
-import { Observable, catchError, defer, finalize, throwError } from 'rxjs';
-import { runWithRequestInfo, type ResilienceContextStore } from '../context/resilience-context.js';
+import { Observable, type Subscriber } from 'rxjs';
+import { runWithRequestInfo, type RequestInfo, type RequestInfoSource } from '../context/resilience-context.js';
+import { Cancellation } from '../core/cancellation.js';
 import { OperationAbortedError } from '../core/errors.js';
-import type { ExecutionContext as PolicyContext } from '../core/policy.js';
 import {
   applyProblemHeaders,
   isProblemDetailsException,
@@ -12,7 +12,7 @@ import { httpRequestInfo, onClientDisconnect, rawResponseOf } from '../http/requ
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import type { ResolvedTargetPolicy } from '../resilience-options.resolver.js';
-import { executeObservable, ResiliencePipelines } from '../resilience-pipelines.js';
+import { ResiliencePipelines, runObservable } from '../resilience-pipelines.js';
 
 /**
  * Runs every decorated HTTP route through its resilience pipeline, built from all of its
@@ -43,49 +43,64 @@ export class ResilienceInterceptor implements NestInterceptor {
   intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
     if (!this.options.enabled || context.getType() !== 'http') return next.handle();
     const target = this.pipelines.targetFor(context.getClass(), context.getHandler());
-    const response: unknown = context.switchToHttp().getResponse();
-    if (!target) {
-      const { requestId, route } = httpRequestInfo(context.switchToHttp().getRequest());
-      // Subscribed inside the request scope: work the handler starts (even a job that outlives the
-      // request) and decorated provider methods it calls tag their events with this request's id.
-      const handled = new Observable<unknown>((subscriber) =>
-        runWithRequestInfo({ requestId, route }, () => next.handle().subscribe(subscriber)),
-      );
-      return handled.pipe(catchError((error: unknown) => throwError(() => this.toHttpError(error, response, 503))));
-    }
-    return defer(() => this.run(target, context, next, response));
+    const http = context.switchToHttp();
+    if (!target) return this.passThrough(http.getRequest(), http.getResponse(), next);
+    return new Observable<unknown>((subscriber) => this.run(target, context, http.getRequest(), http.getResponse(), next, subscriber));
   }
 
-  private run(target: ResolvedTargetPolicy, context: ExecutionContext, next: CallHandler, response: unknown): Observable<unknown> {
-    const request: unknown = context.switchToHttp().getRequest();
-    const info = httpRequestInfo(request);
+  /**
+   * An undecorated route: the handler is subscribed inside the request scope, so work it starts
+   * (even a job that outlives the request) and decorated provider methods it calls tag their events
+   * with this request's id (computed only if something asks for it). Library errors are mapped.
+   */
+  private passThrough(request: unknown, response: unknown, next: CallHandler): Observable<unknown> {
+    const source = requestInfoSource(request);
+    return new Observable<unknown>((subscriber) =>
+      runWithRequestInfo(source, () =>
+        next.handle().subscribe({
+          next: (value) => subscriber.next(value),
+          error: (error: unknown) => subscriber.error(this.toHttpError(error, response, 503)),
+          complete: () => subscriber.complete(),
+        }),
+      ),
+    );
+  }
+
+  private run(
+    target: ResolvedTargetPolicy,
+    context: ExecutionContext,
+    request: unknown,
+    response: unknown,
+    next: CallHandler,
+    subscriber: Subscriber<unknown>,
+  ): () => void {
     const rawResponse = rawResponseOf(response);
     const args = context.getArgs();
     const key = this.pipelines.keyFor(target, { args, request });
     const pipeline = this.pipelines.pipelineFor(target, key);
-    const client = new AbortController();
+    // a token, not an AbortController: the signal is only created if the handler asks for it
+    const client = new Cancellation();
     const stopWatching = onClientDisconnect(response, () =>
       client.abort(new OperationAbortedError('the client closed the connection')),
     );
-    const { clock } = this.pipelines.env;
-    const base = { policy: key, requestId: info.requestId, route: info.route, clock, owner: this.pipelines };
-    const outerContext: ResilienceContextStore = { ...base, signal: client.signal, deadline: Infinity, attempt: 0 };
-    const contextFor = (attempt: PolicyContext): ResilienceContextStore => ({
-      ...base,
-      signal: attempt.signal,
-      deadline: attempt.deadline,
-      attempt: attempt.attempt,
-      cleanups: new Set(),
-    });
-    return executeObservable(pipeline, () => next.handle(), {
-      signal: client.signal,
-      isCommitted: () => rawResponse.headersSent === true,
-      args,
-      contextFor,
-      outerContext,
-      wrapAttempt: this.pipelines.wrapAttempt,
-      mapError: (error) => this.toHttpError(error, response, target.bulkheadRejectStatus),
-    }).pipe(finalize(stopWatching));
+    const teardown = runObservable(
+      pipeline,
+      () => next.handle(),
+      {
+        cancellation: client,
+        isCommitted: () => rawResponse.headersSent === true,
+        args,
+        store: { policy: key, clock: this.pipelines.env.clock, owner: this.pipelines, request: requestInfoSource(request) },
+        outerContext: true,
+        wrapAttempt: this.pipelines.wrapAttempt,
+        mapError: (error) => this.toHttpError(error, response, target.bulkheadRejectStatus),
+      },
+      subscriber,
+    );
+    return () => {
+      teardown();
+      stopWatching();
+    };
   }
 
   /** Maps a library error to its problem+json exception and sets its headers on the response. */
@@ -98,4 +113,18 @@ export class ResilienceInterceptor implements NestInterceptor {
     if (isProblemDetailsException(mapped)) applyProblemHeaders(response, mapped);
     return mapped;
   }
+}
+
+/** The request id and route of `request`, computed on first use (most requests never need them). */
+function requestInfoSource(request: unknown): RequestInfoSource {
+  let info: RequestInfo | undefined;
+  return {
+    info: () => {
+      if (info === undefined) {
+        const { requestId, route } = httpRequestInfo(request);
+        info = { requestId, route };
+      }
+      return info;
+    },
+  };
 }

@@ -1,5 +1,5 @@
 import { Injectable } from '@nestjs/common';
-import type { ResilienceEvent, ResilienceEventSink } from '../core/events.js';
+import type { ResilienceEvent, ResilienceEventName, ResilienceEventSink } from '../core/events.js';
 
 /**
  * Listener of {@link ResilienceEvents}. Must not throw (errors are swallowed) and should be quick:
@@ -7,6 +7,24 @@ import type { ResilienceEvent, ResilienceEventSink } from '../core/events.js';
  * @publicApi
  */
 export type ResilienceEventListener = (event: ResilienceEvent) => void;
+
+/**
+ * Options of {@link ResilienceEvents.subscribe}.
+ * @publicApi
+ */
+export interface ResilienceEventSubscribeOptions {
+  /**
+   * Which events the listener needs (called often: keep it a lookup). Lets the library skip
+   * producing frequent events nobody consumes (`attempt_end`, one per attempt).
+   * @default every event
+   */
+  readonly wants?: (event: ResilienceEventName) => boolean;
+}
+
+interface Subscription {
+  readonly listener: ResilienceEventListener;
+  readonly wants?: (event: ResilienceEventName) => boolean;
+}
 
 /**
  * The typed event stream of the library: every retry, timeout, breaker transition, bulkhead
@@ -20,15 +38,36 @@ export type ResilienceEventListener = (event: ResilienceEvent) => void;
  */
 @Injectable()
 export class ResilienceEvents {
-  private listeners: ResilienceEventListener[] = [];
+  private subscriptions: Subscription[] = [];
   private enrichers: Array<(event: ResilienceEvent) => ResilienceEvent> = [];
 
-  /** Adds a listener; returns a function that removes it. */
-  subscribe(listener: ResilienceEventListener): () => void {
-    this.listeners = [...this.listeners, listener];
+  /**
+   * Adds a listener; returns a function that removes it. `options.wants` tells the library which
+   * events the listener needs: per-attempt events (`attempt_end`) that no listener wants are not
+   * produced at all. Events emitted anyway still reach every listener.
+   */
+  subscribe(listener: ResilienceEventListener, options: ResilienceEventSubscribeOptions = {}): () => void {
+    const subscription: Subscription = { listener, wants: options.wants };
+    this.subscriptions = [...this.subscriptions, subscription];
     return () => {
-      this.listeners = this.listeners.filter((l) => l !== listener);
+      this.subscriptions = this.subscriptions.filter((s) => s !== subscription);
     };
+  }
+
+  /**
+   * Whether any listener needs events named `event` now (a listener without `wants` needs all).
+   * Producers of frequent events check it before building one.
+   */
+  wants(event: ResilienceEventName): boolean {
+    for (const { wants } of this.subscriptions) {
+      if (wants === undefined) return true;
+      try {
+        if (wants(event)) return true;
+      } catch {
+        return true;
+      }
+    }
+    return false;
   }
 
   /**
@@ -42,7 +81,8 @@ export class ResilienceEvents {
 
   /** Publishes one event to every listener. Never throws. */
   emit(event: ResilienceEvent): void {
-    if (this.listeners.length === 0) return;
+    const subscriptions = this.subscriptions;
+    if (subscriptions.length === 0) return;
     let enriched = event;
     for (const enrich of this.enrichers) {
       try {
@@ -51,7 +91,7 @@ export class ResilienceEvents {
         // an enricher must never break the request path
       }
     }
-    for (const listener of this.listeners) {
+    for (const { listener } of subscriptions) {
       try {
         listener(enriched);
       } catch {
@@ -61,5 +101,7 @@ export class ResilienceEvents {
   }
 
   /** This stream as a core {@link ResilienceEventSink}, for policies. */
-  readonly sink: ResilienceEventSink = (event) => this.emit(event);
+  readonly sink: ResilienceEventSink = Object.assign((event: ResilienceEvent) => this.emit(event), {
+    wants: (event: ResilienceEventName) => this.wants(event),
+  });
 }

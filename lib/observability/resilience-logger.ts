@@ -186,7 +186,7 @@ export class ResilienceLogger implements OnModuleInit, OnModuleDestroy {
   /** Subscribes to the event stream (unless logging is disabled). */
   onModuleInit(): void {
     if (!this.options.enabled || this.unsubscribe) return;
-    this.unsubscribe = this.events.subscribe((event) => this.write(event));
+    this.unsubscribe = this.events.subscribe((event) => this.write(event), { wants: (event) => Boolean(this.options.levels[event]) });
   }
 
   /** Unsubscribes from the event stream. */

@@ -152,6 +152,8 @@ export function withAttemptSpan<T>(
     if (api === undefined) void loadOpenTelemetryApi();
     return fn();
   }
+  // without a registered tracer every span is a no-op: skip the span and context bookkeeping
+  if (!isTracingActive(api)) return fn();
   const attributes: Attributes = { 'resilience.policy': policy, 'resilience.attempt': attempt };
   if (attempt > 1) attributes['http.request.resend_count'] = attempt - 1;
   return api.trace
@@ -170,6 +172,23 @@ export function withAttemptSpan<T>(
         span.end();
       }
     });
+}
+
+/** The tracer provider the API falls back to when no SDK registered one. */
+let noopTracerProvider: unknown;
+
+/** Whether an SDK registered a tracer provider (spans are recorded somewhere). */
+function isTracingActive(api: OpenTelemetryApi): boolean {
+  const provider = api.trace.getTracerProvider();
+  if (!(provider instanceof api.ProxyTracerProvider)) return true;
+  noopTracerProvider ??= new api.ProxyTracerProvider().getDelegate();
+  return provider.getDelegate() !== noopTracerProvider;
+}
+
+/** Whether an SDK registered a meter provider (metrics are recorded somewhere). */
+function isMeteringActive(api: OpenTelemetryApi): boolean {
+  // the API's fallback provider is not exported: recognise it by its class name (a miss only costs speed)
+  return api.metrics.getMeterProvider().constructor?.name !== 'NoopMeterProvider';
 }
 
 interface Instruments {
@@ -216,7 +235,7 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
     const api = await loadOpenTelemetryApi();
     if (!api) return;
     this.currentInstruments(api);
-    this.unsubscribe = this.events.subscribe((event) => this.record(event));
+    this.unsubscribe = this.events.subscribe((event) => this.record(event), { wants: (event) => this.wants(event) });
   }
 
   /** Unsubscribes and detaches the gauge callback. */
@@ -239,6 +258,16 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
   withAttemptSpan<T>(policy: string, attempt: number, fn: () => Promise<T>): Promise<T> {
     if (!this.options.enabled || !this.options.attemptSpans) return fn();
     return withAttemptSpan(policy, attempt, fn, { tracerName: this.options.tracerName });
+  }
+
+  /**
+   * Whether this consumer needs events named `event` now: `attempt_end` only feeds the duration
+   * histogram, so it is needed only while a meter provider is registered.
+   */
+  wants(event: ResilienceEventName): boolean {
+    if (event !== 'attempt_end') return true;
+    const api = otel;
+    return !!api && isMeteringActive(api);
   }
 
   /** Records one event on the active span and in the metrics. Never throws. */
