@@ -5,6 +5,7 @@ import { BulkheadPolicy } from './bulkhead.policy.js';
 import { BulkheadRejectedError, OperationAbortedError } from './errors.js';
 import type { BulkheadOptions } from './options.js';
 import type { ExecutionContext, PolicyEnvironment } from './policy.js';
+import { observe } from '../testing/observe.js';
 
 function setup(options: BulkheadOptions) {
   const clock = new FakeClock();
@@ -15,15 +16,6 @@ function setup(options: BulkheadOptions) {
 
 function context(signal = new AbortController().signal, deadline = Infinity): ExecutionContext {
   return { signal, deadline, attempt: 1, policy: 'dep' };
-}
-
-function observe<T>(promise: Promise<T>) {
-  const state: { settled: boolean; value?: T; error?: unknown } = { settled: false };
-  promise.then(
-    (value) => Object.assign(state, { settled: true, value }),
-    (error: unknown) => Object.assign(state, { settled: true, error }),
-  );
-  return state;
 }
 
 /** Work that runs until its `finish()` is called, recording that it started. */

@@ -9,21 +9,13 @@ import { createPipeline, describePipeline, PIPELINE_ORDER, type PipelineSpec } f
 import { PolicyRegistry } from './policy-registry.js';
 import { AttemptSettledError } from './timeout.policy.js';
 import { UpstreamHttpError } from './upstream-http.error.js';
+import { observe } from '../testing/observe.js';
 
 function setup() {
   const clock = new FakeClock();
   const recorder = new EventRecorder();
   const env: PolicyEnvironment = { clock, random: seededRandom(42), events: recorder.sink };
   return { clock, recorder, env, registry: new PolicyRegistry(env) };
-}
-
-function observe<T>(promise: Promise<T>) {
-  const state: { settled: boolean; value?: T; error?: unknown } = { settled: false };
-  promise.then(
-    (value) => Object.assign(state, { settled: true, value }),
-    (error: unknown) => Object.assign(state, { settled: true, error }),
-  );
-  return state;
 }
 
 const never = () => new Promise<never>(() => undefined);

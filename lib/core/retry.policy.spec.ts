@@ -6,6 +6,7 @@ import type { ExecutionContext, PolicyEnvironment } from './policy.js';
 import { RetryBudget } from './retry-budget.js';
 import { RetryPolicy } from './retry.policy.js';
 import { UpstreamHttpError } from './upstream-http.error.js';
+import { observe } from '../testing/observe.js';
 
 function setup(seed = 42, start = 0) {
   const clock = new FakeClock(start);
@@ -16,16 +17,6 @@ function setup(seed = 42, start = 0) {
 
 function context(signal = new AbortController().signal, deadline = Infinity): ExecutionContext {
   return { signal, deadline, attempt: 1, policy: 'test.op' };
-}
-
-/** Records how a promise settles without leaving a rejection unhandled. */
-function observe<T>(promise: Promise<T>) {
-  const state: { settled: boolean; value?: T; error?: unknown } = { settled: false };
-  promise.then(
-    (value) => Object.assign(state, { settled: true, value }),
-    (error: unknown) => Object.assign(state, { settled: true, error }),
-  );
-  return state;
 }
 
 const unavailable = () => new UpstreamHttpError(503);

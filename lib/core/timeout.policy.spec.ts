@@ -4,6 +4,7 @@ import { EventRecorder, FakeClock, seededRandom } from '../testing/index.js';
 import { AttemptTimeoutError, DeadlineExceededError, OperationAbortedError } from './errors.js';
 import type { ExecutionContext, PolicyEnvironment } from './policy.js';
 import { AttemptSettledError, TimeoutPolicy } from './timeout.policy.js';
+import { observe } from '../testing/observe.js';
 
 function setup() {
   const clock = new FakeClock();
@@ -14,15 +15,6 @@ function setup() {
 
 function context(signal = new AbortController().signal, deadline = Infinity, attempt = 1): ExecutionContext {
   return { signal, deadline, attempt, policy: 'test.op' };
-}
-
-function observe<T>(promise: Promise<T>) {
-  const state: { settled: boolean; value?: T; error?: unknown; at?: number } = { settled: false };
-  promise.then(
-    (value) => Object.assign(state, { settled: true, value }),
-    (error: unknown) => Object.assign(state, { settled: true, error }),
-  );
-  return state;
 }
 
 const never = () => new Promise<never>(() => undefined);
