@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { RequestInfo, RequestInfoSource } from '../context/resilience-context.js';
 
 /**
  * What the library reads from an HTTP request, the same way on Express and Fastify.
@@ -92,4 +93,21 @@ export function onClientDisconnect(response: unknown, onClose: () => void): () =
   };
   raw.once('close', listener);
   return () => raw.removeListener('close', listener);
+}
+
+/**
+ * The request id and route of `request`, computed on first use (most requests never need them).
+ * @internal
+ */
+export function requestInfoSource(request: unknown): RequestInfoSource {
+  let info: RequestInfo | undefined;
+  return {
+    info: () => {
+      if (info === undefined) {
+        const { requestId, route } = httpRequestInfo(request);
+        info = { requestId, route };
+      }
+      return info;
+    },
+  };
 }

@@ -12,12 +12,13 @@ import {
 import { PATH_METADATA, RESPONSE_PASSTHROUGH_METADATA, ROUTE_ARGS_METADATA, SSE_METADATA } from '@nestjs/common/constants.js';
 import { ModulesContainer, Reflector } from '@nestjs/core';
 import { createHash } from 'node:crypto';
-import { EMPTY, defer, mergeAll, of, type Observable } from 'rxjs';
+import { EMPTY, Observable, defer, mergeAll, of } from 'rxjs';
 import { systemClock, type Clock, type TimerHandle } from '../core/clock.js';
 import { ResilienceConfigError, describeError } from '../core/errors.js';
 import { errorTypeOf, type ResilienceEventName } from '../core/events.js';
 import { applyProblemHeaders, isProblemDetailsException, type ProblemDetailsException } from '../http/problem-details.js';
-import { httpRequestInfo } from '../http/request-info.js';
+import { httpRequestInfo, requestInfoSource } from '../http/request-info.js';
+import { runWithRequestInfo } from '../context/resilience-context.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { ResilienceEvents } from '../observability/resilience-events.js';
 import { IDEMPOTENT_METADATA, RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
@@ -163,7 +164,11 @@ export class IdempotencyInterceptor implements NestInterceptor, OnModuleInit {
     const request = http.getRequest();
     const method = String(request.method ?? 'GET').toUpperCase();
     if (SAFE_METHODS.has(method)) return next.handle();
-    return defer(() => this.handle(plan, request, http.getResponse(), method, next)).pipe(mergeAll());
+    const handled = defer(() => this.handle(plan, request, http.getResponse(), method, next)).pipe(mergeAll());
+    // The request scope starts here, outside the transaction: work queued when it commits (a
+    // background job) still tags its events and outgoing calls with this request's id.
+    const source = requestInfoSource(request);
+    return new Observable<unknown>((subscriber) => runWithRequestInfo(source, () => handled.subscribe(subscriber)));
   }
 
   private async handle(plan: RoutePlan, request: any, response: any, method: string, next: CallHandler): Promise<Observable<unknown>> {

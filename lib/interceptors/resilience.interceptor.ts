@@ -1,6 +1,6 @@
 import { Inject, Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
 import { Observable, type Subscriber } from 'rxjs';
-import { runWithRequestInfo, type RequestInfo, type RequestInfoSource } from '../context/resilience-context.js';
+import { runWithRequestInfo } from '../context/resilience-context.js';
 import { Cancellation } from '../core/cancellation.js';
 import { OperationAbortedError } from '../core/errors.js';
 import {
@@ -8,7 +8,7 @@ import {
   isProblemDetailsException,
   toHttpError,
 } from '../http/problem-details.js';
-import { httpRequestInfo, onClientDisconnect, rawResponseOf } from '../http/request-info.js';
+import { onClientDisconnect, rawResponseOf, requestInfoSource } from '../http/request-info.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import type { ResolvedTargetPolicy } from '../resilience-options.resolver.js';
@@ -115,16 +115,3 @@ export class ResilienceInterceptor implements NestInterceptor {
   }
 }
 
-/** The request id and route of `request`, computed on first use (most requests never need them). */
-function requestInfoSource(request: unknown): RequestInfoSource {
-  let info: RequestInfo | undefined;
-  return {
-    info: () => {
-      if (info === undefined) {
-        const { requestId, route } = httpRequestInfo(request);
-        info = { requestId, route };
-      }
-      return info;
-    },
-  };
-}

@@ -3,6 +3,7 @@
 // free loopback port, on Express and on Fastify.
 import type { INestApplication } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
+import { ResilienceEvents, type ResilienceEvent } from 'nest-resilience';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AppModule } from '../../sample-app/app.module.js';
@@ -208,13 +209,24 @@ function describeOnPlatform(dialect: ScenarioDialect, platform: Platform, databa
       await settle();
       model.chaos({ failureRate: 0.5, seed: 9 });
       const before = { failed: model.state.failed, succeeded: model.state.succeeded };
+      const retries: ResilienceEvent[] = [];
+      const unsubscribe = app.get(ResilienceEvents).subscribe((event) => {
+        if (event.event === 'retry') retries.push(event);
+      });
+      const requestId = `flaky-${randomBytes(4).toString('hex')}`;
       try {
-        const accepted = await postReport(key('flaky'), 'coral reefs').expect(202);
+        const accepted = await postReport(key('flaky'), 'coral reefs').set('x-request-id', requestId).expect(202);
         const report = await finished(accepted.body.id);
         expect(report).toMatchObject({ status: 'completed', attempts: 3 });
         expect(model.state.failed - before.failed).toBe(2);
         expect(model.state.succeeded - before.succeeded).toBe(1);
+        // the generation runs after the request's transaction committed, and still carries its id
+        expect(retries.map((event) => [event.policy, event.requestId])).toEqual([
+          ['model-service', requestId],
+          ['model-service', requestId],
+        ]);
       } finally {
+        unsubscribe();
         resetModel();
       }
     });
