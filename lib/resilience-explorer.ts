@@ -3,8 +3,9 @@ import { METHOD_METADATA } from '@nestjs/common/constants.js';
 import { DiscoveryService, MetadataScanner } from '@nestjs/core';
 import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper.js';
 import { Observable } from 'rxjs';
-import { currentResilienceStore, getRequestInfo } from './context/resilience-context.js';
+import { currentResilienceStore, getRequestInfo, type ResilienceContextStore } from './context/resilience-context.js';
 import { ResilienceConfigError } from './core/errors.js';
+import { AttemptSettledError } from './core/timeout.policy.js';
 import { resolveRetryOptions, validatePipelineSpec } from './core/validate.js';
 import { CircuitBreakerService } from './circuit-breaker.service.js';
 import { ResilienceEvents } from './observability/resilience-events.js';
@@ -204,7 +205,7 @@ function createMethodWrapper(classRef: Function, method: Function, name: string,
     const target = pipelines.targetFor(classRef, method, name);
     if (!target) return method.apply(this, args);
     const self = this;
-    const parent = currentResilienceStore();
+    const parent = liveParentOf(currentResilienceStore());
     const request = getRequestInfo();
     const key = pipelines.keyFor(target, { args });
     const pipeline = pipelines.pipelineFor(target, key);
@@ -222,6 +223,16 @@ function createMethodWrapper(classRef: Function, method: Function, name: string,
     if (returnsObservable) return executeObservable(pipeline, work, { ...call, mapError: (error) => error });
     return executePromise(pipeline, work, call);
   };
+}
+
+/**
+ * The attempt a call runs under, unless that attempt already settled: a job queued by a request
+ * (`setImmediate`, an after-commit hook) runs after the attempt that queued it ended, and must not
+ * inherit its aborted signal or its deadline. It keeps the request id (read separately).
+ */
+function liveParentOf(store: ResilienceContextStore | undefined): ResilienceContextStore | undefined {
+  const reason = store?.cancellation?.aborted ? store.cancellation.reason : undefined;
+  return reason instanceof AttemptSettledError ? undefined : store;
 }
 
 /** Adds `requestId` and `route` of the request being served to an event that lacks them. */

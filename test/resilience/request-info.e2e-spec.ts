@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Controller, Get, Inject, Injectable, type INestApplication } from '@nestjs/common';
-import { ResilienceEvents, ResilienceModule, Retryable, assertOk, withDeadline, type ResilienceEvent } from 'nest-resilience';
+import { ResilienceEvents, ResilienceModule, Retryable, Timeout, assertOk, withDeadline, type ResilienceEvent } from 'nest-resilience';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, platforms } from '../support/app.js';
@@ -30,6 +30,14 @@ class JobsController {
     setImmediate(() => void this.reporter.report());
     return { queued: true };
   }
+
+  /** Decorated route that queues the same work: it runs after this route's attempt settled. */
+  @Get('decorated')
+  @Timeout(5_000)
+  startDecorated() {
+    setImmediate(() => void this.reporter.report());
+    return { queued: true };
+  }
 }
 
 describe.each(platforms)('request id of work started by an undecorated route (%s)', (platform) => {
@@ -37,8 +45,13 @@ describe.each(platforms)('request id of work started by an undecorated route (%s
   let server: Server;
   const seenRequestIds: Array<string | undefined> = [];
   const events: ResilienceEvent[] = [];
-  let reported: () => void;
-  const done = new Promise<void>((resolve) => (reported = resolve));
+  let reported: () => void = () => undefined;
+  /** Resets what the dependency saw; resolves once the next job called it twice (fail, then succeed). */
+  const nextJob = () => {
+    seenRequestIds.length = 0;
+    events.length = 0;
+    return new Promise<void>((resolve) => (reported = resolve));
+  };
 
   beforeAll(async () => {
     server = createServer((req, res) => {
@@ -61,10 +74,20 @@ describe.each(platforms)('request id of work started by an undecorated route (%s
   });
 
   it('tags the background job’s events and outgoing calls with the id of the request that queued it', async () => {
+    const done = nextJob();
     await request(app.getHttpServer()).get('/jobs').set('x-request-id', 'req-42').expect(200, { queued: true });
     await done;
     expect(seenRequestIds).toEqual(['req-42', 'req-42']);
     const retry = events.find((event) => event.event === 'retry');
     expect(retry).toMatchObject({ policy: 'Reporter.report', requestId: 'req-42', route: 'GET /jobs', status: 503 });
+  });
+
+  it('runs a job queued by a decorated route on its own, not under the settled attempt that queued it', async () => {
+    const done = nextJob();
+    await request(app.getHttpServer()).get('/jobs/decorated').set('x-request-id', 'req-43').expect(200, { queued: true });
+    await done;
+    expect(seenRequestIds).toEqual(['req-43', 'req-43']);
+    expect(events.filter((event) => event.event === 'give_up')).toEqual([]);
+    expect(events.find((event) => event.event === 'retry')).toMatchObject({ policy: 'Reporter.report', requestId: 'req-43' });
   });
 });
