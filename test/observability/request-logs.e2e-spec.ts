@@ -1,35 +1,12 @@
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
-import { Body, Controller, Get, Headers, Post, type INestApplication } from '@nestjs/common';
-import { Idempotent, ResilienceModule, Retryable, UpstreamHttpError } from 'nest-resilience';
+import type { INestApplication } from '@nestjs/common';
+import { ResilienceModule } from 'nest-resilience';
 import request from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { platforms } from '../support/app.js';
 import { LogCapture, createPinoApp } from './pino-capture.js';
-
-/** Calls seen per request id, so each request fails exactly twice before it succeeds. */
-const calls = new Map<string, number>();
-
-@Controller('reports')
-class ReportsController {
-  private created = 0;
-
-  @Get('flaky')
-  @Retryable({ maxAttempts: 3, backoff: { type: 'constant', delay: 1 } })
-  flaky(@Headers('x-request-id') requestId: string) {
-    const call = (calls.get(requestId) ?? 0) + 1;
-    calls.set(requestId, call);
-    if (call <= 2) throw new UpstreamHttpError(503);
-    return { call };
-  }
-
-  @Post()
-  @Idempotent()
-  create(@Body() body: { title: string }) {
-    this.created++;
-    return { id: this.created, title: body.title };
-  }
-}
+import { ReportsController } from './reports.controller.js';
 
 // nestjs-pino keeps one pino-http instance per process: one capture for every app in this file
 const logs = new LogCapture();

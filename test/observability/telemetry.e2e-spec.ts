@@ -1,57 +1,14 @@
 import 'reflect-metadata';
 import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import {
-  Body,
-  Controller,
-  Get,
-  Headers,
-  Module,
-  Post,
-  type INestApplication,
-  type MiddlewareConsumer,
-  type NestModule,
-} from '@nestjs/common';
+import { Module, type INestApplication, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
 import { trace } from '@opentelemetry/api';
-import {
-  CircuitBreaker,
-  CircuitBreakerService,
-  Idempotent,
-  ResilienceModule,
-  Retryable,
-  TELEMETRY_NAMES,
-  UpstreamHttpError,
-} from 'nest-resilience';
+import { CircuitBreakerService, ResilienceModule, TELEMETRY_NAMES } from 'nest-resilience';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, platforms } from '../support/app.js';
 import { registerTestSdk, valueOf } from './otel-sdk.js';
-
-const calls = new Map<string, number>();
-
-@Controller('reports')
-class ReportsController {
-  @Get('flaky')
-  @Retryable({ maxAttempts: 3, backoff: { type: 'constant', delay: 1 } })
-  flaky(@Headers('x-request-id') requestId: string) {
-    const call = (calls.get(requestId) ?? 0) + 1;
-    calls.set(requestId, call);
-    if (call <= 2) throw new UpstreamHttpError(503);
-    return { call };
-  }
-
-  @Post()
-  @Idempotent()
-  create(@Body() body: { title: string }) {
-    return { title: body.title };
-  }
-
-  @Get('model')
-  @CircuitBreaker({ key: 'telemetry-model' })
-  model() {
-    return { ok: true };
-  }
-}
+import { ReportsController } from './reports.controller.js';
 
 /** Plays the part of HTTP server instrumentation: one active server span per request. */
 function serverSpan(req: IncomingMessage, res: ServerResponse, next: () => void): void {
