@@ -35,42 +35,35 @@ export const storeKinds: StoreKind[] = hasPostgres ? ['memory', 'sqlite', 'postg
 /** A fresh store of `kind`: memory, SQLite file (WAL) or a fresh PostgreSQL database. */
 export async function createStore(kind: StoreKind, options: { poolSize?: number } = {}): Promise<StoreUnderTest> {
   if (kind === 'memory') return { kind, store: new InMemoryIdempotencyStore(), close: async () => undefined };
-  if (kind === 'sqlite') {
-    const dir = mkdtempSync(join(tmpdir(), 'idem-http-'));
-    const dataSource = await new DataSource({
-      type: 'better-sqlite3',
-      database: join(dir, 'app.db'),
-      enableWAL: true,
-      timeout: 5_000,
-      entities: [IdempotencyRecord, TestReport],
-      synchronize: true,
-    } as DataSourceOptions).initialize();
-    return {
-      kind,
-      store: new TypeOrmIdempotencyStore(dataSource),
-      dataSource,
-      close: async () => {
-        await dataSource.destroy();
-        rmSync(dir, { recursive: true, force: true });
-      },
-    };
-  }
-  const database = await createTestDatabase('idem_http');
-  const dataSource = await new DataSource({
-    type: 'postgres',
-    url: database.url,
-    poolSize: options.poolSize ?? 20,
-    connectTimeoutMS: 2_000,
-    entities: [IdempotencyRecord, TestReport],
-    synchronize: true,
-  } as DataSourceOptions).initialize();
+  const entities = [IdempotencyRecord, TestReport];
+  const { connection, cleanup } =
+    kind === 'sqlite' ? sqliteDatabase() : await postgresDatabase(options.poolSize ?? 20);
+  const dataSource = await new DataSource({ ...connection, entities, synchronize: true } as DataSourceOptions).initialize();
   return {
     kind,
     store: new TypeOrmIdempotencyStore(dataSource),
     dataSource,
     close: async () => {
       await dataSource.destroy();
-      await database.drop();
+      await cleanup();
     },
+  };
+}
+
+type Connection = { connection: Partial<DataSourceOptions>; cleanup: () => Promise<void> | void };
+
+function sqliteDatabase(): Connection {
+  const dir = mkdtempSync(join(tmpdir(), 'idem-http-'));
+  return {
+    connection: { type: 'better-sqlite3', database: join(dir, 'app.db'), enableWAL: true, timeout: 5_000 },
+    cleanup: () => rmSync(dir, { recursive: true, force: true }),
+  };
+}
+
+async function postgresDatabase(poolSize: number): Promise<Connection> {
+  const database = await createTestDatabase('idem_http');
+  return {
+    connection: { type: 'postgres', url: database.url, poolSize, connectTimeoutMS: 2_000 },
+    cleanup: () => database.drop(),
   };
 }
