@@ -52,6 +52,26 @@ function controllableHeartbeats(store: IdempotencyStore) {
 
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
+/**
+ * The stale owner `first` (execution 1) finishes after another request took its key over
+ * (execution 2): it still answers its own client, but its late write changes nothing
+ * (`lock_lost`), and the key keeps replaying the takeover's result.
+ */
+async function expectStaleOwnerFenced(
+  harness: IdempotencyTestApp,
+  run: string,
+  first: Promise<request.Response>,
+  replay: () => Promise<request.Response>,
+): Promise<void> {
+  const stale = await first;
+  expect(stale.status).toBe(201);
+  expect(stale.body).toEqual({ run, execution: 1 });
+  expect(harness.named('idempotency_lock_lost').some((e) => e.detail === 'complete')).toBe(true);
+  const replayed = await replay();
+  expect(replayed.headers['idempotent-replayed']).toBe('true');
+  expect(replayed.body).toEqual({ run, execution: 2 });
+}
+
 describe.each(platforms)('lease, heartbeat and fencing with a fake clock (memory store, %s)', (platform) => {
   let clock: FakeClock;
   let harness: IdempotencyTestApp;
@@ -111,15 +131,8 @@ describe.each(platforms)('lease, heartbeat and fencing with a fake clock (memory
     expect(harness.named('idempotency_takeover')).toHaveLength(1);
 
     holdFirst.open();
-    const stale = await first;
-    expect(stale.status).toBe(201);
-    expect(stale.body).toEqual({ run, execution: 1 });
-    expect(harness.named('idempotency_lock_lost').some((e) => e.detail === 'complete')).toBe(true);
+    await expectStaleOwnerFenced(harness, run, first, () => post(run, { run }));
     expect(warn.mock.calls.some(([message]) => /lost its idempotency lease before complete/.test(String(message)))).toBe(true);
-
-    const replay = await post(run, { run });
-    expect(replay.headers['idempotent-replayed']).toBe('true');
-    expect(replay.body).toEqual({ run, execution: 2 });
   });
 
   it('reports lock_lost when a heartbeat finds the lease gone, and does not write afterwards', async () => {
@@ -173,12 +186,6 @@ describe.each(storeKinds.filter((kind) => kind !== 'memory'))('stale owner on th
     expect(harness.named('idempotency_takeover')).toHaveLength(1);
 
     holdFirst.open();
-    const stale = await first;
-    expect(stale.status).toBe(201);
-    expect(stale.body).toEqual({ run, execution: 1 });
-    expect(harness.named('idempotency_lock_lost').some((e) => e.detail === 'complete')).toBe(true);
-    const replay = await post();
-    expect(replay.headers['idempotent-replayed']).toBe('true');
-    expect(replay.body).toEqual({ run, execution: 2 });
+    await expectStaleOwnerFenced(harness, run, first, post);
   });
 });
