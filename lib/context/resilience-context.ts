@@ -145,6 +145,8 @@ const requestInfoStorage = new AsyncLocalStorage<RequestInfoSource>();
 export interface RequestInfoSource {
   /** The request id and route (may be computed on the first call and cached). */
   readonly info: () => RequestInfo;
+  /** The request described, so a scope already open for it is not opened again. */
+  readonly request?: unknown;
 }
 
 /**
@@ -163,6 +165,8 @@ export interface RequestInfo {
  * @internal
  */
 export function runWithRequestInfo<T>(source: RequestInfoSource, fn: () => T): T {
+  // Both interceptors open the scope on idempotent routes: the outer one is enough.
+  if (source.request !== undefined && requestInfoStorage.getStore()?.request === source.request) return fn();
   return requestInfoStorage.run(source, fn);
 }
 

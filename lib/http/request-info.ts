@@ -102,6 +102,7 @@ export function onClientDisconnect(response: unknown, onClose: () => void): () =
 export function requestInfoSource(request: unknown): RequestInfoSource {
   let info: RequestInfo | undefined;
   return {
+    request,
     info: () => {
       if (info === undefined) {
         const { requestId, route } = httpRequestInfo(request);
