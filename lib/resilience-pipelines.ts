@@ -10,6 +10,7 @@ import {
   type SharedStoreFields,
 } from './context/resilience-context.js';
 import { Cancellation, cancellationOf } from './core/cancellation.js';
+import { DeadlineQueue } from './core/deadline-queue.js';
 import { OperationAbortedError } from './core/errors.js';
 import { createPipeline, describePipeline, type Pipeline, type PipelineSpec, type PipelineStage } from './core/pipeline.js';
 import type { ExecutionContext, PolicyEnvironment } from './core/policy.js';
@@ -59,7 +60,17 @@ export class ResiliencePipelines {
     private readonly registry: PolicyRegistry,
     private readonly moduleRef: ModuleRef,
     @Optional() private readonly telemetry?: ResilienceTelemetry,
-  ) {}
+  ) {
+    this.deadlines = new DeadlineQueue(env.clock);
+  }
+
+  /** Deadlines of the route path's attempts: one shared timer per distinct delay. */
+  readonly deadlines: DeadlineQueue;
+
+  /** Whether attempts are traced now (then routes take the general path, which wraps each attempt in a span). */
+  tracesAttempts(): boolean {
+    return this.telemetry?.tracesAttempts() ?? false;
+  }
 
   /** Runs each attempt in its own tracing span when telemetry is on (a plain call without a tracer). */
   readonly wrapAttempt: AttemptWrapper = (policy, attempt, run) =>
@@ -215,7 +226,7 @@ function wrapped(call: PipelineCall, context: ExecutionContext, run: () => Promi
 function attemptStore(call: PipelineCall, context: ExecutionContext): ResilienceContextStore {
   // contexts handed to the work are always built by the pipeline, so they carry a token
   const token = cancellationOf(context) ?? Cancellation.from(context.signal);
-  return createContextStore(call.store, token, context.deadline, context.attempt, new Set());
+  return createContextStore(call.store, token, context.deadline, context.attempt, true);
 }
 
 function runCall<T>(pipeline: Pipeline, call: PipelineCall, root: Cancellation, run: () => Promise<T>): Promise<T> {
@@ -224,7 +235,8 @@ function runCall<T>(pipeline: Pipeline, call: PipelineCall, root: Cancellation, 
   return call.outerContext ? runWithResilienceContext(createContextStore(call.store, root, Infinity, 0), inArguments) : inArguments();
 }
 
-function toObservable(value: unknown): Observable<unknown> {
+/** @internal a handler result as an Observable (a plain value or a promise becomes one). */
+export function toObservable(value: unknown): Observable<unknown> {
   return isObservable(value) ? value : from(Promise.resolve(value));
 }
 

@@ -59,13 +59,25 @@ export interface SharedStoreFields {
  * `cleanups` marks an attempt's store (attempt settle hooks run on it).
  */
 class TokenContextStore implements ResilienceContextStore {
+  private cleanupSet: Set<() => void> | undefined;
+
   constructor(
     private readonly shared: SharedStoreFields,
     readonly cancellation: Cancellation,
     readonly deadline: number,
     readonly attempt: number,
-    readonly cleanups: Set<() => void> | undefined,
+    private readonly isAttempt: boolean,
   ) {}
+
+  /** An attempt's cleanups, created on first use (most attempts register none). */
+  get cleanups(): Set<() => void> | undefined {
+    return this.isAttempt ? (this.cleanupSet ??= new Set()) : undefined;
+  }
+
+  /** The cleanups registered so far, without creating the set. */
+  get registeredCleanups(): Set<() => void> | undefined {
+    return this.cleanupSet;
+  }
 
   get signal(): AbortSignal {
     return this.cancellation.signal;
@@ -94,7 +106,7 @@ class TokenContextStore implements ResilienceContextStore {
 
 /**
  * A context store for `cancellation` whose `signal` is created only when user code reads it.
- * Pass `cleanups` for an attempt's store.
+ * `isAttempt` marks an attempt's store: it collects cleanups ({@link onAttemptSettled}).
  * @internal
  */
 export function createContextStore(
@@ -102,9 +114,9 @@ export function createContextStore(
   cancellation: Cancellation,
   deadline: number,
   attempt: number,
-  cleanups?: Set<() => void>,
+  isAttempt = false,
 ): ResilienceContextStore {
-  return new TokenContextStore(shared, cancellation, deadline, attempt, cleanups);
+  return new TokenContextStore(shared, cancellation, deadline, attempt, isAttempt);
 }
 
 /**
@@ -212,15 +224,16 @@ export function onAttemptSettled(cleanup: () => void): boolean {
  * @internal
  */
 export function runAttemptCleanups(store: ResilienceContextStore): void {
-  if (!store.cleanups) return;
-  for (const cleanup of store.cleanups) {
+  const cleanups = store instanceof TokenContextStore ? store.registeredCleanups : store.cleanups;
+  if (!cleanups) return;
+  for (const cleanup of cleanups) {
     try {
       cleanup();
     } catch {
       // a cleanup must not turn a finished attempt into a failure
     }
   }
-  store.cleanups.clear();
+  cleanups.clear();
 }
 
 /**

@@ -98,7 +98,30 @@ export interface Pipeline {
   readonly stages: readonly PipelineStage[];
   /** Runs `fn` through every stage. */
   execute<T>(fn: (context: ExecutionContext) => Promise<T>, options?: PipelineExecuteOptions): Promise<T>;
+  /**
+   * The pipeline's parts when it is made of timeouts and retries only (no fallback, bulkhead or
+   * breaker): the Nest route path drives such pipelines itself with callbacks, which spares the
+   * promises and timers of {@link execute} on every request.
+   * @internal
+   */
+  readonly lean?: LeanPlan;
 }
+
+/**
+ * What a caller needs to run a timeouts-and-retries pipeline itself, with the same semantics as
+ * {@link Pipeline.execute}.
+ * @internal
+ */
+export interface LeanPlan {
+  /** Total timeout, ms. */
+  readonly total?: number;
+  /** Attempt timeout, ms (absent when it could never fire first). */
+  readonly attempt?: number;
+  /** The retry policy (budget included), absent for a single attempt. */
+  readonly retry?: RetryPolicy;
+}
+
+const LEAN_STAGES: ReadonlySet<PipelineStageKind> = new Set(['total-timeout', 'retry', 'attempt-timeout']);
 
 /**
  * The stages `spec` produces, outer → inner, with resolved options. Pure: it builds no policy and
@@ -118,7 +141,14 @@ export function describePipeline(spec: PipelineSpec): PipelineStage[] {
 
 type Runner = (next: (context: ExecutionContext) => Promise<unknown>, context: ExecutionContext, hooks: RetryHooks) => Promise<unknown>;
 
-function runnerFor(stage: PipelineStage, key: string, env: PolicyEnvironment, registry: PolicyRegistry, spec: PipelineSpec): Runner {
+function runnerFor(
+  stage: PipelineStage,
+  key: string,
+  env: PolicyEnvironment,
+  registry: PolicyRegistry,
+  spec: PipelineSpec,
+  retryPolicy: RetryPolicy | undefined,
+): Runner {
   switch (stage.kind) {
     case 'fallback': {
       const policy = new FallbackPolicy(stage.options, env);
@@ -133,8 +163,7 @@ function runnerFor(stage: PipelineStage, key: string, env: PolicyEnvironment, re
       return (next, context) => policy.execute(next, context);
     }
     case 'retry': {
-      const budget = stage.options.budget === false ? undefined : registry.retryBudget(key, stage.options.budget);
-      const policy = new RetryPolicy(stage.options, env, budget);
+      const policy = retryPolicy!;
       return (next, context, hooks) => policy.execute(next, context, hooks);
     }
     case 'circuit-breaker': {
@@ -166,9 +195,21 @@ export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, regis
   // Without retries there is one attempt, bounded by the total timeout (started first): an attempt
   // timeout that is not shorter can never fire first, so it is left out of the chain (still described).
   const redundantAttempt = !spec.retry && total !== undefined && attemptLimit !== undefined && attemptLimit >= total;
+  const retryStage = stages.find((stage): stage is Extract<PipelineStage, { kind: 'retry' }> => stage.kind === 'retry');
+  const retryPolicy =
+    retryStage === undefined
+      ? undefined
+      : new RetryPolicy(
+          retryStage.options,
+          env,
+          retryStage.options.budget === false ? undefined : registry.retryBudget(key, retryStage.options.budget),
+        );
   const runners = stages
     .filter((stage) => !(redundantAttempt && stage.kind === 'attempt-timeout'))
-    .map((stage) => runnerFor(stage, key, env, registry, spec));
+    .map((stage) => runnerFor(stage, key, env, registry, spec, retryPolicy));
+  const lean: LeanPlan | undefined = stages.every((stage) => LEAN_STAGES.has(stage.kind))
+    ? { total, attempt: redundantAttempt ? undefined : attemptLimit, retry: retryPolicy }
+    : undefined;
   // A caller deadline needs enforcing even when the spec has no total timeout: a deadline-only guard
   // takes the total timeout's place for such calls.
   const guardIndex = stages.findIndex((stage) => PIPELINE_ORDER.indexOf(stage.kind) > PIPELINE_ORDER.indexOf('total-timeout'));
@@ -194,6 +235,7 @@ export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, regis
   return {
     key,
     stages,
+    lean,
     execute<T>(fn: (context: ExecutionContext) => Promise<T>, options: PipelineExecuteOptions = {}): Promise<T> {
       const caller = options.cancellation;
       const token = caller ?? Cancellation.from(options.signal);

@@ -34,6 +34,24 @@ interface AttemptState<T> {
   readonly started: number;
 }
 
+/**
+ * What {@link RetryPolicy.afterFailure} needs to know about the call.
+ * @internal
+ */
+export interface FailureContext {
+  /** The context the retry policy was given (its deadline and policy key). */
+  readonly context: ExecutionContext;
+  /** The call's token: once aborted, nothing is retried. */
+  readonly token: Cancellation;
+  readonly hooks: RetryHooks | undefined;
+  /** Whether `attempt_end` events are wanted. */
+  readonly timed: boolean;
+  /** When the failed attempt started (clock ms; 0 when not timed). */
+  readonly started: number;
+  /** The delay waited before the failed attempt (0 before the second). */
+  readonly previousDelay: number;
+}
+
 /** Why a retry loop stopped on a failure (`outcome` and `detail` of `give_up`). @publicApi */
 export type GiveUpReason = 'exhausted' | 'not_retryable' | 'deadline' | 'aborted' | 'committed';
 
@@ -76,15 +94,14 @@ export class RetryPolicy implements Policy {
     hooks: RetryHooks | undefined,
   ): Promise<T> {
     if (token.aborted) return Promise.reject(this.stop(context, 0, undefined, 'aborted', abortErrorOf(token)));
-    const { clock, events } = this.env;
-    this.budget?.recordCall();
+    const { clock } = this.env;
     // one attempt_end per attempt is the hottest event: skip building it when nobody wants it
-    const timed = events.wants?.('attempt_end') ?? true;
+    const timed = this.beginCall();
     const first = contextWith(token, context.deadline, 1, context.policy, context.previousError);
     const started = timed ? clock.now() : 0;
     return invoke(fn, first).then(
       (result) => {
-        if (timed) this.emit({ event: 'attempt_end', policy: context.policy, attempt: 1, durationMs: clock.now() - started, outcome: 'success' });
+        if (timed) this.attemptSucceeded(context.policy, 1, started);
         return result;
       },
       (error: unknown) => this.retryAfter(error, { fn, context, token, hooks, timed, attemptContext: first, started }),
@@ -99,61 +116,89 @@ export class RetryPolicy implements Policy {
     let error = firstError;
     let previousDelay = 0;
     for (let attempt = 1; ; ) {
-      if (timed) {
-        this.emit({
-          event: 'attempt_end',
-          policy: context.policy,
-          attempt,
-          durationMs: clock.now() - started,
-          outcome: 'failure',
-          errorType: errorTypeOf(error),
-          error,
-        });
-      }
-
-      if (token.aborted) throw this.stop(context, attempt, error, 'aborted', abortErrorOf(token));
-      if (hooks?.isCommitted?.()) throw this.stop(context, attempt, error, 'committed', error);
-      if (!this.isRetryable(error, attemptContext)) throw this.stop(context, attempt, error, 'not_retryable', error);
-      if (attempt >= this.options.maxAttempts) {
-        throw this.stop(context, attempt, error, 'exhausted', attempt > 1 ? new RetriesExhaustedError(attempt, error) : error);
-      }
-
-      const delay = this.delayAfter(attempt, error, previousDelay);
-      if (clock.now() + delay >= context.deadline) throw this.stop(context, attempt, error, 'deadline', error);
-      if (this.budget && !this.budget.tryAcquireRetry()) {
-        this.emit({ event: 'budget_exhausted', policy: context.policy, attempt, errorType: errorTypeOf(error), status: statusOf(error), error });
-        throw error;
-      }
-      this.emit({
-        event: 'retry',
-        policy: context.policy,
-        attempt,
-        delayMs: delay,
-        errorType: errorTypeOf(error),
-        status: statusOf(error),
-        error,
-      });
+      const next = this.afterFailure(error, attemptContext, { context, token, hooks, timed, started, previousDelay });
+      if ('fail' in next) throw next.fail;
+      const delay = next.retryIn;
       if (delay > 0) {
         try {
           await sleepUnlessCancelled(clock, delay, token);
         } catch {
-          throw this.stop(context, attempt, error, 'aborted', abortErrorOf(token), true);
+          throw this.abortedWhileWaiting(context, token, attempt, error);
         }
       }
       previousDelay = delay;
 
       attempt++;
-      if (token.aborted) throw this.stop(context, attempt - 1, error, 'aborted', abortErrorOf(token));
+      if (token.aborted) throw this.abortedWhileWaiting(context, token, attempt - 1, error);
       attemptContext = contextWith(token, context.deadline, attempt, context.policy, error);
       started = timed ? clock.now() : 0;
       try {
         const result = await invoke(fn, attemptContext);
-        if (timed) this.emit({ event: 'attempt_end', policy: context.policy, attempt, durationMs: clock.now() - started, outcome: 'success' });
+        if (timed) this.attemptSucceeded(context.policy, attempt, started);
         return result;
       } catch (caught) {
         error = caught;
       }
     }
+  }
+
+  /**
+   * Starts one call: counts it for the retry budget and tells whether `attempt_end` events are
+   * wanted (then pass `started` times to {@link afterFailure} and {@link attemptSucceeded}).
+   * @internal for callers that drive the attempts themselves (the Nest route path).
+   */
+  beginCall(): boolean {
+    this.budget?.recordCall();
+    return this.env.events.wants?.('attempt_end') ?? true;
+  }
+
+  /** @internal emits the `attempt_end` of a successful attempt. */
+  attemptSucceeded(policy: string, attempt: number, started: number): void {
+    this.emit({ event: 'attempt_end', policy, attempt, durationMs: this.env.clock.now() - started, outcome: 'success' });
+  }
+
+  /**
+   * Decides what follows the failed attempt `attemptContext.attempt`: the delay before the next
+   * one, or the error the call fails with. Emits `attempt_end`, `retry`, `budget_exhausted` and
+   * `give_up` as the loop does.
+   * @internal for callers that drive the attempts themselves (the Nest route path).
+   */
+  afterFailure(error: unknown, attemptContext: ExecutionContext, call: FailureContext): { retryIn: number } | { fail: unknown } {
+    const { context, token, hooks } = call;
+    const { attempt } = attemptContext;
+    if (call.timed) {
+      this.emit({
+        event: 'attempt_end',
+        policy: context.policy,
+        attempt,
+        durationMs: this.env.clock.now() - call.started,
+        outcome: 'failure',
+        errorType: errorTypeOf(error),
+        error,
+      });
+    }
+    if (token.aborted) return { fail: this.stop(context, attempt, error, 'aborted', abortErrorOf(token)) };
+    if (hooks?.isCommitted?.()) return { fail: this.stop(context, attempt, error, 'committed', error) };
+    if (!this.isRetryable(error, attemptContext)) return { fail: this.stop(context, attempt, error, 'not_retryable', error) };
+    if (attempt >= this.options.maxAttempts) {
+      return { fail: this.stop(context, attempt, error, 'exhausted', attempt > 1 ? new RetriesExhaustedError(attempt, error) : error) };
+    }
+    const delay = this.delayAfter(attempt, error, call.previousDelay);
+    if (this.env.clock.now() + delay >= context.deadline) return { fail: this.stop(context, attempt, error, 'deadline', error) };
+    if (this.budget && !this.budget.tryAcquireRetry()) {
+      this.emit({ event: 'budget_exhausted', policy: context.policy, attempt, errorType: errorTypeOf(error), status: statusOf(error), error });
+      return { fail: error };
+    }
+    this.emit({ event: 'retry', policy: context.policy, attempt, delayMs: delay, errorType: errorTypeOf(error), status: statusOf(error), error });
+    return { retryIn: delay };
+  }
+
+  /**
+   * The error of a call whose `token` aborted while it waited before attempt `attempt + 1` (emits `give_up`).
+   * @internal
+   */
+  abortedWhileWaiting(context: ExecutionContext, token: Cancellation, attempt: number, lastError: unknown): unknown {
+    return this.stop(context, attempt, lastError, 'aborted', abortErrorOf(token), true);
   }
 
   /** Whether `error` may be retried: `abortOn` wins, then `retryOn`, then `retryIf` or the default classifier. */

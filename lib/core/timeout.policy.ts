@@ -16,7 +16,8 @@ export class AttemptSettledError extends Error {
   }
 }
 
-const SETTLED = new AttemptSettledError();
+/** @internal the abort reason of every settled attempt (one instance: it carries no per-call data). */
+export const ATTEMPT_SETTLED = new AttemptSettledError();
 
 /** @internal runs `fn`, turning a synchronous throw into a rejection. */
 export function invoke<T>(fn: (context: ExecutionContext) => Promise<T>, context: ExecutionContext): Promise<T> {
@@ -74,7 +75,7 @@ export class TimeoutPolicy implements Policy {
         unsubscribe?.();
         token.dispose();
         // marks the attempt settled; only real work when someone materialised its signal
-        token.abort(SETTLED);
+        token.abort(ATTEMPT_SETTLED);
       };
       const fail = (error: unknown) => {
         // a caller abort surfaces as OperationAbortedError, unless its reason is one of ours
@@ -104,11 +105,26 @@ export class TimeoutPolicy implements Policy {
   }
 
   private expire(context: ExecutionContext, timeoutMs: number): AttemptTimeoutError | DeadlineExceededError {
-    if (this.kind === 'attempt') {
-      this.env.events({ event: 'attempt_timeout', policy: context.policy, attempt: context.attempt, durationMs: timeoutMs });
-      return new AttemptTimeoutError(timeoutMs, context.attempt);
-    }
-    this.env.events({ event: 'deadline_exceeded', policy: context.policy, attempt: context.attempt, durationMs: timeoutMs });
-    return new DeadlineExceededError(timeoutMs);
+    return timeoutExpired(this.kind, this.env, context.policy, context.attempt, timeoutMs);
   }
+}
+
+/**
+ * The error of an expired timeout, after emitting its event (`attempt_timeout` or
+ * `deadline_exceeded`).
+ * @internal
+ */
+export function timeoutExpired(
+  kind: 'total' | 'attempt',
+  env: PolicyEnvironment,
+  policy: string,
+  attempt: number,
+  timeoutMs: number,
+): AttemptTimeoutError | DeadlineExceededError {
+  if (kind === 'attempt') {
+    env.events({ event: 'attempt_timeout', policy, attempt, durationMs: timeoutMs });
+    return new AttemptTimeoutError(timeoutMs, attempt);
+  }
+  env.events({ event: 'deadline_exceeded', policy, attempt, durationMs: timeoutMs });
+  return new DeadlineExceededError(timeoutMs);
 }

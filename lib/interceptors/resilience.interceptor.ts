@@ -13,6 +13,7 @@ import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import type { ResolvedTargetPolicy } from '../resilience-options.resolver.js';
 import { ResiliencePipelines, runObservable } from '../resilience-pipelines.js';
+import { runRouteAttempts } from './route-attempts.js';
 
 /**
  * Runs every decorated HTTP route through its resilience pipeline, built from all of its
@@ -83,20 +84,34 @@ export class ResilienceInterceptor implements NestInterceptor {
     const stopWatching = onClientDisconnect(response, () =>
       client.abort(new OperationAbortedError('the client closed the connection')),
     );
-    const teardown = runObservable(
-      pipeline,
-      () => next.handle(),
-      {
-        cancellation: client,
-        isCommitted: () => rawResponse.headersSent === true,
-        args,
-        store: { policy: key, clock: this.pipelines.env.clock, owner: this.pipelines, request: requestInfoSource(request) },
-        outerContext: true,
-        wrapAttempt: this.pipelines.wrapAttempt,
-        mapError: (error) => this.toHttpError(error, response, target.bulkheadRejectStatus),
-      },
-      subscriber,
-    );
+    const store = { policy: key, clock: this.pipelines.env.clock, owner: this.pipelines, request: requestInfoSource(request) };
+    const mapError = (error: unknown) => this.toHttpError(error, response, target.bulkheadRejectStatus);
+    const lean = pipeline.lean;
+    // timeouts and retries only, and no attempt spans to open: the callback path, far cheaper per request
+    const teardown =
+      lean !== undefined && !this.pipelines.tracesAttempts()
+        ? runRouteAttempts(
+            lean,
+            this.pipelines.env,
+            this.pipelines.deadlines,
+            () => next.handle(),
+            { cancellation: client, isCommitted: () => rawResponse.headersSent === true, store, mapError },
+            subscriber,
+          )
+        : runObservable(
+            pipeline,
+            () => next.handle(),
+            {
+              cancellation: client,
+              isCommitted: () => rawResponse.headersSent === true,
+              args,
+              store,
+              outerContext: true,
+              wrapAttempt: this.pipelines.wrapAttempt,
+              mapError,
+            },
+            subscriber,
+          );
     return () => {
       teardown();
       stopWatching();

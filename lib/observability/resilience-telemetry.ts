@@ -260,6 +260,17 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
     return withAttemptSpan(policy, attempt, fn, { tracerName: this.options.tracerName });
   }
 
+  /** Whether {@link withAttemptSpan} would record a span now (a tracer provider is registered). */
+  tracesAttempts(): boolean {
+    if (!this.options.enabled || !this.options.attemptSpans) return false;
+    const api = otel;
+    if (!api) {
+      if (api === undefined) void loadOpenTelemetryApi();
+      return false;
+    }
+    return isTracingActive(api);
+  }
+
   /**
    * Whether this consumer needs events named `event` now: `attempt_end` only feeds the duration
    * histogram, so it is needed only while a meter provider is registered.
