@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { httpRequestInfo, onClientDisconnect, rawResponseOf } from './request-info.js';
 
@@ -40,5 +41,32 @@ describe('onClientDisconnect', () => {
     expect(calls).toBe(1);
     expect(removed.listenerCount('close')).toBe(0);
     expect(rawResponseOf({ raw: finished })).toBe(finished);
+  });
+
+  it('on HTTP/1 shares one socket listener across the requests a keep-alive connection carries', () => {
+    const socket = new Socket();
+    const response = () => Object.assign(new EventEmitter(), { socket, writableFinished: false, setHeader: () => undefined });
+    const closed: string[] = [];
+    for (let i = 0; i < 1000; i++) onClientDisconnect(response(), () => closed.push(`old ${i}`))();
+    const first = onClientDisconnect(response(), () => closed.push('first'));
+    // a pipelined second request on the same connection
+    onClientDisconnect(response(), () => closed.push('second'));
+    const finished = Object.assign(response(), { writableFinished: true });
+    onClientDisconnect(finished, () => closed.push('finished'));
+    expect(socket.listenerCount('close')).toBe(1);
+
+    first();
+    socket.emit('close');
+    expect(closed).toEqual(['second']);
+    socket.destroy();
+  });
+
+  it('calls back at once for a socket that is already closed', () => {
+    const socket = new Socket();
+    socket.destroy();
+    let calls = 0;
+    onClientDisconnect(Object.assign(new EventEmitter(), { socket, writableFinished: false, setHeader: () => undefined }), () => calls++);
+    expect(calls).toBe(1);
+    expect(socket.listenerCount('close')).toBe(0);
   });
 });

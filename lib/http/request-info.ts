@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Socket } from 'node:net';
 import type { RequestInfo, RequestInfoSource } from '../context/resilience-context.js';
 
 /**
@@ -80,19 +81,62 @@ export function httpRequestInfo(request: unknown): HttpRequestInfo {
   };
 }
 
+/** The calls waiting on one keep-alive socket: nearly always one at a time, so a slot and a rare set. */
+interface SocketWatch {
+  current: (() => void) | undefined;
+  others: Set<() => void> | undefined;
+}
+
+const socketWatches = new WeakMap<Socket, SocketWatch>();
+
 /**
- * Calls `onClose` once when the client goes away before the response finished (the socket closed
- * early). Returns a function that removes the listener; call it when the work is done.
+ * Calls `onClose` once when the client goes away before the response finished. Returns a function
+ * that stops watching; call it when the work is done.
+ *
+ * On HTTP/1 the watch sits on the connection: one `close` listener per socket, shared by every
+ * request a keep-alive connection carries, so a request costs a slot, not a listener added and
+ * removed (an `EventEmitter` change on the response is the costliest part of a cheap request).
+ * A socket already closed calls `onClose` at once. Other responses (HTTP/2 streams) are watched
+ * through their own `close` event.
  * @internal
  */
 export function onClientDisconnect(response: unknown, onClose: () => void): () => void {
   const raw = rawResponseOf(response);
   if (!raw || typeof raw.once !== 'function') return () => undefined;
+  const socket = raw.socket;
   const listener = () => {
     if (!raw.writableFinished) onClose();
   };
+  if (socket instanceof Socket && (raw as { stream?: unknown }).stream === undefined) return watchSocket(socket, listener);
   raw.once('close', listener);
   return () => raw.removeListener('close', listener);
+}
+
+function watchSocket(socket: Socket, onClose: () => void): () => void {
+  if (socket.destroyed) {
+    onClose();
+    return () => undefined;
+  }
+  let watch = socketWatches.get(socket);
+  if (watch === undefined) {
+    const created: SocketWatch = { current: undefined, others: undefined };
+    socket.once('close', () => {
+      const { current, others } = created;
+      created.current = undefined;
+      created.others = undefined;
+      current?.();
+      if (others !== undefined) for (const waiting of others) waiting();
+    });
+    socketWatches.set(socket, created);
+    watch = created;
+  }
+  const active = watch;
+  if (active.current === undefined) active.current = onClose;
+  else (active.others ??= new Set()).add(onClose);
+  return () => {
+    if (active.current === onClose) active.current = undefined;
+    else active.others?.delete(onClose);
+  };
 }
 
 /**
