@@ -30,9 +30,12 @@ export class RetryBudget {
     this.buckets = Array.from({ length: BUCKETS }, () => ({ epoch: -Infinity, calls: 0, retries: 0 }));
   }
 
-  /** Records one logical call (its first attempt). */
-  recordCall(): void {
-    this.current().calls++;
+  /**
+   * Records one logical call (its first attempt).
+   * @param now the clock's current time, when the caller just read it
+   */
+  recordCall(now: number = this.clock.now()): void {
+    this.current(now).calls++;
   }
 
   /** Takes one retry from the budget; `false` means the retry must not happen. */
@@ -57,12 +60,12 @@ export class RetryBudget {
     return { calls, retries };
   }
 
-  private epochNow(): number {
-    return Math.floor(this.clock.now() / this.bucketMs);
+  private epochNow(now: number = this.clock.now()): number {
+    return Math.floor(now / this.bucketMs);
   }
 
-  private current(): Bucket {
-    const epoch = this.epochNow();
+  private current(now?: number): Bucket {
+    const epoch = this.epochNow(now);
     const bucket = this.buckets[((epoch % BUCKETS) + BUCKETS) % BUCKETS]!;
     if (bucket.epoch !== epoch) {
       bucket.epoch = epoch;

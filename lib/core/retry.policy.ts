@@ -143,12 +143,13 @@ export class RetryPolicy implements Policy {
   }
 
   /**
-   * Starts one call: counts it for the retry budget and tells whether `attempt_end` events are
-   * wanted (then pass `started` times to {@link afterFailure} and {@link attemptSucceeded}).
+   * Starts one call at `now` (read from the clock if not given): counts it for the retry budget
+   * and tells whether `attempt_end` events are wanted (then pass `started` times to
+   * {@link afterFailure} and {@link attemptSucceeded}).
    * @internal for callers that drive the attempts themselves (the Nest route path).
    */
-  beginCall(): boolean {
-    this.budget?.recordCall();
+  beginCall(now?: number): boolean {
+    this.budget?.recordCall(now);
     return this.env.events.wants?.('attempt_end') ?? true;
   }
 

@@ -12,6 +12,7 @@ import { OperationAbortedError } from '../core/errors.js';
 import type { LeanPlan } from '../core/pipeline.js';
 import type { ExecutionContext, PolicyEnvironment } from '../core/policy.js';
 import type { TimerHandle } from '../core/clock.js';
+import type { FailureContext } from '../core/retry.policy.js';
 import { ATTEMPT_SETTLED, timeoutExpired } from '../core/timeout.policy.js';
 import { toObservable } from '../resilience-pipelines.js';
 
@@ -63,10 +64,9 @@ export function runRouteAttempts(
   const policy = call.store.policy;
   const startedAt = clock.now();
   const deadline = plan.total === undefined ? Infinity : startedAt + plan.total;
-  const timed = retry?.beginCall() ?? false;
-  // what the retry policy sees as the call's context: its deadline and key
-  const callContext = contextWith(callToken, deadline, 1, policy);
-  const hooks = { isCommitted: call.isCommitted };
+  const timed = retry?.beginCall(startedAt) ?? false;
+  // what the retry policy sees as the call's context (its deadline and key): built on the first failure
+  let failureContext: Omit<FailureContext, 'started' | 'previousDelay'> | undefined;
   let settled = false;
   let emitted = false;
   let inner: Subscription | undefined;
@@ -156,13 +156,15 @@ export function runRouteAttempts(
       fail(error);
       return;
     }
-    const next = retry.afterFailure(error, attemptContext, { context: callContext, token: callToken, hooks, timed, started, previousDelay });
+    failureContext ??= { context: contextWith(callToken, deadline, 1, policy), token: callToken, hooks: { isCommitted: call.isCommitted }, timed };
+    const { context } = failureContext;
+    const next = retry.afterFailure(error, attemptContext, { ...failureContext, started, previousDelay });
     if ('fail' in next) {
       fail(next.fail);
       return;
     }
     const attempt = attemptContext.attempt;
-    const stop = () => fail(retry.abortedWhileWaiting(callContext, callToken, attempt, error));
+    const stop = () => fail(retry.abortedWhileWaiting(context, callToken, attempt, error));
     const resume = () => {
       backoff = undefined;
       stopBackoff?.();
