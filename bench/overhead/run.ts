@@ -1,11 +1,11 @@
 // Overhead of @Timeout / @Retryable on a trivial GET route, Express and Fastify, side by side.
-//   npm run bench:overhead                       full run (5 s × 3 interleaved rounds per variant)
+//   npm run bench:overhead                       full run (2 s × 8 interleaved rounds per variant)
 //   BENCH_DURATION=2 BENCH_ROUNDS=1 npm run bench:overhead   quick run (< 1 min)
 // Every variant is its own Nest app in its own process (loopback only); autocannon runs here.
 import { join } from 'node:path';
 import { profiled, startServer, stopAll, type ServerChild } from '../shared/children.js';
 import { readConfig } from '../shared/config.js';
-import { interleave, measure, summarize, type Summary } from '../shared/load.js';
+import { interleave, measure, median, summarize, type Sample, type Summary } from '../shared/load.js';
 import {
   environment,
   formatMs,
@@ -30,7 +30,8 @@ interface Target {
 }
 
 async function main(): Promise<void> {
-  const config = readConfig();
+  // more, shorter rounds than the default: the medians of a trivial route need them on a shared machine
+  const config = readConfig(undefined, undefined, { duration: 2, rounds: 8 });
   const log = (line: string) => console.error(line);
   log(`overhead: ${config.platforms.join(' + ')}, ${OVERHEAD_VARIANTS.length} variants, warm-up ${config.warmup} s, ${config.rounds} round(s) × ${config.duration} s, ${config.connections} connections`);
 
@@ -75,10 +76,12 @@ async function main(): Promise<void> {
       results[platform] = {};
       const rows = OVERHEAD_VARIANTS.map((variant) => {
         const summary = summaryOf(variant);
-        const ratio = summary.medianRps / bare.medianRps;
-        const ratioToNoLibrary = summary.medianRps / noLibrary.medianRps;
+        // Ratios pair each round's sample with the other variant's sample of the same round (measured
+        // seconds apart), then take the median over rounds: drift between rounds cancels out.
+        const ratio = pairedRatio(summary, bare, (sample) => sample.rps);
+        const ratioToNoLibrary = pairedRatio(summary, noLibrary, (sample) => sample.rps);
         // bare CPU per request / this variant's: the share of bare throughput a CPU-bound server keeps
-        const cpuRatio = bare.medianCpuUs / summary.medianCpuUs;
+        const cpuRatio = pairedRatio(bare, summary, (sample) => sample.cpuUsPerRequest);
         const goal = DECORATED.includes(variant) ? (ratio >= GOAL ? 'yes' : 'NO') : '';
         if (goal === 'NO') misses.push(`${platform} ${variant}: ${formatRatio(ratio)} of bare (goal ${GOAL})`);
         results[platform][variant] = {
@@ -107,7 +110,7 @@ async function main(): Promise<void> {
       });
       tables.push(
         `### ${platform}\n\n${markdownTable(
-          ['route', 'req/s (median)', 'p99 (median)', 'vs bare', 'vs no library', `≥ ${GOAL}`, 'server CPU / req', 'CPU: bare ÷ this', 'non-2xx + errors'],
+          ['route', 'req/s (median)', 'p99 (median)', 'vs bare (paired)', 'vs no library', `≥ ${GOAL}`, 'server CPU / req', 'CPU: bare ÷ this', 'non-2xx + errors'],
           rows,
         )}`,
       );
@@ -128,6 +131,11 @@ async function main(): Promise<void> {
   } finally {
     await stopAll(servers);
   }
+}
+
+/** Median over rounds of `pick(numerator's round r) / pick(denominator's round r)`. */
+function pairedRatio(numerator: Summary, denominator: Summary, pick: (sample: Sample) => number): number {
+  return median(numerator.rounds.map((sample, round) => pick(sample) / pick(denominator.rounds[round]!)));
 }
 
 /** Sends one request and checks the route answers 200 with the expected body before measuring it. */

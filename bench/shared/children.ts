@@ -1,5 +1,6 @@
 // Parent side: forks benchmark servers, talks to them over IPC and never leaves one behind.
-import { fork, type ChildProcess } from 'node:child_process';
+import { fork, spawnSync, type ChildProcess } from 'node:child_process';
+import { availableParallelism } from 'node:os';
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -53,15 +54,46 @@ function installCleanup(): void {
   }
 }
 
+/** CPUs the servers and the load generator are pinned to; `undefined` when pinning is off or impossible. */
+export interface CpuPinning {
+  readonly servers: string;
+  readonly loadGenerator: string;
+}
+
+let pinning: CpuPinning | undefined | null = null;
+
+/**
+ * Pins this process (autocannon runs in it) to the last CPU and the servers to the others, with
+ * `taskset`, so the load generator and the server under test never compete for one core: on a
+ * 2-core machine that is what makes runs comparable. Off with `BENCH_PIN=0`, or without `taskset`
+ * or a second CPU. Decided once.
+ */
+export function cpuPinning(): CpuPinning | undefined {
+  if (pinning !== null) return pinning;
+  pinning = undefined;
+  const cpus = availableParallelism();
+  if (process.env.BENCH_PIN === '0' || cpus < 2) return pinning;
+  const candidate = { servers: cpus === 2 ? '0' : `0-${cpus - 2}`, loadGenerator: String(cpus - 1) };
+  if (taskset(candidate.loadGenerator, process.pid)) pinning = candidate;
+  return pinning;
+}
+
+function taskset(cpuList: string, pid: number): boolean {
+  const result = spawnSync('taskset', ['-a', '-p', '-c', cpuList, String(pid)], { stdio: 'ignore' });
+  return result.status === 0;
+}
+
 /** Forks `script` (a compiled server file next to the runner) with `env`, and resolves once it listens. */
 export function startServer(script: URL, name: string, env: Record<string, string>): Promise<ServerChild> {
   installCleanup();
+  const pins = cpuPinning();
   const child = fork(fileURLToPath(script), [], {
     env: { ...process.env, ...env, NODE_ENV: 'production' },
     execArgv: [],
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   running.add(child);
+  if (pins && child.pid !== undefined) taskset(pins.servers, child.pid);
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   void exited.then(() => running.delete(child));
 

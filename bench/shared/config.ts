@@ -16,47 +16,59 @@ export interface BenchConfig {
   readonly cpuProfile: boolean;
 }
 
-const HELP = `Options (flag or environment variable):
-  --duration=S     BENCH_DURATION     seconds per variant per round   (default 5)
-  --rounds=N       BENCH_ROUNDS       interleaved rounds              (default 3)
+const helpText = (defaults: RunDefaults) => `Options (flag or environment variable):
+  --duration=S     BENCH_DURATION     seconds per variant per round   (default ${defaults.duration})
+  --rounds=N       BENCH_ROUNDS       interleaved rounds              (default ${defaults.rounds})
   --warmup=S       BENCH_WARMUP       warm-up seconds per variant     (default min(2, duration / 2))
   --connections=N  BENCH_CONNECTIONS  autocannon connections          (default 10)
   --platforms=L    BENCH_PLATFORMS    express,fastify                 (default both)
   --cpu-prof       BENCH_CPU_PROF=1   CPU-profile each server during its round-1 window
                                       (bench/results/profiles/<server>.cpuprofile)
+  BENCH_PIN=0                         do not pin servers and load generator to separate CPUs
 Quick run: BENCH_DURATION=2 BENCH_ROUNDS=1`;
 
+/** Per-benchmark defaults of the run length. */
+export interface RunDefaults {
+  readonly duration: number;
+  readonly rounds: number;
+}
+
 /** Reads the settings from `argv` and `env`; prints help and exits on `--help`. */
-export function readConfig(argv: readonly string[] = process.argv.slice(2), env: NodeJS.ProcessEnv = process.env): BenchConfig {
+export function readConfig(
+  argv: readonly string[] = process.argv.slice(2),
+  env: NodeJS.ProcessEnv = process.env,
+  defaults: RunDefaults = { duration: 5, rounds: 3 },
+): BenchConfig {
+  const help = helpText(defaults);
   if (argv.includes('--help') || argv.includes('-h')) {
-    console.log(HELP);
+    console.log(help);
     process.exit(0);
   }
   const flags = new Map<string, string>();
   for (const arg of argv) {
     const match = /^--([a-z-]+)(?:=(.*))?$/.exec(arg);
-    if (!match) throw new Error(`Unknown argument "${arg}".\n${HELP}`);
+    if (!match) throw new Error(`Unknown argument "${arg}".\n${help}`);
     flags.set(match[1], match[2] ?? 'true');
   }
   const pick = (flag: string, variable: string): string | undefined => flags.get(flag) ?? env[variable];
-  const duration = positive(pick('duration', 'BENCH_DURATION'), 5, 'duration');
+  const duration = positive(pick('duration', 'BENCH_DURATION'), defaults.duration, 'duration', help);
   const platforms = (pick('platforms', 'BENCH_PLATFORMS') ?? 'express,fastify').split(',').map((p) => p.trim());
   for (const platform of platforms) {
     if (platform !== 'express' && platform !== 'fastify') throw new Error(`Unknown platform "${platform}": use express and/or fastify.`);
   }
   return {
     duration,
-    rounds: Math.round(positive(pick('rounds', 'BENCH_ROUNDS'), 3, 'rounds')),
-    warmup: positive(pick('warmup', 'BENCH_WARMUP'), Math.min(2, duration / 2), 'warmup'),
-    connections: Math.round(positive(pick('connections', 'BENCH_CONNECTIONS'), 10, 'connections')),
+    rounds: Math.round(positive(pick('rounds', 'BENCH_ROUNDS'), defaults.rounds, 'rounds', help)),
+    warmup: positive(pick('warmup', 'BENCH_WARMUP'), Math.min(2, duration / 2), 'warmup', help),
+    connections: Math.round(positive(pick('connections', 'BENCH_CONNECTIONS'), 10, 'connections', help)),
     platforms: platforms as Platform[],
     cpuProfile: ['1', 'true'].includes(pick('cpu-prof', 'BENCH_CPU_PROF') ?? ''),
   };
 }
 
-function positive(raw: string | undefined, fallback: number, name: string): number {
+function positive(raw: string | undefined, fallback: number, name: string, help: string): number {
   if (raw === undefined || raw === '') return fallback;
   const value = Number(raw);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number (got "${raw}").\n${HELP}`);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number (got "${raw}").\n${help}`);
   return value;
 }

@@ -1,6 +1,7 @@
 // Tables, result files and the package root (results go to <root>/bench/results, not build/).
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
+import { cpuPinning } from './children.js';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -35,6 +36,7 @@ export function environment(): Record<string, unknown> {
     node: process.version,
     cpu: `${cpu.length} × ${cpu[0]?.model ?? 'unknown'}`,
     loadAverageAtEnd: loadavg().map((n) => Number(n.toFixed(2))),
+    cpuPinning: cpuPinning() ?? 'off',
   };
 }
 
