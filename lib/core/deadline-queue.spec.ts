@@ -91,6 +91,20 @@ describe('DeadlineQueue', () => {
     expect(fired).toEqual([30_000, 30_000]);
   });
 
+  it('holds only the pending entries under steady traffic that never lets the lane empty', () => {
+    const clock = new FakeClock();
+    const queue = new DeadlineQueue(clock);
+    // ten calls in flight at all times, each finishing in the order it started
+    const inFlight = Array.from({ length: 10 }, () => queue.schedule(5000, () => undefined));
+    for (let i = 0; i < 100_000; i++) {
+      inFlight.shift()!.cancel();
+      inFlight.push(queue.schedule(5000, () => undefined));
+    }
+    const lane = [...(queue as unknown as { lanes: Map<number, { entries: unknown[] }> }).lanes.values()][0]!;
+    expect(lane.entries.length).toBeLessThan(600);
+    expect(clock.pendingTimers).toBe(1);
+  });
+
   it('fires entries scheduled and cancelled by callbacks correctly', async () => {
     const clock = new FakeClock();
     const queue = new DeadlineQueue(clock);

@@ -11,6 +11,8 @@ export interface DeadlineEntry {
 
 /** Below this many cancelled entries a lane is never compacted (compacting costs more than it saves). */
 const COMPACT_MIN = 256;
+/** Entries behind the head are dropped once there are at least this many of them. */
+const TRIM_MIN = 256;
 
 class Entry implements DeadlineEntry {
   constructor(
@@ -85,6 +87,12 @@ class Lane {
     while (this.head < this.entries.length && this.entries[this.head]!.callback === undefined) {
       this.head++;
       this.dead--;
+    }
+    // A lane that never empties (steady traffic) would keep every passed entry: drop them once
+    // they are the larger part of the array.
+    if (this.head >= TRIM_MIN && this.head * 2 >= this.entries.length) {
+      this.entries = this.entries.slice(this.head);
+      this.head = 0;
     }
   }
 
