@@ -1,4 +1,5 @@
 import { EventEmitter } from 'node:events';
+import { IncomingMessage, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { httpRequestInfo, onClientDisconnect, rawResponseOf } from './request-info.js';
@@ -45,14 +46,19 @@ describe('onClientDisconnect', () => {
 
   it('on HTTP/1 shares one socket listener across the requests a keep-alive connection carries', () => {
     const socket = new Socket();
-    const response = () => Object.assign(new EventEmitter(), { socket, writableFinished: false, setHeader: () => undefined });
+    const response = () => {
+      const res = new ServerResponse(new IncomingMessage(socket));
+      res.socket = socket;
+      return res;
+    };
     const closed: string[] = [];
     for (let i = 0; i < 1000; i++) onClientDisconnect(response(), () => closed.push(`old ${i}`))();
     const first = onClientDisconnect(response(), () => closed.push('first'));
     // a pipelined second request on the same connection
     onClientDisconnect(response(), () => closed.push('second'));
-    const finished = Object.assign(response(), { writableFinished: true });
-    onClientDisconnect(finished, () => closed.push('finished'));
+    const finished = response();
+    Object.defineProperty(finished, 'writableFinished', { value: true });
+    onClientDisconnect({ raw: finished }, () => closed.push('finished'));
     expect(socket.listenerCount('close')).toBe(1);
 
     first();
@@ -65,7 +71,9 @@ describe('onClientDisconnect', () => {
     const socket = new Socket();
     socket.destroy();
     let calls = 0;
-    onClientDisconnect(Object.assign(new EventEmitter(), { socket, writableFinished: false, setHeader: () => undefined }), () => calls++);
+    const res = new ServerResponse(new IncomingMessage(socket));
+    res.socket = socket;
+    onClientDisconnect(res, () => calls++);
     expect(calls).toBe(1);
     expect(socket.listenerCount('close')).toBe(0);
   });

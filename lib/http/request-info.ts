@@ -1,4 +1,4 @@
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ServerResponse, type IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import type { RequestInfo, RequestInfoSource } from '../context/resilience-context.js';
 
@@ -33,6 +33,9 @@ export function rawRequestOf(request: unknown): IncomingMessage {
 
 /** @internal the Node `ServerResponse` behind an Express response or a Fastify reply. */
 export function rawResponseOf(response: unknown): ServerResponse {
+  // Express's response is the Node one; checked first because a property missing on it is a slow
+  // lookup (Express swaps the prototype of every response)
+  if (response instanceof ServerResponse) return response;
   const candidate = response as AnyRequest;
   return (candidate?.raw && typeof candidate.raw.setHeader === 'function' ? candidate.raw : candidate) as ServerResponse;
 }
@@ -102,12 +105,12 @@ const socketWatches = new WeakMap<Socket, SocketWatch>();
  */
 export function onClientDisconnect(response: unknown, onClose: () => void): () => void {
   const raw = rawResponseOf(response);
-  if (!raw || typeof raw.once !== 'function') return () => undefined;
-  const socket = raw.socket;
   const listener = () => {
     if (!raw.writableFinished) onClose();
   };
-  if (socket instanceof Socket && (raw as { stream?: unknown }).stream === undefined) return watchSocket(socket, listener);
+  // an HTTP/1 response (an HTTP/2 compatibility response is not one) on a live connection
+  if (raw instanceof ServerResponse && raw.socket instanceof Socket) return watchSocket(raw.socket, listener);
+  if (!raw || typeof raw.once !== 'function') return () => undefined;
   raw.once('close', listener);
   return () => raw.removeListener('close', listener);
 }
