@@ -1,5 +1,5 @@
 // Overhead of @Timeout / @Retryable on a trivial GET route, Express and Fastify, side by side.
-//   npm run bench:overhead                       full run (2 s × 8 interleaved rounds per variant)
+//   npm run bench:overhead                       full run (2 s × 12 interleaved rounds per variant)
 //   BENCH_DURATION=2 BENCH_ROUNDS=1 npm run bench:overhead   quick run (< 1 min)
 // Every variant is its own Nest app in its own process (loopback only); autocannon runs here.
 import { join } from 'node:path';
@@ -31,7 +31,7 @@ interface Target {
 
 async function main(): Promise<void> {
   // more, shorter rounds than the default: the medians of a trivial route need them on a shared machine
-  const config = readConfig(undefined, undefined, { duration: 2, rounds: 8 });
+  const config = readConfig(undefined, undefined, { duration: 2, rounds: 12 });
   const log = (line: string) => console.error(line);
   log(`overhead: ${config.platforms.join(' + ')}, ${OVERHEAD_VARIANTS.length} variants, warm-up ${config.warmup} s, ${config.rounds} round(s) × ${config.duration} s, ${config.connections} connections`);
 
