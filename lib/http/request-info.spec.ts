@@ -22,6 +22,13 @@ describe('httpRequestInfo', () => {
   });
 });
 
+/** A Node HTTP/1 response on `socket`, without the listeners a real server would add to it. */
+function responseOn(socket: Socket): ServerResponse {
+  const res = new ServerResponse(new IncomingMessage(socket));
+  Object.defineProperty(res, 'socket', { value: socket });
+  return res;
+}
+
 describe('onClientDisconnect', () => {
   it('fires when the response closes before it finished, and not after removal or a finished response', () => {
     const early = Object.assign(new EventEmitter(), { writableFinished: false, setHeader: () => undefined });
@@ -46,11 +53,7 @@ describe('onClientDisconnect', () => {
 
   it('on HTTP/1 shares one socket listener across the requests a keep-alive connection carries', () => {
     const socket = new Socket();
-    const response = () => {
-      const res = new ServerResponse(new IncomingMessage(socket));
-      res.socket = socket;
-      return res;
-    };
+    const response = () => responseOn(socket);
     const closed: string[] = [];
     for (let i = 0; i < 1000; i++) onClientDisconnect(response(), () => closed.push(`old ${i}`))();
     const first = onClientDisconnect(response(), () => closed.push('first'));
@@ -71,9 +74,7 @@ describe('onClientDisconnect', () => {
     const socket = new Socket();
     socket.destroy();
     let calls = 0;
-    const res = new ServerResponse(new IncomingMessage(socket));
-    res.socket = socket;
-    onClientDisconnect(res, () => calls++);
+    onClientDisconnect(responseOn(socket), () => calls++);
     expect(calls).toBe(1);
     expect(socket.listenerCount('close')).toBe(0);
   });
