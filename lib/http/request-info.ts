@@ -84,10 +84,13 @@ export function httpRequestInfo(request: unknown): HttpRequestInfo {
   };
 }
 
-/** The calls waiting on one keep-alive socket: nearly always one at a time, so a slot and a rare set. */
+/**
+ * The calls waiting on one keep-alive socket: nearly always one at a time, so a slot, and a short
+ * list for pipelined requests (an array: a `Set` of functions would hash each one).
+ */
 interface SocketWatch {
   current: (() => void) | undefined;
-  others: Set<() => void> | undefined;
+  others: (() => void)[] | undefined;
 }
 
 const socketWatches = new WeakMap<Socket, SocketWatch>();
@@ -135,10 +138,15 @@ function watchSocket(socket: Socket, onClose: () => void): () => void {
   }
   const active = watch;
   if (active.current === undefined) active.current = onClose;
-  else (active.others ??= new Set()).add(onClose);
+  else (active.others ??= []).push(onClose);
   return () => {
-    if (active.current === onClose) active.current = undefined;
-    else active.others?.delete(onClose);
+    if (active.current === onClose) {
+      active.current = undefined;
+      return;
+    }
+    const others = active.others;
+    const index = others === undefined ? -1 : others.indexOf(onClose);
+    if (index !== -1) others!.splice(index, 1);
   };
 }
 
