@@ -57,8 +57,9 @@ describe('onClientDisconnect', () => {
     const closed: string[] = [];
     for (let i = 0; i < 1000; i++) onClientDisconnect(response(), () => closed.push(`old ${i}`))();
     const first = onClientDisconnect(response(), () => closed.push('first'));
-    // a pipelined second request on the same connection
+    // pipelined requests on the same connection, one of them done before the client leaves
     onClientDisconnect(response(), () => closed.push('second'));
+    onClientDisconnect(response(), () => closed.push('third'))();
     const finished = response();
     Object.defineProperty(finished, 'writableFinished', { value: true });
     onClientDisconnect({ raw: finished }, () => closed.push('finished'));
