@@ -1,6 +1,5 @@
 import { Inject, Injectable, Optional, type Type } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { Observable, from, isObservable, lastValueFrom, type Subscriber, type Subscription } from 'rxjs';
 import {
   createContextStore,
@@ -9,6 +8,7 @@ import {
   type ResilienceContextStore,
   type SharedStoreFields,
 } from './context/resilience-context.js';
+import { currentInFrame, runInFrame } from './context/context-frame.js';
 import { Cancellation, cancellationOf } from './core/cancellation.js';
 import { DeadlineQueue } from './core/deadline-queue.js';
 import { OperationAbortedError } from './core/errors.js';
@@ -30,9 +30,6 @@ import {
   specWithoutFallback,
   type ResolvedTargetPolicy,
 } from './resilience-options.resolver.js';
-
-/** Arguments of the call being run, for fallback factories and providers. */
-const callArguments = new AsyncLocalStorage<readonly unknown[]>();
 
 /** Marks a pipeline result that was already delivered to the subscriber as it was emitted. */
 const STREAMED: unique symbol = Symbol('streamed');
@@ -103,7 +100,7 @@ export class ResiliencePipelines {
     return {
       ...spec,
       fallback: {
-        handler: (error: unknown) => this.runFallback(fallback, error, callArguments.getStore() ?? []),
+        handler: (error: unknown) => this.runFallback(fallback, error, currentInFrame('callArguments') ?? []),
         ...(fallback.on === undefined ? {} : { on: fallback.on }),
       },
     };
@@ -231,7 +228,7 @@ function attemptStore(call: PipelineCall, context: ExecutionContext): Resilience
 
 function runCall<T>(pipeline: Pipeline, call: PipelineCall, root: Cancellation, run: () => Promise<T>): Promise<T> {
   // only a fallback reads the arguments: skip the extra context switch otherwise
-  const inArguments = pipeline.stages[0]?.kind === 'fallback' ? () => callArguments.run(call.args, run) : run;
+  const inArguments = pipeline.stages[0]?.kind === 'fallback' ? () => runInFrame('callArguments', call.args, run) : run;
   return call.outerContext ? runWithResilienceContext(createContextStore(call.store, root, Infinity, 0), inArguments) : inArguments();
 }
 

@@ -1,7 +1,7 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 import type { Cancellation } from '../core/cancellation.js';
+import { currentInFrame, runInFrame } from './context-frame.js';
 
 /**
  * What the library stores for the work being run: set by the interceptor around every attempt of
@@ -140,18 +140,12 @@ export interface ResilienceCurrent {
   remaining(): number;
 }
 
-const storage = new AsyncLocalStorage<ResilienceContextStore>();
-
 /**
- * Request id and route of the HTTP request being served, for every route (decorated or not), so
- * work started by a request — even work that outlives it, like a background job it queues — tags
- * its events and outgoing calls with that request's id.
- */
-const requestInfoStorage = new AsyncLocalStorage<RequestInfoSource>();
-
-/**
- * Where the request id and route come from: computed on first use, since most requests never
- * need them (they are read for events, logs and outgoing calls).
+ * Where the request id and route of the HTTP request being served come from. Every route
+ * (decorated or not) opens a scope with one, so work started by a request — even work that
+ * outlives it, like a background job it queues — tags its events and outgoing calls with that
+ * request's id. They are computed on first use, since most requests never need them (they are
+ * read for events, logs and outgoing calls).
  * @internal
  */
 export interface RequestInfoSource {
@@ -178,8 +172,8 @@ export interface RequestInfo {
  */
 export function runWithRequestInfo<T>(source: RequestInfoSource, fn: () => T): T {
   // Both interceptors open the scope on idempotent routes: the outer one is enough.
-  if (source.request !== undefined && requestInfoStorage.getStore()?.request === source.request) return fn();
-  return requestInfoStorage.run(source, fn);
+  if (source.request !== undefined && currentInFrame('request')?.request === source.request) return fn();
+  return runInFrame('request', source, fn);
 }
 
 /**
@@ -188,12 +182,12 @@ export function runWithRequestInfo<T>(source: RequestInfoSource, fn: () => T): T
  * @internal
  */
 export function runWithResilienceContext<T>(context: ResilienceContextStore, fn: () => T): T {
-  return storage.run(context, fn);
+  return runInFrame('resilience', context, fn);
 }
 
 /** @internal the raw store of the current context. */
 export function currentResilienceStore(): ResilienceContextStore | undefined {
-  return storage.getStore();
+  return currentInFrame('resilience');
 }
 
 /**
@@ -204,7 +198,7 @@ export function currentResilienceStore(): ResilienceContextStore | undefined {
  * @publicApi
  */
 export function currentSignal(): AbortSignal | undefined {
-  return storage.getStore()?.signal;
+  return currentInFrame('resilience')?.signal;
 }
 
 /**
@@ -213,7 +207,7 @@ export function currentSignal(): AbortSignal | undefined {
  * @internal
  */
 export function onAttemptSettled(cleanup: () => void): boolean {
-  const cleanups = storage.getStore()?.cleanups;
+  const cleanups = currentInFrame('resilience')?.cleanups;
   if (!cleanups) return false;
   cleanups.add(cleanup);
   return true;
@@ -242,11 +236,11 @@ export function runAttemptCleanups(store: ResilienceContextStore): void {
  * @publicApi
  */
 export function getRequestInfo(): RequestInfo | undefined {
-  const store = storage.getStore();
+  const store = currentInFrame('resilience');
   if (store && (store.requestId !== undefined || store.route !== undefined)) {
     return { requestId: store.requestId, route: store.route };
   }
-  return requestInfoStorage.getStore()?.info();
+  return currentInFrame('request')?.info();
 }
 
 /**
@@ -262,7 +256,7 @@ export const Resilience = {
    * if (ctx && ctx.remaining() < 500) return cachedAnswer;
    */
   current(): ResilienceCurrent | undefined {
-    const store = storage.getStore();
+    const store = currentInFrame('resilience');
     if (!store) return undefined;
     const clock = store.clock ?? systemClock;
     return {

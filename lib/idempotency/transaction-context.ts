@@ -1,6 +1,6 @@
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { createHash } from 'node:crypto';
 import { createParamDecorator } from '@nestjs/common';
+import { currentInFrame, runInFrame } from '../context/context-frame.js';
 
 /**
  * State of one idempotent execution, shared between the interceptor (which creates it) and the
@@ -42,16 +42,14 @@ export interface IdempotencyContext {
   downstreamKey(name: string): string;
 }
 
-const storage = new AsyncLocalStorage<IdempotencyExecution>();
-
 /** @internal runs `fn` with `execution` as the current idempotent execution. */
 export function runIdempotentExecution<T>(execution: IdempotencyExecution, fn: () => T): T {
-  return storage.run(execution, fn);
+  return runInFrame('idempotency', execution, fn);
 }
 
 /** @internal the execution of the request being served, if any. */
 export function currentIdempotentExecution(): IdempotencyExecution | undefined {
-  return storage.getStore();
+  return currentInFrame('idempotency');
 }
 
 /** @internal builds the public context of a claim. */
@@ -75,7 +73,7 @@ export function idempotencyContextOf(key: string, scope: string, recordId: strin
  * @publicApi
  */
 export function currentIdempotencyTransaction<T = unknown>(): T | undefined {
-  return storage.getStore()?.transaction as T | undefined;
+  return currentInFrame('idempotency')?.transaction as T | undefined;
 }
 
 /**
@@ -86,7 +84,7 @@ export function currentIdempotencyTransaction<T = unknown>(): T | undefined {
  * @publicApi
  */
 export function currentIdempotencyContext(): IdempotencyContext | undefined {
-  return storage.getStore()?.info;
+  return currentInFrame('idempotency')?.info;
 }
 
 /**
