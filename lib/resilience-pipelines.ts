@@ -75,10 +75,10 @@ export class ResiliencePipelines {
 
   /**
    * The merged settings of `handler` declared by `classRef`, or `undefined` when neither carries a
-   * resilience decorator. Cached.
+   * resilience decorator (`methodName` defaults to `handler.name`). Cached.
    * @throws ResilienceConfigError for an unknown named policy.
    */
-  targetFor(classRef: Function, handler: Function, methodName: string = handler.name): ResolvedTargetPolicy | undefined {
+  targetFor(classRef: Function, handler: Function, methodName?: string): ResolvedTargetPolicy | undefined {
     let byClass = this.targets.get(handler);
     if (!byClass) {
       byClass = new Map();
@@ -86,7 +86,8 @@ export class ResiliencePipelines {
     }
     const cached = byClass.get(classRef);
     if (cached !== undefined) return cached ?? undefined;
-    const metadata = readTargetMetadata(classRef, handler, methodName);
+    // the name is read only here: a function's `name` is a slow accessor on every request
+    const metadata = readTargetMetadata(classRef, handler, methodName ?? handler.name);
     const target = isDecorated(metadata) ? resolveTargetPolicy(this.options, metadata) : undefined;
     byClass.set(classRef, target ?? null);
     return target;

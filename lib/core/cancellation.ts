@@ -67,7 +67,7 @@ export class Cancellation {
    */
   onAbort(listener: (reason: unknown) => void): () => void {
     if (this.isAborted) return noop;
-    (this.targets ??= []).push(listener);
+    this.add(listener);
     return () => this.remove(listener);
   }
 
@@ -105,7 +105,7 @@ export class Cancellation {
     if (this.isAborted) child.abort(this.abortReason);
     else {
       child.parent = this;
-      (this.targets ??= []).push(child);
+      this.add(child);
     }
     return child;
   }
@@ -143,9 +143,19 @@ export class Cancellation {
     }
   }
 
+  private add(target: AbortTarget): void {
+    // most tokens get one or two targets: an exact-size array, not an empty one grown to 17 slots
+    if (this.targets === undefined) this.targets = [target];
+    else this.targets.push(target);
+  }
+
   private remove(target: AbortTarget): void {
     const targets = this.targets;
     if (targets === undefined) return;
+    if (targets.length === 1) {
+      if (targets[0] === target) this.targets = undefined;
+      return;
+    }
     // the newest registration is the likeliest to leave first (nested, short-lived work)
     const index = targets.lastIndexOf(target);
     if (index === -1) return;
