@@ -177,12 +177,12 @@ export function runWithRequestInfo<T>(source: RequestInfoSource, fn: () => T): T
 }
 
 /**
- * Runs `fn` with `context` as the current resilience context (visible to `currentSignal()`,
+ * Runs `fn(arg)` with `context` as the current resilience context (visible to `currentSignal()`,
  * `Resilience.current()`, `@AttemptSignal()` and `withDeadline()`).
  * @internal
  */
-export function runWithResilienceContext<T>(context: ResilienceContextStore, fn: () => T): T {
-  return runInFrame('resilience', context, fn);
+export function runWithResilienceContext<T, A = undefined>(context: ResilienceContextStore, fn: (arg: A) => T, arg?: A): T {
+  return runInFrame('resilience', context, fn, arg);
 }
 
 /** @internal the raw store of the current context. */

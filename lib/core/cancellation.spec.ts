@@ -48,6 +48,30 @@ describe('Cancellation', () => {
     expect(child.aborted).toBe(false);
   });
 
+  it('tells listener objects once, forgets them on unlisten, and reports a throwing one without skipping the rest', async () => {
+    const token = new Cancellation();
+    const heard: unknown[] = [];
+    const throwing = {
+      handleAbort: () => {
+        throw new Error('listener failed');
+      },
+    };
+    const forgotten = { handleAbort: () => heard.push('forgotten') };
+    const kept = { handleAbort: (reason: unknown) => heard.push(reason) };
+    token.listen(throwing);
+    token.listen(forgotten);
+    token.listen(kept);
+    token.unlisten(forgotten);
+    expect(token.listenerCount).toBe(2);
+    const reported = new Promise((resolve) => process.once('uncaughtException', resolve));
+    token.abort('stop');
+    token.abort('again');
+    expect(heard).toEqual(['stop']);
+    expect(((await reported) as Error).message).toBe('listener failed');
+    token.listen(kept);
+    expect(token.listenerCount).toBe(0);
+  });
+
   it('gives a child of an aborted token the same reason, and never calls a listener added too late', () => {
     const parent = new Cancellation();
     parent.abort('early');

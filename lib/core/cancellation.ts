@@ -1,8 +1,17 @@
 import type { Clock } from './clock.js';
 import type { ExecutionContext } from './policy.js';
 
-/** Something told when a {@link Cancellation} aborts: a listener function or a linked child. */
-type AbortTarget = ((reason: unknown) => void) | Cancellation;
+/**
+ * An object told when a {@link Cancellation} aborts ({@link Cancellation.listen}): one object can
+ * serve as the listener, where a function would be one more closure per call.
+ * @internal
+ */
+export interface AbortListener {
+  handleAbort(reason: unknown): void;
+}
+
+/** Something told when a {@link Cancellation} aborts: a listener function, a listener object or a linked child. */
+type AbortTarget = ((reason: unknown) => void) | AbortListener;
 
 /**
  * The library's internal cancellation token: what policies and the Nest adapter pass around
@@ -71,6 +80,24 @@ export class Cancellation {
     return () => this.remove(listener);
   }
 
+  /**
+   * Tells `listener` the reason when the token aborts, until {@link unlisten}. Like
+   * {@link onAbort}: never called if the token is already aborted.
+   */
+  listen(listener: AbortListener): void {
+    if (!this.isAborted) this.add(listener);
+  }
+
+  /** Removes a listener added by {@link listen} (no-op if it is not registered). */
+  unlisten(listener: AbortListener): void {
+    this.remove(listener);
+  }
+
+  /** @internal a linked child follows its parent's abort. */
+  handleAbort(reason: unknown): void {
+    this.abort(reason);
+  }
+
   /** Aborts the token (no-op if already aborted): children, listeners, then the materialised signal. */
   abort(reason: unknown): void {
     if (this.isAborted) return;
@@ -81,16 +108,15 @@ export class Cancellation {
     this.targets = undefined;
     if (targets !== undefined) {
       for (const target of targets) {
-        if (typeof target === 'function') {
-          try {
-            target(reason);
-          } catch (error) {
-            // like an EventTarget listener: report it without stopping the other listeners
-            queueMicrotask(() => {
-              throw error;
-            });
-          }
-        } else target.abort(reason);
+        try {
+          if (typeof target === 'function') target(reason);
+          else target.handleAbort(reason);
+        } catch (error) {
+          // like an EventTarget listener: report it without stopping the other listeners
+          queueMicrotask(() => {
+            throw error;
+          });
+        }
       }
     }
     if (this.controller !== undefined && !this.controller.signal.aborted) this.controller.abort(reason);

@@ -26,6 +26,22 @@ describe('DeadlineQueue', () => {
     expect(queue.laneCount).toBe(0);
   });
 
+  it('calls a listener object’s onDeadline, with the object as `this`', async () => {
+    const clock = new FakeClock();
+    const queue = new DeadlineQueue(clock);
+    const listener = {
+      firedAt: -1,
+      onDeadline() {
+        this.firedAt = clock.now();
+      },
+    };
+    queue.schedule(50, listener);
+    queue.schedule(50, { onDeadline: () => expect.unreachable('cancelled') }).cancel();
+    await clock.advance(50);
+    expect(listener.firedAt).toBe(50);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
   it('rounds a fractional delay up, never firing early', async () => {
     const clock = new FakeClock();
     const queue = new DeadlineQueue(clock);

@@ -9,6 +9,18 @@ export interface DeadlineEntry {
   cancel(): void;
 }
 
+/**
+ * An object told when its deadline passes: one object can serve as the callback, where a function
+ * would be one more closure per call.
+ * @internal
+ */
+export interface DeadlineListener {
+  onDeadline(): void;
+}
+
+/** What runs when a deadline passes. @internal */
+export type DeadlineCallback = (() => void) | DeadlineListener;
+
 /** Below this many cancelled entries a lane is never compacted (compacting costs more than it saves). */
 const COMPACT_MIN = 256;
 /** Entries behind the head are dropped once there are at least this many of them. */
@@ -18,7 +30,7 @@ class Entry implements DeadlineEntry {
   constructor(
     readonly lane: Lane,
     readonly deadline: number,
-    public callback: (() => void) | undefined,
+    public callback: DeadlineCallback | undefined,
   ) {}
 
   cancel(): void {
@@ -50,7 +62,7 @@ class Lane {
     private readonly clock: Clock,
   ) {}
 
-  add(callback: () => void, now: number): Entry {
+  add(callback: DeadlineCallback, now: number): Entry {
     const entry = new Entry(this, now + this.delay, callback);
     this.entries.push(entry);
     this.live++;
@@ -109,7 +121,8 @@ class Lane {
         entry.callback = undefined;
         this.live--;
         try {
-          callback();
+          if (typeof callback === 'function') callback();
+          else callback.onDeadline();
         } catch (error) {
           // like a timer callback: report it without losing the other deadlines
           queueMicrotask(() => {
@@ -176,10 +189,10 @@ export class DeadlineQueue {
   constructor(private readonly clock: Clock) {}
 
   /**
-   * Runs `callback` once `delayMs` (rounded up to a whole ms) have passed on the clock, unless
-   * cancelled. Pass `now` when the caller just read the clock (one read less per deadline).
+   * Runs `callback` (a function, or a listener's `onDeadline`) once `delayMs` (rounded up to a
+   * whole ms) have passed on the clock, unless cancelled. Pass `now` when the caller just read the clock (one read less per deadline).
    */
-  schedule(delayMs: number, callback: () => void, now: number = this.clock.now()): DeadlineEntry {
+  schedule(delayMs: number, callback: DeadlineCallback, now: number = this.clock.now()): DeadlineEntry {
     const delay = Math.max(0, Math.ceil(delayMs));
     let lane = this.lanes.get(delay);
     if (lane === undefined) {

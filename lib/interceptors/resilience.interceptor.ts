@@ -1,5 +1,5 @@
 import { Inject, Injectable, type CallHandler, type ExecutionContext, type NestInterceptor } from '@nestjs/common';
-import { Observable, type Subscriber } from 'rxjs';
+import { Observable, type Subscriber, type TeardownLogic } from 'rxjs';
 import { runWithRequestInfo } from '../context/resilience-context.js';
 import { Cancellation } from '../core/cancellation.js';
 import { OperationAbortedError } from '../core/errors.js';
@@ -74,7 +74,7 @@ export class ResilienceInterceptor implements NestInterceptor {
     response: unknown,
     next: CallHandler,
     subscriber: Subscriber<unknown>,
-  ): () => void {
+  ): TeardownLogic {
     const rawResponse = rawResponseOf(response);
     const args = context.getArgs();
     const key = target.keyFn ? this.pipelines.keyFor(target, { args, request }) : target.key;
@@ -86,32 +86,25 @@ export class ResilienceInterceptor implements NestInterceptor {
     );
     const store = { policy: key, clock: this.pipelines.env.clock, owner: this.pipelines, request: requestInfoSource(request) };
     const mapError = (error: unknown) => this.toHttpError(error, response, target.bulkheadRejectStatus);
+    const isCommitted = () => rawResponse.headersSent === true;
     const lean = pipeline.lean;
     // timeouts and retries only, and no attempt spans to open: the callback path, far cheaper per request
-    const teardown =
-      lean !== undefined && !this.pipelines.tracesAttempts()
-        ? runRouteAttempts(
-            lean,
-            this.pipelines.env,
-            this.pipelines.deadlines,
-            () => next.handle(),
-            { cancellation: client, isCommitted: () => rawResponse.headersSent === true, store, mapError },
-            subscriber,
-          )
-        : runObservable(
-            pipeline,
-            () => next.handle(),
-            {
-              cancellation: client,
-              isCommitted: () => rawResponse.headersSent === true,
-              args,
-              store,
-              outerContext: true,
-              wrapAttempt: this.pipelines.wrapAttempt,
-              mapError,
-            },
-            subscriber,
-          );
+    if (lean !== undefined && !this.pipelines.tracesAttempts()) {
+      return runRouteAttempts(
+        lean,
+        this.pipelines.env,
+        this.pipelines.deadlines,
+        () => next.handle(),
+        { cancellation: client, isCommitted, store, mapError, release: stopWatching },
+        subscriber,
+      );
+    }
+    const teardown = runObservable(
+      pipeline,
+      () => next.handle(),
+      { cancellation: client, isCommitted, args, store, outerContext: true, wrapAttempt: this.pipelines.wrapAttempt, mapError },
+      subscriber,
+    );
     return () => {
       teardown();
       stopWatching();

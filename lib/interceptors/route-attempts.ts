@@ -1,18 +1,19 @@
-import type { Observable, Subscriber, Subscription } from 'rxjs';
+import type { Observable, Observer, Subscriber, Subscription, Unsubscribable } from 'rxjs';
 import {
   createContextStore,
   runAttemptCleanups,
   runWithResilienceContext,
+  type ResilienceContextStore,
   type SharedStoreFields,
 } from '../context/resilience-context.js';
-import type { Cancellation } from '../core/cancellation.js';
+import type { AbortListener, Cancellation } from '../core/cancellation.js';
 import { contextWith } from '../core/cancellation.js';
-import type { DeadlineEntry, DeadlineQueue } from '../core/deadline-queue.js';
+import type { DeadlineEntry, DeadlineListener, DeadlineQueue } from '../core/deadline-queue.js';
 import { OperationAbortedError } from '../core/errors.js';
 import type { LeanPlan } from '../core/pipeline.js';
 import type { ExecutionContext, PolicyEnvironment } from '../core/policy.js';
 import type { TimerHandle } from '../core/clock.js';
-import type { FailureContext } from '../core/retry.policy.js';
+import type { FailureContext, RetryPolicy } from '../core/retry.policy.js';
 import { ATTEMPT_SETTLED, timeoutExpired } from '../core/timeout.policy.js';
 import { toObservable } from '../resilience-pipelines.js';
 
@@ -32,6 +33,8 @@ export interface RouteCall {
   readonly store: SharedStoreFields;
   /** Turns the call's final error into what the client gets. */
   readonly mapError: (error: unknown) => unknown;
+  /** Called once when the call is torn down (after the work was aborted, if it was still running). */
+  readonly release?: () => void;
 }
 
 /**
@@ -47,7 +50,8 @@ export interface RouteCall {
  * - a failure goes through the retry policy's decision (classifier, budget, Retry-After,
  *   deadline, events); the backoff waits on the clock and stops at once when the call aborts;
  * - unsubscribing before the outcome aborts the work.
- * Returns the teardown.
+ * Returns the teardown. The call and each attempt are one object each, serving as their own
+ * observer and listeners: no closures per request.
  * @internal
  */
 export function runRouteAttempts(
@@ -57,139 +61,230 @@ export function runRouteAttempts(
   source: () => unknown,
   call: RouteCall,
   subscriber: Subscriber<unknown>,
-): () => void {
-  const { clock } = env;
-  const { retry } = plan;
-  const callToken = call.cancellation;
-  const policy = call.store.policy;
-  const startedAt = clock.now();
-  const deadline = plan.total === undefined ? Infinity : startedAt + plan.total;
-  const timed = retry?.beginCall(startedAt) ?? false;
-  // what the retry policy sees as the call's context (its deadline and key): built on the first failure
-  let failureContext: Omit<FailureContext, 'started' | 'previousDelay'> | undefined;
-  let settled = false;
-  let emitted = false;
-  let inner: Subscription | undefined;
-  let previousDelay = 0;
-  let backoff: TimerHandle | undefined;
-  let stopBackoff: (() => void) | undefined;
+): Unsubscribable {
+  const run = new RouteRun(plan, env, deadlines, source, call, subscriber);
+  run.startAttempt(1, undefined, run.startedAt);
+  return run;
+}
 
-  const fail = (error: unknown) => {
-    settled = true;
-    if (!subscriber.closed) subscriber.error(call.mapError(error));
-  };
+/** One route call: its deadline, its retry state and its teardown. */
+class RouteRun implements Unsubscribable, AbortListener {
+  readonly startedAt: number;
+  readonly deadline: number;
+  readonly retry: RetryPolicy | undefined;
+  /** Whether `attempt_end` events are wanted (then attempts are timed). */
+  readonly timed: boolean;
+  /** The call's context as the retry policy sees it (deadline and key): built on the first failure. */
+  private failureContext: Omit<FailureContext, 'started' | 'previousDelay'> | undefined;
+  /** The outcome reached the subscriber (or is being delivered): nothing is retried any more. */
+  settled = false;
+  /** The current attempt emitted: from then on its errors go to the subscriber untouched. */
+  emitted = false;
+  inner: Subscription | undefined;
+  private previousDelay = 0;
+  /** While waiting before the next attempt: the attempt that failed, its error, and the timer. */
+  private waiting: { attempt: number; error: unknown; backoff: TimerHandle | undefined } | undefined;
 
-  const startAttempt = (attempt: number, previousError: unknown, started: number): void => {
-    const token = callToken.child();
-    const limit = plan.attempt === undefined ? deadline : Math.min(deadline, started + plan.attempt);
-    const store = createContextStore(call.store, token, limit, attempt, true);
-    let open = true;
+  constructor(
+    readonly plan: LeanPlan,
+    readonly env: PolicyEnvironment,
+    readonly deadlines: DeadlineQueue,
+    readonly source: () => unknown,
+    readonly call: RouteCall,
+    readonly subscriber: Subscriber<unknown>,
+  ) {
+    this.startedAt = env.clock.now();
+    this.deadline = plan.total === undefined ? Infinity : this.startedAt + plan.total;
+    this.retry = plan.retry;
+    this.timed = this.retry?.beginCall(this.startedAt) ?? false;
+  }
 
-    const expire = () =>
-      runWithResilienceContext(store, () => {
-        // the total deadline reports attempt 1 like the general path's outer timeout does
-        if (clock.now() >= deadline) callToken.abort(timeoutExpired('total', env, policy, 1, plan.total!));
-        else token.abort(timeoutExpired('attempt', env, policy, attempt, plan.attempt!));
-      });
-    const entry: DeadlineEntry | undefined = Number.isFinite(limit) ? deadlines.schedule(limit - started, expire, started) : undefined;
+  startAttempt(attempt: number, previousError: unknown, started: number): void {
+    new RouteAttempt(this, attempt, previousError, started).start();
+  }
 
-    const finish = (succeeded: boolean, error?: unknown) => {
-      if (!open) return;
-      open = false;
-      entry?.cancel();
-      stopListening();
-      token.dispose();
-      // marks the attempt settled; only real work when someone materialised its signal
-      token.abort(ATTEMPT_SETTLED);
-      runAttemptCleanups(store);
-      if (succeeded) {
-        settled = true;
-        if (timed) retry!.attemptSucceeded(policy, attempt, started);
-      } else {
-        // the retry policy judges the failure in the call's context, as its own loop does
-        runWithResilienceContext(store, () => afterFailure(error, contextWith(callToken, deadline, attempt, policy, previousError), started));
-      }
-    };
-    const stopListening = token.onAbort((reason) => {
-      if (emitted) return;
-      inner?.unsubscribe();
-      finish(false, reason);
-    });
-    if (token.aborted) {
-      finish(false, token.reason);
-      return;
-    }
+  fail(error: unknown): void {
+    this.settled = true;
+    if (!this.subscriber.closed) this.subscriber.error(this.call.mapError(error));
+  }
 
-    runWithResilienceContext(store, () => {
-      let source$: Observable<unknown>;
-      try {
-        source$ = toObservable(source());
-      } catch (error) {
-        finish(false, error);
-        return;
-      }
-      const subscription = source$.subscribe({
-        next: (value) => {
-          if (!emitted) {
-            emitted = true;
-            finish(true);
-          }
-          subscriber.next(value);
-        },
-        error: (error: unknown) => {
-          if (emitted) fail(error);
-          else finish(false, error);
-        },
-        complete: () => {
-          if (!emitted) finish(true);
-          subscriber.complete();
-        },
-      });
-      inner = subscription;
-      // aborted while subscribing (a synchronous source failed, the deadline passed)
-      if (!open && !emitted) subscription.unsubscribe();
-    });
-  };
-
-  const afterFailure = (error: unknown, attemptContext: ExecutionContext, started: number): void => {
+  /** Decides what follows a failed attempt: fail now, or wait and start the next one. */
+  afterFailure(error: unknown, attemptContext: ExecutionContext, started: number): void {
+    const retry = this.retry;
     if (!retry) {
-      fail(error);
+      this.fail(error);
       return;
     }
-    failureContext ??= { context: contextWith(callToken, deadline, 1, policy), token: callToken, hooks: { isCommitted: call.isCommitted }, timed };
-    const { context } = failureContext;
-    const next = retry.afterFailure(error, attemptContext, { ...failureContext, started, previousDelay });
-    if ('fail' in next) {
-      fail(next.fail);
-      return;
-    }
-    const attempt = attemptContext.attempt;
-    const stop = () => fail(retry.abortedWhileWaiting(context, callToken, attempt, error));
-    const resume = () => {
-      backoff = undefined;
-      stopBackoff?.();
-      stopBackoff = undefined;
-      if (callToken.aborted) stop();
-      else startAttempt(attempt + 1, error, clock.now());
+    const callToken = this.call.cancellation;
+    this.failureContext ??= {
+      context: contextWith(callToken, this.deadline, 1, this.call.store.policy),
+      token: callToken,
+      hooks: { isCommitted: this.call.isCommitted },
+      timed: this.timed,
     };
-    previousDelay = next.retryIn;
-    stopBackoff = callToken.onAbort(() => {
-      stopBackoff = undefined;
-      if (backoff !== undefined) clock.clearTimeout(backoff);
-      backoff = undefined;
-      stop();
-    });
+    const next = retry.afterFailure(error, attemptContext, { ...this.failureContext, started, previousDelay: this.previousDelay });
+    if ('fail' in next) {
+      this.fail(next.fail);
+      return;
+    }
+    this.previousDelay = next.retryIn;
+    const waiting = { attempt: attemptContext.attempt, error, backoff: undefined as TimerHandle | undefined };
+    this.waiting = waiting;
+    callToken.listen(this);
     // a zero delay still leaves the failed attempt's callbacks before the next one starts
-    if (next.retryIn > 0) backoff = clock.setTimeout(resume, next.retryIn);
-    else queueMicrotask(() => {
-      if (stopBackoff !== undefined) resume();
-    });
-  };
+    if (next.retryIn > 0) waiting.backoff = this.env.clock.setTimeout(() => this.resume(waiting), next.retryIn);
+    else queueMicrotask(() => this.resume(waiting));
+  }
 
-  startAttempt(1, undefined, startedAt);
+  /** The call was aborted while waiting before the next attempt. */
+  handleAbort(): void {
+    const waiting = this.waiting;
+    if (waiting === undefined) return;
+    this.waiting = undefined;
+    if (waiting.backoff !== undefined) this.env.clock.clearTimeout(waiting.backoff);
+    this.stopWaiting(waiting);
+  }
 
-  return () => {
-    if (!settled) callToken.abort(new OperationAbortedError('the subscriber unsubscribed before the operation finished'));
-    inner?.unsubscribe();
-  };
+  private resume(waiting: NonNullable<RouteRun['waiting']>): void {
+    if (this.waiting !== waiting) return;
+    this.waiting = undefined;
+    const callToken = this.call.cancellation;
+    callToken.unlisten(this);
+    if (callToken.aborted) this.stopWaiting(waiting);
+    else this.startAttempt(waiting.attempt + 1, waiting.error, this.env.clock.now());
+  }
+
+  private stopWaiting(waiting: NonNullable<RouteRun['waiting']>): void {
+    const { context } = this.failureContext!;
+    this.fail(this.retry!.abortedWhileWaiting(context, this.call.cancellation, waiting.attempt, waiting.error));
+  }
+
+  unsubscribe(): void {
+    if (!this.settled) this.call.cancellation.abort(new OperationAbortedError('the subscriber unsubscribed before the operation finished'));
+    this.inner?.unsubscribe();
+    this.call.release?.();
+  }
+}
+
+/** One attempt: its token, deadline and resilience context; the observer of its source. */
+class RouteAttempt implements Observer<unknown>, AbortListener, DeadlineListener {
+  private readonly token: Cancellation;
+  private readonly store: ResilienceContextStore;
+  private readonly entry: DeadlineEntry | undefined;
+  private open = true;
+
+  constructor(
+    private readonly run: RouteRun,
+    private readonly attempt: number,
+    private readonly previousError: unknown,
+    private readonly started: number,
+  ) {
+    const { plan, call } = run;
+    this.token = call.cancellation.child();
+    const limit = plan.attempt === undefined ? run.deadline : Math.min(run.deadline, started + plan.attempt);
+    this.store = createContextStore(call.store, this.token, limit, attempt, true);
+    this.entry = Number.isFinite(limit) ? run.deadlines.schedule(limit - started, this, started) : undefined;
+  }
+
+  start(): void {
+    const token = this.token;
+    if (token.aborted) {
+      this.finish(false, token.reason);
+      return;
+    }
+    token.listen(this);
+    runWithResilienceContext(this.store, subscribeAttempt, this);
+  }
+
+  /** Subscribes to a fresh source inside the attempt's context (see {@link start}). */
+  subscribe(): void {
+    let source$: Observable<unknown>;
+    try {
+      source$ = toObservable(this.run.source());
+    } catch (error) {
+      this.finish(false, error);
+      return;
+    }
+    const subscription = source$.subscribe(this);
+    this.run.inner = subscription;
+    // aborted while subscribing (a synchronous source failed, the deadline passed)
+    if (!this.open && !this.run.emitted) subscription.unsubscribe();
+  }
+
+  next(value: unknown): void {
+    const run = this.run;
+    if (!run.emitted) {
+      run.emitted = true;
+      this.finish(true);
+    }
+    run.subscriber.next(value);
+  }
+
+  error(error: unknown): void {
+    if (this.run.emitted) this.run.fail(error);
+    else this.finish(false, error);
+  }
+
+  complete(): void {
+    if (!this.run.emitted) this.finish(true);
+    this.run.subscriber.complete();
+  }
+
+  /** The attempt's token aborted (attempt timeout, total deadline, client gone, teardown). */
+  handleAbort(reason: unknown): void {
+    if (this.run.emitted) return;
+    this.run.inner?.unsubscribe();
+    this.finish(false, reason);
+  }
+
+  /** The attempt's deadline passed: the attempt timeout, or the call's total deadline. */
+  onDeadline(): void {
+    runWithResilienceContext(this.store, expireAttempt, this);
+  }
+
+  expire(): void {
+    const { env, plan, deadline, call } = this.run;
+    const policy = call.store.policy;
+    // the total deadline reports attempt 1 like the general path's outer timeout does
+    if (env.clock.now() >= deadline) call.cancellation.abort(timeoutExpired('total', env, policy, 1, plan.total!));
+    else this.token.abort(timeoutExpired('attempt', env, policy, this.attempt, plan.attempt!));
+  }
+
+  private finish(succeeded: boolean, error?: unknown): void {
+    if (!this.open) return;
+    this.open = false;
+    const { run, token, store } = this;
+    this.entry?.cancel();
+    token.unlisten(this);
+    token.dispose();
+    // marks the attempt settled; only real work when someone materialised its signal
+    token.abort(ATTEMPT_SETTLED);
+    runAttemptCleanups(store);
+    if (succeeded) {
+      run.settled = true;
+      if (run.timed) run.retry!.attemptSucceeded(run.call.store.policy, this.attempt, this.started);
+    } else {
+      // the retry policy judges the failure in the call's context, as its own loop does
+      runWithResilienceContext(store, judgeFailure, { attempt: this, error });
+    }
+  }
+
+  /** Hands the failure to the call (see {@link finish}). */
+  judge(error: unknown): void {
+    const { run } = this;
+    run.afterFailure(error, contextWith(run.call.cancellation, run.deadline, this.attempt, run.call.store.policy, this.previousError), this.started);
+  }
+}
+
+// Module-level functions, not closures, for the context switches on the request path.
+function subscribeAttempt(attempt: RouteAttempt): void {
+  attempt.subscribe();
+}
+
+function expireAttempt(attempt: RouteAttempt): void {
+  attempt.expire();
+}
+
+function judgeFailure({ attempt, error }: { attempt: RouteAttempt; error: unknown }): void {
+  attempt.judge(error);
 }
