@@ -15,6 +15,7 @@ import { readConfig } from '../shared/config.js';
 import { interleave, measure, summarize, type LoadSpec, type Summary } from '../shared/load.js';
 import { obtainPostgres, type BenchDatabase } from '../shared/postgres.js';
 import {
+  commandLine,
   environment,
   formatMs,
   formatRatio,
@@ -207,7 +208,7 @@ async function main(): Promise<void> {
     console.log(`${throughputTables.join('\n\n')}\n`);
     const file = writeResults('idempotency.json', {
       benchmark: 'idempotency',
-      command: commandLine(),
+      command: commandLine('bench:idempotency'),
       config,
       postgres: postgresNote,
       roundTripGoal: ROUND_TRIP_GOAL,
@@ -294,14 +295,6 @@ function describeRecordings(samples: RoundTripRecording[]): RoundTripSummary['ne
   const wireText = wire.length ? ` (wire: ${Math.min(...wire) === Math.max(...wire) ? wire[0] : `${Math.min(...wire)}–${Math.max(...wire)}`})` : '';
   const operations = [...new Set(samples.map((s) => s.storeOperations.join(' + ') || 'none'))].join(' / ');
   return { count: max, label: `${min === max ? min : `${min}–${max}`}${wireText}`, operations, samples };
-}
-
-function commandLine(): string {
-  const env = Object.entries(process.env)
-    .filter(([name]) => name.startsWith('BENCH_') || name === 'DATABASE_URL')
-    .map(([name, value]) => `${name}=${name === 'DATABASE_URL' ? '<set>' : value} `)
-    .join('');
-  return `${env}npm run bench:idempotency${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
 }
 
 main().catch((error: unknown) => {

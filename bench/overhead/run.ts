@@ -7,6 +7,7 @@ import { profiled, startServer, stopAll, type ServerChild } from '../shared/chil
 import { readConfig } from '../shared/config.js';
 import { interleave, measure, median, summarize, type Sample, type Summary } from '../shared/load.js';
 import {
+  commandLine,
   environment,
   formatMs,
   formatRatio,
@@ -17,7 +18,7 @@ import {
   writeResults,
 } from '../shared/report.js';
 import type { Platform } from '../shared/server-harness.js';
-import { OVERHEAD_VARIANTS, VARIANT_LABELS, type OverheadVariant } from './variants.js';
+import { OVERHEAD_VARIANTS, VARIANT_LABELS, checkRoute, type OverheadVariant } from './variants.js';
 
 /** Decorated routes must keep this share of the bare route's throughput. */
 const GOAL = 0.95;
@@ -49,7 +50,7 @@ async function main(): Promise<void> {
         }),
       ),
     );
-    for (const target of targets) await checkRoute(target);
+    for (const target of targets) await checkRoute(target.server);
 
     const spec = { path: '/hello' };
     const cpuOf = (target: Target) => () => target.server.call<number>('cpu');
@@ -121,7 +122,7 @@ async function main(): Promise<void> {
     console.log(misses.length ? `GOAL MISSED: ${misses.join('; ')}` : `Goal met: every decorated route keeps ≥ ${GOAL} of the bare route's throughput.`);
     const file = writeResults('overhead.json', {
       benchmark: 'overhead',
-      command: commandLine(),
+      command: commandLine('bench:overhead'),
       config,
       goal: { ratioToBare: GOAL, met: misses.length === 0, misses },
       environment: environment(),
@@ -136,23 +137,6 @@ async function main(): Promise<void> {
 /** Median over rounds of `pick(numerator's round r) / pick(denominator's round r)`. */
 function pairedRatio(numerator: Summary, denominator: Summary, pick: (sample: Sample) => number): number {
   return median(numerator.rounds.map((sample, round) => pick(sample) / pick(denominator.rounds[round]!)));
-}
-
-/** Sends one request and checks the route answers 200 with the expected body before measuring it. */
-async function checkRoute(target: Target): Promise<void> {
-  const response = await fetch(`${target.server.url}/hello`, { signal: AbortSignal.timeout(5_000) });
-  const body = await response.text();
-  if (response.status !== 200 || body !== '{"hello":"world"}') {
-    throw new Error(`${target.server.name}: GET /hello answered ${response.status} ${body}; expected 200 {"hello":"world"}.`);
-  }
-}
-
-function commandLine(): string {
-  const env = Object.entries(process.env)
-    .filter(([name]) => name.startsWith('BENCH_'))
-    .map(([name, value]) => `${name}=${value} `)
-    .join('');
-  return `${env}npm run bench:overhead${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
 }
 
 main().catch((error: unknown) => {

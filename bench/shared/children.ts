@@ -83,13 +83,22 @@ function taskset(cpuList: string, pid: number): boolean {
   return result.status === 0;
 }
 
-/** Forks `script` (a compiled server file next to the runner) with `env`, and resolves once it listens. */
-export function startServer(script: URL, name: string, env: Record<string, string>): Promise<ServerChild> {
+/** A program that runs the server's `node` (a profiler such as valgrind): `execPath execArgv… node script`. */
+export interface ServerLauncher {
+  readonly execPath: string;
+  readonly execArgv: readonly string[];
+}
+
+/**
+ * Forks `script` (a compiled server file next to the runner) with `env`, and resolves once it
+ * listens; through `launcher` when given.
+ */
+export function startServer(script: URL, name: string, env: Record<string, string>, launcher?: ServerLauncher): Promise<ServerChild> {
   installCleanup();
   const pins = cpuPinning();
   const child = fork(fileURLToPath(script), [], {
     env: { ...process.env, ...env, NODE_ENV: 'production' },
-    execArgv: [],
+    ...(launcher ? { execPath: launcher.execPath, execArgv: [...launcher.execArgv, process.execPath] } : { execArgv: [] }),
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   running.add(child);

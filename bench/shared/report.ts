@@ -67,3 +67,12 @@ export function formatRatio(value: number): string {
 export function formatUs(value: number): string {
   return Number.isFinite(value) ? `${Math.round(value)} µs` : 'n/a';
 }
+
+/** How to rerun `script` with this run's settings (its BENCH_* variables and flags; DATABASE_URL masked). */
+export function commandLine(script: string): string {
+  const env = Object.entries(process.env)
+    .filter(([name]) => name.startsWith('BENCH_') || name === 'DATABASE_URL')
+    .map(([name, value]) => `${name}=${name === 'DATABASE_URL' ? '<set>' : value} `)
+    .join('');
+  return `${env}npm run ${script}${process.argv.length > 2 ? ` -- ${process.argv.slice(2).join(' ')}` : ''}`;
+}
