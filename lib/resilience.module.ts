@@ -7,6 +7,7 @@ import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor.js
 import { IdempotencyPurgerService } from './idempotency/idempotency-purger.js';
 import { IdempotencyStore } from './idempotency/idempotency-store.interface.js';
 import { InMemoryIdempotencyStore } from './idempotency/in-memory-idempotency.store.js';
+import { MountedInterceptor } from './interceptors/mounted.interceptor.js';
 import { ResilienceInterceptor } from './interceptors/resilience.interceptor.js';
 import type { ResilienceModuleOptions, ResolvedResilienceOptions } from './interfaces/resilience-module-options.interface.js';
 import { observabilityProviders } from './observability/observability.providers.js';
@@ -64,10 +65,9 @@ const providers: Provider[] = [
   ResiliencePipelines,
   IdempotencyInterceptor,
   ResilienceInterceptor,
-  // Registered in this order on purpose: the first APP_INTERCEPTOR is the outermost, and
-  // idempotency must wrap retries and timeouts (a replay runs nothing else).
-  { provide: APP_INTERCEPTOR, useFactory: mounted, inject: [RESOLVED_RESILIENCE_OPTIONS, IdempotencyInterceptor] },
-  { provide: APP_INTERCEPTOR, useFactory: mounted, inject: [RESOLVED_RESILIENCE_OPTIONS, ResilienceInterceptor] },
+  // one global interceptor, idempotency around retries and timeouts (a replay runs nothing else)
+  MountedInterceptor,
+  { provide: APP_INTERCEPTOR, useFactory: mounted, inject: [RESOLVED_RESILIENCE_OPTIONS, MountedInterceptor] },
   ...observabilityProviders,
   CircuitBreakerService,
   ResilienceService,

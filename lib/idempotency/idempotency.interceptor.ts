@@ -112,8 +112,9 @@ type InterceptorOptions = Partial<Pick<ResolvedResilienceOptions, 'idempotency' 
  * the request, claims the key in the {@link IdempotencyStore}, then replays a stored response,
  * answers 409/422, or runs the handler under a heartbeat-renewed lease and stores its outcome.
  *
- * Registered by `ResilienceModule` as the first (outermost) `APP_INTERCEPTOR`, so a replay runs
- * nothing else and retries/timeouts happen inside one claim (DESIGN §3). Errors are RFC 9457
+ * `ResilienceModule` binds it globally around the {@link ResilienceInterceptor} (one
+ * `APP_INTERCEPTOR` runs both, this one outermost), so a replay runs nothing else and
+ * retries/timeouts happen inside one claim (DESIGN §3). Errors are RFC 9457
  * problem+json (`idempotency_key_missing`, `idempotency_key_invalid`, `idempotency_request_in_progress`,
  * `idempotency_key_reused`, `idempotency_store_unavailable`).
  *

@@ -29,8 +29,9 @@ import { runRouteAttempts } from './route-attempts.js';
  *   other error passes through unchanged. This mapping also applies to undecorated routes, so a
  *   decorated service method's open circuit reaches the client as a 503.
  *
- * `ResilienceModule` binds it globally (`APP_INTERCEPTOR`) unless `interceptors.mount` is false;
- * then bind it yourself with `@UseInterceptors(ResilienceInterceptor)`. Non-HTTP contexts pass
+ * `ResilienceModule` binds it globally (one `APP_INTERCEPTOR` runs it inside the
+ * `IdempotencyInterceptor`) unless `interceptors.mount` is false; then bind it yourself with
+ * `@UseInterceptors(IdempotencyInterceptor, ResilienceInterceptor)` (or this one alone). Non-HTTP contexts pass
  * through untouched.
  * @publicApi
  */
