@@ -190,7 +190,8 @@ export class DeadlineQueue {
 
   /**
    * Runs `callback` (a function, or a listener's `onDeadline`) once `delayMs` (rounded up to a
-   * whole ms) have passed on the clock, unless cancelled. Pass `now` when the caller just read the clock (one read less per deadline).
+   * whole ms) have passed on the clock, unless cancelled. Pass `now` when the caller just read the
+   * clock (one read less per deadline).
    */
   schedule(delayMs: number, callback: DeadlineCallback, now: number = this.clock.now()): DeadlineEntry {
     const delay = Math.max(0, Math.ceil(delayMs));

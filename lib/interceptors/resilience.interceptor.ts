@@ -31,8 +31,8 @@ import { runRouteAttempts } from './route-attempts.js';
  *
  * `ResilienceModule` binds it globally (one `APP_INTERCEPTOR` runs it inside the
  * `IdempotencyInterceptor`) unless `interceptors.mount` is false; then bind it yourself with
- * `@UseInterceptors(IdempotencyInterceptor, ResilienceInterceptor)` (or this one alone). Non-HTTP contexts pass
- * through untouched.
+ * `@UseInterceptors(IdempotencyInterceptor, ResilienceInterceptor)` (or this one alone).
+ * Non-HTTP contexts pass through untouched.
  * @publicApi
  */
 @Injectable()

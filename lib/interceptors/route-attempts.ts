@@ -80,6 +80,7 @@ class RouteRun implements Unsubscribable, AbortListener {
   settled = false;
   /** The current attempt emitted: from then on its errors go to the subscriber untouched. */
   emitted = false;
+  /** The current attempt's subscription to its source. */
   inner: Subscription | undefined;
   private previousDelay = 0;
   /** While waiting before the next attempt: the attempt that failed, its error, and the timer. */
@@ -122,7 +123,11 @@ class RouteRun implements Unsubscribable, AbortListener {
       hooks: { isCommitted: this.call.isCommitted },
       timed: this.timed,
     };
-    const next = retry.afterFailure(error, attemptContext, { ...this.failureContext, started, previousDelay: this.previousDelay });
+    const next = retry.afterFailure(error, attemptContext, {
+      ...this.failureContext,
+      started,
+      previousDelay: this.previousDelay,
+    });
     if ('fail' in next) {
       this.fail(next.fail);
       return;
@@ -160,7 +165,9 @@ class RouteRun implements Unsubscribable, AbortListener {
   }
 
   unsubscribe(): void {
-    if (!this.settled) this.call.cancellation.abort(new OperationAbortedError('the subscriber unsubscribed before the operation finished'));
+    if (!this.settled) {
+      this.call.cancellation.abort(new OperationAbortedError('the subscriber unsubscribed before the operation finished'));
+    }
     this.inner?.unsubscribe();
     this.call.release?.();
   }
@@ -272,7 +279,9 @@ class RouteAttempt implements Observer<unknown>, AbortListener, DeadlineListener
   /** Hands the failure to the call (see {@link finish}). */
   judge(error: unknown): void {
     const { run } = this;
-    run.afterFailure(error, contextWith(run.call.cancellation, run.deadline, this.attempt, run.call.store.policy, this.previousError), this.started);
+    const { call } = run;
+    const context = contextWith(call.cancellation, run.deadline, this.attempt, call.store.policy, this.previousError);
+    run.afterFailure(error, context, this.started);
   }
 }
 
