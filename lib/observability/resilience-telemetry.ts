@@ -187,9 +187,19 @@ function isTracingActive(api: OpenTelemetryApi): boolean {
 
 /** Whether an SDK registered a meter provider (metrics are recorded somewhere). */
 function isMeteringActive(api: OpenTelemetryApi): boolean {
-  // the API's fallback provider is not exported: recognise it by its class name (a miss only costs speed)
-  return api.metrics.getMeterProvider().constructor?.name !== 'NoopMeterProvider';
+  const provider = api.metrics.getMeterProvider();
+  if (provider !== meterProviderSeen) {
+    meterProviderSeen = provider;
+    // the API's fallback provider is not exported: recognise it by its class name (a miss only
+    // costs speed); the answer is kept per provider, as reading a class name is slow
+    meteringActive = provider.constructor?.name !== 'NoopMeterProvider';
+  }
+  return meteringActive;
 }
+
+/** The meter provider {@link isMeteringActive} last looked at, and its answer. */
+let meterProviderSeen: unknown;
+let meteringActive = false;
 
 interface Instruments {
   readonly provider: MeterProvider;
