@@ -207,7 +207,7 @@ function createMethodWrapper(classRef: Function, method: Function, name: string,
     const self = this;
     const parent = liveParentOf(currentResilienceStore());
     const request = getRequestInfo();
-    const key = pipelines.keyFor(target, { args });
+    const key = pipelines.keyFor(target, args);
     const pipeline = pipelines.pipelineFor(target, key);
     const { clock } = pipelines.env;
     const call: PipelineCall = {

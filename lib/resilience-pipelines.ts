@@ -112,10 +112,14 @@ export class ResiliencePipelines {
     return describePipeline(this.specFor(target));
   }
 
-  /** The policy key of one call: the key function's result, or the target's fixed key. */
-  keyFor(target: ResolvedTargetPolicy, call: Omit<PolicyKeyContext, 'className' | 'methodName'>): string {
+  /**
+   * The policy key of one call: the key function's result, or the target's fixed key (then no
+   * context object is built: this runs on every decorated request).
+   */
+  keyFor(target: ResolvedTargetPolicy, args: readonly unknown[], request?: unknown): string {
     if (!target.keyFn) return target.key;
-    const key = target.keyFn({ className: target.className, methodName: target.methodName, ...call });
+    const context: PolicyKeyContext = { className: target.className, methodName: target.methodName, args, request };
+    const key = target.keyFn(context);
     return typeof key === 'string' && key !== '' ? key : target.key;
   }
 

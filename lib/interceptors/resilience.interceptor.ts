@@ -78,7 +78,7 @@ export class ResilienceInterceptor implements NestInterceptor {
   ): TeardownLogic {
     const rawResponse = rawResponseOf(response);
     const args = context.getArgs();
-    const key = target.keyFn ? this.pipelines.keyFor(target, { args, request }) : target.key;
+    const key = this.pipelines.keyFor(target, args, request);
     const pipeline = this.pipelines.pipelineFor(target, key);
     // a token, not an AbortController: the signal is only created if the handler asks for it
     const client = new Cancellation();

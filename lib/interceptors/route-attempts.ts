@@ -204,7 +204,7 @@ class RouteAttempt implements Observer<unknown>, AbortListener, DeadlineListener
   }
 
   /** Subscribes to a fresh source inside the attempt's context (see {@link start}). */
-  subscribe(): void {
+  subscribeToSource(): void {
     let source$: Observable<unknown>;
     try {
       source$ = toObservable(this.run.source());
@@ -287,7 +287,7 @@ class RouteAttempt implements Observer<unknown>, AbortListener, DeadlineListener
 
 // Module-level functions, not closures, for the context switches on the request path.
 function subscribeAttempt(attempt: RouteAttempt): void {
-  attempt.subscribe();
+  attempt.subscribeToSource();
 }
 
 function expireAttempt(attempt: RouteAttempt): void {
