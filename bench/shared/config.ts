@@ -14,6 +14,11 @@ export interface BenchConfig {
   readonly platforms: readonly Platform[];
   /** Profile each server during its first measured round (bench/results/profiles/<server>.cpuprofile). */
   readonly cpuProfile: boolean;
+  /**
+   * Server processes per variant (overhead benchmark): identical code runs a few % faster or slower
+   * in one process than in another, so each variant is measured in several and paired by index.
+   */
+  readonly processes: number;
 }
 
 const helpText = (defaults: RunDefaults) => `Options (flag or environment variable):
@@ -22,6 +27,7 @@ const helpText = (defaults: RunDefaults) => `Options (flag or environment variab
   --warmup=S       BENCH_WARMUP       warm-up seconds per variant     (default min(2, duration / 2))
   --connections=N  BENCH_CONNECTIONS  autocannon connections          (default 10)
   --platforms=L    BENCH_PLATFORMS    express,fastify                 (default both)
+  --processes=N    BENCH_PROCESSES    server processes per variant, overhead only (default ${defaults.processes ?? 1})
   --cpu-prof       BENCH_CPU_PROF=1   CPU-profile each server during its round-1 window
                                       (bench/results/profiles/<server>.cpuprofile)
   BENCH_PIN=0                         do not pin servers and load generator to separate CPUs
@@ -31,6 +37,7 @@ Quick run: BENCH_DURATION=2 BENCH_ROUNDS=1`;
 export interface RunDefaults {
   readonly duration: number;
   readonly rounds: number;
+  readonly processes?: number;
 }
 
 /** Reads the settings from `argv` and `env`; prints help and exits on `--help`. */
@@ -63,6 +70,7 @@ export function readConfig(
     connections: Math.round(positive(pick('connections', 'BENCH_CONNECTIONS'), 10, 'connections', help)),
     platforms: platforms as Platform[],
     cpuProfile: ['1', 'true'].includes(pick('cpu-prof', 'BENCH_CPU_PROF') ?? ''),
+    processes: Math.round(positive(pick('processes', 'BENCH_PROCESSES'), defaults.processes ?? 1, 'processes', help)),
   };
 }
 
