@@ -31,7 +31,7 @@ const helpText = (defaults: RunDefaults) => `Options (flag or environment variab
   --cpu-prof       BENCH_CPU_PROF=1   CPU-profile each server during its round-1 window
                                       (bench/results/profiles/<server>.cpuprofile)
   BENCH_PIN=0                         do not pin servers and load generator to separate CPUs
-Quick run: BENCH_DURATION=2 BENCH_ROUNDS=1`;
+Quick run: BENCH_DURATION=2 BENCH_ROUNDS=1 (overhead: add BENCH_PROCESSES=1)`;
 
 /** Per-benchmark defaults of the run length. */
 export interface RunDefaults {
