@@ -13,7 +13,7 @@ import { Cancellation, cancellationOf } from './core/cancellation.js';
 import { DeadlineQueue } from './core/deadline-queue.js';
 import { OperationAbortedError } from './core/errors.js';
 import { createPipeline, describePipeline, type Pipeline, type PipelineSpec, type PipelineStage } from './core/pipeline.js';
-import type { ExecutionContext, PolicyEnvironment } from './core/policy.js';
+import type { PolicyContext, PolicyEnvironment } from './core/policy.js';
 import { PolicyRegistry } from './core/policy-registry.js';
 import type {
   FallbackMetadata,
@@ -220,12 +220,12 @@ export interface PipelineCall {
  */
 export type AttemptWrapper = (policy: string, attempt: number, run: () => Promise<unknown>) => Promise<unknown>;
 
-function wrapped(call: PipelineCall, context: ExecutionContext, run: () => Promise<unknown>): Promise<unknown> {
+function wrapped(call: PipelineCall, context: PolicyContext, run: () => Promise<unknown>): Promise<unknown> {
   return call.wrapAttempt ? call.wrapAttempt(context.policy, context.attempt, run) : run();
 }
 
 /** The resilience context of one attempt: its token (never its signal, which would be created). */
-function attemptStore(call: PipelineCall, context: ExecutionContext): ResilienceContextStore {
+function attemptStore(call: PipelineCall, context: PolicyContext): ResilienceContextStore {
   // contexts handed to the work are always built by the pipeline, so they carry a token
   const token = cancellationOf(context) ?? Cancellation.from(context.signal);
   return createContextStore(call.store, token, context.deadline, context.attempt, true);
@@ -246,7 +246,7 @@ function finiteOrUndefined(deadline: number | undefined): number | undefined {
   return deadline !== undefined && Number.isFinite(deadline) ? deadline : undefined;
 }
 
-function runPromiseAttempt(work: () => unknown, call: PipelineCall, context: ExecutionContext): Promise<unknown> {
+function runPromiseAttempt(work: () => unknown, call: PipelineCall, context: PolicyContext): Promise<unknown> {
   const store = attemptStore(call, context);
   let result: Promise<unknown>;
   try {
@@ -319,8 +319,8 @@ export function runObservable(
     if (settled && sourceCompleted) subscriber.complete();
   };
 
-  const attempt = (context: ExecutionContext): Promise<unknown> => wrapped(call, context, () => runAttempt(context));
-  const runAttempt = (context: ExecutionContext): Promise<unknown> => {
+  const attempt = (context: PolicyContext): Promise<unknown> => wrapped(call, context, () => runAttempt(context));
+  const runAttempt = (context: PolicyContext): Promise<unknown> => {
     const store = attemptStore(call, context);
     const token = store.cancellation!;
     return new Promise<unknown>((resolve, reject) => {

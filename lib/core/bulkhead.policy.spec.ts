@@ -4,7 +4,7 @@ import { EventRecorder, FakeClock, seededRandom } from '../testing/index.js';
 import { BulkheadPolicy } from './bulkhead.policy.js';
 import { BulkheadRejectedError, OperationAbortedError } from './errors.js';
 import type { BulkheadOptions } from './options.js';
-import type { ExecutionContext, PolicyEnvironment } from './policy.js';
+import type { PolicyContext, PolicyEnvironment } from './policy.js';
 import { observe } from '../testing/observe.js';
 
 function setup(options: BulkheadOptions) {
@@ -14,7 +14,7 @@ function setup(options: BulkheadOptions) {
   return { clock, recorder, bulkhead: new BulkheadPolicy('dep', options, env) };
 }
 
-function context(signal = new AbortController().signal, deadline = Infinity): ExecutionContext {
+function context(signal = new AbortController().signal, deadline = Infinity): PolicyContext {
   return { signal, deadline, attempt: 1, policy: 'dep' };
 }
 

@@ -3,7 +3,7 @@ import { abortErrorOf } from './classify.js';
 import type { TimerHandle } from './clock.js';
 import { BulkheadRejectedError } from './errors.js';
 import type { BulkheadOptions, ResolvedBulkheadOptions } from './options.js';
-import type { ExecutionContext, Policy, PolicyEnvironment } from './policy.js';
+import type { PolicyContext, Policy, PolicyEnvironment } from './policy.js';
 import { invoke } from './timeout.policy.js';
 import { resolveBulkheadOptions } from './validate.js';
 
@@ -48,7 +48,7 @@ export class BulkheadPolicy implements Policy {
     return this.waiters.size;
   }
 
-  execute<T>(fn: (context: ExecutionContext) => Promise<T>, context: ExecutionContext): Promise<T> {
+  execute<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext): Promise<T> {
     const attached = cancellationOf(context);
     if (attached !== undefined) return this.run(fn, context, attached);
     // a context made by hand: follow its signal, and stop listening to it once done
@@ -56,7 +56,7 @@ export class BulkheadPolicy implements Policy {
     return this.run(fn, context, token).finally(() => token.dispose());
   }
 
-  private async run<T>(fn: (context: ExecutionContext) => Promise<T>, context: ExecutionContext, token: Cancellation): Promise<T> {
+  private async run<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext, token: Cancellation): Promise<T> {
     if (token.aborted) throw abortErrorOf(token);
     if (this.running < this.options.maxConcurrent) this.running++;
     else if (this.waiters.size < this.options.maxQueue) await this.waitForSlot(context, token);
@@ -80,13 +80,13 @@ export class BulkheadPolicy implements Policy {
     next.value.grant();
   }
 
-  private reject(context: ExecutionContext, reason: 'full' | 'queue_timeout'): BulkheadRejectedError {
+  private reject(context: PolicyContext, reason: 'full' | 'queue_timeout'): BulkheadRejectedError {
     this.env.events({ event: 'bulkhead_rejected', policy: this.key, attempt: context.attempt, detail: reason });
     return new BulkheadRejectedError(this.key, REJECTION_RETRY_AFTER_MS, reason);
   }
 
   /** Resolves when a slot is handed over; the slot then belongs to the caller (`running` unchanged). */
-  private waitForSlot(context: ExecutionContext, token: Cancellation): Promise<void> {
+  private waitForSlot(context: PolicyContext, token: Cancellation): Promise<void> {
     const { clock } = this.env;
     const limit = Math.min(this.options.queueTimeout ?? Infinity, context.deadline - clock.now());
     if (limit <= 0) return Promise.reject(this.reject(context, 'queue_timeout'));

@@ -1,5 +1,5 @@
 import type { Clock } from './clock.js';
-import type { ExecutionContext } from './policy.js';
+import type { PolicyContext } from './policy.js';
 
 /**
  * An object told when a {@link Cancellation} aborts ({@link Cancellation.listen}): one object can
@@ -199,7 +199,7 @@ const CANCELLATION: unique symbol = Symbol('nest-resilience.cancellation');
  * (on the prototype, which keeps creating one as cheap as a plain object) that materialises the
  * token's signal only when read.
  */
-class TokenContext implements ExecutionContext {
+class TokenContext implements PolicyContext {
   /** Symbol-keyed: user code that logs or compares contexts never walks into the token graph. */
   readonly [CANCELLATION]: Cancellation;
 
@@ -229,7 +229,7 @@ export function contextWith(
   attempt: number,
   policy: string,
   previousError?: unknown,
-): ExecutionContext {
+): PolicyContext {
   return new TokenContext(cancellation, deadline, attempt, policy, previousError);
 }
 
@@ -238,7 +238,7 @@ export function contextWith(
  * made by hand or copied: then its `signal` is what counts).
  * @internal
  */
-export function cancellationOf(context: ExecutionContext): Cancellation | undefined {
+export function cancellationOf(context: PolicyContext): Cancellation | undefined {
   return context instanceof TokenContext ? context[CANCELLATION] : undefined;
 }
 

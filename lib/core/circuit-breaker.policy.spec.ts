@@ -3,7 +3,7 @@ import { EventRecorder, FakeClock, seededRandom } from '../testing/index.js';
 import { CircuitBreakerPolicy } from './circuit-breaker.policy.js';
 import { CircuitOpenError, OperationAbortedError } from './errors.js';
 import type { CircuitBreakerOptions } from './options.js';
-import type { ExecutionContext, PolicyEnvironment } from './policy.js';
+import type { PolicyContext, PolicyEnvironment } from './policy.js';
 import { UpstreamHttpError } from './upstream-http.error.js';
 
 function setup(options: CircuitBreakerOptions) {
@@ -13,7 +13,7 @@ function setup(options: CircuitBreakerOptions) {
   return { clock, recorder, breaker: new CircuitBreakerPolicy('dep', options, env) };
 }
 
-function context(signal = new AbortController().signal): ExecutionContext {
+function context(signal = new AbortController().signal): PolicyContext {
   return { signal, deadline: Infinity, attempt: 1, policy: 'dep' };
 }
 

@@ -2,7 +2,7 @@ import { computeBackoffDelay } from './backoff.js';
 import { cancellationOf } from './cancellation.js';
 import { CircuitOpenError, isOperationAbortedError, isResilienceError } from './errors.js';
 import type { CircuitBreakerOptions, ResolvedCircuitBreakerOptions, SlowCallOptions } from './options.js';
-import type { ExecutionContext, Policy, PolicyEnvironment } from './policy.js';
+import type { PolicyContext, Policy, PolicyEnvironment } from './policy.js';
 import { invoke } from './timeout.policy.js';
 import { resolveCircuitBreakerOptions } from './validate.js';
 
@@ -270,7 +270,7 @@ export class CircuitBreakerPolicy implements Policy {
     if (from !== 'closed') this.env.events({ event: 'breaker_closed', policy: this.key, from });
   }
 
-  async execute<T>(fn: (context: ExecutionContext) => Promise<T>, context: ExecutionContext): Promise<T> {
+  async execute<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext): Promise<T> {
     const permit = this.acquire(context);
     const started = this.env.clock.now();
     try {
@@ -284,7 +284,7 @@ export class CircuitBreakerPolicy implements Policy {
   }
 
   /** A caller's abort says nothing about the dependency; a deadline or attempt timeout does. */
-  private judge(error: unknown, context: ExecutionContext): 'success' | 'failure' | 'ignored' {
+  private judge(error: unknown, context: PolicyContext): 'success' | 'failure' | 'ignored' {
     // the token when the library built the context: reading `signal` would create it
     const cancelled = cancellationOf(context) ?? context.signal;
     if (cancelled.aborted && !isResilienceError(cancelled.reason)) return 'ignored';
@@ -292,7 +292,7 @@ export class CircuitBreakerPolicy implements Policy {
     return classifyNonFailure(error);
   }
 
-  private acquire(context: ExecutionContext): Permit {
+  private acquire(context: PolicyContext): Permit {
     this.refresh();
     const now = this.env.clock.now();
     switch (this.current) {
@@ -311,7 +311,7 @@ export class CircuitBreakerPolicy implements Policy {
     }
   }
 
-  private reject(context: ExecutionContext, retryAfterMs: number): CircuitOpenError {
+  private reject(context: PolicyContext, retryAfterMs: number): CircuitOpenError {
     this.notPermitted++;
     this.env.events({ event: 'breaker_rejected', policy: this.key, attempt: context.attempt, detail: this.current });
     return new CircuitOpenError(this.key, retryAfterMs);

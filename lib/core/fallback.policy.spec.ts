@@ -10,7 +10,7 @@ import {
 } from './errors.js';
 import { FallbackPolicy } from './fallback.policy.js';
 import type { FallbackOptions } from './options.js';
-import type { ExecutionContext, PolicyEnvironment } from './policy.js';
+import type { PolicyContext, PolicyEnvironment } from './policy.js';
 import { UpstreamHttpError } from './upstream-http.error.js';
 
 function setup(options: Omit<FallbackOptions<string>, 'handler'> = {}) {
@@ -30,7 +30,7 @@ function setup(options: Omit<FallbackOptions<string>, 'handler'> = {}) {
   return { policy, recorder, handled };
 }
 
-const context: ExecutionContext = { signal: new AbortController().signal, deadline: Infinity, attempt: 1, policy: 'reports' };
+const context: PolicyContext = { signal: new AbortController().signal, deadline: Infinity, attempt: 1, policy: 'reports' };
 const failWith = (policy: FallbackPolicy<string>, error: unknown) =>
   policy.execute<string>(async () => Promise.reject(error), context).catch((caught: unknown) => ({ rejected: caught }));
 

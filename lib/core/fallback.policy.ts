@@ -1,7 +1,7 @@
 import { isOperationAbortedError, isResilienceError } from './errors.js';
 import { errorTypeOf } from './events.js';
 import type { FallbackCause, FallbackOptions, ResolvedFallbackOptions } from './options.js';
-import type { ExecutionContext, Policy, PolicyEnvironment } from './policy.js';
+import type { PolicyContext, Policy, PolicyEnvironment } from './policy.js';
 import { invoke } from './timeout.policy.js';
 import { resolveFallbackOptions } from './validate.js';
 
@@ -40,7 +40,7 @@ export class FallbackPolicy<R = unknown> implements Policy {
     this.options = resolveFallbackOptions(options);
   }
 
-  async execute<T>(fn: (context: ExecutionContext) => Promise<T>, context: ExecutionContext): Promise<T> {
+  async execute<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext): Promise<T> {
     try {
       return await invoke(fn, context);
     } catch (error) {

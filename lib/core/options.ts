@@ -1,4 +1,4 @@
-import type { ExecutionContext } from './policy.js';
+import type { PolicyContext } from './policy.js';
 import type { Random } from './random.js';
 
 /**
@@ -131,7 +131,7 @@ export interface RetryOptions {
   /** Error classes that are never retried; wins over `retryOn` and `retryIf`. @default [] */
   readonly abortOn?: ErrorClass[];
   /** Replaces the default classifier: return `true` to retry `error`. @default isTransientError */
-  readonly retryIf?: (error: unknown, context: ExecutionContext) => boolean;
+  readonly retryIf?: (error: unknown, context: PolicyContext) => boolean;
   /** Wait at least as long as the dependency's `Retry-After` hint. @default true */
   readonly honorRetryAfter?: boolean;
   /** Retry budget of the policy key, or `false` to disable it. @default { ratio: 0.2, window: 10_000, minRetriesPerSecond: 10 } */
@@ -260,7 +260,7 @@ export type FallbackCause = 'timeout' | 'circuit_open' | 'bulkhead_rejected' | '
  */
 export interface FallbackOptions<T = unknown> {
   /** Produces the degraded result. */
-  readonly handler: (error: unknown, context: ExecutionContext) => T | Promise<T>;
+  readonly handler: (error: unknown, context: PolicyContext) => T | Promise<T>;
   /**
    * Which errors trigger the fallback: causes by name, error classes, or a predicate.
    * @default ['timeout', 'circuit_open', 'bulkhead_rejected', 'retries_exhausted']
@@ -275,7 +275,7 @@ export interface ResolvedRetryOptions {
   readonly maxDelay: number;
   readonly retryOn: ErrorClass[];
   readonly abortOn: ErrorClass[];
-  readonly retryIf: ((error: unknown, context: ExecutionContext) => boolean) | undefined;
+  readonly retryIf: ((error: unknown, context: PolicyContext) => boolean) | undefined;
   readonly honorRetryAfter: boolean;
   readonly budget: Required<RetryBudgetOptions> | false;
 }
@@ -299,6 +299,6 @@ export interface ResolvedBulkheadOptions {
 
 /** {@link FallbackOptions} with the default `on` filled in. @publicApi */
 export interface ResolvedFallbackOptions<T = unknown> {
-  readonly handler: (error: unknown, context: ExecutionContext) => T | Promise<T>;
+  readonly handler: (error: unknown, context: PolicyContext) => T | Promise<T>;
   readonly on: Array<FallbackCause | ErrorClass> | ((error: unknown) => boolean);
 }

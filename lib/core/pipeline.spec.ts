@@ -4,7 +4,7 @@ import { EventRecorder, FakeClock, seededRandom } from '../testing/index.js';
 import { Cancellation } from './cancellation.js';
 import { AttemptTimeoutError, CircuitOpenError, DeadlineExceededError, OperationAbortedError, RetriesExhaustedError } from './errors.js';
 import { noopEventSink } from './events.js';
-import type { ExecutionContext, PolicyEnvironment } from './policy.js';
+import type { PolicyContext, PolicyEnvironment } from './policy.js';
 import { createPipeline, describePipeline, PIPELINE_ORDER, type PipelineSpec } from './pipeline.js';
 import { PolicyRegistry } from './policy-registry.js';
 import { AttemptSettledError } from './timeout.policy.js';
@@ -96,7 +96,7 @@ describe('createPipeline', () => {
   it('gives the work the attempt number, the policy key and the deadline', async () => {
     const { clock, env, registry } = setup();
     await clock.advance(1000);
-    const seen: ExecutionContext[] = [];
+    const seen: PolicyContext[] = [];
     const pipeline = createPipeline({ key: 'ctx', timeout: { total: 5000, attempt: 2000 }, retry: { backoff: { type: 'constant', delay: 0 } } }, env, registry);
     await pipeline.execute(async (ctx) => {
       seen.push(ctx);

@@ -13,7 +13,7 @@ import type {
   RetryOptions,
   TimeoutOptions,
 } from './options.js';
-import type { ExecutionContext, PolicyEnvironment } from './policy.js';
+import type { PolicyContext, PolicyEnvironment } from './policy.js';
 import type { PolicyRegistry } from './policy-registry.js';
 import { RetryPolicy, type RetryHooks } from './retry.policy.js';
 import { invoke, TimeoutPolicy } from './timeout.policy.js';
@@ -97,7 +97,7 @@ export interface Pipeline {
   /** The stages, outer → inner. */
   readonly stages: readonly PipelineStage[];
   /** Runs `fn` through every stage. */
-  execute<T>(fn: (context: ExecutionContext) => Promise<T>, options?: PipelineExecuteOptions): Promise<T>;
+  execute<T>(fn: (context: PolicyContext) => Promise<T>, options?: PipelineExecuteOptions): Promise<T>;
   /**
    * The pipeline's parts when it is made of timeouts and retries only (no fallback, bulkhead or
    * breaker): the Nest route path drives such pipelines itself with callbacks, which spares the
@@ -139,7 +139,7 @@ export function describePipeline(spec: PipelineSpec): PipelineStage[] {
   return stages;
 }
 
-type Runner = (next: (context: ExecutionContext) => Promise<unknown>, context: ExecutionContext, hooks: RetryHooks) => Promise<unknown>;
+type Runner = (next: (context: PolicyContext) => Promise<unknown>, context: PolicyContext, hooks: RetryHooks) => Promise<unknown>;
 
 function runnerFor(
   stage: PipelineStage,
@@ -226,8 +226,8 @@ export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, regis
   const run = (
     chain: readonly Runner[],
     index: number,
-    fn: (context: ExecutionContext) => Promise<unknown>,
-    context: ExecutionContext,
+    fn: (context: PolicyContext) => Promise<unknown>,
+    context: PolicyContext,
     hooks: RetryHooks,
   ): Promise<unknown> =>
     index === chain.length ? invoke(fn, context) : chain[index]!((inner) => run(chain, index + 1, fn, inner, hooks), context, hooks);
@@ -236,7 +236,7 @@ export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, regis
     key,
     stages,
     lean,
-    execute<T>(fn: (context: ExecutionContext) => Promise<T>, options: PipelineExecuteOptions = {}): Promise<T> {
+    execute<T>(fn: (context: PolicyContext) => Promise<T>, options: PipelineExecuteOptions = {}): Promise<T> {
       const caller = options.cancellation;
       const token = caller ?? Cancellation.from(options.signal);
       if (token.aborted) {

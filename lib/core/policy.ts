@@ -7,7 +7,7 @@ import type { ResilienceEventSink } from './events.js';
  * (a shorter deadline, a child signal, the attempt number) and never mutate the one they got.
  * @publicApi
  */
-export interface ExecutionContext {
+export interface PolicyContext {
   /**
    * Aborted when the work should stop: attempt timeout, deadline, caller abort. In contexts built
    * by the library it is an accessor that creates the signal on first read (an unread signal costs
@@ -31,7 +31,7 @@ export interface ExecutionContext {
  */
 export interface Policy {
   /** Runs `fn` under this policy. */
-  execute<T>(fn: (context: ExecutionContext) => Promise<T>, context: ExecutionContext): Promise<T>;
+  execute<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext): Promise<T>;
 }
 
 /**
@@ -48,6 +48,6 @@ export interface PolicyEnvironment {
  * A context for work that has no caller signal and no deadline.
  * @internal
  */
-export function rootContext(policy: string, signal: AbortSignal = new AbortController().signal): ExecutionContext {
+export function rootContext(policy: string, signal: AbortSignal = new AbortController().signal): PolicyContext {
   return { signal, deadline: Infinity, attempt: 1, policy };
 }

@@ -2,7 +2,7 @@ import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { EventRecorder, FakeClock, seededRandom } from '../testing/index.js';
 import { AttemptTimeoutError, BulkheadRejectedError, CircuitOpenError, OperationAbortedError, RetriesExhaustedError } from './errors.js';
-import type { ExecutionContext, PolicyEnvironment } from './policy.js';
+import type { PolicyContext, PolicyEnvironment } from './policy.js';
 import { RetryBudget } from './retry-budget.js';
 import { RetryPolicy } from './retry.policy.js';
 import { UpstreamHttpError } from './upstream-http.error.js';
@@ -15,7 +15,7 @@ function setup(seed = 42, start = 0) {
   return { clock, recorder, env };
 }
 
-function context(signal = new AbortController().signal, deadline = Infinity): ExecutionContext {
+function context(signal = new AbortController().signal, deadline = Infinity): PolicyContext {
   return { signal, deadline, attempt: 1, policy: 'test.op' };
 }
 
@@ -24,7 +24,7 @@ const unavailable = () => new UpstreamHttpError(503);
 describe('RetryPolicy attempts', () => {
   it('succeeds on the third attempt after two transient failures', async () => {
     const { clock, env, recorder } = setup();
-    const seen: ExecutionContext[] = [];
+    const seen: PolicyContext[] = [];
     const policy = new RetryPolicy({ maxAttempts: 5 }, env);
     const outcome = observe(
       policy.execute(async (ctx) => {

@@ -3,7 +3,7 @@ import { Cancellation, cancellationOf, contextWith, sleepUnlessCancelled } from 
 import { abortErrorOf, isTransientError, retryAfterMsOf, statusOf } from './classify.js';
 import { RetriesExhaustedError } from './errors.js';
 import { errorTypeOf, type ResilienceEvent } from './events.js';
-import type { ExecutionContext, Policy, PolicyEnvironment } from './policy.js';
+import type { PolicyContext, Policy, PolicyEnvironment } from './policy.js';
 import type { ResolvedRetryOptions, RetryOptions } from './options.js';
 import type { RetryBudget } from './retry-budget.js';
 import { invoke } from './timeout.policy.js';
@@ -23,13 +23,13 @@ export interface RetryHooks {
 
 /** What the retry loop carries from one attempt to the next. */
 interface AttemptState<T> {
-  readonly fn: (context: ExecutionContext) => Promise<T>;
-  readonly context: ExecutionContext;
+  readonly fn: (context: PolicyContext) => Promise<T>;
+  readonly context: PolicyContext;
   readonly token: Cancellation;
   readonly hooks: RetryHooks | undefined;
   /** Whether `attempt_end` events are wanted. */
   readonly timed: boolean;
-  readonly attemptContext: ExecutionContext;
+  readonly attemptContext: PolicyContext;
   /** When the attempt started (clock ms; 0 when not timed). */
   readonly started: number;
 }
@@ -40,7 +40,7 @@ interface AttemptState<T> {
  */
 export interface FailureContext {
   /** The context the retry policy was given (its deadline and policy key). */
-  readonly context: ExecutionContext;
+  readonly context: PolicyContext;
   /** The call's token: once aborted, nothing is retried. */
   readonly token: Cancellation;
   readonly hooks: RetryHooks | undefined;
@@ -78,7 +78,7 @@ export class RetryPolicy implements Policy {
     this.options = resolveRetryOptions(options);
   }
 
-  execute<T>(fn: (context: ExecutionContext) => Promise<T>, context: ExecutionContext, hooks?: RetryHooks): Promise<T> {
+  execute<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext, hooks?: RetryHooks): Promise<T> {
     const attached = cancellationOf(context);
     if (attached !== undefined) return this.run(fn, context, attached, hooks);
     // a context made by hand: follow its signal, and stop listening to it once done
@@ -88,8 +88,8 @@ export class RetryPolicy implements Policy {
 
   /** The first attempt without an async frame: a success, the common case, costs one `then`. */
   private run<T>(
-    fn: (context: ExecutionContext) => Promise<T>,
-    context: ExecutionContext,
+    fn: (context: PolicyContext) => Promise<T>,
+    context: PolicyContext,
     token: Cancellation,
     hooks: RetryHooks | undefined,
   ): Promise<T> {
@@ -164,7 +164,7 @@ export class RetryPolicy implements Policy {
    * `give_up` as the loop does.
    * @internal for callers that drive the attempts themselves (the Nest route path).
    */
-  afterFailure(error: unknown, attemptContext: ExecutionContext, call: FailureContext): { retryIn: number } | { fail: unknown } {
+  afterFailure(error: unknown, attemptContext: PolicyContext, call: FailureContext): { retryIn: number } | { fail: unknown } {
     const { context, token, hooks } = call;
     const { attempt } = attemptContext;
     if (call.timed) {
@@ -198,12 +198,12 @@ export class RetryPolicy implements Policy {
    * The error of a call whose `token` aborted while it waited before attempt `attempt + 1` (emits `give_up`).
    * @internal
    */
-  abortedWhileWaiting(context: ExecutionContext, token: Cancellation, attempt: number, lastError: unknown): unknown {
+  abortedWhileWaiting(context: PolicyContext, token: Cancellation, attempt: number, lastError: unknown): unknown {
     return this.stop(context, attempt, lastError, 'aborted', abortErrorOf(token), true);
   }
 
   /** Whether `error` may be retried: `abortOn` wins, then `retryOn`, then `retryIf` or the default classifier. */
-  isRetryable(error: unknown, context: ExecutionContext): boolean {
+  isRetryable(error: unknown, context: PolicyContext): boolean {
     const { abortOn, retryOn, retryIf } = this.options;
     if (abortOn.some((type) => error instanceof type)) return false;
     if (retryOn.some((type) => error instanceof type)) return true;
@@ -226,7 +226,7 @@ export class RetryPolicy implements Policy {
    * the deadline), so healthy and plainly failing paths stay quiet; returns the error to throw.
    */
   private stop(
-    context: ExecutionContext,
+    context: PolicyContext,
     attempts: number,
     lastError: unknown,
     reason: GiveUpReason,

@@ -2,7 +2,7 @@ import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { EventRecorder, FakeClock, seededRandom } from '../testing/index.js';
 import { AttemptTimeoutError, DeadlineExceededError, OperationAbortedError } from './errors.js';
-import type { ExecutionContext, PolicyEnvironment } from './policy.js';
+import type { PolicyContext, PolicyEnvironment } from './policy.js';
 import { AttemptSettledError, TimeoutPolicy } from './timeout.policy.js';
 import { observe } from '../testing/observe.js';
 
@@ -13,7 +13,7 @@ function setup() {
   return { clock, recorder, env };
 }
 
-function context(signal = new AbortController().signal, deadline = Infinity, attempt = 1): ExecutionContext {
+function context(signal = new AbortController().signal, deadline = Infinity, attempt = 1): PolicyContext {
   return { signal, deadline, attempt, policy: 'test.op' };
 }
 
@@ -22,7 +22,7 @@ const never = () => new Promise<never>(() => undefined);
 describe('TimeoutPolicy', () => {
   it('rejects at exactly the attempt timeout even if the work never settles, and aborts its signal', async () => {
     const { clock, env, recorder } = setup();
-    let seen: ExecutionContext | undefined;
+    let seen: PolicyContext | undefined;
     const outcome = observe(
       new TimeoutPolicy('attempt', 1000, env).execute((ctx) => {
         seen = ctx;

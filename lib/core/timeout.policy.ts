@@ -2,7 +2,7 @@ import { Cancellation, cancellationOf, contextWith } from './cancellation.js';
 import { abortErrorOf } from './classify.js';
 import { AttemptTimeoutError, DeadlineExceededError, isResilienceError } from './errors.js';
 import type { TimerHandle } from './clock.js';
-import type { ExecutionContext, Policy, PolicyEnvironment } from './policy.js';
+import type { PolicyContext, Policy, PolicyEnvironment } from './policy.js';
 
 /**
  * Abort reason of an attempt's signal once the attempt has settled: stray work that still holds the
@@ -20,7 +20,7 @@ export class AttemptSettledError extends Error {
 export const ATTEMPT_SETTLED = new AttemptSettledError();
 
 /** @internal runs `fn`, turning a synchronous throw into a rejection. */
-export function invoke<T>(fn: (context: ExecutionContext) => Promise<T>, context: ExecutionContext): Promise<T> {
+export function invoke<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext): Promise<T> {
   try {
     return Promise.resolve(fn(context));
   } catch (error) {
@@ -44,7 +44,7 @@ export class TimeoutPolicy implements Policy {
     private readonly env: PolicyEnvironment,
   ) {}
 
-  execute<T>(fn: (context: ExecutionContext) => Promise<T>, context: ExecutionContext): Promise<T> {
+  execute<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext): Promise<T> {
     const attached = cancellationOf(context);
     if (attached !== undefined) return this.run(fn, context, attached);
     // a context made by hand: follow its signal, and stop listening to it once done
@@ -56,7 +56,7 @@ export class TimeoutPolicy implements Policy {
    * One promise per call (no async function, no separate race): it settles with the work, or with
    * the abort the moment the token aborts, and cleans up either way.
    */
-  private run<T>(fn: (context: ExecutionContext) => Promise<T>, context: ExecutionContext, parent: Cancellation): Promise<T> {
+  private run<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext, parent: Cancellation): Promise<T> {
     if (parent.aborted) return Promise.reject(abortErrorOf(parent));
     const { clock } = this.env;
     const started = clock.now();
@@ -104,7 +104,7 @@ export class TimeoutPolicy implements Policy {
     });
   }
 
-  private expire(context: ExecutionContext, timeoutMs: number): AttemptTimeoutError | DeadlineExceededError {
+  private expire(context: PolicyContext, timeoutMs: number): AttemptTimeoutError | DeadlineExceededError {
     return timeoutExpired(this.kind, this.env, context.policy, context.attempt, timeoutMs);
   }
 }

@@ -11,7 +11,7 @@ import { contextWith } from '../core/cancellation.js';
 import type { DeadlineEntry, DeadlineListener, DeadlineQueue } from '../core/deadline-queue.js';
 import { OperationAbortedError } from '../core/errors.js';
 import type { LeanPlan } from '../core/pipeline.js';
-import type { ExecutionContext, PolicyEnvironment } from '../core/policy.js';
+import type { PolicyContext, PolicyEnvironment } from '../core/policy.js';
 import type { TimerHandle } from '../core/clock.js';
 import type { FailureContext, RetryPolicy } from '../core/retry.policy.js';
 import { ATTEMPT_SETTLED, timeoutExpired } from '../core/timeout.policy.js';
@@ -110,7 +110,7 @@ class RouteRun implements Unsubscribable, AbortListener {
   }
 
   /** Decides what follows a failed attempt: fail now, or wait and start the next one. */
-  afterFailure(error: unknown, attemptContext: ExecutionContext, started: number): void {
+  afterFailure(error: unknown, attemptContext: PolicyContext, started: number): void {
     const retry = this.retry;
     if (!retry) {
       this.fail(error);
