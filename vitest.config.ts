@@ -10,6 +10,7 @@ const alias = {
   'nest-resilience/typeorm': here('./lib/typeorm/index.ts'),
   'nest-resilience/health': here('./lib/health/index.ts'),
   'nest-resilience/testing': here('./lib/testing/index.ts'),
+  'nest-resilience/core': here('./lib/core/index.ts'),
   'nest-resilience': here('./lib/index.ts'),
 };
 

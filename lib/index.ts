@@ -11,7 +11,11 @@ export { RESILIENCE_MODULE_OPTIONS } from './resilience.module-definition.js';
 export { RESILIENCE_POLICY_ENVIRONMENT, RESOLVED_RESILIENCE_OPTIONS } from './resilience.constants.js';
 export * from './interfaces/index.js';
 export * from './decorators/index.js';
-export { ResilienceInterceptor } from './interceptors/resilience.interceptor.js';
+export {
+  ResilienceErrorMapper,
+  ResilienceProblemCode,
+  type ErrorMappingHints,
+} from './http/resilience-error.mapper.js';
 export { CircuitBreakerService, UnknownCircuitBreakerError } from './circuit-breaker.service.js';
 export { ResilienceService } from './resilience.service.js';
 export { Resilience, currentSignal, getRequestInfo, type RequestInfo, type ResilienceCurrent } from './context/resilience-context.js';

@@ -27,7 +27,7 @@ describe('resolveResilienceOptions', () => {
       enabled: true,
       timeout: { total: 30_000, attempt: 10_000, status: 503 },
       maxPolicyKeys: 1000,
-      interceptors: { mount: true },
+      errorMapper: undefined,
       problemTypeBase: 'https://nest-resilience.dev/problems/',
       policies: {},
     });

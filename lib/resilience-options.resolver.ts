@@ -61,6 +61,11 @@ export function resolveResilienceOptions(options: ResilienceModuleOptions | unde
       `ResilienceModule option maxPolicyKeys is ${String(maxPolicyKeys)}. Set it to a whole number >= 1 (default ${DEFAULT_MAX_POLICY_KEYS}).`,
     );
   }
+  if ((raw as { interceptors?: unknown }).interceptors !== undefined) {
+    throw new ResilienceConfigError(
+      'ResilienceModule option interceptors was removed: the module binds nothing globally any more, and each decorated route or method runs through the library on its own. Remove the option.',
+    );
+  }
   const rejectStatus = raw.bulkhead?.rejectStatus;
   if (rejectStatus !== undefined && rejectStatus !== 503 && rejectStatus !== 429) {
     throw new ResilienceConfigError(`ResilienceModule option bulkhead.rejectStatus is ${String(rejectStatus)}. Use 503 (the default) or 429.`);
@@ -80,7 +85,7 @@ export function resolveResilienceOptions(options: ResilienceModuleOptions | unde
     clock: raw.clock ?? systemClock,
     random: raw.random ?? systemRandom,
     maxPolicyKeys,
-    interceptors: { mount: raw.interceptors?.mount ?? true },
+    errorMapper: raw.errorMapper,
     problemTypeBase: raw.problemTypeBase ?? DEFAULT_PROBLEM_TYPE_BASE,
     ...(raw.logging === undefined ? {} : { logging: raw.logging }),
     ...(raw.telemetry === undefined ? {} : { telemetry: raw.telemetry }),

@@ -10,7 +10,6 @@ import {
 } from './context/resilience-context.js';
 import { currentInFrame, runInFrame } from './context/context-frame.js';
 import { Cancellation, cancellationOf } from './core/cancellation.js';
-import { DeadlineQueue } from './core/deadline-queue.js';
 import { OperationAbortedError } from './core/errors.js';
 import { createPipeline, describePipeline, type Pipeline, type PipelineSpec, type PipelineStage } from './core/pipeline.js';
 import type { PolicyContext, PolicyEnvironment } from './core/policy.js';
@@ -36,8 +35,7 @@ const STREAMED: unique symbol = Symbol('streamed');
 
 /**
  * Resolves the resilience settings of routes and provider methods once and keeps their pipelines,
- * so the interceptor, the provider-method wrappers, the start-up checks and `describe()` all see the
- * same thing. Breaker, bulkhead and budget state lives in the shared `PolicyRegistry`.
+ * so the engine, the start-up checks and `describe()` all see the same thing. Breaker, bulkhead and budget state lives in the shared `PolicyRegistry`.
  * @internal
  */
 @Injectable()
@@ -57,17 +55,7 @@ export class ResiliencePipelines {
     private readonly registry: PolicyRegistry,
     private readonly moduleRef: ModuleRef,
     @Optional() private readonly telemetry?: ResilienceTelemetry,
-  ) {
-    this.deadlines = new DeadlineQueue(env.clock);
-  }
-
-  /** Deadlines of the route path's attempts: one shared timer per distinct delay. */
-  readonly deadlines: DeadlineQueue;
-
-  /** Whether attempts are traced now (then routes take the general path, which wraps each attempt in a span). */
-  tracesAttempts(): boolean {
-    return this.telemetry?.tracesAttempts() ?? false;
-  }
+  ) {}
 
   /** Runs each attempt in its own tracing span when telemetry is on (a plain call without a tracer). */
   readonly wrapAttempt: AttemptWrapper = (policy, attempt, run) =>
@@ -206,7 +194,7 @@ export interface PipelineCall {
   readonly isCommitted?: () => boolean;
   /** Arguments of the call, for fallbacks. */
   readonly args: readonly unknown[];
-  /** Policy key, request id, route, clock and owner of every resilience context of the call. */
+  /** Policy key, request id, route and clock of every resilience context of the call. */
   readonly store: SharedStoreFields;
   /** Runs the whole call (between attempts too) in a context of its own, so events carry the request id. */
   readonly outerContext?: boolean;

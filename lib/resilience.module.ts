@@ -1,14 +1,14 @@
-import { Module, type DynamicModule, type NestInterceptor, type Provider } from '@nestjs/common';
-import { APP_INTERCEPTOR, DiscoveryModule } from '@nestjs/core';
+import { Module, type DynamicModule, type Provider } from '@nestjs/common';
+import { APP_FILTER, DiscoveryModule } from '@nestjs/core';
 import { CircuitBreakerService } from './circuit-breaker.service.js';
 import type { PolicyEnvironment } from './core/policy.js';
 import { PolicyRegistry } from './core/policy-registry.js';
-import { IdempotencyInterceptor } from './idempotency/idempotency.interceptor.js';
+import { ResilienceErrorMapper } from './http/resilience-error.mapper.js';
+import { ResilienceExceptionFilter } from './http/resilience-exception.filter.js';
+import { IdempotentRoutes } from './idempotency/idempotent-routes.js';
 import { IdempotencyPurgerService } from './idempotency/idempotency-purger.js';
 import { IdempotencyStore } from './idempotency/idempotency-store.interface.js';
 import { InMemoryIdempotencyStore } from './idempotency/in-memory-idempotency.store.js';
-import { MountedInterceptor } from './interceptors/mounted.interceptor.js';
-import { ResilienceInterceptor } from './interceptors/resilience.interceptor.js';
 import type { ResilienceModuleOptions, ResolvedResilienceOptions } from './interfaces/resilience-module-options.interface.js';
 import { observabilityProviders } from './observability/observability.providers.js';
 import { ResilienceEvents } from './observability/resilience-events.js';
@@ -19,17 +19,11 @@ import {
   RESILIENCE_MODULE_OPTIONS,
   RESILIENCE_OPTIONS_TYPE,
 } from './resilience.module-definition.js';
-import { ResilienceExplorer } from './resilience-explorer.js';
+import { ResilienceBinder } from './resilience-binder.js';
+import { ResilienceEngine } from './resilience-engine.js';
 import { resolveResilienceOptions } from './resilience-options.resolver.js';
 import { ResiliencePipelines } from './resilience-pipelines.js';
 import { ResilienceService } from './resilience.service.js';
-
-/** Stands in for an interceptor when `interceptors.mount` is false. */
-const passThrough: NestInterceptor = { intercept: (_context, next) => next.handle() };
-
-const mounted =
-  (options: ResolvedResilienceOptions, interceptor: NestInterceptor): NestInterceptor =>
-    options.interceptors.mount ? interceptor : passThrough;
 
 const providers: Provider[] = [
   {
@@ -63,22 +57,32 @@ const providers: Provider[] = [
   },
   IdempotencyPurgerService,
   ResiliencePipelines,
-  IdempotencyInterceptor,
-  ResilienceInterceptor,
-  // one global interceptor, idempotency around retries and timeouts (a replay runs nothing else)
-  MountedInterceptor,
-  { provide: APP_INTERCEPTOR, useFactory: mounted, inject: [RESOLVED_RESILIENCE_OPTIONS, MountedInterceptor] },
+  {
+    provide: ResilienceErrorMapper,
+    useFactory: (options: ResolvedResilienceOptions) => {
+      const custom = options.errorMapper;
+      if (custom === undefined) return new ResilienceErrorMapper(options);
+      return typeof custom === 'function' ? new custom(options) : custom;
+    },
+    inject: [RESOLVED_RESILIENCE_OPTIONS],
+  },
+  IdempotentRoutes,
+  ResilienceEngine,
+  // errors only: library errors that reach an undecorated route become problem+json too
+  { provide: APP_FILTER, useClass: ResilienceExceptionFilter },
   ...observabilityProviders,
   CircuitBreakerService,
   ResilienceService,
-  ResilienceExplorer,
+  ResilienceBinder,
 ];
 
 /**
  * Timeouts that cancel, bounded retries, idempotency keys, circuit breakers, bulkheads and
  * fallbacks for a Nest application. Import it once in the root module; it is global by default
- * (`isGlobal: false` to opt out) and binds its interceptors globally (`interceptors.mount: false`
- * to bind them yourself). Options are merged with the defaults and validated once at start-up.
+ * (`isGlobal: false` to opt out). It binds nothing globally on the request path: only routes and
+ * provider methods that carry one of its decorators run through it, and every other route runs
+ * exactly as without the module. Options are merged with the defaults and validated once at
+ * start-up.
  * @example
  * @Module({ imports: [ResilienceModule.forRoot({ timeout: { status: 504 } })] })
  * export class AppModule {}
@@ -99,9 +103,7 @@ const providers: Provider[] = [
     ResilienceEvents,
     PolicyRegistry,
     IdempotencyStore,
-    ResiliencePipelines,
-    IdempotencyInterceptor,
-    ResilienceInterceptor,
+    ResilienceErrorMapper,
     CircuitBreakerService,
     ResilienceService,
     ...observabilityProviders,

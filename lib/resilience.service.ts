@@ -1,6 +1,5 @@
 import { Injectable, type Type } from '@nestjs/common';
 import type { PipelineStage } from './core/pipeline.js';
-import { originalMethod } from './resilience-explorer.js';
 import { ResiliencePipelines } from './resilience-pipelines.js';
 
 /**
@@ -25,7 +24,7 @@ export class ResilienceService {
     if (typeof method !== 'function') {
       throw new Error(`${target.name}.${methodName} is not a method. Pass the class and the name of one of its methods.`);
     }
-    const resolved = this.pipelines.targetFor(target, originalMethod(method), methodName);
+    const resolved = this.pipelines.targetFor(target, method, methodName);
     return resolved ? this.pipelines.describe(resolved) : [];
   }
 
@@ -33,6 +32,6 @@ export class ResilienceService {
   policyKey(target: Type, methodName: string): string | undefined {
     const method: unknown = (target.prototype as Record<string, unknown>)[methodName];
     if (typeof method !== 'function') return undefined;
-    return this.pipelines.targetFor(target, originalMethod(method), methodName)?.key;
+    return this.pipelines.targetFor(target, method, methodName)?.key;
   }
 }

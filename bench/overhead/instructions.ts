@@ -34,10 +34,11 @@ async function main(): Promise<void> {
   const warmupRequests = count('warmup-requests', 'BENCH_WARMUP_REQUESTS', DEFAULT_WARMUP_REQUESTS);
   const requests = count('requests', 'BENCH_REQUESTS', DEFAULT_REQUESTS);
   const windows = count('windows', 'BENCH_WINDOWS', DEFAULT_WINDOWS);
+  const variants = variantsToCount();
   requireValgrind();
   const log = (line: string) => console.error(line);
   const method = `${warmupRequests} warm-up requests, then ${windows} counted windows of ${requests} requests, ${config.connections} connections`;
-  log(`instructions: ${config.platforms.join(' + ')}, ${OVERHEAD_VARIANTS.length} variants, ${method}`);
+  log(`instructions: ${config.platforms.join(' + ')}, ${variants.length} variants, ${method}`);
 
   const outputDir = mkdtempSync(join(tmpdir(), 'nest-resilience-callgrind-'));
   const results: Record<string, Record<string, unknown>> = {};
@@ -48,7 +49,7 @@ async function main(): Promise<void> {
       const perRequest = new Map<OverheadVariant, number>();
       const medianOf = new Map<OverheadVariant, number>();
       const windowsOf = new Map<OverheadVariant, number[]>();
-      for (const variant of OVERHEAD_VARIANTS) {
+      for (const variant of variants) {
         const name = `instructions-${platform}-${variant}`;
         const server = await startServer(
           new URL('./server.js', import.meta.url),
@@ -73,9 +74,9 @@ async function main(): Promise<void> {
         }
       }
       const bare = perRequest.get('bare')!;
-      const noLibrary = perRequest.get('no-library')!;
+      const noLibrary = perRequest.get('no-library');
       results[platform] = {};
-      const rows = OVERHEAD_VARIANTS.map((variant) => {
+      const rows = variants.map((variant) => {
         const value = perRequest.get(variant)!;
         const ratio = bare / value;
         const goal = DECORATED.includes(variant) ? (ratio >= GOAL ? 'yes' : 'NO') : '';
@@ -86,7 +87,7 @@ async function main(): Promise<void> {
           medianWindow: Math.round(medianWindow),
           perWindow: windowsOf.get(variant),
           bareOverThis: ratio,
-          noLibraryOverThis: noLibrary / value,
+          noLibraryOverThis: noLibrary === undefined ? undefined : noLibrary / value,
         };
         return [
           VARIANT_LABELS[variant],
@@ -94,7 +95,7 @@ async function main(): Promise<void> {
           `${value >= bare ? '+' : '−'}${Math.abs(Math.round(value - bare)).toLocaleString('en-US')}`,
           ratio.toFixed(3),
           goal,
-          (noLibrary / value).toFixed(2),
+          noLibrary === undefined ? '–' : (noLibrary / value).toFixed(2),
           Math.round(medianWindow).toLocaleString('en-US'),
           `${(medianOf.get('bare')! / medianWindow).toFixed(3)}`,
         ];
@@ -125,6 +126,16 @@ async function main(): Promise<void> {
   } finally {
     rmSync(outputDir, { recursive: true, force: true });
   }
+}
+
+/** The variants named by `--variants=a,b` / `BENCH_VARIANTS` (the bare route always included), else all. */
+function variantsToCount(): OverheadVariant[] {
+  const raw = process.argv.find((arg) => arg.startsWith('--variants='))?.split('=')[1] ?? process.env.BENCH_VARIANTS;
+  if (raw === undefined || raw === '') return [...OVERHEAD_VARIANTS];
+  const named = raw.split(',').map((name) => name.trim());
+  const unknown = named.filter((name) => !OVERHEAD_VARIANTS.includes(name as OverheadVariant));
+  if (unknown.length > 0) throw new Error(`--variants / BENCH_VARIANTS names unknown variants: ${unknown.join(', ')}. Known: ${OVERHEAD_VARIANTS.join(', ')}.`);
+  return OVERHEAD_VARIANTS.filter((variant) => variant === 'bare' || named.includes(variant));
 }
 
 /** How many requests a server gets before and while its instructions are counted. */

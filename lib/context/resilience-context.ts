@@ -31,11 +31,6 @@ export interface ResilienceContextStore {
   readonly clock: Clock;
   /** Cleanups run when this attempt settles (listeners added by `withDeadline()`, …). */
   readonly cleanups?: Set<() => void>;
-  /**
-   * The application (its pipelines) serving this request, so wrapped provider methods use the
-   * state of the right application when several run in one process (tests).
-   */
-  readonly owner?: object;
 }
 
 /**
@@ -47,8 +42,6 @@ export interface SharedStoreFields {
   readonly policy: string;
   /** Clock the deadlines are measured on. */
   readonly clock: Clock;
-  /** The application (its pipelines) serving the call. */
-  readonly owner?: object;
   /** Request id and route of the request being served, computed on first use. */
   readonly request?: RequestInfoSource;
 }
@@ -97,10 +90,6 @@ class TokenContextStore implements ResilienceContextStore {
 
   get clock(): Clock {
     return this.shared.clock;
-  }
-
-  get owner(): object | undefined {
-    return this.shared.owner;
   }
 }
 

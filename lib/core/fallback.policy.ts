@@ -1,5 +1,6 @@
 import { isOperationAbortedError, isResilienceError } from './errors.js';
 import { errorTypeOf } from './events.js';
+import { isTransientError } from './classify.js';
 import type { FallbackCause, FallbackOptions, ResolvedFallbackOptions } from './options.js';
 import type { PolicyContext, Policy, PolicyEnvironment } from './policy.js';
 import { invoke } from './timeout.policy.js';
@@ -19,12 +20,14 @@ const CAUSE_BY_CODE: Readonly<Record<string, FallbackCause>> = {
  * @publicApi
  */
 export function fallbackCauseOf(error: unknown): FallbackCause | undefined {
-  return isResilienceError(error) ? CAUSE_BY_CODE[error.code] : undefined;
+  if (isResilienceError(error)) return CAUSE_BY_CODE[error.code];
+  return isTransientError(error) ? 'transient' : undefined;
 }
 
 /**
  * Replaces a failure with a degraded result from `handler`. By default it catches timeouts, open
- * circuits, bulkhead rejections and exhausted retries; `on` changes that. A caller abort
+ * circuits, bulkhead rejections, exhausted retries and the transient failures a retry would have
+ * retried (network errors, 408, 429 and 5xx answers); `on` changes that. A caller abort
  * (`OperationAbortedError`) is never caught: nobody is waiting for the result. Emits `fallback_used`
  * with `outcome` set to the cause (`error` for errors matched by class or predicate).
  * @publicApi

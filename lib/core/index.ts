@@ -41,3 +41,30 @@ export {
   resolveRetryOptions,
   validatePipelineSpec,
 } from './validate.js';
+export { redactKey } from './redact-key.js';
+
+// The framework-free idempotency core (key grammar, fingerprint, claim/lease/heartbeat/complete/
+// release decisions, store contract, in-memory store): usable without Nest from `nest-resilience/core`.
+export {
+  IdempotencyCore,
+  IdempotencyError,
+  isStoreUnavailableError,
+  type HandlerOutcome,
+  type IdempotencyAnswer,
+  type IdempotencyContext,
+  type IdempotencyCoreDeps,
+  type IdempotencyExecution,
+  type IdempotentRequest,
+  type IdempotentResponse,
+} from '../idempotency/idempotency-core.js';
+export * from '../idempotency/idempotency-store.interface.js';
+export {
+  resolveIdempotencyOptions,
+  type IdempotencyModuleOptions,
+  type IdempotentOptions,
+  type ResolvedIdempotencyOptions,
+} from '../idempotency/idempotency-options.interface.js';
+export { parseIdempotencyKey, validateIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH, type IdempotencyKeyParseResult } from '../idempotency/idempotency-key.js';
+export { requestFingerprint, canonicalJson, type FingerprintInput } from '../idempotency/fingerprint.js';
+export { InMemoryIdempotencyStore, type InMemoryIdempotencyStoreOptions } from '../idempotency/in-memory-idempotency.store.js';
+export { recordIdOf } from '../idempotency/record-id.js';

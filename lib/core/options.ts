@@ -252,7 +252,7 @@ export interface BulkheadOptions {
  * `bulkhead_rejected`, `retries_exhausted`.
  * @publicApi
  */
-export type FallbackCause = 'timeout' | 'circuit_open' | 'bulkhead_rejected' | 'retries_exhausted';
+export type FallbackCause = 'timeout' | 'circuit_open' | 'bulkhead_rejected' | 'retries_exhausted' | 'transient';
 
 /**
  * Fallback options. A caller abort (`OperationAbortedError`) is never caught.
@@ -262,8 +262,9 @@ export interface FallbackOptions<T = unknown> {
   /** Produces the degraded result. */
   readonly handler: (error: unknown, context: PolicyContext) => T | Promise<T>;
   /**
-   * Which errors trigger the fallback: causes by name, error classes, or a predicate.
-   * @default ['timeout', 'circuit_open', 'bulkhead_rejected', 'retries_exhausted']
+   * Which errors trigger the fallback: causes by name, error classes, or a predicate. `transient`
+   * is what the retry classifier retries (network errors, 408, 429, 5xx; `isTransientError`).
+   * @default ['timeout', 'circuit_open', 'bulkhead_rejected', 'retries_exhausted', 'transient']
    */
   readonly on?: Array<FallbackCause | ErrorClass> | ((error: unknown) => boolean);
 }

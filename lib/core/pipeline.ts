@@ -80,8 +80,8 @@ export interface PipelineExecuteOptions {
   /** An absolute deadline on the policy clock (an inbound deadline header): it is enforced even without a total timeout. */
   readonly deadline?: number;
   /**
-   * The caller's cancellation token, used instead of `signal` (the Nest adapter's cheaper path):
-   * the pipeline follows it and never aborts or disposes it.
+   * The caller's cancellation token, used instead of `signal` (cheaper: its `AbortSignal` is only
+   * created if the work reads it): the pipeline follows it and never aborts or disposes it.
    * @internal
    */
   readonly cancellation?: Cancellation;
@@ -98,30 +98,7 @@ export interface Pipeline {
   readonly stages: readonly PipelineStage[];
   /** Runs `fn` through every stage. */
   execute<T>(fn: (context: PolicyContext) => Promise<T>, options?: PipelineExecuteOptions): Promise<T>;
-  /**
-   * The pipeline's parts when it is made of timeouts and retries only (no fallback, bulkhead or
-   * breaker): the Nest route path drives such pipelines itself with callbacks, which spares the
-   * promises and timers of {@link execute} on every request.
-   * @internal
-   */
-  readonly lean?: LeanPlan;
 }
-
-/**
- * What a caller needs to run a timeouts-and-retries pipeline itself, with the same semantics as
- * {@link Pipeline.execute}.
- * @internal
- */
-export interface LeanPlan {
-  /** Total timeout, ms. */
-  readonly total?: number;
-  /** Attempt timeout, ms (absent when it could never fire first). */
-  readonly attempt?: number;
-  /** The retry policy (budget included), absent for a single attempt. */
-  readonly retry?: RetryPolicy;
-}
-
-const LEAN_STAGES: ReadonlySet<PipelineStageKind> = new Set(['total-timeout', 'retry', 'attempt-timeout']);
 
 /**
  * The stages `spec` produces, outer → inner, with resolved options. Pure: it builds no policy and
@@ -207,9 +184,6 @@ export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, regis
   const runners = stages
     .filter((stage) => !(redundantAttempt && stage.kind === 'attempt-timeout'))
     .map((stage) => runnerFor(stage, key, env, registry, spec, retryPolicy));
-  const lean: LeanPlan | undefined = stages.every((stage) => LEAN_STAGES.has(stage.kind))
-    ? { total, attempt: redundantAttempt ? undefined : attemptLimit, retry: retryPolicy }
-    : undefined;
   // A caller deadline needs enforcing even when the spec has no total timeout: a deadline-only guard
   // takes the total timeout's place for such calls.
   const guardIndex = stages.findIndex((stage) => PIPELINE_ORDER.indexOf(stage.kind) > PIPELINE_ORDER.indexOf('total-timeout'));
@@ -235,7 +209,6 @@ export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, regis
   return {
     key,
     stages,
-    lean,
     execute<T>(fn: (context: PolicyContext) => Promise<T>, options: PipelineExecuteOptions = {}): Promise<T> {
       const caller = options.cancellation;
       const token = caller ?? Cancellation.from(options.signal);

@@ -21,7 +21,7 @@ import type { PipelineSpec } from './pipeline.js';
 export const DEFAULT_RETRY_BUDGET: Required<RetryBudgetOptions> = Object.freeze({ ratio: 0.2, window: 10_000, minRetriesPerSecond: 10 });
 
 /** Causes a fallback catches when `on` is not given. @publicApi */
-export const DEFAULT_FALLBACK_ON: readonly FallbackCause[] = Object.freeze(['timeout', 'circuit_open', 'bulkhead_rejected', 'retries_exhausted']);
+export const DEFAULT_FALLBACK_ON: readonly FallbackCause[] = Object.freeze(['timeout', 'circuit_open', 'bulkhead_rejected', 'retries_exhausted', 'transient']);
 
 /**
  * The breaker's default failure predicate: everything except 4xx statuses (400-499 other than 408

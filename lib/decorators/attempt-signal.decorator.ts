@@ -1,10 +1,10 @@
-import { createParamDecorator } from '@nestjs/common';
+import { contextParameter } from '../binding/bound-method.js';
 import { currentSignal } from '../context/resilience-context.js';
 
 /**
  * Injects the `AbortSignal` of the current attempt into a route handler parameter. It is aborted at
  * the attempt timeout, at the deadline and when the client disconnects; a retry gets a fresh one
- * (parameters are resolved again for every attempt). `undefined` on a route without resilience
+ * . `undefined` on a route without resilience
  * decorators.
  * @example
  * @Get(':id')
@@ -14,4 +14,4 @@ import { currentSignal } from '../context/resilience-context.js';
  * }
  * @publicApi
  */
-export const AttemptSignal = createParamDecorator((_data: unknown): AbortSignal | undefined => currentSignal());
+export const AttemptSignal: () => ParameterDecorator = contextParameter(currentSignal);

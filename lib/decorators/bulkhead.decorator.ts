@@ -1,4 +1,4 @@
-import { SetMetadata } from '@nestjs/common';
+import { recordAndBind } from '../binding/bind.decorator.js';
 import type { BulkheadDecoratorOptions } from '../interfaces/resilience-module-options.interface.js';
 import { BULKHEAD_METADATA } from '../resilience.constants.js';
 
@@ -14,7 +14,7 @@ import { BULKHEAD_METADATA } from '../resilience.constants.js';
  * @publicApi
  */
 export function Bulkhead(optionsOrPolicy: BulkheadDecoratorOptions | string = {}): MethodDecorator & ClassDecorator {
-  return SetMetadata(
+  return recordAndBind(
     BULKHEAD_METADATA,
     typeof optionsOrPolicy === 'string' ? { policy: optionsOrPolicy } : { ...optionsOrPolicy },
   );

@@ -1,4 +1,4 @@
-import { SetMetadata } from '@nestjs/common';
+import { recordAndBind } from '../binding/bind.decorator.js';
 import type { CircuitBreakerDecoratorOptions } from '../interfaces/resilience-module-options.interface.js';
 import { CIRCUIT_BREAKER_METADATA } from '../resilience.constants.js';
 
@@ -17,7 +17,7 @@ import { CIRCUIT_BREAKER_METADATA } from '../resilience.constants.js';
  * @publicApi
  */
 export function CircuitBreaker(optionsOrPolicy: CircuitBreakerDecoratorOptions | string = {}): MethodDecorator & ClassDecorator {
-  return SetMetadata(
+  return recordAndBind(
     CIRCUIT_BREAKER_METADATA,
     typeof optionsOrPolicy === 'string' ? { policy: optionsOrPolicy } : { ...optionsOrPolicy },
   );

@@ -1,4 +1,5 @@
-import { SetMetadata, type Type } from '@nestjs/common';
+import type { Type } from '@nestjs/common';
+import { recordAndBind } from '../binding/bind.decorator.js';
 import type {
   FallbackDecoratorOptions,
   FallbackFactory,
@@ -14,7 +15,7 @@ import { FALLBACK_METADATA } from '../resilience.constants.js';
  * its bulkhead rejects it or its retries are exhausted (change the list with `on`). The source is:
  * - a value, returned as is (to return a function, wrap it in a factory);
  * - a factory `(error, ...args) => result` called with the error and the call's arguments
- *   (for routes, the handler's Nest arguments `[req, res, next]`);
+ *   (for routes, the handler's own arguments, after pipes: add `@Req()` to the handler to get the request);
  * - a provider class implementing `FallbackProvider`, resolved through DI, whose
  *   `fallback(error, ...args)` is called.
  * A client disconnect never triggers it. Works on methods and classes; the method wins.
@@ -34,7 +35,7 @@ export function Fallback<T = unknown>(
   options: FallbackDecoratorOptions = {},
 ): MethodDecorator & ClassDecorator {
   const metadata: FallbackMetadata = { ...options, source: toFallbackSource(source) };
-  return SetMetadata(FALLBACK_METADATA, metadata);
+  return recordAndBind(FALLBACK_METADATA, metadata);
 }
 
 /**

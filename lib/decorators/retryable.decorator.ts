@@ -1,4 +1,4 @@
-import { SetMetadata } from '@nestjs/common';
+import { recordAndBind } from '../binding/bind.decorator.js';
 import type { RetryableOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RETRYABLE_METADATA } from '../resilience.constants.js';
 
@@ -21,7 +21,7 @@ import { RETRYABLE_METADATA } from '../resilience.constants.js';
  * @publicApi
  */
 export function Retryable(optionsOrPolicy: RetryableOptions | string = {}): MethodDecorator & ClassDecorator {
-  return SetMetadata(
+  return recordAndBind(
     RETRYABLE_METADATA,
     typeof optionsOrPolicy === 'string' ? { policy: optionsOrPolicy } : { ...optionsOrPolicy },
   );

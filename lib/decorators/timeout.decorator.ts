@@ -1,4 +1,4 @@
-import { SetMetadata } from '@nestjs/common';
+import { recordAndBind } from '../binding/bind.decorator.js';
 import type { TimeoutOptions } from '../core/options.js';
 import { TIMEOUT_METADATA } from '../resilience.constants.js';
 
@@ -26,5 +26,5 @@ import { TIMEOUT_METADATA } from '../resilience.constants.js';
  * @publicApi
  */
 export function Timeout(msOrOptions: number | TimeoutOptions): MethodDecorator & ClassDecorator {
-  return SetMetadata(TIMEOUT_METADATA, typeof msOrOptions === 'number' ? msOrOptions : { ...msOrOptions });
+  return recordAndBind(TIMEOUT_METADATA, typeof msOrOptions === 'number' ? msOrOptions : { ...msOrOptions });
 }

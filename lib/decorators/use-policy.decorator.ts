@@ -1,4 +1,4 @@
-import { SetMetadata } from '@nestjs/common';
+import { recordAndBind } from '../binding/bind.decorator.js';
 import { USE_POLICY_METADATA } from '../resilience.constants.js';
 
 /**
@@ -14,5 +14,5 @@ import { USE_POLICY_METADATA } from '../resilience.constants.js';
  * @publicApi
  */
 export function UsePolicy(name: string): MethodDecorator & ClassDecorator {
-  return SetMetadata(USE_POLICY_METADATA, name);
+  return recordAndBind(USE_POLICY_METADATA, name);
 }

@@ -1,7 +1,6 @@
 export * from './idempotency-store.interface.js';
 export * from './idempotency-options.interface.js';
 export { Idempotent } from './idempotent.decorator.js';
-export { IdempotencyInterceptor } from './idempotency.interceptor.js';
 export { parseIdempotencyKey, validateIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH, type IdempotencyKeyParseResult } from './idempotency-key.js';
 export { requestFingerprint, canonicalJson, type FingerprintInput } from './fingerprint.js';
 export {

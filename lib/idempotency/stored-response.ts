@@ -1,103 +1,21 @@
-import { HttpException, StreamableFile } from '@nestjs/common';
-import { isObservable } from 'rxjs';
-import { Stream } from 'node:stream';
+import { HttpException } from '@nestjs/common';
 import {
   applyProblemHeaders,
-  isProblemDetailsException,
   ProblemDetailsException,
   type ProblemDetails,
 } from '../http/problem-details.js';
 import { isReplayableHeaderName } from './idempotency-options.interface.js';
 import type { StoredResponse } from './idempotency-store.interface.js';
+import { STORED_KIND, STORED_PROBLEM } from './response-encoding.js';
 
-/**
- * Reserved entries of `StoredResponse.headers` that describe a stored *error* (they start with `:`,
- * which no HTTP header name can contain, so they never collide with a real header and are never
- * sent). An error replay re-throws the exception so exception filters render it as the first time.
- * @internal
- */
-const KIND = ':kind';
-const PROBLEM = ':problem';
+export { encodeError, encodeValue, type NotStorable, type Storable } from './response-encoding.js';
 
-/** Why a handler result cannot be stored. @internal */
-export type NotStorable = { readonly storable: false; readonly reason: 'unreplayable' | 'too_large'; readonly detail: string };
-
-/** @internal */
-export type Storable = { readonly storable: true; readonly response: StoredResponse };
-
-/** Anything Express or Fastify response-like. @internal */
+/** Anything Express or Fastify response-like. */
 type AnyResponse = Record<string, any>;
-
-/**
- * Encodes a value returned by the handler (after inner interceptors) for replay. Strings are kept
- * as text, `undefined` as empty, everything else as JSON; streams, buffers, files, observables and
- * values JSON cannot represent are not storable.
- * @internal
- */
-export function encodeValue(
-  value: unknown,
-  emissions: number,
-  status: number,
-  headers: Record<string, string>,
-  maxBytes: number,
-): Storable | NotStorable {
-  if (emissions > 1) return unreplayable(`the handler's Observable emitted ${emissions} values`);
-  const unreplayableKind = unreplayableKindOf(value);
-  if (unreplayableKind) return unreplayable(`the handler returned ${unreplayableKind}`);
-  let body: string | null;
-  let bodyEncoding: StoredResponse['bodyEncoding'];
-  if (value === undefined) {
-    body = null;
-    bodyEncoding = 'empty';
-  } else if (typeof value === 'string') {
-    body = value;
-    bodyEncoding = 'text';
-  } else {
-    try {
-      body = JSON.stringify(value) ?? null;
-    } catch (error) {
-      return unreplayable(`the body cannot be serialised as JSON (${(error as Error).message})`);
-    }
-    if (body === null) return unreplayable(`the handler returned a ${typeof value}, which JSON cannot represent`);
-    bodyEncoding = 'json';
-  }
-  const bytes = body === null ? 0 : Buffer.byteLength(body, 'utf8');
-  if (bytes > maxBytes) {
-    return { storable: false, reason: 'too_large', detail: `the body has ${bytes} bytes, more than maxStoredBodyBytes (${maxBytes})` };
-  }
-  return { storable: true, response: { status, headers, body, bodyEncoding } };
-}
-
-/**
- * Encodes an `HttpException` thrown by the handler so that its replay re-throws the same status
- * and body.
- * @internal
- */
-export function encodeError(error: HttpException, headers: Record<string, string>, maxBytes: number): Storable | NotStorable {
-  const problem = isProblemDetailsException(error);
-  const stored: Record<string, string> = { ...withoutContentType(headers), [KIND]: 'error' };
-  if (problem) {
-    stored[PROBLEM] = '1';
-    for (const [name, value] of Object.entries(error.headers)) {
-      if (isReplayableHeaderName(name)) stored[name.toLowerCase()] = value;
-    }
-  }
-  let body: string;
-  try {
-    body = JSON.stringify(problem ? error.problem : error.getResponse()) ?? 'null';
-  } catch (cause) {
-    return unreplayable(`the error body cannot be serialised as JSON (${(cause as Error).message})`);
-  }
-  const bytes = Buffer.byteLength(body, 'utf8');
-  if (bytes > maxBytes) {
-    return { storable: false, reason: 'too_large', detail: `the error body has ${bytes} bytes, more than maxStoredBodyBytes (${maxBytes})` };
-  }
-  return { storable: true, response: { status: error.getStatus(), headers: stored, body, bodyEncoding: 'json' } };
-}
 
 /** Whether a stored response is a replayed error. @internal */
 export function isStoredError(response: StoredResponse): boolean {
-  return response.headers[KIND] === 'error';
+  return response.headers[STORED_KIND] === 'error';
 }
 
 /**
@@ -114,7 +32,7 @@ export function replayStoredResponse(
   }
   const body = decodeBody(stored);
   if (isStoredError(stored)) {
-    if (stored.headers[PROBLEM] === '1' && isProblemBody(body)) {
+    if (stored.headers[STORED_PROBLEM] === '1' && isProblemBody(body)) {
       const exception = new ProblemDetailsException({ ...body, status: stored.status });
       applyProblemHeaders(response, exception);
       return { kind: 'error', error: exception };
@@ -174,30 +92,8 @@ function isFastifyReply(response: AnyResponse): boolean {
   return typeof response?.raw === 'object' && response.raw !== null && typeof response.code === 'function';
 }
 
-function unreplayableKindOf(value: unknown): string | undefined {
-  if (value === null || typeof value !== 'object') return typeof value === 'function' || typeof value === 'symbol' ? `a ${typeof value}` : undefined;
-  if (value instanceof StreamableFile) return 'a StreamableFile';
-  if (value instanceof Stream) return 'a stream';
-  if (typeof ReadableStream !== 'undefined' && value instanceof ReadableStream) return 'a ReadableStream';
-  if (typeof Response !== 'undefined' && value instanceof Response) return 'a fetch Response';
-  if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) return 'binary data';
-  if (isObservable(value)) return 'an Observable';
-  if (typeof (value as { [Symbol.asyncIterator]?: unknown })[Symbol.asyncIterator] === 'function') return 'an async iterable';
-  if (typeof (value as { then?: unknown }).then === 'function') return 'a promise-like value';
-  return undefined;
-}
-
 function isProblemBody(body: unknown): body is ProblemDetails {
   const candidate = body as Partial<ProblemDetails> | null;
   return typeof candidate === 'object' && candidate !== null && typeof candidate.code === 'string' && typeof candidate.detail === 'string';
 }
 
-function withoutContentType(headers: Record<string, string>): Record<string, string> {
-  // The exception filter chooses the error's media type on replay, as it did the first time.
-  const { 'content-type': _ignored, ...rest } = headers;
-  return rest;
-}
-
-function unreplayable(detail: string): NotStorable {
-  return { storable: false, reason: 'unreplayable', detail };
-}

@@ -1,46 +1,8 @@
-import { createHash } from 'node:crypto';
-import { createParamDecorator } from '@nestjs/common';
+import { contextParameter } from '../binding/bound-method.js';
 import { currentInFrame, runInFrame } from '../context/context-frame.js';
+import type { IdempotencyContext, IdempotencyExecution } from './idempotency-core.js';
 
-/**
- * State of one idempotent execution, shared between the interceptor (which creates it) and the
- * handler wrapper installed by `@Idempotent()` (which marks it).
- * @internal
- */
-export interface IdempotencyExecution {
-  /** Set by the handler wrapper when the handler body is entered (after guards, pipes, inner interceptors). */
-  handlerEntered: boolean;
-  /** Set when a handler invocation returned (or resolved) without throwing: the value is the handler's own. */
-  handlerSucceeded: boolean;
-  /** Handler invocations whose returned promise has not settled yet. */
-  running: number;
-  /** Called each time `running` drops to 0. */
-  onIdle?: () => void;
-  /** The store's transaction in transactional mode. */
-  transaction?: unknown;
-  /** Key, scope and fence of the claim, for {@link currentIdempotencyContext}. */
-  info?: IdempotencyContext;
-}
-
-/**
- * What a handler can learn about the idempotent request it serves.
- * @publicApi
- */
-export interface IdempotencyContext {
-  /** The client's key. */
-  readonly key: string;
-  /** The scope (tenant/user) of the key, `''` when global. */
-  readonly scope: string;
-  /** Stable id of the record (hash of namespace, scope and key). */
-  readonly recordId: string;
-  /** Fencing token: +1 on every takeover. Pass it to downstream systems that can reject stale writers. */
-  readonly fence: number;
-  /**
-   * A key for a call to another idempotent API (a payment provider, …), stable for this record
-   * and `name`, so a re-execution after a takeover sends the same key downstream and cannot act twice.
-   */
-  downstreamKey(name: string): string;
-}
+export { idempotencyContextOf, type IdempotencyContext, type IdempotencyExecution } from './idempotency-core.js';
 
 /** @internal runs `fn` with `execution` as the current idempotent execution. */
 export function runIdempotentExecution<T>(execution: IdempotencyExecution, fn: () => T): T {
@@ -50,17 +12,6 @@ export function runIdempotentExecution<T>(execution: IdempotencyExecution, fn: (
 /** @internal the execution of the request being served, if any. */
 export function currentIdempotentExecution(): IdempotencyExecution | undefined {
   return currentInFrame('idempotency');
-}
-
-/** @internal builds the public context of a claim. */
-export function idempotencyContextOf(key: string, scope: string, recordId: string, fence: number): IdempotencyContext {
-  return {
-    key,
-    scope,
-    recordId,
-    fence,
-    downstreamKey: (name) => createHash('sha256').update(`${recordId}:${name}`).digest('hex').slice(0, 48),
-  };
 }
 
 /**
@@ -99,4 +50,4 @@ export function currentIdempotencyContext(): IdempotencyContext | undefined {
  * }
  * @publicApi
  */
-export const IdempotencyTransaction: () => ParameterDecorator = createParamDecorator(() => currentIdempotencyTransaction());
+export const IdempotencyTransaction: () => ParameterDecorator = contextParameter(currentIdempotencyTransaction);

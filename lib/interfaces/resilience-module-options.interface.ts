@@ -1,3 +1,4 @@
+import type { ResilienceErrorMapper } from '../http/resilience-error.mapper.js';
 import type { Type } from '@nestjs/common';
 import type { Clock } from '../core/clock.js';
 import type {
@@ -194,8 +195,14 @@ export interface ResilienceModuleOptions extends ResilienceObservabilityOptions 
   readonly random?: Random;
   /** Most policy keys kept (breaker, bulkhead, budget state); least recently used are dropped. @default 1000 */
   readonly maxPolicyKeys?: number;
-  /** Whether the idempotency and resilience interceptors are bound globally (`APP_INTERCEPTOR`). @default { mount: true } */
-  readonly interceptors?: { readonly mount?: boolean };
+  /**
+   * How errors become HTTP answers: a subclass of `ResilienceErrorMapper` (constructed with the
+   * resolved options) or an instance of one.
+   * @default ResilienceErrorMapper
+   * @example
+   * ResilienceModule.forRoot({ errorMapper: MyErrorMapper })
+   */
+  readonly errorMapper?: ErrorMapperOption;
   /** Base of the `type` URI of problem+json bodies. @default 'https://nest-resilience.dev/problems/' */
   readonly problemTypeBase?: string;
 }
@@ -216,9 +223,15 @@ export interface ResolvedResilienceOptions extends ResilienceObservabilityOption
   readonly clock: Clock;
   readonly random: Random;
   readonly maxPolicyKeys: number;
-  readonly interceptors: { readonly mount: boolean };
+  readonly errorMapper: ErrorMapperOption | undefined;
   readonly problemTypeBase: string;
 }
+
+/**
+ * A custom error mapper: a `ResilienceErrorMapper` subclass or an instance of one.
+ * @publicApi
+ */
+export type ErrorMapperOption = ResilienceErrorMapper | (new (options: ResolvedResilienceOptions) => ResilienceErrorMapper);
 
 /**
  * Implemented by a class given to `forRootAsync({ useClass })` / `useExisting`.

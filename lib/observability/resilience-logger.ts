@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { redactKey } from '../core/redact-key.js';
 import { Inject, Injectable, Logger, Optional, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import type { ResilienceEvent, ResilienceEventName } from '../core/events.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
@@ -98,19 +98,6 @@ export function toLogRecord(event: ResilienceEvent, { logKeys }: { logKeys: bool
   return record;
 }
 
-const HASHED_KEY = /^sha256:[0-9a-f]{8,64}$/;
-
-/**
- * A stable, non-reversible stand-in for an idempotency key (`sha256:` + 12 hex digits), so log
- * lines about one key can be correlated without revealing it. Keys that are already hashed that
- * way are returned unchanged.
- * @publicApi
- */
-export function redactKey(key: string): string {
-  if (HASHED_KEY.test(key)) return key;
-  return `sha256:${createHash('sha256').update(key).digest('hex').slice(0, 12)}`;
-}
-
 /** One human sentence per event; the structured fields carry the details. */
 function describeEvent(e: ResilienceEvent): string {
   const cause = e.errorType ? ` (${e.errorType}${e.status ? ` ${e.status}` : ''})` : e.status ? ` (${e.status})` : '';
@@ -202,3 +189,5 @@ export class ResilienceLogger implements OnModuleInit, OnModuleDestroy {
     this.logger[level](toLogRecord(event, this.options));
   }
 }
+
+export { redactKey };

@@ -13,7 +13,8 @@ const fixture = `${root}build/test/fixtures/idempotency/multi-instance.app.js`;
 /** Each built file and the source it must not be older than. */
 const builtFrom: Array<[string, string]> = [
   [`${root}build/test/fixtures/idempotency/multi-instance.app.js`, `${root}test/fixtures/idempotency/multi-instance.app.ts`],
-  [`${root}dist/idempotency/idempotency.interceptor.js`, `${root}lib/idempotency/idempotency.interceptor.ts`],
+  [`${root}dist/idempotency/idempotency-core.js`, `${root}lib/idempotency/idempotency-core.ts`],
+  [`${root}dist/resilience-engine.js`, `${root}lib/resilience-engine.ts`],
 ];
 /** Lease of the processes that crash or stall: short, so the tests need not wait long. */
 const LEASE_MS = 1_000;

@@ -13,8 +13,8 @@ function staticImportsOf(file: string): string[] {
   return [...source.matchAll(/^(?:import|export)\s[^;]*?from\s+'([^']+)';/gms)].map((match) => match[1]!);
 }
 
-/** The static import graph of the built root entry point: files reached and bare packages imported. */
-function rootGraph(): { files: Set<string>; packages: Set<string> } {
+/** The static import graph of a built entry point: files reached and bare packages imported. */
+function graphOf(entry = 'dist/index.js'): { files: Set<string>; packages: Set<string> } {
   const files = new Set<string>();
   const packages = new Set<string>();
   const visit = (file: string) => {
@@ -25,18 +25,35 @@ function rootGraph(): { files: Set<string>; packages: Set<string> } {
       else packages.add(specifier);
     }
   };
-  visit(join(root, 'dist/index.js'));
+  visit(join(root, entry));
   return { files, packages };
 }
 
 // `npm test` builds dist/ first; these check what users install, not the sources.
 describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry points', () => {
   it('the root entry point never imports an optional peer (typeorm, terminus, OpenTelemetry) statically', () => {
-    const { files, packages } = rootGraph();
+    const { files, packages } = graphOf();
     expect(files.size).toBeGreaterThan(20);
     const peers = [...packages].filter((name) => OPTIONAL_PEERS.some((peer) => name === peer || name.startsWith(`${peer}/`)));
     expect(peers).toEqual([]);
     expect([...files].filter((file) => file.includes('/dist/typeorm/') || file.includes('/dist/health/'))).toEqual([]);
+  });
+
+  it('nest-resilience/core imports no Nest, rxjs or optional peer, statically or when loaded in plain Node', () => {
+    const { packages } = graphOf('dist/core/index.js');
+    expect([...packages].filter((name) => !name.startsWith('node:'))).toEqual([]);
+    // a resolve hook refuses every @nestjs/* and rxjs module the import might load, however it is reached
+    const hook = `export async function resolve(specifier, context, next) {
+      if (specifier.startsWith('@nestjs/') || specifier === 'rxjs' || specifier.startsWith('rxjs/')) throw new Error('nest-resilience/core loaded ' + specifier);
+      return next(specifier, context);
+    }`;
+    const script = `
+      import { register } from 'node:module';
+      register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hook)}));
+      const core = await import('nest-resilience/core');
+      console.log(JSON.stringify(['createPipeline', 'RetryPolicy', 'CircuitBreakerPolicy', 'IdempotencyCore', 'InMemoryIdempotencyStore', 'parseIdempotencyKey'].filter((n) => typeof core[n] === 'function')));`;
+    const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' });
+    expect(JSON.parse(output.trim().split('\n').pop()!)).toEqual(['createPipeline', 'RetryPolicy', 'CircuitBreakerPolicy', 'IdempotencyCore', 'InMemoryIdempotencyStore', 'parseIdempotencyKey']);
   });
 
   it('each subpath of the exports map loads in plain Node and exposes its main API', () => {
@@ -45,11 +62,13 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
       const typeorm = await import('nest-resilience/typeorm');
       const health = await import('nest-resilience/health');
       const testing = await import('nest-resilience/testing');
+      const core = await import('nest-resilience/core');
       console.log(JSON.stringify({
         root: ['ResilienceModule', 'Retryable', 'Timeout', 'Idempotent', 'CircuitBreaker', 'Bulkhead', 'Fallback'].filter((n) => typeof root[n] === 'function'),
         typeorm: ['TypeOrmIdempotencyStore', 'IdempotencyRecord'].filter((n) => typeof typeorm[n] === 'function'),
         health: ['ResilienceHealthModule', 'IdempotencyStoreHealthIndicator'].filter((n) => typeof health[n] === 'function'),
         testing: ['FakeClock', 'seededRandom', 'EventRecorder', 'observe'].filter((n) => typeof testing[n] === 'function'),
+        core: ['createPipeline', 'TimeoutPolicy'].filter((n) => typeof core[n] === 'function'),
       }));`;
     const output = execFileSync(process.execPath, ['--input-type=module', '-e', `import 'reflect-metadata';${script}`], { cwd: root, encoding: 'utf8' });
     expect(JSON.parse(output.trim().split('\n').pop()!)).toEqual({
@@ -57,6 +76,7 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
       typeorm: ['TypeOrmIdempotencyStore', 'IdempotencyRecord'],
       health: ['ResilienceHealthModule', 'IdempotencyStoreHealthIndicator'],
       testing: ['FakeClock', 'seededRandom', 'EventRecorder', 'observe'],
+      core: ['createPipeline', 'TimeoutPolicy'],
     });
   });
 });

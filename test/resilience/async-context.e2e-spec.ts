@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { Controller, Get, Post, type INestApplication } from '@nestjs/common';
+import { Controller, Get, Post, Req, type INestApplication } from '@nestjs/common';
 import {
   Fallback,
   Idempotent,
@@ -56,7 +56,7 @@ class ContextController {
   @Get('quote')
   @Fallback((_error: unknown, req: { url: string }) => ({ url: req.url, addedStores: storesOnANewPromise() - storesBefore }))
   @Retryable({ maxAttempts: 2, backoff: { type: 'constant', delay: 1 } })
-  quote() {
+  quote(@Req() _req: { url: string }) {
     throw new UpstreamHttpError(503);
   }
 }

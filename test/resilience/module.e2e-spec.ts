@@ -1,8 +1,7 @@
 import 'reflect-metadata';
-import { Controller, Get, Injectable, Module, ServiceUnavailableException, UseInterceptors, type INestApplication } from '@nestjs/common';
+import { Controller, Get, Injectable, Module, ServiceUnavailableException, type INestApplication } from '@nestjs/common';
 import {
   RESOLVED_RESILIENCE_OPTIONS,
-  ResilienceInterceptor,
   ResilienceModule,
   Retryable,
   Timeout,
@@ -63,11 +62,9 @@ class FlakyController {
   }
 }
 
-@Controller('manual')
-@UseInterceptors(ResilienceInterceptor)
-class ManuallyBoundController {
+@Controller('plain')
+class PlainController {
   @Get()
-  @Retryable({ backoff: { type: 'constant', delay: 1 } })
   get() {
     flakyCalls++;
     throw new ServiceUnavailableException();
@@ -139,7 +136,6 @@ for (const platform of platforms) {
         enabled: true,
         timeout: { total: 30_000, attempt: 10_000, status: 503 },
         maxPolicyKeys: 1000,
-        interceptors: { mount: true },
       });
     });
 
@@ -151,17 +147,23 @@ for (const platform of platforms) {
       expect(response.headers['content-type']).toMatch(/^application\/json/);
     });
 
-    it('binds no interceptor with interceptors.mount: false, and a manually bound one still works', async () => {
-      app = await createApp(platform, {
-        imports: [ResilienceModule.forRoot({ interceptors: { mount: false } })],
-        controllers: [FlakyController, ManuallyBoundController],
-      });
+    it('binds nothing globally: an undecorated route runs as without the module, a decorated one through it', async () => {
+      app = await createApp(platform, { imports: [ResilienceModule.forRoot()], controllers: [FlakyController, PlainController] });
+      const config = (app as unknown as { config: { getGlobalInterceptors(): unknown[] } }).config;
+      expect(config.getGlobalInterceptors()).toEqual([]);
+      flakyCalls = 0;
+      const plain = await request(app.getHttpServer()).get('/plain').expect(503);
+      expect(flakyCalls).toBe(1);
+      expect(plain.headers['content-type']).toMatch(/^application\/json/);
       flakyCalls = 0;
       await request(app.getHttpServer()).get('/flaky').expect(503);
-      expect(flakyCalls).toBe(1);
-      flakyCalls = 0;
-      await request(app.getHttpServer()).get('/manual').expect(503);
       expect(flakyCalls).toBe(3);
+    });
+
+    it('refuses the removed interceptors option at start-up, naming the fix', async () => {
+      await expect(
+        createApp(platform, { imports: [ResilienceModule.forRoot({ interceptors: { mount: false } } as never)], controllers: [] }),
+      ).rejects.toThrow('ResilienceModule option interceptors was removed');
     });
 
     it('refuses to start when a route names an unknown policy, listing the known ones', async () => {

@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { Controller, Get, Injectable, type INestApplication } from '@nestjs/common';
+import { Controller, Get, Injectable, Req, type INestApplication } from '@nestjs/common';
 import {
   Bulkhead,
   CircuitBreaker,
@@ -78,7 +78,7 @@ class StormController {
   @Get('fallback/factory')
   @Fallback((error: unknown, req: { url: string }) => ({ source: 'factory', cause: (error as { code?: string }).code, url: req.url }))
   @Timeout(50)
-  fallbackFactory() {
+  fallbackFactory(@Req() _req: { url: string }) {
     return neverSettles();
   }
 

@@ -1,0 +1,171 @@
+import { HttpException, Inject, Injectable } from '@nestjs/common';
+import { isResilienceError, type ResilienceError } from '../core/errors.js';
+import { isTransientError, retryAfterMsOf, statusOf } from '../core/classify.js';
+import { isUpstreamHttpError } from '../core/upstream-http.error.js';
+import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
+import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
+import { ProblemDetailsException, retryAfterSeconds, type ProblemDetailsInit } from './problem-details.js';
+
+/**
+ * What the caller knows about where an error surfaced.
+ * @publicApi
+ */
+export interface ErrorMappingHints {
+  /** HTTP status of a bulkhead rejection on this route (`@Bulkhead({ rejectStatus })`). @default 503 */
+  readonly bulkheadRejectStatus?: number;
+}
+
+/** Stable `code`s of the problems the mapper answers with (besides the idempotency ones). @publicApi */
+export const ResilienceProblemCode = {
+  /** The deadline or an attempt timeout passed. */
+  Timeout: 'timeout',
+  /** The circuit breaker refused the call. */
+  CircuitOpen: 'circuit_open',
+  /** The bulkhead was full. */
+  BulkheadRejected: 'bulkhead_rejected',
+  /** Every permitted attempt failed and nothing more specific is known. */
+  RetriesExhausted: 'retries_exhausted',
+  /** A dependency failed transiently (5xx, 408, 429, a network error) and no retry could fix it. */
+  UpstreamUnavailable: 'upstream_unavailable',
+  /** A dependency refused the request (a 4xx other than 408/429): retrying the same call cannot help. */
+  UpstreamRejected: 'upstream_rejected',
+  /** The caller went away (the client disconnected). */
+  Aborted: 'aborted',
+  /** A resilience setting can never work. */
+  ConfigInvalid: 'config_invalid',
+} as const;
+
+/** Titles of the idempotency layer's problems (`IdempotencyError`), by code. */
+const IDEMPOTENCY_TITLES: Readonly<Record<string, (header: string) => string>> = {
+  idempotency_key_missing: (header) => `${header} is missing`,
+  idempotency_key_invalid: (header) => `${header} is invalid`,
+  idempotency_request_in_progress: (header) => `A request is outstanding for this ${header}`,
+  idempotency_key_reused: (header) => `${header} is already used`,
+  idempotency_store_unavailable: () => 'Idempotency store unavailable',
+  idempotency_response_not_storable: () => 'Response could not be stored',
+};
+
+/** Retry-After of a transient failure that carries no hint of its own. */
+const DEFAULT_RETRY_AFTER_MS = 1_000;
+/** How deep `cause` chains are followed. */
+const MAX_DEPTH = 3;
+
+/**
+ * The one place where errors become HTTP answers: every decorated route, the exception filter for
+ * undecorated routes and the idempotency layer go through it. Defaults, all RFC 9457
+ * problem+json with a stable `code` and a `detail` written for clients (an internal error message
+ * is never sent verbatim):
+ *
+ * | error | answer |
+ * | --- | --- |
+ * | your own `HttpException` | passes through untouched |
+ * | deadline or attempt timeout | `forRoot({ timeout: { status } })` (503), `timeout` |
+ * | open circuit | 503 `circuit_open` + `Retry-After` (until the breaker lets a probe through) |
+ * | bulkhead full | 503 (or the route's `rejectStatus`) `bulkhead_rejected` + `Retry-After` |
+ * | dependency failed transiently (5xx/408/429 `UpstreamHttpError`, a network error), retry refused or exhausted | 503 `upstream_unavailable` + `Retry-After` (the dependency's, else 1 s) |
+ * | dependency refused the call (another 4xx) | 502 `upstream_rejected` |
+ * | retries exhausted on anything else | 503 `retries_exhausted` + `Retry-After` |
+ * | idempotency errors | their own status and `code` (400/409/422/500/503) |
+ * | anything else | unchanged (Nest answers 500 without details) |
+ *
+ * Customise it like throttler's guard: extend the class, override {@link map} (or one of the
+ * protected hooks) and pass it as `forRoot({ errorMapper: MyMapper })`.
+ * @example
+ * class MyMapper extends ResilienceErrorMapper {
+ *   protected override upstreamRejected(error: unknown) {
+ *     return this.problem({ status: 424, code: 'dependency_refused', detail: 'A partner refused the request.' }, error);
+ *   }
+ * }
+ * @publicApi
+ */
+@Injectable()
+export class ResilienceErrorMapper {
+  constructor(@Inject(RESOLVED_RESILIENCE_OPTIONS) protected readonly options: Pick<ResolvedResilienceOptions, 'timeout' | 'problemTypeBase'>) {}
+
+  /**
+   * What the client gets for `error`: a {@link ProblemDetailsException} for the library's errors
+   * and for dependency failures, the error itself for everything else.
+   */
+  map(error: unknown, hints: ErrorMappingHints = {}): unknown {
+    return this.mapDepth(error, hints, 0);
+  }
+
+  private mapDepth(error: unknown, hints: ErrorMappingHints, depth: number): unknown {
+    if (error instanceof HttpException) return error;
+    if (isResilienceError(error)) return this.libraryError(error, hints, depth);
+    if (isUpstreamHttpError(error) || statusOf(error) !== undefined) {
+      const status = statusOf(error);
+      if (status === undefined || status < 400) return error;
+      return isTransientError(error) ? this.upstreamUnavailable(error) : this.upstreamRejected(error);
+    }
+    return isTransientError(error) ? this.upstreamUnavailable(error) : error;
+  }
+
+  private libraryError(error: ResilienceError, hints: ErrorMappingHints, depth: number): unknown {
+    const withStatus = error as ResilienceError & { readonly status?: unknown; readonly retryAfterMs?: unknown; readonly detail?: unknown };
+    switch (error.code) {
+      case 'timeout':
+      case 'attempt_timeout':
+        return this.problem({ status: this.options.timeout.status, code: 'timeout', title: 'Request timed out', detail: 'The request did not finish within its deadline; its work was cancelled.' }, error);
+      case 'circuit_open':
+        return this.problem(
+          { status: 503, code: 'circuit_open', title: 'Dependency unavailable', detail: 'A dependency is failing, so the request was refused without calling it. Try again later.', headers: retryAfter(withStatus.retryAfterMs) },
+          error,
+        );
+      case 'bulkhead_rejected':
+        return this.problem(
+          { status: hints.bulkheadRejectStatus ?? 503, code: 'bulkhead_rejected', title: 'Too many concurrent requests', detail: 'The service is at its concurrency limit for this operation. Try again later.', headers: retryAfter(withStatus.retryAfterMs) },
+          error,
+        );
+      case 'retries_exhausted': {
+        const cause = error.cause;
+        if (depth < MAX_DEPTH && cause !== undefined) {
+          const mapped = this.mapDepth(cause, hints, depth + 1);
+          if (mapped !== cause || cause instanceof HttpException) return mapped;
+        }
+        return this.problem({ status: 503, code: 'retries_exhausted', title: 'Dependency failed', detail: 'Every attempt of the request failed. Try again later.', headers: retryAfter(undefined) }, error);
+      }
+      case 'aborted':
+        return this.problem({ status: 503, code: 'aborted', title: 'Request aborted', detail: 'The request was cancelled before it finished.' }, error);
+      case 'config_invalid':
+        return this.problem({ status: 500, code: 'config_invalid', title: 'Server misconfigured', detail: 'A resilience setting of this operation is invalid; the server log names the fix.' }, error);
+      default:
+        if (typeof withStatus.status === 'number' && typeof withStatus.detail === 'string') {
+          const header = (error as { headerName?: string }).headerName ?? 'Idempotency-Key';
+          return this.problem(
+            {
+              status: withStatus.status,
+              code: error.code,
+              title: IDEMPOTENCY_TITLES[error.code]?.(header),
+              detail: withStatus.detail,
+              headers: typeof withStatus.retryAfterMs === 'number' ? retryAfter(withStatus.retryAfterMs) : undefined,
+            },
+            error,
+          );
+        }
+        return error;
+    }
+  }
+
+  /** A dependency failed transiently and no retry could fix it: 503 `upstream_unavailable` + `Retry-After`. */
+  protected upstreamUnavailable(error: unknown): unknown {
+    return this.problem(
+      { status: 503, code: 'upstream_unavailable', title: 'Dependency unavailable', detail: 'A dependency of this service is temporarily unavailable. Try again later.', headers: retryAfter(retryAfterMsOf(error, Date.now())) },
+      error,
+    );
+  }
+
+  /** A dependency refused the request (a non-retryable 4xx): 502 `upstream_rejected`. */
+  protected upstreamRejected(error: unknown): unknown {
+    return this.problem({ status: 502, code: 'upstream_rejected', title: 'Dependency refused the request', detail: 'A dependency of this service refused the request.' }, error);
+  }
+
+  /** Builds a problem with the configured `type` base, keeping `error` as its cause (for logs, never sent). */
+  protected problem(init: Omit<ProblemDetailsInit, 'typeBase' | 'cause'>, error: unknown): ProblemDetailsException {
+    return new ProblemDetailsException({ ...init, typeBase: this.options.problemTypeBase, cause: error });
+  }
+}
+
+function retryAfter(ms: unknown): Record<string, string> {
+  return { 'retry-after': retryAfterSeconds(typeof ms === 'number' && ms > 0 ? ms : DEFAULT_RETRY_AFTER_MS) };
+}

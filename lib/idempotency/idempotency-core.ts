@@ -1,0 +1,646 @@
+import { createHash } from 'node:crypto';
+import type { Clock, TimerHandle } from '../core/clock.js';
+import { statusOf } from '../core/classify.js';
+import { describeError, ResilienceConfigError, ResilienceError } from '../core/errors.js';
+import { errorTypeOf, type ResilienceEventName, type ResilienceEventSink } from '../core/events.js';
+import { redactKey } from '../core/redact-key.js';
+import { requestFingerprint } from './fingerprint.js';
+import { parseIdempotencyKey, validateIdempotencyKey, type IdempotencyKeyParseResult } from './idempotency-key.js';
+import type { ResolvedIdempotencyOptions } from './idempotency-options.interface.js';
+import type {
+  IdempotencyClaim,
+  IdempotencyClaimResult,
+  IdempotencyLease,
+  IdempotencyStore,
+  StoredResponse,
+  TransactionalOutcome,
+} from './idempotency-store.interface.js';
+import { encodeError, encodeValue, isHttpErrorLike } from './response-encoding.js';
+
+/** `Retry-After` of a 503 answered while the store is unreachable. */
+const STORE_UNAVAILABLE_RETRY_AFTER_MS = 1_000;
+/** Release reasons that, in transactional mode, mean "the handler's writes were rolled back although it succeeded". */
+const NOT_STORABLE_REASONS = new Set(['not_stored', 'unreplayable', 'too_large']);
+/** Longest scope stored as is; longer scopes are replaced by their sha256 (the column holds 255). */
+const MAX_SCOPE_LENGTH = 255;
+/** Methods that are safe by definition: idempotency keys have no meaning there. */
+const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** How deep `cause` chains are followed when classifying a store failure. */
+const MAX_CAUSE_DEPTH = 5;
+
+/**
+ * What the core needs besides the request: the store, the clock, and where to report.
+ * @publicApi
+ */
+export interface IdempotencyCoreDeps {
+  readonly store: IdempotencyStore;
+  readonly clock: Clock;
+  /** The event sink (`idempotency_*` events); absent, no events. */
+  readonly events?: ResilienceEventSink;
+  /** Warnings for operators (a Nest `Logger.warn` in the Nest adapter). */
+  readonly warn?: (message: string) => void;
+}
+
+/**
+ * One request of an idempotent operation, as the core sees it (the Nest adapter reads it from
+ * Express or Fastify).
+ * @publicApi
+ */
+export interface IdempotentRequest {
+  /** `Class.method`, for messages. */
+  readonly name: string;
+  readonly options: ResolvedIdempotencyOptions;
+  /** Upper-case HTTP method. */
+  readonly method: string;
+  /** Original URL, query included. */
+  readonly url: string;
+  /** Request headers, lower-case names. */
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  /** Body as received. */
+  readonly body: unknown;
+  /** `POST /reports/:id`: the `policy` and `route` of events. */
+  readonly route: string;
+  readonly requestId?: string;
+  /** The platform request, handed to `options.keyResolver` and `options.scope`. */
+  readonly request: unknown;
+  /** Whether the request carries an authenticated user (for the "global keys" warning). */
+  readonly hasUser: boolean;
+}
+
+/**
+ * What the core reads from and writes to the response.
+ * @publicApi
+ */
+export interface IdempotentResponse {
+  /** The status the response carries now (stored with a value outcome). */
+  status(): number | undefined;
+  /** The allow-listed replayable headers currently set on the response. */
+  replayableHeaders(allowList: ReadonlySet<string>): Record<string, string>;
+  setHeader(name: string, value: string): void;
+}
+
+/**
+ * What running the handler produced.
+ * @publicApi
+ */
+export type HandlerOutcome =
+  | {
+      readonly kind: 'value';
+      readonly value: unknown;
+      /** How many values an Observable emitted (1 for a plain value). */
+      readonly emissions: number;
+      /** `false` when a fallback answered instead of the handler. */
+      readonly fromHandler: boolean;
+    }
+  | { readonly kind: 'error'; readonly error: unknown };
+
+/**
+ * What the caller does with the request.
+ * @publicApi
+ */
+export type IdempotencyAnswer =
+  /** Deliver the handler's own outcome as it is (also when idempotency did not apply). */
+  | { readonly kind: 'delivered'; readonly outcome: HandlerOutcome }
+  /** Replay this stored response (with `Idempotent-Replayed: true`). */
+  | { readonly kind: 'replay'; readonly response: StoredResponse }
+  /** Answer this error (400, 409, 422, 500 or 503); the handler did not run, or its effects were rolled back. */
+  | { readonly kind: 'rejected'; readonly error: IdempotencyError };
+
+/**
+ * State of one idempotent execution, shared by the core and whoever runs the handler.
+ * @publicApi
+ */
+export interface IdempotencyExecution {
+  /**
+   * Handler invocations whose promise has not settled yet (counted by the caller): a handler
+   * abandoned by a timeout keeps its key until it settles.
+   */
+  running: number;
+  /** Called each time `running` drops to 0. */
+  onIdle?: () => void;
+  /** The store's transaction in transactional mode. */
+  transaction?: unknown;
+  /** Key, scope and fence of the claim. */
+  info?: IdempotencyContext;
+}
+
+/**
+ * What a handler can learn about the idempotent request it serves.
+ * @publicApi
+ */
+export interface IdempotencyContext {
+  /** The client's key. */
+  readonly key: string;
+  /** The scope (tenant/user) of the key, `''` when global. */
+  readonly scope: string;
+  /** Stable id of the record (hash of namespace, scope and key). */
+  readonly recordId: string;
+  /** Fencing token: +1 on every takeover. Pass it to downstream systems that can reject stale writers. */
+  readonly fence: number;
+  /**
+   * A key for a call to another idempotent API (a payment provider, …), stable for this record
+   * and `name`, so a re-execution after a takeover sends the same key downstream and cannot act twice.
+   */
+  downstreamKey(name: string): string;
+}
+
+/** @internal builds the public context of a claim. */
+export function idempotencyContextOf(key: string, scope: string, recordId: string, fence: number): IdempotencyContext {
+  return {
+    key,
+    scope,
+    recordId,
+    fence,
+    downstreamKey: (name) => createHash('sha256').update(`${recordId}:${name}`).digest('hex').slice(0, 48),
+  };
+}
+
+/**
+ * An answer of the idempotency layer that is not the handler's: a bad or missing key, a duplicate
+ * in flight, a reused key, an unreachable store. `status`, `detail` (written for clients) and
+ * `retryAfterMs` say how to answer; the error mapper turns it into problem+json.
+ * @publicApi
+ */
+export class IdempotencyError extends ResilienceError {
+  constructor(
+    /** Stable code: `idempotency_key_missing`, `idempotency_key_invalid`, `idempotency_request_in_progress`, `idempotency_key_reused`, `idempotency_store_unavailable`, `idempotency_response_not_storable`. */
+    readonly code: string,
+    /** HTTP status to answer with. */
+    readonly status: number,
+    /** Explanation for the client (never an internal error message). */
+    readonly detail: string,
+    options: {
+      /** The key header's name, for titles. */
+      readonly headerName?: string;
+      /** When to retry, in ms. */
+      readonly retryAfterMs?: number;
+      readonly cause?: unknown;
+    } = {},
+  ) {
+    super(detail, { cause: options.cause });
+    this.headerName = options.headerName;
+    this.retryAfterMs = options.retryAfterMs;
+  }
+
+  readonly headerName: string | undefined;
+  readonly retryAfterMs: number | undefined;
+}
+
+/** The store's failure the client should retry: 503 `idempotency_store_unavailable`. */
+function storeUnavailable(cause: unknown): IdempotencyError {
+  return new IdempotencyError(
+    'idempotency_store_unavailable',
+    503,
+    `The request was not executed because its idempotency key could not be recorded. Retry in ${Math.ceil(STORE_UNAVAILABLE_RETRY_AFTER_MS / 1000)} s with the same key.`,
+    { retryAfterMs: STORE_UNAVAILABLE_RETRY_AFTER_MS, cause },
+  );
+}
+
+const STORE_UNAVAILABLE_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ETIMEDOUT',
+  'SQLITE_BUSY',
+  'SQLITE_LOCKED',
+  // PostgreSQL: the server went away, or a lock, a statement or a transaction was refused
+  '57P01',
+  '57P02',
+  '57P03',
+  '55P03',
+  '57014',
+  '40P01',
+  '40001',
+]);
+
+/**
+ * Whether `error` means "the store (database) could not do it now, try again": a refused, reset
+ * or terminated connection (SQLSTATE class 08, `57P01`–`57P03`), a lock or statement timeout
+ * (`55P03`, `57014`), a deadlock or serialization failure (`40P01`, `40001`), SQLite busy or locked.
+ * Follows `cause` and TypeORM's `driverError`.
+ * @publicApi
+ */
+export function isStoreUnavailableError(error: unknown, depth = 0): boolean {
+  if (typeof error !== 'object' || error === null || depth > MAX_CAUSE_DEPTH) return false;
+  const object = error as { code?: unknown; message?: unknown; cause?: unknown; driverError?: unknown };
+  const code = typeof object.code === 'string' ? object.code : undefined;
+  if (code !== undefined && (STORE_UNAVAILABLE_CODES.has(code) || /^08[0-9A-Z]{3}$/.test(code))) return true;
+  if (typeof object.message === 'string' && /^Connection terminated|Client has encountered a connection error|Connection terminated unexpectedly/.test(object.message)) return true;
+  return isStoreUnavailableError(object.driverError, depth + 1) || isStoreUnavailableError(object.cause, depth + 1);
+}
+
+/** What to do with the key once the outcome is known. */
+type Decision =
+  | { readonly action: 'store'; readonly response: StoredResponse }
+  | { readonly action: 'release'; readonly reason: string; readonly detail: string; readonly warn: boolean };
+
+/** One request, with what was gathered before the claim. */
+interface Scoped {
+  readonly request: IdempotentRequest;
+  readonly response: IdempotentResponse;
+  readonly key: string;
+  readonly claim: IdempotencyClaim;
+}
+
+interface Heartbeat {
+  /** Whether a heartbeat found the lease taken over (already reported). */
+  readonly lost: boolean;
+  stop(): void;
+}
+
+/**
+ * The `Idempotency-Key` contract without any framework: reads and validates the key, scopes and
+ * fingerprints the request, claims the key in the {@link IdempotencyStore}, then answers a replay,
+ * 409 or 422, or runs the handler once under a heartbeat-renewed lease (or inside the store's
+ * transaction) and stores its outcome or releases the key.
+ *
+ * Storage policy: outcomes with `storeIf(status)` (default status < 500), HTTP errors the handler
+ * threw included, are stored. Server errors, crashes, values a fallback produced, streams and
+ * other unreplayable results and bodies over `maxStoredBodyBytes` are delivered but not stored:
+ * the key is released so a retry runs again (with a warning for the last three). In
+ * transactional mode a dropped connection, a lock or a statement timeout answers 503
+ * `idempotency_store_unavailable`: the writes were rolled back and the key is free.
+ * @example
+ * const core = new IdempotencyCore({ store: new InMemoryIdempotencyStore(), clock: systemClock });
+ * const answer = await core.execute(request, response, async () => ({ kind: 'value', value: await charge(), emissions: 1, fromHandler: true }));
+ * @publicApi
+ */
+export class IdempotencyCore {
+  private readonly warned = new Set<string>();
+
+  constructor(private readonly deps: IdempotencyCoreDeps) {}
+
+  /** Runs `run` at most once per key (it gets the execution, or `undefined` when idempotency does not apply). */
+  async execute(
+    request: IdempotentRequest,
+    response: IdempotentResponse,
+    run: (execution: IdempotencyExecution | undefined) => Promise<HandlerOutcome>,
+  ): Promise<IdempotencyAnswer> {
+    const { options } = request;
+    if (SAFE_METHODS.has(request.method)) return { kind: 'delivered', outcome: await run(undefined) };
+    const parsed = this.readKey(request, options);
+    if (!parsed) {
+      if (!options.required) return { kind: 'delivered', outcome: await run(undefined) };
+      this.emit('idempotency_rejected', request, undefined, { status: 400, detail: 'missing' });
+      return rejected(
+        'idempotency_key_missing',
+        400,
+        `This operation is idempotent and requires an ${options.headerName} header: send a new unique key (a UUID) with each new request, and the same key only when retrying it.`,
+        options.headerName,
+      );
+    }
+    if (!parsed.ok) {
+      this.emit('idempotency_rejected', request, undefined, { status: 400, detail: `invalid: ${parsed.reason}` });
+      return rejected(
+        'idempotency_key_invalid',
+        400,
+        `The ${options.headerName} header was refused: ${parsed.reason}. Send one RFC 8941 string or token of 1 to 255 printable ASCII characters, such as a UUID.`,
+        options.headerName,
+      );
+    }
+    const key = parsed.key;
+    response.setHeader(options.headerName, key);
+    const scope = await this.scopeOf(request);
+    const claim: IdempotencyClaim = {
+      namespace: options.namespace,
+      scope,
+      key,
+      fingerprint: requestFingerprint({ scope, method: request.method, url: request.url, body: request.body }),
+      method: request.method,
+      path: pathOf(request.url),
+      leaseMs: options.lease,
+      ttlMs: options.ttl,
+    };
+    const scoped: Scoped = { request, response, key, claim };
+    return options.transactional ? this.runTransactional(scoped, run) : this.runLeased(scoped, run);
+  }
+
+  /** Lease mode: claim, run under a heartbeat, then complete or release (compare-and-set on the owner). */
+  private async runLeased(scoped: Scoped, run: (execution: IdempotencyExecution | undefined) => Promise<HandlerOutcome>): Promise<IdempotencyAnswer> {
+    let result: IdempotencyClaimResult;
+    try {
+      result = await this.deps.store.claim(scoped.claim);
+    } catch (error) {
+      return this.storeUnavailable(scoped, error, run);
+    }
+    if (result.state !== 'acquired') return this.answerExisting(scoped, result);
+    const { lease } = result;
+    if (result.takeover) this.emit('idempotency_takeover', scoped.request, scoped.key, { detail: `fence ${lease.fence}` });
+    const execution: IdempotencyExecution = { running: 0, info: idempotencyContextOf(scoped.key, scoped.claim.scope, lease.recordId, lease.fence) };
+    const heartbeat = this.startHeartbeat(scoped, lease);
+    const outcome = await run(execution);
+    const decision = this.decide(scoped, outcome, false);
+    if (decision.action === 'store') {
+      heartbeat.stop();
+      if (!heartbeat.lost) await this.complete(scoped, lease, decision.response);
+    } else {
+      this.reportRelease(scoped, decision);
+      heartbeat.stop();
+      // The response goes out now. A handler still running (abandoned by a timeout) keeps the key
+      // until it settles, but unrenewed: at most one more lease, so a hung handler cannot block
+      // the key for good (a retry after that may overlap it, as after a crash).
+      const release = () => (heartbeat.lost ? Promise.resolve() : this.release(scoped, lease));
+      if (execution.running > 0) execution.onIdle = () => void release();
+      else await release();
+    }
+    this.emitExecuted(scoped, outcome, decision);
+    return { kind: 'delivered', outcome };
+  }
+
+  /** Transactional mode: the store claims, runs the handler and stores the response in one transaction. */
+  private async runTransactional(scoped: Scoped, run: (execution: IdempotencyExecution | undefined) => Promise<HandlerOutcome>): Promise<IdempotencyAnswer> {
+    const { store } = this.deps;
+    const runInTransaction = store.runInTransaction?.bind(store);
+    if (!runInTransaction) {
+      throw new ResilienceConfigError(
+        `${scoped.request.name} uses @Idempotent({ transactional: true }) but the idempotency store (${store.constructor?.name ?? 'custom store'}) has no runInTransaction(). Use TypeOrmIdempotencyStore from nest-resilience/typeorm (forRoot({ idempotency: { store } })), or drop transactional.`,
+      );
+    }
+    let workStarted = false;
+    let local: { outcome: HandlerOutcome; decision: Decision; rollback?: Error } | undefined;
+    let result: Awaited<ReturnType<typeof runInTransaction>>;
+    try {
+      result = await runInTransaction(scoped.claim, async (transaction, lease): Promise<TransactionalOutcome<undefined>> => {
+        workStarted = true;
+        const execution: IdempotencyExecution = {
+          running: 0,
+          transaction,
+          info: idempotencyContextOf(scoped.key, scoped.claim.scope, lease.recordId, lease.fence),
+        };
+        const outcome = await run(execution);
+        const decision = this.decide(scoped, outcome, true);
+        if (decision.action === 'store') {
+          local = { outcome, decision };
+          return { action: 'store', response: decision.response, value: undefined };
+        }
+        const rollback = new Error(`Rolled back: ${decision.detail}.`);
+        local = { outcome, decision, rollback };
+        return { action: 'rollback', error: rollback };
+      });
+    } catch (error) {
+      if (!workStarted) return this.storeUnavailable(scoped, error, run);
+      if (!local?.rollback || error !== local.rollback) {
+        // The handler ran but the transaction did not commit: its writes are gone, so a retry must run it again.
+        this.emit('idempotency_store_error', scoped.request, scoped.key, { error, errorType: errorTypeOf(error), detail: 'commit' });
+        this.deps.warn?.(
+          `The transaction of ${scoped.request.route} failed after the handler ran (${describeError(error)}); its writes were rolled back and the client is told to retry.`,
+        );
+        return { kind: 'rejected', error: storeUnavailable(error) };
+      }
+    }
+    if (local === undefined) return this.answerExisting(scoped, result! as Exclude<IdempotencyClaimResult, { state: 'acquired' }>);
+    const { outcome, decision } = local as { outcome: HandlerOutcome; decision: Decision };
+    if (decision.action === 'release') this.reportRelease(scoped, decision);
+    this.emitExecuted(scoped, outcome, decision);
+    if (outcome.kind === 'error' && isStoreUnavailableError(outcome.error)) {
+      // the database went away under the handler: its writes were rolled back, the key is free
+      this.emit('idempotency_store_error', scoped.request, scoped.key, { error: outcome.error, errorType: errorTypeOf(outcome.error), detail: 'handler' });
+      this.deps.warn?.(
+        `The database failed under ${scoped.request.route} (${describeError(outcome.error)}); its writes were rolled back and the client is told to retry.`,
+      );
+      return { kind: 'rejected', error: storeUnavailable(outcome.error) };
+    }
+    if (decision.action === 'release' && outcome.kind === 'value' && NOT_STORABLE_REASONS.has(decision.reason)) {
+      return rejected(
+        'idempotency_response_not_storable',
+        500,
+        `The response of this transactional idempotent request could not be stored (${decision.detail}), so its database writes were rolled back and nothing happened. Retrying with the same key runs it again.`,
+      );
+    }
+    return { kind: 'delivered', outcome };
+  }
+
+  /** Replays a completed response, or answers 422 (other request) / 409 (still running). */
+  private answerExisting(scoped: Scoped, result: Exclude<IdempotencyClaimResult, { state: 'acquired' }>): IdempotencyAnswer {
+    const { request, key } = scoped;
+    const { headerName } = request.options;
+    if (!result.sameRequest) {
+      this.emit('idempotency_mismatch', request, key, { status: 422 });
+      return rejected(
+        'idempotency_key_reused',
+        422,
+        `This ${headerName} was already used for a different request (method, path, query or body differ). Send a new key for a new request; reuse a key only to retry the identical request.`,
+        headerName,
+      );
+    }
+    if (result.state === 'in_progress') {
+      this.emit('idempotency_conflict', request, key, { status: 409 });
+      const seconds = Math.max(1, Math.ceil(result.retryAfterMs / 1000));
+      return {
+        kind: 'rejected',
+        error: new IdempotencyError(
+          'idempotency_request_in_progress',
+          409,
+          `A request with this ${headerName} is still being processed. Retry in ${seconds} s with the same key to receive its response.`,
+          { headerName, retryAfterMs: result.retryAfterMs },
+        ),
+      };
+    }
+    this.emit('idempotency_replayed', request, key, { status: result.response.status });
+    return { kind: 'replay', response: result.response };
+  }
+
+  /** Fail closed (503, handler not run) or, with `failOpen`, run the handler without idempotency. */
+  private async storeUnavailable(
+    scoped: Scoped,
+    error: unknown,
+    run: (execution: IdempotencyExecution | undefined) => Promise<HandlerOutcome>,
+  ): Promise<IdempotencyAnswer> {
+    const { request } = scoped;
+    const { failOpen } = request.options;
+    this.emit('idempotency_store_error', request, scoped.key, { error, errorType: errorTypeOf(error), detail: 'claim', status: failOpen ? undefined : 503 });
+    if (failOpen) {
+      this.deps.warn?.(`The idempotency store is unreachable (${describeError(error)}); ${request.route} runs without idempotency because failOpen is set.`);
+      return { kind: 'delivered', outcome: await run(undefined) };
+    }
+    this.deps.warn?.(`The idempotency store is unreachable (${describeError(error)}); ${request.route} answered 503 without running the handler.`);
+    return { kind: 'rejected', error: storeUnavailable(error) };
+  }
+
+  /** Whether the outcome is stored (and what), or the key released (and why). */
+  private decide(scoped: Scoped, outcome: HandlerOutcome, transactional: boolean): Decision {
+    const { options } = scoped.request;
+    if (outcome.kind === 'error') {
+      const { error } = outcome;
+      if (transactional) return release('error', `the handler failed with ${errorTypeOf(error)}; its writes were rolled back`, false);
+      if (!isHttpErrorLike(error)) return release('crash', `the handler failed with ${errorTypeOf(error)}`, false);
+      const status = error.getStatus();
+      if (!options.storeIf(status, error)) return release('not_stored', `status ${status} is not stored (storeIf)`, false);
+      const encoded = encodeError(error, scoped.response.replayableHeaders(options.replayHeaders), options.maxStoredBodyBytes);
+      return encoded.storable ? { action: 'store', response: encoded.response } : release(encoded.reason, encoded.detail, true);
+    }
+    if (!outcome.fromHandler) {
+      return release('not_handler_result', 'the value was not produced by the handler (it failed and a fallback answered)', false);
+    }
+    const status = scoped.response.status() ?? 200;
+    if (!options.storeIf(status)) return release('not_stored', `status ${status} is not stored (storeIf)`, transactional);
+    const headers = scoped.response.replayableHeaders(options.replayHeaders);
+    const encoded = encodeValue(outcome.value, outcome.emissions, status, headers, options.maxStoredBodyBytes);
+    return encoded.storable ? { action: 'store', response: encoded.response } : release(encoded.reason, encoded.detail, true);
+  }
+
+  private reportRelease(scoped: Scoped, decision: Extract<Decision, { action: 'release' }>): void {
+    if (!decision.warn) return;
+    const { request } = scoped;
+    const fix =
+      decision.reason === 'too_large'
+        ? 'raise maxStoredBodyBytes or return a smaller body'
+        : 'return a JSON-serialisable value (not a stream, file, buffer or multi-value Observable)';
+    const consequence = request.options.transactional
+      ? 'its writes were rolled back and the client got a 500'
+      : 'the response was delivered but not stored, so a retry with the same key runs the handler again';
+    this.warnOnce(`${decision.reason}:${request.route}`, `${request.route} (${request.name}): ${decision.detail}; ${consequence}. To make it replayable, ${fix}.`);
+  }
+
+  private emitExecuted(scoped: Scoped, outcome: HandlerOutcome, decision: Decision): void {
+    const status = outcome.kind === 'error' ? (statusOf(outcome.error) ?? 500) : scoped.response.status();
+    if (decision.action === 'release') {
+      this.emit('idempotency_released', scoped.request, scoped.key, { status, outcome: decision.reason, detail: decision.detail });
+    }
+    this.emit('idempotency_executed', scoped.request, scoped.key, {
+      status,
+      outcome: decision.action === 'store' ? 'stored' : 'released',
+      ...(outcome.kind === 'error' ? { errorType: errorTypeOf(outcome.error) } : {}),
+    });
+  }
+
+  private async complete(scoped: Scoped, lease: IdempotencyLease, response: StoredResponse): Promise<void> {
+    try {
+      const stored = await this.deps.store.complete(lease, response, scoped.request.options.ttl);
+      if (!stored) this.lockLost(scoped, 'complete');
+    } catch (error) {
+      // The side effect happened: deliver the response and let the lease run out; never delete.
+      this.emit('idempotency_store_error', scoped.request, scoped.key, { error, errorType: errorTypeOf(error), detail: 'complete' });
+      this.deps.warn?.(
+        `The response of ${scoped.request.route} could not be stored (${describeError(error)}); it was delivered, and a retry after the lease (${scoped.request.options.lease} ms) runs the handler again.`,
+      );
+    }
+  }
+
+  private async release(scoped: Scoped, lease: IdempotencyLease): Promise<void> {
+    try {
+      const released = await this.deps.store.release(lease);
+      if (!released) this.lockLost(scoped, 'release');
+    } catch (error) {
+      this.emit('idempotency_store_error', scoped.request, scoped.key, { error, errorType: errorTypeOf(error), detail: 'release' });
+      this.deps.warn?.(
+        `The key of ${scoped.request.route} could not be released (${describeError(error)}); retries get 409 until the lease (${scoped.request.options.lease} ms) ends.`,
+      );
+    }
+  }
+
+  private lockLost(scoped: Scoped, operation: string): void {
+    this.emit('idempotency_lock_lost', scoped.request, scoped.key, { detail: operation });
+    this.deps.warn?.(
+      `${scoped.request.route} lost its idempotency lease before ${operation} (another request took the key over after the lease expired); this request's ${operation} changed nothing. Raise the lease if handlers legitimately run longer.`,
+    );
+  }
+
+  /** Renews the lease every `lease / 3` on the clock until stopped or lost. */
+  private startHeartbeat(scoped: Scoped, lease: IdempotencyLease): Heartbeat {
+    const { clock, store } = this.deps;
+    const leaseMs = scoped.request.options.lease;
+    const interval = Math.max(1, Math.floor(leaseMs / 3));
+    let timer: TimerHandle | undefined;
+    let stopped = false;
+    let lost = false;
+    const schedule = () => {
+      timer = clock.setTimeout(beat, interval);
+      (timer as { unref?: () => void } | undefined)?.unref?.();
+    };
+    const beat = () => {
+      timer = undefined;
+      if (stopped) return;
+      store.heartbeat(lease, leaseMs).then(
+        (renewed) => {
+          if (stopped) return;
+          if (renewed) return schedule();
+          lost = true;
+          this.lockLost(scoped, 'heartbeat');
+        },
+        (error: unknown) => {
+          if (stopped) return;
+          this.emit('idempotency_store_error', scoped.request, scoped.key, { error, errorType: errorTypeOf(error), detail: 'heartbeat' });
+          schedule();
+        },
+      );
+    };
+    schedule();
+    return {
+      get lost() {
+        return lost;
+      },
+      stop: () => {
+        stopped = true;
+        if (timer !== undefined) clock.clearTimeout(timer);
+        timer = undefined;
+      },
+    };
+  }
+
+  private readKey(request: IdempotentRequest, options: ResolvedIdempotencyOptions): IdempotencyKeyParseResult | undefined {
+    if (options.keyResolver) {
+      const key = options.keyResolver(request.request);
+      return key === undefined || key === null ? undefined : validateIdempotencyKey(String(key));
+    }
+    const value = request.headers[options.header];
+    if (value === undefined) return undefined;
+    if (Array.isArray(value)) {
+      return value.length === 1 ? parseIdempotencyKey(value[0]!) : { ok: false, reason: 'the header was sent several times; send exactly one key' };
+    }
+    return parseIdempotencyKey(String(value));
+  }
+
+  private async scopeOf(request: IdempotentRequest): Promise<string> {
+    const { scope } = request.options;
+    if (typeof scope === 'function') {
+      const value = await scope(request.request);
+      const text = value === undefined || value === null ? '' : String(value);
+      return text.length > MAX_SCOPE_LENGTH ? createHash('sha256').update(text).digest('hex') : text;
+    }
+    if (scope === undefined && request.hasUser) {
+      this.warnOnce(
+        `scope:${request.route}`,
+        `${request.route} (${request.name}) serves authenticated users but its idempotency keys are global: one user's key can replay another user's response. Set @Idempotent({ scope: (req) => req.user.id }) (or forRoot({ idempotency: { scope } })), or scope: false if global keys are intended.`,
+      );
+    }
+    return '';
+  }
+
+  private emit(
+    event: ResilienceEventName,
+    request: IdempotentRequest,
+    key: string | undefined,
+    extra: { status?: number; detail?: string; outcome?: string; error?: unknown; errorType?: string } = {},
+  ): void {
+    const sink = this.deps.events;
+    if (!sink) return;
+    sink({
+      event,
+      policy: request.route,
+      route: request.route,
+      ...(request.requestId === undefined ? {} : { requestId: request.requestId }),
+      ...(key === undefined ? {} : { key: request.options.logKeys ? key : redactKey(key) }),
+      ...extra,
+    });
+  }
+
+  private warnOnce(id: string, message: string): void {
+    if (this.warned.has(id)) return;
+    this.warned.add(id);
+    this.deps.warn?.(message);
+  }
+}
+
+function rejected(code: string, status: number, detail: string, headerName?: string): IdempotencyAnswer {
+  return { kind: 'rejected', error: new IdempotencyError(code, status, detail, { headerName }) };
+}
+
+function release(reason: string, detail: string, warn: boolean): Decision {
+  return { action: 'release', reason, detail, warn };
+}
+
+function pathOf(url: string): string {
+  const query = url.indexOf('?');
+  return (query === -1 ? url : url.slice(0, query)).slice(0, 2048);
+}

@@ -1,0 +1,152 @@
+import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
+import { RESPONSE_PASSTHROUGH_METADATA, ROUTE_ARGS_METADATA, SSE_METADATA } from '@nestjs/common/constants.js';
+import type { BoundMethod } from '../binding/bound-method.js';
+import { ResilienceConfigError } from '../core/errors.js';
+import { applyProblemHeaders, isProblemDetailsException } from '../http/problem-details.js';
+import { runWithRequestInfo } from '../context/resilience-context.js';
+import { httpRequestInfo, requestInfoSource } from '../http/request-info.js';
+import { ResilienceErrorMapper } from '../http/resilience-error.mapper.js';
+import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
+import { ResilienceEvents } from '../observability/resilience-events.js';
+import { IDEMPOTENT_METADATA, RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
+import { IdempotencyCore, type HandlerOutcome, type IdempotencyExecution, type IdempotentResponse } from './idempotency-core.js';
+import { resolveIdempotencyOptions, type IdempotentOptions, type ResolvedIdempotencyOptions } from './idempotency-options.interface.js';
+import { IdempotencyStore } from './idempotency-store.interface.js';
+import { SAFE_METHODS } from './idempotent.decorator.js';
+import { replayableHeadersOf, replayStoredResponse, responseStatusOf, setResponseHeader } from './stored-response.js';
+import { runIdempotentExecution } from './transaction-context.js';
+
+/**
+ * The idempotency settings of one `@Idempotent()` route, merged once.
+ * @internal
+ */
+export interface IdempotentRoutePlan {
+  readonly options: ResolvedIdempotencyOptions;
+  /** `Class.method`, for messages. */
+  readonly name: string;
+}
+
+/**
+ * The Nest side of `@Idempotent()`: reads what the framework-free {@link IdempotencyCore} needs from
+ * the Express or Fastify request and response, runs the route's handler (through its resilience
+ * pipeline) under the core's decision, and turns the answer into the response: the handler's own
+ * outcome, a replay (`Idempotent-Replayed: true`), or a problem from the error mapper.
+ * @internal
+ */
+@Injectable()
+export class IdempotentRoutes {
+  private readonly core: IdempotencyCore;
+  private readonly logger = new Logger('Idempotency');
+
+  constructor(
+    @Inject(IdempotencyStore) private readonly store: IdempotencyStore,
+    @Inject(RESOLVED_RESILIENCE_OPTIONS) private readonly options: ResolvedResilienceOptions,
+    private readonly errors: ResilienceErrorMapper,
+    @Optional() events?: ResilienceEvents,
+  ) {
+    this.core = new IdempotencyCore({
+      store,
+      clock: options.clock,
+      events: events?.sink,
+      warn: (message) => this.logger.warn(message),
+    });
+  }
+
+  /** The merged settings of `method` on `classRef`, or `undefined` when it is not `@Idempotent()`. */
+  planFor(classRef: Function, method: BoundMethod): IdempotentRoutePlan | undefined {
+    const routeOptions = Reflect.getMetadata(IDEMPOTENT_METADATA, method.wrapper) as IdempotentOptions | undefined;
+    const classOptions = Reflect.getMetadata(IDEMPOTENT_METADATA, classRef) as IdempotentOptions | undefined;
+    if (!routeOptions && !classOptions) return undefined;
+    const name = `${classRef.name}.${method.name}`;
+    const options = resolveIdempotencyOptions(this.options.idempotency, routeOptions, classOptions, name);
+    if (options.transactional && typeof this.store.runInTransaction !== 'function') {
+      throw new ResilienceConfigError(
+        `${name} uses @Idempotent({ transactional: true }) but the idempotency store (${this.store.constructor?.name ?? 'custom store'}) has no runInTransaction(). Use TypeOrmIdempotencyStore from nest-resilience/typeorm (forRoot({ idempotency: { store } })), or drop transactional.`,
+      );
+    }
+    return { options, name };
+  }
+
+  /** Whether idempotency applies to `request` at all (GET, HEAD and OPTIONS are never affected). */
+  applies(request: unknown): boolean {
+    const method = (request as { method?: unknown }).method;
+    return !SAFE_METHODS.has(String(method ?? 'GET').toUpperCase());
+  }
+
+  /** Start-up checks of a route: a stream or a hand-written response cannot be stored and replayed. */
+  validateRoute(classRef: Function, method: BoundMethod): void {
+    if (!this.planFor(classRef, method)) return;
+    const where = `${classRef.name}.${method.name}`;
+    if (Reflect.getMetadata(SSE_METADATA, method.wrapper)) {
+      throw new ResilienceConfigError(`${where} is @Idempotent() and @Sse(): an event stream cannot be stored or replayed. Remove @Idempotent() from it.`);
+    }
+    if (handlesResponseItself(classRef, method.name)) {
+      throw new ResilienceConfigError(
+        `${where} is @Idempotent() but writes the response itself through @Res()/@Next(), so its response cannot be stored or replayed. Use @Res({ passthrough: true }) and return the body, or remove @Idempotent().`,
+      );
+    }
+  }
+
+  /** Runs one request of an idempotent route; resolves to what the handler's caller (Nest) sends. */
+  async run(
+    plan: IdempotentRoutePlan,
+    request: any,
+    response: any,
+    run: (execution: IdempotencyExecution | undefined) => Promise<HandlerOutcome>,
+  ): Promise<unknown> {
+    const { method, route, requestId } = httpRequestInfo(request);
+    // The request scope starts here, outside the transaction: work queued when it commits (a
+    // background job) still tags its events and outgoing calls with this request's id.
+    const answer = await runWithRequestInfo(requestInfoSource(request), () => this.core.execute(
+      {
+        name: plan.name,
+        options: plan.options,
+        method,
+        url: request.originalUrl ?? request.raw?.url ?? request.url ?? '/',
+        headers: request.headers ?? {},
+        body: request.body,
+        route,
+        requestId,
+        request,
+        hasUser: request.user !== undefined && request.user !== null,
+      },
+      responseAccess(response),
+      (execution) => (execution === undefined ? run(undefined) : runIdempotentExecution(execution, () => run(execution))),
+    ));
+    switch (answer.kind) {
+      case 'delivered': {
+        const { outcome } = answer;
+        if (outcome.kind === 'error') throw this.withHeaders(response, outcome.error);
+        return outcome.emissions === 0 ? undefined : outcome.value;
+      }
+      case 'replay': {
+        setResponseHeader(response, 'Idempotent-Replayed', 'true');
+        const replay = replayStoredResponse(response, answer.response);
+        if (replay.kind === 'error') throw this.withHeaders(response, replay.error);
+        return replay.value;
+      }
+      case 'rejected':
+        throw this.withHeaders(response, this.errors.map(answer.error));
+    }
+  }
+
+  /** Same media type and headers the first time as on replay, whoever raised the problem. */
+  private withHeaders(response: unknown, error: unknown): unknown {
+    if (isProblemDetailsException(error)) applyProblemHeaders(response, error);
+    return error;
+  }
+}
+
+function responseAccess(response: any): IdempotentResponse {
+  return {
+    status: () => responseStatusOf(response),
+    replayableHeaders: (allowList) => replayableHeadersOf(response, allowList instanceof Set ? allowList : new Set(allowList)),
+    setHeader: (name, value) => setResponseHeader(response, name, value),
+  };
+}
+
+function handlesResponseItself(controller: Function, name: string | symbol): boolean {
+  const args = (Reflect.getMetadata(ROUTE_ARGS_METADATA, controller, name) ?? {}) as Record<string, unknown>;
+  const usesResponse = Object.keys(args).some((key) => key.startsWith('1:') || key.startsWith('2:'));
+  return usesResponse && !Reflect.getMetadata(RESPONSE_PASSTHROUGH_METADATA, controller, name);
+}

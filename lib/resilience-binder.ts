@@ -1,0 +1,182 @@
+import { Injectable, Optional, RequestMethod, type OnModuleInit } from '@nestjs/common';
+import { METHOD_METADATA } from '@nestjs/common/constants.js';
+import { DiscoveryService } from '@nestjs/core';
+import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper.js';
+import { boundMethodOf, isRouteHandler, RESILIENCE_ENGINE, type BoundMethod } from './binding/bound-method.js';
+import { CircuitBreakerService } from './circuit-breaker.service.js';
+import { getRequestInfo } from './context/resilience-context.js';
+import { ResilienceConfigError } from './core/errors.js';
+import { resolveRetryOptions, validatePipelineSpec } from './core/validate.js';
+import { IdempotentRoutes } from './idempotency/idempotent-routes.js';
+import { ResilienceEvents } from './observability/resilience-events.js';
+import { ResilienceTelemetry } from './observability/resilience-telemetry.js';
+import { IDEMPOTENT_METADATA } from './resilience.constants.js';
+import { ResilienceEngine } from './resilience-engine.js';
+import { RESILIENCE_METADATA_KEYS, type ResolvedTargetPolicy } from './resilience-options.resolver.js';
+import { ResiliencePipelines } from './resilience-pipelines.js';
+
+/** HTTP methods that may repeat side effects when run twice. */
+const NON_IDEMPOTENT_METHODS = new Map<RequestMethod, string>([
+  [RequestMethod.POST, 'POST'],
+  [RequestMethod.PATCH, 'PATCH'],
+  [RequestMethod.ALL, 'ALL'],
+]);
+
+/** Return types that show a method is synchronous: it cannot run through a pipeline without changing its type. */
+const SYNC_RETURN_TYPES = new Set<unknown>([Number, String, Boolean, Symbol, Array, BigInt]);
+
+/**
+ * Start-up pass over the application:
+ * - binds every controller and provider instance that has decorated methods to this application's
+ *   {@link ResilienceEngine} (an own property of the instance, so two applications in one process
+ *   never share state; request-scoped and transient instances are bound as Nest creates them);
+ * - validates the settings of every decorated route and method (`validatePipelineSpec`, unknown
+ *   named policies, retried POST/PATCH routes without `@Idempotent()` or an explicit opt-in,
+ *   `@Idempotent()` on streams, synchronous decorated methods), so a bad configuration stops the
+ *   application with a sentence that names the fix;
+ * - adds the request id and route to every event.
+ * Nothing is bound or checked for undecorated classes: they run exactly as without the module.
+ * @internal
+ */
+@Injectable()
+export class ResilienceBinder implements OnModuleInit {
+  private initialized = false;
+
+  constructor(
+    private readonly discovery: DiscoveryService,
+    private readonly engine: ResilienceEngine,
+    private readonly pipelines: ResiliencePipelines,
+    private readonly idempotency: IdempotentRoutes,
+    private readonly events: ResilienceEvents,
+    private readonly breakers: CircuitBreakerService,
+    @Optional() private readonly telemetry?: ResilienceTelemetry,
+  ) {}
+
+  onModuleInit(): void {
+    if (this.initialized) return;
+    this.initialized = true;
+    this.events.addEnricher(enrichWithRequestInfo);
+    this.telemetry?.setCircuitStateSource(() => this.breakers.list());
+    for (const wrapper of this.discovery.getControllers()) this.bindWrapper(wrapper, true);
+    for (const wrapper of this.discovery.getProviders()) this.bindWrapper(wrapper, false);
+  }
+
+  private bindWrapper(wrapper: InstanceWrapper, isController: boolean): void {
+    const classRef = classOf(wrapper);
+    if (classRef === undefined) return;
+    const methods = boundMethodsOf(classRef.prototype as object);
+    if (methods.length === 0) return;
+    for (const method of methods) {
+      if (isController && isRouteHandler(method.wrapper)) this.validateRoute(classRef, method);
+      else this.validateMethod(classRef, method);
+    }
+    this.bindInstances(wrapper);
+  }
+
+  /** Binds the instances Nest made already, and those it makes later (request scope, transient). */
+  private bindInstances(wrapper: InstanceWrapper): void {
+    const engine = this.engine;
+    const bind = (instance: unknown) => {
+      if (typeof instance === 'object' && instance !== null && !Object.prototype.hasOwnProperty.call(instance, RESILIENCE_ENGINE)) {
+        Object.defineProperty(instance, RESILIENCE_ENGINE, { value: engine, configurable: true });
+      }
+    };
+    if (wrapper.isDependencyTreeStatic() && !wrapper.isTransient) {
+      bind(wrapper.instance);
+      return;
+    }
+    for (const host of wrapper.getStaticTransientInstances()) bind(host?.instance);
+    const metatype = wrapper.metatype;
+    if (typeof metatype !== 'function' || wrapper.inject) return;
+    // Nest creates these instances later, from the wrapper's metatype: a subclass of this
+    // application's own binds each one as it is constructed (the user's class is left unchanged).
+    const Bound = class extends (metatype as new (...args: unknown[]) => object) {
+      constructor(...args: unknown[]) {
+        super(...args);
+        bind(this);
+      }
+    };
+    Object.defineProperty(Bound, 'name', { value: metatype.name });
+    wrapper.metatype = Bound;
+  }
+
+  private validateRoute(classRef: Function, method: BoundMethod): void {
+    this.idempotency.validateRoute(classRef, method);
+    this.idempotency.planFor(classRef, method);
+    const target = this.pipelines.targetFor(classRef, method.wrapper, method.name);
+    if (!target) return;
+    const requestMethod = Reflect.getMetadata(METHOD_METADATA, method.wrapper) as RequestMethod | undefined;
+    this.validate(target, `${RequestMethod[requestMethod ?? RequestMethod.GET] ?? 'GET'} ${target.where}`);
+    this.checkRetriedUnsafeMethod(target, requestMethod, classRef, method.wrapper);
+  }
+
+  private validateMethod(classRef: Function, method: BoundMethod): void {
+    const target = this.pipelines.targetFor(classRef, method.wrapper, method.name);
+    if (!target) return;
+    const returnType: unknown = Reflect.getMetadata('design:returntype', classRef.prototype as object, method.name);
+    if (hasOwnResilienceMetadata(method.wrapper) && SYNC_RETURN_TYPES.has(returnType)) {
+      throw new ResilienceConfigError(
+        `The resilience decorators on ${target.where} need an asynchronous method, but it returns ${(returnType as Function).name}. ` +
+          'Make it async (return a Promise) or return an Observable.',
+      );
+    }
+    this.validate(target, target.where);
+  }
+
+  private validate(target: ResolvedTargetPolicy, where: string): void {
+    validatePipelineSpec(this.pipelines.specFor(target), where);
+    // Create the pipeline now (not on the first call) so its breaker is listed from the start.
+    if (!target.keyFn) this.pipelines.pipelineFor(target);
+  }
+
+  private checkRetriedUnsafeMethod(target: ResolvedTargetPolicy, requestMethod: RequestMethod | undefined, classRef: Function, handler: Function): void {
+    const verb = requestMethod === undefined ? undefined : NON_IDEMPOTENT_METHODS.get(requestMethod);
+    if (!verb || !target.retry || target.allowNonIdempotentMethod) return;
+    if (resolveRetryOptions(target.retry).maxAttempts <= 1) return;
+    const idempotent = Reflect.getMetadata(IDEMPOTENT_METADATA, handler) ?? Reflect.getMetadata(IDEMPOTENT_METADATA, classRef);
+    if (idempotent !== undefined && idempotent !== false) return;
+    throw new ResilienceConfigError(
+      `@Retryable() on ${verb} ${target.where} would run the handler again after a failure, which can repeat its side effects. ` +
+        'Add @Idempotent() to the route, or opt in with @Retryable({ allowNonIdempotentMethod: true }) if repeating is safe.',
+    );
+  }
+}
+
+/** The class of a wrapper's instances: its metatype, or the prototype of a factory's instance. */
+function classOf(wrapper: InstanceWrapper): Function | undefined {
+  const { metatype } = wrapper;
+  if (typeof metatype === 'function' && !wrapper.inject && metatype.prototype) return metatype;
+  const instance: unknown = wrapper.isDependencyTreeStatic() ? wrapper.instance : undefined;
+  if (instance && typeof instance === 'object') {
+    const prototype = Object.getPrototypeOf(instance) as { constructor?: Function } | null;
+    if (prototype && prototype !== Object.prototype && typeof prototype.constructor === 'function') return prototype.constructor;
+  }
+  return undefined;
+}
+
+/** The bound methods of a prototype, inherited ones included. */
+function boundMethodsOf(prototype: object): BoundMethod[] {
+  const methods: BoundMethod[] = [];
+  const seen = new Set<string | symbol>(['constructor']);
+  for (let level: object | null = prototype; level && level !== Object.prototype; level = Object.getPrototypeOf(level)) {
+    for (const name of Reflect.ownKeys(level)) {
+      if (seen.has(name)) continue;
+      seen.add(name);
+      const method = boundMethodOf(Object.getOwnPropertyDescriptor(level, name)?.value);
+      if (method) methods.push(method);
+    }
+  }
+  return methods;
+}
+
+function hasOwnResilienceMetadata(method: Function): boolean {
+  return RESILIENCE_METADATA_KEYS.some((key) => Reflect.hasOwnMetadata(key, method));
+}
+
+/** Adds `requestId` and `route` of the request being served to an event that lacks them. */
+function enrichWithRequestInfo<E extends { requestId?: string; route?: string }>(event: E): E {
+  if (event.requestId !== undefined && event.route !== undefined) return event;
+  const info = getRequestInfo();
+  if (!info) return event;
+  return { ...event, requestId: event.requestId ?? info.requestId, route: event.route ?? info.route };
+}
