@@ -152,8 +152,7 @@ export interface TargetMetadata {
 
 /**
  * The resilience settings of one route or provider method: every layer (module defaults, named
- * policy, class, method) merged.
- * @internal
+ * policy, class, method) merged. Not exported from the package root.
  */
 export interface ResolvedTargetPolicy {
   /** `Class.method`, for messages. */

@@ -35,8 +35,9 @@ const STREAMED: unique symbol = Symbol('streamed');
 
 /**
  * Resolves the resilience settings of routes and provider methods once and keeps their pipelines,
- * so the engine, the start-up checks and `describe()` all see the same thing. Breaker, bulkhead and budget state lives in the shared `PolicyRegistry`.
- * @internal
+ * so the engine, the start-up checks and `describe()` all see the same thing. Breaker, bulkhead
+ * and budget state lives in the shared `PolicyRegistry`. Not exported from the package root (its
+ * typings ship because `ResilienceService` and `CircuitBreakerService` are built on it).
  */
 @Injectable()
 export class ResiliencePipelines {
@@ -202,10 +203,7 @@ export interface PipelineCall {
   readonly wrapAttempt?: AttemptWrapper;
 }
 
-/**
- * Runs one attempt inside something (a tracing span); must return `run()`'s outcome unchanged.
- * @internal
- */
+/** Runs one attempt inside something (a tracing span); must return `run()`'s outcome unchanged. */
 export type AttemptWrapper = (policy: string, attempt: number, run: () => Promise<unknown>) => Promise<unknown>;
 
 function wrapped(call: PipelineCall, context: PolicyContext, run: () => Promise<unknown>): Promise<unknown> {

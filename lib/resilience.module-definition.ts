@@ -4,8 +4,8 @@ import type { ResilienceModuleOptions } from './interfaces/resilience-module-opt
 /**
  * Builder output of `ResilienceModule`: `forRoot(options)` and `forRootAsync({ imports, inject,
  * useFactory | useClass | useExisting })`, a `createResilienceOptions()` factory method for
- * `useClass`/`useExisting`, and the `isGlobal` extra (default `true`).
- * @internal
+ * `useClass`/`useExisting`, and the `isGlobal` extra (default `true`). Part of the published
+ * typings because `ResilienceModule` extends it; use `ResilienceModule`, not these.
  */
 export const {
   ConfigurableModuleClass: ConfigurableResilienceModule,

@@ -45,9 +45,9 @@ export { redactKey } from './redact-key.js';
 
 // The framework-free idempotency core (key grammar, fingerprint, claim/lease/heartbeat/complete/
 // release decisions, store contract, in-memory store): usable without Nest from `nest-resilience/core`.
+export * from '../idempotency/idempotency-core.errors.js';
 export {
   IdempotencyCore,
-  IdempotencyError,
   isStoreUnavailableError,
   type HandlerOutcome,
   type IdempotencyAnswer,

@@ -35,16 +35,6 @@ export const ResilienceProblemCode = {
   ConfigInvalid: 'config_invalid',
 } as const;
 
-/** Titles of the idempotency layer's problems (`IdempotencyError`), by code. */
-const IDEMPOTENCY_TITLES: Readonly<Record<string, (header: string) => string>> = {
-  idempotency_key_missing: (header) => `${header} is missing`,
-  idempotency_key_invalid: (header) => `${header} is invalid`,
-  idempotency_request_in_progress: (header) => `A request is outstanding for this ${header}`,
-  idempotency_key_reused: (header) => `${header} is already used`,
-  idempotency_store_unavailable: () => 'Idempotency store unavailable',
-  idempotency_response_not_storable: () => 'Response could not be stored',
-};
-
 /** Retry-After of a transient failure that carries no hint of its own. */
 const DEFAULT_RETRY_AFTER_MS = 1_000;
 /** How deep `cause` chains are followed. */
@@ -102,7 +92,7 @@ export class ResilienceErrorMapper {
   }
 
   private libraryError(error: ResilienceError, hints: ErrorMappingHints, depth: number): unknown {
-    const withStatus = error as ResilienceError & { readonly status?: unknown; readonly retryAfterMs?: unknown; readonly detail?: unknown };
+    const withStatus = error as ResilienceError & { readonly status?: unknown; readonly retryAfterMs?: unknown; readonly detail?: unknown; readonly title?: unknown };
     switch (error.code) {
       case 'timeout':
       case 'attempt_timeout':
@@ -131,12 +121,11 @@ export class ResilienceErrorMapper {
         return this.problem({ status: 500, code: 'config_invalid', title: 'Server misconfigured', detail: 'A resilience setting of this operation is invalid; the server log names the fix.' }, error);
       default:
         if (typeof withStatus.status === 'number' && typeof withStatus.detail === 'string') {
-          const header = (error as { headerName?: string }).headerName ?? 'Idempotency-Key';
           return this.problem(
             {
               status: withStatus.status,
               code: error.code,
-              title: IDEMPOTENCY_TITLES[error.code]?.(header),
+              title: typeof withStatus.title === 'string' ? withStatus.title : undefined,
               detail: withStatus.detail,
               headers: typeof withStatus.retryAfterMs === 'number' ? retryAfter(withStatus.retryAfterMs) : undefined,
             },

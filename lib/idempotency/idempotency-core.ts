@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { Clock, TimerHandle } from '../core/clock.js';
 import { statusOf } from '../core/classify.js';
-import { describeError, ResilienceConfigError, ResilienceError } from '../core/errors.js';
+import { describeError, ResilienceConfigError } from '../core/errors.js';
 import { errorTypeOf, type ResilienceEventName, type ResilienceEventSink } from '../core/events.js';
 import { redactKey } from '../core/redact-key.js';
 import { requestFingerprint } from './fingerprint.js';
@@ -15,6 +15,15 @@ import type {
   StoredResponse,
   TransactionalOutcome,
 } from './idempotency-store.interface.js';
+import {
+  IdempotencyKeyInvalidError,
+  IdempotencyKeyMissingError,
+  IdempotencyKeyReusedError,
+  IdempotencyRequestInProgressError,
+  IdempotencyResponseNotStorableError,
+  IdempotencyStoreUnavailableError,
+  type IdempotencyError,
+} from './idempotency-core.errors.js';
 import { encodeError, encodeValue, isHttpErrorLike } from './response-encoding.js';
 
 /** `Retry-After` of a 503 answered while the store is unreachable. */
@@ -74,8 +83,8 @@ export interface IdempotentRequest {
 export interface IdempotentResponse {
   /** The status the response carries now (stored with a value outcome). */
   status(): number | undefined;
-  /** The allow-listed replayable headers currently set on the response. */
-  replayableHeaders(allowList: ReadonlySet<string>): Record<string, string>;
+  /** The allow-listed replayable headers currently set on the response (lower-case names). */
+  replayableHeaders(allowList: readonly string[]): Record<string, string>;
   setHeader(name: string, value: string): void;
 }
 
@@ -155,45 +164,9 @@ export function idempotencyContextOf(key: string, scope: string, recordId: strin
   };
 }
 
-/**
- * An answer of the idempotency layer that is not the handler's: a bad or missing key, a duplicate
- * in flight, a reused key, an unreachable store. `status`, `detail` (written for clients) and
- * `retryAfterMs` say how to answer; the error mapper turns it into problem+json.
- * @publicApi
- */
-export class IdempotencyError extends ResilienceError {
-  constructor(
-    /** Stable code: `idempotency_key_missing`, `idempotency_key_invalid`, `idempotency_request_in_progress`, `idempotency_key_reused`, `idempotency_store_unavailable`, `idempotency_response_not_storable`. */
-    readonly code: string,
-    /** HTTP status to answer with. */
-    readonly status: number,
-    /** Explanation for the client (never an internal error message). */
-    readonly detail: string,
-    options: {
-      /** The key header's name, for titles. */
-      readonly headerName?: string;
-      /** When to retry, in ms. */
-      readonly retryAfterMs?: number;
-      readonly cause?: unknown;
-    } = {},
-  ) {
-    super(detail, { cause: options.cause });
-    this.headerName = options.headerName;
-    this.retryAfterMs = options.retryAfterMs;
-  }
-
-  readonly headerName: string | undefined;
-  readonly retryAfterMs: number | undefined;
-}
-
 /** The store's failure the client should retry: 503 `idempotency_store_unavailable`. */
 function storeUnavailable(cause: unknown): IdempotencyError {
-  return new IdempotencyError(
-    'idempotency_store_unavailable',
-    503,
-    `The request was not executed because its idempotency key could not be recorded. Retry in ${Math.ceil(STORE_UNAVAILABLE_RETRY_AFTER_MS / 1000)} s with the same key.`,
-    { retryAfterMs: STORE_UNAVAILABLE_RETRY_AFTER_MS, cause },
-  );
+  return new IdempotencyStoreUnavailableError(STORE_UNAVAILABLE_RETRY_AFTER_MS, cause);
 }
 
 const STORE_UNAVAILABLE_CODES = new Set([
@@ -224,7 +197,7 @@ export function isStoreUnavailableError(error: unknown, depth = 0): boolean {
   if (typeof error !== 'object' || error === null || depth > MAX_CAUSE_DEPTH) return false;
   const object = error as { code?: unknown; message?: unknown; cause?: unknown; driverError?: unknown };
   const code = typeof object.code === 'string' ? object.code : undefined;
-  if (code !== undefined && (STORE_UNAVAILABLE_CODES.has(code) || /^08[0-9A-Z]{3}$/.test(code))) return true;
+  if (code !== undefined && (STORE_UNAVAILABLE_CODES.has(code) || /^08[0-9A-Z]{3}$/.test(code) || /^SQLITE_(BUSY|LOCKED)_/.test(code))) return true;
   if (typeof object.message === 'string' && /^Connection terminated|Client has encountered a connection error|Connection terminated unexpectedly/.test(object.message)) return true;
   return isStoreUnavailableError(object.driverError, depth + 1) || isStoreUnavailableError(object.cause, depth + 1);
 }
@@ -274,29 +247,22 @@ export class IdempotencyCore {
   async execute(
     request: IdempotentRequest,
     response: IdempotentResponse,
-    run: (execution: IdempotencyExecution | undefined) => Promise<HandlerOutcome>,
+    handler: (execution: IdempotencyExecution | undefined) => Promise<HandlerOutcome>,
   ): Promise<IdempotencyAnswer> {
     const { options } = request;
+    // a rejected run is the handler's error, like a thrown one
+    const run = (execution: IdempotencyExecution | undefined): Promise<HandlerOutcome> =>
+      handler(execution).catch((error: unknown): HandlerOutcome => ({ kind: 'error', error }));
     if (SAFE_METHODS.has(request.method)) return { kind: 'delivered', outcome: await run(undefined) };
     const parsed = this.readKey(request, options);
     if (!parsed) {
       if (!options.required) return { kind: 'delivered', outcome: await run(undefined) };
       this.emit('idempotency_rejected', request, undefined, { status: 400, detail: 'missing' });
-      return rejected(
-        'idempotency_key_missing',
-        400,
-        `This operation is idempotent and requires an ${options.headerName} header: send a new unique key (a UUID) with each new request, and the same key only when retrying it.`,
-        options.headerName,
-      );
+      return rejected(new IdempotencyKeyMissingError(options.headerName));
     }
     if (!parsed.ok) {
       this.emit('idempotency_rejected', request, undefined, { status: 400, detail: `invalid: ${parsed.reason}` });
-      return rejected(
-        'idempotency_key_invalid',
-        400,
-        `The ${options.headerName} header was refused: ${parsed.reason}. Send one RFC 8941 string or token of 1 to 255 printable ASCII characters, such as a UUID.`,
-        options.headerName,
-      );
+      return rejected(new IdempotencyKeyInvalidError(options.headerName, parsed.reason));
     }
     const key = parsed.key;
     response.setHeader(options.headerName, key);
@@ -394,18 +360,14 @@ export class IdempotencyCore {
     this.emitExecuted(scoped, outcome, decision);
     if (outcome.kind === 'error' && isStoreUnavailableError(outcome.error)) {
       // the database went away under the handler: its writes were rolled back, the key is free
-      this.emit('idempotency_store_error', scoped.request, scoped.key, { error: outcome.error, errorType: errorTypeOf(outcome.error), detail: 'handler' });
+      this.emit('idempotency_store_error', scoped.request, scoped.key, { error: outcome.error, errorType: errorTypeOf(outcome.error), detail: 'handler', status: 503 });
       this.deps.warn?.(
         `The database failed under ${scoped.request.route} (${describeError(outcome.error)}); its writes were rolled back and the client is told to retry.`,
       );
       return { kind: 'rejected', error: storeUnavailable(outcome.error) };
     }
     if (decision.action === 'release' && outcome.kind === 'value' && NOT_STORABLE_REASONS.has(decision.reason)) {
-      return rejected(
-        'idempotency_response_not_storable',
-        500,
-        `The response of this transactional idempotent request could not be stored (${decision.detail}), so its database writes were rolled back and nothing happened. Retrying with the same key runs it again.`,
-      );
+      return rejected(new IdempotencyResponseNotStorableError(decision.reason === 'too_large' ? 'the body is larger than maxStoredBodyBytes' : decision.reason === 'not_stored' ? 'its status is not stored (storeIf)' : 'the body cannot be replayed'));
     }
     return { kind: 'delivered', outcome };
   }
@@ -416,25 +378,11 @@ export class IdempotencyCore {
     const { headerName } = request.options;
     if (!result.sameRequest) {
       this.emit('idempotency_mismatch', request, key, { status: 422 });
-      return rejected(
-        'idempotency_key_reused',
-        422,
-        `This ${headerName} was already used for a different request (method, path, query or body differ). Send a new key for a new request; reuse a key only to retry the identical request.`,
-        headerName,
-      );
+      return rejected(new IdempotencyKeyReusedError(headerName));
     }
     if (result.state === 'in_progress') {
       this.emit('idempotency_conflict', request, key, { status: 409 });
-      const seconds = Math.max(1, Math.ceil(result.retryAfterMs / 1000));
-      return {
-        kind: 'rejected',
-        error: new IdempotencyError(
-          'idempotency_request_in_progress',
-          409,
-          `A request with this ${headerName} is still being processed. Retry in ${seconds} s with the same key to receive its response.`,
-          { headerName, retryAfterMs: result.retryAfterMs },
-        ),
-      };
+      return rejected(new IdempotencyRequestInProgressError(headerName, result.retryAfterMs));
     }
     this.emit('idempotency_replayed', request, key, { status: result.response.status });
     return { kind: 'replay', response: result.response };
@@ -466,7 +414,7 @@ export class IdempotencyCore {
       if (!isHttpErrorLike(error)) return release('crash', `the handler failed with ${errorTypeOf(error)}`, false);
       const status = error.getStatus();
       if (!options.storeIf(status, error)) return release('not_stored', `status ${status} is not stored (storeIf)`, false);
-      const encoded = encodeError(error, scoped.response.replayableHeaders(options.replayHeaders), options.maxStoredBodyBytes);
+      const encoded = encodeError(error, scoped.response.replayableHeaders([...options.replayHeaders]), options.maxStoredBodyBytes);
       return encoded.storable ? { action: 'store', response: encoded.response } : release(encoded.reason, encoded.detail, true);
     }
     if (!outcome.fromHandler) {
@@ -474,7 +422,7 @@ export class IdempotencyCore {
     }
     const status = scoped.response.status() ?? 200;
     if (!options.storeIf(status)) return release('not_stored', `status ${status} is not stored (storeIf)`, transactional);
-    const headers = scoped.response.replayableHeaders(options.replayHeaders);
+    const headers = scoped.response.replayableHeaders([...options.replayHeaders]);
     const encoded = encodeValue(outcome.value, outcome.emissions, status, headers, options.maxStoredBodyBytes);
     return encoded.storable ? { action: 'store', response: encoded.response } : release(encoded.reason, encoded.detail, true);
   }
@@ -632,8 +580,8 @@ export class IdempotencyCore {
   }
 }
 
-function rejected(code: string, status: number, detail: string, headerName?: string): IdempotencyAnswer {
-  return { kind: 'rejected', error: new IdempotencyError(code, status, detail, { headerName }) };
+function rejected(error: IdempotencyError): IdempotencyAnswer {
+  return { kind: 'rejected', error };
 }
 
 function release(reason: string, detail: string, warn: boolean): Decision {

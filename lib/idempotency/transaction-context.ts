@@ -2,7 +2,7 @@ import { contextParameter } from '../binding/bound-method.js';
 import { currentInFrame, runInFrame } from '../context/context-frame.js';
 import type { IdempotencyContext, IdempotencyExecution } from './idempotency-core.js';
 
-export { idempotencyContextOf, type IdempotencyContext, type IdempotencyExecution } from './idempotency-core.js';
+export { type IdempotencyContext, type IdempotencyExecution } from './idempotency-core.js';
 
 /** @internal runs `fn` with `execution` as the current idempotent execution. */
 export function runIdempotentExecution<T>(execution: IdempotencyExecution, fn: () => T): T {

@@ -99,7 +99,7 @@ export type FallbackFactory<T = unknown> = (error: unknown, ...args: any[]) => T
 
 /**
  * Where a fallback result comes from: a fixed value, a factory function, or a provider class.
- * @internal
+ * Not exported from the package root.
  */
 export type FallbackSource =
   | { readonly kind: 'value'; readonly value: unknown }
@@ -120,7 +120,7 @@ export interface FallbackDecoratorOptions {
 
 /**
  * The metadata `@Fallback()` records.
- * @internal
+ * Not exported from the package root.
  */
 export interface FallbackMetadata extends FallbackDecoratorOptions {
   readonly source: FallbackSource;

@@ -1,0 +1,198 @@
+import { ResilienceError, isResilienceError } from '../core/errors.js';
+
+/**
+ * Stable `code` values of the problems the idempotency layer answers with.
+ * @publicApi
+ */
+export const IdempotencyErrorCode = {
+  /** 400: the route requires a key and none was sent. */
+  KeyMissing: 'idempotency_key_missing',
+  /** 400: the key is not 1–255 printable ASCII characters or not a single RFC 8941 string/token. */
+  KeyInvalid: 'idempotency_key_invalid',
+  /** 409: a request with this key is still running; retry later with the same key. */
+  RequestInProgress: 'idempotency_request_in_progress',
+  /** 422: the key was already used for a different request. */
+  KeyReused: 'idempotency_key_reused',
+  /** 503: the idempotency store is unreachable; the request was not executed. */
+  StoreUnavailable: 'idempotency_store_unavailable',
+  /** 500: transactional mode could not store the response, so the handler's writes were rolled back. */
+  ResponseNotStorable: 'idempotency_response_not_storable',
+} as const;
+
+/**
+ * One of the {@link IdempotencyErrorCode} values.
+ * @publicApi
+ */
+export type IdempotencyErrorCodeValue = (typeof IdempotencyErrorCode)[keyof typeof IdempotencyErrorCode];
+
+const CODES: ReadonlySet<string> = new Set(Object.values(IdempotencyErrorCode));
+
+/** What every idempotency error is built from. */
+interface IdempotencyErrorInit {
+  readonly status: number;
+  readonly title: string;
+  readonly detail: string;
+  readonly retryAfterMs?: number;
+  readonly headerName?: string;
+  readonly cause?: unknown;
+}
+
+/**
+ * A request the idempotency core refused (or could not serve) before or instead of answering with
+ * the handler's outcome. Framework-free: the HTTP adapter turns it into an RFC 9457 problem+json
+ * response (`status`, `code`, `title`, `detail`, and `Retry-After` from `retryAfterMs`).
+ *
+ * `message` is for operators (logs); `detail` is the sentence safe to send to the client: it never
+ * contains the underlying error's message, which is kept as `cause`.
+ * @publicApi
+ */
+export abstract class IdempotencyError extends ResilienceError {
+  /** Stable machine-readable code (the problem's `code`). */
+  abstract override readonly code: IdempotencyErrorCodeValue;
+  /** HTTP status of the answer. */
+  readonly status: number;
+  /** Short summary, the problem's `title`. */
+  readonly title: string;
+  /** Client-safe explanation, the problem's `detail`. */
+  readonly detail: string;
+  /** How long the client should wait before retrying with the same key, in ms (`Retry-After`). */
+  readonly retryAfterMs?: number;
+  /** The key header as configured (`Idempotency-Key`), for errors about the key. */
+  readonly headerName?: string;
+
+  protected constructor(message: string, init: IdempotencyErrorInit) {
+    super(message, init.cause === undefined ? undefined : { cause: init.cause });
+    this.status = init.status;
+    this.title = init.title;
+    this.detail = init.detail;
+    if (init.retryAfterMs !== undefined) this.retryAfterMs = init.retryAfterMs;
+    if (init.headerName !== undefined) this.headerName = init.headerName;
+  }
+}
+
+/**
+ * 400 `idempotency_key_missing`: the route requires a key and the request has none.
+ * @publicApi
+ */
+export class IdempotencyKeyMissingError extends IdempotencyError {
+  readonly code = IdempotencyErrorCode.KeyMissing;
+  constructor(headerName: string) {
+    super(`The request has no ${headerName} header, which this route requires; the client must send a new unique key with each new request (or set required: false on the route).`, {
+      status: 400,
+      title: `${headerName} is missing`,
+      detail: `This operation is idempotent and requires an ${headerName} header: send a new unique key (a UUID) with each new request, and the same key only when retrying it.`,
+      headerName,
+    });
+  }
+}
+
+/**
+ * 400 `idempotency_key_invalid`: the key is malformed; `reason` says how (it describes the value,
+ * never echoes it).
+ * @publicApi
+ */
+export class IdempotencyKeyInvalidError extends IdempotencyError {
+  readonly code = IdempotencyErrorCode.KeyInvalid;
+  constructor(
+    headerName: string,
+    /** What is wrong with the value, e.g. "the key is empty". */
+    readonly reason: string,
+  ) {
+    super(`The ${headerName} of the request was refused (${reason}); the client must send one RFC 8941 string or token of 1 to 255 printable ASCII characters.`, {
+      status: 400,
+      title: `${headerName} is invalid`,
+      detail: `The ${headerName} header was refused: ${reason}. Send one RFC 8941 string or token of 1 to 255 printable ASCII characters, such as a UUID.`,
+      headerName,
+    });
+  }
+}
+
+/**
+ * 409 `idempotency_request_in_progress`: another request with this key holds a live lease;
+ * `retryAfterMs` is what is left of it.
+ * @publicApi
+ */
+export class IdempotencyRequestInProgressError extends IdempotencyError {
+  readonly code = IdempotencyErrorCode.RequestInProgress;
+  declare readonly retryAfterMs: number;
+  constructor(headerName: string, retryAfterMs: number) {
+    const seconds = retryAfterSecondsOf(retryAfterMs);
+    super(`A request with this ${headerName} is still running; the client should retry with the same key in ${seconds} s.`, {
+      status: 409,
+      title: `A request is outstanding for this ${headerName}`,
+      detail: `A request with this ${headerName} is still being processed. Retry in ${seconds} s with the same key to receive its response.`,
+      retryAfterMs,
+      headerName,
+    });
+  }
+}
+
+/**
+ * 422 `idempotency_key_reused`: the key was already used for a request with another fingerprint
+ * (method, path, query or body).
+ * @publicApi
+ */
+export class IdempotencyKeyReusedError extends IdempotencyError {
+  readonly code = IdempotencyErrorCode.KeyReused;
+  constructor(headerName: string) {
+    super(`This ${headerName} was already used for a different request; the client must send a new key for a new request and reuse a key only to retry the identical request.`, {
+      status: 422,
+      title: `${headerName} is already used`,
+      detail: `This ${headerName} was already used for a different request (method, path, query or body differ). Send a new key for a new request; reuse a key only to retry the identical request.`,
+      headerName,
+    });
+  }
+}
+
+/**
+ * 503 `idempotency_store_unavailable`: the key could not be recorded (store unreachable, or in
+ * transactional mode the database connection failed or a lock timed out), so nothing was
+ * executed or kept. `cause` is the store's error.
+ * @publicApi
+ */
+export class IdempotencyStoreUnavailableError extends IdempotencyError {
+  readonly code = IdempotencyErrorCode.StoreUnavailable;
+  declare readonly retryAfterMs: number;
+  constructor(retryAfterMs: number, cause?: unknown) {
+    const seconds = retryAfterSecondsOf(retryAfterMs);
+    super(`The idempotency store could not record the key, so the request was not executed; check the store's database connection (the cause is attached) and let the client retry with the same key in ${seconds} s.`, {
+      status: 503,
+      title: 'Idempotency store unavailable',
+      detail: `The request was not executed because its idempotency key could not be recorded. Retry in ${seconds} s with the same key.`,
+      retryAfterMs,
+      cause,
+    });
+  }
+}
+
+/**
+ * 500 `idempotency_response_not_storable` (transactional mode): the handler's response could not
+ * be stored, so its writes were rolled back. `reason` is a client-safe summary.
+ * @publicApi
+ */
+export class IdempotencyResponseNotStorableError extends IdempotencyError {
+  readonly code = IdempotencyErrorCode.ResponseNotStorable;
+  constructor(
+    /** Client-safe reason, e.g. "the response body is larger than the configured limit". */
+    readonly reason: string,
+  ) {
+    super(`The response of a transactional idempotent request could not be stored (${reason}), so its writes were rolled back; return a JSON-serialisable body within maxStoredBodyBytes, or drop transactional.`, {
+      status: 500,
+      title: 'Response could not be stored',
+      detail: `The response of this transactional idempotent request could not be stored (${reason}), so its database writes were rolled back and nothing happened. Retrying with the same key runs it again.`,
+    });
+  }
+}
+
+/**
+ * Whether `error` is an {@link IdempotencyError} (also across duplicated module copies).
+ * @publicApi
+ */
+export function isIdempotencyError(error: unknown): error is IdempotencyError {
+  return isResilienceError(error) && CODES.has(error.code);
+}
+
+/** Whole seconds, rounded up, at least 1: the `Retry-After` value of a delay in ms. */
+function retryAfterSecondsOf(ms: number): number {
+  return Math.max(1, Number.isFinite(ms) ? Math.ceil(ms / 1000) : 1);
+}
