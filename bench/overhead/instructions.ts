@@ -12,11 +12,10 @@ import { startServer, stopAll, type ServerChild } from '../shared/children.js';
 import { readConfig } from '../shared/config.js';
 import { median } from '../shared/load.js';
 import { commandLine, environment, formatRatio, markdownTable, writeResults } from '../shared/report.js';
-import { OVERHEAD_VARIANTS, VARIANT_LABELS, checkRoute, type OverheadVariant } from './variants.js';
+import { DECORATED_VARIANTS, OVERHEAD_VARIANTS, VARIANT_LABELS, baselineOf, checkRoute, type OverheadVariant } from './variants.js';
 
 /** Decorated routes must keep this share of the bare route's throughput: here, bare ÷ variant instructions. */
 const GOAL = 0.95;
-const DECORATED: readonly OverheadVariant[] = ['timeout', 'retryable', 'both'];
 
 /** Requests before counting starts: under valgrind V8 needs many more of them to settle (with 20 000, @Retryable was still being recompiled). */
 const DEFAULT_WARMUP_REQUESTS = 40_000;
@@ -73,13 +72,15 @@ async function main(): Promise<void> {
           await stopAll([server]);
         }
       }
-      const bare = perRequest.get('bare')!;
       const noLibrary = perRequest.get('no-library');
       results[platform] = {};
       const rows = variants.map((variant) => {
         const value = perRequest.get(variant)!;
+        // each variant against the bare route of the same kind of process
+        const baseline = baselineOf(variant);
+        const bare = perRequest.get(baseline) ?? perRequest.get('bare')!;
         const ratio = bare / value;
-        const goal = DECORATED.includes(variant) ? (ratio >= GOAL ? 'yes' : 'NO') : '';
+        const goal = DECORATED_VARIANTS.includes(variant) ? (ratio >= GOAL ? 'yes' : 'NO') : '';
         if (goal === 'NO') misses.push(`${platform} ${variant}: ${formatRatio(ratio)}`);
         const medianWindow = medianOf.get(variant)!;
         results[platform][variant] = {
@@ -97,7 +98,7 @@ async function main(): Promise<void> {
           goal,
           noLibrary === undefined ? '–' : (noLibrary / value).toFixed(2),
           Math.round(medianWindow).toLocaleString('en-US'),
-          `${(medianOf.get('bare')! / medianWindow).toFixed(3)}`,
+          `${((medianOf.get(baseline) ?? medianOf.get('bare')!) / medianWindow).toFixed(3)}`,
         ];
       });
       tables.push(
@@ -128,14 +129,15 @@ async function main(): Promise<void> {
   }
 }
 
-/** The variants named by `--variants=a,b` / `BENCH_VARIANTS` (the bare route always included), else all. */
+/** The variants named by `--variants=a,b` / `BENCH_VARIANTS` (their bare routes always included), else all. */
 function variantsToCount(): OverheadVariant[] {
   const raw = process.argv.find((arg) => arg.startsWith('--variants='))?.split('=')[1] ?? process.env.BENCH_VARIANTS;
   if (raw === undefined || raw === '') return [...OVERHEAD_VARIANTS];
   const named = raw.split(',').map((name) => name.trim());
   const unknown = named.filter((name) => !OVERHEAD_VARIANTS.includes(name as OverheadVariant));
   if (unknown.length > 0) throw new Error(`--variants / BENCH_VARIANTS names unknown variants: ${unknown.join(', ')}. Known: ${OVERHEAD_VARIANTS.join(', ')}.`);
-  return OVERHEAD_VARIANTS.filter((variant) => variant === 'bare' || named.includes(variant));
+  const baselines = new Set(named.map((name) => baselineOf(name as OverheadVariant)));
+  return OVERHEAD_VARIANTS.filter((variant) => variant === 'bare' || baselines.has(variant) || named.includes(variant));
 }
 
 /** How many requests a server gets before and while its instructions are counted. */

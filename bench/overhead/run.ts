@@ -18,11 +18,10 @@ import {
   writeResults,
 } from '../shared/report.js';
 import type { Platform } from '../shared/server-harness.js';
-import { OVERHEAD_VARIANTS, VARIANT_LABELS, checkRoute, type OverheadVariant } from './variants.js';
+import { DECORATED_VARIANTS, OVERHEAD_VARIANTS, VARIANT_LABELS, baselineOf, checkRoute, type OverheadVariant } from './variants.js';
 
 /** Decorated routes must keep this share of the bare route's throughput. */
 const GOAL = 0.95;
-const DECORATED: readonly OverheadVariant[] = ['timeout', 'retryable', 'both'];
 
 interface Target {
   readonly platform: Platform;
@@ -97,11 +96,12 @@ async function main(): Promise<void> {
         const summary = summaryOf(variant);
         // Ratios pair each sample with the other variant's sample of the same round and process
         // index (measured seconds apart), then take the median: drift between rounds cancels out.
-        const ratio = pairedRatio(summary, bare, (sample) => sample.rps);
+        const baseline = baselineOf(variant) === 'bare' ? bare : summaryOf(baselineOf(variant));
+        const ratio = pairedRatio(summary, baseline, (sample) => sample.rps);
         const ratioToNoLibrary = pairedRatio(summary, noLibrary, (sample) => sample.rps);
         // bare CPU per request / this variant's: the share of bare throughput a CPU-bound server keeps
-        const cpuRatio = pairedRatio(bare, summary, (sample) => sample.cpuUsPerRequest);
-        const goal = DECORATED.includes(variant) ? (ratio >= GOAL ? 'yes' : 'NO') : '';
+        const cpuRatio = pairedRatio(baseline, summary, (sample) => sample.cpuUsPerRequest);
+        const goal = DECORATED_VARIANTS.includes(variant) ? (ratio >= GOAL ? 'yes' : 'NO') : '';
         if (goal === 'NO') misses.push(`${platform} ${variant}: ${formatRatio(ratio)} of bare (goal ${GOAL})`);
         results[platform][variant] = {
           medianRps: summary.medianRps,

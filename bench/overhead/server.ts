@@ -1,6 +1,7 @@
 // One overhead-benchmark server: a trivial GET route, bare or decorated, on one platform.
 // Started by run.ts with BENCH_PLATFORM and BENCH_VARIANT; not meant to be run by hand.
 import 'reflect-metadata';
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { Controller, Get, Module, type DynamicModule, type Type } from '@nestjs/common';
 import { ResilienceModule, Retryable, Timeout } from 'nest-resilience';
 import { platformFromEnv, serveBenchApp } from '../shared/server-harness.js';
@@ -50,6 +51,8 @@ const controllers: Record<OverheadVariant, Type> = {
   timeout: TimeoutController,
   retryable: RetryableController,
   both: BothController,
+  'bare-context': BareController,
+  'both-context': BothController,
 };
 
 @Module({})
@@ -65,4 +68,7 @@ class OverheadModule {
 
 const variant = process.env.BENCH_VARIANT as OverheadVariant;
 if (!OVERHEAD_VARIANTS.includes(variant)) throw new Error(`BENCH_VARIANT must be one of ${OVERHEAD_VARIANTS.join(', ')} (got "${variant}").`);
+// what nestjs-pino, nestjs-cls or OpenTelemetry's context manager do in most real apps: from then
+// on Node 20 tracks async context on every promise of the process
+if (variant.endsWith('-context')) new AsyncLocalStorage<object>().enterWith({});
 serveBenchApp(platformFromEnv(), async () => ({ module: OverheadModule.forVariant(variant) }));
