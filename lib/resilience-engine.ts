@@ -31,6 +31,17 @@ interface MethodPlan {
   slots: readonly number[] | undefined;
 }
 
+/** One call of a decorated route: what was bound, on which instance, with which arguments and HTTP exchange. */
+interface RouteCall {
+  readonly plan: MethodPlan;
+  readonly self: object;
+  readonly method: BoundMethod;
+  /** The handler's arguments, after Nest's pipes (the hidden route argument removed). */
+  readonly args: unknown[];
+  readonly request: any;
+  readonly response: any;
+}
+
 /** Whether the handler itself produced the value (not a fallback after it failed). */
 interface HandlerRun {
   succeeded: boolean;
@@ -102,46 +113,26 @@ export class ResilienceEngine implements MethodInvoker {
     const plan = this.planOf(self, method);
     plan.slots ??= slotsOf(args);
     const http = context.switchToHttp();
-    const request: unknown = http.getRequest();
-    const response: unknown = http.getResponse();
-    if (plan.idempotent !== undefined && this.idempotency.applies(request)) {
-      return this.idempotency.run(plan.idempotent, request, response, (execution) =>
-        this.routeOutcome(plan, self, method, args, request, response, execution),
-      );
+    const route: RouteCall = { plan, self, method, args, request: http.getRequest(), response: http.getResponse() };
+    if (plan.idempotent !== undefined && this.idempotency.applies(route.request)) {
+      return this.idempotency.run(plan.idempotent, route.request, route.response, (execution) => this.routeOutcome(route, execution));
     }
-    return this.runRoute(plan, self, method, args, request, response, undefined, undefined);
+    return this.runRoute(route, undefined, undefined);
   }
 
   /** Runs an idempotent route's handler through its pipeline and reports what came out. */
-  private routeOutcome(
-    plan: MethodPlan,
-    self: object,
-    method: BoundMethod,
-    args: unknown[],
-    request: unknown,
-    response: unknown,
-    execution: IdempotencyExecution | undefined,
-  ): Promise<HandlerOutcome> {
+  private routeOutcome(route: RouteCall, execution: IdempotencyExecution | undefined): Promise<HandlerOutcome> {
     const run: HandlerRun = { succeeded: false };
-    const result = this.runRoute(plan, self, method, args, request, response, execution, run);
-    return collect(result).then(
+    return collect(this.runRoute(route, execution, run)).then(
       ({ value, emissions }): HandlerOutcome => ({ kind: 'value', value, emissions, fromHandler: run.succeeded }),
       (error: unknown): HandlerOutcome => ({ kind: 'error', error }),
     );
   }
 
-  private runRoute(
-    plan: MethodPlan,
-    self: object,
-    method: BoundMethod,
-    args: unknown[],
-    request: unknown,
-    response: unknown,
-    execution: IdempotencyExecution | undefined,
-    run: HandlerRun | undefined,
-  ): unknown {
+  private runRoute(route: RouteCall, execution: IdempotencyExecution | undefined, run: HandlerRun | undefined): unknown {
+    const { plan, method, args, request, response } = route;
     const { target } = plan;
-    const work = () => this.callHandler(plan, self, method, args, execution, run);
+    const work = () => this.callHandler(route, execution, run);
     const mapError = (error: unknown) => this.mapError(error, response, target);
     if (target === undefined) {
       // only @Idempotent(): no pipeline, the handler runs as it is
@@ -189,14 +180,8 @@ export class ResilienceEngine implements MethodInvoker {
   }
 
   /** One attempt's call of the handler, its parameter slots filled in from the call's context. */
-  private callHandler(
-    plan: MethodPlan,
-    self: object,
-    method: BoundMethod,
-    args: unknown[],
-    execution: IdempotencyExecution | undefined,
-    run: HandlerRun | undefined,
-  ): unknown {
+  private callHandler(route: RouteCall, execution: IdempotencyExecution | undefined, run: HandlerRun | undefined): unknown {
+    const { plan, self, method, args } = route;
     const slots = plan.slots;
     let callArgs = args;
     if (slots !== undefined && slots.length > 0) {
