@@ -10,6 +10,7 @@ import {
 } from './context/resilience-context.js';
 import { currentInFrame, runInFrame } from './context/context-frame.js';
 import { Cancellation, cancellationOf } from './core/cancellation.js';
+import { promiseOf, settleWith, type Settle, type Work } from './core/step.js';
 import { OperationAbortedError } from './core/errors.js';
 import { createPipeline, describePipeline, type Pipeline, type PipelineSpec, type PipelineStage } from './core/pipeline.js';
 import type { PolicyContext, PolicyEnvironment } from './core/policy.js';
@@ -217,7 +218,7 @@ function attemptStore(call: PipelineCall, context: PolicyContext): ResilienceCon
   return createContextStore(call.store, token, context.deadline, context.attempt, true);
 }
 
-function runCall<T>(pipeline: Pipeline, call: PipelineCall, root: Cancellation, run: () => Promise<T>): Promise<T> {
+function runCall<T>(pipeline: Pipeline, call: PipelineCall, root: Cancellation, run: () => T): T {
   // only a fallback reads the arguments: skip the extra context switch otherwise
   const inArguments = pipeline.stages[0]?.kind === 'fallback' ? () => runInFrame('callArguments', call.args, run) : run;
   return call.outerContext ? runWithResilienceContext(createContextStore(call.store, root, Infinity, 0), inArguments) : inArguments();
@@ -232,38 +233,62 @@ function finiteOrUndefined(deadline: number | undefined): number | undefined {
   return deadline !== undefined && Number.isFinite(deadline) ? deadline : undefined;
 }
 
-function runPromiseAttempt(work: () => unknown, call: PipelineCall, context: PolicyContext): Promise<unknown> {
-  const store = attemptStore(call, context);
-  let result: Promise<unknown>;
+/** An attempt's call of `work` inside the attempt's resilience context; an Observable result is awaited to its last value. */
+function attemptWork(work: () => unknown, call: PipelineCall): Work {
+  return (context, settle) => {
+    const store = attemptStore(call, context);
+    const done: Settle = (failed, outcome) => {
+      runAttemptCleanups(store);
+      settle(failed, outcome);
+    };
+    if (call.wrapAttempt) {
+      // a tracing span around the attempt: its promise API
+      settleWith(
+        wrapped(call, context, () => runWithResilienceContext(store, () => promiseOf((inner) => callWork({ work, settle: inner })))),
+        done,
+      );
+      return;
+    }
+    runWithResilienceContext(store, callWork, { work, settle: done });
+  };
+}
+
+/** Calls the work and settles with its result (module-level, not a closure: it runs on every attempt). */
+function callWork({ work, settle }: { work: () => unknown; settle: Settle }): void {
+  let value: unknown;
   try {
-    result = Promise.resolve(
-      runWithResilienceContext(store, () => {
-        const value = work();
-        return isObservable(value) ? lastValueFrom(value) : value;
-      }),
-    );
+    value = work();
   } catch (error) {
-    result = Promise.reject(error);
+    settle(true, error);
+    return;
   }
-  return result.finally(() => runAttemptCleanups(store));
+  if (isObservable(value)) settleWith(lastValueFrom(value), settle);
+  else settleWith(value, settle);
 }
 
 /**
  * Runs a Promise-returning operation through `pipeline`; each attempt runs `work` inside its own
- * resilience context. An Observable result is awaited to its last value.
+ * resilience context. An Observable result is awaited to its last value. One promise for the
+ * whole call: the stages run in callback form.
  * @internal
  */
 export function executePromise<T>(pipeline: Pipeline, work: () => unknown, call: PipelineCall): Promise<T> {
   const owned = call.cancellation === undefined && call.signal !== undefined;
   const root = call.cancellation ?? Cancellation.from(call.signal);
-  const result = runCall(pipeline, call, root, () =>
-    pipeline.execute((context) => wrapped(call, context, () => runPromiseAttempt(work, call, context)) as Promise<T>, {
-      cancellation: root,
-      deadline: finiteOrUndefined(call.deadline),
-      isCommitted: call.isCommitted,
-    }),
+  return promiseOf<T>((settle) =>
+    runCall(pipeline, call, root, () =>
+      pipeline.run(
+        attemptWork(work, call),
+        { cancellation: root, deadline: finiteOrUndefined(call.deadline), isCommitted: call.isCommitted },
+        owned
+          ? (failed, outcome) => {
+              root.dispose();
+              settle(failed, outcome);
+            }
+          : settle,
+      ),
+    ),
   );
-  return owned ? result.finally(() => root.dispose()) : result;
 }
 
 /**

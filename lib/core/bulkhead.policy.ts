@@ -4,7 +4,7 @@ import type { TimerHandle } from './clock.js';
 import { BulkheadRejectedError } from './errors.js';
 import type { BulkheadOptions, ResolvedBulkheadOptions } from './options.js';
 import type { PolicyContext, Policy, PolicyEnvironment } from './policy.js';
-import { invoke } from './timeout.policy.js';
+import { promiseOf, workOf, type Settle, type Step, type Work } from './step.js';
 import { resolveBulkheadOptions } from './validate.js';
 
 /** `retryAfterMs` hint of a rejection: slots usually free up within a second on a request path. */
@@ -23,7 +23,7 @@ interface Waiter {
  * passes (`BulkheadRejectedError` with reason `queue_timeout`).
  * @publicApi
  */
-export class BulkheadPolicy implements Policy {
+export class BulkheadPolicy implements Policy, Step {
   /** The options with defaults filled in. */
   readonly options: ResolvedBulkheadOptions;
   private running = 0;
@@ -49,24 +49,44 @@ export class BulkheadPolicy implements Policy {
   }
 
   execute<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext): Promise<T> {
-    const attached = cancellationOf(context);
-    if (attached !== undefined) return this.run(fn, context, attached);
-    // a context made by hand: follow its signal, and stop listening to it once done
-    const token = Cancellation.from(context.signal);
-    return this.run(fn, context, token).finally(() => token.dispose());
+    return promiseOf<T>((settle) => this.run(workOf(fn), context, settle));
   }
 
-  private async run<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext, token: Cancellation): Promise<T> {
-    if (token.aborted) throw abortErrorOf(token);
-    if (this.running < this.options.maxConcurrent) this.running++;
-    else if (this.waiters.size < this.options.maxQueue) await this.waitForSlot(context, token);
-    else throw this.reject(context, 'full');
-    try {
+  /** Runs `next` in a slot: at once, after waiting in the queue, or not at all (rejected). @internal */
+  run(next: Work, context: PolicyContext, settle: Settle): void {
+    const attached = cancellationOf(context);
+    // a context made by hand: follow its signal, and stop listening to it once done
+    const token = attached ?? Cancellation.from(context.signal);
+    const done: Settle =
+      attached !== undefined
+        ? settle
+        : (failed, outcome) => {
+            token.dispose();
+            settle(failed, outcome);
+          };
+    if (token.aborted) {
+      done(true, abortErrorOf(token));
+      return;
+    }
+    const start = () => {
       // A slot handed over in the same tick as an abort must not start the work.
-      if (token.aborted) throw abortErrorOf(token);
-      return await invoke(fn, context);
-    } finally {
-      this.release();
+      if (token.aborted) {
+        this.release();
+        done(true, abortErrorOf(token));
+        return;
+      }
+      next(context, (failed, outcome) => {
+        this.release();
+        done(failed, outcome);
+      });
+    };
+    if (this.running < this.options.maxConcurrent) {
+      this.running++;
+      start();
+    } else if (this.waiters.size < this.options.maxQueue) {
+      this.waitForSlot(context, token, start, (error) => done(true, error));
+    } else {
+      done(true, this.reject(context, 'full'));
     }
   }
 
@@ -85,36 +105,38 @@ export class BulkheadPolicy implements Policy {
     return new BulkheadRejectedError(this.key, REJECTION_RETRY_AFTER_MS, reason);
   }
 
-  /** Resolves when a slot is handed over; the slot then belongs to the caller (`running` unchanged). */
-  private waitForSlot(context: PolicyContext, token: Cancellation): Promise<void> {
+  /** Calls `granted` when a slot is handed over (it then belongs to the caller, `running` unchanged), or `refused` with the reason. */
+  private waitForSlot(context: PolicyContext, token: Cancellation, granted: () => void, refused: (error: unknown) => void): void {
     const { clock } = this.env;
     const limit = Math.min(this.options.queueTimeout ?? Infinity, context.deadline - clock.now());
-    if (limit <= 0) return Promise.reject(this.reject(context, 'queue_timeout'));
-    return new Promise<void>((resolve, reject) => {
-      let timer: TimerHandle | undefined;
-      const leave = () => {
-        this.waiters.delete(waiter);
-        unsubscribe();
-        if (timer !== undefined) clock.clearTimeout(timer);
-      };
-      const waiter: Waiter = {
-        grant: () => {
-          leave();
-          resolve();
-        },
-      };
-      const unsubscribe = token.onAbort(() => {
+    if (limit <= 0) {
+      refused(this.reject(context, 'queue_timeout'));
+      return;
+    }
+    let timer: TimerHandle | undefined;
+    const leave = () => {
+      this.waiters.delete(waiter);
+      unsubscribe();
+      if (timer !== undefined) clock.clearTimeout(timer);
+    };
+    const waiter: Waiter = {
+      grant: () => {
         leave();
-        reject(abortErrorOf(token));
-      });
-      if (Number.isFinite(limit)) {
-        timer = clock.setTimeout(() => {
-          timer = undefined;
-          leave();
-          reject(this.reject(context, 'queue_timeout'));
-        }, limit);
-      }
-      this.waiters.add(waiter);
+        // the releasing call settles first, as it would with promises
+        queueMicrotask(granted);
+      },
+    };
+    const unsubscribe = token.onAbort(() => {
+      leave();
+      refused(abortErrorOf(token));
     });
+    if (Number.isFinite(limit)) {
+      timer = clock.setTimeout(() => {
+        timer = undefined;
+        leave();
+        refused(this.reject(context, 'queue_timeout'));
+      }, limit);
+    }
+    this.waiters.add(waiter);
   }
 }

@@ -1,7 +1,7 @@
 import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { FakeClock, seededRandom } from '../testing/index.js';
-import { Cancellation, cancellationOf, contextWith, sleepUnlessCancelled } from './cancellation.js';
+import { Cancellation, cancellationOf, contextWith } from './cancellation.js';
 import { noopEventSink } from './events.js';
 import { createPipeline } from './pipeline.js';
 import { PolicyRegistry } from './policy-registry.js';
@@ -107,16 +107,6 @@ describe('Cancellation', () => {
     expect(context.signal).toBe(token.signal);
     // a context made by hand (or copied) is not the token's: its own signal counts
     expect(cancellationOf({ signal: new AbortController().signal, deadline: 1, attempt: 1, policy: 'p' })).toBeUndefined();
-  });
-
-  it('sleeps on the clock and stops at once when aborted, leaving no timer', async () => {
-    const clock = new FakeClock();
-    const token = new Cancellation();
-    const sleeping = sleepUnlessCancelled(clock, 1000, token);
-    token.abort('stop');
-    await expect(sleeping).rejects.toBe('stop');
-    expect(clock.pendingTimers).toBe(0);
-    expect(token.listenerCount).toBe(0);
   });
 
   it('runs a whole pipeline without creating a single AbortSignal when nobody reads one', async () => {

@@ -1,4 +1,3 @@
-import type { Clock } from './clock.js';
 import type { PolicyContext } from './policy.js';
 
 /**
@@ -240,23 +239,4 @@ export function contextWith(
  */
 export function cancellationOf(context: PolicyContext): Cancellation | undefined {
   return context instanceof TokenContext ? context[CANCELLATION] : undefined;
-}
-
-/**
- * Waits `ms` on `clock`. Rejects with the token's reason as soon as it aborts, clearing the timer
- * and removing its listener, so an abort during a backoff settles within one tick.
- * @internal
- */
-export function sleepUnlessCancelled(clock: Clock, ms: number, token: Cancellation): Promise<void> {
-  if (token.aborted) return Promise.reject(token.reason);
-  return new Promise<void>((resolve, reject) => {
-    const unsubscribe = token.onAbort((reason) => {
-      clock.clearTimeout(timer);
-      reject(reason);
-    });
-    const timer = clock.setTimeout(() => {
-      unsubscribe();
-      resolve();
-    }, Math.max(0, ms));
-  });
 }

@@ -3,7 +3,7 @@ import { cancellationOf } from './cancellation.js';
 import { CircuitOpenError, isOperationAbortedError, isResilienceError } from './errors.js';
 import type { CircuitBreakerOptions, ResolvedCircuitBreakerOptions, SlowCallOptions } from './options.js';
 import type { PolicyContext, Policy, PolicyEnvironment } from './policy.js';
-import { invoke } from './timeout.policy.js';
+import { promiseOf, workOf, type Settle, type Step, type Work } from './step.js';
 import { resolveCircuitBreakerOptions } from './validate.js';
 
 /**
@@ -205,7 +205,7 @@ const HALF_OPEN_RETRY_AFTER_MS = 1000;
  * calls admitted before a transition are ignored. Caller aborts never count.
  * @publicApi
  */
-export class CircuitBreakerPolicy implements Policy {
+export class CircuitBreakerPolicy implements Policy, Step {
   /** The options with defaults filled in. */
   readonly options: ResolvedCircuitBreakerOptions;
   private readonly window: OutcomeWindow;
@@ -270,17 +270,24 @@ export class CircuitBreakerPolicy implements Policy {
     if (from !== 'closed') this.env.events({ event: 'breaker_closed', policy: this.key, from });
   }
 
-  async execute<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext): Promise<T> {
-    const permit = this.acquire(context);
-    const started = this.env.clock.now();
+  execute<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext): Promise<T> {
+    return promiseOf<T>((settle) => this.run(workOf(fn), context, settle));
+  }
+
+  /** Runs `next` if the breaker permits it and records its outcome. @internal */
+  run(next: Work, context: PolicyContext, settle: Settle): void {
+    let permit: Permit;
     try {
-      const result = await invoke(fn, context);
-      this.settle(permit, 'success', started);
-      return result;
+      permit = this.acquire(context);
     } catch (error) {
-      this.settle(permit, this.judge(error, context), started);
-      throw error;
+      settle(true, error);
+      return;
     }
+    const started = this.env.clock.now();
+    next(context, (failed, outcome) => {
+      this.settle(permit, failed ? this.judge(outcome, context) : 'success', started);
+      settle(failed, outcome);
+    });
   }
 
   /** A caller's abort says nothing about the dependency; a deadline or attempt timeout does. */

@@ -3,7 +3,7 @@ import { errorTypeOf } from './events.js';
 import { isTransientError } from './classify.js';
 import type { FallbackCause, FallbackOptions, ResolvedFallbackOptions } from './options.js';
 import type { PolicyContext, Policy, PolicyEnvironment } from './policy.js';
-import { invoke } from './timeout.policy.js';
+import { promiseOf, settleWith, workOf, type Settle, type Step, type Work } from './step.js';
 import { resolveFallbackOptions } from './validate.js';
 
 const CAUSE_BY_CODE: Readonly<Record<string, FallbackCause>> = {
@@ -32,7 +32,7 @@ export function fallbackCauseOf(error: unknown): FallbackCause | undefined {
  * with `outcome` set to the cause (`error` for errors matched by class or predicate).
  * @publicApi
  */
-export class FallbackPolicy<R = unknown> implements Policy {
+export class FallbackPolicy<R = unknown> implements Policy, Step {
   /** The options with defaults filled in. */
   readonly options: ResolvedFallbackOptions<R>;
 
@@ -43,11 +43,17 @@ export class FallbackPolicy<R = unknown> implements Policy {
     this.options = resolveFallbackOptions(options);
   }
 
-  async execute<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext): Promise<T> {
-    try {
-      return await invoke(fn, context);
-    } catch (error) {
-      if (!this.handles(error)) throw error;
+  execute<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext): Promise<T> {
+    return promiseOf<T>((settle) => this.run(workOf(fn), context, settle));
+  }
+
+  /** Runs `next`; a failure it handles settles with the handler's result instead. @internal */
+  run(next: Work, context: PolicyContext, settle: Settle): void {
+    next(context, (failed, error) => {
+      if (!failed || !this.handles(error)) {
+        settle(failed, error);
+        return;
+      }
       this.env.events({
         event: 'fallback_used',
         policy: context.policy,
@@ -55,8 +61,15 @@ export class FallbackPolicy<R = unknown> implements Policy {
         errorType: errorTypeOf(error),
         error,
       });
-      return (await this.options.handler(error, context)) as unknown as T;
-    }
+      let result: unknown;
+      try {
+        result = this.options.handler(error, context);
+      } catch (handlerError) {
+        settle(true, handlerError);
+        return;
+      }
+      settleWith(result, settle);
+    });
   }
 
   /** Whether `error` triggers the fallback. */

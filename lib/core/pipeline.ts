@@ -1,6 +1,5 @@
 import { Cancellation, contextWith } from './cancellation.js';
 import { abortErrorOf } from './classify.js';
-import { CircuitBreakerPolicy } from './circuit-breaker.policy.js';
 import { FallbackPolicy } from './fallback.policy.js';
 import type {
   BulkheadOptions,
@@ -16,7 +15,8 @@ import type {
 import type { PolicyContext, PolicyEnvironment } from './policy.js';
 import type { PolicyRegistry } from './policy-registry.js';
 import { RetryPolicy, type RetryHooks } from './retry.policy.js';
-import { invoke, TimeoutPolicy } from './timeout.policy.js';
+import { TimeoutPolicy } from './timeout.policy.js';
+import { once, promiseOf, workOf, type Settle, type Step, type Work } from './step.js';
 import {
   resolveBulkheadOptions,
   resolveCircuitBreakerOptions,
@@ -98,6 +98,12 @@ export interface Pipeline {
   readonly stages: readonly PipelineStage[];
   /** Runs `fn` through every stage. */
   execute<T>(fn: (context: PolicyContext) => Promise<T>, options?: PipelineExecuteOptions): Promise<T>;
+  /**
+   * {@link execute} in callback form: `work` settles each attempt, `settle` the whole call (once).
+   * What the Nest adapter uses, so a call costs no promise per stage.
+   * @internal
+   */
+  run(work: Work, options: PipelineExecuteOptions, settle: Settle): void;
 }
 
 /**
@@ -116,7 +122,8 @@ export function describePipeline(spec: PipelineSpec): PipelineStage[] {
   return stages;
 }
 
-type Runner = (next: (context: PolicyContext) => Promise<unknown>, context: PolicyContext, hooks: RetryHooks) => Promise<unknown>;
+/** One stage of a built pipeline: its policy in callback form. */
+type Runner = Step<RetryHooks>;
 
 function runnerFor(
   stage: PipelineStage,
@@ -127,30 +134,18 @@ function runnerFor(
   retryPolicy: RetryPolicy | undefined,
 ): Runner {
   switch (stage.kind) {
-    case 'fallback': {
-      const policy = new FallbackPolicy(stage.options, env);
-      return (next, context) => policy.execute(next, context);
-    }
-    case 'bulkhead': {
-      const policy = registry.bulkhead(key, spec.bulkhead);
-      return (next, context) => policy.execute(next, context);
-    }
-    case 'total-timeout': {
-      const policy = new TimeoutPolicy('total', stage.options.total, env);
-      return (next, context) => policy.execute(next, context);
-    }
-    case 'retry': {
-      const policy = retryPolicy!;
-      return (next, context, hooks) => policy.execute(next, context, hooks);
-    }
-    case 'circuit-breaker': {
-      const policy: CircuitBreakerPolicy = registry.circuitBreaker(key, spec.circuitBreaker);
-      return (next, context) => policy.execute(next, context);
-    }
-    case 'attempt-timeout': {
-      const policy = new TimeoutPolicy('attempt', stage.options.attempt, env);
-      return (next, context) => policy.execute(next, context);
-    }
+    case 'fallback':
+      return new FallbackPolicy(stage.options, env);
+    case 'bulkhead':
+      return registry.bulkhead(key, spec.bulkhead);
+    case 'total-timeout':
+      return new TimeoutPolicy('total', stage.options.total, env);
+    case 'retry':
+      return retryPolicy!;
+    case 'circuit-breaker':
+      return registry.circuitBreaker(key, spec.circuitBreaker);
+    case 'attempt-timeout':
+      return new TimeoutPolicy('attempt', stage.options.attempt, env);
   }
 }
 
@@ -193,36 +188,48 @@ export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, regis
       ? runners
       : [
           ...runners.slice(0, guardIndex === -1 ? runners.length : guardIndex),
-          ((next, context) => deadlineGuard.execute(next, context)) satisfies Runner,
+          deadlineGuard,
           ...runners.slice(guardIndex === -1 ? runners.length : guardIndex),
         ];
 
-  const run = (
-    chain: readonly Runner[],
-    index: number,
-    fn: (context: PolicyContext) => Promise<unknown>,
-    context: PolicyContext,
-    hooks: RetryHooks,
-  ): Promise<unknown> =>
-    index === chain.length ? invoke(fn, context) : chain[index]!((inner) => run(chain, index + 1, fn, inner, hooks), context, hooks);
+  /** Runs `chain[index]` and the stages after it, then `work`. */
+  const runFrom = (chain: readonly Runner[], index: number, work: Work, context: PolicyContext, settle: Settle, hooks: RetryHooks): void => {
+    if (index === chain.length) {
+      work(context, settle);
+      return;
+    }
+    chain[index]!.run((inner, innerSettle) => runFrom(chain, index + 1, work, inner, innerSettle, hooks), context, settle, hooks);
+  };
+
+  const run = (work: Work, options: PipelineExecuteOptions, settle: Settle): void => {
+    const caller = options.cancellation;
+    const token = caller ?? Cancellation.from(options.signal);
+    // only a token that follows an external signal holds a listener to remove
+    const done: Settle =
+      caller === undefined && options.signal !== undefined
+        ? (failed, outcome) => {
+            token.dispose();
+            settle(failed, outcome);
+          }
+        : settle;
+    if (token.aborted) {
+      if (caller === undefined) token.dispose();
+      settle(true, abortErrorOf(token));
+      return;
+    }
+    const now = env.clock.now();
+    const deadline = Math.min(options.deadline ?? Infinity, total === undefined ? Infinity : now + total);
+    const chain = Number.isFinite(options.deadline ?? Infinity) ? guardedRunners : runners;
+    const hooks: RetryHooks = { isCommitted: options.isCommitted };
+    runFrom(chain, 0, work, contextWith(token, deadline, 1, key), once(done), hooks);
+  };
 
   return {
     key,
     stages,
     execute<T>(fn: (context: PolicyContext) => Promise<T>, options: PipelineExecuteOptions = {}): Promise<T> {
-      const caller = options.cancellation;
-      const token = caller ?? Cancellation.from(options.signal);
-      if (token.aborted) {
-        if (caller === undefined) token.dispose();
-        return Promise.reject(abortErrorOf(token));
-      }
-      const now = env.clock.now();
-      const deadline = Math.min(options.deadline ?? Infinity, total === undefined ? Infinity : now + total);
-      const chain = Number.isFinite(options.deadline ?? Infinity) ? guardedRunners : runners;
-      const hooks: RetryHooks = { isCommitted: options.isCommitted };
-      const result = run(chain, 0, fn, contextWith(token, deadline, 1, key), hooks) as Promise<T>;
-      // only a token that follows an external signal holds a listener to remove
-      return caller === undefined && options.signal !== undefined ? result.finally(() => token.dispose()) : result;
+      return promiseOf<T>((settle) => run(workOf(fn), options, settle));
     },
+    run,
   };
 }

@@ -1,12 +1,12 @@
 import { computeBackoffDelay } from './backoff.js';
-import { Cancellation, cancellationOf, contextWith, sleepUnlessCancelled } from './cancellation.js';
+import { Cancellation, cancellationOf, contextWith } from './cancellation.js';
 import { abortErrorOf, isTransientError, retryAfterMsOf, statusOf } from './classify.js';
 import { RetriesExhaustedError } from './errors.js';
 import { errorTypeOf, type ResilienceEvent } from './events.js';
 import type { PolicyContext, Policy, PolicyEnvironment } from './policy.js';
 import type { ResolvedRetryOptions, RetryOptions } from './options.js';
 import type { RetryBudget } from './retry-budget.js';
-import { invoke } from './timeout.policy.js';
+import { promiseOf, workOf, type Settle, type Step, type Work } from './step.js';
 import { resolveRetryOptions } from './validate.js';
 
 /**
@@ -19,19 +19,6 @@ export interface RetryHooks {
    * emitted): a failure then passes through unchanged.
    */
   readonly isCommitted?: () => boolean;
-}
-
-/** What the retry loop carries from one attempt to the next. */
-interface AttemptState<T> {
-  readonly fn: (context: PolicyContext) => Promise<T>;
-  readonly context: PolicyContext;
-  readonly token: Cancellation;
-  readonly hooks: RetryHooks | undefined;
-  /** Whether `attempt_end` events are wanted. */
-  readonly timed: boolean;
-  readonly attemptContext: PolicyContext;
-  /** When the attempt started (clock ms; 0 when not timed). */
-  readonly started: number;
 }
 
 /**
@@ -66,7 +53,7 @@ export type GiveUpReason = 'exhausted' | 'not_retryable' | 'deadline' | 'aborted
  * (or the abort reason when it is one of the library's errors, such as `DeadlineExceededError`).
  * @publicApi
  */
-export class RetryPolicy implements Policy {
+export class RetryPolicy implements Policy, Step<RetryHooks> {
   /** The options with defaults filled in. */
   readonly options: ResolvedRetryOptions;
 
@@ -79,74 +66,79 @@ export class RetryPolicy implements Policy {
   }
 
   execute<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext, hooks?: RetryHooks): Promise<T> {
-    const attached = cancellationOf(context);
-    if (attached !== undefined) return this.run(fn, context, attached, hooks);
-    // a context made by hand: follow its signal, and stop listening to it once done
-    const token = Cancellation.from(context.signal);
-    return this.run(fn, context, token, hooks).finally(() => token.dispose());
+    return promiseOf<T>((settle) => this.run(workOf(fn), context, settle, hooks));
   }
 
-  /** The first attempt without an async frame: a success, the common case, costs one `then`. */
-  private run<T>(
-    fn: (context: PolicyContext) => Promise<T>,
-    context: PolicyContext,
-    token: Cancellation,
-    hooks: RetryHooks | undefined,
-  ): Promise<T> {
-    if (token.aborted) return Promise.reject(this.stop(context, 0, undefined, 'aborted', abortErrorOf(token)));
+  /**
+   * Runs `next` until an attempt succeeds or the loop stops; waits between attempts on the clock,
+   * and stops waiting the moment the call's token aborts.
+   * @internal
+   */
+  run(next: Work, context: PolicyContext, settle: Settle, hooks?: RetryHooks): void {
+    const attached = cancellationOf(context);
+    // a context made by hand: follow its signal, and stop listening to it once done
+    const token = attached ?? Cancellation.from(context.signal);
+    const done: Settle =
+      attached !== undefined
+        ? settle
+        : (failed, outcome) => {
+            token.dispose();
+            settle(failed, outcome);
+          };
+    if (token.aborted) {
+      done(true, this.stop(context, 0, undefined, 'aborted', abortErrorOf(token)));
+      return;
+    }
     const { clock } = this.env;
     // one attempt_end per attempt is the hottest event: skip building it when nobody wants it
     const timed = this.beginCall();
-    const first = contextWith(token, context.deadline, 1, context.policy, context.previousError);
-    const started = timed ? clock.now() : 0;
-    return invoke(fn, first).then(
-      (result) => {
-        if (timed) this.attemptSucceeded(context.policy, 1, started);
-        return result;
-      },
-      (error: unknown) => this.retryAfter(error, { fn, context, token, hooks, timed, attemptContext: first, started }),
-    );
+    let previousDelay = 0;
+    const attemptOnce = (attempt: number, previousError: unknown): void => {
+      const attemptContext = contextWith(token, context.deadline, attempt, context.policy, previousError);
+      const started = timed ? clock.now() : 0;
+      next(attemptContext, (failed, outcome) => {
+        if (!failed) {
+          if (timed) this.attemptSucceeded(context.policy, attempt, started);
+          done(false, outcome);
+          return;
+        }
+        const decision = this.afterFailure(outcome, attemptContext, { context, token, hooks, timed, started, previousDelay });
+        if ('fail' in decision) {
+          done(true, decision.fail);
+          return;
+        }
+        previousDelay = decision.retryIn;
+        this.wait(decision.retryIn, token, () => {
+          if (token.aborted) done(true, this.abortedWhileWaiting(context, token, attempt, outcome));
+          else attemptOnce(attempt + 1, outcome);
+        });
+      });
+    };
+    attemptOnce(1, context.previousError);
   }
 
-  /** Handles a failed attempt, then runs the next ones until one succeeds or the loop stops. */
-  private async retryAfter<T>(firstError: unknown, state: AttemptState<T>): Promise<T> {
-    const { fn, context, token, hooks, timed } = state;
-    const { clock } = this.env;
-    let { attemptContext, started } = state;
-    let error = firstError;
-    let previousDelay = 0;
-    for (let attempt = 1; ; ) {
-      const next = this.afterFailure(error, attemptContext, { context, token, hooks, timed, started, previousDelay });
-      if ('fail' in next) throw next.fail;
-      const delay = next.retryIn;
-      if (delay > 0) {
-        try {
-          await sleepUnlessCancelled(clock, delay, token);
-        } catch {
-          throw this.abortedWhileWaiting(context, token, attempt, error);
-        }
-      }
-      previousDelay = delay;
-
-      attempt++;
-      if (token.aborted) throw this.abortedWhileWaiting(context, token, attempt - 1, error);
-      attemptContext = contextWith(token, context.deadline, attempt, context.policy, error);
-      started = timed ? clock.now() : 0;
-      try {
-        const result = await invoke(fn, attemptContext);
-        if (timed) this.attemptSucceeded(context.policy, attempt, started);
-        return result;
-      } catch (caught) {
-        error = caught;
-      }
+  /** Calls `resume` after `ms` on the clock, or at once when `token` aborts first (a zero delay still lets the failed attempt's callbacks finish). */
+  private wait(ms: number, token: Cancellation, resume: () => void): void {
+    if (ms <= 0) {
+      queueMicrotask(resume);
+      return;
     }
+    const { clock } = this.env;
+    const unsubscribe = token.onAbort(() => {
+      clock.clearTimeout(timer);
+      resume();
+    });
+    const timer = clock.setTimeout(() => {
+      unsubscribe();
+      resume();
+    }, ms);
   }
 
   /**
    * Starts one call at `now` (read from the clock if not given): counts it for the retry budget
    * and tells whether `attempt_end` events are wanted (then pass `started` times to
    * {@link afterFailure} and {@link attemptSucceeded}).
-   * @internal for callers that drive the attempts themselves (the Nest route path).
+   * @internal
    */
   beginCall(now?: number): boolean {
     this.budget?.recordCall(now);
@@ -161,8 +153,8 @@ export class RetryPolicy implements Policy {
   /**
    * Decides what follows the failed attempt `attemptContext.attempt`: the delay before the next
    * one, or the error the call fails with. Emits `attempt_end`, `retry`, `budget_exhausted` and
-   * `give_up` as the loop does.
-   * @internal for callers that drive the attempts themselves (the Nest route path).
+   * `give_up`.
+   * @internal
    */
   afterFailure(error: unknown, attemptContext: PolicyContext, call: FailureContext): { retryIn: number } | { fail: unknown } {
     const { context, token, hooks } = call;

@@ -3,6 +3,7 @@ import { abortErrorOf } from './classify.js';
 import { AttemptTimeoutError, DeadlineExceededError, isResilienceError } from './errors.js';
 import type { TimerHandle } from './clock.js';
 import type { PolicyContext, Policy, PolicyEnvironment } from './policy.js';
+import { promiseOf, workOf, type Settle, type Step, type Work } from './step.js';
 
 /**
  * Abort reason of an attempt's signal once the attempt has settled: stray work that still holds the
@@ -19,15 +20,6 @@ export class AttemptSettledError extends Error {
 /** @internal the abort reason of every settled attempt (one instance: it carries no per-call data). */
 export const ATTEMPT_SETTLED = new AttemptSettledError();
 
-/** @internal runs `fn`, turning a synchronous throw into a rejection. */
-export function invoke<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext): Promise<T> {
-  try {
-    return Promise.resolve(fn(context));
-  } catch (error) {
-    return Promise.reject(error);
-  }
-}
-
 /**
  * Bounds the wrapped work in time. At expiry the work's signal is aborted with a typed reason
  * (`AttemptTimeoutError` for `attempt`, `DeadlineExceededError` for `total`) and the caller gets that
@@ -35,7 +27,7 @@ export function invoke<T>(fn: (context: PolicyContext) => Promise<T>, context: P
  * context's deadline when that comes first (a caller deadline or time spent queued).
  * @publicApi
  */
-export class TimeoutPolicy implements Policy {
+export class TimeoutPolicy implements Policy, Step {
   constructor(
     /** `total` bounds the whole operation (not retried); `attempt` one attempt (retried). */
     readonly kind: 'total' | 'attempt',
@@ -45,63 +37,59 @@ export class TimeoutPolicy implements Policy {
   ) {}
 
   execute<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext): Promise<T> {
-    const attached = cancellationOf(context);
-    if (attached !== undefined) return this.run(fn, context, attached);
-    // a context made by hand: follow its signal, and stop listening to it once done
-    const parent = Cancellation.from(context.signal);
-    return this.run(fn, context, parent).finally(() => parent.dispose());
+    return promiseOf<T>((settle) => this.run(workOf(fn), context, settle));
   }
 
   /**
-   * One promise per call (no async function, no separate race): it settles with the work, or with
-   * the abort the moment the token aborts, and cleans up either way.
+   * Settles with the work, or with the abort the moment the token aborts (the work is left to
+   * stop through its signal), and cleans up either way.
+   * @internal
    */
-  private run<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext, parent: Cancellation): Promise<T> {
-    if (parent.aborted) return Promise.reject(abortErrorOf(parent));
+  run(next: Work, context: PolicyContext, settle: Settle): void {
+    const attached = cancellationOf(context);
+    // a context made by hand: follow its signal, and stop listening to it once done
+    const parent = attached ?? Cancellation.from(context.signal);
+    if (parent.aborted) {
+      if (attached === undefined) parent.dispose();
+      settle(true, abortErrorOf(parent));
+      return;
+    }
     const { clock } = this.env;
     const started = clock.now();
     const limit = this.kind === 'total' ? Math.min(this.timeoutMs, context.deadline - started) : this.timeoutMs;
     const reportedMs = Number.isFinite(this.timeoutMs) ? this.timeoutMs : Math.max(0, limit);
-    if (this.kind === 'total' && limit <= 0) return Promise.reject(this.expire(context, reportedMs));
+    if (this.kind === 'total' && limit <= 0) {
+      if (attached === undefined) parent.dispose();
+      settle(true, this.expire(context, reportedMs));
+      return;
+    }
 
     const token = parent.child();
     const inner = contextWith(token, Math.min(context.deadline, started + limit), context.attempt, context.policy, context.previousError);
-    return new Promise<T>((resolve, reject) => {
-      let timer: TimerHandle | undefined;
-      let unsubscribe: (() => void) | undefined;
-      const settle = () => {
-        if (timer !== undefined) clock.clearTimeout(timer);
+    let timer: TimerHandle | undefined;
+    let open = true;
+    const finish: Settle = (failed, outcome) => {
+      if (!open) return;
+      open = false;
+      if (timer !== undefined) clock.clearTimeout(timer);
+      timer = undefined;
+      unsubscribe();
+      // a caller abort surfaces as OperationAbortedError, unless its reason is one of ours
+      const mapped = failed && token.aborted && outcome === token.reason && !isResilienceError(outcome) ? abortErrorOf(token) : outcome;
+      token.dispose();
+      // marks the attempt settled; only real work when someone materialised its signal
+      token.abort(ATTEMPT_SETTLED);
+      if (attached === undefined) parent.dispose();
+      settle(failed, mapped);
+    };
+    const unsubscribe = token.onAbort((reason) => finish(true, reason));
+    if (Number.isFinite(limit)) {
+      timer = clock.setTimeout(() => {
         timer = undefined;
-        unsubscribe?.();
-        token.dispose();
-        // marks the attempt settled; only real work when someone materialised its signal
-        token.abort(ATTEMPT_SETTLED);
-      };
-      const fail = (error: unknown) => {
-        // a caller abort surfaces as OperationAbortedError, unless its reason is one of ours
-        const mapped = token.aborted && error === token.reason && !isResilienceError(error) ? abortErrorOf(token) : error;
-        settle();
-        reject(mapped);
-      };
-      unsubscribe = token.onAbort(fail);
-      if (Number.isFinite(limit)) {
-        timer = clock.setTimeout(() => {
-          timer = undefined;
-          token.abort(this.expire(context, reportedMs));
-        }, limit);
-      }
-      let result: Promise<T>;
-      try {
-        result = Promise.resolve(fn(inner));
-      } catch (error) {
-        fail(error);
-        return;
-      }
-      result.then((value) => {
-        settle();
-        resolve(value);
-      }, fail);
-    });
+        token.abort(this.expire(context, reportedMs));
+      }, limit);
+    }
+    next(inner, finish);
   }
 
   private expire(context: PolicyContext, timeoutMs: number): AttemptTimeoutError | DeadlineExceededError {
