@@ -112,8 +112,7 @@ export class ResilienceEngine implements MethodInvoker {
   private invokeRoute(self: object, method: BoundMethod, args: unknown[], context: ExecutionContext): unknown {
     const plan = this.planOf(self, method);
     plan.slots ??= slotsOf(args);
-    const http = context.switchToHttp();
-    const route: RouteCall = { plan, self, method, args, request: http.getRequest(), response: http.getResponse() };
+    const route: RouteCall = { plan, self, method, args, request: context.getArgByIndex(0), response: context.getArgByIndex(1) };
     if (plan.idempotent !== undefined && this.idempotency.applies(route.request)) {
       return this.idempotency.run(plan.idempotent, route.request, route.response, (execution) => this.routeOutcome(route, execution));
     }
