@@ -1,5 +1,6 @@
 import { Catch, type ArgumentsHost } from '@nestjs/common';
 import { BaseExceptionFilter } from '@nestjs/core';
+import { throwError } from 'rxjs';
 import { ResilienceError } from '../core/errors.js';
 import { UpstreamHttpError } from '../core/upstream-http.error.js';
 import { applyProblemHeaders, isProblemDetailsException } from './problem-details.js';
@@ -21,10 +22,15 @@ export class ResilienceExceptionFilter extends BaseExceptionFilter {
     super();
   }
 
-  override catch(exception: unknown, host: ArgumentsHost): void {
-    if (host.getType() !== 'http') throw exception;
+  override catch(exception: unknown, host: ArgumentsHost): unknown {
+    const type = host.getType<string>();
+    // other transports keep their own handling: a microservice gets the error back as its
+    // transport expects it, GraphQL and gateways get it re-thrown (what Nest's default does there)
+    if (type === 'rpc') return throwError(() => exception);
+    if (type !== 'http') throw exception;
     const mapped = this.mapper.map(exception);
     if (isProblemDetailsException(mapped)) applyProblemHeaders(host.switchToHttp().getResponse(), mapped);
     super.catch(mapped, host);
+    return undefined;
   }
 }
