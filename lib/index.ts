@@ -5,7 +5,7 @@ export * from './observability/index.js';
 export * from './idempotency/idempotency-store.interface.js';
 export * from './idempotency/index.js';
 
-// Nest adapter: module, decorators, interceptor, services, request context, outbound helpers.
+// Nest adapter: module, decorators, error mapper, services, request context, outbound helpers.
 export { ResilienceModule } from './resilience.module.js';
 export { RESILIENCE_MODULE_OPTIONS } from './resilience.module-definition.js';
 export { RESILIENCE_POLICY_ENVIRONMENT, RESOLVED_RESILIENCE_OPTIONS } from './resilience.constants.js';

@@ -309,7 +309,7 @@ export function executeObservable(
 }
 
 /**
- * {@link executeObservable} for a subscriber that already exists (the interceptor's own
+ * {@link executeObservable} for a subscriber that already exists (the engine's own
  * Observable); returns the teardown.
  * @internal
  */

@@ -4,8 +4,8 @@ import type { Cancellation } from '../core/cancellation.js';
 import { currentInFrame, runInFrame } from './context-frame.js';
 
 /**
- * What the library stores for the work being run: set by the interceptor around every attempt of
- * a decorated route, and by wrapped provider methods around every attempt of theirs.
+ * What the library stores for the work being run: set by the engine around every attempt of
+ * a decorated route or provider method.
  * @internal
  */
 export interface ResilienceContextStore {
@@ -160,7 +160,7 @@ export interface RequestInfo {
  * @internal
  */
 export function runWithRequestInfo<T>(source: RequestInfoSource, fn: () => T): T {
-  // Both interceptors open the scope on idempotent routes: the outer one is enough.
+  // The idempotency layer and the attempt both open it on idempotent routes: the outer one is enough.
   if (source.request !== undefined && currentInFrame('request')?.request === source.request) return fn();
   return runInFrame('request', source, fn);
 }

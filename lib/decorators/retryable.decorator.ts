@@ -9,8 +9,9 @@ import { RETRYABLE_METADATA } from '../resilience.constants.js';
  *
  * Pass a string to use a named policy of `forRoot({ policies })`. On HTTP routes, GET, HEAD,
  * OPTIONS, PUT and DELETE are retried; a POST or PATCH route also needs `@Idempotent()` or
- * `allowNonIdempotentMethod: true`, otherwise the application refuses to start. Retries re-run pipes
- * and the handler, never guards, and stop once the response has started. Works on methods and
+ * `allowNonIdempotentMethod: true`, otherwise the application refuses to start. A retry runs the
+ * handler again with the same validated arguments (guards, interceptors and pipes run once per
+ * request), and nothing is retried once the response has started. Works on methods and
  * classes; method options override class options, which override the policy and module options.
  * @example
  * @Get('forecast')

@@ -1,5 +1,5 @@
 /**
- * What the store needs to claim a key. The caller (the interceptor) has already validated the key
+ * What the store needs to claim a key. The caller (the idempotency core) has already validated the key
  * and computed the fingerprint; the store never sees the request body.
  * @publicApi
  */
@@ -31,7 +31,7 @@ export interface StoredResponse {
   readonly status: number;
   /** Allow-listed response headers, lower-case names. */
   readonly headers: Readonly<Record<string, string>>;
-  /** The body, encoded by the interceptor (JSON text for objects), or null when there is none. */
+  /** The body, encoded by the idempotency core (JSON text for objects), or null when there is none. */
   readonly body: string | null;
   /** How `body` is encoded: `json` (parse it back), `text` (send as is), `empty`. */
   readonly bodyEncoding: 'json' | 'text' | 'empty';
@@ -89,7 +89,7 @@ export type TransactionalResult<T> =
  *
  * Implementations: `InMemoryIdempotencyStore` (one process, tests) and `TypeOrmIdempotencyStore`
  * from `nest-resilience/typeorm` (PostgreSQL, SQLite). Errors thrown by any method mean "the store
- * is unreachable" and make the interceptor answer 503 (fail closed).
+ * is unreachable" and make the idempotency core answer 503 (fail closed).
  * @publicApi
  */
 export interface IdempotencyStore {

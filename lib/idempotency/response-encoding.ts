@@ -40,7 +40,7 @@ export type Storable = { readonly storable: true; readonly response: StoredRespo
 type AnyResponse = Record<string, any>;
 
 /**
- * Encodes a value returned by the handler (after inner interceptors) for replay. Strings are kept
+ * Encodes a value returned by the handler for replay. Strings are kept
  * as text, `undefined` as empty, everything else as JSON; streams, buffers, files, observables and
  * values JSON cannot represent are not storable.
  * @internal

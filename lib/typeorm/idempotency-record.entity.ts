@@ -94,7 +94,7 @@ export class IdempotencyRecord {
   @Column({ name: 'response_headers', type: 'text', nullable: true })
   responseHeaders!: string | null;
 
-  /** Stored body as encoded by the interceptor. */
+  /** Stored body as encoded by the idempotency core. */
   @Column({ name: 'response_body', type: 'text', nullable: true })
   responseBody!: string | null;
 
