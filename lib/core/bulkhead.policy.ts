@@ -1,4 +1,4 @@
-import { Cancellation, cancellationOf } from './cancellation.js';
+import { followContext, type Cancellation } from './cancellation.js';
 import { abortErrorOf } from './classify.js';
 import type { TimerHandle } from './clock.js';
 import { BulkheadRejectedError } from './errors.js';
@@ -54,16 +54,7 @@ export class BulkheadPolicy implements Policy, Step {
 
   /** Runs `next` in a slot: at once, after waiting in the queue, or not at all (rejected). @internal */
   run(next: Work, context: PolicyContext, settle: Settle): void {
-    const attached = cancellationOf(context);
-    // a context made by hand: follow its signal, and stop listening to it once done
-    const token = attached ?? Cancellation.from(context.signal);
-    const done: Settle =
-      attached !== undefined
-        ? settle
-        : (failed, outcome) => {
-            token.dispose();
-            settle(failed, outcome);
-          };
+    const { token, done } = followContext(context, settle);
     if (token.aborted) {
       done(true, abortErrorOf(token));
       return;

@@ -1,4 +1,5 @@
 import type { PolicyContext } from './policy.js';
+import type { Settle } from './step.js';
 
 /**
  * An object told when a {@link Cancellation} aborts ({@link Cancellation.listen}): one object can
@@ -239,4 +240,22 @@ export function contextWith(
  */
 export function cancellationOf(context: PolicyContext): Cancellation | undefined {
   return context instanceof TokenContext ? context[CANCELLATION] : undefined;
+}
+
+/**
+ * The token a policy follows for `context`: the one the pipeline attached, or (for a context made
+ * by hand) a token following its signal, which `done` stops following once the call settles.
+ * @internal
+ */
+export function followContext(context: PolicyContext, settle: Settle): { readonly token: Cancellation; readonly done: Settle } {
+  const attached = cancellationOf(context);
+  if (attached !== undefined) return { token: attached, done: settle };
+  const token = Cancellation.from(context.signal);
+  return {
+    token,
+    done: (failed, outcome) => {
+      token.dispose();
+      settle(failed, outcome);
+    },
+  };
 }

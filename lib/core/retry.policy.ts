@@ -1,5 +1,5 @@
 import { computeBackoffDelay } from './backoff.js';
-import { Cancellation, cancellationOf, contextWith } from './cancellation.js';
+import { contextWith, followContext, type Cancellation } from './cancellation.js';
 import { abortErrorOf, isTransientError, retryAfterMsOf, statusOf } from './classify.js';
 import { RetriesExhaustedError } from './errors.js';
 import { errorTypeOf, type ResilienceEvent } from './events.js';
@@ -75,16 +75,7 @@ export class RetryPolicy implements Policy, Step<RetryHooks> {
    * @internal
    */
   run(next: Work, context: PolicyContext, settle: Settle, hooks?: RetryHooks): void {
-    const attached = cancellationOf(context);
-    // a context made by hand: follow its signal, and stop listening to it once done
-    const token = attached ?? Cancellation.from(context.signal);
-    const done: Settle =
-      attached !== undefined
-        ? settle
-        : (failed, outcome) => {
-            token.dispose();
-            settle(failed, outcome);
-          };
+    const { token, done } = followContext(context, settle);
     if (token.aborted) {
       done(true, this.stop(context, 0, undefined, 'aborted', abortErrorOf(token)));
       return;
