@@ -50,7 +50,7 @@ interface HandlerRun {
 /**
  * The one execution engine of an application: every call of a decorated route or provider method
  * comes here (through the wrapper the decorators installed, found via the instance) and runs
- * through its policy pipeline (`Pipeline.execute`), inside the idempotency layer for
+ * through its policy pipeline (`Pipeline.run`), inside the idempotency layer for
  * `@Idempotent()` routes. Errors that reach a client go through the {@link ResilienceErrorMapper}.
  *
  * A route call runs directly around the handler, after guards, interceptors and pipes: a retry
