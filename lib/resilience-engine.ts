@@ -18,7 +18,7 @@ import { IdempotentRoutes, type IdempotentRoutePlan } from './idempotency/idempo
 import type { ResolvedResilienceOptions } from './interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from './resilience.constants.js';
 import type { ResolvedTargetPolicy } from './resilience-options.resolver.js';
-import { executePromise, ResiliencePipelines, runObservable, type PipelineCall } from './resilience-pipelines.js';
+import { executeObservable, executePromise, ResiliencePipelines, runObservable, type PipelineCall } from './resilience-pipelines.js';
 
 /** What one application knows about one bound method of one class, computed on its first call. */
 interface MethodPlan {
@@ -217,7 +217,7 @@ export class ResilienceEngine implements MethodInvoker {
     };
     const work = () => method.original.apply(self, args);
     if (method.returnsObservable) {
-      return new Observable<unknown>((subscriber) => runObservable(pipeline, work, { ...call, mapError: (error) => error }, subscriber));
+      return executeObservable(pipeline, work, { ...call, mapError: (error) => error });
     }
     return executePromise(pipeline, work, call);
   }

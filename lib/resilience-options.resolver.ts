@@ -66,6 +66,12 @@ export function resolveResilienceOptions(options: ResilienceModuleOptions | unde
       'ResilienceModule option interceptors was removed: the module binds nothing globally any more, and each decorated route or method runs through the library on its own. Remove the option.',
     );
   }
+  const mapper: unknown = raw.errorMapper;
+  if (mapper !== undefined && typeof mapper !== 'function' && typeof (mapper as { map?: unknown } | null)?.map !== 'function') {
+    throw new ResilienceConfigError(
+      'ResilienceModule option errorMapper is neither a class nor an object with a map() method. Pass a subclass of ResilienceErrorMapper (or an instance of one).',
+    );
+  }
   const rejectStatus = raw.bulkhead?.rejectStatus;
   if (rejectStatus !== undefined && rejectStatus !== 503 && rejectStatus !== 429) {
     throw new ResilienceConfigError(`ResilienceModule option bulkhead.rejectStatus is ${String(rejectStatus)}. Use 503 (the default) or 429.`);

@@ -233,8 +233,12 @@ function finiteOrUndefined(deadline: number | undefined): number | undefined {
   return deadline !== undefined && Number.isFinite(deadline) ? deadline : undefined;
 }
 
-/** An attempt's call of `work` inside the attempt's resilience context; an Observable result is awaited to its last value. */
-function attemptWork(work: () => unknown, call: PipelineCall): Work {
+/**
+ * One attempt of a call as pipeline {@link Work}: `body` runs inside the attempt's resilience
+ * context (in its tracing span when telemetry wraps attempts), and the attempt's cleanups run when
+ * it settles.
+ */
+function attemptWork(call: PipelineCall, body: (settle: Settle, store: ResilienceContextStore) => void): Work {
   return (context, settle) => {
     const store = attemptStore(call, context);
     const done: Settle = (failed, outcome) => {
@@ -244,17 +248,17 @@ function attemptWork(work: () => unknown, call: PipelineCall): Work {
     if (call.wrapAttempt) {
       // a tracing span around the attempt: its promise API
       settleWith(
-        wrapped(call, context, () => runWithResilienceContext(store, () => promiseOf((inner) => callWork({ work, settle: inner })))),
+        wrapped(call, context, () => runWithResilienceContext(store, () => promiseOf((inner) => body(inner, store)))),
         done,
       );
       return;
     }
-    runWithResilienceContext(store, callWork, { work, settle: done });
+    runWithResilienceContext(store, () => body(done, store));
   };
 }
 
-/** Calls the work and settles with its result (module-level, not a closure: it runs on every attempt). */
-function callWork({ work, settle }: { work: () => unknown; settle: Settle }): void {
+/** Calls `work` and settles with its result; an Observable result is awaited to its last value. */
+function callWork(work: () => unknown, settle: Settle): void {
   let value: unknown;
   try {
     value = work();
@@ -278,7 +282,7 @@ export function executePromise<T>(pipeline: Pipeline, work: () => unknown, call:
   return promiseOf<T>((settle) =>
     runCall(pipeline, call, root, () =>
       pipeline.run(
-        attemptWork(work, call),
+        attemptWork(call, (settle) => callWork(work, settle)),
         { cancellation: root, deadline: finiteOrUndefined(call.deadline), isCommitted: call.isCommitted },
         owned
           ? (failed, outcome) => {
@@ -330,79 +334,70 @@ export function runObservable(
     if (settled && sourceCompleted) subscriber.complete();
   };
 
-  const attempt = (context: PolicyContext): Promise<unknown> => wrapped(call, context, () => runAttempt(context));
-  const runAttempt = (context: PolicyContext): Promise<unknown> => {
-    const store = attemptStore(call, context);
+  // the attempt settles once, with the first emission (or completion) or its error
+  const attempt = attemptWork(call, (settleAttempt, store) => {
+    // the pipeline builds every attempt's context, so its store carries a token
     const token = store.cancellation!;
-    return new Promise<unknown>((resolve, reject) => {
-      let open = true;
-      // the attempt settles once: its cleanups run right then (no extra `finally` promise)
-      const settle = (fulfilled: boolean, outcome: unknown) => {
-        if (!open) return;
-        open = false;
-        stopListening();
-        runAttemptCleanups(store);
-        if (fulfilled) resolve(outcome);
-        else reject(outcome);
-      };
-      const stopListening = token.onAbort((reason) => {
-        if (emitted) return;
-        inner?.unsubscribe();
-        settle(false, reason);
-      });
-      runWithResilienceContext(store, () => {
-        let source$: Observable<unknown>;
-        try {
-          source$ = toObservable(source());
-        } catch (error) {
-          settle(false, error);
+    let open = true;
+    const settle: Settle = (failed, outcome) => {
+      if (!open) return;
+      open = false;
+      stopListening();
+      settleAttempt(failed, outcome);
+    };
+    const stopListening = token.onAbort((reason) => {
+      if (emitted) return;
+      inner?.unsubscribe();
+      settle(true, reason);
+    });
+    let source$: Observable<unknown>;
+    try {
+      source$ = toObservable(source());
+    } catch (error) {
+      settle(true, error);
+      return;
+    }
+    inner = source$.subscribe({
+      next: (value) => {
+        if (!emitted) {
+          emitted = true;
+          settle(false, STREAMED);
+        }
+        subscriber.next(value);
+      },
+      error: (error: unknown) => {
+        if (emitted) {
+          fail(error);
           return;
         }
-        inner = source$.subscribe({
-          next: (value) => {
-            if (!emitted) {
-              emitted = true;
-              settle(true, STREAMED);
-            }
-            subscriber.next(value);
-          },
-          error: (error: unknown) => {
-            if (emitted) {
-              fail(error);
-              return;
-            }
-            settle(false, error);
-          },
-          complete: () => {
-            sourceCompleted = true;
-            if (emitted) completeWhenDone();
-            else settle(true, STREAMED);
-          },
-        });
-      });
+        settle(true, error);
+      },
+      complete: () => {
+        sourceCompleted = true;
+        if (emitted) completeWhenDone();
+        else settle(false, STREAMED);
+      },
     });
-  };
+  });
 
   runCall(pipeline, call, root, () =>
-    pipeline.execute(attempt, {
-      cancellation: root,
-      deadline: finiteOrUndefined(call.deadline),
-      isCommitted: () => emitted || (call.isCommitted?.() ?? false),
-    }),
-  ).then(
-    (result) => {
-      settled = true;
-      if (result === STREAMED) {
-        if (!emitted || sourceCompleted) subscriber.complete();
-        return;
-      }
-      subscriber.next(result);
-      subscriber.complete();
-    },
-    (error: unknown) => {
-      settled = true;
-      if (!subscriber.closed) fail(error);
-    },
+    pipeline.run(
+      attempt,
+      { cancellation: root, deadline: finiteOrUndefined(call.deadline), isCommitted: () => emitted || (call.isCommitted?.() ?? false) },
+      (failed, result) => {
+        settled = true;
+        if (failed) {
+          if (!subscriber.closed) fail(result);
+          return;
+        }
+        if (result === STREAMED) {
+          if (!emitted || sourceCompleted) subscriber.complete();
+          return;
+        }
+        subscriber.next(result);
+        subscriber.complete();
+      },
+    ),
   );
 
   return () => {

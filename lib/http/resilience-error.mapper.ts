@@ -2,6 +2,8 @@ import { HttpException, Inject, Injectable } from '@nestjs/common';
 import { isResilienceError, type ResilienceError } from '../core/errors.js';
 import { isTransientError, retryAfterMsOf, statusOf } from '../core/classify.js';
 import { isUpstreamHttpError } from '../core/upstream-http.error.js';
+import { isIdempotencyError } from '../idempotency/idempotency-core.errors.js';
+import { problemFromIdempotencyError } from '../idempotency/idempotency.errors.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import { ProblemDetailsException, retryAfterSeconds, type ProblemDetailsInit } from './problem-details.js';
@@ -70,7 +72,7 @@ const MAX_DEPTH = 3;
  */
 @Injectable()
 export class ResilienceErrorMapper {
-  constructor(@Inject(RESOLVED_RESILIENCE_OPTIONS) protected readonly options: Pick<ResolvedResilienceOptions, 'timeout' | 'problemTypeBase'>) {}
+  constructor(@Inject(RESOLVED_RESILIENCE_OPTIONS) protected readonly options: Pick<ResolvedResilienceOptions, 'timeout' | 'problemTypeBase' | 'clock'>) {}
 
   /**
    * What the client gets for `error`: a {@link ProblemDetailsException} for the library's errors
@@ -92,7 +94,7 @@ export class ResilienceErrorMapper {
   }
 
   private libraryError(error: ResilienceError, hints: ErrorMappingHints, depth: number): unknown {
-    const withStatus = error as ResilienceError & { readonly status?: unknown; readonly retryAfterMs?: unknown; readonly detail?: unknown; readonly title?: unknown };
+    const withStatus = error as ResilienceError & { readonly retryAfterMs?: unknown };
     switch (error.code) {
       case 'timeout':
       case 'attempt_timeout':
@@ -120,26 +122,14 @@ export class ResilienceErrorMapper {
       case 'config_invalid':
         return this.problem({ status: 500, code: 'config_invalid', title: 'Server misconfigured', detail: 'A resilience setting of this operation is invalid; the server log names the fix.' }, error);
       default:
-        if (typeof withStatus.status === 'number' && typeof withStatus.detail === 'string') {
-          return this.problem(
-            {
-              status: withStatus.status,
-              code: error.code,
-              title: typeof withStatus.title === 'string' ? withStatus.title : undefined,
-              detail: withStatus.detail,
-              headers: typeof withStatus.retryAfterMs === 'number' ? retryAfter(withStatus.retryAfterMs) : undefined,
-            },
-            error,
-          );
-        }
-        return error;
+        return isIdempotencyError(error) ? problemFromIdempotencyError(error, { typeBase: this.options.problemTypeBase }) : error;
     }
   }
 
   /** A dependency failed transiently and no retry could fix it: 503 `upstream_unavailable` + `Retry-After`. */
   protected upstreamUnavailable(error: unknown): unknown {
     return this.problem(
-      { status: 503, code: 'upstream_unavailable', title: 'Dependency unavailable', detail: 'A dependency of this service is temporarily unavailable. Try again later.', headers: retryAfter(retryAfterMsOf(error, Date.now())) },
+      { status: 503, code: 'upstream_unavailable', title: 'Dependency unavailable', detail: 'A dependency of this service is temporarily unavailable. Try again later.', headers: retryAfter(retryAfterMsOf(error, this.options.clock.now())) },
       error,
     );
   }

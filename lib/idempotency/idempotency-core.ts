@@ -32,8 +32,8 @@ const STORE_UNAVAILABLE_RETRY_AFTER_MS = 1_000;
 const NOT_STORABLE_REASONS = new Set(['not_stored', 'unreplayable', 'too_large']);
 /** Longest scope stored as is; longer scopes are replaced by their sha256 (the column holds 255). */
 const MAX_SCOPE_LENGTH = 255;
-/** Methods that are safe by definition: idempotency keys have no meaning there. */
-const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
+/** Methods that are safe by definition: idempotency keys have no meaning there. @internal */
+export const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
 /** How deep `cause` chains are followed when classifying a store failure. */
 const MAX_CAUSE_DEPTH = 5;
 

@@ -12,7 +12,7 @@ import {
 // Defined with the framework-free error classes; re-exported here, where it always lived.
 export { IdempotencyErrorCode } from './idempotency-core.errors.js';
 
-/** Options shared by the factories below. @internal */
+/** Options shared by the factories below. @publicApi */
 export interface ProblemOptions {
   /** Base of the problem `type` URI (`forRoot({ problemTypeBase })`). */
   readonly typeBase?: string;

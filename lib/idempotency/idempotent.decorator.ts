@@ -4,9 +4,6 @@ import { IDEMPOTENT_METADATA } from '../resilience.constants.js';
 import type { IdempotentOptions } from './idempotency-options.interface.js';
 import { recordAndBind } from '../binding/bind.decorator.js';
 
-/** Methods that are safe by definition: idempotency keys have no meaning there. @internal */
-export const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
-
 const SAFE_REQUEST_METHODS: ReadonlySet<RequestMethod> = new Set([RequestMethod.GET, RequestMethod.HEAD, RequestMethod.OPTIONS]);
 
 /**
