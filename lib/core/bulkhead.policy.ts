@@ -52,7 +52,7 @@ export class BulkheadPolicy implements Policy, Step {
     return promiseOf<T>((settle) => this.run(workOf(fn), context, settle));
   }
 
-  /** Runs `next` in a slot: at once, after waiting in the queue, or not at all (rejected). @internal */
+  /** Runs `next` in a slot: at once, after waiting in the queue, or not at all (rejected). The callback form of {@link execute}, which pipelines compose. */
   run(next: Work, context: PolicyContext, settle: Settle): void {
     const { token, done } = followContext(context, settle);
     if (token.aborted) {

@@ -274,7 +274,7 @@ export class CircuitBreakerPolicy implements Policy, Step {
     return promiseOf<T>((settle) => this.run(workOf(fn), context, settle));
   }
 
-  /** Runs `next` if the breaker permits it and records its outcome. @internal */
+  /** Runs `next` if the breaker permits it and records its outcome. The callback form of {@link execute}, which pipelines compose. */
   run(next: Work, context: PolicyContext, settle: Settle): void {
     let permit: Permit;
     try {

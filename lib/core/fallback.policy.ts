@@ -47,7 +47,7 @@ export class FallbackPolicy<R = unknown> implements Policy, Step {
     return promiseOf<T>((settle) => this.run(workOf(fn), context, settle));
   }
 
-  /** Runs `next`; a failure it handles settles with the handler's result instead. @internal */
+  /** Runs `next`; a failure it handles settles with the handler's result instead. The callback form of {@link execute}, which pipelines compose. */
   run(next: Work, context: PolicyContext, settle: Settle): void {
     next(context, (failed, error) => {
       if (!failed || !this.handles(error)) {

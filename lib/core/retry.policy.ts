@@ -72,7 +72,7 @@ export class RetryPolicy implements Policy, Step<RetryHooks> {
   /**
    * Runs `next` until an attempt succeeds or the loop stops; waits between attempts on the clock,
    * and stops waiting the moment the call's token aborts.
-   * @internal
+   * The callback form of {@link execute}, which pipelines compose.
    */
   run(next: Work, context: PolicyContext, settle: Settle, hooks?: RetryHooks): void {
     const { token, done } = followContext(context, settle);

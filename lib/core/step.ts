@@ -1,15 +1,12 @@
 import type { PolicyContext } from './policy.js';
 
 /**
- * Settles a step once: `failed` tells whether `outcome` is an error or the value.
- * @internal
+ * Settles a step once: `failed` tells whether `outcome` is an error or the value. Part of the
+ * published typings (the policies implement {@link Step}); not exported from the package root.
  */
 export type Settle = (failed: boolean, outcome: unknown) => void;
 
-/**
- * Work in callback form: what a policy runs under its behaviour.
- * @internal
- */
+/** Work in callback form: what a policy runs under its behaviour. */
 export type Work = (context: PolicyContext, settle: Settle) => void;
 
 /**
@@ -17,7 +14,6 @@ export type Work = (context: PolicyContext, settle: Settle) => void;
  * `execute()` is this plus one promise: chained in a pipeline, a call costs the promises of the
  * user's own work and one for the whole call, not one or more per stage (on Node 20 each promise
  * also pays every enabled AsyncLocalStorage).
- * @internal
  */
 export interface Step<H = unknown> {
   run(next: Work, context: PolicyContext, settle: Settle, hooks?: H): void;

@@ -43,7 +43,7 @@ export class TimeoutPolicy implements Policy, Step {
   /**
    * Settles with the work, or with the abort the moment the token aborts (the work is left to
    * stop through its signal), and cleans up either way.
-   * @internal
+   * The callback form of {@link execute}, which pipelines compose.
    */
   run(next: Work, context: PolicyContext, settle: Settle): void {
     const attached = cancellationOf(context);

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -54,6 +54,13 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
       console.log(JSON.stringify(['createPipeline', 'RetryPolicy', 'CircuitBreakerPolicy', 'IdempotencyCore', 'InMemoryIdempotencyStore', 'parseIdempotencyKey'].filter((n) => typeof core[n] === 'function')));`;
     const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' });
     expect(JSON.parse(output.trim().split('\n').pop()!)).toEqual(['createPipeline', 'RetryPolicy', 'CircuitBreakerPolicy', 'IdempotencyCore', 'InMemoryIdempotencyStore', 'parseIdempotencyKey']);
+  });
+
+  it('the published typings compile for a TypeScript consumer, every subpath, with skipLibCheck off', () => {
+    const tsc = join(root, 'node_modules/typescript/bin/tsc');
+    const result = spawnSync(process.execPath, [tsc, '-p', join(root, 'test/package/consumer/tsconfig.json')], { cwd: root, encoding: 'utf8' });
+    expect(result.stdout + result.stderr).toBe('');
+    expect(result.status).toBe(0);
   });
 
   it('each subpath of the exports map loads in plain Node and exposes its main API', () => {

@@ -1,0 +1,30 @@
+// A TypeScript consumer of the published typings (dist/*.d.ts), compiled by entry-points.spec.ts
+// with skipLibCheck off: a type that `stripInternal` removed but a public signature still names
+// fails here, not in a user's build.
+import 'reflect-metadata';
+import { Controller, Get, Module } from '@nestjs/common';
+import { CircuitBreaker, currentSignal, Fallback, Idempotent, ResilienceErrorMapper, ResilienceModule, ResilienceService, Retryable, Timeout } from 'nest-resilience';
+import { createPipeline, IdempotencyCore, InMemoryIdempotencyStore, systemClock } from 'nest-resilience/core';
+import { IdempotencyStoreHealthIndicator } from 'nest-resilience/health';
+import { FakeClock } from 'nest-resilience/testing';
+import { TypeOrmIdempotencyStore } from 'nest-resilience/typeorm';
+
+class PartnerErrorMapper extends ResilienceErrorMapper {}
+
+@Controller()
+class ReportsController {
+  @Get()
+  @Timeout(5_000)
+  @Retryable()
+  @CircuitBreaker()
+  @Fallback([])
+  list() {
+    return currentSignal()?.aborted ?? false;
+  }
+}
+
+@Module({ imports: [ResilienceModule.forRoot({ errorMapper: PartnerErrorMapper })], controllers: [ReportsController] })
+export class AppModule {}
+
+export const core = new IdempotencyCore({ store: new InMemoryIdempotencyStore({ clock: new FakeClock() }), clock: systemClock });
+export const used = [createPipeline, Idempotent, ResilienceService, TypeOrmIdempotencyStore, IdempotencyStoreHealthIndicator];
