@@ -65,6 +65,13 @@ export {
   type ResolvedIdempotencyOptions,
 } from '../idempotency/idempotency-options.interface.js';
 export { parseIdempotencyKey, validateIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH, type IdempotencyKeyParseResult } from '../idempotency/idempotency-key.js';
-export { requestFingerprint, canonicalJson, type FingerprintInput } from '../idempotency/fingerprint.js';
+export {
+  requestFingerprint,
+  canonicalJson,
+  DEFAULT_FINGERPRINT_LIMITS,
+  FingerprintLimitError,
+  type FingerprintInput,
+  type FingerprintLimits,
+} from '../idempotency/fingerprint.js';
 export { InMemoryIdempotencyStore, type InMemoryIdempotencyStoreOptions } from '../idempotency/in-memory-idempotency.store.js';
 export { recordIdOf } from '../idempotency/record-id.js';

@@ -9,6 +9,10 @@ export const IdempotencyErrorCode = {
   KeyMissing: 'idempotency_key_missing',
   /** 400: the key is not 1–255 printable ASCII characters or not a single RFC 8941 string/token. */
   KeyInvalid: 'idempotency_key_invalid',
+  /** 400: the body is nested deeper than `maxBodyDepth`, so it cannot be fingerprinted. */
+  BodyTooDeep: 'idempotency_body_too_deep',
+  /** 413: the body's canonical JSON is larger than `maxBodyBytes`, so it cannot be fingerprinted. */
+  BodyTooLarge: 'idempotency_body_too_large',
   /** 409: a request with this key is still running; retry later with the same key. */
   RequestInProgress: 'idempotency_request_in_progress',
   /** 422: the key was already used for a different request. */
@@ -103,6 +107,44 @@ export class IdempotencyKeyInvalidError extends IdempotencyError {
       title: `${headerName} is invalid`,
       detail: `The ${headerName} header was refused: ${reason}. Send one RFC 8941 string or token of 1 to 255 printable ASCII characters, such as a UUID.`,
       headerName,
+    });
+  }
+}
+
+/**
+ * 400 `idempotency_body_too_deep`: the request body is nested deeper than the route's
+ * `maxBodyDepth`; it was refused before the key was claimed, so nothing was run or stored.
+ * @publicApi
+ */
+export class IdempotencyBodyTooDeepError extends IdempotencyError {
+  readonly code = IdempotencyErrorCode.BodyTooDeep;
+  constructor(
+    /** The route's `maxBodyDepth`. */
+    readonly maxDepth: number,
+  ) {
+    super(`The request body is nested more than ${maxDepth} levels deep, so it was refused before its idempotency key was claimed; raise maxBodyDepth on the route if such bodies are legitimate.`, {
+      status: 400,
+      title: 'Request body nested too deeply',
+      detail: `The request body is nested more than ${maxDepth} levels deep. Send a flatter body; nothing was executed or stored.`,
+    });
+  }
+}
+
+/**
+ * 413 `idempotency_body_too_large`: the request body's canonical JSON is larger than the route's
+ * `maxBodyBytes`; it was refused before the key was claimed, so nothing was run or stored.
+ * @publicApi
+ */
+export class IdempotencyBodyTooLargeError extends IdempotencyError {
+  readonly code = IdempotencyErrorCode.BodyTooLarge;
+  constructor(
+    /** The route's `maxBodyBytes`. */
+    readonly maxBytes: number,
+  ) {
+    super(`The request body is larger than ${maxBytes} bytes of canonical JSON, so it was refused before its idempotency key was claimed; raise maxBodyBytes on the route if such bodies are legitimate.`, {
+      status: 413,
+      title: 'Request body too large',
+      detail: `The request body is larger than ${maxBytes} bytes. Send a smaller body; nothing was executed or stored.`,
     });
   }
 }

@@ -4,7 +4,7 @@ import { statusOf } from '../core/classify.js';
 import { describeError, ResilienceConfigError } from '../core/errors.js';
 import { errorTypeOf, type ResilienceEventName, type ResilienceEventSink } from '../core/events.js';
 import { redactKey } from '../core/redact-key.js';
-import { requestFingerprint } from './fingerprint.js';
+import { FingerprintLimitError, requestFingerprint } from './fingerprint.js';
 import { parseIdempotencyKey, validateIdempotencyKey, type IdempotencyKeyParseResult } from './idempotency-key.js';
 import type { ResolvedIdempotencyOptions } from './idempotency-options.interface.js';
 import type {
@@ -18,6 +18,8 @@ import type {
 import {
   IdempotencyKeyInvalidError,
   IdempotencyKeyMissingError,
+  IdempotencyBodyTooDeepError,
+  IdempotencyBodyTooLargeError,
   IdempotencyKeyReusedError,
   IdempotencyRequestInProgressError,
   IdempotencyResponseNotStorableError,
@@ -267,11 +269,20 @@ export class IdempotencyCore {
     const key = parsed.key;
     response.setHeader(options.headerName, key);
     const scope = await this.scopeOf(request);
+    let fingerprint: string;
+    try {
+      fingerprint = requestFingerprint({ scope, method: request.method, url: request.url, body: request.body }, options.fingerprintLimits);
+    } catch (error) {
+      if (!(error instanceof FingerprintLimitError)) throw error;
+      const refusal = error.limit === 'depth' ? new IdempotencyBodyTooDeepError(error.max) : new IdempotencyBodyTooLargeError(error.max);
+      this.emit('idempotency_rejected', request, key, { status: refusal.status, detail: refusal.code });
+      return rejected(refusal);
+    }
     const claim: IdempotencyClaim = {
       namespace: options.namespace,
       scope,
       key,
-      fingerprint: requestFingerprint({ scope, method: request.method, url: request.url, body: request.body }),
+      fingerprint,
       method: request.method,
       path: pathOf(request.url),
       leaseMs: options.lease,
