@@ -7,7 +7,7 @@ import { ResilienceError, isResilienceError } from '../core/errors.js';
 export const IdempotencyErrorCode = {
   /** 400: the route requires a key and none was sent. */
   KeyMissing: 'idempotency_key_missing',
-  /** 400: the key is not 1–255 printable ASCII characters or not a single RFC 8941 string/token. */
+  /** 400: the key breaks the key grammar (1–255 characters; one RFC 8941 string, or a bare key). */
   KeyInvalid: 'idempotency_key_invalid',
   /** 400: the body is nested deeper than `maxBodyDepth`, so it cannot be fingerprinted. */
   BodyTooDeep: 'idempotency_body_too_deep',
@@ -102,10 +102,10 @@ export class IdempotencyKeyInvalidError extends IdempotencyError {
     /** What is wrong with the value, e.g. "the key is empty". */
     readonly reason: string,
   ) {
-    super(`The ${headerName} of the request was refused (${reason}); the client must send one RFC 8941 string or token of 1 to 255 printable ASCII characters.`, {
+    super(`The ${headerName} of the request was refused (${reason}); the client must send one quoted RFC 8941 string of 1 to 255 printable ASCII characters, or a bare UUID.`, {
       status: 400,
       title: `${headerName} is invalid`,
-      detail: `The ${headerName} header was refused: ${reason}. Send one RFC 8941 string or token of 1 to 255 printable ASCII characters, such as a UUID.`,
+      detail: `The ${headerName} header was refused: ${reason}. Send one quoted string of 1 to 255 printable ASCII characters, such as "8e03978e-40d5-43e8-bc93-6894a57f9324".`,
       headerName,
     });
   }
