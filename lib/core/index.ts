@@ -46,9 +46,9 @@ export { redactKey } from './redact-key.js';
 // The framework-free idempotency core (key grammar, fingerprint, claim/lease/heartbeat/complete/
 // release decisions, store contract, in-memory store): usable without Nest from `nest-resilience/core`.
 export * from '../idempotency/idempotency-core.errors.js';
+export { isStoreUnavailableError, storeFailureOf, type StoreFailure } from '../idempotency/store-failure.js';
 export {
   IdempotencyCore,
-  isStoreUnavailableError,
   type HandlerOutcome,
   type IdempotencyAnswer,
   type IdempotencyContext,
