@@ -1,6 +1,7 @@
 import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { Logger } from 'nestjs-pino';
+import { serveApiDocs } from './api-docs.js';
 import { AppModule } from './app.module.js';
 import type { SampleAppOptions } from './sample-app.options.js';
 
@@ -8,7 +9,8 @@ import type { SampleAppOptions } from './sample-app.options.js';
 export type SamplePlatform = 'express' | 'fastify';
 
 /**
- * Builds the sample app (not listening yet) with pino as the Nest logger and shutdown hooks on.
+ * Builds the sample app (not listening yet) with pino as the Nest logger, shutdown hooks on and
+ * the OpenAPI document on `/docs`.
  * `main.ts` uses it; so can a test that wants the real bootstrap.
  */
 export async function createSampleApp(
@@ -25,5 +27,6 @@ export async function createSampleApp(
   }
   app.useLogger(app.get(Logger));
   app.enableShutdownHooks();
+  serveApiDocs(app, { ui: platform === 'express' });
   return app;
 }

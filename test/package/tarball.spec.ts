@@ -109,6 +109,7 @@ describe('the packed tarball (npm pack from a clean clone)', () => {
     expect(seen.first).toEqual({ status: 201, replayed: null, body: { id: 1, title: 'Q3', signal: true } });
     expect(seen.second).toEqual({ status: 201, replayed: 'true', body: { id: 1, title: 'Q3', signal: true } });
     expect(seen.core).toBe(true);
+    expect(seen.keyHeader).toEqual(expect.objectContaining({ name: 'Idempotency-Key', in: 'header', required: true }));
   }, 120_000);
 
   it('a CommonJS TypeScript app (module commonjs, moduleResolution node10) installs it, compiles and serves decorated requests', async () => {

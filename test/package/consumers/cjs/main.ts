@@ -10,6 +10,7 @@ import { DataSource } from 'typeorm';
 import { CircuitBreaker, Fallback, Idempotent, ResilienceModule, Timeout, type ResilienceModuleOptions } from 'nest-resilience';
 import { createPipeline } from 'nest-resilience/core';
 import { IdempotencyStoreHealthIndicator } from 'nest-resilience/health';
+import { ResilienceSwagger } from 'nest-resilience/swagger';
 import { FakeClock } from 'nest-resilience/testing';
 import { IdempotencyRecord, TypeOrmIdempotencyStore, idempotencyMigrations } from 'nest-resilience/typeorm';
 
@@ -74,7 +75,7 @@ async function main(): Promise<void> {
     first,
     second,
     stored,
-    exports: [createPipeline, FakeClock, IdempotencyStoreHealthIndicator].every((value) => typeof value === 'function'),
+    exports: [createPipeline, FakeClock, IdempotencyStoreHealthIndicator, ResilienceSwagger].every((value) => typeof value === 'function'),
     commonjs: typeof require === 'function' && typeof module === 'object',
   }));
 }

@@ -4,8 +4,10 @@
 import 'reflect-metadata';
 import { Body, Controller, HttpCode, Injectable, Module, Post } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import { DocumentBuilder } from '@nestjs/swagger';
 import { Idempotent, ResilienceModule, Retryable, Timeout, currentSignal } from 'nest-resilience';
 import { createPipeline } from 'nest-resilience/core';
+import { ResilienceSwagger } from 'nest-resilience/swagger';
 import { FakeClock } from 'nest-resilience/testing';
 
 @Injectable()
@@ -46,8 +48,10 @@ const send = async () => {
   });
   return { status: response.status, replayed: response.headers.get('idempotent-replayed'), body: await response.json() };
 };
+const document = ResilienceSwagger.createDocument(app, new DocumentBuilder().setTitle('Reports').build());
+const keyHeader = (document.paths['/reports']?.post?.parameters ?? []).find((parameter) => 'in' in parameter && parameter.in === 'header');
 const first = await send();
 const second = await send();
 await app.close();
 const core = typeof createPipeline === 'function' && new FakeClock().now() === 0;
-console.log(JSON.stringify({ first, second, core }));
+console.log(JSON.stringify({ first, second, core, keyHeader }));
