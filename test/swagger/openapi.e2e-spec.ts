@@ -178,6 +178,21 @@ describe.each(platforms)('OpenAPI document of decorated routes (%s)', (platform)
   });
 });
 
+describe('OpenAPI document built before the application starts', () => {
+  it('documents the routes right after the application is created, as a main.ts that builds the document before listen()', async () => {
+    const moduleRef = await Test.createTestingModule({ imports: [ResilienceModule.forRoot()], controllers: [ReportsController] }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    try {
+      const document = ResilienceSwagger.createDocument(app, config);
+      expect(operation(document, '/reports', 'post').parameters).toContainEqual(expect.objectContaining({ name: 'Idempotency-Key', required: true }));
+      // the default timeout.status: 503
+      expect(codesOf(operation(document, '/reports', 'post').responses['503'])).toEqual(['idempotency_store_unavailable', 'retries_exhausted', 'timeout', 'upstream_unavailable']);
+    } finally {
+      await app.close();
+    }
+  });
+});
+
 describe('OpenAPI document with the module switched off', () => {
   it('documents nothing when forRoot({ enabled: false }): the routes run undecorated', async () => {
     const app = await createApp('express', { imports: [ResilienceModule.forRoot({ enabled: false })], controllers: [ReportsController] });
