@@ -19,17 +19,26 @@ interface PackageJson {
 
 const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as PackageJson;
 
+/** What a fresh clone does not have: installed, built and generated folders. */
+const NOT_IN_A_CLONE = new Set(['node_modules', 'dist', 'build', 'coverage', '.git']);
+
 /**
  * A copy of the work tree as a fresh clone has it: the files git tracks or would track (no
- * dist/, no build/), with the project's node_modules linked in for the build's compiler.
+ * dist/, no build/), with the project's node_modules linked in for the build's compiler. Outside
+ * a git checkout (an unpacked source archive), every file but the generated folders.
  */
 function cleanClone(into: string): void {
-  const files = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '-z'], { cwd: root, encoding: 'utf8' })
-    .split('\0')
-    .filter((file) => file !== '' && file !== 'node_modules' && existsSync(join(root, file)));
+  let files: string[];
+  try {
+    files = execFileSync('git', ['ls-files', '--cached', '--others', '--exclude-standard', '-z'], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
+      .split('\0')
+      .filter((file) => file !== '' && !NOT_IN_A_CLONE.has(file.split('/')[0]!) && existsSync(join(root, file)));
+  } catch {
+    files = readdirSync(root).filter((name) => !NOT_IN_A_CLONE.has(name));
+  }
   for (const file of files) {
     mkdirSync(dirname(join(into, file)), { recursive: true });
-    cpSync(join(root, file), join(into, file));
+    cpSync(join(root, file), join(into, file), { recursive: true });
   }
   symlinkSync(join(root, 'node_modules'), join(into, 'node_modules'), 'dir');
 }
