@@ -102,12 +102,18 @@ export function describeDecoratedRoutes(app: INestApplicationContext): Map<Funct
           problems.push({ status: 400, code: IdempotencyErrorCode.KeyMissing, title: 'Idempotency-Key missing', when: `The request has no ${header}.`, retryAfter: false });
         }
         problems.push(
-          { status: 400, code: IdempotencyErrorCode.KeyInvalid, title: 'Idempotency-Key invalid', when: 'The key is not 1–255 printable ASCII characters sent as one RFC 8941 string or token.', retryAfter: false },
+          { status: 400, code: IdempotencyErrorCode.KeyInvalid, title: 'Idempotency-Key invalid', when: 'The key breaks the key grammar: 1–255 characters sent as one RFC 8941 string, or a bare key (a UUID, a token) that is not a number.', retryAfter: false },
+          { status: 400, code: IdempotencyErrorCode.BodyTooDeep, title: 'Request body nested too deeply', when: `The body nests deeper than ${idempotent.fingerprintLimits.maxDepth} levels; nothing was run or stored.`, retryAfter: false },
+          { status: 413, code: IdempotencyErrorCode.BodyTooLarge, title: 'Request body too large', when: `The body's canonical JSON is larger than ${idempotent.fingerprintLimits.maxBytes} bytes; nothing was run or stored.`, retryAfter: false },
           { status: 409, code: IdempotencyErrorCode.RequestInProgress, title: 'Request in progress', when: 'A request with this key is still running: retry with the same key after Retry-After.', retryAfter: true },
           { status: 422, code: IdempotencyErrorCode.KeyReused, title: 'Idempotency-Key reused', when: 'The key was already used for a different request (method, path, query, body or scope).', retryAfter: false },
         );
         if (!idempotent.failOpen) {
-          problems.push({ status: 503, code: IdempotencyErrorCode.StoreUnavailable, title: 'Idempotency store unavailable', when: 'The key could not be recorded; the request was not executed.', retryAfter: true });
+          problems.push(
+            { status: 503, code: IdempotencyErrorCode.StoreUnavailable, title: 'Idempotency store unavailable', when: 'The key could not be recorded (database unreachable or connection dropped); the request was not executed.', retryAfter: true },
+            { status: 503, code: IdempotencyErrorCode.StorePoolExhausted, title: 'Idempotency store busy', when: 'No database connection was free in time to record the key; the request was not executed.', retryAfter: true },
+            { status: 503, code: IdempotencyErrorCode.StoreTimeout, title: 'Idempotency store timed out', when: 'A lock or statement of the store timed out; the request was not executed (or its writes were rolled back).', retryAfter: true },
+          );
         }
         if (idempotent.transactional) {
           problems.push({ status: 500, code: IdempotencyErrorCode.ResponseNotStorable, title: 'Response not storable', when: 'The response could not be stored, so the handler\'s writes were rolled back.', retryAfter: false });

@@ -36,7 +36,7 @@ describe.each(platforms)('the sample app serves its OpenAPI document (%s)', (pla
     expect(create.parameters).toContainEqual(expect.objectContaining({ name: 'Idempotency-Key', in: 'header', required: true }));
     expect(create.responses['202'].headers['Idempotent-Replayed']).toEqual({ $ref: '#/components/headers/Idempotent-Replayed' });
     // transactional: a response that cannot be stored rolls the writes back (500)
-    expect(Object.keys(create.responses).sort()).toEqual(['202', '400', '409', '422', '500', '503']);
+    expect(Object.keys(create.responses).sort()).toEqual(['202', '400', '409', '413', '422', '500', '503']);
     expect(create.responses['409'].content['application/problem+json'].schema).toEqual({ $ref: '#/components/schemas/ProblemDetails' });
     expect(document.components.schemas.ProblemDetails.required).toEqual(['type', 'title', 'status', 'detail', 'code']);
     // GET /reports/:id carries no resilience decorator: nothing is added to it

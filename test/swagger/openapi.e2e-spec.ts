@@ -102,15 +102,16 @@ describe.each(platforms)('OpenAPI document of decorated routes (%s)', (platform)
 
   it('documents each problem status of an idempotent, retried route with the shared problem+json schema', () => {
     const { responses } = operation(document, '/api/reports', 'post');
-    expect(Object.keys(responses).sort()).toEqual(['202', '400', '409', '422', '502', '503', '504']);
-    for (const status of ['400', '409', '422', '502', '503', '504']) {
+    expect(Object.keys(responses).sort()).toEqual(['202', '400', '409', '413', '422', '502', '503', '504']);
+    for (const status of ['400', '409', '413', '422', '502', '503', '504']) {
       expect(responses[status].content[PROBLEM].schema).toEqual(PROBLEM_REF);
     }
-    expect(codesOf(responses['400'])).toEqual(['idempotency_key_invalid', 'idempotency_key_missing']);
+    expect(codesOf(responses['400'])).toEqual(['idempotency_body_too_deep', 'idempotency_key_invalid', 'idempotency_key_missing']);
+    expect(codesOf(responses['413'])).toEqual(['idempotency_body_too_large']);
     expect(codesOf(responses['409'])).toEqual(['idempotency_request_in_progress']);
     expect(codesOf(responses['422'])).toEqual(['idempotency_key_reused']);
     expect(codesOf(responses['502'])).toEqual(['upstream_rejected']);
-    expect(codesOf(responses['503'])).toEqual(['idempotency_store_unavailable', 'retries_exhausted', 'upstream_unavailable']);
+    expect(codesOf(responses['503'])).toEqual(['idempotency_store_pool_exhausted', 'idempotency_store_timeout', 'idempotency_store_unavailable', 'retries_exhausted', 'upstream_unavailable']);
     // forRoot({ timeout: { status: 504 } }) moves the timeout answer
     expect(codesOf(responses['504'])).toEqual(['timeout']);
     expect(responses['409'].headers).toEqual({ 'Retry-After': { $ref: '#/components/headers/Retry-After' } });
@@ -136,8 +137,8 @@ describe.each(platforms)('OpenAPI document of decorated routes (%s)', (platform)
     const { responses } = operation(document, '/api/reports/drafts', 'post');
     expect(responses['409'].description).toBe('Our own words about 409.');
     // with any @ApiResponse() of its own, swagger documents only those: the library adds its problems
-    expect(Object.keys(responses).sort()).toEqual(['400', '409', '422']);
-    expect(codesOf(responses['400'])).toEqual(['idempotency_key_invalid']);
+    expect(Object.keys(responses).sort()).toEqual(['400', '409', '413', '422']);
+    expect(codesOf(responses['400'])).toEqual(['idempotency_body_too_deep', 'idempotency_key_invalid']);
   });
 
   it('adds nothing to an undecorated route', () => {
@@ -186,7 +187,7 @@ describe('OpenAPI document built before the application starts', () => {
       const document = ResilienceSwagger.createDocument(app, config);
       expect(operation(document, '/reports', 'post').parameters).toContainEqual(expect.objectContaining({ name: 'Idempotency-Key', required: true }));
       // the default timeout.status: 503
-      expect(codesOf(operation(document, '/reports', 'post').responses['503'])).toEqual(['idempotency_store_unavailable', 'retries_exhausted', 'timeout', 'upstream_unavailable']);
+      expect(codesOf(operation(document, '/reports', 'post').responses['503'])).toEqual(['idempotency_store_pool_exhausted', 'idempotency_store_timeout', 'idempotency_store_unavailable', 'retries_exhausted', 'timeout', 'upstream_unavailable']);
     } finally {
       await app.close();
     }
