@@ -36,7 +36,8 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
     expect(files.size).toBeGreaterThan(20);
     const peers = [...packages].filter((name) => OPTIONAL_PEERS.some((peer) => name === peer || name.startsWith(`${peer}/`)));
     expect(peers).toEqual([]);
-    expect([...files].filter((file) => file.includes('/dist/typeorm/') || file.includes('/dist/health/'))).toEqual([]);
+    expect([...files].filter((file) => file.includes('/dist/typeorm/') || file.includes('/dist/health/') || file.includes('/dist/http-client/'))).toEqual([]);
+    expect([...packages].filter((name) => name === 'undici' || name.startsWith('undici/'))).toEqual([]);
   });
 
   it('nest-resilience/core imports no Nest, rxjs or optional peer, statically or when loaded in plain Node', () => {
@@ -70,12 +71,14 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
       const health = await import('nest-resilience/health');
       const testing = await import('nest-resilience/testing');
       const core = await import('nest-resilience/core');
+      const http = await import('nest-resilience/http');
       console.log(JSON.stringify({
         root: ['ResilienceModule', 'Retryable', 'Timeout', 'Idempotent', 'CircuitBreaker', 'Bulkhead', 'Fallback'].filter((n) => typeof root[n] === 'function'),
         typeorm: ['TypeOrmIdempotencyStore', 'IdempotencyRecord'].filter((n) => typeof typeorm[n] === 'function'),
         health: ['ResilienceHealthModule', 'IdempotencyStoreHealthIndicator'].filter((n) => typeof health[n] === 'function'),
         testing: ['FakeClock', 'seededRandom', 'EventRecorder', 'observe'].filter((n) => typeof testing[n] === 'function'),
         core: ['createPipeline', 'TimeoutPolicy'].filter((n) => typeof core[n] === 'function'),
+        http: ['HttpClient', 'ResilientHttpModule', 'InjectHttpClient', 'UpstreamError'].filter((n) => typeof http[n] === 'function'),
       }));`;
     const output = execFileSync(process.execPath, ['--input-type=module', '-e', `import 'reflect-metadata';${script}`], { cwd: root, encoding: 'utf8' });
     expect(JSON.parse(output.trim().split('\n').pop()!)).toEqual({
@@ -84,6 +87,7 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
       health: ['ResilienceHealthModule', 'IdempotencyStoreHealthIndicator'],
       testing: ['FakeClock', 'seededRandom', 'EventRecorder', 'observe'],
       core: ['createPipeline', 'TimeoutPolicy'],
+      http: ['HttpClient', 'ResilientHttpModule', 'InjectHttpClient', 'UpstreamError'],
     });
   });
 });
