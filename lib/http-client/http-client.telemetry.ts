@@ -2,7 +2,7 @@ import { channel } from 'node:diagnostics_channel';
 import type { Attributes, Histogram, MeterProvider } from '@opentelemetry/api';
 import type { Clock } from '../core/clock.js';
 import { DEFAULT_INSTRUMENTATION_NAME } from '../observability/observability-options.interface.js';
-import { isMeteringActive, isTracingActive, openTelemetryApi } from '../observability/resilience-telemetry.js';
+import { isMeteringActive, isTracingActive, loadOpenTelemetryApi, openTelemetryApi } from '../observability/resilience-telemetry.js';
 
 /**
  * Names of the telemetry an `HttpClient` records (OpenTelemetry HTTP client semantic conventions).
@@ -19,6 +19,10 @@ export const HTTP_CLIENT_TELEMETRY_NAMES = Object.freeze({
 
 /** Bucket boundaries (s) the semantic conventions advise for `http.client.request.duration`. */
 const DURATION_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
+
+// `@opentelemetry/api` is an optional peer, loaded asynchronously: start now, so it is there by the
+// time the first call is made (the Nest module also waits for it before the app serves)
+void loadOpenTelemetryApi();
 
 const undiciRequests = channel(HTTP_CLIENT_TELEMETRY_NAMES.undiciRequestChannel);
 

@@ -277,29 +277,36 @@ export class HttpClient {
       firstReserved: false,
     };
 
-    return promiseOf<HttpResponse<unknown>>((settle) => {
-      const finish: Settle = (failed, outcome) => {
-        stopFollowing();
-        root.dispose();
-        if (ambient !== undefined && ambient.cancellation === undefined) ambientToken?.dispose();
-        const error = failed ? this.toUpstreamError(outcome, state) : undefined;
-        this.report(state, started, error);
-        settle(failed, error ?? outcome);
-      };
-      // the first request waits for the rate limit or a Retry-After pause before the pipeline's
-      // clocks start, within the call's deadline; a wait past it fails at once
-      this.reserve(state, root, (refusal) => {
-        if (refusal !== undefined) {
-          finish(true, refusal);
-          return;
-        }
-        if (root.aborted) {
-          finish(true, abortErrorOf(root));
-          return;
-        }
-        state.firstReserved = true;
-        pipeline.run(this.attemptWork(state), { cancellation: root, deadline: Number.isFinite(deadline) ? deadline : undefined }, finish);
-      });
+    // stops following the caller's signal and the ambient attempt once the call settled
+    const release = () => {
+      stopFollowing();
+      root.dispose();
+      if (ambient !== undefined && ambient.cancellation === undefined) ambientToken?.dispose();
+    };
+    return promiseOf<HttpResponse<unknown>>((settle) => this.start(state, pipeline, root, started, release, settle));
+  }
+
+  /** Runs the call: the first request waits for the origin's gate, then the pipeline runs. */
+  private start(state: CallState, pipeline: Pipeline, root: Cancellation, started: number, release: () => void, settle: Settle): void {
+    const finish: Settle = (failed, outcome) => {
+      release();
+      const error = failed ? this.toUpstreamError(outcome, state) : undefined;
+      this.report(state, started, error);
+      settle(failed, error ?? outcome);
+    };
+    // the rate limit or a Retry-After pause is waited for before the pipeline's clocks start,
+    // within the call's deadline; a wait past it fails at once
+    this.reserve(state, root, (refusal) => {
+      if (refusal !== undefined) {
+        finish(true, refusal);
+        return;
+      }
+      if (root.aborted) {
+        finish(true, abortErrorOf(root));
+        return;
+      }
+      state.firstReserved = true;
+      pipeline.run(this.attemptWork(state), { cancellation: root, deadline: Number.isFinite(state.deadline) ? state.deadline : undefined }, finish);
     });
   }
 

@@ -8,6 +8,7 @@ import {
   type InjectionToken,
   type ModuleMetadata,
   type OnApplicationShutdown,
+  type OnModuleInit,
   type OptionalFactoryDependency,
   type Provider,
 } from '@nestjs/common';
@@ -16,6 +17,7 @@ import { PolicyRegistry } from '../core/policy-registry.js';
 import { ResilienceConfigError } from '../core/errors.js';
 import type { UpstreamError } from '../core/upstream-http.error.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
+import { loadOpenTelemetryApi } from '../observability/resilience-telemetry.js';
 import { RESILIENCE_POLICY_ENVIRONMENT, RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import { HttpClient, type HttpClientDependencies } from './http-client.js';
 import type { HttpCallRecord, HttpClientOptions } from './http-client.options.js';
@@ -84,7 +86,7 @@ const LOG_OPTIONS = Symbol('nest-resilience:http-client-log-options');
  * @publicApi
  */
 @Injectable()
-export class HttpClients implements OnApplicationShutdown {
+export class HttpClients implements OnModuleInit, OnApplicationShutdown {
   private readonly clients = new Map<string, HttpClient>();
   private readonly logger = new Logger('HttpClient');
   private readonly dependencies: HttpClientDependencies;
@@ -131,6 +133,11 @@ export class HttpClients implements OnApplicationShutdown {
   /** Every client of this module. */
   list(): HttpClient[] {
     return [...this.clients.values()];
+  }
+
+  /** Waits for the optional `@opentelemetry/api` to load, so the first calls are traced too. */
+  async onModuleInit(): Promise<void> {
+    await loadOpenTelemetryApi();
   }
 
   /** Closes every client's connection pool. */
