@@ -50,7 +50,7 @@ export interface PropagationOptions {
  * An optional liveness probe of the dependency, used by `HttpClientHealthIndicator`.
  * @publicApi
  */
-export interface HttpPingOptions {
+export interface HttpClientPingOptions {
   /** Path (relative to `baseUrl`) answered quickly by a healthy dependency, e.g. `/health`. */
   readonly path: string;
   /** How long the probe may take, in ms. @default 1000 */
@@ -107,7 +107,7 @@ export interface HttpClientOptions {
   /** Headers added to every request. @default { deadline: true, requestId: true, traceContext: true } */
   readonly propagate?: PropagationOptions;
   /** Liveness probe used by the health indicator. @default undefined (breaker state only) */
-  readonly ping?: HttpPingOptions;
+  readonly ping?: HttpClientPingOptions;
 }
 
 /**

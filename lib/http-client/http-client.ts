@@ -235,6 +235,29 @@ export class HttpClient {
     return this.origins.get(origin)?.gate.pausedUntil;
   }
 
+  /**
+   * Sends the client's `ping` request once, outside every policy (no retry, breaker, rate limit or
+   * log event), through the client's connection pool: for health checks. Resolves with the status
+   * (any status: the caller judges it) and the latency on the clock.
+   * @throws ResilienceConfigError when the client has no `ping` option.
+   * @throws the network error, or a `TimeoutError` when no answer came within `ping.timeout`.
+   */
+  async probe(): Promise<{ readonly status: number; readonly latencyMs: number }> {
+    const ping = this.options.ping;
+    if (ping === undefined) {
+      throw new ResilienceConfigError(`The HTTP client "${this.name}" has no ping option to probe. Give it { ping: { path: '/health' } }.`);
+    }
+    const started = this.env.clock.now();
+    const response = await undiciRequest(new URL(joinPath(this.base, ping.path)), {
+      method: 'GET',
+      headers: this.options.headers,
+      signal: AbortSignal.timeout(ping.timeout ?? 1_000),
+      dispatcher: this.dispatcher,
+    });
+    await response.body.dump();
+    return { status: response.statusCode, latencyMs: this.env.clock.now() - started };
+  }
+
   /** Closes the client's connection pool (not a dispatcher you passed in). Safe to call more than once. */
   async close(): Promise<void> {
     if (!this.ownsDispatcher || this.closed) return;

@@ -8,7 +8,7 @@ export type {
   HttpCallRecord,
   HttpClientOptions,
   HttpMethod,
-  HttpPingOptions,
+  HttpClientPingOptions,
   HttpRequestOptions,
   HttpResponse,
   PropagationOptions,
