@@ -15,7 +15,6 @@ import { PolicyRegistry } from '../core/policy-registry.js';
 import { systemRandom } from '../core/random.js';
 import { once, promiseOf, type Settle, type Work } from '../core/step.js';
 import { isUpstreamError, UpstreamContractError, UpstreamError, UpstreamHttpError, type UpstreamContractIssue } from '../core/upstream-http.error.js';
-import { isBreakerFailure } from '../core/validate.js';
 import type { CircuitBreakerSnapshot } from '../core/circuit-breaker.policy.js';
 import { REQUEST_ID_HEADER, REQUEST_TIMEOUT_HEADER } from '../fetch/with-deadline.js';
 import type { NamedPolicyOptions } from '../interfaces/resilience-module-options.interface.js';
@@ -749,12 +748,6 @@ function validateClientOptions(name: string, options: HttpClientOptions): void {
   }
 }
 
-/** A failure of a client call counts against the breaker unless it was refused on this side. */
-function clientBreakerFailure(error: unknown): boolean {
-  if (isUpstreamError(error) && error.code === 'rate_limited') return false;
-  return isBreakerFailure(error);
-}
-
 /** `@Timeout(ms)`'s rule for a named policy's number: an attempt timeout when retries are on. */
 function timeoutOf(value: number | TimeoutOptions | undefined, retries: boolean): TimeoutOptions {
   if (value === undefined) return {};
@@ -789,7 +782,7 @@ export function resolveClientSpec(name: string, options: HttpClientOptions, depe
   const circuitBreaker: CircuitBreakerOptions | undefined =
     options.circuitBreaker === false
       ? undefined
-      : { isFailure: clientBreakerFailure, ...defaults.circuitBreaker, ...withoutNestFields(named.circuitBreaker), ...options.circuitBreaker };
+      : { ...defaults.circuitBreaker, ...withoutNestFields(named.circuitBreaker), ...options.circuitBreaker };
   const bulkheadParts = [withoutNestFields(named.bulkhead), options.bulkhead || undefined].filter((part) => part !== undefined);
   const bulkhead: BulkheadOptions | undefined = options.bulkhead === false || bulkheadParts.length === 0 ? undefined : Object.assign({}, ...bulkheadParts);
   return {
