@@ -1,7 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../testing/index.js';
 import { isTransientError, retryAfterMsOf, statusOf } from './classify.js';
-import { UpstreamContractError, UpstreamError, UpstreamHttpError } from './upstream-http.error.js';
 import { isBreakerFailure } from './validate.js';
 import {
   AttemptTimeoutError,
@@ -11,7 +10,7 @@ import {
   OperationAbortedError,
   RetriesExhaustedError,
 } from './errors.js';
-import { assertOk, isUpstreamHttpError, UpstreamHttpError } from './upstream-http.error.js';
+import { assertOk, isUpstreamHttpError, UpstreamContractError, UpstreamError, UpstreamHttpError } from './upstream-http.error.js';
 
 const withCode = (code: string) => Object.assign(new Error(code), { code });
 
