@@ -39,6 +39,8 @@ const HEDGEABLE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS'
 const MAX_ERROR_BODY_CHARS = 4096;
 const MAX_CONTRACT_ISSUES = 20;
 const DEFAULT_CONNECTIONS = 64;
+/** Origins whose pipelines and gate a client keeps (the registry caps breaker state the same way). */
+const MAX_ORIGINS = 1000;
 const DEFAULT_TOTAL_TIMEOUT_MS = 30_000;
 const DEFAULT_ATTEMPT_TIMEOUT_MS = 10_000;
 
@@ -577,6 +579,8 @@ export class HttpClient {
         gate: new OriginGate(this.env.clock, this.options.rateLimit || undefined),
       };
       this.origins.set(origin, pipelines);
+      // calls to absolute URLs could name any number of origins: keep the most recent ones
+      if (this.origins.size > MAX_ORIGINS) this.origins.delete(this.origins.keys().next().value!);
     }
     return pipelines;
   }
