@@ -7,7 +7,7 @@
 import { performance } from 'node:perf_hooks';
 import { startServer, stopAll, type ServerChild } from '../shared/children.js';
 import { readConfig } from '../shared/config.js';
-import { interleave, median, summarize, type Sample, type Summary } from '../shared/load.js';
+import { interleave, pairedRatio, summarize, type Sample, type Summary } from '../shared/load.js';
 import { commandLine, environment, formatMs, formatRatio, formatRps, formatUs, markdownTable, writeResults } from '../shared/report.js';
 import { CLIENT_LABELS, CLIENTS, createClient, type BenchClient, type ClientName } from './clients.js';
 
@@ -122,10 +122,6 @@ async function main(): Promise<void> {
   }
 }
 
-/** Median over rounds of `pick(numerator's round i) / pick(denominator's round i)`. */
-function pairedRatio(numerator: Summary, denominator: Summary, pick: (sample: Sample) => number): number {
-  return median(numerator.rounds.map((sample, round) => pick(sample) / pick(denominator.rounds[round]!)));
-}
 
 main().catch((error: unknown) => {
   console.error(error);

@@ -195,18 +195,27 @@ export function isUpstreamContractError(error: unknown): error is UpstreamContra
   return isUpstreamError(error) && error.code === 'contract';
 }
 
+/**
+ * A dependency's error body for logs: parsed JSON when `contentType` says so and it parses, else the
+ * text; truncated to 4096 characters, `undefined` when empty.
+ * @internal
+ */
+export function errorBodyOf(text: string, contentType: string | null | undefined): unknown {
+  const truncated = text.slice(0, MAX_BODY_CHARS);
+  if (truncated === '') return undefined;
+  if (contentType?.includes('json')) {
+    try {
+      return JSON.parse(truncated);
+    } catch {
+      return truncated;
+    }
+  }
+  return truncated;
+}
+
 async function readBody(response: Response): Promise<unknown> {
   try {
-    const text = (await response.text()).slice(0, MAX_BODY_CHARS);
-    if (text === '') return undefined;
-    if (response.headers.get('content-type')?.includes('json')) {
-      try {
-        return JSON.parse(text);
-      } catch {
-        return text;
-      }
-    }
-    return text;
+    return errorBodyOf(await response.text(), response.headers.get('content-type'));
   } catch {
     return undefined;
   }

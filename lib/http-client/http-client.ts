@@ -14,7 +14,7 @@ import type { PolicyEnvironment } from '../core/policy.js';
 import { PolicyRegistry } from '../core/policy-registry.js';
 import { systemRandom } from '../core/random.js';
 import { once, promiseOf, type Settle, type Work } from '../core/step.js';
-import { isUpstreamError, UpstreamContractError, UpstreamError, UpstreamHttpError, type UpstreamContractIssue } from '../core/upstream-http.error.js';
+import { errorBodyOf, isUpstreamError, UpstreamContractError, UpstreamError, UpstreamHttpError, type UpstreamContractIssue } from '../core/upstream-http.error.js';
 import type { CircuitBreakerSnapshot } from '../core/circuit-breaker.policy.js';
 import { REQUEST_ID_HEADER, REQUEST_TIMEOUT_HEADER } from '../fetch/with-deadline.js';
 import type { NamedPolicyOptions } from '../interfaces/resilience-module-options.interface.js';
@@ -36,7 +36,6 @@ import { OriginGate } from './origin-gate.js';
 const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 /** Methods that may be hedged: reads only. */
 const HEDGEABLE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
-const MAX_ERROR_BODY_CHARS = 4096;
 const MAX_CONTRACT_ISSUES = 20;
 const DEFAULT_CONNECTIONS = 64;
 /** Origins whose pipelines and gate a client keeps (the registry caps breaker state the same way). */
@@ -704,16 +703,7 @@ function serializeBody(body: unknown, headers: Record<string, string>): string |
 
 async function readErrorBody(response: Dispatcher.ResponseData): Promise<unknown> {
   try {
-    const text = (await response.body.text()).slice(0, MAX_ERROR_BODY_CHARS);
-    if (text === '') return undefined;
-    if (/json/i.test(String(response.headers['content-type'] ?? ''))) {
-      try {
-        return JSON.parse(text);
-      } catch {
-        return text;
-      }
-    }
-    return text;
+    return errorBodyOf(await response.body.text(), String(response.headers['content-type'] ?? ''));
   } catch {
     return undefined;
   }

@@ -26,15 +26,5 @@ export {
 } from './resilient-http.module.js';
 export { getHttpClientToken, InjectHttpClient } from './inject-http-client.decorator.js';
 export { HTTP_CLIENT_TELEMETRY_NAMES, isUndiciInstrumented } from './http-client.telemetry.js';
-export {
-  isUpstreamContractError,
-  isUpstreamError,
-  isUpstreamHttpError,
-  UpstreamContractError,
-  UpstreamError,
-  UpstreamHttpError,
-  type UpstreamContractIssue,
-  type UpstreamErrorCode,
-  type UpstreamErrorOptions,
-  type UpstreamHttpErrorOptions,
-} from '../core/upstream-http.error.js';
+// the UpstreamError family lives in the core (the error mapper and the classifiers know it)
+export * from '../core/upstream-http.error.js';
