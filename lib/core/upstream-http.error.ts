@@ -1,9 +1,9 @@
 import { systemClock, type Clock } from './clock.js';
 import { retryAfterMsOf } from './classify.js';
+import { errorBodyOf } from './error-body.js';
 
 const UPSTREAM_ERROR = Symbol.for('nest-resilience.upstream-error');
 const UPSTREAM_HTTP_ERROR = Symbol.for('nest-resilience.upstream-http-error');
-const MAX_BODY_CHARS = 4096;
 
 /**
  * What went wrong with a call to a dependency (the `code` of an {@link UpstreamError}):
@@ -193,24 +193,6 @@ export class UpstreamContractError extends UpstreamError {
 /** Whether `error` is an {@link UpstreamContractError}. @publicApi */
 export function isUpstreamContractError(error: unknown): error is UpstreamContractError {
   return isUpstreamError(error) && error.code === 'contract';
-}
-
-/**
- * A dependency's error body for logs: parsed JSON when `contentType` says so and it parses, else the
- * text; truncated to 4096 characters, `undefined` when empty.
- * @internal
- */
-export function errorBodyOf(text: string, contentType: string | null | undefined): unknown {
-  const truncated = text.slice(0, MAX_BODY_CHARS);
-  if (truncated === '') return undefined;
-  if (contentType?.includes('json')) {
-    try {
-      return JSON.parse(truncated);
-    } catch {
-      return truncated;
-    }
-  }
-  return truncated;
 }
 
 async function readBody(response: Response): Promise<unknown> {

@@ -40,7 +40,10 @@ export function isUndiciInstrumented(): boolean {
 /** What is known about one request when it is sent. @internal */
 export interface RequestTelemetryInput {
   readonly method: string;
-  readonly url: URL;
+  /** The full URL called. */
+  readonly href: string;
+  /** The parsed origin called (host, port, scheme, credentials). */
+  readonly target: URL;
   /** Route template, for the span name and `url.template`. */
   readonly route: string;
   /** Requests of the same call sent before this one. */
@@ -94,9 +97,9 @@ export function startRequestTelemetry(
   if (!api || isUndiciInstrumented()) return noopEnd;
   const attributes: Attributes = {
     'http.request.method': input.method,
-    'server.address': input.url.hostname,
-    'server.port': Number(input.url.port) || (input.url.protocol === 'https:' ? 443 : 80),
-    'url.full': redactedUrl(input.url),
+    'server.address': input.target.hostname,
+    'server.port': Number(input.target.port) || (input.target.protocol === 'https:' ? 443 : 80),
+    'url.full': input.target.username === '' && input.target.password === '' ? input.href : redactedUrl(new URL(input.href)),
     'url.template': input.route,
     'nest_resilience.http.client': input.client,
   };
@@ -139,11 +142,9 @@ export function startRequestTelemetry(
 
 /** `url.full` without credentials (semantic conventions: never record them). */
 function redactedUrl(url: URL): string {
-  if (url.username === '' && url.password === '') return url.href;
-  const copy = new URL(url.href);
-  copy.username = 'REDACTED';
-  copy.password = 'REDACTED';
-  return copy.href;
+  url.username = 'REDACTED';
+  url.password = 'REDACTED';
+  return url.href;
 }
 
 /** Telemetry settings from the module's `telemetry` options. @internal */

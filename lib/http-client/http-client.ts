@@ -14,7 +14,8 @@ import type { PolicyEnvironment } from '../core/policy.js';
 import { PolicyRegistry } from '../core/policy-registry.js';
 import { systemRandom } from '../core/random.js';
 import { once, promiseOf, type Settle, type Work } from '../core/step.js';
-import { errorBodyOf, isUpstreamError, UpstreamContractError, UpstreamError, UpstreamHttpError, type UpstreamContractIssue } from '../core/upstream-http.error.js';
+import { errorBodyOf } from '../core/error-body.js';
+import { isUpstreamError, UpstreamContractError, UpstreamError, UpstreamHttpError, type UpstreamContractIssue } from '../core/upstream-http.error.js';
 import type { CircuitBreakerSnapshot } from '../core/circuit-breaker.policy.js';
 import { REQUEST_ID_HEADER, REQUEST_TIMEOUT_HEADER } from '../fetch/with-deadline.js';
 import type { NamedPolicyOptions } from '../interfaces/resilience-module-options.interface.js';
@@ -84,7 +85,12 @@ interface OriginPipelines {
 /** Everything one call needs, computed once. */
 interface CallState {
   readonly method: HttpMethod;
-  readonly url: URL;
+  /** The full URL called. */
+  readonly href: string;
+  /** Its origin (`http://host:port`): keys the pipelines and the gate. */
+  readonly origin: string;
+  /** A parsed URL of the origin (the base URL's, for relative paths): host and port for telemetry. */
+  readonly target: URL;
   readonly route: string;
   readonly headers: Record<string, string>;
   readonly body: string | Uint8Array | undefined;
@@ -132,6 +138,7 @@ const HEDGE_LOST = new HedgeLostError();
 export class HttpClient {
   private readonly options: HttpClientOptions;
   private readonly base: URL;
+  private readonly baseOrigin: string;
   private readonly env: PolicyEnvironment;
   private readonly registry: PolicyRegistry;
   private readonly spec: Omit<PipelineSpec, 'key'>;
@@ -156,6 +163,7 @@ export class HttpClient {
   ) {
     this.options = options;
     this.base = parseBaseUrl(name, options.baseUrl);
+    this.baseOrigin = this.base.origin;
     this.env = dependencies.env ?? { clock: systemClock, random: systemRandom, events: noopEventSink };
     this.registry = dependencies.registry ?? new PolicyRegistry(this.env);
     this.spec = resolveClientSpec(name, options, dependencies);
@@ -269,9 +277,9 @@ export class HttpClient {
     const { clock } = this.env;
     const started = clock.now();
     const method = (options.method ?? 'GET').toUpperCase() as HttpMethod;
-    const url = this.urlOf(options.path, options.query);
+    const { href, target } = this.urlOf(options.path, options.query);
     const route = options.route ?? options.path.split('?')[0]!;
-    const origin = this.pipelinesFor(url.origin);
+    const origin = this.pipelinesFor(target === this.base ? this.baseOrigin : target.origin);
     const headers = this.headersOf(options, method, route);
     const retryAllowed = IDEMPOTENT_METHODS.has(method) || headers[this.keyHeader] !== undefined;
     const pipeline = retryAllowed ? origin.retrying : origin.single;
@@ -286,7 +294,9 @@ export class HttpClient {
     const hedging = this.options.hedging && options.hedge !== false && HEDGEABLE_METHODS.has(method) ? this.options.hedging : undefined;
     const state: CallState = {
       method,
-      url,
+      href,
+      origin: target === this.base ? this.baseOrigin : target.origin,
+      target,
       route,
       headers,
       body: serializeBody(options.body, headers),
@@ -399,15 +409,15 @@ export class HttpClient {
       const seconds = Math.ceil(reservation.refusedForMs / 1000);
       const why =
         reservation.reason === 'halted'
-          ? `${state.url.origin} asked for a pause (Retry-After) of another ${seconds} s`
-          : `the client's rate limit for ${state.url.origin} would delay it by ${reservation.refusedForMs} ms`;
+          ? `${state.origin} asked for a pause (Retry-After) of another ${seconds} s`
+          : `the client's rate limit for ${state.origin} would delay it by ${reservation.refusedForMs} ms`;
       go(
         new UpstreamError('rate_limited', `The call of client "${this.name}" was not sent: ${why}, which ends after the call's deadline. Retry later or give the call a longer deadline.`, {
           retryAfterMs: reservation.refusedForMs,
           attempts: 0,
           client: this.name,
           method: state.method,
-          url: state.url.href,
+          url: state.href,
         }),
       );
       return;
@@ -438,7 +448,7 @@ export class HttpClient {
       headers[REQUEST_TIMEOUT_HEADER] = String(Math.max(0, Math.floor(attemptDeadline - clock.now())));
     }
     const endTelemetry = startRequestTelemetry(
-      { method: state.method, url: state.url, route: state.route, resendCount, client: this.name },
+      { method: state.method, href: state.href, target: state.target, route: state.route, resendCount, client: this.name },
       headers,
       this.telemetry,
       clock,
@@ -447,7 +457,7 @@ export class HttpClient {
       endTelemetry(state.lastStatus, failed ? errorTypeLabel(outcome) : undefined);
       settle(failed, outcome);
     });
-    undiciRequest(state.url, {
+    undiciRequest(state.href, {
       method: state.method,
       headers,
       body: state.body,
@@ -474,7 +484,7 @@ export class HttpClient {
       if ((status === 429 || status === 503) && retryAfterMs !== undefined && retryAfterMs > 0 && this.options.haltOnRetryAfter !== false) {
         state.gate.halt(this.env.clock.now() + retryAfterMs);
       }
-      throw new UpstreamHttpError(status, { body, headers, retryAfterMs, client: this.name, method: state.method, url: state.url.href });
+      throw new UpstreamHttpError(status, { body, headers, retryAfterMs, client: this.name, method: state.method, url: state.href });
     }
     const data = await this.readBody(state, response);
     return { status, headers, data, attempts: state.sent };
@@ -504,12 +514,12 @@ export class HttpClient {
   private networkError(error: unknown, state: CallState): unknown {
     if (isResilienceError(error) || isUpstreamError(error)) return error;
     const message = error instanceof Error ? error.message : String(error);
-    return new UpstreamError('network', `The call of client "${this.name}" to ${state.url.origin} failed before an answer arrived: ${message}`, {
+    return new UpstreamError('network', `The call of client "${this.name}" to ${state.origin} failed before an answer arrived: ${message}`, {
       retryable: isTransientError(error),
       cause: error,
       client: this.name,
       method: state.method,
-      url: state.url.href,
+      url: state.href,
     });
   }
 
@@ -521,8 +531,8 @@ export class HttpClient {
       cause.attempts = state.sent;
       return cause;
     }
-    const common = { client: this.name, method: state.method, url: state.url.href, attempts: state.sent, cause };
-    const who = `The call of client "${this.name}" to ${state.url.origin}`;
+    const common = { client: this.name, method: state.method, url: state.href, attempts: state.sent, cause };
+    const who = `The call of client "${this.name}" to ${state.origin}`;
     if (isResilienceError(cause)) {
       const withHint = cause as { retryAfterMs?: number };
       switch (cause.code) {
@@ -552,7 +562,7 @@ export class HttpClient {
           client: this.name,
           method: state.method,
           route: state.route,
-          origin: state.url.origin,
+          origin: state.origin,
           ...(state.lastStatus === undefined ? {} : { status: state.lastStatus }),
           attempts: state.sent,
           durationMs: this.env.clock.now() - started,
@@ -584,16 +594,25 @@ export class HttpClient {
     return pipelines;
   }
 
-  private urlOf(path: string, query: HttpCallOptions['query']): URL {
-    const url = /^https?:\/\//i.test(path) ? new URL(path) : new URL(joinPath(this.base, path));
+  /**
+   * The URL of a call: a relative path is appended to the base URL as a string (no URL is parsed
+   * per call), an absolute URL is parsed; `target` is the parsed origin for pipelines and telemetry.
+   */
+  private urlOf(path: string, query: HttpCallOptions['query']): { href: string; target: URL } {
+    const absolute = /^https?:\/\//i.test(path);
+    const target = absolute ? new URL(path) : this.base;
+    let href = absolute ? target.href : joinPath(this.base, path);
     if (query) {
+      const params = new URLSearchParams();
       for (const [name, value] of Object.entries(query) as Array<[string, QueryValue]>) {
         if (value === undefined) continue;
-        if (Array.isArray(value)) for (const item of value) url.searchParams.append(name, String(item));
-        else url.searchParams.append(name, String(value));
+        if (Array.isArray(value)) for (const item of value) params.append(name, String(item));
+        else params.append(name, String(value));
       }
+      const search = params.toString();
+      if (search !== '') href += `${href.includes('?') ? '&' : '?'}${search}`;
     }
-    return url;
+    return { href, target };
   }
 
   private headersOf(options: HttpRequestOptions, method: HttpMethod, route: string): Record<string, string> {
@@ -717,7 +736,7 @@ function parseJson(text: string, status: number, state: CallState, client: strin
     throw new UpstreamContractError(status, [{ path: '$', message: 'The body is not valid JSON.' }], {
       client,
       method: state.method,
-      url: state.url.href,
+      url: state.href,
     });
   }
 }
@@ -729,7 +748,7 @@ async function validate(schema: StandardSchemaV1, value: unknown, status: number
     path: formatPath(issue.path),
     message: issue.message,
   }));
-  throw new UpstreamContractError(status, issues, { client, method: state.method, url: state.url.href });
+  throw new UpstreamContractError(status, issues, { client, method: state.method, url: state.href });
 }
 
 /** A Standard Schema issue path as `$.items[0].id`. */
