@@ -157,7 +157,7 @@ export interface HttpCallOptions<S extends StandardSchemaV1 | undefined = Standa
  * @publicApi
  */
 export interface HttpRequestOptions<S extends StandardSchemaV1 | undefined = StandardSchemaV1 | undefined> extends HttpCallOptions<S> {
-  /** @default 'GET' */
+  /** HTTP method. @default 'GET' */
   readonly method?: HttpMethod;
   /** Path resolved against the client's `baseUrl`, or an absolute URL. */
   readonly path: string;
@@ -190,6 +190,7 @@ export type DataOf<O> = O extends { readonly schema: infer S } ? (S extends Stan
 export interface HttpCallRecord {
   /** Name of the client. */
   readonly client: string;
+  /** HTTP method of the call. */
   readonly method: HttpMethod;
   /** Route template (`route` option) or the path. */
   readonly route: string;

@@ -49,8 +49,11 @@ const DEFAULT_ATTEMPT_TIMEOUT_MS = 10_000;
  * @publicApi
  */
 export interface HttpClientDefaults {
+  /** Module retry defaults (`forRoot({ retry })`); a client adds `maxAttempts: 3` under them. @default {} */
   readonly retry?: RetryOptions;
+  /** Module timeouts (`forRoot({ timeout })`). @default { total: 30_000, attempt: 10_000 } */
   readonly timeout?: TimeoutOptions;
+  /** Module breaker defaults (`forRoot({ circuitBreaker })`). @default {} (the breaker's own defaults) */
   readonly circuitBreaker?: CircuitBreakerOptions;
 }
 

@@ -74,6 +74,7 @@ export interface HttpClientAsyncRegistration {
  * @publicApi
  */
 export interface ResilientHttpModuleAsyncOptions extends Omit<ResilientHttpModuleOptions, 'clients'> {
+  /** The clients, each with its name and its options factory. */
   readonly clients: readonly HttpClientAsyncRegistration[];
 }
 
