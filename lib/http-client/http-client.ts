@@ -352,6 +352,8 @@ export class HttpClient {
       const parent = cancellationOf(context) ?? Cancellation.from(context.signal);
       const hedges = state.hedging ? Math.min(3, Math.max(1, state.hedging.maxHedges ?? 1)) : 0;
       const children: Cancellation[] = [];
+      /** Children whose request has not ended: only they are aborted when the attempt ends. */
+      const pending = new Set<Cancellation>();
       let running = 0;
       let launched = 0;
       let timer: unknown;
@@ -361,7 +363,9 @@ export class HttpClient {
         open = false;
         if (timer !== undefined) this.env.clock.clearTimeout(timer);
         for (const child of children) {
-          if (!child.aborted) child.abort(HEDGE_LOST);
+          // a request that already ended is only unlinked: aborting it would make undici tear
+          // down a response stream it has finished with
+          if (pending.has(child) && !child.aborted) child.abort(HEDGE_LOST);
           child.dispose();
         }
         settle(failed, outcome);
@@ -370,9 +374,11 @@ export class HttpClient {
         timer = undefined;
         const child = parent.child();
         children.push(child);
+        pending.add(child);
         launched++;
         running++;
         const ended: Settle = (failed, outcome) => {
+          pending.delete(child);
           running--;
           if (!failed) finish(false, outcome);
           // the last request running failed: the attempt failed (a pending hedge is not sent)
