@@ -7,7 +7,7 @@ import { Cancellation, cancellationOf } from '../core/cancellation.js';
 import { abortErrorOf, isTransientError, retryAfterMsOf } from '../core/classify.js';
 import { systemClock } from '../core/clock.js';
 import { isResilienceError, ResilienceConfigError } from '../core/errors.js';
-import { errorTypeOf, noopEventSink } from '../core/events.js';
+import { errorTypeOf, type ResilienceEventSink } from '../core/events.js';
 import type { BulkheadOptions, CircuitBreakerOptions, RetryOptions, TimeoutOptions } from '../core/options.js';
 import { createPipeline, type Pipeline, type PipelineSpec } from '../core/pipeline.js';
 import type { PolicyEnvironment } from '../core/policy.js';
@@ -110,6 +110,9 @@ interface CallState {
   firstReserved: boolean;
 }
 
+/** The event sink of a client without one: it wants nothing, so per-attempt events are not even built. */
+const NO_EVENTS: ResilienceEventSink = Object.assign(() => undefined, { wants: () => false });
+
 /** Abort reason of a hedged request that lost the race. */
 class HedgeLostError extends Error {
   constructor() {
@@ -167,7 +170,7 @@ export class HttpClient {
     this.options = options;
     this.base = parseBaseUrl(name, options.baseUrl);
     this.baseOrigin = this.base.origin;
-    this.env = dependencies.env ?? { clock: systemClock, random: systemRandom, events: noopEventSink };
+    this.env = dependencies.env ?? { clock: systemClock, random: systemRandom, events: NO_EVENTS };
     this.registry = dependencies.registry ?? new PolicyRegistry(this.env);
     this.spec = resolveClientSpec(name, options, dependencies);
     validateClientOptions(name, options);
@@ -660,7 +663,9 @@ export class HttpClient {
  * tens of microseconds per request to create, listen to and abort.
  */
 class TokenSignal {
-  private listeners: Map<(...args: unknown[]) => void, () => void> | undefined;
+  // undici registers one listener per request: kept in two fields, not a collection
+  private listener: ((...args: unknown[]) => void) | undefined;
+  private unsubscribe: (() => void) | undefined;
 
   constructor(private readonly token: Cancellation) {}
 
@@ -678,20 +683,21 @@ class TokenSignal {
 
   once(event: string, listener: (...args: unknown[]) => void): this {
     if (event !== 'abort') return this;
-    (this.listeners ??= new Map()).set(
-      listener,
-      this.token.onAbort(() => {
-        this.listeners?.delete(listener);
-        listener();
-      }),
-    );
+    this.unsubscribe?.();
+    this.listener = listener;
+    this.unsubscribe = this.token.onAbort(() => {
+      this.listener = undefined;
+      this.unsubscribe = undefined;
+      listener();
+    });
     return this;
   }
 
   removeListener(event: string, listener: (...args: unknown[]) => void): this {
-    if (event !== 'abort') return this;
-    this.listeners?.get(listener)?.();
-    this.listeners?.delete(listener);
+    if (event !== 'abort' || listener !== this.listener) return this;
+    this.unsubscribe?.();
+    this.listener = undefined;
+    this.unsubscribe = undefined;
     return this;
   }
 }
