@@ -101,6 +101,7 @@ interface CallState {
   readonly schema: StandardSchemaV1 | undefined;
   readonly hedging: HedgingOptions | undefined;
   readonly gate: OriginGate;
+  /** The call's deadline: the caller's or the client's total timeout, whichever ends sooner (for the gate and the budget header). */
   readonly deadline: number;
   /** Requests sent so far (retries and hedges included). */
   sent: number;
@@ -345,7 +346,11 @@ export class HttpClient {
         return;
       }
       state.firstReserved = true;
-      pipeline.run(this.attemptWork(state), { cancellation: root, deadline: Number.isFinite(state.deadline) ? state.deadline : undefined }, finish);
+      // The caller's deadline is not handed to the pipeline: the caller's own timer ends the call
+      // through `root`, with the caller's reason (its attempt timeout stays retryable for it). Had
+      // the client's timer fired first at the same instant, the caller would see a deadline error
+      // of the client's, which it never retries.
+      pipeline.run(this.attemptWork(state), { cancellation: root }, finish);
     });
   }
 
@@ -456,8 +461,10 @@ export class HttpClient {
     const resendCount = state.sent;
     state.sent++;
     const headers = { ...state.headers };
-    if (this.propagateDeadline && Number.isFinite(attemptDeadline)) {
-      headers[REQUEST_TIMEOUT_HEADER] = String(Math.max(0, Math.floor(attemptDeadline - clock.now())));
+    // the budget left: this attempt's, or the caller's when that ends sooner
+    const budgetEnd = Math.min(attemptDeadline, state.deadline);
+    if (this.propagateDeadline && Number.isFinite(budgetEnd)) {
+      headers[REQUEST_TIMEOUT_HEADER] = String(Math.max(0, Math.floor(budgetEnd - clock.now())));
     }
     const endTelemetry = startRequestTelemetry(
       { method: state.method, href: state.href, target: state.target, route: state.route, resendCount, client: this.name },

@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { Controller, Get, Inject, Injectable, Module, Param, type INestApplication } from '@nestjs/common';
-import { ResilienceModule, Timeout } from 'nest-resilience';
+import { ResilienceModule, Retryable, Timeout } from 'nest-resilience';
 import { getHttpClientToken, HttpClient, HttpClients, InjectHttpClient, ResilientHttpModule } from 'nest-resilience/http';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -28,6 +28,13 @@ class CallsController {
   @Get('partner/:path')
   @Timeout(300)
   partner(@Param('path') path: string) {
+    return this.service.fetch(path);
+  }
+
+  @Get('retried/:path')
+  @Timeout({ total: 2_000, attempt: 150 })
+  @Retryable({ maxAttempts: 3, backoff: { type: 'constant', delay: 1 } })
+  retried(@Param('path') path: string) {
     return this.service.fetch(path);
   }
 
@@ -93,6 +100,14 @@ describe.each(platforms)('HttpClient inside a Nest app on %s', (platform) => {
     const response = await request(app.getHttpServer()).get('/calls/partner/hang').expect(503);
     expect(response.body).toMatchObject({ code: 'timeout' });
     await upstream.socketClosed(before + 1);
+  });
+
+  it("retries a call cut by the caller's attempt timeout like any attempt timeout, each request cancelled", async () => {
+    const before = upstream.received.length;
+    const response = await request(app.getHttpServer()).get('/calls/retried/hang').expect(503);
+    expect(response.body).toMatchObject({ code: 'timeout' });
+    expect(upstream.received.length - before).toBe(3);
+    await Promise.all([1, 2, 3].map((n) => upstream.socketClosed(before + n)));
   });
 
   it('maps upstream failures through the error mapper, on undecorated routes too', async () => {
