@@ -122,3 +122,67 @@ describe('hedged reads against a real loopback upstream', () => {
     await expect(client.get('/read')).resolves.toMatchObject({ data: { ok: 2 }, attempts: 2 });
   });
 });
+
+@Controller('guarded')
+class GuardedController {
+  constructor(
+    @InjectHttpClient('hedged') private readonly hedged: HttpClient,
+    @InjectHttpClient('fragile') private readonly fragile: HttpClient,
+  ) {}
+
+  @Get('hedged')
+  async viaHedged() {
+    return (await this.hedged.get('/slow-first')).data;
+  }
+
+  @Get('fragile')
+  async viaFragile() {
+    return (await this.fragile.get('/broken')).data;
+  }
+}
+
+describe.each(platforms)('hedging and the breaker inside a Nest app on %s', (platform) => {
+  let app: INestApplication;
+  let upstream: Upstream;
+  const seen = new Map<string, number>();
+
+  beforeAll(async () => {
+    upstream = await startUpstream((req) => {
+      const n = (seen.get(req.path) ?? 0) + 1;
+      seen.set(req.path, n);
+      if (req.path === '/broken') return { status: 500 };
+      return n === 1 ? { hang: true } : { body: { answeredBy: n } };
+    });
+    app = await createApp(platform, {
+      imports: [
+        ResilienceModule.forRoot(),
+        ResilientHttpModule.register({
+          clients: {
+            hedged: { baseUrl: upstream.url, retry: false, hedging: { delay: 30 } },
+            fragile: { baseUrl: upstream.url, retry: false, circuitBreaker: { strategy: { type: 'consecutive', threshold: 1 }, breakDuration: 60_000 } },
+          },
+        }),
+      ],
+      controllers: [GuardedController],
+    });
+  });
+  afterAll(async () => {
+    await app.close();
+    await upstream.close();
+  });
+
+  it('answers with the hedge when the first request hangs, and cancels the first', async () => {
+    const from = upstream.received.length;
+    await request(app.getHttpServer()).get('/guarded/hedged').expect(200, { answeredBy: 2 });
+    await upstream.socketClosed(from + 1);
+  });
+
+  it('opens the breaker of the client and origin: the next call is refused with 503 circuit_open without reaching the upstream', async () => {
+    await request(app.getHttpServer()).get('/guarded/fragile').expect(503);
+    const sent = upstream.received.length;
+    const refused = await request(app.getHttpServer()).get('/guarded/fragile').expect(503);
+    expect(refused.body).toMatchObject({ code: 'circuit_open' });
+    expect(Number(refused.headers['retry-after'])).toBeGreaterThan(50);
+    expect(upstream.received.length).toBe(sent);
+  });
+});
