@@ -12,6 +12,7 @@ const alias = {
   'nest-resilience/testing': here('./lib/testing/index.ts'),
   'nest-resilience/core': here('./lib/core/index.ts'),
   'nest-resilience/swagger': here('./lib/swagger/index.ts'),
+  'nest-resilience/http': here('./lib/http-client/index.ts'),
   'nest-resilience': here('./lib/index.ts'),
 };
 

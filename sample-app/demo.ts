@@ -106,7 +106,7 @@ export async function runDemo(options: DemoOptions): Promise<{ ok: boolean; rows
 
   // ── preflight ──────────────────────────────────────────────────────────────────────────────
   await preflight(base, modelUrl);
-  await chaos({ failureRate: 0, latencyMs: 150, down: false, hang: false, seed: 9 });
+  await chaos({ failureRate: 0, latencyMs: 150, down: false, hang: false, malformed: false, throttleSeconds: 0, seed: 9 });
   await waitUntilHealthy(app, recoveryTimeoutMs);
   const database = (await app('GET', '/')).body?.database === 'postgres' ? 'postgres' : 'sqlite';
 
@@ -195,7 +195,46 @@ export async function runDemo(options: DemoOptions): Promise<{ ok: boolean; rows
   );
   await chaos({ failureRate: 0, latencyMs: 150 });
 
-  // ── 5. a hung model: cancelled at the deadline ─────────────────────────────────────────────
+  // ── 5. the model breaks its contract: 502 naming the field, the payload never echoed ─────
+  await chaos({ malformed: true });
+  const broken = await app('GET', '/preview?topic=maps');
+  const echoed = JSON.stringify(broken.body ?? '').includes('A short report');
+  row(
+    'model breaks contract',
+    'GET /preview  (chaos malformed)',
+    `${broken.status} ${broken.body?.code ?? ''}: ${String(broken.body?.detail ?? '').replace(/^.*schema at: /, 'at ')}`,
+    '502 upstream_contract, $.text',
+    broken.status === 502 && broken.body?.code === 'upstream_contract' && String(broken.body?.detail).includes('$.text') && !echoed,
+  );
+  await chaos({ malformed: false });
+
+  // ── 6. the model throttles (429 + Retry-After): the client pauses every model call ─────────
+  await chaos({ throttleSeconds: 2 });
+  const throttleBefore = await modelState();
+  const throttledPreview = app('GET', '/preview?topic=tsunamis');
+  await delay(300);
+  const duringPause = await app('GET', '/preview?topic=fjords');
+  const afterPause = await throttledPreview;
+  const throttleAfter = await modelState();
+  const modelCalls = throttleAfter.requests - throttleBefore.requests;
+  const throttledCalls = throttleAfter.throttled - throttleBefore.throttled;
+  row(
+    'model throttles (429)',
+    'GET /preview  (chaos throttleSeconds 2)',
+    `${afterPause.status} in ${(afterPause.ms / 1000).toFixed(1)} s; model: ${throttledCalls}×429, ${modelCalls - throttledCalls}×200`,
+    '200 after the Retry-After pause',
+    afterPause.status === 200 && throttledCalls === 1,
+  );
+  row(
+    '',
+    'GET /preview  during the pause',
+    `${duringPause.status} ${duringPause.body?.code ?? ''} in ${duringPause.ms} ms, Retry-After: ${duringPause.headers.get('retry-after')}`,
+    '503 at once, model not called',
+    duringPause.status === 503 && duringPause.body?.code === 'upstream_unavailable' && duringPause.ms < 500 && modelCalls === 2,
+  );
+  await chaos({ throttleSeconds: 0 });
+
+  // ── 7. a hung model: cancelled at the deadline ─────────────────────────────────────────────
   await chaos({ hang: true });
   const hangBefore = await modelState();
   const hangStarted = Date.now();
@@ -212,7 +251,7 @@ export async function runDemo(options: DemoOptions): Promise<{ ok: boolean; rows
   );
   await chaos({ hang: false });
 
-  // ── 6. the model is down: the breaker opens, callers fail fast, readiness fails ────────────
+  // ── 8. the model is down: the breaker opens, callers fail fast, readiness fails ────────────
   await chaos({ down: true });
   const down1 = await postReport(key('down-1'), 'monsoons');
   const down1Report = await waitForReport(down1.body?.id);
@@ -232,7 +271,7 @@ export async function runDemo(options: DemoOptions): Promise<{ ok: boolean; rows
   const downChecks = Object.keys(sick.body?.error ?? {});
   row('', 'GET /health', `${sick.status} down: ${downChecks.join(', ') || '-'}`, '503 (model_service down)', sick.status === 503 && downChecks.includes('model_service'));
 
-  // ── 7. the model is back: the breaker closes after its break, everything recovers ──────────
+  // ── 9. the model is back: the breaker closes after its break, everything recovers ──────────
   await chaos({ down: false });
   const recoveryStarted = Date.now();
   let probe = await app('GET', '/preview?topic=recovery');

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import { profiled, startServer, stopAll, type ServerChild } from '../shared/children.js';
 import { readConfig } from '../shared/config.js';
-import { interleave, measure, median, summarize, type Sample, type Summary } from '../shared/load.js';
+import { interleave, measure, pairedRatio, summarize, type Sample, type Summary } from '../shared/load.js';
 import {
   commandLine,
   environment,
@@ -153,10 +153,6 @@ async function main(): Promise<void> {
   }
 }
 
-/** Median over samples of `pick(numerator's sample i) / pick(denominator's sample i)` (same round, same process index). */
-function pairedRatio(numerator: Summary, denominator: Summary, pick: (sample: Sample) => number): number {
-  return median(numerator.rounds.map((sample, round) => pick(sample) / pick(denominator.rounds[round]!)));
-}
 
 main().catch((error: unknown) => {
   console.error(error);

@@ -132,3 +132,11 @@ export async function interleave<T>(
   }
   return samples;
 }
+
+/**
+ * Median over rounds of `pick(numerator's sample i) / pick(denominator's sample i)`: each sample is
+ * paired with the other variant's sample of the same round (and process), so drift cancels out.
+ */
+export function pairedRatio(numerator: Summary, denominator: Summary, pick: (sample: Sample) => number): number {
+  return median(numerator.rounds.map((sample, round) => pick(sample) / pick(denominator.rounds[round]!)));
+}

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../testing/index.js';
 import { isTransientError, retryAfterMsOf, statusOf } from './classify.js';
+import { isBreakerFailure } from './validate.js';
 import {
   AttemptTimeoutError,
   BulkheadRejectedError,
@@ -9,7 +10,7 @@ import {
   OperationAbortedError,
   RetriesExhaustedError,
 } from './errors.js';
-import { assertOk, isUpstreamHttpError, UpstreamHttpError } from './upstream-http.error.js';
+import { assertOk, isUpstreamHttpError, UpstreamContractError, UpstreamError, UpstreamHttpError } from './upstream-http.error.js';
 
 const withCode = (code: string) => Object.assign(new Error(code), { code });
 
@@ -165,5 +166,26 @@ describe('UpstreamHttpError and assertOk', () => {
     expect(error).toMatchObject({ status: 404, body: 'nope' });
     expect((error as UpstreamHttpError).retryAfterMs).toBeUndefined();
     expect(isUpstreamHttpError(new Error('x'))).toBe(false);
+  });
+});
+
+describe('UpstreamError in the default classifiers', () => {
+  it('is retried when its retryable says so, whatever its code', () => {
+    expect(isTransientError(new UpstreamHttpError(503))).toBe(true);
+    expect(isTransientError(new UpstreamHttpError(404))).toBe(false);
+    expect(isTransientError(new UpstreamError('network', 'reset', { retryable: true }))).toBe(true);
+    expect(isTransientError(new UpstreamError('timeout', 'deadline', { retryable: false }))).toBe(false);
+    expect(isTransientError(new UpstreamContractError(200, [{ path: '$.text', message: 'x' }]))).toBe(false);
+  });
+
+  it('counts against a breaker only when the call reached the dependency', () => {
+    expect(isBreakerFailure(new UpstreamHttpError(502))).toBe(true);
+    expect(isBreakerFailure(new UpstreamHttpError(429))).toBe(true);
+    expect(isBreakerFailure(new UpstreamHttpError(404))).toBe(false);
+    expect(isBreakerFailure(new UpstreamContractError(200, []))).toBe(true);
+    expect(isBreakerFailure(new UpstreamError('network', 'reset', { retryable: true }))).toBe(true);
+    for (const code of ['rate_limited', 'circuit_open', 'bulkhead_rejected', 'aborted'] as const) {
+      expect(isBreakerFailure(new UpstreamError(code, 'not sent'))).toBe(false);
+    }
   });
 });

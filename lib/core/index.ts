@@ -7,7 +7,7 @@ export { throwIfAborted } from './signals.js';
 export * from './options.js';
 export { computeBackoffDelay } from './backoff.js';
 export { isTransientError, retryAfterMsOf, statusOf } from './classify.js';
-export { assertOk, isUpstreamHttpError, UpstreamHttpError, type UpstreamHttpErrorOptions } from './upstream-http.error.js';
+export * from './upstream-http.error.js';
 export { RetryBudget } from './retry-budget.js';
 export { RetryPolicy, type GiveUpReason, type RetryHooks } from './retry.policy.js';
 export { AttemptSettledError, TimeoutPolicy } from './timeout.policy.js';

@@ -1,6 +1,7 @@
 import { DEFAULT_BACKOFF, maxBackoffDelay } from './backoff.js';
 import { statusOf } from './classify.js';
 import { isOperationAbortedError, ResilienceConfigError } from './errors.js';
+import { isUpstreamError, type UpstreamErrorCode } from './upstream-http.error.js';
 import type {
   BackoffOptions,
   BulkheadOptions,
@@ -23,13 +24,18 @@ export const DEFAULT_RETRY_BUDGET: Required<RetryBudgetOptions> = Object.freeze(
 /** Causes a fallback catches when `on` is not given. @publicApi */
 export const DEFAULT_FALLBACK_ON: readonly FallbackCause[] = Object.freeze(['timeout', 'circuit_open', 'bulkhead_rejected', 'retries_exhausted', 'transient']);
 
+/** `UpstreamError` codes of calls that never reached the dependency, or that its caller ended. */
+const NOT_SENT_CODES: ReadonlySet<UpstreamErrorCode> = new Set(['rate_limited', 'circuit_open', 'bulkhead_rejected', 'aborted']);
+
 /**
  * The breaker's default failure predicate: everything except 4xx statuses (400-499 other than 408
- * and 429, which mean the dependency is struggling) and caller aborts.
+ * and 429, which mean the dependency is struggling), caller aborts, and `HttpClient` calls refused
+ * on this side without being sent (rate limit or `Retry-After` pause, open circuit, full bulkhead).
  * @publicApi
  */
 export function isBreakerFailure(error: unknown): boolean {
   if (isOperationAbortedError(error)) return false;
+  if (isUpstreamError(error) && NOT_SENT_CODES.has(error.code)) return false;
   if (typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'AbortError') return false;
   const status = statusOf(error);
   return !(status !== undefined && status >= 400 && status <= 499 && status !== 408 && status !== 429);

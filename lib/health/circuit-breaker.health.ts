@@ -97,7 +97,8 @@ export class CircuitBreakerHealthIndicator {
   }
 }
 
-function toDetail(snapshot: CircuitBreakerSnapshot): CircuitBreakerHealthDetail {
+/** @internal one breaker snapshot as health details. */
+export function toDetail(snapshot: CircuitBreakerSnapshot): CircuitBreakerHealthDetail {
   const detail: CircuitBreakerHealthDetail = {
     state: snapshot.state,
     failureRate: snapshot.failureRate,

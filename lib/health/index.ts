@@ -11,5 +11,6 @@ export {
   type TcpAddress,
   type TcpPingOptions,
 } from './dependency.health.js';
+export { HttpClientHealthIndicator, type HttpClientHealthOptions } from './http-client.health.js';
 export { IdempotencyStoreHealthIndicator, type IdempotencyStoreHealthOptions } from './idempotency-store.health.js';
 export { ResilienceHealthModule } from './resilience-health.module.js';

@@ -2,6 +2,7 @@ import { Module } from '@nestjs/common';
 import { TerminusModule } from '@nestjs/terminus';
 import { CircuitBreakerHealthIndicator } from './circuit-breaker.health.js';
 import { DependencyHealthIndicator } from './dependency.health.js';
+import { HttpClientHealthIndicator } from './http-client.health.js';
 import { IdempotencyStoreHealthIndicator } from './idempotency-store.health.js';
 
 /**
@@ -10,7 +11,8 @@ import { IdempotencyStoreHealthIndicator } from './idempotency-store.health.js';
  * circuit breakers come from the global `ResilienceModule`, which must be imported too.
  *
  * Readiness vs liveness: put {@link IdempotencyStoreHealthIndicator},
- * {@link DependencyHealthIndicator} and {@link CircuitBreakerHealthIndicator} in the **readiness**
+ * {@link DependencyHealthIndicator}, {@link CircuitBreakerHealthIndicator} and
+ * {@link HttpClientHealthIndicator} in the **readiness**
  * probe (stop routing traffic to an instance that cannot serve), and keep the **liveness** probe
  * free of dependencies (the process is alive and its event loop turns): a dependency outage must
  * never make the orchestrator restart every instance.
@@ -21,7 +23,7 @@ import { IdempotencyStoreHealthIndicator } from './idempotency-store.health.js';
  */
 @Module({
   imports: [TerminusModule],
-  providers: [IdempotencyStoreHealthIndicator, DependencyHealthIndicator, CircuitBreakerHealthIndicator],
-  exports: [TerminusModule, IdempotencyStoreHealthIndicator, DependencyHealthIndicator, CircuitBreakerHealthIndicator],
+  providers: [IdempotencyStoreHealthIndicator, DependencyHealthIndicator, CircuitBreakerHealthIndicator, HttpClientHealthIndicator],
+  exports: [TerminusModule, IdempotencyStoreHealthIndicator, DependencyHealthIndicator, CircuitBreakerHealthIndicator, HttpClientHealthIndicator],
 })
 export class ResilienceHealthModule {}

@@ -1,7 +1,7 @@
 import { NotFoundException } from '@nestjs/common';
 import { describe, expect, it } from 'vitest';
-import { CircuitOpenError, RetriesExhaustedError } from '../core/errors.js';
-import { UpstreamHttpError } from '../core/upstream-http.error.js';
+import { AttemptTimeoutError, BulkheadRejectedError, CircuitOpenError, DeadlineExceededError, OperationAbortedError, RetriesExhaustedError } from '../core/errors.js';
+import { UpstreamContractError, UpstreamError, UpstreamHttpError } from '../core/upstream-http.error.js';
 import { IdempotencyRequestInProgressError } from '../idempotency/idempotency-core.errors.js';
 import { resolveResilienceOptions } from '../resilience-options.resolver.js';
 import { FakeClock } from '../testing/fake-clock.js';
@@ -20,6 +20,27 @@ function problemOf(mapped: unknown) {
 
 describe('ResilienceErrorMapper', () => {
   const mapper = new ResilienceErrorMapper(options);
+
+  it('answers an HttpClient contract break with 502 upstream_contract listing the paths, never the values', () => {
+    const issues = Array.from({ length: 12 }, (_, i) => ({ path: `$.items[${i}].id`, message: `Expected number, received "secret-${i}"` }));
+    const problem = problemOf(mapper.map(new UpstreamContractError(200, issues, { url: 'http://10.0.0.5/reports' })));
+    expect(problem).toMatchObject({ status: 502, code: 'upstream_contract' });
+    expect(problem.detail).toContain('$.items[0].id, $.items[1].id');
+    expect(problem.detail).toContain('and 2 more');
+    expect(problem.detail).not.toMatch(/secret|10\.0\.0\.5/);
+  });
+
+  it('answers each HttpClient failure like the library error it wraps, or as a dependency failure', () => {
+    const wrap = (code: ConstructorParameters<typeof UpstreamError>[0], cause?: unknown, extra: Record<string, unknown> = {}) =>
+      new UpstreamError(code, 'internal message with http://10.0.0.5', { cause, ...extra });
+    expect(problemOf(mapper.map(wrap('timeout', new DeadlineExceededError(1_000))))).toMatchObject({ status: 503, code: 'timeout' });
+    expect(problemOf(mapper.map(wrap('timeout', new AttemptTimeoutError(100, 3))))).toMatchObject({ status: 503, code: 'timeout' });
+    expect(problemOf(mapper.map(wrap('circuit_open', new CircuitOpenError('http:a@x', 4_000))))).toMatchObject({ code: 'circuit_open', headers: { 'retry-after': '4' } });
+    expect(problemOf(mapper.map(wrap('bulkhead_rejected', new BulkheadRejectedError('http:a@x', 1_000))))).toMatchObject({ code: 'bulkhead_rejected' });
+    expect(problemOf(mapper.map(wrap('aborted', new OperationAbortedError())))).toMatchObject({ code: 'aborted' });
+    expect(problemOf(mapper.map(wrap('rate_limited', undefined, { retryAfterMs: 9_000 })))).toMatchObject({ status: 503, code: 'upstream_unavailable', headers: { 'retry-after': '9' } });
+    expect(problemOf(mapper.map(wrap('network', Object.assign(new Error('reset'), { code: 'ECONNRESET' }), { retryable: true })))).toMatchObject({ status: 503, code: 'upstream_unavailable' });
+  });
 
   it('answers a transient dependency failure with 503 upstream_unavailable and its Retry-After, read on the module clock', () => {
     // an HTTP-date hint 30 s after the fake clock's now (an axios-like error carrying the response)

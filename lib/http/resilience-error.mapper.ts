@@ -1,7 +1,7 @@
 import { HttpException, Inject, Injectable } from '@nestjs/common';
 import { isResilienceError, type ResilienceError } from '../core/errors.js';
 import { isTransientError, retryAfterMsOf, statusOf } from '../core/classify.js';
-import { isUpstreamHttpError } from '../core/upstream-http.error.js';
+import { isUpstreamError, isUpstreamHttpError, type UpstreamContractError, type UpstreamError } from '../core/upstream-http.error.js';
 import { isIdempotencyError } from '../idempotency/idempotency-core.errors.js';
 import { problemFromIdempotencyError } from '../idempotency/idempotency.errors.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
@@ -31,6 +31,8 @@ export const ResilienceProblemCode = {
   UpstreamUnavailable: 'upstream_unavailable',
   /** A dependency refused the request (a 4xx other than 408/429): retrying the same call cannot help. */
   UpstreamRejected: 'upstream_rejected',
+  /** A dependency's answer did not match the expected schema (`UpstreamContractError`). */
+  UpstreamContract: 'upstream_contract',
   /** The caller went away (the client disconnected). */
   Aborted: 'aborted',
   /** A resilience setting can never work. */
@@ -56,6 +58,9 @@ const MAX_DEPTH = 3;
  * | bulkhead full | 503 (or the route's `rejectStatus`) `bulkhead_rejected` + `Retry-After` |
  * | dependency failed transiently (5xx/408/429 `UpstreamHttpError`, a network error), retry refused or exhausted | 503 `upstream_unavailable` + `Retry-After` (the dependency's, else 1 s) |
  * | dependency refused the call (another 4xx) | 502 `upstream_rejected` |
+ * | dependency's answer broke its schema (`UpstreamContractError`) | 502 `upstream_contract`, listing the failing paths (never the payload) |
+ * | an `HttpClient` call refused on this side (open circuit, full bulkhead, timeout, abort) | what the same library error gets above |
+ * | an `HttpClient` call halted by the client's rate limit or a `Retry-After` pause | 503 `upstream_unavailable` + `Retry-After` |
  * | retries exhausted on anything else | 503 `retries_exhausted` + `Retry-After` |
  * | idempotency errors | their own status and `code` (400/409/422/500/503) |
  * | anything else | unchanged (Nest answers 500 without details) |
@@ -85,6 +90,7 @@ export class ResilienceErrorMapper {
   private mapDepth(error: unknown, hints: ErrorMappingHints, depth: number): unknown {
     if (error instanceof HttpException) return error;
     if (isResilienceError(error)) return this.libraryError(error, hints, depth);
+    if (isUpstreamError(error) && !isUpstreamHttpError(error)) return this.upstreamFailure(error, hints, depth);
     if (isUpstreamHttpError(error) || statusOf(error) !== undefined) {
       const status = statusOf(error);
       if (status === undefined || status < 400) return error;
@@ -124,6 +130,34 @@ export class ResilienceErrorMapper {
       default:
         return isIdempotencyError(error) ? problemFromIdempotencyError(error, { typeBase: this.options.problemTypeBase }) : error;
     }
+  }
+
+  /**
+   * An `HttpClient` failure other than a status: a contract break becomes 502 `upstream_contract`;
+   * a timeout, open circuit, full bulkhead or abort is answered like the library error it wraps; a
+   * network failure or a client-side halt becomes 503 `upstream_unavailable`.
+   */
+  private upstreamFailure(error: UpstreamError, hints: ErrorMappingHints, depth: number): unknown {
+    if (error.code === 'contract') return this.upstreamContract(error as UpstreamContractError);
+    const cause = error.cause;
+    if (depth < MAX_DEPTH && isResilienceError(cause)) return this.libraryError(cause, hints, depth + 1);
+    if (error.code === 'aborted') return this.problem({ status: 503, code: 'aborted', title: 'Request aborted', detail: 'The request was cancelled before it finished.' }, error);
+    return this.upstreamUnavailable(error);
+  }
+
+  /** A dependency's answer broke its schema: 502 `upstream_contract` naming the failing paths (never the values). */
+  protected upstreamContract(error: UpstreamContractError): unknown {
+    const paths = error.paths.slice(0, 10);
+    const more = error.paths.length > paths.length ? ` and ${error.paths.length - paths.length} more` : '';
+    return this.problem(
+      {
+        status: 502,
+        code: 'upstream_contract',
+        title: 'Dependency broke its contract',
+        detail: `A dependency of this service answered with data that does not match the expected schema at: ${paths.join(', ')}${more}.`,
+      },
+      error,
+    );
   }
 
   /** A dependency failed transiently and no retry could fix it: 503 `upstream_unavailable` + `Retry-After`. */

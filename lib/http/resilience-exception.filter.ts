@@ -2,7 +2,7 @@ import { Catch, type ArgumentsHost } from '@nestjs/common';
 import { BaseExceptionFilter } from '@nestjs/core';
 import { throwError } from 'rxjs';
 import { ResilienceError } from '../core/errors.js';
-import { UpstreamHttpError } from '../core/upstream-http.error.js';
+import { UpstreamError } from '../core/upstream-http.error.js';
 import { applyProblemHeaders, isProblemDetailsException } from './problem-details.js';
 import { ResilienceErrorMapper } from './resilience-error.mapper.js';
 
@@ -16,7 +16,7 @@ import { ResilienceErrorMapper } from './resilience-error.mapper.js';
  * precedence.
  * @internal
  */
-@Catch(ResilienceError, UpstreamHttpError)
+@Catch(ResilienceError, UpstreamError)
 export class ResilienceExceptionFilter extends BaseExceptionFilter {
   constructor(private readonly mapper: ResilienceErrorMapper) {
     super();

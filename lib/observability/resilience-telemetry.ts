@@ -107,8 +107,8 @@ const DURATION_BUCKETS_MS = [1, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 
 let otel: OpenTelemetryApi | null | undefined;
 let otelLoading: Promise<OpenTelemetryApi | null> | undefined;
 
-/** Loads `@opentelemetry/api` once; resolves to `null` when it is not installed. */
-function loadOpenTelemetryApi(): Promise<OpenTelemetryApi | null> {
+/** Loads `@opentelemetry/api` once; resolves to `null` when it is not installed. @internal */
+export function loadOpenTelemetryApi(): Promise<OpenTelemetryApi | null> {
   otelLoading ??= import('@opentelemetry/api').then(
     (api) => (otel = api),
     () => (otel = null),
@@ -177,16 +177,26 @@ export function withAttemptSpan<T>(
 /** The tracer provider the API falls back to when no SDK registered one. */
 let noopTracerProvider: unknown;
 
-/** Whether an SDK registered a tracer provider (spans are recorded somewhere). */
-function isTracingActive(api: OpenTelemetryApi): boolean {
+/**
+ * `@opentelemetry/api` once loaded (starting the load on first call): `undefined` while loading,
+ * `null` when it is not installed. For other parts of the library that record telemetry.
+ * @internal
+ */
+export function openTelemetryApi(): OpenTelemetryApi | null | undefined {
+  if (otel === undefined) void loadOpenTelemetryApi();
+  return otel;
+}
+
+/** Whether an SDK registered a tracer provider (spans are recorded somewhere). @internal */
+export function isTracingActive(api: OpenTelemetryApi): boolean {
   const provider = api.trace.getTracerProvider();
   if (!(provider instanceof api.ProxyTracerProvider)) return true;
   noopTracerProvider ??= new api.ProxyTracerProvider().getDelegate();
   return provider.getDelegate() !== noopTracerProvider;
 }
 
-/** Whether an SDK registered a meter provider (metrics are recorded somewhere). */
-function isMeteringActive(api: OpenTelemetryApi): boolean {
+/** Whether an SDK registered a meter provider (metrics are recorded somewhere). @internal */
+export function isMeteringActive(api: OpenTelemetryApi): boolean {
   const provider = api.metrics.getMeterProvider();
   if (provider !== meterProviderSeen) {
     meterProviderSeen = provider;

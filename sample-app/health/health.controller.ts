@@ -1,10 +1,7 @@
 import { Controller, Get, Inject } from '@nestjs/common';
 import { HealthCheck, HealthCheckService, TypeOrmHealthIndicator, type HealthCheckResult } from '@nestjs/terminus';
-import {
-  CircuitBreakerHealthIndicator,
-  DependencyHealthIndicator,
-  IdempotencyStoreHealthIndicator,
-} from 'nest-resilience/health';
+import { CircuitBreakerHealthIndicator, HttpClientHealthIndicator, IdempotencyStoreHealthIndicator } from 'nest-resilience/health';
+import { MODEL_HTTP_CLIENT } from '../reports/model-client.js';
 import { SAMPLE_APP_OPTIONS, type SampleAppOptions } from '../sample-app.options.js';
 
 /**
@@ -16,18 +13,16 @@ import { SAMPLE_APP_OPTIONS, type SampleAppOptions } from '../sample-app.options
  */
 @Controller('health')
 export class HealthController {
-  private readonly modelHealthUrl: string;
   private readonly pingTimeout: number;
 
   constructor(
     private readonly health: HealthCheckService,
     private readonly database: TypeOrmHealthIndicator,
     private readonly idempotencyStore: IdempotencyStoreHealthIndicator,
-    private readonly dependencies: DependencyHealthIndicator,
+    private readonly httpClients: HttpClientHealthIndicator,
     private readonly breakers: CircuitBreakerHealthIndicator,
     @Inject(SAMPLE_APP_OPTIONS) options: SampleAppOptions,
   ) {
-    this.modelHealthUrl = `${options.modelServiceUrl.replace(/\/+$/, '')}/health`;
     this.pingTimeout = options.healthPingTimeoutMs ?? 1000;
   }
 
@@ -37,7 +32,8 @@ export class HealthController {
     return this.health.check([
       () => this.database.pingCheck('database', { timeout: this.pingTimeout }),
       () => this.idempotencyStore.isHealthy('idempotency_store', { timeout: this.pingTimeout }),
-      () => this.dependencies.pingHttp('model_service', this.modelHealthUrl, { timeout: this.pingTimeout }),
+      // the model client's own ping (GET /health, `healthPingTimeoutMs`) and its breakers
+      () => this.httpClients.isHealthy('model_service', MODEL_HTTP_CLIENT),
       () => this.breakers.isHealthy('circuit_breakers'),
     ]);
   }

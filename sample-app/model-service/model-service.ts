@@ -13,6 +13,13 @@ export interface ModelServiceBehaviour {
   down: boolean;
   /** When true `POST /generate` never answers (the timeout demo). */
   hang: boolean;
+  /** When true `POST /generate` answers 200 with a body that breaks its contract (`text` is not a string). */
+  malformed: boolean;
+  /**
+   * `POST /generate` answers 429 with `Retry-After` for this many seconds from the moment it is set
+   * (the rate-limit demo); 0 turns it off.
+   */
+  throttleSeconds: number;
 }
 
 /** Counters exposed on `GET /state`, so tests and the demo can see what the service lived through. */
@@ -27,6 +34,8 @@ export interface ModelServiceStats {
   cancelled: number;
   /** Calls currently waiting for their answer. */
   inFlight: number;
+  /** Calls answered 429 (throttled). */
+  throttled: number;
 }
 
 /** Live state of a running model service: its behaviour (mutable) and its counters. */
@@ -63,7 +72,8 @@ export interface ModelService {
  * Starts the model service on loopback.
  *
  * Routes: `POST /generate { topic }` → `{ text }` after `latencyMs`, or 503 problem+json at
- * `failureRate` (a third of them with `Retry-After: 1`); `POST /chaos` changes the behaviour;
+ * `failureRate` (a third of them with `Retry-After: 1`), 429 + `Retry-After` while `throttleSeconds`
+ * last, a contract-breaking 200 when `malformed`; `POST /chaos` changes the behaviour;
  * `GET /state` shows behaviour and counters; `GET /health` is 200, or 503 when `down`.
  * @example
  * const model = await startModelService({ port: 0, failureRate: 0.5, seed: 7 });
@@ -77,19 +87,25 @@ export async function startModelService(options: ModelServiceOptions = {}): Prom
     failureRate: options.failureRate ?? 0,
     down: options.down ?? false,
     hang: options.hang ?? false,
+    malformed: options.malformed ?? false,
+    throttleSeconds: options.throttleSeconds ?? 0,
     seed: options.seed ?? 1,
     requests: 0,
     succeeded: 0,
     failed: 0,
     cancelled: 0,
     inFlight: 0,
+    throttled: 0,
   };
   let random = mulberry32(state.seed);
+  /** When the throttling set by `throttleSeconds` ends (ms since the epoch). */
+  let throttledUntil = state.throttleSeconds > 0 ? Date.now() + state.throttleSeconds * 1000 : 0;
 
   const chaos = (change: Partial<ModelServiceBehaviour> & { seed?: number }): ModelServiceState => {
     const applied = validateChaos(change);
     Object.assign(state, applied);
     if (applied.seed !== undefined) random = mulberry32(applied.seed);
+    if (applied.throttleSeconds !== undefined) throttledUntil = applied.throttleSeconds > 0 ? Date.now() + applied.throttleSeconds * 1000 : 0;
     log(`chaos ${JSON.stringify(applied)} → ${describeBehaviour(state)}`);
     return state;
   };
@@ -135,6 +151,14 @@ export async function startModelService(options: ModelServiceOptions = {}): Prom
     const call = state.requests;
     const requestId = headerValue(req, 'x-request-id');
     const tag = `#${call}${requestId ? ` req=${requestId}` : ''}`;
+    const throttledFor = throttledUntil - Date.now();
+    if (throttledFor > 0) {
+      state.throttled += 1;
+      const seconds = Math.ceil(throttledFor / 1000);
+      log(`${tag} generate topic=${JSON.stringify(topic)} → 429, Retry-After: ${seconds}`);
+      res.setHeader('Retry-After', String(seconds));
+      return sendProblem(res, 429, 'model_throttled', 'Too many requests; slow down.');
+    }
     const started = Date.now();
     state.inFlight += 1;
     let settled = false;
@@ -171,6 +195,8 @@ export async function startModelService(options: ModelServiceOptions = {}): Prom
         return sendProblem(res, 503, 'model_overloaded', 'The model is overloaded; try again shortly.');
       }
       state.succeeded += 1;
+      // chaos malformed: a new model version that renamed its output field
+      if (state.malformed) return sendJson(res, 200, { output: composeText(topic), text: null, model: 'tiny-model-2', call });
       sendJson(res, 200, { text: composeText(topic), model: 'tiny-model-1', call });
     }, state.latencyMs);
   }
@@ -233,11 +259,14 @@ function validateChaos(change: Record<string, unknown>): Partial<ModelServiceBeh
     } else if (name === 'seed') {
       if (typeof value !== 'number' || !Number.isInteger(value)) throw new Error('seed must be an integer.');
       applied.seed = value;
-    } else if (name === 'down' || name === 'hang') {
+    } else if (name === 'throttleSeconds') {
+      if (typeof value !== 'number' || !Number.isInteger(value) || value < 0) throw new Error('throttleSeconds must be a whole number of seconds ≥ 0.');
+      applied.throttleSeconds = value;
+    } else if (name === 'down' || name === 'hang' || name === 'malformed') {
       if (typeof value !== 'boolean') throw new Error(`${name} must be true or false.`);
       applied[name] = value;
     } else {
-      throw new Error(`Unknown chaos setting "${name}"; use failureRate, latencyMs, down, hang or seed.`);
+      throw new Error(`Unknown chaos setting "${name}"; use failureRate, latencyMs, down, hang, malformed, throttleSeconds or seed.`);
     }
   }
   return applied;
@@ -250,6 +279,7 @@ function snapshot(state: ModelServiceState): ModelServiceState {
 function describeBehaviour(state: ModelServiceBehaviour): string {
   if (state.down) return 'down';
   if (state.hang || state.latencyMs < 0) return 'hanging';
+  if (state.malformed) return `malformed answers, latency ${state.latencyMs} ms`;
   return `latency ${state.latencyMs} ms, failure rate ${state.failureRate}`;
 }
 

@@ -1,33 +1,32 @@
-import { Inject, Injectable } from '@nestjs/common';
-import { assertOk, withDeadline } from 'nest-resilience';
-import { SAMPLE_APP_OPTIONS, type SampleAppOptions } from '../sample-app.options.js';
+import { Injectable } from '@nestjs/common';
+import { InjectHttpClient, type HttpClient } from 'nest-resilience/http';
+import { z } from 'zod';
+
+/** Name of the model service's `ResilientHttpModule` client. */
+export const MODEL_HTTP_CLIENT = 'model';
 
 /**
- * The HTTP client of the model service. It has no policy of its own: callers decorate the
- * methods that use it, and `withDeadline()` hands this call the caller's attempt signal, remaining
- * budget and request id, so a timed-out attempt really closes the connection.
+ * What `POST /generate` must answer. A model that answers anything else (a renamed field, a null
+ * text) breaks the contract: the call fails with `UpstreamContractError`, which the error mapper
+ * answers 502 `upstream_contract` naming the failing path, and is not retried.
+ */
+export const GeneratedText = z.object({ text: z.string().min(1), model: z.string().optional() });
+
+/**
+ * The model service, through its resilient HTTP client (`reports.module.ts` registers it): an
+ * undici keep-alive pool, the response validated by {@link GeneratedText}, a 429/503 `Retry-After`
+ * pausing every model call until then (a call whose deadline ends sooner fails at once), and the
+ * caller's attempt signal, remaining budget and request id sent along. Retries, timeouts and the
+ * breaker stay with the callers' decorators (`@UsePolicy('model-service')`, `GET /preview`), which
+ * share one breaker; the client only follows their deadline.
  */
 @Injectable()
 export class ModelClient {
-  private readonly baseUrl: string;
+  constructor(@InjectHttpClient(MODEL_HTTP_CLIENT) private readonly model: HttpClient) {}
 
-  constructor(@Inject(SAMPLE_APP_OPTIONS) options: SampleAppOptions) {
-    this.baseUrl = options.modelServiceUrl.replace(/\/+$/, '');
-  }
-
-  /** `POST /generate { topic }` → the generated text. Non-2xx answers throw `UpstreamHttpError`. */
+  /** `POST /generate { topic }` → the generated text. Failures are `UpstreamError`s. */
   async generate(topic: string): Promise<string> {
-    const response = await fetch(
-      `${this.baseUrl}/generate`,
-      withDeadline({
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify({ topic }),
-      }),
-    );
-    await assertOk(response);
-    const body = (await response.json()) as { text?: unknown };
-    if (typeof body.text !== 'string') throw new Error('The model service answered 200 without a "text" string.');
-    return body.text;
+    const { data } = await this.model.post('/generate', { topic }, { schema: GeneratedText, idempotencyKey: false });
+    return data.text;
   }
 }

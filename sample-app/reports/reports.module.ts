@@ -1,8 +1,10 @@
 import { Module } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
+import { ResilientHttpModule } from 'nest-resilience/http';
 import { AccountsModule } from '../accounts/accounts.module.js';
 import { AfterCommit } from '../database/after-commit.js';
-import { ModelClient } from './model-client.js';
+import { SAMPLE_APP_OPTIONS, type SampleAppOptions } from '../sample-app.options.js';
+import { MODEL_HTTP_CLIENT, ModelClient } from './model-client.js';
 import { PreviewController } from './preview.controller.js';
 import { Report } from './report.entity.js';
 import { ReportGenerator } from './report-generator.service.js';
@@ -12,7 +14,27 @@ import { ReportsService } from './reports.service.js';
 
 /** Reports: accept (idempotent, charged), generate in the background, read; plus `GET /preview`. */
 @Module({
-  imports: [TypeOrmModule.forFeature([Report]), AccountsModule],
+  imports: [
+    TypeOrmModule.forFeature([Report]),
+    AccountsModule,
+    // The model client follows its callers' policies (retry, timeouts, breaker: see ModelClient), so
+    // its own are off; its timeout only bounds a call made outside any decorated method.
+    ResilientHttpModule.registerAsync({
+      clients: [
+        {
+          name: MODEL_HTTP_CLIENT,
+          inject: [SAMPLE_APP_OPTIONS],
+          useFactory: (options: SampleAppOptions) => ({
+            baseUrl: options.modelServiceUrl,
+            retry: false,
+            circuitBreaker: false,
+            timeout: { total: 30_000 },
+            ping: { path: '/health', timeout: options.healthPingTimeoutMs ?? 1_000 },
+          }),
+        },
+      ],
+    }),
+  ],
   controllers: [ReportsController, PreviewController],
   providers: [ReportsService, ReportGenerator, ReportQueue, ModelClient, AfterCommit],
   exports: [ReportQueue, ModelClient],

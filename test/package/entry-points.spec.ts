@@ -36,7 +36,8 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
     expect(files.size).toBeGreaterThan(20);
     const peers = [...packages].filter((name) => OPTIONAL_PEERS.some((peer) => name === peer || name.startsWith(`${peer}/`)));
     expect(peers).toEqual([]);
-    expect([...files].filter((file) => file.includes('/dist/typeorm/') || file.includes('/dist/health/') || file.includes('/dist/swagger/'))).toEqual([]);
+    expect([...files].filter((file) => file.includes('/dist/typeorm/') || file.includes('/dist/health/') || file.includes('/dist/swagger/') || file.includes('/dist/http-client/'))).toEqual([]);
+    expect([...packages].filter((name) => name === 'undici' || name.startsWith('undici/'))).toEqual([]);
   });
 
   it('nest-resilience/core imports no Nest, rxjs or optional peer, statically or when loaded in plain Node', () => {
@@ -71,6 +72,7 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
       const testing = await import('nest-resilience/testing');
       const core = await import('nest-resilience/core');
       const swagger = await import('nest-resilience/swagger');
+      const http = await import('nest-resilience/http');
       console.log(JSON.stringify({
         root: ['ResilienceModule', 'Retryable', 'Timeout', 'Idempotent', 'CircuitBreaker', 'Bulkhead', 'Fallback'].filter((n) => typeof root[n] === 'function'),
         typeorm: ['TypeOrmIdempotencyStore', 'IdempotencyRecord'].filter((n) => typeof typeorm[n] === 'function'),
@@ -78,6 +80,7 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
         testing: ['FakeClock', 'seededRandom', 'EventRecorder', 'observe'].filter((n) => typeof testing[n] === 'function'),
         core: ['createPipeline', 'TimeoutPolicy'].filter((n) => typeof core[n] === 'function'),
         swagger: ['ResilienceSwagger'].filter((n) => typeof swagger[n] === 'function'),
+        http: ['HttpClient', 'ResilientHttpModule', 'InjectHttpClient', 'UpstreamError'].filter((n) => typeof http[n] === 'function'),
       }));`;
     const output = execFileSync(process.execPath, ['--input-type=module', '-e', `import 'reflect-metadata';${script}`], { cwd: root, encoding: 'utf8' });
     expect(JSON.parse(output.trim().split('\n').pop()!)).toEqual({
@@ -87,6 +90,7 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
       testing: ['FakeClock', 'seededRandom', 'EventRecorder', 'observe'],
       core: ['createPipeline', 'TimeoutPolicy'],
       swagger: ['ResilienceSwagger'],
+      http: ['HttpClient', 'ResilientHttpModule', 'InjectHttpClient', 'UpstreamError'],
     });
   });
 });

@@ -55,7 +55,7 @@ describe('npm run demo', () => {
     expect(result.rows.filter((row) => !row.ok)).toEqual([]);
     expect(result.ok).toBe(true);
     const output = lines.join('\n');
-    for (const step of ['duplicate POST', 'concurrent duplicate', 'same key, other body', 'flaky model', 'hung model', 'model down', 'model back']) {
+    for (const step of ['duplicate POST', 'concurrent duplicate', 'same key, other body', 'flaky model', 'hung model', 'model breaks contract', 'model throttles (429)', 'model down', 'model back']) {
       expect(output).toContain(step);
     }
     expect(output).toContain(`All ${result.rows.length} checks passed.`);

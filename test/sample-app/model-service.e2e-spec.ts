@@ -97,4 +97,17 @@ describe('model service (node:http, loopback)', () => {
     await expect(call).rejects.toThrow();
     await until(() => service.state.cancelled === 1);
   });
+
+  it('answers 429 with Retry-After while throttleSeconds last, and a contract-breaking 200 when malformed', async () => {
+    const service = await start({ throttleSeconds: 3 });
+    const throttled = await post(`${service.url}/generate`, { topic: 't' });
+    expect(throttled.status).toBe(429);
+    expect(throttled.headers.get('retry-after')).toBe('3');
+    expect(service.state.throttled).toBe(1);
+    service.chaos({ throttleSeconds: 0, malformed: true });
+    const malformed = await post(`${service.url}/generate`, { topic: 't' });
+    expect(malformed.status).toBe(200);
+    expect(await malformed.json()).toMatchObject({ text: null, output: expect.stringContaining('t') });
+    expect(() => service.chaos({ throttleSeconds: -1 } as never)).toThrow(/throttleSeconds must be a whole number/);
+  });
 });

@@ -6,6 +6,7 @@ import { Controller, Get, Module } from '@nestjs/common';
 import { CircuitBreaker, currentSignal, Fallback, Idempotent, ResilienceErrorMapper, ResilienceModule, ResilienceService, Retryable, Timeout } from 'nest-resilience';
 import { createPipeline, IdempotencyCore, InMemoryIdempotencyStore, systemClock } from 'nest-resilience/core';
 import { IdempotencyStoreHealthIndicator } from 'nest-resilience/health';
+import { HttpClient, InjectHttpClient, ResilientHttpModule, type HttpResponse } from 'nest-resilience/http';
 import { ResilienceSwagger } from 'nest-resilience/swagger';
 import { FakeClock } from 'nest-resilience/testing';
 import { TypeOrmIdempotencyStore } from 'nest-resilience/typeorm';
@@ -29,3 +30,14 @@ export class AppModule {}
 
 export const core = new IdempotencyCore({ store: new InMemoryIdempotencyStore({ clock: new FakeClock() }), clock: systemClock });
 export const used = [createPipeline, Idempotent, ResilienceService, TypeOrmIdempotencyStore, IdempotencyStoreHealthIndicator, ResilienceSwagger];
+
+class ModelCaller {
+  constructor(@InjectHttpClient('model') private readonly model: HttpClient) {}
+
+  generate(topic: string): Promise<HttpResponse<unknown>> {
+    return this.model.post('/generate', { topic });
+  }
+}
+
+@Module({ imports: [ResilientHttpModule.register({ clients: { model: { baseUrl: 'http://model.internal' } } })], providers: [ModelCaller] })
+export class ClientModule {}
