@@ -11,12 +11,14 @@ import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { environment, packageRoot } from '../bench/shared/report.js';
 import { onInterrupt } from '../bench/shared/children.js';
+import { exactlyOnceScenario } from './scenarios/exactly-once.js';
 import { fuzzScenario } from './scenarios/fuzz.js';
+import { postgresOutageScenario } from './scenarios/postgres-outage.js';
 import { retryBudgetScenario } from './scenarios/retry-budget.js';
 import { timeoutHeapScenario } from './scenarios/timeout-heap.js';
 import { figureLine, type Scenario, type ScenarioResult } from './shared/scenario.js';
 
-const SCENARIOS: readonly Scenario[] = [fuzzScenario, retryBudgetScenario, timeoutHeapScenario];
+const SCENARIOS: readonly Scenario[] = [exactlyOnceScenario, postgresOutageScenario, fuzzScenario, retryBudgetScenario, timeoutHeapScenario];
 
 function parseArgs(argv: readonly string[]): { only?: Set<string> } {
   const known = SCENARIOS.map((scenario) => scenario.id);

@@ -10,8 +10,13 @@ export interface ThrowawayPostgres {
   start(): void;
   /** Stops the server (fast shutdown) and keeps its data, to simulate an outage. */
   halt(): void;
-  /** Stops the server with `pg_ctl stop -m immediate` (no checkpoint; the next `start()` recovers from the WAL). */
-  crash(): void;
+  /**
+   * Stops the server with `pg_ctl stop -m immediate` (no checkpoint: the next start recovers from
+   * the WAL). Leaves the event loop free while pg_ctl runs.
+   */
+  crash(): Promise<void>;
+  /** Starts the server again after `crash()` or `halt()`, leaving the event loop free while pg_ctl runs. */
+  restart(): Promise<void>;
   /** Stops the server and deletes its data directory. */
   stop(): void;
 }

@@ -1,6 +1,6 @@
 // Throwaway PostgreSQL for tests: initdb + pg_ctl in a temp dir on a free loopback port.
 // Used by scripts/test.mjs and by tests that need to stop and restart a server of their own.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -39,10 +39,11 @@ function postgresUser() {
 }
 
 /**
- * Starts a fresh server. Returns { url, port, dir, durable, stop(), start(), halt(), crash() }.
- * `halt()` stops the server but keeps its data (to simulate an outage); `crash()` stops it with
- * `-m immediate` (no checkpoint: the next start replays the WAL, like after a crash); `start()`
- * brings it back. `durable: true` keeps PostgreSQL's own defaults (fsync, synchronous_commit,
+ * Starts a fresh server. Returns { url, port, dir, durable, stop(), start(), halt(), crash(), restart() }.
+ * `halt()` stops the server but keeps its data (to simulate an outage); `start()` brings it back.
+ * `crash()` stops it with `-m immediate` (no checkpoint: the next start replays the WAL, like after
+ * a crash) and `restart()` starts it again; both return promises and leave the event loop free,
+ * so clients in the same process keep running meanwhile. `durable: true` keeps PostgreSQL's own defaults (fsync, synchronous_commit,
  * full_page_writes on), so a commit it acknowledged survives `crash()`; the default trades that
  * for speed (tests never crash the server).
  */
@@ -52,8 +53,10 @@ export async function startPostgres({ bin = findPostgresBin(), port, durable = f
   const dir = mkdtempSync(join(tmpdir(), 'nest-resilience-pg-'));
   const user = postgresUser();
   if (user) chownSync(dir, user.uid, user.gid);
-  const run = (file, args) =>
-    execFileSync(join(bin, file), args, { stdio: ['ignore', 'pipe', 'pipe'], ...(user ? { uid: user.uid, gid: user.gid } : {}), cwd: dir });
+  const processOptions = { ...(user ? { uid: user.uid, gid: user.gid } : {}), cwd: dir };
+  const run = (file, args) => execFileSync(join(bin, file), args, { stdio: ['ignore', 'pipe', 'pipe'], ...processOptions });
+  const runAsync = (file, args) =>
+    new Promise((resolve, reject) => execFile(join(bin, file), args, processOptions, (error) => (error ? reject(error) : resolve())));
   const data = join(dir, 'data');
   run('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']);
   const durability = durable
@@ -63,7 +66,8 @@ export async function startPostgres({ bin = findPostgresBin(), port, durable = f
   const start = () => run('pg_ctl', ['-D', data, '-l', join(dir, 'server.log'), '-w', '-o', options, 'start']);
   // fast (not immediate): it checkpoints, so commits made under synchronous_commit=off survive a restart.
   const halt = () => run('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);
-  const crash = () => run('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
+  const crash = () => runAsync('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
+  const restart = () => runAsync('pg_ctl', ['-D', data, '-l', join(dir, 'server.log'), '-w', '-o', options, 'start']);
   start();
   return {
     port,
@@ -73,6 +77,7 @@ export async function startPostgres({ bin = findPostgresBin(), port, durable = f
     start,
     halt,
     crash,
+    restart,
     stop() {
       try {
         run('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);
