@@ -1,4 +1,4 @@
-import { Global, Module, type DynamicModule } from '@nestjs/common';
+import { Global, Module, RequestMethod, type DynamicModule, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
 import { APP_FILTER, APP_PIPE } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { ResilienceModule } from 'nest-resilience';
@@ -6,6 +6,7 @@ import { TypeOrmIdempotencyStore } from 'nest-resilience/typeorm';
 import { DataSource } from 'typeorm';
 import { AccountsModule } from './accounts/accounts.module.js';
 import { AppController } from './app.controller.js';
+import { JsonBodyMiddleware } from './common/json-body.middleware.js';
 import { ProblemDetailsFilter } from './common/problem-details.filter.js';
 import { createValidationPipe } from './common/validation.pipe.js';
 import { databaseOptions } from './database/database.options.js';
@@ -35,7 +36,12 @@ class SampleOptionsModule {
  * by the model service under timeouts, retries and a circuit breaker, health and metrics.
  */
 @Module({})
-export class AppModule {
+export class AppModule implements NestModule {
+  /** Every route: request bodies must be JSON (415 problem+json otherwise). */
+  configure(consumer: MiddlewareConsumer): void {
+    consumer.apply(JsonBodyMiddleware).forRoutes({ path: '{*splat}', method: RequestMethod.ALL });
+  }
+
   static forRoot(options: SampleAppOptions): DynamicModule {
     // The metrics SDK must exist before the library records its first event.
     registerMetrics();

@@ -1,7 +1,10 @@
 import type { INestApplication } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { PROBLEM_JSON_CONTENT_TYPE } from 'nest-resilience';
 import { Logger } from 'nestjs-pino';
 import { AppModule } from './app.module.js';
+import { problemOfHttpError } from './common/problems.js';
 import type { SampleAppOptions } from './sample-app.options.js';
 
 /** Which HTTP platform the app runs on. */
@@ -19,7 +22,14 @@ export async function createSampleApp(
   let app: INestApplication;
   if (platform === 'fastify') {
     const { FastifyAdapter } = await import('@nestjs/platform-fastify');
-    app = await NestFactory.create(module, new FastifyAdapter(), { bufferLogs: true });
+    // Fastify answers a malformed URL before routing, so Nest's filters never see it.
+    const adapter = new FastifyAdapter({
+      frameworkErrors: (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
+        const problem = problemOfHttpError(error);
+        void reply.code(problem.getStatus()).type(PROBLEM_JSON_CONTENT_TYPE).send(JSON.stringify(problem.problem));
+      },
+    });
+    app = await NestFactory.create(module, adapter, { bufferLogs: true });
   } else {
     app = await NestFactory.create(module, { bufferLogs: true });
   }

@@ -60,6 +60,14 @@ export interface ResilienceEvent {
   readonly key?: string;
   /** Free-form extra detail (reason of a give-up, fencing token, …). */
   readonly detail?: string;
+  /** Stable `code` of the problem the client was answered with, when the event decided it. */
+  readonly code?: string;
+  /**
+   * The underlying error as `Name: message` (at most 500 characters), for operators:
+   * `idempotency_store_error` only, so "database down" and "pool exhausted" can be told apart in
+   * the log. Never sent to clients.
+   */
+  readonly cause?: string;
 }
 
 /**

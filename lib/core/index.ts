@@ -46,9 +46,9 @@ export { redactKey } from './redact-key.js';
 // The framework-free idempotency core (key grammar, fingerprint, claim/lease/heartbeat/complete/
 // release decisions, store contract, in-memory store): usable without Nest from `nest-resilience/core`.
 export * from '../idempotency/idempotency-core.errors.js';
+export { isStoreUnavailableError, storeFailureOf, type StoreFailure } from '../idempotency/store-failure.js';
 export {
   IdempotencyCore,
-  isStoreUnavailableError,
   type HandlerOutcome,
   type IdempotencyAnswer,
   type IdempotencyContext,
@@ -65,6 +65,13 @@ export {
   type ResolvedIdempotencyOptions,
 } from '../idempotency/idempotency-options.interface.js';
 export { parseIdempotencyKey, validateIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH, type IdempotencyKeyParseResult } from '../idempotency/idempotency-key.js';
-export { requestFingerprint, canonicalJson, type FingerprintInput } from '../idempotency/fingerprint.js';
+export {
+  requestFingerprint,
+  canonicalJson,
+  DEFAULT_FINGERPRINT_LIMITS,
+  FingerprintLimitError,
+  type FingerprintInput,
+  type FingerprintLimits,
+} from '../idempotency/fingerprint.js';
 export { InMemoryIdempotencyStore, type InMemoryIdempotencyStoreOptions } from '../idempotency/in-memory-idempotency.store.js';
 export { recordIdOf } from '../idempotency/record-id.js';

@@ -101,8 +101,9 @@ export type BackoffOptions =
   | BackoffDelegate;
 
 /**
- * Finagle-style retry budget shared by every caller of one policy key: in any sliding window,
- * retries may not exceed `ratio × calls + minRetriesPerSecond × window / 1000`.
+ * Finagle-style retry budget shared by every caller of one policy key: in any interval of `window`
+ * ms, retries never exceed `ratio × calls + minRetriesPerSecond × window / 1000` (exactly, retries
+ * waiting out their back-off included).
  * @publicApi
  */
 export interface RetryBudgetOptions {

@@ -26,9 +26,51 @@ describe('RetryBudget', () => {
     expect(budget.tryAcquireRetry()).toBe(false);
     await clock.advance(9_000);
     expect(budget.tryAcquireRetry()).toBe(false);
+    // Retries are forgotten a bucket (window / 20) late, never early: the bound holds for every window.
     await clock.advance(1_000);
+    expect(budget.totals().retries).toBe(2);
+    await clock.advance(500);
     expect(budget.totals().retries).toBe(0);
     expect(budget.tryAcquireRetry()).toBe(true);
+  });
+
+  it('never grants more than ratio × calls + floor in any window, whatever the timing', async () => {
+    const rng = seededRandom(7);
+    const random = () => rng.next();
+    const options = { ratio: 0.2, window: 1_000, minRetriesPerSecond: 5 };
+    const floor = (options.minRetriesPerSecond * options.window) / 1000;
+    const clock = new FakeClock();
+    const budget = new RetryBudget(options, clock);
+    const calls: number[] = [];
+    const retries: number[] = [];
+    const inWindow = (times: number[], end: number) => times.filter((time) => time > end - options.window && time <= end).length;
+    for (let step = 0; step < 20_000; step++) {
+      // Bursts and lulls: the load changes every few hundred steps, retries are asked for in clumps.
+      const phase = Math.floor(step / 700) % 3;
+      await clock.advance(Math.floor(random() * (phase === 0 ? 3 : phase === 1 ? 20 : 1)));
+      if (random() < 0.6) {
+        budget.recordCall();
+        calls.push(clock.now());
+      }
+      const asks = random() < 0.3 ? 1 + Math.floor(random() * 4) : 0;
+      for (let ask = 0; ask < asks; ask++) if (budget.tryAcquireRetry()) retries.push(clock.now());
+    }
+    expect(retries.length).toBeGreaterThan(0);
+    // Every window that ends on a granted retry is the worst case for the bound.
+    let worst = -Infinity;
+    for (const end of retries) worst = Math.max(worst, inWindow(retries, end) - (options.ratio * inWindow(calls, end) + floor));
+    expect(worst).toBeLessThanOrEqual(0);
+    // ...and the budget is not stingy: with calls spread evenly it grants close to its bound.
+    const steady = new RetryBudget(options, clock);
+    let granted = 0;
+    for (let ms = 0; ms < 10_000; ms++) {
+      await clock.advance(1);
+      steady.recordCall();
+      if (ms % 2 === 0 && steady.tryAcquireRetry()) granted++;
+    }
+    // bound over 10 s: 0.2 × 10 000 calls + 5/s × 10 s; at most 1/20 of the ratio is given up
+    expect(granted).toBeGreaterThanOrEqual(0.95 * (0.2 * 10_000) + 50 - 5);
+    expect(granted).toBeLessThanOrEqual(0.2 * 10_000 + 50);
   });
 });
 

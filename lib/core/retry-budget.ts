@@ -1,7 +1,8 @@
 import type { Clock } from './clock.js';
 import type { RetryBudgetOptions } from './options.js';
 
-const BUCKETS = 10;
+/** Buckets per window: calls are counted over whole buckets, so the budget gives up at most 1/20 of `ratio`. */
+const BUCKETS = 20;
 
 interface Bucket {
   epoch: number;
@@ -10,13 +11,20 @@ interface Bucket {
 }
 
 /**
- * Finagle-style retry budget shared by every caller of one policy key. Over a sliding window
- * (ten time buckets, so memory stays constant), retries are allowed while
- * `retries < ratio × calls + minRetriesPerSecond × window / 1000`. Under a fully failing dependency
- * this caps total calls near `(1 + ratio) × offered load + floor`, which is what stops retry storms.
+ * Finagle-style retry budget shared by every caller of one policy key. In **any** interval of
+ * `window` ms, retries never exceed `ratio × calls in that interval + minRetriesPerSecond × window / 1000`;
+ * memory stays constant (time buckets). Under a fully failing dependency this caps the calls of a
+ * run of T ms at `(1 + ratio) × offered load + minRetriesPerSecond × window / 1000 × ⌈T / window⌉`,
+ * which is what stops retry storms.
+ *
+ * The bound is exact, not approximate: a retry is granted only when every retry of the
+ * *overlapping* buckets (a little more than the window) still fits under `ratio` × the calls of the
+ * buckets *inside* the window (a little less). Retries are counted when granted, before their
+ * back-off delay, so retries still waiting to run are included.
  * @publicApi
  */
 export class RetryBudget {
+  /** One more bucket than the window holds: the oldest straddles the window's start. */
   private readonly buckets: Bucket[];
   private readonly bucketMs: number;
   private readonly floor: number;
@@ -27,7 +35,7 @@ export class RetryBudget {
   ) {
     this.bucketMs = options.window / BUCKETS;
     this.floor = (options.minRetriesPerSecond * options.window) / 1000;
-    this.buckets = Array.from({ length: BUCKETS }, () => ({ epoch: -Infinity, calls: 0, retries: 0 }));
+    this.buckets = Array.from({ length: BUCKETS + 1 }, () => ({ epoch: -Infinity, calls: 0, retries: 0 }));
   }
 
   /**
@@ -35,38 +43,45 @@ export class RetryBudget {
    * @param now the clock's current time, when the caller just read it
    */
   recordCall(now: number = this.clock.now()): void {
-    this.current(now).calls++;
+    this.current(this.epochOf(now)).calls++;
   }
 
   /** Takes one retry from the budget; `false` means the retry must not happen. */
   tryAcquireRetry(): boolean {
-    const { calls, retries } = this.totals();
+    const epoch = this.epochOf(this.clock.now());
+    const { calls, retries } = this.count(epoch);
     if (retries + 1 > this.options.ratio * calls + this.floor) return false;
-    this.current().retries++;
+    this.current(epoch).retries++;
     return true;
   }
 
-  /** Calls and retries currently in the window (for health and tests). */
+  /**
+   * Calls inside the window and retries overlapping it (for health and tests): the two figures the
+   * next {@link tryAcquireRetry} compares.
+   */
   totals(): { calls: number; retries: number } {
-    const epoch = this.epochNow();
+    return this.count(this.epochOf(this.clock.now()));
+  }
+
+  private count(epoch: number): { calls: number; retries: number } {
     let calls = 0;
     let retries = 0;
     for (const bucket of this.buckets) {
-      if (bucket.epoch > epoch - BUCKETS) {
-        calls += bucket.calls;
-        retries += bucket.retries;
-      }
+      const age = epoch - bucket.epoch;
+      // Buckets 0…BUCKETS-1 old lie inside (now - window, now]; the one BUCKETS old straddles its start.
+      if (age < BUCKETS) calls += bucket.calls;
+      if (age <= BUCKETS) retries += bucket.retries;
     }
     return { calls, retries };
   }
 
-  private epochNow(now: number = this.clock.now()): number {
+  private epochOf(now: number): number {
     return Math.floor(now / this.bucketMs);
   }
 
-  private current(now?: number): Bucket {
-    const epoch = this.epochNow(now);
-    const bucket = this.buckets[((epoch % BUCKETS) + BUCKETS) % BUCKETS]!;
+  private current(epoch: number): Bucket {
+    const slots = BUCKETS + 1;
+    const bucket = this.buckets[((epoch % slots) + slots) % slots]!;
     if (bucket.epoch !== epoch) {
       bucket.epoch = epoch;
       bucket.calls = 0;

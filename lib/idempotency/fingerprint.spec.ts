@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, normaliseUrl, requestFingerprint } from './fingerprint.js';
+import { canonicalJson, FingerprintLimitError, normaliseUrl, requestFingerprint } from './fingerprint.js';
 
 const base = { scope: 'tenant-1', method: 'POST', url: '/reports', body: { title: 'Q3', pages: 3 } };
 
@@ -23,6 +23,33 @@ describe('canonicalJson', () => {
     expect(canonicalJson(undefined)).toBe('');
     expect(canonicalJson(null)).toBe('null');
     expect(canonicalJson({})).toBe('{}');
+  });
+
+  it('bounds the depth it reads, without overflowing the stack however deep the body is', () => {
+    const nest = (depth: number): unknown => (depth === 0 ? 1 : [nest(depth - 1)]);
+    const limits = { maxDepth: 5, maxBytes: 1_000 };
+    expect(canonicalJson(nest(5), limits)).toBe('[[[[[1]]]]]');
+    expect(() => canonicalJson(nest(6), limits)).toThrow(FingerprintLimitError);
+    let deep: unknown = 1;
+    for (let level = 0; level < 100_000; level++) deep = { a: deep };
+    const error = (() => {
+      try {
+        canonicalJson(deep);
+      } catch (thrown) {
+        return thrown;
+      }
+    })();
+    expect(error).toBeInstanceOf(FingerprintLimitError);
+    expect(error).toMatchObject({ limit: 'depth', max: 64 });
+  });
+
+  it('bounds the size it writes, in UTF-8 bytes', () => {
+    // '{"a":"ééé"}': 11 characters, 14 bytes
+    expect(canonicalJson({ a: 'ééé' }, { maxDepth: 64, maxBytes: 14 })).toBe('{"a":"ééé"}');
+    expect(() => canonicalJson({ a: 'ééé' }, { maxDepth: 64, maxBytes: 13 })).toThrow(expect.objectContaining({ limit: 'size', max: 13 }));
+    // a huge body is refused before its text is built
+    const huge = Array.from({ length: 200_000 }, (_, index) => ({ index, text: 'some words' }));
+    expect(() => requestFingerprint({ ...base, body: huge }, { maxDepth: 64, maxBytes: 1_000 })).toThrow(FingerprintLimitError);
   });
 
   it('refuses circular bodies with a clear error', () => {

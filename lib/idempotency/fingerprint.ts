@@ -16,18 +16,60 @@ export interface FingerprintInput {
 }
 
 /**
+ * Bounds on the body a fingerprint reads, so a hostile body costs a bounded amount of stack, time
+ * and memory.
+ * @publicApi
+ */
+export interface FingerprintLimits {
+  /** Deepest nesting of objects and arrays read (the body itself is depth 1). @default 64 */
+  readonly maxDepth: number;
+  /** Largest canonical JSON of the body, in UTF-8 bytes. @default 1_048_576 (1 MiB) */
+  readonly maxBytes: number;
+}
+
+/**
+ * The limits used when none are given: deeper than any real API payload, and Fastify's default
+ * body limit.
+ * @publicApi
+ */
+export const DEFAULT_FINGERPRINT_LIMITS: FingerprintLimits = { maxDepth: 64, maxBytes: 1_048_576 };
+
+/**
+ * The body is beyond a {@link FingerprintLimits} bound: `limit` says which. Thrown by
+ * {@link canonicalJson} and {@link requestFingerprint}; the idempotency layer answers it with
+ * 400 `idempotency_body_too_deep` or 413 `idempotency_body_too_large` before touching the store.
+ * @publicApi
+ */
+export class FingerprintLimitError extends Error {
+  constructor(
+    /** Which bound was crossed. */
+    readonly limit: 'depth' | 'size',
+    /** The bound's value (levels or bytes). */
+    readonly max: number,
+  ) {
+    super(
+      limit === 'depth'
+        ? `The request body is nested more than ${max} levels deep, so it was not fingerprinted; raise maxBodyDepth on the route if such bodies are legitimate.`
+        : `The request body's canonical JSON is larger than ${max} bytes, so it was not fingerprinted; raise maxBodyBytes on the route if such bodies are legitimate.`,
+    );
+    this.name = 'FingerprintLimitError';
+  }
+}
+
+/**
  * sha256 (hex) of the length-prefixed scope, upper-case method, path with normalised query and the
  * canonical JSON of the body. Two requests get the same fingerprint exactly when a retry of one
  * may be answered with the other's response: key order in the body, query parameter order and
- * whitespace do not matter; any value, the path or the method does.
+ * whitespace do not matter; any value, the path or the method does. Throws a
+ * {@link FingerprintLimitError} for a body beyond `limits`.
  * @example
  * requestFingerprint({ scope: '', method: 'POST', url: '/reports?b=2&a=1', body: { y: 1, x: 2 } })
  *   === requestFingerprint({ scope: '', method: 'post', url: '/reports?a=1&b=2', body: { x: 2, y: 1 } }); // true
  * @publicApi
  */
-export function requestFingerprint(input: FingerprintInput): string {
+export function requestFingerprint(input: FingerprintInput, limits: FingerprintLimits = DEFAULT_FINGERPRINT_LIMITS): string {
   const hash = createHash('sha256');
-  const parts = [input.scope, input.method.toUpperCase(), normaliseUrl(input.url), canonicalJson(input.body)];
+  const parts = [input.scope, input.method.toUpperCase(), normaliseUrl(input.url), canonicalJson(input.body, limits)];
   for (const part of parts) {
     // Length prefixes keep ('ab', 'c') and ('a', 'bc') apart.
     hash.update(`${Buffer.byteLength(part, 'utf8')}:`);
@@ -57,41 +99,66 @@ export function normaliseUrl(url: string): string {
  * Deterministic JSON: object keys sorted, `toJSON()` honoured (Dates become ISO strings),
  * `undefined` members dropped, Maps and Sets as sorted entry arrays, BigInts as `"<n>n"`,
  * non-finite numbers as `null`. `undefined` at the top level (no body) becomes the empty string,
- * which no JSON text equals.
+ * which no JSON text equals. Recursion is bounded by `limits.maxDepth` and the output by
+ * `limits.maxBytes` ({@link FingerprintLimitError} beyond either).
  * @example
  * canonicalJson({ b: 1, a: new Date(0) }); // '{"a":"1970-01-01T00:00:00.000Z","b":1}'
  * @publicApi
  */
-export function canonicalJson(value: unknown): string {
+export function canonicalJson(value: unknown, limits: FingerprintLimits = DEFAULT_FINGERPRINT_LIMITS): string {
   if (value === undefined) return '';
-  return write(value, new Set());
+  const writer = new CanonicalWriter(limits);
+  const json = writer.write(value, 1);
+  // The running count is in UTF-16 units (never more than the bytes); the exact check is in bytes.
+  if (Buffer.byteLength(json, 'utf8') > limits.maxBytes) throw new FingerprintLimitError('size', limits.maxBytes);
+  return json;
 }
 
-function write(value: unknown, ancestors: Set<object>): string {
-  if (value === null || value === undefined) return 'null';
-  switch (typeof value) {
-    case 'string':
-      return JSON.stringify(value);
-    case 'number':
-      return Number.isFinite(value) ? JSON.stringify(value) : 'null';
-    case 'boolean':
-      return value ? 'true' : 'false';
-    case 'bigint':
-      return JSON.stringify(`${value}n`);
-    case 'function':
-    case 'symbol':
-      return 'null';
+/** One canonical serialisation: bounded recursion, cycle detection and a running size count. */
+class CanonicalWriter {
+  private readonly ancestors = new Set<object>();
+  private units = 0;
+
+  constructor(private readonly limits: FingerprintLimits) {}
+
+  write(value: unknown, depth: number): string {
+    const text = this.writeValue(value, depth);
+    this.units += text.length;
+    // Leaves and containers both count, so a container's members are counted about twice: the
+    // early stop fires before 2 × maxBytes of text is built, and the exact check follows.
+    if (this.units > 2 * this.limits.maxBytes) throw new FingerprintLimitError('size', this.limits.maxBytes);
+    return text;
   }
-  const object = value as object;
-  if (ancestors.has(object)) throw new TypeError('The request body contains a circular reference and cannot be fingerprinted.');
-  ancestors.add(object);
-  try {
-    if (typeof (object as { toJSON?: unknown }).toJSON === 'function') {
-      return write((object as { toJSON(): unknown }).toJSON(), ancestors);
+
+  private writeValue(value: unknown, depth: number): string {
+    if (value === null || value === undefined) return 'null';
+    switch (typeof value) {
+      case 'string':
+        return JSON.stringify(value);
+      case 'number':
+        return Number.isFinite(value) ? JSON.stringify(value) : 'null';
+      case 'boolean':
+        return value ? 'true' : 'false';
+      case 'bigint':
+        return JSON.stringify(`${value}n`);
+      case 'function':
+      case 'symbol':
+        return 'null';
     }
-    if (Array.isArray(object)) return `[${object.map((item) => write(item, ancestors)).join(',')}]`;
-    if (object instanceof Map) return writeSorted([...object.entries()].map((entry) => write(entry, ancestors)));
-    if (object instanceof Set) return writeSorted([...object].map((item) => write(item, ancestors)));
+    const object = value as object;
+    if (this.ancestors.has(object)) throw new TypeError('The request body contains a circular reference and cannot be fingerprinted.');
+    if (typeof (object as { toJSON?: unknown }).toJSON === 'function') {
+      return this.guarded(object, () => this.write((object as { toJSON(): unknown }).toJSON(), depth));
+    }
+    if (depth > this.limits.maxDepth) throw new FingerprintLimitError('depth', this.limits.maxDepth);
+    return this.guarded(object, () => this.writeObject(object, depth));
+  }
+
+  private writeObject(object: object, depth: number): string {
+    const inner = depth + 1;
+    if (Array.isArray(object)) return `[${object.map((item) => this.write(item, inner)).join(',')}]`;
+    if (object instanceof Map) return writeSorted([...object.entries()].map((entry) => this.write(entry, inner)));
+    if (object instanceof Set) return writeSorted([...object].map((item) => this.write(item, inner)));
     if (ArrayBuffer.isView(object)) return JSON.stringify(Buffer.from(object.buffer, object.byteOffset, object.byteLength).toString('base64'));
     const members = Object.keys(object)
       .filter((name) => {
@@ -99,10 +166,17 @@ function write(value: unknown, ancestors: Set<object>): string {
         return member !== undefined && typeof member !== 'function' && typeof member !== 'symbol';
       })
       .sort(compare)
-      .map((name) => `${JSON.stringify(name)}:${write((object as Record<string, unknown>)[name], ancestors)}`);
+      .map((name) => `${JSON.stringify(name)}:${this.write((object as Record<string, unknown>)[name], inner)}`);
     return `{${members.join(',')}}`;
-  } finally {
-    ancestors.delete(object);
+  }
+
+  private guarded(object: object, write: () => string): string {
+    this.ancestors.add(object);
+    try {
+      return write();
+    } finally {
+      this.ancestors.delete(object);
+    }
   }
 }
 

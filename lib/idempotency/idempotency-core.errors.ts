@@ -1,4 +1,5 @@
 import { ResilienceError, isResilienceError } from '../core/errors.js';
+import { storeFailureOf, type StoreFailure } from './store-failure.js';
 
 /**
  * Stable `code` values of the problems the idempotency layer answers with.
@@ -7,14 +8,22 @@ import { ResilienceError, isResilienceError } from '../core/errors.js';
 export const IdempotencyErrorCode = {
   /** 400: the route requires a key and none was sent. */
   KeyMissing: 'idempotency_key_missing',
-  /** 400: the key is not 1–255 printable ASCII characters or not a single RFC 8941 string/token. */
+  /** 400: the key breaks the key grammar (1–255 characters; one RFC 8941 string, or a bare key). */
   KeyInvalid: 'idempotency_key_invalid',
+  /** 400: the body is nested deeper than `maxBodyDepth`, so it cannot be fingerprinted. */
+  BodyTooDeep: 'idempotency_body_too_deep',
+  /** 413: the body's canonical JSON is larger than `maxBodyBytes`, so it cannot be fingerprinted. */
+  BodyTooLarge: 'idempotency_body_too_large',
   /** 409: a request with this key is still running; retry later with the same key. */
   RequestInProgress: 'idempotency_request_in_progress',
   /** 422: the key was already used for a different request. */
   KeyReused: 'idempotency_key_reused',
-  /** 503: the idempotency store is unreachable; the request was not executed. */
+  /** 503: the idempotency store is unreachable or dropped the connection; the request was not executed. */
   StoreUnavailable: 'idempotency_store_unavailable',
+  /** 503: no database connection was free within the pool's checkout timeout; the request was not executed. */
+  StorePoolExhausted: 'idempotency_store_pool_exhausted',
+  /** 503: a lock or statement of the store timed out (or lost a deadlock); the request was not executed. */
+  StoreTimeout: 'idempotency_store_timeout',
   /** 500: transactional mode could not store the response, so the handler's writes were rolled back. */
   ResponseNotStorable: 'idempotency_response_not_storable',
 } as const;
@@ -98,11 +107,49 @@ export class IdempotencyKeyInvalidError extends IdempotencyError {
     /** What is wrong with the value, e.g. "the key is empty". */
     readonly reason: string,
   ) {
-    super(`The ${headerName} of the request was refused (${reason}); the client must send one RFC 8941 string or token of 1 to 255 printable ASCII characters.`, {
+    super(`The ${headerName} of the request was refused (${reason}); the client must send one quoted RFC 8941 string of 1 to 255 printable ASCII characters, or a bare UUID.`, {
       status: 400,
       title: `${headerName} is invalid`,
-      detail: `The ${headerName} header was refused: ${reason}. Send one RFC 8941 string or token of 1 to 255 printable ASCII characters, such as a UUID.`,
+      detail: `The ${headerName} header was refused: ${reason}. Send one quoted string of 1 to 255 printable ASCII characters, such as "8e03978e-40d5-43e8-bc93-6894a57f9324".`,
       headerName,
+    });
+  }
+}
+
+/**
+ * 400 `idempotency_body_too_deep`: the request body is nested deeper than the route's
+ * `maxBodyDepth`; it was refused before the key was claimed, so nothing was run or stored.
+ * @publicApi
+ */
+export class IdempotencyBodyTooDeepError extends IdempotencyError {
+  readonly code = IdempotencyErrorCode.BodyTooDeep;
+  constructor(
+    /** The route's `maxBodyDepth`. */
+    readonly maxDepth: number,
+  ) {
+    super(`The request body is nested more than ${maxDepth} levels deep, so it was refused before its idempotency key was claimed; raise maxBodyDepth on the route if such bodies are legitimate.`, {
+      status: 400,
+      title: 'Request body nested too deeply',
+      detail: `The request body is nested more than ${maxDepth} levels deep. Send a flatter body; nothing was executed or stored.`,
+    });
+  }
+}
+
+/**
+ * 413 `idempotency_body_too_large`: the request body's canonical JSON is larger than the route's
+ * `maxBodyBytes`; it was refused before the key was claimed, so nothing was run or stored.
+ * @publicApi
+ */
+export class IdempotencyBodyTooLargeError extends IdempotencyError {
+  readonly code = IdempotencyErrorCode.BodyTooLarge;
+  constructor(
+    /** The route's `maxBodyBytes`. */
+    readonly maxBytes: number,
+  ) {
+    super(`The request body is larger than ${maxBytes} bytes of canonical JSON, so it was refused before its idempotency key was claimed; raise maxBodyBytes on the route if such bodies are legitimate.`, {
+      status: 413,
+      title: 'Request body too large',
+      detail: `The request body is larger than ${maxBytes} bytes. Send a smaller body; nothing was executed or stored.`,
     });
   }
 }
@@ -144,24 +191,54 @@ export class IdempotencyKeyReusedError extends IdempotencyError {
   }
 }
 
+/** What each {@link StoreFailure} is answered with, and the fix named to operators. */
+const STORE_FAILURES = {
+  unavailable: {
+    code: IdempotencyErrorCode.StoreUnavailable,
+    title: 'Idempotency store unavailable',
+    client: 'its idempotency key could not be recorded',
+    operator: 'the idempotency store could not be reached or dropped the connection; check the database and the connection settings',
+  },
+  pool_exhausted: {
+    code: IdempotencyErrorCode.StorePoolExhausted,
+    title: 'Idempotency store busy',
+    client: 'no database connection was free to record its idempotency key',
+    operator: 'no database connection was free within the pool\'s checkout timeout; size the pool for this instance\'s concurrency (README "Sizing the database pool") or cap the concurrency with @Bulkhead()',
+  },
+  timeout: {
+    code: IdempotencyErrorCode.StoreTimeout,
+    title: 'Idempotency store timed out',
+    client: 'recording its idempotency key timed out',
+    operator: 'a lock or statement of the idempotency store timed out (lock or statement timeout, deadlock, SQLite busy); look for long transactions on the idempotency table or raise lockTimeout',
+  },
+} as const satisfies Record<StoreFailure, { code: IdempotencyErrorCodeValue; title: string; client: string; operator: string }>;
+
 /**
- * 503 `idempotency_store_unavailable`: the key could not be recorded (store unreachable, or in
- * transactional mode the database connection failed or a lock timed out), so nothing was
- * executed or kept. `cause` is the store's error.
+ * 503 with `Retry-After`: the key could not be recorded, so nothing was executed or kept. The
+ * `code` says why ({@link storeFailureOf} of the cause): `idempotency_store_unavailable` (database
+ * unreachable or connection dropped; also the code of unclassified store errors),
+ * `idempotency_store_pool_exhausted` (no pooled connection free in time) or
+ * `idempotency_store_timeout` (a lock or statement timed out). `cause` is the store's error: it
+ * goes to the logs, never to the client.
  * @publicApi
  */
 export class IdempotencyStoreUnavailableError extends IdempotencyError {
-  readonly code = IdempotencyErrorCode.StoreUnavailable;
+  readonly code: (typeof STORE_FAILURES)[StoreFailure]['code'];
+  /** Which store failure this is. */
+  readonly failure: StoreFailure;
   declare readonly retryAfterMs: number;
-  constructor(retryAfterMs: number, cause?: unknown) {
+  constructor(retryAfterMs: number, cause?: unknown, failure: StoreFailure = storeFailureOf(cause) ?? 'unavailable') {
     const seconds = retryAfterSecondsOf(retryAfterMs);
-    super(`The idempotency store could not record the key, so the request was not executed; check the store's database connection (the cause is attached) and let the client retry with the same key in ${seconds} s.`, {
+    const text = STORE_FAILURES[failure];
+    super(`The request was not executed because ${text.operator} (the cause is attached); the client may retry with the same key in ${seconds} s.`, {
       status: 503,
-      title: 'Idempotency store unavailable',
-      detail: `The request was not executed because its idempotency key could not be recorded. Retry in ${seconds} s with the same key.`,
+      title: text.title,
+      detail: `The request was not executed because ${text.client}. Retry in ${seconds} s with the same key.`,
       retryAfterMs,
       cause,
     });
+    this.code = text.code;
+    this.failure = failure;
   }
 }
 

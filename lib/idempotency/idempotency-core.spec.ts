@@ -5,16 +5,16 @@ import { fileURLToPath } from 'node:url';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { ResilienceEvent } from '../core/events.js';
 import { FakeClock } from '../testing/fake-clock.js';
+import { isStoreUnavailableError, storeFailureOf } from './store-failure.js';
 import {
   IdempotencyCore,
-  isStoreUnavailableError,
   type HandlerOutcome,
   type IdempotencyAnswer,
   type IdempotencyExecution,
   type IdempotentRequest,
   type IdempotentResponse,
 } from './idempotency-core.js';
-import { IdempotencyErrorCode, isIdempotencyError } from './idempotency-core.errors.js';
+import { IdempotencyErrorCode, IdempotencyStoreUnavailableError, isIdempotencyError } from './idempotency-core.errors.js';
 import { resolveIdempotencyOptions, type IdempotentOptions } from './idempotency-options.interface.js';
 import type {
   IdempotencyClaim,
@@ -332,7 +332,23 @@ describe('IdempotencyCore', () => {
       expect(error.cause).toBe(storeError);
       expect(error.detail).not.toContain('hunter2');
       expect(calls).toHaveLength(0);
-      expect(named('idempotency_store_error')).toMatchObject([{ detail: 'claim', status: 503, errorType: 'Error' }]);
+      expect(named('idempotency_store_error')).toMatchObject([
+        { detail: 'claim', status: 503, errorType: 'Error', outcome: 'unavailable', code: 'idempotency_store_unavailable', cause: expect.stringContaining('ECONNREFUSED') },
+      ]);
+    });
+
+    it('tells a pool checkout timeout and a lock timeout apart from a dead database', async () => {
+      const failures = [
+        [new Error('timeout exceeded when trying to connect'), 'idempotency_store_pool_exhausted', 'pool_exhausted'],
+        [Object.assign(new Error('canceling statement due to lock timeout'), { code: '55P03' }), 'idempotency_store_timeout', 'timeout'],
+      ] as const;
+      for (const [storeError, code, outcome] of failures) {
+        const failing: IdempotencyStore = Object.assign(Object.create(store) as IdempotencyStore, { claim: () => Promise.reject(storeError) });
+        const error = rejectionOf(await coreWith(failing).execute(requestOf(), responseOf(), runner(value(1)).run));
+        expect(error).toMatchObject({ code, status: 503, retryAfterMs: 1_000 });
+        expect(error.detail).not.toContain(storeError.message);
+        expect(named('idempotency_store_error').at(-1)).toMatchObject({ detail: 'claim', code, outcome, cause: `Error: ${storeError.message}` });
+      }
     });
 
     it('runs without idempotency when the store is down and failOpen is set', async () => {
@@ -341,7 +357,8 @@ describe('IdempotencyCore', () => {
       const answer = await coreWith(down).execute(requestOf({ options: { failOpen: true } }), responseOf(), run);
       expect(answer).toEqual({ kind: 'delivered', outcome: value({ id: 1 }) });
       expect(calls).toEqual([undefined]);
-      expect(warnings[0]).toContain('failOpen');
+      expect(named('idempotency_store_error')).toMatchObject([{ detail: 'claim_fail_open', outcome: 'unclassified', cause: 'Error: down' }]);
+      expect(named('idempotency_store_error')[0]!.code).toBeUndefined();
     });
 
     it('keeps a released key while the handler still runs (running > 0), then releases it when it settles', async () => {
@@ -458,17 +475,39 @@ describe('IdempotencyCore', () => {
   });
 });
 
-describe('isStoreUnavailableError', () => {
+describe('storeFailureOf / isStoreUnavailableError', () => {
   it.each([
-    ['ECONNREFUSED', Object.assign(new Error('connect'), { code: 'ECONNREFUSED' })],
-    ['pg Connection terminated', new Error('Connection terminated unexpectedly')],
-    ['SQLSTATE class 08', Object.assign(new Error('connection failure'), { code: '08006' })],
-    ['lock_timeout in a TypeORM driverError', Object.assign(new Error('QueryFailedError'), { driverError: { code: '55P03' } })],
-    ['deadlock in a cause chain', new Error('outer', { cause: new Error('middle', { cause: Object.assign(new Error('deadlock'), { code: '40P01' }) }) })],
-    ['SQLite busy', Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' })],
-    ['SQLite extended locked code', Object.assign(new Error('locked'), { code: 'SQLITE_LOCKED_SHAREDCACHE' })],
-  ])('recognises %s', (_name, error) => {
+    ['ECONNREFUSED', Object.assign(new Error('connect'), { code: 'ECONNREFUSED' }), 'unavailable'],
+    ['pg Connection terminated', new Error('Connection terminated unexpectedly'), 'unavailable'],
+    ['pg-pool connection timeout (server unresponsive)', new Error('Connection terminated due to connection timeout', { cause: new Error('x') }), 'unavailable'],
+    ['SQLSTATE class 08', Object.assign(new Error('connection failure'), { code: '08006' }), 'unavailable'],
+    ['admin shutdown in a TypeORM driverError', Object.assign(new Error('QueryFailedError'), { driverError: { code: '57P01' } }), 'unavailable'],
+    ['pg-pool checkout timeout', new Error('timeout exceeded when trying to connect'), 'pool_exhausted'],
+    ['too many connections', Object.assign(new Error('sorry, too many clients already'), { code: '53300' }), 'pool_exhausted'],
+    ['lock_timeout in a TypeORM driverError', Object.assign(new Error('QueryFailedError'), { driverError: { code: '55P03' } }), 'timeout'],
+    ['statement timeout', Object.assign(new Error('canceling statement due to statement timeout'), { code: '57014' }), 'timeout'],
+    ['pg query_timeout', new Error('Query read timeout'), 'timeout'],
+    ['deadlock in a cause chain', new Error('outer', { cause: new Error('middle', { cause: Object.assign(new Error('deadlock'), { code: '40P01' }) }) }), 'timeout'],
+    ['SQLite busy', Object.assign(new Error('database is locked'), { code: 'SQLITE_BUSY' }), 'timeout'],
+    ['SQLite extended locked code', Object.assign(new Error('locked'), { code: 'SQLITE_LOCKED_SHAREDCACHE' }), 'timeout'],
+  ])('recognises %s as %s', (_name, error, failure) => {
+    expect(storeFailureOf(error)).toBe(failure);
     expect(isStoreUnavailableError(error)).toBe(true);
+  });
+
+  it('answers each failure with its own code and never puts the cause in the client-facing detail', () => {
+    const secret = 'password authentication failed for user "app" at 10.0.0.7';
+    const codes = (['unavailable', 'pool_exhausted', 'timeout'] as const).map((failure) => {
+      const error = new IdempotencyStoreUnavailableError(1_000, new Error(secret), failure);
+      expect(error).toMatchObject({ status: 503, retryAfterMs: 1_000, failure });
+      expect(error.detail).not.toContain('10.0.0.7');
+      expect(error.message).toMatch(/\(the cause is attached\)/);
+      return error.code;
+    });
+    expect(codes).toEqual(['idempotency_store_unavailable', 'idempotency_store_pool_exhausted', 'idempotency_store_timeout']);
+    // without an explicit kind, the cause decides
+    expect(new IdempotencyStoreUnavailableError(1_000, new Error('timeout exceeded when trying to connect')).code).toBe('idempotency_store_pool_exhausted');
+    expect(new IdempotencyStoreUnavailableError(1_000, new Error('a bug')).code).toBe('idempotency_store_unavailable');
   });
 
   it.each([

@@ -4,7 +4,7 @@ import { statusOf } from '../core/classify.js';
 import { describeError, ResilienceConfigError } from '../core/errors.js';
 import { errorTypeOf, type ResilienceEventName, type ResilienceEventSink } from '../core/events.js';
 import { redactKey } from '../core/redact-key.js';
-import { requestFingerprint } from './fingerprint.js';
+import { FingerprintLimitError, requestFingerprint } from './fingerprint.js';
 import { parseIdempotencyKey, validateIdempotencyKey, type IdempotencyKeyParseResult } from './idempotency-key.js';
 import type { ResolvedIdempotencyOptions } from './idempotency-options.interface.js';
 import type {
@@ -18,6 +18,8 @@ import type {
 import {
   IdempotencyKeyInvalidError,
   IdempotencyKeyMissingError,
+  IdempotencyBodyTooDeepError,
+  IdempotencyBodyTooLargeError,
   IdempotencyKeyReusedError,
   IdempotencyRequestInProgressError,
   IdempotencyResponseNotStorableError,
@@ -25,7 +27,10 @@ import {
   type IdempotencyError,
 } from './idempotency-core.errors.js';
 import { encodeError, encodeValue, isHttpErrorLike } from './response-encoding.js';
+import { isStoreUnavailableError, storeFailureOf } from './store-failure.js';
 
+/** Longest `cause` message put in an `idempotency_store_error` event. */
+const MAX_CAUSE_LENGTH = 500;
 /** `Retry-After` of a 503 answered while the store is unreachable. */
 const STORE_UNAVAILABLE_RETRY_AFTER_MS = 1_000;
 /** Release reasons that, in transactional mode, mean "the handler's writes were rolled back although it succeeded". */
@@ -34,8 +39,6 @@ const NOT_STORABLE_REASONS = new Set(['not_stored', 'unreplayable', 'too_large']
 const MAX_SCOPE_LENGTH = 255;
 /** Methods that are safe by definition: idempotency keys have no meaning there. @internal */
 export const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
-/** How deep `cause` chains are followed when classifying a store failure. */
-const MAX_CAUSE_DEPTH = 5;
 
 /**
  * What the core needs besides the request: the store, the clock, and where to report.
@@ -165,41 +168,8 @@ export function idempotencyContextOf(key: string, scope: string, recordId: strin
 }
 
 /** The store's failure the client should retry: 503 `idempotency_store_unavailable`. */
-function storeUnavailable(cause: unknown): IdempotencyError {
+function storeUnavailable(cause: unknown): IdempotencyStoreUnavailableError {
   return new IdempotencyStoreUnavailableError(STORE_UNAVAILABLE_RETRY_AFTER_MS, cause);
-}
-
-const STORE_UNAVAILABLE_CODES = new Set([
-  'ECONNREFUSED',
-  'ECONNRESET',
-  'EPIPE',
-  'ETIMEDOUT',
-  'SQLITE_BUSY',
-  'SQLITE_LOCKED',
-  // PostgreSQL: the server went away, or a lock, a statement or a transaction was refused
-  '57P01',
-  '57P02',
-  '57P03',
-  '55P03',
-  '57014',
-  '40P01',
-  '40001',
-]);
-
-/**
- * Whether `error` means "the store (database) could not do it now, try again": a refused, reset
- * or terminated connection (SQLSTATE class 08, `57P01`–`57P03`), a lock or statement timeout
- * (`55P03`, `57014`), a deadlock or serialization failure (`40P01`, `40001`), SQLite busy or locked.
- * Follows `cause` and TypeORM's `driverError`.
- * @publicApi
- */
-export function isStoreUnavailableError(error: unknown, depth = 0): boolean {
-  if (typeof error !== 'object' || error === null || depth > MAX_CAUSE_DEPTH) return false;
-  const object = error as { code?: unknown; message?: unknown; cause?: unknown; driverError?: unknown };
-  const code = typeof object.code === 'string' ? object.code : undefined;
-  if (code !== undefined && (STORE_UNAVAILABLE_CODES.has(code) || /^08[0-9A-Z]{3}$/.test(code) || /^SQLITE_(BUSY|LOCKED)_/.test(code))) return true;
-  if (typeof object.message === 'string' && /^Connection terminated|Client has encountered a connection error|Connection terminated unexpectedly/.test(object.message)) return true;
-  return isStoreUnavailableError(object.driverError, depth + 1) || isStoreUnavailableError(object.cause, depth + 1);
 }
 
 /** What to do with the key once the outcome is known. */
@@ -267,11 +237,20 @@ export class IdempotencyCore {
     const key = parsed.key;
     response.setHeader(options.headerName, key);
     const scope = await this.scopeOf(request);
+    let fingerprint: string;
+    try {
+      fingerprint = requestFingerprint({ scope, method: request.method, url: request.url, body: request.body }, options.fingerprintLimits);
+    } catch (error) {
+      if (!(error instanceof FingerprintLimitError)) throw error;
+      const refusal = error.limit === 'depth' ? new IdempotencyBodyTooDeepError(error.max) : new IdempotencyBodyTooLargeError(error.max);
+      this.emit('idempotency_rejected', request, key, { status: refusal.status, detail: refusal.code });
+      return rejected(refusal);
+    }
     const claim: IdempotencyClaim = {
       namespace: options.namespace,
       scope,
       key,
-      fingerprint: requestFingerprint({ scope, method: request.method, url: request.url, body: request.body }),
+      fingerprint,
       method: request.method,
       path: pathOf(request.url),
       leaseMs: options.lease,
@@ -347,11 +326,9 @@ export class IdempotencyCore {
       if (!workStarted) return this.storeUnavailable(scoped, error, run);
       if (!local?.rollback || error !== local.rollback) {
         // The handler ran but the transaction did not commit: its writes are gone, so a retry must run it again.
-        this.emit('idempotency_store_error', scoped.request, scoped.key, { error, errorType: errorTypeOf(error), detail: 'commit' });
-        this.deps.warn?.(
-          `The transaction of ${scoped.request.route} failed after the handler ran (${describeError(error)}); its writes were rolled back and the client is told to retry.`,
-        );
-        return { kind: 'rejected', error: storeUnavailable(error) };
+        const refusal = storeUnavailable(error);
+        this.storeError(scoped.request, scoped.key, error, 'commit', refusal);
+        return rejected(refusal);
       }
     }
     if (local === undefined) return this.answerExisting(scoped, result! as Exclude<IdempotencyClaimResult, { state: 'acquired' }>);
@@ -360,11 +337,9 @@ export class IdempotencyCore {
     this.emitExecuted(scoped, outcome, decision);
     if (outcome.kind === 'error' && isStoreUnavailableError(outcome.error)) {
       // the database went away under the handler: its writes were rolled back, the key is free
-      this.emit('idempotency_store_error', scoped.request, scoped.key, { error: outcome.error, errorType: errorTypeOf(outcome.error), detail: 'handler', status: 503 });
-      this.deps.warn?.(
-        `The database failed under ${scoped.request.route} (${describeError(outcome.error)}); its writes were rolled back and the client is told to retry.`,
-      );
-      return { kind: 'rejected', error: storeUnavailable(outcome.error) };
+      const refusal = storeUnavailable(outcome.error);
+      this.storeError(scoped.request, scoped.key, outcome.error, 'handler', refusal);
+      return rejected(refusal);
     }
     if (decision.action === 'release' && outcome.kind === 'value' && NOT_STORABLE_REASONS.has(decision.reason)) {
       return rejected(new IdempotencyResponseNotStorableError(decision.reason === 'too_large' ? 'the body is larger than maxStoredBodyBytes' : decision.reason === 'not_stored' ? 'its status is not stored (storeIf)' : 'the body cannot be replayed'));
@@ -396,13 +371,13 @@ export class IdempotencyCore {
   ): Promise<IdempotencyAnswer> {
     const { request } = scoped;
     const { failOpen } = request.options;
-    this.emit('idempotency_store_error', request, scoped.key, { error, errorType: errorTypeOf(error), detail: 'claim', status: failOpen ? undefined : 503 });
     if (failOpen) {
-      this.deps.warn?.(`The idempotency store is unreachable (${describeError(error)}); ${request.route} runs without idempotency because failOpen is set.`);
+      this.storeError(request, scoped.key, error, 'claim_fail_open');
       return { kind: 'delivered', outcome: await run(undefined) };
     }
-    this.deps.warn?.(`The idempotency store is unreachable (${describeError(error)}); ${request.route} answered 503 without running the handler.`);
-    return { kind: 'rejected', error: storeUnavailable(error) };
+    const refusal = storeUnavailable(error);
+    this.storeError(request, scoped.key, error, 'claim', refusal);
+    return rejected(refusal);
   }
 
   /** Whether the outcome is stored (and what), or the key released (and why). */
@@ -458,10 +433,7 @@ export class IdempotencyCore {
       if (!stored) this.lockLost(scoped, 'complete');
     } catch (error) {
       // The side effect happened: deliver the response and let the lease run out; never delete.
-      this.emit('idempotency_store_error', scoped.request, scoped.key, { error, errorType: errorTypeOf(error), detail: 'complete' });
-      this.deps.warn?.(
-        `The response of ${scoped.request.route} could not be stored (${describeError(error)}); it was delivered, and a retry after the lease (${scoped.request.options.lease} ms) runs the handler again.`,
-      );
+      this.storeError(scoped.request, scoped.key, error, 'complete');
     }
   }
 
@@ -470,10 +442,7 @@ export class IdempotencyCore {
       const released = await this.deps.store.release(lease);
       if (!released) this.lockLost(scoped, 'release');
     } catch (error) {
-      this.emit('idempotency_store_error', scoped.request, scoped.key, { error, errorType: errorTypeOf(error), detail: 'release' });
-      this.deps.warn?.(
-        `The key of ${scoped.request.route} could not be released (${describeError(error)}); retries get 409 until the lease (${scoped.request.options.lease} ms) ends.`,
-      );
+      this.storeError(scoped.request, scoped.key, error, 'release');
     }
   }
 
@@ -508,7 +477,7 @@ export class IdempotencyCore {
         },
         (error: unknown) => {
           if (stopped) return;
-          this.emit('idempotency_store_error', scoped.request, scoped.key, { error, errorType: errorTypeOf(error), detail: 'heartbeat' });
+          this.storeError(scoped.request, scoped.key, error, 'heartbeat');
           schedule();
         },
       );
@@ -559,7 +528,7 @@ export class IdempotencyCore {
     event: ResilienceEventName,
     request: IdempotentRequest,
     key: string | undefined,
-    extra: { status?: number; detail?: string; outcome?: string; error?: unknown; errorType?: string } = {},
+    extra: { status?: number; detail?: string; outcome?: string; error?: unknown; errorType?: string; code?: string; cause?: string } = {},
   ): void {
     const sink = this.deps.events;
     if (!sink) return;
@@ -570,6 +539,22 @@ export class IdempotencyCore {
       ...(request.requestId === undefined ? {} : { requestId: request.requestId }),
       ...(key === undefined ? {} : { key: request.options.logKeys ? key : redactKey(key) }),
       ...extra,
+    });
+  }
+
+  /**
+   * Reports a store failure: one `idempotency_store_error` event carrying what the store was doing
+   * (`detail`), the failure kind (`outcome`), the problem `code` answered (when one was) and the
+   * underlying message (`cause`), which the logger writes and clients never see.
+   */
+  private storeError(request: IdempotentRequest, key: string | undefined, error: unknown, phase: string, refusal?: IdempotencyStoreUnavailableError): void {
+    this.emit('idempotency_store_error', request, key, {
+      error,
+      errorType: errorTypeOf(error),
+      detail: phase,
+      outcome: storeFailureOf(error) ?? 'unclassified',
+      cause: describeError(error).slice(0, MAX_CAUSE_LENGTH),
+      ...(refusal ? { status: refusal.status, code: refusal.code } : {}),
     });
   }
 

@@ -20,6 +20,38 @@ describe('parseIdempotencyKey', () => {
     expect(key('abc+/=:x_y.z~1')).toBe('abc+/=:x_y.z~1');
   });
 
+  // The grammar of README "Key and retention policy": one row per rule, accepted and refused.
+  it.each([
+    ['"8e03978e-40d5-43e8-bc93-6894a57f9324"', '8e03978e-40d5-43e8-bc93-6894a57f9324', 'sf-string (the draft form)'],
+    ['8e03978e-40d5-43e8-bc93-6894a57f9324', '8e03978e-40d5-43e8-bc93-6894a57f9324', 'bare UUID starting with a digit'],
+    ['01JEMX6Z3Q8W5K2R4T7Y9B1C3D', '01JEMX6Z3Q8W5K2R4T7Y9B1C3D', 'bare ULID'],
+    ['YWJjZA==', 'YWJjZA==', 'bare base64 with padding'],
+    ['order:42/retry', 'order:42/retry', 'bare token with : and /'],
+    ['*star', '*star', 'bare token starting with *'],
+    ['a%00%27', 'a%00%27', '% is a token character after the first'],
+    ['"12345"', '12345', 'a number, quoted'],
+    ['":YWJj:"', ':YWJj:', 'a byte-sequence look-alike, quoted'],
+    ['"%00%27"', '%00%27', 'a percent-escape look-alike, quoted'],
+    ['"a b@c"', 'a b@c', 'spaces and symbols, quoted'],
+  ])('accepts %s → %s (%s)', (value, expected) => {
+    expect(key(value)).toBe(expected);
+  });
+
+  it.each([
+    ['12345', /only of digits is an RFC 8941 number/],
+    ['1.5', /only of digits is an RFC 8941 number/],
+    [':YWJj:', /must start with .* not `:` \(RFC 8941 reads it as a byte sequence\)/],
+    ['%00%27', /must start with a letter, a digit or `\*`, not `%`/],
+    ['-1', /must start with .* not `-`/],
+    ['?1', /cannot contain `\?`/],
+    ['abc@example', /cannot contain `@`/],
+    ['a[b]', /cannot contain `\[`/],
+    ['%00', /not `%`/],
+    ['a\u0000b', /control character U\+0000/],
+  ])('refuses %s', (value, expected) => {
+    expect(reason(value)).toMatch(expected);
+  });
+
   it('unescapes \\" and \\\\ inside a quoted key and keeps spaces', () => {
     expect(key('"a \\"quoted\\" \\\\ key"')).toBe('a "quoted" \\ key');
   });

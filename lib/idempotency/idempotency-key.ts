@@ -16,26 +16,37 @@ const DQUOTE = 0x22;
 const BACKSLASH = 0x5c;
 
 /**
- * Characters with a structural meaning in RFC 8941 that a bare (unquoted) key must not contain:
- * a quote starts a string, parentheses an inner list, a comma separates list members (and joins
- * repeated header lines), a semicolon starts parameters, a backslash escapes.
+ * What a bare (unquoted) key may contain after its first character: RFC 8941 token characters
+ * (`tchar`, `:` and `/`) plus `=`, so base64 padding needs no quotes.
  */
-const STRUCTURAL = new Set(['"', '(', ')', ',', ';', '\\']);
+const BARE_KEY_CHARACTER = /^[!#$%&'*+\-.^_`|~0-9A-Za-z:/=]$/;
+
+/** How a bare key may start: an RFC 8941 token's first character, or a digit (raw UUIDs). */
+const BARE_KEY_START = /^[A-Za-z0-9*]$/;
+
+/** A bare value an RFC 8941 parser reads as an Integer or a Decimal, not as a key. */
+const BARE_NUMBER = /^[0-9]+(\.[0-9]+)?$/;
 
 /**
- * Parses the value of an `Idempotency-Key` header: an RFC 8941 sf-string (`"…"`, with `\"` and
- * `\\` escapes) or, leniently, a bare token such as an unquoted UUID. The key must be 1–255
- * printable ASCII characters (0x20–0x7E; no space in a bare token). Parameters (`;a=1`), inner
- * lists, several values, control characters, non-ASCII and malformed quoted strings are refused.
+ * Parses the value of an `Idempotency-Key` header. Accepted, with the key 1–255 characters long:
+ * - an RFC 8941 sf-string, as the IETF draft specifies: `"…"` holding printable ASCII
+ *   (0x20–0x7E) with `\"` and `\\` escapes;
+ * - leniently, a bare key: an RFC 8941 token (`[A-Za-z*]` then `tchar`, `:` or `/`), extended so
+ *   raw UUIDs and base64 work unquoted: it may start with a digit and contain `=`. A bare value
+ *   that RFC 8941 reads as another type is refused: a number (`12345`, `1.5`), a byte sequence
+ *   (`:YWJj:`), a boolean (`?1`), or anything starting with another symbol (`%00`, `-1`).
+ *
+ * Parameters (`;a=1`), inner lists, several values, control characters and non-ASCII are refused.
  * @example
  * parseIdempotencyKey('"8e03978e-40d5-43e8-bc93-6894a57f9324"'); // { ok: true, key: '8e03978e-…' }
- * parseIdempotencyKey('abc;x=1'); // { ok: false, reason: 'parameters are not accepted …' }
+ * parseIdempotencyKey('8e03978e-40d5-43e8-bc93-6894a57f9324'); // { ok: true, key: '8e03978e-…' }
+ * parseIdempotencyKey('12345'); // { ok: false, reason: 'a bare key made only of digits … quote it …' }
  * @publicApi
  */
 export function parseIdempotencyKey(value: string): IdempotencyKeyParseResult {
   const text = trimOws(value);
   if (text.length === 0) return refuse('the value is empty');
-  const nonAscii = firstInvalidCharacter(text, true);
+  const nonAscii = firstInvalidCharacter(text);
   if (nonAscii) return refuse(nonAscii);
   const key = text.charCodeAt(0) === DQUOTE ? parseQuoted(text) : parseBare(text);
   if (!key.ok) return key;
@@ -52,7 +63,7 @@ export function validateIdempotencyKey(key: string): IdempotencyKeyParseResult {
   if (key.length > MAX_IDEMPOTENCY_KEY_LENGTH) {
     return refuse(`the key is ${key.length} characters long; at most ${MAX_IDEMPOTENCY_KEY_LENGTH} are accepted`);
   }
-  const invalid = firstInvalidCharacter(key, false);
+  const invalid = firstInvalidCharacter(key);
   if (invalid) return refuse(invalid);
   return { ok: true, key };
 }
@@ -86,18 +97,25 @@ function parseBare(text: string): IdempotencyKeyParseResult {
     if (character === ';') return refuse('parameters are not accepted after the key; send only the key');
     if (character === ',') return refuse('the header holds several values; send exactly one key');
     if (character === ' ') return refuse('a bare key cannot contain spaces; quote it as an RFC 8941 string');
-    if (STRUCTURAL.has(character)) {
+    if (!BARE_KEY_CHARACTER.test(character)) {
       return refuse(`a bare key cannot contain \`${character}\`; quote it as an RFC 8941 string`);
     }
+  }
+  const first = text[0]!;
+  if (!BARE_KEY_START.test(first)) {
+    const type = first === ':' ? ' (RFC 8941 reads it as a byte sequence)' : '';
+    return refuse(`a bare key must start with a letter, a digit or \`*\`, not \`${first}\`${type}; quote it as an RFC 8941 string`);
+  }
+  if (BARE_NUMBER.test(text)) {
+    return refuse('a bare key made only of digits is an RFC 8941 number, not a string; quote it as an RFC 8941 string, or better send a UUID');
   }
   return { ok: true, key: text };
 }
 
-/** Describes the first character outside 0x20–0x7E (tabs allowed when `allowTab`), if any. */
-function firstInvalidCharacter(text: string, allowTab: boolean): string | undefined {
+/** Describes the first character outside 0x20–0x7E, if any. */
+function firstInvalidCharacter(text: string): string | undefined {
   for (let index = 0; index < text.length; index++) {
     const code = text.charCodeAt(index);
-    if (code === 0x09 && allowTab) continue;
     if (code < 0x20 || code === 0x7f) {
       return `the key contains the control character U+${hex(code)}; only printable ASCII is accepted`;
     }

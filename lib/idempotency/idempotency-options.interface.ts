@@ -1,4 +1,5 @@
 import { ResilienceConfigError } from '../core/errors.js';
+import { DEFAULT_FINGERPRINT_LIMITS, type FingerprintLimits } from './fingerprint.js';
 import type { IdempotencyStore } from './idempotency-store.interface.js';
 
 /**
@@ -41,6 +42,20 @@ export interface IdempotentOptions {
    * @default 1_048_576 (1 MiB)
    */
   maxStoredBodyBytes?: number;
+  /**
+   * Deepest nesting of objects and arrays in a request body that is fingerprinted (the body itself
+   * is depth 1). A deeper body is refused with 400 `idempotency_body_too_deep` before the key is
+   * claimed, so a hostile body cannot exhaust the stack. At most 1000.
+   * @default 64
+   */
+  maxBodyDepth?: number;
+  /**
+   * Largest request body fingerprinted, as canonical JSON in UTF-8 bytes. A larger body is refused
+   * with 413 `idempotency_body_too_large` before the key is claimed. Your body parser's own limit
+   * (Express 100 KB, Fastify 1 MiB by default) usually answers first.
+   * @default 1_048_576 (1 MiB)
+   */
+  maxBodyBytes?: number;
   /**
    * Extra response headers replayed besides the built-in allow-list (`location`, `content-type`,
    * `content-language`, `content-location`, `etag`, `last-modified`). `set-cookie`,
@@ -102,6 +117,8 @@ export interface ResolvedIdempotencyOptions {
   readonly storeIf: (status: number, error?: unknown) => boolean;
   /** Largest stored body, in bytes. */
   readonly maxStoredBodyBytes: number;
+  /** Bounds on the request body that is fingerprinted. */
+  readonly fingerprintLimits: FingerprintLimits;
   /** Lower-case names of every header replayed (built-in allow-list plus `replayHeaders`). */
   readonly replayHeaders: ReadonlySet<string>;
   /** Whether the handler runs in the store's transaction. */
@@ -161,6 +178,9 @@ const DEFAULTS = {
 /** Default of `storeIf`: everything but server errors. @publicApi */
 export const storeBelow500 = (status: number): boolean => status < 500;
 
+/** Deepest `maxBodyDepth` accepted: recursion this deep is still far from Node's stack limit. */
+const MAX_BODY_DEPTH = 1000;
+
 const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 
 /**
@@ -190,6 +210,11 @@ export function resolveIdempotencyOptions(
     throw new ResilienceConfigError(`The idempotency lease of ${where} is ${lease} ms; it must be at least 3 ms (it is renewed every lease / 3).`);
   }
   const maxStoredBodyBytes = positive(merged.maxStoredBodyBytes ?? DEFAULTS.maxStoredBodyBytes, 'maxStoredBodyBytes', where);
+  const maxBodyBytes = positive(merged.maxBodyBytes ?? DEFAULT_FINGERPRINT_LIMITS.maxBytes, 'maxBodyBytes', where);
+  const maxBodyDepth = merged.maxBodyDepth ?? DEFAULT_FINGERPRINT_LIMITS.maxDepth;
+  if (!Number.isInteger(maxBodyDepth) || maxBodyDepth < 1 || maxBodyDepth > MAX_BODY_DEPTH) {
+    throw new ResilienceConfigError(`The idempotency option maxBodyDepth of ${where} must be a whole number from 1 to ${MAX_BODY_DEPTH}; got ${String(maxBodyDepth)}.`);
+  }
   const replayHeaders = new Set(DEFAULT_REPLAY_HEADERS);
   for (const name of merged.replayHeaders ?? []) {
     const lower = name.toLowerCase();
@@ -220,6 +245,7 @@ export function resolveIdempotencyOptions(
     lease,
     storeIf: merged.storeIf ?? storeBelow500,
     maxStoredBodyBytes,
+    fingerprintLimits: { maxDepth: maxBodyDepth, maxBytes: maxBodyBytes },
     replayHeaders,
     transactional,
     failOpen,
@@ -230,7 +256,7 @@ export function resolveIdempotencyOptions(
 
 function positive(value: number, name: string, where: string): number {
   if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-    throw new ResilienceConfigError(`The idempotency option ${name} of ${where} must be a positive number of ${name === 'maxStoredBodyBytes' ? 'bytes' : 'milliseconds'}; got ${String(value)}.`);
+    throw new ResilienceConfigError(`The idempotency option ${name} of ${where} must be a positive number of ${name.endsWith('Bytes') ? 'bytes' : 'milliseconds'}; got ${String(value)}.`);
   }
   return value;
 }

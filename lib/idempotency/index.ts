@@ -2,7 +2,14 @@ export * from './idempotency-store.interface.js';
 export * from './idempotency-options.interface.js';
 export { Idempotent } from './idempotent.decorator.js';
 export { parseIdempotencyKey, validateIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH, type IdempotencyKeyParseResult } from './idempotency-key.js';
-export { requestFingerprint, canonicalJson, type FingerprintInput } from './fingerprint.js';
+export {
+  requestFingerprint,
+  canonicalJson,
+  DEFAULT_FINGERPRINT_LIMITS,
+  FingerprintLimitError,
+  type FingerprintInput,
+  type FingerprintLimits,
+} from './fingerprint.js';
 export {
   IdempotencyErrorCode,
   idempotencyKeyMissing,

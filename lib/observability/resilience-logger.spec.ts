@@ -74,6 +74,31 @@ describe('toLogRecord', () => {
     expect(toLogRecord(event, { logKeys: true }).key).toBe('order-42');
   });
 
+  it('writes the cause, the phase and the answered code of a store failure in one sentence', () => {
+    const record = toLogRecord(
+      {
+        event: 'idempotency_store_error',
+        policy: 'POST /reports',
+        detail: 'claim',
+        outcome: 'pool_exhausted',
+        code: 'idempotency_store_pool_exhausted',
+        status: 503,
+        errorType: 'Error',
+        cause: 'Error: timeout exceeded when trying to connect',
+        error: new Error('timeout exceeded when trying to connect'),
+      },
+      { logKeys: false },
+    );
+    expect(record).toMatchObject({
+      msg: 'Idempotency store failed on POST /reports (claiming the key; the handler did not run): idempotency_store_pool_exhausted, caused by Error: timeout exceeded when trying to connect',
+      detail: 'claim',
+      outcome: 'pool_exhausted',
+      code: 'idempotency_store_pool_exhausted',
+      cause: 'Error: timeout exceeded when trying to connect',
+    });
+    expect(record).not.toHaveProperty('error');
+  });
+
   it('keeps a key that is already hashed', () => {
     const event: ResilienceEvent = { event: 'idempotency_replayed', policy: 'p', key: 'sha256:0123456789abcdef' };
     expect(toLogRecord(event, { logKeys: false }).key).toBe('sha256:0123456789abcdef');

@@ -71,8 +71,8 @@ export function resolveLoggingOptions(
 
 /**
  * The structured object logged for one event: a human sentence in `msg` plus the event's fields.
- * Never contains the raw `error` (only `errorType`), and never a raw idempotency key unless
- * `logKeys` is set.
+ * Never contains the raw `error` (only `errorType`, plus the `cause` message of store errors), and
+ * never a raw idempotency key unless `logKeys` is set.
  * @internal
  */
 export function toLogRecord(event: ResilienceEvent, { logKeys }: { logKeys: boolean }): Record<string, unknown> {
@@ -91,12 +91,25 @@ export function toLogRecord(event: ResilienceEvent, { logKeys }: { logKeys: bool
     from: event.from,
     key: event.key === undefined ? undefined : logKeys ? event.key : redactKey(event.key),
     detail: event.detail,
+    code: event.code,
+    cause: event.cause,
   };
   for (const name of Object.keys(record)) {
     if (record[name] === undefined) delete record[name];
   }
   return record;
 }
+
+/** What the store was doing, by the `detail` of an `idempotency_store_error`. */
+const STORE_PHASES: Readonly<Record<string, string>> = {
+  claim: 'claiming the key; the handler did not run',
+  claim_fail_open: 'claiming the key; the handler ran without idempotency (failOpen)',
+  commit: 'committing after the handler ran; its writes were rolled back',
+  handler: 'under the transactional handler; its writes were rolled back',
+  complete: 'storing the response; it was delivered, and a retry after the lease runs again',
+  release: 'releasing the key; retries get 409 until the lease ends',
+  heartbeat: 'renewing the lease; retrying at the next beat',
+};
 
 /** One human sentence per event; the structured fields carry the details. */
 function describeEvent(e: ResilienceEvent): string {
@@ -143,7 +156,7 @@ function describeEvent(e: ResilienceEvent): string {
     case 'idempotency_lock_lost':
       return `Idempotency lease on ${e.policy} was lost; this request's result is not stored`;
     case 'idempotency_store_error':
-      return `Idempotency store failed on ${e.policy}${cause}`;
+      return `Idempotency store failed on ${e.policy}${e.detail ? ` (${STORE_PHASES[e.detail] ?? e.detail})` : ''}${e.code ? `: ${e.code}` : ''}${e.cause ? `, caused by ${e.cause}` : cause}`;
     default:
       return `${String((e as ResilienceEvent).event)} on ${(e as ResilienceEvent).policy}`;
   }

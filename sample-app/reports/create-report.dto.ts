@@ -1,4 +1,8 @@
-import { IsNotEmpty, IsString, MaxLength } from 'class-validator';
+import { IsNotEmpty, IsString, Matches, MaxLength } from 'class-validator';
+
+/** No control characters (NUL, escapes, line breaks): PostgreSQL text cannot even hold NUL. */
+const PRINTABLE = /^\P{Cc}*$/u;
+const PRINTABLE_MESSAGE = { message: '$property must not contain control characters' };
 
 /** Body of `POST /reports`. */
 export class CreateReportDto {
@@ -6,6 +10,7 @@ export class CreateReportDto {
   @IsString()
   @IsNotEmpty()
   @MaxLength(200)
+  @Matches(PRINTABLE, PRINTABLE_MESSAGE)
   topic!: string;
 }
 
@@ -14,5 +19,6 @@ export class PreviewQueryDto {
   @IsString()
   @IsNotEmpty()
   @MaxLength(200)
+  @Matches(PRINTABLE, PRINTABLE_MESSAGE)
   topic!: string;
 }

@@ -1,6 +1,8 @@
 import 'reflect-metadata';
 import { Body, Controller, Post, type INestApplication } from '@nestjs/common';
+import { ResilienceEvents, type ResilienceEvent } from 'nest-resilience';
 import { Idempotent, IdempotencyTransaction, ResilienceModule } from 'nest-resilience';
+import pg from 'pg';
 import request from 'supertest';
 import type { EntityManager } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -81,5 +83,90 @@ describe.skipIf(!hasPostgres)('error defaults when the transactional idempotency
       expect(runs.get(run)).toBe(2);
       expect(await rows(run)).toBe(1);
     });
+  });
+});
+
+/** Released by the test: holds a transactional run, and with it a pooled connection. */
+let holding: Promise<void> = Promise.resolve();
+
+@Controller('busy')
+class BusyController {
+  @Post('tx')
+  @Idempotent({ transactional: true })
+  async hold(@Body() body: { title: string }, @IdempotencyTransaction() manager: EntityManager) {
+    await manager.query('SELECT 1');
+    await holding;
+    return { title: body.title };
+  }
+
+  @Post('contended')
+  @Idempotent({ transactional: true })
+  async contended(@Body() body: { title: string }, @IdempotencyTransaction() manager: EntityManager) {
+    await manager.query(`UPDATE idem_test_reports SET title = $1 WHERE "requestKey" = 'contended'`, [body.title]);
+    return { title: body.title };
+  }
+
+  @Post('lease')
+  @Idempotent()
+  lease(@Body() body: { title: string }) {
+    return { title: body.title };
+  }
+}
+
+describe.skipIf(!hasPostgres)('store failures answer their own 503 code, and the log names the cause', () => {
+  let store: StoreUnderTest;
+  let app: INestApplication;
+  const storeErrors: ResilienceEvent[] = [];
+  beforeAll(async () => {
+    // One pooled connection, a short checkout wait and a short lock timeout: each failure is quick to provoke.
+    store = await createStore('postgres', { poolSize: 1, connectTimeoutMS: 300, lockTimeout: 200 });
+    app = await createApp('express', {
+      imports: [ResilienceModule.forRoot({ idempotency: { store: store.store } })],
+      controllers: [BusyController],
+    });
+    app.get(ResilienceEvents).subscribe((event) => {
+      if (event.event === 'idempotency_store_error') storeErrors.push(event);
+    });
+  });
+  afterAll(async () => {
+    await app?.close();
+    await store?.close();
+  });
+  const post = (path: string, key: string) => request(app.getHttpServer()).post(path).set('Idempotency-Key', key).send({ title: key });
+
+  it('pool checkout timeout → 503 idempotency_store_pool_exhausted; the key stays free', async () => {
+    let release!: () => void;
+    holding = new Promise((resolve) => (release = resolve));
+    const held = post('/busy/tx', 'holder').then((response) => response);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const starved = await post('/busy/lease', 'starved');
+    expectProblem(starved, 503, 'idempotency_store_pool_exhausted');
+    retryAfterSeconds(starved);
+    expect(starved.body.detail).not.toMatch(/timeout exceeded/);
+    expect(storeErrors.at(-1)).toMatchObject({ detail: 'claim', code: 'idempotency_store_pool_exhausted', outcome: 'pool_exhausted', cause: 'Error: timeout exceeded when trying to connect' });
+    release();
+    expect((await held).status).toBe(201);
+    // nothing was kept for the refused request: its retry runs
+    expect((await post('/busy/lease', 'starved')).status).toBe(201);
+  });
+
+  it('lock timeout under the transactional handler → 503 idempotency_store_timeout; writes rolled back, the key stays free', async () => {
+    await store.dataSource!.getRepository(TestReport).save({ requestKey: 'contended', title: 'before' });
+    // Another session holds the business row's lock past the store's lockTimeout (SET LOCAL in the run's transaction).
+    const client = new pg.Client({ connectionString: (store.dataSource!.options as { url: string }).url });
+    await client.connect();
+    try {
+      await client.query('BEGIN');
+      await client.query(`SELECT 1 FROM idem_test_reports WHERE "requestKey" = 'contended' FOR UPDATE`);
+      const answer = await post('/busy/contended', 'contended-1');
+      expectProblem(answer, 503, 'idempotency_store_timeout');
+      retryAfterSeconds(answer);
+      expect(storeErrors.at(-1)).toMatchObject({ detail: 'handler', code: 'idempotency_store_timeout', outcome: 'timeout', cause: expect.stringContaining('lock timeout') });
+    } finally {
+      await client.query('ROLLBACK');
+      await client.end();
+    }
+    const retried = await post('/busy/contended', 'contended-1');
+    expect({ status: retried.status, replayed: retried.headers['idempotent-replayed'] }).toEqual({ status: 201, replayed: undefined });
   });
 });

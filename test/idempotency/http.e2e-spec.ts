@@ -145,6 +145,12 @@ class MiscController {
     return { n: ran('optional') };
   }
 
+  @Post('small')
+  @Idempotent({ maxBodyBytes: 1_000, maxBodyDepth: 8 })
+  small(@Body() body: unknown) {
+    return { n: ran('small'), size: JSON.stringify(body).length };
+  }
+
   @Post('fail-open')
   @Idempotent({ failOpen: true })
   failOpen() {
@@ -412,6 +418,38 @@ describe.each(platforms)('@Idempotent() over HTTP (%s)', (platform) => {
       const scopeWarnings = warn.mock.calls.filter(([message]) => /keys are global/.test(String(message)));
       expect(scopeWarnings).toHaveLength(1);
       expect(String(scopeWarnings[0][0])).toMatch(/POST \/misc\/unscoped/);
+    });
+  });
+
+  describe('hostile bodies', () => {
+    /** `{"a":{"a":…{"a":1}…}}`, `depth` objects deep, as raw JSON text (6 bytes a level). */
+    const nested = (depth: number) => `${'{"a":'.repeat(depth)}1${'}'.repeat(depth)}`;
+
+    it('answers a 3000-deep body with 400 idempotency_body_too_deep before claiming the key, and the key stays free', async () => {
+      const claim = vi.spyOn(store, 'claim');
+      const key = newKey();
+      const before = runs.payment ?? 0;
+      const res = await http().post('/misc/payment').set('Idempotency-Key', key).set('content-type', 'application/json').send(nested(3000)).expect(400);
+      expect(res.headers['content-type']).toMatch(PROBLEM);
+      expect(res.body).toMatchObject({ status: 400, code: 'idempotency_body_too_deep' });
+      expect(res.body.detail).toContain('64 levels');
+      expect(runs.payment ?? 0).toBe(before);
+      expect(claim).not.toHaveBeenCalled();
+      expect(harness.named('idempotency_rejected').at(-1)).toMatchObject({ status: 400, detail: 'idempotency_body_too_deep' });
+      // nothing was stored: the same key with a sound body runs the handler
+      const sound = await http().post('/misc/payment').set('Idempotency-Key', key).send({ amount: 5 }).expect(201);
+      expect(sound.body.n).toBe(before + 1);
+    });
+
+    it('applies the route limits: depth 8 passes, depth 9 is 400, a body over maxBodyBytes is 413', async () => {
+      await http().post('/misc/small').set('Idempotency-Key', newKey()).set('content-type', 'application/json').send(nested(8)).expect(201);
+      const deep = await http().post('/misc/small').set('Idempotency-Key', newKey()).set('content-type', 'application/json').send(nested(9)).expect(400);
+      expect(deep.body).toMatchObject({ code: 'idempotency_body_too_deep' });
+      const before = runs.small ?? 0;
+      const large = await http().post('/misc/small').set('Idempotency-Key', newKey()).send({ text: 'x'.repeat(1_000) }).expect(413);
+      expect(large.headers['content-type']).toMatch(PROBLEM);
+      expect(large.body).toMatchObject({ status: 413, code: 'idempotency_body_too_large' });
+      expect(runs.small ?? 0).toBe(before);
     });
   });
 

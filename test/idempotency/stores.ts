@@ -33,15 +33,18 @@ export interface StoreUnderTest {
 export const storeKinds: StoreKind[] = hasPostgres ? ['memory', 'sqlite', 'postgres'] : ['memory', 'sqlite'];
 
 /** A fresh store of `kind`: memory, SQLite file (WAL) or a fresh PostgreSQL database. */
-export async function createStore(kind: StoreKind, options: { poolSize?: number } = {}): Promise<StoreUnderTest> {
+export async function createStore(
+  kind: StoreKind,
+  options: { poolSize?: number; connectTimeoutMS?: number; lockTimeout?: number } = {},
+): Promise<StoreUnderTest> {
   if (kind === 'memory') return { kind, store: new InMemoryIdempotencyStore(), close: async () => undefined };
   const entities = [IdempotencyRecord, TestReport];
   const { connection, cleanup } =
-    kind === 'sqlite' ? sqliteDatabase() : await postgresDatabase(options.poolSize ?? 20);
+    kind === 'sqlite' ? sqliteDatabase() : await postgresDatabase(options.poolSize ?? 20, options.connectTimeoutMS ?? 2_000);
   const dataSource = await new DataSource({ ...connection, entities, synchronize: true } as DataSourceOptions).initialize();
   return {
     kind,
-    store: new TypeOrmIdempotencyStore(dataSource),
+    store: new TypeOrmIdempotencyStore(dataSource, options.lockTimeout === undefined ? {} : { lockTimeout: options.lockTimeout }),
     dataSource,
     close: async () => {
       await dataSource.destroy();
@@ -60,10 +63,10 @@ function sqliteDatabase(): Connection {
   };
 }
 
-async function postgresDatabase(poolSize: number): Promise<Connection> {
+async function postgresDatabase(poolSize: number, connectTimeoutMS: number): Promise<Connection> {
   const database = await createTestDatabase('idem_http');
   return {
-    connection: { type: 'postgres', url: database.url, poolSize, connectTimeoutMS: 2_000 },
+    connection: { type: 'postgres', url: database.url, poolSize, connectTimeoutMS },
     cleanup: () => database.drop(),
   };
 }

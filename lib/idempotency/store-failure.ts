@@ -1,0 +1,73 @@
+/**
+ * Why the idempotency store could not do it now. Each kind is answered 503 with its own `code`,
+ * so operators can tell "database down" from "pool too small" from "lock contention":
+ * - `unavailable`: the database refused, dropped or never answered the connection
+ *   (`ECONNREFUSED`, `ECONNRESET`, SQLSTATE class 08, `57P01`–`57P03`, a connection timeout);
+ * - `pool_exhausted`: no connection was free in time (the pool's checkout timeout, or the
+ *   server's connection limit `53300`);
+ * - `timeout`: a lock or statement waited too long or lost a race (`55P03`, `57014`, `40P01`,
+ *   `40001`, the driver's query timeout, SQLite busy or locked).
+ * @publicApi
+ */
+export type StoreFailure = 'unavailable' | 'pool_exhausted' | 'timeout';
+
+const FAILURE_BY_CODE: ReadonlyMap<string, StoreFailure> = new Map([
+  ['ECONNREFUSED', 'unavailable'],
+  ['ECONNRESET', 'unavailable'],
+  ['EPIPE', 'unavailable'],
+  ['ETIMEDOUT', 'unavailable'],
+  ['EHOSTUNREACH', 'unavailable'],
+  ['ENOTFOUND', 'unavailable'],
+  // PostgreSQL: admin shutdown, crash shutdown, cannot connect now
+  ['57P01', 'unavailable'],
+  ['57P02', 'unavailable'],
+  ['57P03', 'unavailable'],
+  ['53300', 'pool_exhausted'],
+  // PostgreSQL: lock not available, statement timeout, deadlock, serialization failure
+  ['55P03', 'timeout'],
+  ['57014', 'timeout'],
+  ['40P01', 'timeout'],
+  ['40001', 'timeout'],
+  ['SQLITE_BUSY', 'timeout'],
+  ['SQLITE_LOCKED', 'timeout'],
+]);
+
+/** Messages of errors that carry no code (node-postgres and pg-pool). */
+const FAILURE_BY_MESSAGE: ReadonlyArray<readonly [RegExp, StoreFailure]> = [
+  [/^timeout exceeded when trying to connect/, 'pool_exhausted'],
+  [/^Query read timeout/, 'timeout'],
+  [/^Connection terminated|^Client has encountered a connection error/, 'unavailable'],
+];
+
+/** How deep `cause` chains are followed. */
+const MAX_CAUSE_DEPTH = 5;
+
+/**
+ * Classifies a store error as one of the {@link StoreFailure} kinds, following TypeORM's
+ * `driverError` and `cause`; `undefined` when it is none of them (a bug, a constraint, …).
+ * @example
+ * storeFailureOf(Object.assign(new Error('canceling statement due to lock timeout'), { code: '55P03' })); // 'timeout'
+ * @publicApi
+ */
+export function storeFailureOf(error: unknown, depth = 0): StoreFailure | undefined {
+  if (typeof error !== 'object' || error === null || depth > MAX_CAUSE_DEPTH) return undefined;
+  const object = error as { code?: unknown; message?: unknown; cause?: unknown; driverError?: unknown };
+  if (typeof object.code === 'string') {
+    const code = object.code;
+    const known = FAILURE_BY_CODE.get(code) ?? (/^08[0-9A-Z]{3}$/.test(code) ? 'unavailable' : /^SQLITE_(BUSY|LOCKED)_/.test(code) ? 'timeout' : undefined);
+    if (known) return known;
+  }
+  if (typeof object.message === 'string') {
+    for (const [pattern, failure] of FAILURE_BY_MESSAGE) if (pattern.test(object.message)) return failure;
+  }
+  return storeFailureOf(object.driverError, depth + 1) ?? storeFailureOf(object.cause, depth + 1);
+}
+
+/**
+ * Whether `error` means "the store (database) could not do it now, try again": any
+ * {@link StoreFailure}.
+ * @publicApi
+ */
+export function isStoreUnavailableError(error: unknown): boolean {
+  return storeFailureOf(error) !== undefined;
+}
