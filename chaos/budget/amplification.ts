@@ -103,39 +103,47 @@ export async function offerFixedRate(url: string, rate: number, durationMs: numb
 export interface Amplification {
   readonly requests: number;
   readonly calls: number;
-  /** Seconds the load was offered over (the schedule's length, longer if the sender lagged). */
-  readonly durationSeconds: number;
+  /** Seconds the dependency was called over (first call to last). */
+  readonly spanSeconds: number;
+  /** Budget windows that span touches: ⌈span ÷ window⌉. */
+  readonly windows: number;
   /** `calls ÷ requests`. */
   readonly ratio: number;
-  /** `minRetriesPerSecond × duration ÷ requests`: what the budget's floor may add. */
+  /** `minRetriesPerSecond × window × windows ÷ requests`: what the budget's floor may add. */
   readonly floorAllowance: number;
-  /** `1 + ratio + floorAllowance`: the documented bound (calls ≤ (1 + ratio) × offered load + floor per second). */
+  /** `1 + ratio + floorAllowance`. */
   readonly bound: number;
   readonly withinBound: boolean;
 }
 
 /**
- * Holds `calls ÷ requests` to `1 + budget.ratio + budget.minRetriesPerSecond × duration ÷ requests`
- * (the README: calls ≤ 1.2 × offered load + 10/s), the budget's defaults filled in from
- * `DEFAULT_RETRY_BUDGET`. Offer the load for a whole number of budget windows: the floor is
- * granted per window, so a partial window may add up to one window's floor more.
+ * Holds `calls ÷ requests` to the README's bound for a run of T seconds under a fully failing
+ * dependency: calls ≤ (1 + ratio) × requests + floor × ⌈T ÷ window⌉, where the floor is
+ * `minRetriesPerSecond × window` (100 with the defaults) and T the time the dependency was called
+ * over. The budget's defaults are filled in from `DEFAULT_RETRY_BUDGET`. The bound is exact: the
+ * budget holds in every window, and ⌈T ÷ window⌉ disjoint windows cover the run. Offer the load a
+ * little less than a whole number of windows, so that the last retries still fall inside them.
  */
-export function amplification(requests: number, calls: number, durationMs: number, budget: RetryBudgetOptions = {}): Amplification {
+export function amplification(requests: number, calls: number, spanMs: number, budget: RetryBudgetOptions = {}): Amplification {
   const ratioAllowed = budget.ratio ?? DEFAULT_RETRY_BUDGET.ratio;
   const perSecond = budget.minRetriesPerSecond ?? DEFAULT_RETRY_BUDGET.minRetriesPerSecond;
-  const durationSeconds = durationMs / 1000;
-  const floorAllowance = (perSecond * durationSeconds) / requests;
+  const window = budget.window ?? DEFAULT_RETRY_BUDGET.window;
+  const floor = (perSecond * window) / 1000;
+  const windows = Math.max(1, Math.ceil(spanMs / window));
+  const floorAllowance = (floor * windows) / requests;
   const bound = 1 + ratioAllowed + floorAllowance;
   const ratio = calls / requests;
-  return { requests, calls, durationSeconds, ratio, floorAllowance, bound, withinBound: ratio <= bound };
+  return { requests, calls, spanSeconds: spanMs / 1000, windows, ratio, floorAllowance, bound, withinBound: ratio <= bound };
 }
 
-/** `upstream calls 5,012 ÷ requests 4,000 = 1.253 (bound 1.2 + floor 0.050 for 20.0 s = 1.250)`. */
+/** `upstream calls 4,879 ÷ requests 3,900 = 1.251 (bound 1.2 + floor 100 × 2 windows ÷ requests = 1.251; called over 19.8 s)`. */
 export function describeAmplification(figure: Amplification, budget: RetryBudgetOptions = {}): string {
   const ratioAllowed = budget.ratio ?? DEFAULT_RETRY_BUDGET.ratio;
+  const floor = ((budget.minRetriesPerSecond ?? DEFAULT_RETRY_BUDGET.minRetriesPerSecond) * (budget.window ?? DEFAULT_RETRY_BUDGET.window)) / 1000;
   const n = (value: number) => value.toLocaleString('en-US');
   return (
     `upstream calls ${n(figure.calls)} ÷ requests ${n(figure.requests)} = ${figure.ratio.toFixed(3)} ` +
-    `(bound ${(1 + ratioAllowed).toFixed(1)} + floor ${figure.floorAllowance.toFixed(3)} for ${figure.durationSeconds.toFixed(1)} s = ${figure.bound.toFixed(3)})`
+    `(bound ${(1 + ratioAllowed).toFixed(1)} + floor ${n(floor)} × ${figure.windows} window${figure.windows === 1 ? '' : 's'} ÷ requests = ${figure.bound.toFixed(3)}; ` +
+    `called over ${figure.spanSeconds.toFixed(1)} s)`
   );
 }
