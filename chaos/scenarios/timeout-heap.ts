@@ -41,14 +41,15 @@ async function load(server: ServerChild, stopAt: () => boolean): Promise<{ reque
   await Promise.all(
     Array.from({ length: CONNECTIONS }, async (_, connection) => {
       for (let i = connection; !stopAt(); i++) {
+        const route = TIMEOUT_ROUTES[i % TIMEOUT_ROUTES.length]!;
         let outcome: string;
         try {
-          outcome = classifyProblem(await get(`${server.url}${TIMEOUT_ROUTES[i % TIMEOUT_ROUTES.length]}`, agent), 503, { codes: ['timeout'] });
+          outcome = classifyProblem(await get(`${server.url}${route}`, agent), 503, { codes: ['timeout'] });
         } catch (error) {
           outcome = networkError(error);
         }
         requests++;
-        if (outcome !== 'expected') unexpected[outcome] = (unexpected[outcome] ?? 0) + 1;
+        if (outcome !== 'expected') unexpected[`${route}: ${outcome}`] = (unexpected[`${route}: ${outcome}`] ?? 0) + 1;
       }
     }),
   );
