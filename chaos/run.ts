@@ -10,7 +10,6 @@ import 'reflect-metadata';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { environment, packageRoot } from '../bench/shared/report.js';
-import { onInterrupt } from '../bench/shared/children.js';
 import { exactlyOnceScenario } from './scenarios/exactly-once.js';
 import { fuzzScenario } from './scenarios/fuzz.js';
 import { postgresOutageScenario } from './scenarios/postgres-outage.js';
@@ -80,7 +79,6 @@ function writeResults(data: unknown): string {
   return file;
 }
 
-onInterrupt(() => undefined);
 main().then(
   (code) => process.exit(code),
   (error: unknown) => {

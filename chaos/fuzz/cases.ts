@@ -57,6 +57,11 @@ const body = (label: string, make: () => Buffer | string): FuzzBody => ({
 
 const json = (value: unknown): string => JSON.stringify(value);
 
+/** `usual`, `usualWeight` times out of `usualWeight + oddWeight`; else one of `odd`. */
+function mostly<T>(usual: T, usualWeight: number, odd: readonly T[], oddWeight: number): fc.Arbitrary<T> {
+  return fc.oneof({ arbitrary: fc.constant(usual), weight: usualWeight }, { arbitrary: fc.constantFrom(...odd), weight: oddWeight });
+}
+
 /** Strings for `topic`: ordinary, empty, too long, control characters, lone surrogates, any code unit. */
 const topicArb: fc.Arbitrary<string> = fc.oneof(
   { arbitrary: fc.constantFrom('tides', 'a report', 'x'), weight: 4 },
@@ -169,64 +174,56 @@ function keyArbitrary(malformedHttp: boolean): fc.Arbitrary<string | undefined> 
   );
 }
 
-const contentTypeArb: fc.Arbitrary<string | undefined> = fc.oneof(
-  { arbitrary: fc.constant('application/json'), weight: 12 },
-  {
-    arbitrary: fc.constantFrom(
-      undefined,
-      'application/json; charset=utf-8',
-      'APPLICATION/JSON',
-      'application/json; charset=latin1',
-      'application/json; charset=utf-16',
-      'application/json; charset="utf-8"',
-      'application/json;;;',
-      'application/problem+json',
-      'application/vnd.api+json',
-      'text/plain',
-      'text/html; charset=utf-8',
-      'application/x-www-form-urlencoded',
-      'multipart/form-data; boundary=x',
-      'application/xml',
-      '*/*',
-      'json',
-      '',
-    ),
-    weight: 3,
-  },
+const contentTypeArb = mostly<string | undefined>(
+  'application/json',
+  12,
+  [
+    undefined,
+    'application/json; charset=utf-8',
+    'APPLICATION/JSON',
+    'application/json; charset=latin1',
+    'application/json; charset=utf-16',
+    'application/json; charset="utf-8"',
+    'application/json;;;',
+    'application/problem+json',
+    'application/vnd.api+json',
+    'text/plain',
+    'text/html; charset=utf-8',
+    'application/x-www-form-urlencoded',
+    'multipart/form-data; boundary=x',
+    'application/xml',
+    '*/*',
+    'json',
+    '',
+  ],
+  3,
 );
 
-const methodArb = fc.oneof(
-  { arbitrary: fc.constant('POST'), weight: 15 },
-  { arbitrary: fc.constantFrom('GET', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS', 'PROPFIND', 'TRACE'), weight: 3 },
+const methodArb = mostly('POST', 15, ['GET', 'PUT', 'PATCH', 'DELETE', 'HEAD', 'OPTIONS', 'PROPFIND', 'TRACE'], 3);
+
+const targetArb = mostly(
+  '/reports',
+  20,
+  [
+    '/reports/',
+    '/reports?x=1',
+    '/reports?topic=a&topic=b',
+    '/reports/00000000-0000-4000-8000-000000000000',
+    '/reports/%ZZ',
+    '/reports/..%2f..%2fetc',
+    `/reports/${'a'.repeat(2_000)}`,
+    '/preview?topic=tides',
+    '/preview',
+    '/preview?topic=%00',
+    '/',
+    '/health/live',
+    '/nope',
+    '/REPORTS',
+  ],
+  3,
 );
 
-const targetArb = fc.oneof(
-  { arbitrary: fc.constant('/reports'), weight: 20 },
-  {
-    arbitrary: fc.constantFrom(
-      '/reports/',
-      '/reports?x=1',
-      '/reports?topic=a&topic=b',
-      '/reports/00000000-0000-4000-8000-000000000000',
-      '/reports/%ZZ',
-      '/reports/..%2f..%2fetc',
-      `/reports/${'a'.repeat(2_000)}`,
-      '/preview?topic=tides',
-      '/preview',
-      '/preview?topic=%00',
-      '/',
-      '/health/live',
-      '/nope',
-      '/REPORTS',
-    ),
-    weight: 3,
-  },
-);
-
-const accountArb = fc.oneof(
-  { arbitrary: fc.constant('acme'), weight: 20 },
-  { arbitrary: fc.constantFrom(undefined, 'globex', '', 'ACME', 'a'.repeat(65), 'acme, globex', 'acme\u00e9', 'nobody'), weight: 2 },
-);
+const accountArb = mostly<string | undefined>('acme', 20, [undefined, 'globex', '', 'ACME', 'a'.repeat(65), 'acme, globex', 'acme\u00e9', 'nobody'], 2);
 
 /** Framings Node's HTTP server accepts, so the request reaches the app. */
 const WELL_FORMED_FRAMINGS = ['chunked', 'declared-shorter'] as const;
@@ -235,7 +232,7 @@ const MALFORMED_FRAMINGS = ['declared-longer', 'invalid-length', 'conflicting-le
 
 function framingArbitrary(malformedHttp: boolean): fc.Arbitrary<Framing> {
   const odd: Framing[] = [...WELL_FORMED_FRAMINGS, ...(malformedHttp ? MALFORMED_FRAMINGS : [])];
-  return fc.oneof({ arbitrary: fc.constant('exact' as const), weight: 20 }, { arbitrary: fc.constantFrom(...odd), weight: odd.length });
+  return mostly<Framing>('exact', 20, odd, odd.length);
 }
 
 /** Odd extra headers; `Transfer-Encoding: identity` is one Node's HTTP parser refuses. */
@@ -277,7 +274,7 @@ export function fuzzCaseArbitrary({ malformedHttp = true }: FuzzOptions = {}): f
     body: bodyArb,
     framing: framingArbitrary(malformedHttp),
     extraHeaders: extraHeadersArbitrary(malformedHttp),
-    omitHost: malformedHttp ? fc.oneof({ arbitrary: fc.constant(false), weight: 40 }, { arbitrary: fc.constant(true), weight: 1 }) : fc.constant(false),
+    omitHost: malformedHttp ? mostly(false, 40, [true], 1) : fc.constant(false),
   });
 }
 

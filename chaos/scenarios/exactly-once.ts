@@ -1,12 +1,11 @@
 // Scenario 1: several app processes (the multi-instance fixture, Express and Fastify) on one
 // PostgreSQL, many requests racing over few keys → one effect per key and no 5xx. Half the keys go
 // to the lease-mode route (`POST /reports`), half to the transactional one (`POST /reports/tx`).
-import { IdempotencyRecord } from 'nest-resilience/typeorm';
-import { DataSource, type DataSourceOptions } from 'typeorm';
+import type { DataSource } from 'typeorm';
+import { onInterrupt } from '../../bench/shared/children.js';
 import { obtainPostgres } from '../../bench/shared/postgres.js';
 import { packageRoot } from '../../bench/shared/report.js';
-import { MultiInstanceReport } from '../../test/fixtures/idempotency/multi-instance.entities.js';
-import { isRunning, killInstance, postWithKey, startInstance, type Instance } from '../../test/fixtures/idempotency/multi-instance.launcher.js';
+import { isRunning, killInstance, openFixtureDatabase, postWithKey, startInstance, type Instance } from '../../test/fixtures/idempotency/multi-instance.launcher.js';
 import { formatCounts } from '../fuzz/judge.js';
 import { count, type ChaosContext, type Scenario, type Verdict } from '../shared/scenario.js';
 
@@ -36,13 +35,13 @@ export const exactlyOnceScenario: Scenario = {
     log(`PostgreSQL: ${database.source}`);
     const instances: Instance[] = [];
     let dataSource: DataSource | undefined;
+    // Ctrl-C: no fixture process or database left behind.
+    const forgetInterrupt = onInterrupt(async () => {
+      await Promise.all(instances.map(killInstance));
+      await database.close();
+    });
     try {
-      dataSource = await new DataSource({
-        type: 'postgres',
-        url: database.url,
-        entities: [IdempotencyRecord, MultiInstanceReport],
-        synchronize: true,
-      } as DataSourceOptions).initialize();
+      dataSource = await openFixtureDatabase(database.url);
       const root = packageRoot();
       instances.push(
         ...(await Promise.all(
@@ -95,6 +94,7 @@ export const exactlyOnceScenario: Scenario = {
         data: { processes: PROCESSES, requests: REQUESTS, keys: KEYS, poolSize: POOL_SIZE, concurrencyPerProcess: CONCURRENCY_PER_PROCESS, statuses, effects, duplicated, executedBy: [...executedBy] },
       };
     } finally {
+      forgetInterrupt();
       await Promise.all(instances.map(killInstance));
       await dataSource?.destroy().catch(() => undefined);
       await database.close();

@@ -5,13 +5,11 @@
 //
 // Clients behave as the README asks: each sends one operation (a fresh Idempotency-Key) and
 // repeats it, honouring Retry-After, until it is acknowledged (2xx), then starts the next.
-import { IdempotencyRecord } from 'nest-resilience/typeorm';
 import pg from 'pg';
-import { DataSource, type DataSourceOptions } from 'typeorm';
+import { onInterrupt } from '../../bench/shared/children.js';
 import { loadPostgresScript } from '../../bench/shared/postgres.js';
 import { packageRoot } from '../../bench/shared/report.js';
-import { MultiInstanceReport } from '../../test/fixtures/idempotency/multi-instance.entities.js';
-import { isRunning, killInstance, postWithKey, startInstance, type Instance } from '../../test/fixtures/idempotency/multi-instance.launcher.js';
+import { isRunning, killInstance, openFixtureDatabase, postWithKey, startInstance, type Instance } from '../../test/fixtures/idempotency/multi-instance.launcher.js';
 import { checkProblem, isRetryAfter } from '../shared/problem.js';
 import { count, sleep, type ChaosContext, type Scenario, type Verdict } from '../shared/scenario.js';
 
@@ -66,14 +64,13 @@ export const postgresOutageScenario: Scenario = {
     const { startPostgres } = await loadPostgresScript();
     const server = await startPostgres({ durable: true });
     const instances: Instance[] = [];
+    // Ctrl-C: no fixture process or database server left behind.
+    const forgetInterrupt = onInterrupt(async () => {
+      await Promise.all(instances.map(killInstance));
+      server.stop();
+    });
     try {
-      const schema = await new DataSource({
-        type: 'postgres',
-        url: server.url,
-        entities: [IdempotencyRecord, MultiInstanceReport],
-        synchronize: true,
-      } as DataSourceOptions).initialize();
-      await schema.destroy();
+      await (await openFixtureDatabase(server.url)).destroy();
       const root = packageRoot();
       instances.push(
         ...(await Promise.all(
@@ -212,6 +209,7 @@ export const postgresOutageScenario: Scenario = {
         },
       };
     } finally {
+      forgetInterrupt();
       await Promise.all(instances.map(killInstance));
       server.stop();
     }

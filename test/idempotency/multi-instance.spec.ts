@@ -1,13 +1,13 @@
 import { existsSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { DataSource, type DataSourceOptions } from 'typeorm';
+import type { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IdempotencyRecord } from 'nest-resilience/typeorm';
 import { MultiInstanceReport } from '../fixtures/idempotency/multi-instance.entities.js';
 import {
   isRunning,
   killInstance as kill,
   MULTI_INSTANCE_APP,
+  openFixtureDatabase,
   postWithKey as post,
   startInstance,
   type Answer,
@@ -50,12 +50,7 @@ describe.skipIf(!hasPostgres)('several app instances (separate Node processes) o
       }
     }
     database = await createTestDatabase('idem_multi');
-    dataSource = await new DataSource({
-      type: 'postgres',
-      url: database.url,
-      entities: [IdempotencyRecord, MultiInstanceReport],
-      synchronize: true,
-    } as DataSourceOptions).initialize();
+    dataSource = await openFixtureDatabase(database.url);
     instances = await Promise.all([
       launch('i0', 'express', SERVING_LEASE_MS),
       launch('i1', 'fastify', SERVING_LEASE_MS),
