@@ -11,6 +11,7 @@ const alias = {
   'nest-resilience/health': here('./lib/health/index.ts'),
   'nest-resilience/testing': here('./lib/testing/index.ts'),
   'nest-resilience/core': here('./lib/core/index.ts'),
+  'nest-resilience/swagger': here('./lib/swagger/index.ts'),
   'nest-resilience': here('./lib/index.ts'),
 };
 

@@ -2,7 +2,7 @@ import { Injectable, Optional, RequestMethod, type OnModuleInit } from '@nestjs/
 import { METHOD_METADATA } from '@nestjs/common/constants.js';
 import { DiscoveryService } from '@nestjs/core';
 import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper.js';
-import { boundMethodOf, isRouteHandler, RESILIENCE_ENGINE, type BoundMethod } from './binding/bound-method.js';
+import { boundMethodsOf, isObservableType, isRouteHandler, RESILIENCE_ENGINE, type BoundMethod } from './binding/bound-method.js';
 import { CircuitBreakerService } from './circuit-breaker.service.js';
 import { getRequestInfo } from './context/resilience-context.js';
 import { ResilienceConfigError } from './core/errors.js';
@@ -21,9 +21,6 @@ const NON_IDEMPOTENT_METHODS = new Map<RequestMethod, string>([
   [RequestMethod.PATCH, 'PATCH'],
   [RequestMethod.ALL, 'ALL'],
 ]);
-
-/** Return types that show a method is synchronous: it cannot run through a pipeline without changing its type. */
-const SYNC_RETURN_TYPES = new Set<unknown>([Number, String, Boolean, Symbol, Array, BigInt]);
 
 /**
  * Start-up pass over the application:
@@ -113,13 +110,7 @@ export class ResilienceBinder implements OnModuleInit {
   private validateMethod(classRef: Function, method: BoundMethod): void {
     const target = this.pipelines.targetFor(classRef, method.wrapper, method.name);
     if (!target) return;
-    const returnType: unknown = Reflect.getMetadata('design:returntype', classRef.prototype as object, method.name);
-    if (hasOwnResilienceMetadata(method.wrapper) && SYNC_RETURN_TYPES.has(returnType)) {
-      throw new ResilienceConfigError(
-        `The resilience decorators on ${target.where} need an asynchronous method, but it returns ${(returnType as Function).name}. ` +
-          'Make it async (return a Promise) or return an Observable.',
-      );
-    }
+    if (hasOwnResilienceMetadata(method.wrapper)) assertAsynchronous(classRef, method, target.where);
     this.validate(target, target.where);
   }
 
@@ -154,19 +145,22 @@ function classOf(wrapper: InstanceWrapper): Function | undefined {
   return undefined;
 }
 
-/** The bound methods of a prototype, inherited ones included. */
-function boundMethodsOf(prototype: object): BoundMethod[] {
-  const methods: BoundMethod[] = [];
-  const seen = new Set<string | symbol>(['constructor']);
-  for (let level: object | null = prototype; level && level !== Object.prototype; level = Object.getPrototypeOf(level)) {
-    for (const name of Reflect.ownKeys(level)) {
-      if (seen.has(name)) continue;
-      seen.add(name);
-      const method = boundMethodOf(Object.getOwnPropertyDescriptor(level, name)?.value);
-      if (method) methods.push(method);
-    }
-  }
-  return methods;
+/**
+ * Refuses a decorated provider method that is not visibly asynchronous. Its pipeline answers a
+ * Promise (or an Observable), so a synchronous method would silently change its return type; what
+ * a call returns is only known once it runs, so the rule is about the declaration: an `async`
+ * method, or a written `Promise<…>` / `Observable<…>` return type. Routes are exempt: Nest awaits
+ * whatever a handler returns.
+ */
+function assertAsynchronous(classRef: Function, method: BoundMethod, where: string): void {
+  const returnType: unknown = Reflect.getMetadata('design:returntype', classRef.prototype as object, method.name);
+  if (method.original.constructor?.name === 'AsyncFunction' || returnType === Promise || isObservableType(returnType)) return;
+  const declared = typeof returnType === 'function' ? `declares the return type ${returnType.name}` : 'is neither async nor declares a Promise or Observable return type';
+  throw new ResilienceConfigError(
+    `The resilience decorators on ${where} run it through a pipeline that answers a Promise, but the method ${declared}, so its callers ` +
+      'would get a Promise where they expect a plain value. Make the method async (or declare its return type as Promise<…> or Observable<…>), ' +
+      'or move the decorators to the async method that calls it.',
+  );
 }
 
 function hasOwnResilienceMetadata(method: Function): boolean {

@@ -3,6 +3,7 @@ import { NestFactory } from '@nestjs/core';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { PROBLEM_JSON_CONTENT_TYPE } from 'nest-resilience';
 import { Logger } from 'nestjs-pino';
+import { serveApiDocs } from './api-docs.js';
 import { AppModule } from './app.module.js';
 import { problemOfHttpError } from './common/problems.js';
 import type { SampleAppOptions } from './sample-app.options.js';
@@ -11,7 +12,8 @@ import type { SampleAppOptions } from './sample-app.options.js';
 export type SamplePlatform = 'express' | 'fastify';
 
 /**
- * Builds the sample app (not listening yet) with pino as the Nest logger and shutdown hooks on.
+ * Builds the sample app (not listening yet) with pino as the Nest logger, shutdown hooks on and
+ * the OpenAPI document on `/docs`.
  * `main.ts` uses it; so can a test that wants the real bootstrap.
  */
 export async function createSampleApp(
@@ -35,5 +37,6 @@ export async function createSampleApp(
   }
   app.useLogger(app.get(Logger));
   app.enableShutdownHooks();
+  serveApiDocs(app, { ui: platform === 'express' });
   return app;
 }

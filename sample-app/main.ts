@@ -32,7 +32,7 @@ async function bootstrap(): Promise<void> {
     `Sample app on ${base} (${platform}, ${describeDatabase(options)}); model service ${runModel ? 'started' : 'expected'} on ${options.modelServiceUrl}. ` +
       `Try: curl -i -X POST ${base}/reports -H 'X-Account-Id: acme' -H 'Idempotency-Key: first-report' ` +
       `-H 'Content-Type: application/json' -d '{"topic":"tides"}' — or run \`npm run demo\` in another terminal. ` +
-      `Health: ${base}/health, metrics: ${base}/metrics.`,
+      `Health: ${base}/health, metrics: ${base}/metrics, API docs: ${base}/docs.`,
   );
 }
 

@@ -89,6 +89,21 @@ export function boundMethodOf(fn: unknown): BoundMethod | undefined {
   return typeof fn === 'function' ? ((fn as unknown as Record<symbol, BoundMethod | undefined>)[BOUND_METHOD] ?? undefined) : undefined;
 }
 
+/** The bound methods of a prototype, inherited ones included. @internal */
+export function boundMethodsOf(prototype: object): BoundMethod[] {
+  const methods: BoundMethod[] = [];
+  const seen = new Set<string | symbol>(['constructor']);
+  for (let level: object | null = prototype; level && level !== Object.prototype; level = Object.getPrototypeOf(level)) {
+    for (const name of Reflect.ownKeys(level)) {
+      if (seen.has(name)) continue;
+      seen.add(name);
+      const method = boundMethodOf(Object.getOwnPropertyDescriptor(level, name)?.value);
+      if (method) methods.push(method);
+    }
+  }
+  return methods;
+}
+
 /** The function a class declared for `fn` (itself when `fn` is not a bound wrapper). @internal */
 export function originalOf<T extends Function>(fn: T): T {
   return (boundMethodOf(fn)?.original ?? fn) as T;

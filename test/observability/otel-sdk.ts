@@ -4,7 +4,7 @@ import { MeterProvider, MetricReader, type DataPoint, type MetricData } from '@o
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace';
 
 /** A pull reader: metrics are read on demand with `collect()`. */
-class ManualMetricReader extends MetricReader {
+export class ManualMetricReader extends MetricReader {
   protected override onShutdown(): Promise<void> {
     return Promise.resolve();
   }

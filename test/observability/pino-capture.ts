@@ -5,6 +5,7 @@ import { RequestMethod, type INestApplication, type ModuleMetadata } from '@nest
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import { Logger, LoggerModule } from 'nestjs-pino';
+import { pinoHttp } from '../readme/pino-http-options.js';
 import type { Platform } from '../support/app.js';
 
 /** One pino JSON line. */
@@ -40,17 +41,11 @@ export function requestIdFrom(req: IncomingMessage): string {
   return typeof header === 'string' && header ? header : randomUUID();
 }
 
-/** `LoggerModule.forRoot` writing to `stream`, with the request id taken from `X-Request-Id`. */
+/** `LoggerModule.forRoot` with the README's pino-http options, writing to `stream`. */
 export function pinoLoggerModule(stream: LogCapture) {
   return LoggerModule.forRoot({
-    pinoHttp: {
-      stream,
-      level: 'debug',
-      genReqId: requestIdFrom,
-      // pino-http logs request and response headers (the key is echoed back): the README tells
-      // users to redact the key header like this
-      redact: ['req.headers["idempotency-key"]', 'res.headers["idempotency-key"]'],
-    },
+    // the README's options (request id, redaction of the key in request and response headers)
+    pinoHttp: { ...pinoHttp, stream, level: 'debug' },
     // explicit: nestjs-pino's default route never matches under platform-fastify
     forRoutes: [{ path: '{*splat}', method: RequestMethod.ALL }],
   });

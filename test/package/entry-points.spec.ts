@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const OPTIONAL_PEERS = ['typeorm', '@nestjs/typeorm', '@nestjs/terminus', '@opentelemetry/api'];
+const OPTIONAL_PEERS = ['typeorm', '@nestjs/typeorm', '@nestjs/terminus', '@opentelemetry/api', '@nestjs/swagger'];
 
 /** Every module specifier a built file imports statically (`import … from`, `export … from`). */
 function staticImportsOf(file: string): string[] {
@@ -31,12 +31,12 @@ function graphOf(entry = 'dist/index.js'): { files: Set<string>; packages: Set<s
 
 // `npm test` builds dist/ first; these check what users install, not the sources.
 describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry points', () => {
-  it('the root entry point never imports an optional peer (typeorm, terminus, OpenTelemetry) statically', () => {
+  it('the root entry point never imports an optional peer (typeorm, terminus, OpenTelemetry, swagger) statically', () => {
     const { files, packages } = graphOf();
     expect(files.size).toBeGreaterThan(20);
     const peers = [...packages].filter((name) => OPTIONAL_PEERS.some((peer) => name === peer || name.startsWith(`${peer}/`)));
     expect(peers).toEqual([]);
-    expect([...files].filter((file) => file.includes('/dist/typeorm/') || file.includes('/dist/health/'))).toEqual([]);
+    expect([...files].filter((file) => file.includes('/dist/typeorm/') || file.includes('/dist/health/') || file.includes('/dist/swagger/'))).toEqual([]);
   });
 
   it('nest-resilience/core imports no Nest, rxjs or optional peer, statically or when loaded in plain Node', () => {
@@ -70,12 +70,14 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
       const health = await import('nest-resilience/health');
       const testing = await import('nest-resilience/testing');
       const core = await import('nest-resilience/core');
+      const swagger = await import('nest-resilience/swagger');
       console.log(JSON.stringify({
         root: ['ResilienceModule', 'Retryable', 'Timeout', 'Idempotent', 'CircuitBreaker', 'Bulkhead', 'Fallback'].filter((n) => typeof root[n] === 'function'),
         typeorm: ['TypeOrmIdempotencyStore', 'IdempotencyRecord'].filter((n) => typeof typeorm[n] === 'function'),
         health: ['ResilienceHealthModule', 'IdempotencyStoreHealthIndicator'].filter((n) => typeof health[n] === 'function'),
         testing: ['FakeClock', 'seededRandom', 'EventRecorder', 'observe'].filter((n) => typeof testing[n] === 'function'),
         core: ['createPipeline', 'TimeoutPolicy'].filter((n) => typeof core[n] === 'function'),
+        swagger: ['ResilienceSwagger'].filter((n) => typeof swagger[n] === 'function'),
       }));`;
     const output = execFileSync(process.execPath, ['--input-type=module', '-e', `import 'reflect-metadata';${script}`], { cwd: root, encoding: 'utf8' });
     expect(JSON.parse(output.trim().split('\n').pop()!)).toEqual({
@@ -84,6 +86,7 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
       health: ['ResilienceHealthModule', 'IdempotencyStoreHealthIndicator'],
       testing: ['FakeClock', 'seededRandom', 'EventRecorder', 'observe'],
       core: ['createPipeline', 'TimeoutPolicy'],
+      swagger: ['ResilienceSwagger'],
     });
   });
 });

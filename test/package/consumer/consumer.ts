@@ -6,6 +6,7 @@ import { Controller, Get, Module } from '@nestjs/common';
 import { CircuitBreaker, currentSignal, Fallback, Idempotent, ResilienceErrorMapper, ResilienceModule, ResilienceService, Retryable, Timeout } from 'nest-resilience';
 import { createPipeline, IdempotencyCore, InMemoryIdempotencyStore, systemClock } from 'nest-resilience/core';
 import { IdempotencyStoreHealthIndicator } from 'nest-resilience/health';
+import { ResilienceSwagger } from 'nest-resilience/swagger';
 import { FakeClock } from 'nest-resilience/testing';
 import { TypeOrmIdempotencyStore } from 'nest-resilience/typeorm';
 
@@ -27,4 +28,4 @@ class ReportsController {
 export class AppModule {}
 
 export const core = new IdempotencyCore({ store: new InMemoryIdempotencyStore({ clock: new FakeClock() }), clock: systemClock });
-export const used = [createPipeline, Idempotent, ResilienceService, TypeOrmIdempotencyStore, IdempotencyStoreHealthIndicator];
+export const used = [createPipeline, Idempotent, ResilienceService, TypeOrmIdempotencyStore, IdempotencyStoreHealthIndicator, ResilienceSwagger];
