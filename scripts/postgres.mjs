@@ -1,6 +1,6 @@
 // Throwaway PostgreSQL for tests: initdb + pg_ctl in a temp dir on a free loopback port.
 // Used by scripts/test.mjs and by tests that need to stop and restart a server of their own.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFile, execFileSync, spawnSync } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -39,30 +39,45 @@ function postgresUser() {
 }
 
 /**
- * Starts a fresh server. Returns { url, port, dir, stop(), start(), halt() }.
+ * Starts a fresh server. Returns { url, port, dir, durable, stop(), start(), halt(), crash(), restart() }.
  * `halt()` stops the server but keeps its data (to simulate an outage); `start()` brings it back.
+ * `crash()` stops it with `-m immediate` (no checkpoint: the next start replays the WAL, like after
+ * a crash) and `restart()` starts it again; both return promises and leave the event loop free,
+ * so clients in the same process keep running meanwhile. `durable: true` keeps PostgreSQL's own defaults (fsync, synchronous_commit,
+ * full_page_writes on), so a commit it acknowledged survives `crash()`; the default trades that
+ * for speed (tests never crash the server).
  */
-export async function startPostgres({ bin = findPostgresBin(), port } = {}) {
+export async function startPostgres({ bin = findPostgresBin(), port, durable = false } = {}) {
   if (!bin) throw new Error('PostgreSQL binaries (initdb, pg_ctl) were not found. Install them with `apt-get install -y --no-upgrade postgresql` or set DATABASE_URL.');
   port ??= await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'nest-resilience-pg-'));
   const user = postgresUser();
   if (user) chownSync(dir, user.uid, user.gid);
-  const run = (file, args) =>
-    execFileSync(join(bin, file), args, { stdio: ['ignore', 'pipe', 'pipe'], ...(user ? { uid: user.uid, gid: user.gid } : {}), cwd: dir });
+  const processOptions = { ...(user ? { uid: user.uid, gid: user.gid } : {}), cwd: dir };
+  const run = (file, args) => execFileSync(join(bin, file), args, { stdio: ['ignore', 'pipe', 'pipe'], ...processOptions });
+  const runAsync = (file, args) =>
+    new Promise((resolve, reject) => execFile(join(bin, file), args, processOptions, (error) => (error ? reject(error) : resolve())));
   const data = join(dir, 'data');
   run('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']);
-  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300`;
+  const durability = durable
+    ? '-c fsync=on -c synchronous_commit=on -c full_page_writes=on'
+    : '-c fsync=off -c synchronous_commit=off -c full_page_writes=off';
+  const options = `-p ${port} -k ${dir} -c listen_addresses=127.0.0.1 ${durability} -c max_connections=300`;
   const start = () => run('pg_ctl', ['-D', data, '-l', join(dir, 'server.log'), '-w', '-o', options, 'start']);
   // fast (not immediate): it checkpoints, so commits made under synchronous_commit=off survive a restart.
   const halt = () => run('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);
+  const crash = () => runAsync('pg_ctl', ['-D', data, '-m', 'immediate', '-w', 'stop']);
+  const restart = () => runAsync('pg_ctl', ['-D', data, '-l', join(dir, 'server.log'), '-w', '-o', options, 'start']);
   start();
   return {
     port,
     dir,
+    durable,
     url: `postgres://postgres@127.0.0.1:${port}/postgres`,
     start,
     halt,
+    crash,
+    restart,
     stop() {
       try {
         run('pg_ctl', ['-D', data, '-m', 'fast', '-w', 'stop']);

@@ -91,14 +91,22 @@ export interface ServerLauncher {
 
 /**
  * Forks `script` (a compiled server file next to the runner) with `env`, and resolves once it
- * listens; through `launcher` when given.
+ * listens; through `launcher` when given. `nodeFlags` go to the server's `node` (`--expose-gc`).
  */
-export function startServer(script: URL, name: string, env: Record<string, string>, launcher?: ServerLauncher): Promise<ServerChild> {
+export function startServer(
+  script: URL,
+  name: string,
+  env: Record<string, string>,
+  launcher?: ServerLauncher,
+  nodeFlags: readonly string[] = [],
+): Promise<ServerChild> {
   installCleanup();
   const pins = cpuPinning();
   const child = fork(fileURLToPath(script), [], {
     env: { ...process.env, ...env, NODE_ENV: 'production' },
-    ...(launcher ? { execPath: launcher.execPath, execArgv: [...launcher.execArgv, process.execPath] } : { execArgv: [] }),
+    ...(launcher
+      ? { execPath: launcher.execPath, execArgv: [...launcher.execArgv, process.execPath, ...nodeFlags] }
+      : { execArgv: [...nodeFlags] }),
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
   });
   running.add(child);

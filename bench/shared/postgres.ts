@@ -4,6 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import pg from 'pg';
+import type { ThrowawayPostgres } from '../../scripts/postgres.mjs';
 import { packageRoot } from './report.js';
 
 /** A database only this run uses; `close()` drops it (or stops the throwaway server). */
@@ -14,14 +15,22 @@ export interface BenchDatabase {
   close(): Promise<void>;
 }
 
-/** The shape of `scripts/postgres.mjs`'s `startPostgres()` result that we use. */
-interface ThrowawayServer {
-  readonly url: string;
-  stop(): void;
+/**
+ * `scripts/postgres.mjs`, loaded from the package root: compiled files under build/ cannot reach it
+ * by a relative import.
+ */
+export async function loadPostgresScript(): Promise<typeof import('../../scripts/postgres.mjs')> {
+  return import(pathToFileURL(join(packageRoot(), 'scripts', 'postgres.mjs')).href);
 }
 
-/** Provides a database, or returns the reason PostgreSQL cannot be benchmarked here. */
-export async function obtainPostgres(env: NodeJS.ProcessEnv = process.env): Promise<BenchDatabase | { skipped: string }> {
+/**
+ * Provides a database, or returns the reason PostgreSQL cannot be used here. `durable` asks a
+ * throwaway server for fsync and synchronous_commit on (see `startPostgres`).
+ */
+export async function obtainPostgres(
+  env: NodeJS.ProcessEnv = process.env,
+  { durable = false }: { durable?: boolean } = {},
+): Promise<BenchDatabase | { skipped: string }> {
   if (env.DATABASE_URL) {
     try {
       return await freshDatabase(env.DATABASE_URL, `DATABASE_URL (${redact(env.DATABASE_URL)}), fresh database`);
@@ -29,15 +38,15 @@ export async function obtainPostgres(env: NodeJS.ProcessEnv = process.env): Prom
       return { skipped: `DATABASE_URL is set but unusable: ${(error as Error).message}` };
     }
   }
-  let server: ThrowawayServer;
+  let server: ThrowawayPostgres;
   try {
-    const script = pathToFileURL(join(packageRoot(), 'scripts', 'postgres.mjs')).href;
-    const { startPostgres } = (await import(script)) as { startPostgres: () => Promise<ThrowawayServer> };
-    server = await startPostgres();
+    const { startPostgres } = await loadPostgresScript();
+    server = await startPostgres({ durable });
   } catch (error) {
     return { skipped: `no DATABASE_URL and no throwaway server could be started: ${(error as Error).message.split('\n')[0]}` };
   }
-  return { url: server.url, source: 'throwaway server (scripts/postgres.mjs, fsync off)', close: async () => server.stop() };
+  const settings = durable ? 'fsync and synchronous_commit on' : 'fsync off';
+  return { url: server.url, source: `throwaway server (scripts/postgres.mjs, ${settings})`, close: async () => server.stop() };
 }
 
 async function freshDatabase(serverUrl: string, source: string): Promise<BenchDatabase> {

@@ -2,6 +2,7 @@ import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { EventRecorder, FakeClock, seededRandom } from '../testing/index.js';
 import { AttemptTimeoutError, DeadlineExceededError, OperationAbortedError } from './errors.js';
+import type { Clock } from './clock.js';
 import type { PolicyContext, PolicyEnvironment } from './policy.js';
 import { AttemptSettledError, TimeoutPolicy } from './timeout.policy.js';
 import { observe } from '../testing/observe.js';
@@ -90,6 +91,52 @@ describe('TimeoutPolicy', () => {
     expect(signal!.aborted).toBe(true);
     expect(signal!.reason).toBeInstanceOf(AttemptSettledError);
     expect(getEventListeners(parent.signal, 'abort')).toHaveLength(0);
+  });
+
+  it('lets the limit decide when the work settles after it but before its timer ran (a late event loop)', async () => {
+    // Node runs timers list by list: after a blocked loop, a longer timer armed in the same tick can
+    // fire before the limit's. This clock never runs timers on its own, so the work can settle late.
+    let now = 0;
+    const timers: Array<() => void> = [];
+    const clock: Clock = {
+      now: () => now,
+      setTimeout: (callback) => timers.push(callback),
+      clearTimeout: () => undefined,
+    };
+    const recorder = new EventRecorder();
+    const env: PolicyEnvironment = { clock, random: seededRandom(42), events: recorder.sink };
+    const run = (settleAt: number, outcome: 'value' | 'error') => {
+      let resolve!: () => void;
+      let signal: AbortSignal | undefined;
+      const result = observe(
+        new TimeoutPolicy('attempt', 40, env).execute((ctx) => {
+          signal = ctx.signal;
+          return new Promise<string>((ok, fail) => (resolve = () => (outcome === 'value' ? ok('late value') : fail(new Error('late failure')))));
+        }, context()),
+      );
+      now += settleAt;
+      resolve();
+      return { result, signal: () => signal! };
+    };
+
+    const late = run(41, 'value');
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(late.result.error).toBeInstanceOf(AttemptTimeoutError);
+    expect(late.result.error).toMatchObject({ timeoutMs: 40 });
+    expect(late.signal().reason).toBe(late.result.error);
+    expect(recorder.named('attempt_timeout')).toHaveLength(1);
+
+    const lateFailure = run(200, 'error');
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(lateFailure.result.error).toBeInstanceOf(AttemptTimeoutError);
+
+    const inTime = run(40, 'value');
+    await Promise.resolve();
+    await Promise.resolve();
+    expect(inTime.result.value).toBe('late value');
+    expect(recorder.named('attempt_timeout')).toHaveLength(2);
   });
 
   it('passes the work its own error unchanged', async () => {

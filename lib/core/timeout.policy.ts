@@ -70,6 +70,15 @@ export class TimeoutPolicy implements Policy, Step {
     let open = true;
     const finish: Settle = (failed, outcome) => {
       if (!open) return;
+      if (timer !== undefined && clock.now() - started > limit) {
+        // The work settled after the limit, before the limit's own timer ran: a late event loop runs
+        // timers list by list (one list per duration), so a longer timer armed in the same tick can
+        // fire first. The limit had passed: it decides, as if its timer had run on time.
+        clock.clearTimeout(timer);
+        timer = undefined;
+        token.abort(this.expire(context, reportedMs));
+        return;
+      }
       open = false;
       if (timer !== undefined) clock.clearTimeout(timer);
       timer = undefined;

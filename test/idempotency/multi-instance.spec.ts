@@ -1,18 +1,25 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { DataSource, type DataSourceOptions } from 'typeorm';
+import type { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { IdempotencyRecord } from 'nest-resilience/typeorm';
 import { MultiInstanceReport } from '../fixtures/idempotency/multi-instance.entities.js';
+import {
+  isRunning,
+  killInstance as kill,
+  MULTI_INSTANCE_APP,
+  openFixtureDatabase,
+  postWithKey as post,
+  startInstance,
+  type Answer,
+  type Instance,
+} from '../fixtures/idempotency/multi-instance.launcher.js';
 import { createTestDatabase, hasPostgres } from '../support/postgres.js';
 import { until } from './support.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
-const fixture = `${root}build/test/fixtures/idempotency/multi-instance.app.js`;
 /** Each built file and the source it must not be older than. */
 const builtFrom: Array<[string, string]> = [
-  [`${root}build/test/fixtures/idempotency/multi-instance.app.js`, `${root}test/fixtures/idempotency/multi-instance.app.ts`],
+  [`${root}${MULTI_INSTANCE_APP}`, `${root}test/fixtures/idempotency/multi-instance.app.ts`],
   [`${root}dist/idempotency/idempotency-core.js`, `${root}lib/idempotency/idempotency-core.ts`],
   [`${root}dist/resilience-engine.js`, `${root}lib/resilience-engine.ts`],
 ];
@@ -21,79 +28,19 @@ const LEASE_MS = 1_000;
 /** Lease of the four serving instances: long enough that a burst never outlives it. */
 const SERVING_LEASE_MS = 10_000;
 
-interface Instance {
-  readonly name: string;
-  readonly url: string;
-  readonly child: ChildProcess;
-  /** Every stdout line so far. */
-  readonly lines: string[];
-}
-
-const children: ChildProcess[] = [];
-
-/** Starts the compiled fixture as a separate Node process and waits for `READY <port>`. */
-async function startInstance(name: string, databaseUrl: string, platform: 'express' | 'fastify', leaseMs: number): Promise<Instance> {
-  const child = spawn(process.execPath, [fixture], {
-    cwd: root,
-    env: { ...process.env, DATABASE_URL: databaseUrl, PORT: '0', INSTANCE: name, PLATFORM: platform, LEASE_MS: String(leaseMs), HANDLER_DELAY_MS: '50' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  children.push(child);
-  const lines: string[] = [];
-  let stderr = '';
-  let buffered = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    buffered += chunk;
-    const parts = buffered.split('\n');
-    buffered = parts.pop()!;
-    lines.push(...parts);
-  });
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  const port = await new Promise<number>((resolve, reject) => {
-    const timer = setInterval(() => {
-      const ready = lines.find((text) => text.startsWith('READY '));
-      if (ready) {
-        clearInterval(timer);
-        resolve(Number(ready.slice(6)));
-      } else if (child.exitCode !== null) {
-        clearInterval(timer);
-        reject(new Error(`Instance ${name} exited with ${child.exitCode}: ${stderr}`));
-      }
-    }, 20);
-  });
-  return { name, url: `http://127.0.0.1:${port}`, child, lines };
-}
-
-async function kill(instance: Instance): Promise<void> {
-  if (instance.child.exitCode !== null || instance.child.signalCode !== null) return;
-  const exited = new Promise((resolve) => instance.child.once('exit', resolve));
-  instance.child.kill('SIGKILL');
-  await exited;
-}
-
-interface Answer {
-  readonly status: number;
-  readonly body: any;
-  readonly replayed: boolean;
-}
-
-async function post(instance: Instance, path: string, key: string, body: object, headers: Record<string, string> = {}): Promise<Answer> {
-  const res = await fetch(`${instance.url}${path}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', 'idempotency-key': key, ...headers },
-    body: JSON.stringify(body),
-  });
-  return { status: res.status, body: await res.json(), replayed: res.headers.get('idempotent-replayed') === 'true' };
-}
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe.skipIf(!hasPostgres)('several app instances (separate Node processes) on one PostgreSQL', () => {
   let database: Awaited<ReturnType<typeof createTestDatabase>>;
   let dataSource: DataSource;
   let instances: Instance[];
+  const children: Instance[] = [];
   const rowsFor = (key: string) => dataSource.getRepository(MultiInstanceReport).countBy({ requestKey: key });
-  const launch = (name: string, platform: 'express' | 'fastify' = 'express', leaseMs = LEASE_MS) => startInstance(name, database.url, platform, leaseMs);
+  const launch = async (name: string, platform: 'express' | 'fastify' = 'express', leaseMs = LEASE_MS) => {
+    const instance = await startInstance({ root, name, databaseUrl: database.url, platform, leaseMs });
+    children.push(instance);
+    return instance;
+  };
   const takeoverLines = () => instances.flatMap((i) => i.lines).filter((text) => text.includes('"idempotency_takeover"')).length;
 
   beforeAll(async () => {
@@ -103,12 +50,7 @@ describe.skipIf(!hasPostgres)('several app instances (separate Node processes) o
       }
     }
     database = await createTestDatabase('idem_multi');
-    dataSource = await new DataSource({
-      type: 'postgres',
-      url: database.url,
-      entities: [IdempotencyRecord, MultiInstanceReport],
-      synchronize: true,
-    } as DataSourceOptions).initialize();
+    dataSource = await openFixtureDatabase(database.url);
     instances = await Promise.all([
       launch('i0', 'express', SERVING_LEASE_MS),
       launch('i1', 'fastify', SERVING_LEASE_MS),
@@ -118,7 +60,7 @@ describe.skipIf(!hasPostgres)('several app instances (separate Node processes) o
   }, 60_000);
 
   afterAll(async () => {
-    for (const child of children) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await Promise.all(children.filter(isRunning).map(kill));
     await dataSource?.destroy();
     await database?.drop();
   });
