@@ -6,6 +6,7 @@ import { TypeOrmIdempotencyStore } from 'nest-resilience/typeorm';
 import { DataSource } from 'typeorm';
 import { AccountsModule } from './accounts/accounts.module.js';
 import { AppController } from './app.controller.js';
+import { HostHeaderMiddleware } from './common/host-header.middleware.js';
 import { JsonBodyMiddleware } from './common/json-body.middleware.js';
 import { ProblemDetailsFilter } from './common/problem-details.filter.js';
 import { createValidationPipe } from './common/validation.pipe.js';
@@ -37,9 +38,9 @@ class SampleOptionsModule {
  */
 @Module({})
 export class AppModule implements NestModule {
-  /** Every route: request bodies must be JSON (415 problem+json otherwise). */
+  /** Every route: HTTP/1.1 requests carry a Host, request bodies are UTF-8 JSON (problem+json otherwise). */
   configure(consumer: MiddlewareConsumer): void {
-    consumer.apply(JsonBodyMiddleware).forRoutes({ path: '{*splat}', method: RequestMethod.ALL });
+    consumer.apply(HostHeaderMiddleware, JsonBodyMiddleware).forRoutes({ path: '{*splat}', method: RequestMethod.ALL });
   }
 
   static forRoot(options: SampleAppOptions): DynamicModule {

@@ -1,10 +1,12 @@
 import type { INestApplication } from '@nestjs/common';
+import type { Server } from 'node:http';
 import { NestFactory } from '@nestjs/core';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { PROBLEM_JSON_CONTENT_TYPE } from 'nest-resilience';
 import { Logger } from 'nestjs-pino';
 import { serveApiDocs } from './api-docs.js';
 import { AppModule } from './app.module.js';
+import { answerClientError, leaveHostCheckToTheApp } from './common/client-error.js';
 import { problemOfHttpError } from './common/problems.js';
 import type { SampleAppOptions } from './sample-app.options.js';
 
@@ -26,6 +28,7 @@ export async function createSampleApp(
     const { FastifyAdapter } = await import('@nestjs/platform-fastify');
     // Fastify answers a malformed URL before routing, so Nest's filters never see it.
     const adapter = new FastifyAdapter({
+      clientErrorHandler: answerClientError,
       frameworkErrors: (error: FastifyError, _request: FastifyRequest, reply: FastifyReply) => {
         const problem = problemOfHttpError(error);
         void reply.code(problem.getStatus()).type(PROBLEM_JSON_CONTENT_TYPE).send(JSON.stringify(problem.problem));
@@ -35,6 +38,10 @@ export async function createSampleApp(
   } else {
     app = await NestFactory.create(module, { bufferLogs: true });
   }
+  const server = app.getHttpServer() as Server;
+  leaveHostCheckToTheApp(server);
+  // Fastify takes its handler as an option (above); Express leaves the server's to Node.
+  if (platform === 'express') server.on('clientError', answerClientError);
   app.useLogger(app.get(Logger));
   app.enableShutdownHooks();
   serveApiDocs(app, { ui: platform === 'express' });

@@ -49,6 +49,22 @@ export function unsupportedCharsetProblem(): ProblemDetailsException {
   });
 }
 
+/** 400/408/431: Node's HTTP parser refused the request before any app code ran. */
+export function malformedRequestProblem(status: 400 | 408 | 431): ProblemDetailsException {
+  const { code, title, detail } =
+    status === 431
+      ? { code: 'headers_too_large', title: 'Request Header Fields Too Large', detail: 'The request headers are larger than this server accepts.' }
+      : status === 408
+        ? { code: 'request_timeout', title: 'Request Timeout', detail: 'The request was not received in time.' }
+        : { code: 'malformed_request', title: 'Bad Request', detail: 'The request is not valid HTTP/1.1 (its framing or a header is malformed).' };
+  return new ProblemDetailsException({ status, code, title, detail, typeBase: TYPE_BASE });
+}
+
+/** 400: an HTTP/1.1 request without a Host header. */
+export function hostRequiredProblem(): ProblemDetailsException {
+  return new ProblemDetailsException({ status: 400, code: 'host_required', title: 'Bad Request', detail: 'An HTTP/1.1 request must carry a Host header.', typeBase: TYPE_BASE });
+}
+
 /** 401: the caller did not say which account it acts for. */
 export function accountRequiredProblem(detail: string): ProblemDetailsException {
   return new ProblemDetailsException({ status: 401, code: 'account_required', title: 'Account required', detail, typeBase: TYPE_BASE });

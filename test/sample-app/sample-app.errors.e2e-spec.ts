@@ -1,4 +1,5 @@
 import type { INestApplication } from '@nestjs/common';
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createSampleApp } from '../../sample-app/create-sample-app.js';
 import { ReportQueue } from '../../sample-app/reports/report-queue.service.js';
@@ -48,6 +49,32 @@ describe.each(platforms)('sample app: every error answer is problem+json (%s)', 
   afterAll(async () => {
     await app?.get(ReportQueue).idle();
     await app?.close();
+  });
+
+  /** Sends `raw` bytes on a fresh connection and returns the status line, the content type and the body. */
+  const sendRaw = (raw: string) =>
+    new Promise<{ status: string; contentType: string; body: string }>((resolve, reject) => {
+      const { port } = new URL(url);
+      const socket = connect(Number(port), '127.0.0.1', () => socket.end(raw));
+      let text = '';
+      socket.setEncoding('utf8').on('data', (chunk: string) => (text += chunk));
+      socket.on('error', reject).on('close', () => {
+        const [head = '', body = ''] = text.split('\r\n\r\n');
+        const lines = head.split('\r\n');
+        resolve({ status: lines[0] ?? '', contentType: lines.find((line) => /^content-type:/i.test(line)) ?? '', body });
+      });
+    });
+
+  it.each([
+    ['a request without Host', 'GET /accounts/acme HTTP/1.1\r\nConnection: close\r\n\r\n', 'host_required'],
+    ['a Content-Length that is not a number', 'POST /reports HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: abc\r\n\r\n{}', 'malformed_request'],
+    ['Content-Length sent twice', 'POST /reports HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}', 'malformed_request'],
+    ['a control character in a header', 'GET /accounts/acme HTTP/1.1\r\nHost: x\r\nX-A: a\u0001b\r\n\r\n', 'malformed_request'],
+  ])('%s (refused by the HTTP parser or the Host rule) → 400 problem+json', async (_name, raw, code) => {
+    const answer = await sendRaw(raw);
+    expect(answer.status).toBe('HTTP/1.1 400 Bad Request');
+    expect(answer.contentType).toMatch(/application\/problem\+json/i);
+    expect(JSON.parse(answer.body)).toMatchObject({ status: 400, code });
   });
 
   const credits = async () => ((await (await fetch(`${url}/accounts/acme`)).json()) as { credits: number }).credits;
