@@ -1,7 +1,7 @@
 // A quick A/B loop for profiling the HttpClient's own cost: 30,000 loopback GETs (10 in flight) in
 // ONE process, client and upstream together, so `node --cpu-prof` sees both. Not a benchmark of
 // record (bench:http-client is); it separates the client's call path from its policies.
-//   npm run build:sample && node build/bench/http-client/in-process-loop.js undici|client|bare
+//   npm run build:sample && node build/bench/http-client/in-process-loop.js undici|undici-signal|client|bare
 import 'reflect-metadata';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,7 +13,7 @@ const CALLS = 30_000;
 const IN_FLIGHT = 10;
 
 const mode = process.argv[2] ?? 'client';
-if (!['undici', 'client', 'bare'].includes(mode)) throw new Error(`Unknown mode "${mode}"; use undici, client or bare.`);
+if (!['undici', 'undici-signal', 'client', 'bare'].includes(mode)) throw new Error(`Unknown mode "${mode}"; use undici, undici-signal, client or bare.`);
 
 const server = createServer((_request, response) => {
   response.setHeader('content-type', 'application/json');
@@ -34,9 +34,15 @@ const callOnce =
         const response = await request(`${baseUrl}/item`, { dispatcher: agent });
         await response.body.json();
       }
-    : async () => {
-        await client.get('/item');
-      };
+    : mode === 'undici-signal'
+      ? // what any cancellable client pays undici: an abort signal and an Accept header per request
+        async () => {
+          const response = await request(`${baseUrl}/item`, { dispatcher: agent, signal: new AbortController().signal, headers: { accept: 'application/json' } });
+          await response.body.json();
+        }
+        : async () => {
+          await client.get('/item');
+        };
 
 async function run(calls: number): Promise<void> {
   let started = 0;
