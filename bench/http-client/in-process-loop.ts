@@ -1,7 +1,7 @@
 // A quick A/B loop for profiling the HttpClient's own cost: 30,000 loopback GETs (10 in flight) in
 // ONE process, client and upstream together, so `node --cpu-prof` sees both. Not a benchmark of
 // record (bench:http-client is); it separates the client's call path from its policies.
-//   npm run build:sample && node build/bench/http-client/in-process-loop.js undici|undici-signal|client|bare
+//   npm run build:sample && node build/bench/http-client/in-process-loop.js undici|undici-signal|undici-dispatch|client|bare
 import 'reflect-metadata';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -13,7 +13,9 @@ const CALLS = 30_000;
 const IN_FLIGHT = 10;
 
 const mode = process.argv[2] ?? 'client';
-if (!['undici', 'undici-signal', 'client', 'bare'].includes(mode)) throw new Error(`Unknown mode "${mode}"; use undici, undici-signal, client or bare.`);
+if (!['undici', 'undici-signal', 'undici-dispatch', 'client', 'bare'].includes(mode)) {
+  throw new Error(`Unknown mode "${mode}"; use undici, undici-signal, undici-dispatch, client or bare.`);
+}
 
 const server = createServer((_request, response) => {
   response.setHeader('content-type', 'application/json');
@@ -40,9 +42,43 @@ const callOnce =
           const response = await request(`${baseUrl}/item`, { dispatcher: agent, signal: new AbortController().signal, headers: { accept: 'application/json' } });
           await response.body.json();
         }
+        : mode === 'undici-dispatch'
+        ? // the design that avoids the signal: dispatch() with a handler keeps an abort() per request
+          () => dispatchJson(`/item`)
         : async () => {
-          await client.get('/item');
-        };
+            await client.get('/item');
+          };
+
+/**
+ * One GET through `agent.dispatch()` with a handler: cancellable through the controller it hands
+ * over (kept, as a client would keep it), with no AbortSignal and no listener per request.
+ */
+function dispatchJson(path: string): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let abort: ((reason: Error) => void) | undefined;
+    agent.dispatch(
+      { origin: baseUrl, path, method: 'GET', headers: { accept: 'application/json' } },
+      {
+        onRequestStart(controller) {
+          abort = (reason) => controller.abort(reason);
+        },
+        onResponseStart() {},
+        onResponseData(_controller, chunk) {
+          chunks.push(chunk);
+        },
+        onResponseEnd() {
+          abort = undefined;
+          resolve(JSON.parse(Buffer.concat(chunks).toString('utf8')));
+        },
+        onResponseError(_controller, error) {
+          reject(error);
+        },
+      },
+    );
+    void abort;
+  });
+}
 
 async function run(calls: number): Promise<void> {
   let started = 0;
