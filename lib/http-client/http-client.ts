@@ -537,7 +537,8 @@ export class HttpClient {
             state.lastStatus = statusCode;
           },
           onResponseData: (_controller, chunk) => {
-            chunks.push(chunk);
+            // a 2xx body the caller asked not to read is not kept
+            if (state.responseType !== 'none' || status < 200 || status > 299) chunks.push(chunk);
           },
           onResponseEnd: () => finish(false, { status, headers: answerHeaders, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) } satisfies RawAnswer),
           onResponseError: (_controller, error) => finish(true, token.aborted ? token.reason : this.networkError(error, state)),

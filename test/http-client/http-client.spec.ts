@@ -35,6 +35,18 @@ describe('HttpClient against a real loopback upstream', () => {
     expect(upstream.received.map((r) => r.path)).toEqual(Array(3).fill('/items?page=2&tag=a&tag=b'));
   });
 
+  it('reads each response type from the buffered answer: text, bytes, none (the body is not kept), and the error body of a failure', async () => {
+    upstream = await startUpstream((req) => (req.path === '/fail' ? { status: 409, body: { error: 'taken' } } : { raw: 'héllo', headers: { 'content-type': 'text/plain; charset=utf-8' } }));
+    const svc = client('svc');
+    expect((await svc.get('/t', { responseType: 'text' })).data).toBe('héllo');
+    const bytes = (await svc.get('/b', { responseType: 'bytes' })).data as Uint8Array;
+    expect(bytes).toBeInstanceOf(Uint8Array);
+    expect(Buffer.from(bytes).toString('utf8')).toBe('héllo');
+    expect(await svc.get('/n', { responseType: 'none' })).toMatchObject({ status: 200, data: undefined });
+    const error = await failureOf(svc.get('/fail'));
+    expect(error).toMatchObject({ code: 'http_status', status: 409, body: { error: 'taken' } });
+  });
+
   it('does not retry a 4xx other than 408/429, and reports it as a non-retryable http_status failure', async () => {
     upstream = await startUpstream(() => ({ status: 404, body: { error: 'missing' } }));
     const error = await failureOf(client('svc').get('/missing'));
