@@ -47,6 +47,13 @@ describe('canonicalJson', () => {
     // '{"a":"ééé"}': 11 characters, 14 bytes
     expect(canonicalJson({ a: 'ééé' }, { maxDepth: 64, maxBytes: 14 })).toBe('{"a":"ééé"}');
     expect(() => canonicalJson({ a: 'ééé' }, { maxDepth: 64, maxBytes: 13 })).toThrow(expect.objectContaining({ limit: 'size', max: 13 }));
+    // nesting does not count a body twice: a 600 KB body ten levels deep is within 1 MiB, and the limit is exact
+    let nested: unknown = { text: 'x'.repeat(600_000), list: [1, 'two', { three: 3 }], map: new Map([['k', 1]]) };
+    for (let level = 0; level < 10; level++) nested = { level, nested };
+    const json = canonicalJson(nested);
+    expect(json.length).toBeGreaterThan(600_000);
+    expect(canonicalJson(nested, { maxDepth: 64, maxBytes: json.length })).toBe(json);
+    expect(() => canonicalJson(nested, { maxDepth: 64, maxBytes: json.length - 1 })).toThrow(FingerprintLimitError);
     // a huge body is refused before its text is built
     const huge = Array.from({ length: 200_000 }, (_, index) => ({ index, text: 'some words' }));
     expect(() => requestFingerprint({ ...base, body: huge }, { maxDepth: 64, maxBytes: 1_000 })).toThrow(FingerprintLimitError);

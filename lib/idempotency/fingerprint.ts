@@ -109,12 +109,17 @@ export function canonicalJson(value: unknown, limits: FingerprintLimits = DEFAUL
   if (value === undefined) return '';
   const writer = new CanonicalWriter(limits);
   const json = writer.write(value, 1);
-  // The running count is in UTF-16 units (never more than the bytes); the exact check is in bytes.
+  // The running count is in UTF-16 units; multi-byte characters make the bytes more: checked here.
   if (Buffer.byteLength(json, 'utf8') > limits.maxBytes) throw new FingerprintLimitError('size', limits.maxBytes);
   return json;
 }
 
-/** One canonical serialisation: bounded recursion, cycle detection and a running size count. */
+/**
+ * One canonical serialisation: bounded recursion, cycle detection and a running size count. Each
+ * leaf counts its text and each container only its own brackets, commas and keys, so the count is
+ * the output's length in UTF-16 units (never more than its UTF-8 bytes) and the write stops as soon
+ * as it passes the limit.
+ */
 class CanonicalWriter {
   private readonly ancestors = new Set<object>();
   private units = 0;
@@ -122,52 +127,58 @@ class CanonicalWriter {
   constructor(private readonly limits: FingerprintLimits) {}
 
   write(value: unknown, depth: number): string {
-    const text = this.writeValue(value, depth);
-    this.units += text.length;
-    // Leaves and containers both count, so a container's members are counted about twice: the
-    // early stop fires before 2 × maxBytes of text is built, and the exact check follows.
-    if (this.units > 2 * this.limits.maxBytes) throw new FingerprintLimitError('size', this.limits.maxBytes);
-    return text;
-  }
-
-  private writeValue(value: unknown, depth: number): string {
-    if (value === null || value === undefined) return 'null';
+    if (value === null || value === undefined) return this.leaf('null');
     switch (typeof value) {
       case 'string':
-        return JSON.stringify(value);
+        return this.leaf(JSON.stringify(value));
       case 'number':
-        return Number.isFinite(value) ? JSON.stringify(value) : 'null';
+        return this.leaf(Number.isFinite(value) ? JSON.stringify(value) : 'null');
       case 'boolean':
-        return value ? 'true' : 'false';
+        return this.leaf(value ? 'true' : 'false');
       case 'bigint':
-        return JSON.stringify(`${value}n`);
+        return this.leaf(JSON.stringify(`${value}n`));
       case 'function':
       case 'symbol':
-        return 'null';
+        return this.leaf('null');
     }
     const object = value as object;
     if (this.ancestors.has(object)) throw new TypeError('The request body contains a circular reference and cannot be fingerprinted.');
     if (typeof (object as { toJSON?: unknown }).toJSON === 'function') {
       return this.guarded(object, () => this.write((object as { toJSON(): unknown }).toJSON(), depth));
     }
+    if (ArrayBuffer.isView(object)) return this.leaf(JSON.stringify(Buffer.from(object.buffer, object.byteOffset, object.byteLength).toString('base64')));
     if (depth > this.limits.maxDepth) throw new FingerprintLimitError('depth', this.limits.maxDepth);
-    return this.guarded(object, () => this.writeObject(object, depth));
+    return this.guarded(object, () => this.writeContainer(object, depth + 1));
   }
 
-  private writeObject(object: object, depth: number): string {
-    const inner = depth + 1;
-    if (Array.isArray(object)) return `[${object.map((item) => this.write(item, inner)).join(',')}]`;
-    if (object instanceof Map) return writeSorted([...object.entries()].map((entry) => this.write(entry, inner)));
-    if (object instanceof Set) return writeSorted([...object].map((item) => this.write(item, inner)));
-    if (ArrayBuffer.isView(object)) return JSON.stringify(Buffer.from(object.buffer, object.byteOffset, object.byteLength).toString('base64'));
+  private writeContainer(object: object, inner: number): string {
+    if (Array.isArray(object)) return `[${this.items(object.map((item) => this.write(item, inner))).join(',')}]`;
+    if (object instanceof Map) return writeSorted(this.items([...object.entries()].map((entry) => this.write(entry, inner))));
+    if (object instanceof Set) return writeSorted(this.items([...object].map((item) => this.write(item, inner))));
     const members = Object.keys(object)
       .filter((name) => {
         const member = (object as Record<string, unknown>)[name];
         return member !== undefined && typeof member !== 'function' && typeof member !== 'symbol';
       })
       .sort(compare)
-      .map((name) => `${JSON.stringify(name)}:${this.write((object as Record<string, unknown>)[name], inner)}`);
-    return `{${members.join(',')}}`;
+      .map((name) => `${this.leaf(`${JSON.stringify(name)}:`)}${this.write((object as Record<string, unknown>)[name], inner)}`);
+    return `{${this.items(members).join(',')}}`;
+  }
+
+  /** Counts a container's brackets and commas. */
+  private items(texts: string[]): string[] {
+    this.count(2 + Math.max(0, texts.length - 1));
+    return texts;
+  }
+
+  private leaf(text: string): string {
+    this.count(text.length);
+    return text;
+  }
+
+  private count(units: number): void {
+    this.units += units;
+    if (this.units > this.limits.maxBytes) throw new FingerprintLimitError('size', this.limits.maxBytes);
   }
 
   private guarded(object: object, write: () => string): string {
