@@ -508,6 +508,11 @@ export class HttpClient {
    * as undici starts it.
    */
   private exchange(state: CallState, token: Cancellation, headers: Record<string, string>, settle: Settle): void {
+    // a token that is already aborted never calls its listeners: nothing may be sent
+    if (token.aborted) {
+      settle(true, token.reason);
+      return;
+    }
     const chunks: Buffer[] = [];
     let controller: Dispatcher.DispatchController | undefined;
     let status = 0;
@@ -520,7 +525,7 @@ export class HttpClient {
       settle(failed, outcome);
     };
     const unsubscribe = token.onAbort((reason) => {
-      controller?.abort(reason instanceof Error ? reason : new Error(String(reason)));
+      controller?.abort(asError(reason));
       finish(true, reason);
     });
     try {
@@ -529,7 +534,7 @@ export class HttpClient {
         {
           onRequestStart: (started) => {
             controller = started;
-            if (!open && token.aborted) started.abort(token.reason instanceof Error ? token.reason : new Error(String(token.reason)));
+            if (!open && token.aborted) started.abort(asError(token.reason));
           },
           onResponseStart: (_controller, statusCode, responseHeaders) => {
             status = statusCode;
@@ -750,6 +755,11 @@ function serializeBody(body: unknown, headers: Record<string, string>): string |
   if (typeof body === 'string' || body instanceof Uint8Array) return body;
   headers['content-type'] ??= 'application/json';
   return JSON.stringify(body);
+}
+
+/** undici's controller takes an Error as the abort reason. */
+function asError(reason: unknown): Error {
+  return reason instanceof Error ? reason : new Error(String(reason));
 }
 
 function parseJson(text: string, status: number, state: CallState, client: string, strict: boolean): unknown {
