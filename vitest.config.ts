@@ -13,6 +13,7 @@ const alias = {
   'nest-resilience/core': here('./lib/core/index.ts'),
   'nest-resilience/swagger': here('./lib/swagger/index.ts'),
   'nest-resilience/http': here('./lib/http-client/index.ts'),
+  'nest-resilience/redis': here('./lib/redis/index.ts'),
   'nest-resilience': here('./lib/index.ts'),
 };
 

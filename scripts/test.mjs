@@ -1,15 +1,18 @@
-// `npm test`: builds, starts a throwaway PostgreSQL unless DATABASE_URL is set, runs the whole
-// vitest suite, stops PostgreSQL, and ends with the plain line `N passed, N failed`.
+// `npm test`: builds, starts a throwaway PostgreSQL unless DATABASE_URL is set and a throwaway
+// redis-server unless REDIS_URL is set, runs the whole vitest suite, stops both, and ends with the
+// plain line `N passed, N failed`.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { findPostgresBin, startPostgres } from './postgres.mjs';
+import { findRedisServer, startRedis } from './redis.mjs';
 
 const ci = process.env.CI === 'true' || process.env.CI === '1';
 const extraArgs = process.argv.slice(2);
 const env = { ...process.env };
 let postgres;
+let redis;
 
 function loud(message) {
   const bar = '!'.repeat(78);
@@ -37,6 +40,28 @@ if (!env.DATABASE_URL) {
   }
 }
 
+if (!env.REDIS_URL) {
+  const redisServer = findRedisServer();
+  if (redisServer) {
+    redis = await startRedis({ bin: redisServer });
+    env.REDIS_URL = redis.url;
+    env.REDIS_SERVER = redisServer;
+    console.log(`Started a throwaway Redis on port ${redis.port} (${redis.dir}).`);
+  } else {
+    loud('redis-server was not found and REDIS_URL is not set: the Redis tests are SKIPPED.\nInstall it (`apt-get install -y --no-upgrade redis-server`) or set REDIS_URL to run them.');
+    if (ci) {
+      stopPostgres();
+      console.log('0 passed, 1 failed');
+      process.exit(1);
+    }
+  }
+}
+
+function stopPostgres() {
+  postgres?.stop();
+  postgres = undefined;
+}
+
 const report = join(tmpdir(), `nest-resilience-vitest-${process.pid}.json`);
 let status = 1;
 try {
@@ -47,7 +72,8 @@ try {
   );
   status = run.status ?? 1;
 } finally {
-  postgres?.stop();
+  stopPostgres();
+  await redis?.stop();
 }
 
 let passed = 0;
@@ -63,6 +89,7 @@ try {
   failed = Math.max(failed, 1);
 }
 if (!env.DATABASE_URL) loud('Reminder: the PostgreSQL tests were SKIPPED (no PostgreSQL binaries, no DATABASE_URL).');
+if (!env.REDIS_URL) loud('Reminder: the Redis tests were SKIPPED (no redis-server, no REDIS_URL).');
 if (ci && skipped > 0) {
   loud(`${skipped} tests were skipped; with CI=true a skipped test is a failure.`);
   failed += skipped;
