@@ -3,7 +3,7 @@ import { dirname, resolve } from 'node:path';
 import { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { beforeEach, describe, expect, it } from 'vitest';
-import type { ResilienceEvent } from '../core/events.js';
+import type { ResilienceEvent, ResilienceEventName } from '../core/events.js';
 import { FakeClock } from '../testing/fake-clock.js';
 import { isStoreUnavailableError, storeFailureOf } from './store-failure.js';
 import {
@@ -389,6 +389,26 @@ describe('IdempotencyCore', () => {
       const answer = await core.execute(requestOf(), responseOf(), () => Promise.reject(crash));
       expect(answer).toEqual({ kind: 'delivered', outcome: failure(crash) });
       expect(store.size).toBe(0);
+    });
+  });
+
+  describe('events nobody wants', () => {
+    it('builds no event (and hashes no key) for names the sink says it does not want, and still builds the others', async () => {
+      const asked: string[] = [];
+      const sink = Object.assign((event: ResilienceEvent) => events.push(event), {
+        wants: (name: ResilienceEventName) => {
+          asked.push(name);
+          return name === 'idempotency_replayed';
+        },
+      });
+      core = new IdempotencyCore({ store, clock, events: sink });
+      const { run, calls } = runner(value({ id: 1 }));
+      await core.execute(requestOf(), responseOf(), run);
+      await core.execute(requestOf(), responseOf(), run);
+      expect(calls).toHaveLength(1);
+      expect(asked).toEqual(['idempotency_executed', 'idempotency_replayed']);
+      expect(events.map((event) => event.event)).toEqual(['idempotency_replayed']);
+      expect(events[0].key).toMatch(/^sha256:[0-9a-f]{12}$/);
     });
   });
 

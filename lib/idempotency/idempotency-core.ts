@@ -531,7 +531,8 @@ export class IdempotencyCore {
     extra: { status?: number; detail?: string; outcome?: string; error?: unknown; errorType?: string; code?: string; cause?: string } = {},
   ): void {
     const sink = this.deps.events;
-    if (!sink) return;
+    // hashing the key and building the event cost more than the rest of a replay: skip both when nobody listens
+    if (!sink || sink.wants?.(event) === false) return;
     sink({
       event,
       policy: request.route,

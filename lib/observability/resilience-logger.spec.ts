@@ -106,7 +106,11 @@ describe('toLogRecord', () => {
 });
 
 describe('ResilienceLogger', () => {
-  afterEach(() => Logger.overrideLogger(false));
+  afterEach(() => {
+    Logger.overrideLogger(false);
+    // levels given as an array stay on Nest's static Logger: forget them so the next test starts clean
+    (Logger as unknown as { logLevels?: unknown }).logLevels = undefined;
+  });
 
   it('logs one structured object per event with context Resilience, at the default levels', async () => {
     const { moduleRef, capture, events } = await setup();
@@ -151,6 +155,36 @@ describe('ResilienceLogger', () => {
     const { moduleRef, capture, events } = await setup({ idempotency: { logKeys: true } } as ResilienceObservabilityOptions);
     events.emit({ event: 'idempotency_replayed', policy: 'POST /reports', key: 'order-42' });
     expect((capture.lines[0]!.message as { key: string }).key).toBe('order-42');
+    await moduleRef.close();
+  });
+
+  it('wants no event whose level the app logger leaves out, so none is built for it', async () => {
+    const { moduleRef, capture, events } = await setup();
+    const logger = moduleRef.get(ResilienceLogger);
+    expect(logger.wants('idempotency_executed')).toBe(true);
+    moduleRef.useLogger(['log', 'warn', 'error']);
+    expect(events.wants('idempotency_executed')).toBe(false);
+    expect(events.wants('idempotency_replayed')).toBe(true);
+    expect(events.wants('attempt_end')).toBe(false);
+    events.emit({ event: 'idempotency_executed', policy: 'POST /reports', key: 'order-42' });
+    events.emit({ event: 'idempotency_replayed', policy: 'POST /reports', key: 'order-42' });
+    expect(capture.lines.map((line) => (line.message as { event: string }).event)).toEqual(['idempotency_replayed']);
+    await moduleRef.close();
+  });
+
+  it('asks pino, through nestjs-pino, which levels it writes', async () => {
+    const { moduleRef, events } = await setup();
+    let pinoLevel = 'info';
+    const order = ['trace', 'debug', 'info', 'warn', 'error'];
+    // the shape nestjs-pino's Logger has: Logger → PinoLogger → the pino instance
+    const pinoBacked = Object.assign(new CapturingLogger(), {
+      logger: { logger: { isLevelEnabled: (level: string) => order.indexOf(level) >= order.indexOf(pinoLevel) } },
+    });
+    moduleRef.useLogger(pinoBacked);
+    expect(events.wants('idempotency_executed')).toBe(false);
+    expect(events.wants('idempotency_replayed')).toBe(true);
+    pinoLevel = 'debug';
+    expect(events.wants('idempotency_executed')).toBe(true);
     await moduleRef.close();
   });
 

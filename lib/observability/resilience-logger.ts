@@ -186,7 +186,7 @@ export class ResilienceLogger implements OnModuleInit, OnModuleDestroy {
   /** Subscribes to the event stream (unless logging is disabled). */
   onModuleInit(): void {
     if (!this.options.enabled || this.unsubscribe) return;
-    this.unsubscribe = this.events.subscribe((event) => this.write(event), { wants: (event) => Boolean(this.options.levels[event]) });
+    this.unsubscribe = this.events.subscribe((event) => this.write(event), { wants: (event) => this.wants(event) });
   }
 
   /** Unsubscribes from the event stream. */
@@ -195,12 +195,47 @@ export class ResilienceLogger implements OnModuleInit, OnModuleDestroy {
     this.unsubscribe = undefined;
   }
 
-  /** Logs one event at its configured level; events whose level is `false` are skipped. */
+  /**
+   * Whether events named `event` would be written now: their level is not `false` and the app's
+   * logger has that level enabled (so a `debug` event costs nothing while the app logs at `info`).
+   */
+  wants(event: ResilienceEventName): boolean {
+    const level = this.options.levels[event];
+    return level !== false && isLogLevelEnabled(level);
+  }
+
+  /** Logs one event at its configured level; events whose level is `false` or disabled in the app's logger are skipped. */
   write(event: ResilienceEvent): void {
     const level = this.options.levels[event.event];
-    if (!level) return;
+    if (level === false || !isLogLevelEnabled(level)) return;
     this.logger[level](toLogRecord(event, this.options));
   }
+}
+
+/** Nest's level names in pino's words (nestjs-pino maps them the same way). */
+const PINO_LEVELS: Readonly<Record<Exclude<ResilienceLogLevel, false>, string>> = {
+  verbose: 'trace',
+  debug: 'debug',
+  log: 'info',
+  warn: 'warn',
+  error: 'error',
+};
+
+interface PinoBackedLogger {
+  readonly logger?: { readonly logger?: { isLevelEnabled?: (level: string) => boolean } };
+}
+
+/**
+ * Whether the app's logger writes `level`: Nest's own answer (`logger: false`, the levels given to
+ * `NestFactory.create` or `app.useLogger`), and for nestjs-pino, whose levels live in pino and which
+ * Nest reports as "every level enabled", pino's answer.
+ * @internal
+ */
+export function isLogLevelEnabled(level: Exclude<ResilienceLogLevel, false>): boolean {
+  if (!Logger.isLevelEnabled(level)) return false;
+  // nestjs-pino's Logger → its PinoLogger → the (request-bound) pino instance
+  const pino = (Logger as unknown as { staticInstanceRef?: PinoBackedLogger }).staticInstanceRef?.logger?.logger;
+  return typeof pino?.isLevelEnabled === 'function' ? pino.isLevelEnabled(PINO_LEVELS[level]) : true;
 }
 
 export { redactKey };

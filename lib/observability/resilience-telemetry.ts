@@ -292,13 +292,19 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
   }
 
   /**
-   * Whether this consumer needs events named `event` now: `attempt_end` only feeds the duration
-   * histogram, so it is needed only while a meter provider is registered.
+   * Whether this consumer needs events named `event` now: none before the OpenTelemetry API is
+   * loaded or while neither a tracer nor a meter provider is registered (there is nowhere to
+   * record them), and `attempt_end` only while a meter provider is (it only feeds the duration
+   * histogram).
    */
   wants(event: ResilienceEventName): boolean {
-    if (event !== 'attempt_end') return true;
     const api = otel;
-    return !!api && isMeteringActive(api);
+    if (!api) {
+      if (api === undefined) void loadOpenTelemetryApi();
+      return false;
+    }
+    if (event === 'attempt_end') return isMeteringActive(api);
+    return isMeteringActive(api) || isTracingActive(api);
   }
 
   /** Records one event on the active span and in the metrics. Never throws. */
