@@ -1,4 +1,5 @@
 export * from './clock.js';
+export * from './deadline-queue.js';
 export * from './random.js';
 export * from './errors.js';
 export * from './events.js';

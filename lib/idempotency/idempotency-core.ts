@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import type { Clock, TimerHandle } from '../core/clock.js';
+import type { Clock } from '../core/clock.js';
+import { DeadlineQueue, type Deadline } from '../core/deadline-queue.js';
 import { statusOf } from '../core/classify.js';
 import { describeError, ResilienceConfigError } from '../core/errors.js';
 import { errorTypeOf, type ResilienceEventName, type ResilienceEventSink } from '../core/events.js';
@@ -210,8 +211,12 @@ interface Heartbeat {
  */
 export class IdempotencyCore {
   private readonly warned = new Set<string>();
+  /** Lease renewals of every request in flight, on one timer (most requests end long before their first). */
+  private readonly heartbeats: DeadlineQueue;
 
-  constructor(private readonly deps: IdempotencyCoreDeps) {}
+  constructor(private readonly deps: IdempotencyCoreDeps) {
+    this.heartbeats = new DeadlineQueue(deps.clock);
+  }
 
   /** Runs `run` at most once per key (it gets the execution, or `undefined` when idempotency does not apply). */
   async execute(
@@ -455,18 +460,17 @@ export class IdempotencyCore {
 
   /** Renews the lease every `lease / 3` on the clock until stopped or lost. */
   private startHeartbeat(scoped: Scoped, lease: IdempotencyLease): Heartbeat {
-    const { clock, store } = this.deps;
+    const { store } = this.deps;
     const leaseMs = scoped.request.options.lease;
     const interval = Math.max(1, Math.floor(leaseMs / 3));
-    let timer: TimerHandle | undefined;
+    let next: Deadline | undefined;
     let stopped = false;
     let lost = false;
     const schedule = () => {
-      timer = clock.setTimeout(beat, interval);
-      (timer as { unref?: () => void } | undefined)?.unref?.();
+      next = this.heartbeats.schedule(beat, interval);
     };
     const beat = () => {
-      timer = undefined;
+      next = undefined;
       if (stopped) return;
       store.heartbeat(lease, leaseMs).then(
         (renewed) => {
@@ -489,8 +493,8 @@ export class IdempotencyCore {
       },
       stop: () => {
         stopped = true;
-        if (timer !== undefined) clock.clearTimeout(timer);
-        timer = undefined;
+        if (next !== undefined) this.heartbeats.cancel(next);
+        next = undefined;
       },
     };
   }

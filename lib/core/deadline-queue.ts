@@ -1,0 +1,109 @@
+import type { Clock, TimerHandle } from './clock.js';
+
+/**
+ * A deadline of {@link DeadlineQueue}: pass it to {@link DeadlineQueue.cancel}.
+ * @publicApi
+ */
+export interface Deadline {
+  /** When the callback runs, on the queue's clock. */
+  readonly dueAt: number;
+}
+
+interface Entry extends Deadline {
+  readonly callback: () => void;
+  readonly lane: Set<Entry>;
+}
+
+/**
+ * Many timers on **one** real timer: for per-request deadlines with few distinct durations (a
+ * route's lease renewal, say), where most are cancelled long before they are due. Scheduling and
+ * cancelling are a `Set` insert and delete, no timer is created or cleared per request; deadlines of
+ * one duration are kept in a lane in the order they were scheduled, which is the order they fall
+ * due, so firing only looks at the head of each lane.
+ *
+ * Callbacks run in due order per lane, never before `dueAt` and never twice; a callback that throws
+ * does not stop the others. The one timer is unref'd: pending deadlines never keep the process alive.
+ * @example
+ * const queue = new DeadlineQueue(systemClock);
+ * const renewal = queue.schedule(() => renewLease(), 10_000);
+ * // …the request finished first:
+ * queue.cancel(renewal);
+ * @publicApi
+ */
+export class DeadlineQueue {
+  /** Pending deadlines by duration, each lane in scheduling (= due) order. */
+  private readonly lanes = new Map<number, Set<Entry>>();
+  private timer: TimerHandle | undefined;
+  private armedFor = Infinity;
+  private pending = 0;
+
+  constructor(private readonly clock: Clock) {}
+
+  /** Number of deadlines scheduled and neither due yet nor cancelled. */
+  get size(): number {
+    return this.pending;
+  }
+
+  /** Runs `callback` once, `ms` milliseconds from now, unless cancelled first. */
+  schedule(callback: () => void, ms: number): Deadline {
+    let lane = this.lanes.get(ms);
+    if (!lane) {
+      lane = new Set();
+      this.lanes.set(ms, lane);
+    }
+    const entry: Entry = { dueAt: this.clock.now() + ms, callback, lane };
+    lane.add(entry);
+    this.pending++;
+    if (entry.dueAt < this.armedFor) this.arm(entry.dueAt);
+    return entry;
+  }
+
+  /** Forgets `deadline`; a deadline that already ran or was cancelled is ignored. */
+  cancel(deadline: Deadline): void {
+    if (!(deadline as Entry).lane.delete(deadline as Entry)) return;
+    // while others are pending the armed timer stays (it fires, finds nothing due and re-arms):
+    // only an idle queue drops it, so a busy one never creates or clears a timer per deadline
+    if (--this.pending === 0) this.disarm();
+  }
+
+  private disarm(): void {
+    if (this.timer !== undefined) this.clock.clearTimeout(this.timer);
+    this.timer = undefined;
+    this.armedFor = Infinity;
+  }
+
+  private arm(dueAt: number): void {
+    this.disarm();
+    this.armedFor = dueAt;
+    this.timer = this.clock.setTimeout(this.fire, Math.max(0, dueAt - this.clock.now()));
+    (this.timer as { unref?: () => void } | undefined)?.unref?.();
+  }
+
+  private readonly fire = (): void => {
+    this.timer = undefined;
+    this.armedFor = Infinity;
+    const now = this.clock.now();
+    const due: Entry[] = [];
+    let next = Infinity;
+    for (const [ms, lane] of this.lanes) {
+      for (const entry of lane) {
+        if (entry.dueAt > now) {
+          next = Math.min(next, entry.dueAt);
+          break;
+        }
+        lane.delete(entry);
+        this.pending--;
+        due.push(entry);
+      }
+      if (lane.size === 0) this.lanes.delete(ms);
+    }
+    if (next !== Infinity) this.arm(next);
+    for (const entry of due) {
+      try {
+        entry.callback();
+      } catch {
+        // one failing callback must not cost the others their turn
+      }
+    }
+  };
+}
