@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 
 /**
  * The parts of a request that make it "the same request" for idempotency.
@@ -68,15 +68,21 @@ export class FingerprintLimitError extends Error {
  * @publicApi
  */
 export function requestFingerprint(input: FingerprintInput, limits: FingerprintLimits = DEFAULT_FINGERPRINT_LIMITS): string {
-  const hash = createHash('sha256');
-  const parts = [input.scope, input.method.toUpperCase(), normaliseUrl(input.url), canonicalJson(input.body, limits)];
-  for (const part of parts) {
-    // Length prefixes keep ('ab', 'c') and ('a', 'bc') apart.
-    hash.update(`${Buffer.byteLength(part, 'utf8')}:`);
-    hash.update(part, 'utf8');
-  }
-  return hash.digest('hex');
+  const method = input.method.toUpperCase();
+  const url = normaliseUrl(input.url);
+  const body = canonicalJsonOf(input.body, limits);
+  // Length prefixes keep ('ab', 'c') and ('a', 'bc') apart. One string, one one-shot hash: the same
+  // bytes (so the same fingerprints) as hashing the parts one by one, at a fraction of the cost.
+  const text = `${byteLength(input.scope)}:${input.scope}${byteLength(method)}:${method}${byteLength(url)}:${url}${body.bytes}:${body.json}`;
+  return hash('sha256', text, 'hex');
 }
+
+/** UTF-8 length of `text`, without a conversion when it is ASCII (every character one byte). */
+function byteLength(text: string): number {
+  return ASCII.test(text) ? text.length : Buffer.byteLength(text, 'utf8');
+}
+
+const ASCII = /^[\x00-\x7f]*$/;
 
 /**
  * The path unchanged, followed by the query parameters sorted by name, then value (`?` dropped when
@@ -106,12 +112,17 @@ export function normaliseUrl(url: string): string {
  * @publicApi
  */
 export function canonicalJson(value: unknown, limits: FingerprintLimits = DEFAULT_FINGERPRINT_LIMITS): string {
-  if (value === undefined) return '';
-  const writer = new CanonicalWriter(limits);
-  const json = writer.write(value, 1);
+  return canonicalJsonOf(value, limits).json;
+}
+
+/** {@link canonicalJson} and its UTF-8 length. */
+function canonicalJsonOf(value: unknown, limits: FingerprintLimits): { json: string; bytes: number } {
+  if (value === undefined) return { json: '', bytes: 0 };
+  const json = new CanonicalWriter(limits).write(value, 1);
   // The running count is in UTF-16 units; multi-byte characters make the bytes more: checked here.
-  if (Buffer.byteLength(json, 'utf8') > limits.maxBytes) throw new FingerprintLimitError('size', limits.maxBytes);
-  return json;
+  const bytes = byteLength(json);
+  if (bytes > limits.maxBytes) throw new FingerprintLimitError('size', limits.maxBytes);
+  return { json, bytes };
 }
 
 /**
@@ -143,32 +154,43 @@ class CanonicalWriter {
     }
     const object = value as object;
     if (this.ancestors.has(object)) throw new TypeError('The request body contains a circular reference and cannot be fingerprinted.');
-    if (typeof (object as { toJSON?: unknown }).toJSON === 'function') {
-      return this.guarded(object, () => this.write((object as { toJSON(): unknown }).toJSON(), depth));
+    const toJSON = typeof (object as { toJSON?: unknown }).toJSON === 'function';
+    if (!toJSON && ArrayBuffer.isView(object)) return this.leaf(JSON.stringify(Buffer.from(object.buffer, object.byteOffset, object.byteLength).toString('base64')));
+    if (!toJSON && depth > this.limits.maxDepth) throw new FingerprintLimitError('depth', this.limits.maxDepth);
+    this.ancestors.add(object);
+    try {
+      return toJSON ? this.write((object as { toJSON(): unknown }).toJSON(), depth) : this.writeContainer(object, depth + 1);
+    } finally {
+      this.ancestors.delete(object);
     }
-    if (ArrayBuffer.isView(object)) return this.leaf(JSON.stringify(Buffer.from(object.buffer, object.byteOffset, object.byteLength).toString('base64')));
-    if (depth > this.limits.maxDepth) throw new FingerprintLimitError('depth', this.limits.maxDepth);
-    return this.guarded(object, () => this.writeContainer(object, depth + 1));
   }
 
   private writeContainer(object: object, inner: number): string {
-    if (Array.isArray(object)) return `[${this.items(object.map((item) => this.write(item, inner))).join(',')}]`;
-    if (object instanceof Map) return writeSorted(this.items([...object.entries()].map((entry) => this.write(entry, inner))));
-    if (object instanceof Set) return writeSorted(this.items([...object].map((item) => this.write(item, inner))));
-    const members = Object.keys(object)
-      .filter((name) => {
-        const member = (object as Record<string, unknown>)[name];
-        return member !== undefined && typeof member !== 'function' && typeof member !== 'symbol';
-      })
-      .sort(compare)
-      .map((name) => `${this.leaf(`${JSON.stringify(name)}:`)}${this.write((object as Record<string, unknown>)[name], inner)}`);
-    return `{${this.items(members).join(',')}}`;
+    if (Array.isArray(object)) return this.list(object, inner, false);
+    if (object instanceof Map) return this.list([...object.entries()], inner, true);
+    if (object instanceof Set) return this.list([...object], inner, true);
+    const record = object as Record<string, unknown>;
+    // the default sort compares UTF-16 code units, like `compare`, without a callback per comparison
+    const names = Object.keys(record).sort();
+    let json = '{';
+    let members = 0;
+    for (const name of names) {
+      const member = record[name];
+      if (member === undefined || typeof member === 'function' || typeof member === 'symbol') continue;
+      if (members++ > 0) json += ',';
+      json += this.leaf(`${JSON.stringify(name)}:`) + this.write(member, inner);
+    }
+    this.count(2 + Math.max(0, members - 1));
+    return `${json}}`;
   }
 
-  /** Counts a container's brackets and commas. */
-  private items(texts: string[]): string[] {
+  /** An array (`sorted`: a Map's entries or a Set's items, whose order carries no meaning). */
+  private list(items: readonly unknown[], inner: number, sorted: boolean): string {
+    const texts = new Array<string>(items.length);
+    for (let index = 0; index < items.length; index++) texts[index] = this.write(items[index], inner);
     this.count(2 + Math.max(0, texts.length - 1));
-    return texts;
+    if (sorted) texts.sort();
+    return `[${texts.join(',')}]`;
   }
 
   private leaf(text: string): string {
@@ -181,18 +203,6 @@ class CanonicalWriter {
     if (this.units > this.limits.maxBytes) throw new FingerprintLimitError('size', this.limits.maxBytes);
   }
 
-  private guarded(object: object, write: () => string): string {
-    this.ancestors.add(object);
-    try {
-      return write();
-    } finally {
-      this.ancestors.delete(object);
-    }
-  }
-}
-
-function writeSorted(items: string[]): string {
-  return `[${items.sort(compare).join(',')}]`;
 }
 
 /** Code-unit order, independent of the locale (unlike `localeCompare`). */
