@@ -98,4 +98,17 @@ describe('requestFingerprint', () => {
   it('length-prefixes the parts so they cannot run into each other', () => {
     expect(requestFingerprint({ ...base, scope: 'ab', url: 'c' })).not.toBe(requestFingerprint({ ...base, scope: 'a', url: 'bc' }));
   });
+
+  it('keeps the fingerprints of earlier releases (records they stored still match their retries)', () => {
+    expect(requestFingerprint({ scope: '', method: 'post', url: '/orders', body: { item: 'book', qty: 1 } })).toBe(
+      'a863bb9599b67baf1450dc7db08ce9c1153e1459b5bdddeff6918dcc8a90d4ad',
+    );
+    const everyKind = { z: [3, { y: new Date(0), x: 'é✓' }], m: new Map([['b', 1], ['a', 2]]), s: new Set([3, 1]), buf: Buffer.from('hi'), u: undefined, f: () => 1, big: 10n, n: NaN };
+    expect(requestFingerprint({ scope: 'ü-user', method: 'POST', url: '/r?b=2&a=1', body: everyKind })).toBe(
+      'ac4f56c9bf96b27b11ab6ef6a99c8a6068b0782db0ea40c6c3da9dfc609f9b5d',
+    );
+    expect(requestFingerprint({ scope: '', method: 'PUT', url: '/x', body: [[], {}, null, true, 'a"b', { é: 1, e: 2, E: 3, '10': 4, '9': 5 }] })).toBe(
+      'de2e7be124eb3fb2668ba36396c7e66b55a0f7ef853908c988a73521436f0f69',
+    );
+  });
 });
