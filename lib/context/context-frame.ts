@@ -48,3 +48,13 @@ export function runInFrame<K extends ContextField, T, A = undefined>(field: K, v
   );
   return frames.run(frame, fn, arg as A);
 }
+
+/**
+ * Runs `fn` in one scope where both the request being served and its idempotent execution are set
+ * (one frame where two nested ones would do the same).
+ * @internal
+ */
+export function runInRequestFrame<T>(request: RequestInfoSource, idempotency: IdempotencyExecution | undefined, fn: () => T): T {
+  const outer = frames.getStore();
+  return frames.run(new ContextFrame(request, outer?.resilience, idempotency ?? outer?.idempotency, outer?.callArguments), fn);
+}

@@ -3,6 +3,7 @@ import { RESPONSE_PASSTHROUGH_METADATA, ROUTE_ARGS_METADATA, SSE_METADATA } from
 import type { BoundMethod } from '../binding/bound-method.js';
 import { ResilienceConfigError } from '../core/errors.js';
 import { applyProblemHeaders, isProblemDetailsException } from '../http/problem-details.js';
+import { runInRequestFrame } from '../context/context-frame.js';
 import { runWithRequestInfo } from '../context/resilience-context.js';
 import { httpRequestInfo, requestInfoSource } from '../http/request-info.js';
 import { ResilienceErrorMapper } from '../http/resilience-error.mapper.js';
@@ -94,9 +95,15 @@ export class IdempotentRoutes {
     run: (execution: IdempotencyExecution | undefined) => Promise<HandlerOutcome>,
   ): Promise<unknown> {
     const { method, route, requestId } = httpRequestInfo(request);
-    // The request scope starts here, outside the transaction: work queued when it commits (a
-    // background job) still tags its events and outgoing calls with this request's id.
-    const answer = await runWithRequestInfo(requestInfoSource(request), () => this.core.execute(
+    const source = requestInfoSource(request);
+    const transactional = plan.options.transactional;
+    // Transactional: the request scope starts outside the transaction, so work queued when it
+    // commits (a background job) still tags its events and outgoing calls with this request's id.
+    // Otherwise only the handler needs it: a replay or a refusal runs no user code and enters no scope.
+    const handle = transactional
+      ? (execution: IdempotencyExecution | undefined) => (execution === undefined ? run(undefined) : runIdempotentExecution(execution, () => run(execution)))
+      : (execution: IdempotencyExecution | undefined) => runInRequestFrame(source, execution, () => run(execution));
+    const execute = () => this.core.execute(
       {
         name: plan.name,
         options: plan.options,
@@ -110,8 +117,9 @@ export class IdempotentRoutes {
         hasUser: request.user !== undefined && request.user !== null,
       },
       responseAccess(response),
-      (execution) => (execution === undefined ? run(undefined) : runIdempotentExecution(execution, () => run(execution))),
-    ));
+      handle,
+    );
+    const answer = await (transactional ? runWithRequestInfo(source, execute) : execute());
     switch (answer.kind) {
       case 'delivered': {
         const { outcome } = answer;
