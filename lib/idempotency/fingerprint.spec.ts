@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { canonicalJson, FingerprintLimitError, normaliseUrl, requestFingerprint } from './fingerprint.js';
+import { recordIdOf } from './record-id.js';
 
 const base = { scope: 'tenant-1', method: 'POST', url: '/reports', body: { title: 'Q3', pages: 3 } };
 
@@ -110,5 +111,9 @@ describe('requestFingerprint', () => {
     expect(requestFingerprint({ scope: '', method: 'PUT', url: '/x', body: [[], {}, null, true, 'a"b', { é: 1, e: 2, E: 3, '10': 4, '9': 5 }] })).toBe(
       'de2e7be124eb3fb2668ba36396c7e66b55a0f7ef853908c988a73521436f0f69',
     );
+  });
+
+  it('keeps the record ids of earlier releases (the stores look records up by them)', () => {
+    expect(recordIdOf('default', 'tenant-ü', 'a1b2c3')).toBe('4d6b925d258289b84fb7f4a6f17b1eaebb6f310e98a9b1c097446f9e06ed8963');
   });
 });

@@ -73,12 +73,12 @@ export function requestFingerprint(input: FingerprintInput, limits: FingerprintL
   const body = canonicalJsonOf(input.body, limits);
   // Length prefixes keep ('ab', 'c') and ('a', 'bc') apart. One string, one one-shot hash: the same
   // bytes (so the same fingerprints) as hashing the parts one by one, at a fraction of the cost.
-  const text = `${byteLength(input.scope)}:${input.scope}${byteLength(method)}:${method}${byteLength(url)}:${url}${body.bytes}:${body.json}`;
+  const text = `${utf8Length(input.scope)}:${input.scope}${utf8Length(method)}:${method}${utf8Length(url)}:${url}${body.bytes}:${body.json}`;
   return hash('sha256', text, 'hex');
 }
 
-/** UTF-8 length of `text`, without a conversion when it is ASCII (every character one byte). */
-function byteLength(text: string): number {
+/** UTF-8 length of `text`, without a conversion when it is ASCII (every character one byte). @internal */
+export function utf8Length(text: string): number {
   return ASCII.test(text) ? text.length : Buffer.byteLength(text, 'utf8');
 }
 
@@ -120,7 +120,7 @@ function canonicalJsonOf(value: unknown, limits: FingerprintLimits): { json: str
   if (value === undefined) return { json: '', bytes: 0 };
   const json = new CanonicalWriter(limits).write(value, 1);
   // The running count is in UTF-16 units; multi-byte characters make the bytes more: checked here.
-  const bytes = byteLength(json);
+  const bytes = utf8Length(json);
   if (bytes > limits.maxBytes) throw new FingerprintLimitError('size', limits.maxBytes);
   return { json, bytes };
 }

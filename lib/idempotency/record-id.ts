@@ -1,4 +1,5 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
+import { utf8Length } from './fingerprint.js';
 
 /**
  * Stable id of an idempotency record: sha256 (hex) of the length-prefixed namespace, scope and key.
@@ -9,10 +10,7 @@ import { createHash } from 'node:crypto';
  * @publicApi
  */
 export function recordIdOf(namespace: string, scope: string, key: string): string {
-  const hash = createHash('sha256');
-  for (const part of [namespace, scope, key]) {
-    hash.update(`${Buffer.byteLength(part, 'utf8')}:`);
-    hash.update(part, 'utf8');
-  }
-  return hash.digest('hex');
+  // one string, one one-shot hash: the same bytes (so the same ids) as hashing the parts one by one
+  return hash('sha256', `${utf8Length(namespace)}:${namespace}${utf8Length(scope)}:${scope}${utf8Length(key)}:${key}`, 'hex');
 }
+
