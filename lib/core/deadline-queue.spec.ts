@@ -83,4 +83,15 @@ describe('DeadlineQueue', () => {
     expect(clock.pendingTimers).toBe(0);
     expect(queue.size).toBe(0);
   });
+
+  it('hands each callback the argument it was scheduled with', async () => {
+    const clock = new FakeClock(0);
+    const queue = new DeadlineQueue(clock);
+    const seen: string[] = [];
+    const note = (name: string) => seen.push(name);
+    queue.schedule(note, 10, 'first');
+    queue.schedule(note, 10, 'second');
+    await clock.advance(10);
+    expect(seen).toEqual(['first', 'second']);
+  });
 });

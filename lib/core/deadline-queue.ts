@@ -10,7 +10,8 @@ export interface Deadline {
 }
 
 interface Entry extends Deadline {
-  readonly callback: () => void;
+  readonly callback: (arg: unknown) => void;
+  readonly arg: unknown;
   readonly lane: Set<Entry>;
 }
 
@@ -44,14 +45,17 @@ export class DeadlineQueue {
     return this.pending;
   }
 
-  /** Runs `callback` once, `ms` milliseconds from now, unless cancelled first. */
-  schedule(callback: () => void, ms: number): Deadline {
+  /**
+   * Runs `callback(arg)` once, `ms` milliseconds from now, unless cancelled first (`arg` spares
+   * the caller a closure per deadline).
+   */
+  schedule<A = undefined>(callback: (arg: A) => void, ms: number, arg?: A): Deadline {
     let lane = this.lanes.get(ms);
     if (!lane) {
       lane = new Set();
       this.lanes.set(ms, lane);
     }
-    const entry: Entry = { dueAt: this.clock.now() + ms, callback, lane };
+    const entry: Entry = { dueAt: this.clock.now() + ms, callback: callback as (arg: unknown) => void, arg, lane };
     lane.add(entry);
     this.pending++;
     if (entry.dueAt < this.armedFor) this.arm(entry.dueAt);
@@ -100,7 +104,7 @@ export class DeadlineQueue {
     if (next !== Infinity) this.arm(next);
     for (const entry of due) {
       try {
-        entry.callback();
+        entry.callback(entry.arg);
       } catch {
         // one failing callback must not cost the others their turn
       }

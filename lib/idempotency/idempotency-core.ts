@@ -192,6 +192,29 @@ interface Heartbeat {
   stop(): void;
 }
 
+/** The renewal state of one request's lease: a plain object, no closures (one per request). */
+class LeaseHeartbeat implements Heartbeat {
+  lost = false;
+  stopped = false;
+  next: Deadline | undefined = undefined;
+
+  constructor(
+    private readonly queue: DeadlineQueue,
+    readonly scoped: Scoped,
+    readonly lease: IdempotencyLease,
+  ) {}
+
+  schedule(beat: (heartbeat: LeaseHeartbeat) => void): void {
+    this.next = this.queue.schedule(beat, Math.max(1, Math.floor(this.scoped.request.options.lease / 3)), this);
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.next !== undefined) this.queue.cancel(this.next);
+    this.next = undefined;
+  }
+}
+
 /**
  * The `Idempotency-Key` contract without any framework: reads and validates the key, scopes and
  * fingerprints the request, claims the key in the {@link IdempotencyStore}, then answers a replay,
@@ -462,44 +485,30 @@ export class IdempotencyCore {
 
   /** Renews the lease every `lease / 3` on the clock until stopped or lost. */
   private startHeartbeat(scoped: Scoped, lease: IdempotencyLease): Heartbeat {
-    const { store } = this.deps;
-    const leaseMs = scoped.request.options.lease;
-    const interval = Math.max(1, Math.floor(leaseMs / 3));
-    let next: Deadline | undefined;
-    let stopped = false;
-    let lost = false;
-    const schedule = () => {
-      next = this.heartbeats.schedule(beat, interval);
-    };
-    const beat = () => {
-      next = undefined;
-      if (stopped) return;
-      store.heartbeat(lease, leaseMs).then(
-        (renewed) => {
-          if (stopped) return;
-          if (renewed) return schedule();
-          lost = true;
-          this.lockLost(scoped, 'heartbeat');
-        },
-        (error: unknown) => {
-          if (stopped) return;
-          this.storeError(scoped.request, scoped.key, error, 'heartbeat');
-          schedule();
-        },
-      );
-    };
-    schedule();
-    return {
-      get lost() {
-        return lost;
-      },
-      stop: () => {
-        stopped = true;
-        if (next !== undefined) this.heartbeats.cancel(next);
-        next = undefined;
-      },
-    };
+    const heartbeat = new LeaseHeartbeat(this.heartbeats, scoped, lease);
+    heartbeat.schedule(this.beat);
+    return heartbeat;
   }
+
+  /** One renewal; the next is scheduled when it succeeds (or failed to reach the store). */
+  private readonly beat = (heartbeat: LeaseHeartbeat): void => {
+    heartbeat.next = undefined;
+    if (heartbeat.stopped) return;
+    const { scoped, lease } = heartbeat;
+    this.deps.store.heartbeat(lease, scoped.request.options.lease).then(
+      (renewed) => {
+        if (heartbeat.stopped) return;
+        if (renewed) return heartbeat.schedule(this.beat);
+        heartbeat.lost = true;
+        this.lockLost(scoped, 'heartbeat');
+      },
+      (error: unknown) => {
+        if (heartbeat.stopped) return;
+        this.storeError(scoped.request, scoped.key, error, 'heartbeat');
+        heartbeat.schedule(this.beat);
+      },
+    );
+  };
 
   private readKey(request: IdempotentRequest, options: ResolvedIdempotencyOptions): IdempotencyKeyParseResult | undefined {
     if (options.keyResolver) {
