@@ -85,7 +85,7 @@ function responseOf(status: number | undefined = 201, headers: Record<string, st
   return {
     headersSet,
     status: () => status,
-    replayableHeaders: (allowList) => Object.fromEntries(Object.entries(headers).filter(([name]) => allowList.includes(name.toLowerCase()))),
+    replayableHeaders: (allowList) => Object.fromEntries(Object.entries(headers).filter(([name]) => [...allowList].includes(name.toLowerCase()))),
     setHeader: (name, value) => {
       headersSet[name] = value;
     },

@@ -88,7 +88,7 @@ export interface IdempotentResponse {
   /** The status the response carries now (stored with a value outcome). */
   status(): number | undefined;
   /** The allow-listed replayable headers currently set on the response (lower-case names). */
-  replayableHeaders(allowList: readonly string[]): Record<string, string>;
+  replayableHeaders(allowList: ReadonlySet<string> | readonly string[]): Record<string, string>;
   setHeader(name: string, value: string): void;
 }
 
@@ -419,7 +419,7 @@ export class IdempotencyCore {
       if (!isHttpErrorLike(error)) return release('crash', `the handler failed with ${errorTypeOf(error)}`, false);
       const status = error.getStatus();
       if (!options.storeIf(status, error)) return release('not_stored', `status ${status} is not stored (storeIf)`, false);
-      const encoded = encodeError(error, scoped.response.replayableHeaders([...options.replayHeaders]), options.maxStoredBodyBytes);
+      const encoded = encodeError(error, scoped.response.replayableHeaders(options.replayHeaders), options.maxStoredBodyBytes);
       return encoded.storable ? { action: 'store', response: encoded.response } : release(encoded.reason, encoded.detail, true);
     }
     if (!outcome.fromHandler) {
@@ -427,7 +427,7 @@ export class IdempotencyCore {
     }
     const status = scoped.response.status() ?? 200;
     if (!options.storeIf(status)) return release('not_stored', `status ${status} is not stored (storeIf)`, transactional);
-    const headers = scoped.response.replayableHeaders([...options.replayHeaders]);
+    const headers = scoped.response.replayableHeaders(options.replayHeaders);
     const encoded = encodeValue(outcome.value, outcome.emissions, status, headers, options.maxStoredBodyBytes);
     return encoded.storable ? { action: 'store', response: encoded.response } : release(encoded.reason, encoded.detail, true);
   }

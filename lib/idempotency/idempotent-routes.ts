@@ -147,9 +147,13 @@ export class IdempotentRoutes {
 function responseAccess(response: any): IdempotentResponse {
   return {
     status: () => responseStatusOf(response),
-    replayableHeaders: (allowList) => replayableHeadersOf(response, allowList instanceof Set ? allowList : new Set(allowList)),
+    replayableHeaders: (allowList) => replayableHeadersOf(response, isSet(allowList) ? allowList : new Set(allowList)),
     setHeader: (name, value) => setResponseHeader(response, name, value),
   };
+}
+
+function isSet(names: ReadonlySet<string> | readonly string[]): names is ReadonlySet<string> {
+  return names instanceof Set;
 }
 
 function handlesResponseItself(controller: Function, name: string | symbol): boolean {
