@@ -73,10 +73,10 @@ const QUIT_TIMEOUT_MS = 1_000;
  * `commandTimeoutMs`) and the request is answered 503 + `Retry-After` without running the handler;
  * once Redis is back the store works again with the same client, no restart needed. After its
  * first successful connection the store sends nothing while the client is not `ready`, so no
- * command waits in ioredis' offline queue. A client you pass in may still resend commands that
- * were in flight when the connection dropped (ioredis `autoResendUnfulfilledCommands`, on by
- * default): a claim resent that way holds its key "in progress" for one lease at most, it never
- * runs a handler twice.
+ * command waits in ioredis' offline queue. A claim that timed out on a stalled server may still be
+ * applied once the server resumes, and a client you pass in may resend commands that were in
+ * flight when the connection dropped (ioredis `autoResendUnfulfilledCommands`, on by default):
+ * such a claim holds its key "in progress" for one lease at most; it never runs a handler twice.
  *
  * Redis must not evict these keys: use `maxmemory-policy noeviction` (or a `volatile-*` policy
  * with room to spare), because an evicted in-progress record lets a duplicate run the handler
@@ -170,18 +170,20 @@ export class RedisIdempotencyStore implements IdempotencyStore, OnModuleInit, On
     if (this.ownsClient && this.client.status === 'wait') this.client.connect().catch(() => undefined);
   }
 
-  /** Closes the connection the store opened from `url`; a client you passed in is left open. */
+  /** Closes the connection the store opened from `url` (QUIT, cut after 1 s); a client you passed in is left open. */
   async onApplicationShutdown(): Promise<void> {
-    if (!this.ownsClient || this.client.status === 'end') return;
-    if (this.client.status !== 'ready') {
-      this.client.disconnect();
-      return;
-    }
+    const client = this.client;
+    if (!this.ownsClient || client.status === 'end') return;
     let timer: NodeJS.Timeout | undefined;
-    const cut = new Promise<void>((resolve) => (timer = setTimeout(resolve, QUIT_TIMEOUT_MS)));
-    await Promise.race([this.client.quit().catch(() => undefined), cut]);
+    const ended = new Promise<void>((resolve) => {
+      client.once('end', resolve);
+      timer = setTimeout(resolve, QUIT_TIMEOUT_MS);
+    });
+    if (client.status === 'ready') client.quit().catch(() => client.disconnect());
+    else client.disconnect();
+    if ((client.status as string) !== 'end') await ended;
     clearTimeout(timer);
-    if ((this.client.status as string) !== 'end') this.client.disconnect();
+    if ((client.status as string) !== 'end') client.disconnect();
   }
 
   /** One script call on the record's key: EVALSHA, and EVAL when the server does not know the script. */
