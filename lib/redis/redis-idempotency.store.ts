@@ -26,7 +26,8 @@ export interface RedisIdempotencyStoreOptions {
   /**
    * A `redis://` / `rediss://` URL: the store opens its own connection, set up to fail fast during
    * an outage (no offline queue, no resent commands, reconnect forever with capped backoff), and
-   * closes it on application shutdown.
+   * closes it on application shutdown (so such a store serves one application; pass `client` to
+   * share one store between several apps in a process).
    */
   url?: string;
   /**
