@@ -15,6 +15,8 @@ import { RedisStoreTimeoutError, RedisStoreUnavailableError } from './redis-stor
 
 /**
  * Options of {@link RedisIdempotencyStore}. Give exactly one of `client` and `url`.
+ * @example
+ * const options: RedisIdempotencyStoreOptions = { client: redis, keyPrefix: 'idempotency:orders:', commandTimeoutMs: 500 };
  * @publicApi
  */
 export interface RedisIdempotencyStoreOptions {

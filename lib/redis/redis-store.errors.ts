@@ -2,6 +2,8 @@
  * Redis could not take the command: the connection is down (or not made yet). Classified as
  * `unavailable` by `storeFailureOf`, so an idempotent request is answered 503
  * `idempotency_store_unavailable` with `Retry-After`.
+ * @example
+ * storeFailureOf(new RedisStoreUnavailableError('reconnecting')); // 'unavailable'
  * @publicApi
  */
 export class RedisStoreUnavailableError extends Error {
@@ -27,6 +29,8 @@ export class RedisStoreUnavailableError extends Error {
 /**
  * Redis did not answer within the store's `commandTimeoutMs`. Classified as `timeout` by
  * `storeFailureOf` (503 `idempotency_store_timeout`).
+ * @example
+ * storeFailureOf(new RedisStoreTimeoutError(1_000)); // 'timeout'
  * @publicApi
  */
 export class RedisStoreTimeoutError extends Error {

@@ -4,6 +4,8 @@ import { describeFailure, elapsedSince, raceWithTimeout } from '../health/health
 
 /**
  * Options of {@link RedisHealthIndicator.isHealthy}.
+ * @example
+ * this.redis.isHealthy('redis', { client: store.client, timeout: 500 });
  * @publicApi
  */
 export interface RedisHealthOptions {
