@@ -229,13 +229,19 @@ describe.skipIf(!hasRedis)('Redis round trips per operation, counted by MONITOR 
     await server?.stop();
   });
 
-  /** The commands the store's connection sent while `operation` ran (MONITOR reports in execution order). */
-  async function commandsOf(operation: () => Promise<unknown>): Promise<string[]> {
-    seen = [];
-    await operation();
+  /** Waits until MONITOR has reported everything executed so far (it reports in execution order). */
+  async function drained(): Promise<void> {
     const marker = `marker-${keys++}`;
     await observer.echo(marker);
     await until(() => seen.some((entry) => entry.command[1] === marker), 5_000, 'MONITOR to report the marker');
+  }
+
+  /** The commands the store's connection sent while `operation` ran. */
+  async function commandsOf(operation: () => Promise<unknown>): Promise<string[]> {
+    await drained();
+    seen = [];
+    await operation();
+    await drained();
     return seen.filter((entry) => entry.source === source).map((entry) => entry.command[0].toLowerCase());
   }
 
