@@ -1,7 +1,8 @@
 import { Global, Module, RequestMethod, type DynamicModule, type MiddlewareConsumer, type NestModule } from '@nestjs/common';
 import { APP_FILTER, APP_PIPE } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
-import { ResilienceModule } from 'nest-resilience';
+import { ResilienceModule, type IdempotencyModuleOptions } from 'nest-resilience';
+import { RedisIdempotencyStore } from 'nest-resilience/redis';
 import { TypeOrmIdempotencyStore } from 'nest-resilience/typeorm';
 import { DataSource } from 'typeorm';
 import { AccountsModule } from './accounts/accounts.module.js';
@@ -56,15 +57,11 @@ export class AppModule implements NestModule {
           inject: [DataSource],
           useFactory: (dataSource: DataSource) => ({
             policies: resiliencePolicies(options),
-            // Keys are replayed for 24 h (the default), then purged every 10 minutes.
-            idempotency: {
-              store: new TypeOrmIdempotencyStore(dataSource),
-              purgeInterval: 600_000,
-            },
+            idempotency: idempotencyOptions(options, dataSource),
           }),
         }),
         AccountsModule,
-        ReportsModule,
+        ReportsModule.register({ transactional: !options.redisUrl }),
         HealthModule,
       ],
       controllers: [AppController, MetricsController],
@@ -74,4 +71,15 @@ export class AppModule implements NestModule {
       ],
     };
   }
+}
+
+/**
+ * Where the idempotency records live. Keys are replayed for 24 h (the default) either way: the
+ * database table is purged every 10 minutes, Redis expires each record by itself.
+ */
+function idempotencyOptions(options: SampleAppOptions, dataSource: DataSource): IdempotencyModuleOptions {
+  if (options.redisUrl) {
+    return { store: new RedisIdempotencyStore({ url: options.redisUrl, keyPrefix: options.redisKeyPrefix ?? 'sample-app:idempotency:' }) };
+  }
+  return { store: new TypeOrmIdempotencyStore(dataSource), purgeInterval: 600_000 };
 }

@@ -9,6 +9,15 @@ export interface SampleAppOptions {
   databaseUrl?: string;
   /** SQLite file, created on first start (`:memory:` in tests). @default 'sample-app.sqlite' */
   sqliteFile?: string;
+  /**
+   * `redis://…` keeps the idempotency records in Redis (`RedisIdempotencyStore`, lease mode: the
+   * report and the debit commit in their own transaction, then the response is stored); accounts
+   * and reports stay in the database. Unset: the records live in the database, in the same
+   * transaction as the report (transactional mode).
+   */
+  redisUrl?: string;
+  /** Key prefix of the idempotency records in Redis. @default 'sample-app:idempotency:' */
+  redisKeyPrefix?: string;
   /** Base URL of the model service. */
   modelServiceUrl: string;
   /** Deadlines and attempts of the background report generation. */
@@ -62,11 +71,12 @@ export const DEFAULT_SEED_ACCOUNTS: Readonly<Record<string, number>> = { acme: 1
 /** Default base URL of the model service `npm start` runs. */
 export const DEFAULT_MODEL_SERVICE_URL = 'http://127.0.0.1:3001';
 
-/** Reads the options from DATABASE_URL, SQLITE_FILE, MODEL_SERVICE_URL and LOG_LEVEL. */
+/** Reads the options from DATABASE_URL, SQLITE_FILE, REDIS_URL, MODEL_SERVICE_URL and LOG_LEVEL. */
 export function sampleAppOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): SampleAppOptions {
   return {
     databaseUrl: env.DATABASE_URL || undefined,
     sqliteFile: env.SQLITE_FILE || undefined,
+    redisUrl: env.REDIS_URL || undefined,
     modelServiceUrl: env.MODEL_SERVICE_URL || DEFAULT_MODEL_SERVICE_URL,
     logLevel: env.LOG_LEVEL || undefined,
   };

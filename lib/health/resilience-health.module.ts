@@ -4,6 +4,7 @@ import { CircuitBreakerHealthIndicator } from './circuit-breaker.health.js';
 import { DependencyHealthIndicator } from './dependency.health.js';
 import { HttpClientHealthIndicator } from './http-client.health.js';
 import { IdempotencyStoreHealthIndicator } from './idempotency-store.health.js';
+import { RedisHealthIndicator } from '../redis/redis.health.js';
 
 /**
  * Provides the resilience health indicators for `@nestjs/terminus` and re-exports `TerminusModule`
@@ -12,7 +13,7 @@ import { IdempotencyStoreHealthIndicator } from './idempotency-store.health.js';
  *
  * Readiness vs liveness: put {@link IdempotencyStoreHealthIndicator},
  * {@link DependencyHealthIndicator}, {@link CircuitBreakerHealthIndicator} and
- * {@link HttpClientHealthIndicator} in the **readiness**
+ * {@link HttpClientHealthIndicator} (and {@link RedisHealthIndicator} with the Redis store) in the **readiness**
  * probe (stop routing traffic to an instance that cannot serve), and keep the **liveness** probe
  * free of dependencies (the process is alive and its event loop turns): a dependency outage must
  * never make the orchestrator restart every instance.
@@ -23,7 +24,14 @@ import { IdempotencyStoreHealthIndicator } from './idempotency-store.health.js';
  */
 @Module({
   imports: [TerminusModule],
-  providers: [IdempotencyStoreHealthIndicator, DependencyHealthIndicator, CircuitBreakerHealthIndicator, HttpClientHealthIndicator],
-  exports: [TerminusModule, IdempotencyStoreHealthIndicator, DependencyHealthIndicator, CircuitBreakerHealthIndicator, HttpClientHealthIndicator],
+  providers: [IdempotencyStoreHealthIndicator, DependencyHealthIndicator, CircuitBreakerHealthIndicator, HttpClientHealthIndicator, RedisHealthIndicator],
+  exports: [
+    TerminusModule,
+    IdempotencyStoreHealthIndicator,
+    DependencyHealthIndicator,
+    CircuitBreakerHealthIndicator,
+    HttpClientHealthIndicator,
+    RedisHealthIndicator,
+  ],
 })
 export class ResilienceHealthModule {}

@@ -87,8 +87,9 @@ export type TransactionalResult<T> =
  * Durable record of idempotency keys. All lease and retention times are measured on the store's
  * own clock (the database server's `now()` for SQL stores), never on the app instances' clocks.
  *
- * Implementations: `InMemoryIdempotencyStore` (one process, tests) and `TypeOrmIdempotencyStore`
- * from `nest-resilience/typeorm` (PostgreSQL, SQLite). Errors thrown by any method mean "the store
+ * Implementations: `InMemoryIdempotencyStore` (one process, tests), `TypeOrmIdempotencyStore`
+ * from `nest-resilience/typeorm` (PostgreSQL, SQLite) and `RedisIdempotencyStore` from
+ * `nest-resilience/redis` (Redis, Valkey; the server's `TIME`). Errors thrown by any method mean "the store
  * is unreachable" and make the idempotency core answer 503 (fail closed).
  * @publicApi
  */

@@ -2,11 +2,15 @@
  * Why the idempotency store could not do it now. Each kind is answered 503 with its own `code`,
  * so operators can tell "database down" from "pool too small" from "lock contention":
  * - `unavailable`: the database refused, dropped or never answered the connection
- *   (`ECONNREFUSED`, `ECONNRESET`, SQLSTATE class 08, `57P01`–`57P03`, a connection timeout);
+ *   (`ECONNREFUSED`, `ECONNRESET`, SQLSTATE class 08, `57P01`–`57P03`, a connection timeout;
+ *   Redis: ioredis' closed-connection, offline-queue and max-retries errors, a server that is
+ *   `LOADING`, `BUSY` with a script, `MASTERDOWN`, `CLUSTERDOWN`, `READONLY` after a failover or
+ *   out of memory (`OOM`));
  * - `pool_exhausted`: no connection was free in time (the pool's checkout timeout, or the
  *   server's connection limit `53300`);
  * - `timeout`: a lock or statement waited too long or lost a race (`55P03`, `57014`, `40P01`,
- *   `40001`, the driver's query timeout, SQLite busy or locked).
+ *   `40001`, the driver's query timeout, SQLite busy or locked; Redis: a command that timed out,
+ *   `TRYAGAIN` during resharding).
  * @publicApi
  */
 export type StoreFailure = 'unavailable' | 'pool_exhausted' | 'timeout';
@@ -30,13 +34,22 @@ const FAILURE_BY_CODE: ReadonlyMap<string, StoreFailure> = new Map([
   ['40001', 'timeout'],
   ['SQLITE_BUSY', 'timeout'],
   ['SQLITE_LOCKED', 'timeout'],
+  // RedisIdempotencyStore's own errors (nest-resilience/redis)
+  ['ERR_REDIS_STORE_UNAVAILABLE', 'unavailable'],
+  ['ERR_REDIS_STORE_TIMEOUT', 'timeout'],
 ]);
 
-/** Messages of errors that carry no code (node-postgres and pg-pool). */
+/** Messages of errors that carry no code (node-postgres, pg-pool, ioredis and Redis error replies). */
 const FAILURE_BY_MESSAGE: ReadonlyArray<readonly [RegExp, StoreFailure]> = [
   [/^timeout exceeded when trying to connect/, 'pool_exhausted'],
   [/^Query read timeout/, 'timeout'],
   [/^Connection terminated|^Client has encountered a connection error/, 'unavailable'],
+  // ioredis: closed or reconnecting connection, offline queue disabled, retries used up, cluster down
+  [/^Connection is closed\.|^Stream isn't writeable|^Reached the max retries per request limit|^None of startup nodes is available|^Failed to refresh slots cache/, 'unavailable'],
+  [/^Command timed out/, 'timeout'],
+  // Redis error replies (ioredis ReplyError): the server is up but cannot serve writes right now
+  [/^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|READONLY|OOM) /, 'unavailable'],
+  [/^TRYAGAIN /, 'timeout'],
 ];
 
 /** How deep `cause` chains are followed. */
@@ -51,7 +64,8 @@ const MAX_CAUSE_DEPTH = 5;
  */
 export function storeFailureOf(error: unknown, depth = 0): StoreFailure | undefined {
   if (typeof error !== 'object' || error === null || depth > MAX_CAUSE_DEPTH) return undefined;
-  const object = error as { code?: unknown; message?: unknown; cause?: unknown; driverError?: unknown };
+  const object = error as { code?: unknown; message?: unknown; name?: unknown; cause?: unknown; driverError?: unknown };
+  if (object.name === 'MaxRetriesPerRequestError') return 'unavailable';
   if (typeof object.code === 'string') {
     const code = object.code;
     const known = FAILURE_BY_CODE.get(code) ?? (/^08[0-9A-Z]{3}$/.test(code) ? 'unavailable' : /^SQLITE_(BUSY|LOCKED)_/.test(code) ? 'timeout' : undefined);

@@ -1,4 +1,4 @@
-import { Module } from '@nestjs/common';
+import { Module, type DynamicModule } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { ResilientHttpModule } from 'nest-resilience/http';
 import { AccountsModule } from '../accounts/accounts.module.js';
@@ -9,7 +9,7 @@ import { PreviewController } from './preview.controller.js';
 import { Report } from './report.entity.js';
 import { ReportGenerator } from './report-generator.service.js';
 import { ReportQueue } from './report-queue.service.js';
-import { ReportsController } from './reports.controller.js';
+import { LeaseReportsController, ReportsController } from './reports.controller.js';
 import { ReportsService } from './reports.service.js';
 
 /** Reports: accept (idempotent, charged), generate in the background, read; plus `GET /preview`. */
@@ -35,8 +35,16 @@ import { ReportsService } from './reports.service.js';
       ],
     }),
   ],
-  controllers: [ReportsController, PreviewController],
+  controllers: [PreviewController],
   providers: [ReportsService, ReportGenerator, ReportQueue, ModelClient, AfterCommit],
   exports: [ReportQueue, ModelClient],
 })
-export class ReportsModule {}
+export class ReportsModule {
+  /**
+   * `transactional`: `POST /reports` claims its key in the report's own transaction (the key is
+   * in the database); otherwise in lease mode (the key is in Redis).
+   */
+  static register({ transactional }: { transactional: boolean }): DynamicModule {
+    return { module: ReportsModule, controllers: [transactional ? ReportsController : LeaseReportsController] };
+  }
+}

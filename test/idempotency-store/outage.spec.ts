@@ -1,9 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DataSource } from 'typeorm';
-import type { IdempotencyClaim, IdempotencyStore } from 'nest-resilience';
+import { Redis } from 'ioredis';
+import { storeFailureOf, type IdempotencyClaim, type IdempotencyStore } from 'nest-resilience';
+import { RedisIdempotencyStore, RedisStoreUnavailableError } from 'nest-resilience/redis';
 import { IdempotencyRecord, TypeOrmIdempotencyStore } from 'nest-resilience/typeorm';
 import { hasPostgres, startOwnPostgres, type OwnPostgres } from '../support/postgres.js';
+import { hasRedis, startOwnRedis, testKeyPrefix } from '../support/redis.js';
+import { until } from '../idempotency/support.js';
 import type { ThrowawayPostgres } from '../../scripts/postgres.mjs';
+import type { ThrowawayRedis } from '../../scripts/redis.mjs';
 
 
 const CONNECT_TIMEOUT_MS = 1_000;
@@ -86,5 +91,112 @@ describe.skipIf(!hasPostgres)('TypeOrmIdempotencyStore through a PostgreSQL outa
     expect(await store.claim(survivor)).toMatchObject({ state: 'completed', sameRequest: true });
     const transactional = await store.runInTransaction(claimOf(), async () => ({ action: 'store', response, value: 'after outage' }));
     expect(transactional).toEqual({ state: 'executed', value: 'after outage' });
+  });
+});
+
+/** Every error `operation` rejects with, or 'resolved' / 'hung' (far past the store's bound). */
+async function failureOf(operation: Promise<unknown>): Promise<unknown> {
+  let timer: NodeJS.Timeout | undefined;
+  const hung = new Promise<'hung'>((resolve) => (timer = setTimeout(() => resolve('hung'), REDIS_COMMAND_TIMEOUT_MS * 4)));
+  try {
+    return await Promise.race([operation.then(() => 'resolved' as const, (error: unknown) => error), hung]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+const REDIS_COMMAND_TIMEOUT_MS = 1_000;
+
+// Stops and restarts a redis-server of its own (never the shared one). The throwaway server keeps
+// nothing on disk, so a restart also empties it.
+describe.skipIf(!hasRedis)('RedisIdempotencyStore through a Redis outage', () => {
+  let redis: ThrowawayRedis;
+  beforeAll(async () => {
+    redis = await startOwnRedis();
+  });
+  afterAll(() => redis?.stop());
+
+  const variants = [
+    // The store's own connection (no offline queue, nothing resent).
+    { name: 'connection opened from url', open: () => new RedisIdempotencyStore({ url: redis.url, keyPrefix: testKeyPrefix('outage'), commandTimeoutMs: REDIS_COMMAND_TIMEOUT_MS }), close: async () => undefined },
+    // An app's client with ioredis' defaults: offline queue on, 20 retries per request.
+    {
+      name: 'app client with ioredis defaults',
+      open: () => new RedisIdempotencyStore({ client: new Redis(redis.url), keyPrefix: testKeyPrefix('outage'), commandTimeoutMs: REDIS_COMMAND_TIMEOUT_MS }),
+      close: async (store: RedisIdempotencyStore) => store.client.disconnect(),
+    },
+  ];
+
+  for (const variant of variants) {
+    it(`fails every operation fast with an "unavailable" error while Redis is down, and works again once it is back (${variant.name})`, async () => {
+      const store = variant.open();
+      store.onModuleInit();
+      try {
+        await claimAndComplete(store);
+        const held = await store.claim(claimOf());
+        if (held.state !== 'acquired') throw new Error('expected acquired');
+
+        await redis.halt();
+        try {
+          const failures = [
+            await failureOf(store.claim(claimOf())),
+            await failureOf(store.complete(held.lease, response, 60_000)),
+            await failureOf(store.heartbeat(held.lease, 60_000)),
+            await failureOf(store.release(held.lease)),
+            await failureOf(store.ping()),
+          ];
+          for (const failure of failures) {
+            expect(failure).toBeInstanceOf(Error);
+            expect(storeFailureOf(failure)).toBe('unavailable');
+          }
+          expect(await store.purgeExpired()).toBe(0);
+        } finally {
+          await redis.start();
+        }
+
+        await until(async () => (await failureOf(store.ping())) === 'resolved', 10_000, 'the store to reconnect');
+        await claimAndComplete(store);
+        // Nothing survived the restart of a server without persistence: the old lease is gone, fenced.
+        expect(await store.complete(held.lease, response, 60_000)).toBe(false);
+      } finally {
+        await store.onApplicationShutdown();
+        await variant.close(store);
+      }
+    });
+  }
+
+  it('a store started while Redis is down waits at most commandTimeoutMs per operation, then works once Redis comes up', async () => {
+    await redis.halt();
+    const store = new RedisIdempotencyStore({ url: redis.url, keyPrefix: testKeyPrefix('outage'), commandTimeoutMs: 300 });
+    store.onModuleInit();
+    try {
+      const failure = await failureOf(store.claim(claimOf()));
+      expect(failure).toBeInstanceOf(RedisStoreUnavailableError);
+      expect(storeFailureOf(failure)).toBe('unavailable');
+      await redis.start();
+      await until(async () => (await failureOf(store.ping())) === 'resolved', 10_000, 'the store to connect');
+      await claimAndComplete(store);
+    } finally {
+      await redis.start();
+      await store.onApplicationShutdown();
+    }
+    expect(store.client.status).toBe('end');
+  });
+
+  it('answers "timeout" when a connected Redis does not answer within commandTimeoutMs', async () => {
+    const store = new RedisIdempotencyStore({ url: redis.url, keyPrefix: testKeyPrefix('outage'), commandTimeoutMs: 200 });
+    const blocker = new Redis(redis.url);
+    try {
+      await store.ping();
+      // The server holds every other client's commands for 600 ms: a stall like a long script or a slow KEYS *.
+      await blocker.client('PAUSE', 600);
+      const failure = await failureOf(store.claim(claimOf()));
+      expect(storeFailureOf(failure)).toBe('timeout');
+      await until(async () => (await failureOf(store.ping())) === 'resolved', 5_000, 'the pause to end');
+      await claimAndComplete(store);
+    } finally {
+      blocker.disconnect();
+      await store.onApplicationShutdown();
+    }
   });
 });

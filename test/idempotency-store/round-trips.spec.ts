@@ -1,7 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { recordIdOf, type IdempotencyClaim } from 'nest-resilience';
+import { Redis } from 'ioredis';
+import { recordIdOf, type IdempotencyClaim, type IdempotencyLease } from 'nest-resilience';
+import { RedisIdempotencyStore } from 'nest-resilience/redis';
 import { IdempotencyRecord, type IdempotencyQueryEvent, type IdempotencyStoreOperation } from 'nest-resilience/typeorm';
 import { hasPostgres } from '../support/postgres.js';
+import { hasRedis, startOwnRedis, testKeyPrefix } from '../support/redis.js';
+import { until } from '../idempotency/support.js';
+import type { ThrowawayRedis } from '../../scripts/redis.mjs';
 import { postgresHarness, sleep, sqliteHarness, type SqlHarness } from './support.js';
 
 const response = { status: 200, headers: {}, body: '{}', bodyEncoding: 'json' as const };
@@ -187,5 +192,102 @@ describe.skipIf(!hasPostgres)('transactional mode on PostgreSQL: lock timeout', 
       await intruder.release();
     }
     expect(await harness.store.runInTransaction(claim, async () => ({ action: 'store', response, value: 'after' }))).toEqual({ state: 'executed', value: 'after' });
+  });
+});
+
+describe.skipIf(!hasRedis)('Redis round trips per operation, counted by MONITOR on a server of its own', () => {
+  let server: ThrowawayRedis;
+  let client: Redis;
+  let observer: Redis;
+  let monitor: Redis;
+  let store: RedisIdempotencyStore;
+  /** The store's connection as MONITOR names it (`ip:port`). */
+  let source: string;
+  let seen: Array<{ source: string; command: string[] }> = [];
+
+  beforeAll(async () => {
+    server = await startOwnRedis();
+    client = new Redis(server.url, { enableOfflineQueue: false, lazyConnect: true });
+    await client.connect();
+    observer = new Redis(server.url);
+    source = /addr=(\S+)/.exec(String(await client.client('INFO')))![1];
+    monitor = await observer.duplicate().monitor();
+    monitor.on('monitor', (_time: string, command: string[], from: string) => seen.push({ source: from, command }));
+    store = new RedisIdempotencyStore({ client, keyPrefix: testKeyPrefix('trips') });
+    // A fresh server does not know the scripts yet: their first use is the one EVAL (tested below).
+    for (const finish of ['complete', 'release'] as const) {
+      const warm = await store.claim(claimOf());
+      if (warm.state !== 'acquired') throw new Error('expected acquired');
+      await store.heartbeat(warm.lease, 60_000);
+      await (finish === 'complete' ? store.complete(warm.lease, response, 60_000) : store.release(warm.lease));
+    }
+  });
+  afterAll(async () => {
+    monitor?.disconnect();
+    observer?.disconnect();
+    client?.disconnect();
+    await server?.stop();
+  });
+
+  /** Waits until MONITOR has reported everything executed so far (it reports in execution order). */
+  async function drained(): Promise<void> {
+    const marker = `marker-${keys++}`;
+    await observer.echo(marker);
+    await until(() => seen.some((entry) => entry.command[1] === marker), 5_000, 'MONITOR to report the marker');
+  }
+
+  /** The commands the store's connection sent while `operation` ran. */
+  async function commandsOf(operation: () => Promise<unknown>): Promise<string[]> {
+    await drained();
+    seen = [];
+    await operation();
+    await drained();
+    return seen.filter((entry) => entry.source === source).map((entry) => entry.command[0].toLowerCase());
+  }
+
+  it('a new key costs 2 round trips (claim + complete) and a replay 1; every other operation 1', async () => {
+    const claim = claimOf();
+    let lease!: IdempotencyLease;
+    expect(
+      await commandsOf(async () => {
+        const result = await store.claim(claim);
+        if (result.state !== 'acquired') throw new Error(`expected acquired, got ${result.state}`);
+        lease = result.lease;
+      }),
+    ).toEqual(['evalsha']);
+    expect(await commandsOf(async () => expect(await store.claim(claim)).toMatchObject({ state: 'in_progress', sameRequest: true }))).toEqual(['evalsha']);
+    expect(await commandsOf(async () => expect(await store.claim({ ...claim, fingerprint: 'e'.repeat(64) })).toMatchObject({ state: 'in_progress', sameRequest: false }))).toEqual(['evalsha']);
+    expect(await commandsOf(() => store.heartbeat(lease, 60_000))).toEqual(['evalsha']);
+    expect(await commandsOf(() => store.complete(lease, response, 60_000))).toEqual(['evalsha']);
+    expect(await commandsOf(async () => expect(await store.claim(claim)).toEqual({ state: 'completed', sameRequest: true, response }))).toEqual(['evalsha']);
+    expect(await commandsOf(() => store.ping())).toEqual(['ping']);
+    expect(await commandsOf(() => store.purgeExpired())).toEqual([]);
+
+    const released = await store.claim(claimOf());
+    if (released.state !== 'acquired') throw new Error('expected acquired');
+    expect(await commandsOf(() => store.release(released.lease))).toEqual(['evalsha']);
+  });
+
+  it('after the server lost its script cache, one extra EVAL, then EVALSHA again', async () => {
+    await observer.script('FLUSH');
+    expect(await commandsOf(() => store.claim(claimOf()))).toEqual(['evalsha', 'eval']);
+    expect(await commandsOf(() => store.claim(claimOf()))).toEqual(['evalsha']);
+  });
+
+  it('keeps a completed record in one hash of about 1 KB plus the response, expiring with the retention', async () => {
+    const claim = claimOf();
+    const result = await store.claim(claim);
+    if (result.state !== 'acquired') throw new Error('expected acquired');
+    const body = JSON.stringify({ text: 'x'.repeat(4_000) });
+    await store.complete(result.lease, { ...response, body }, 60_000);
+    const key = store.keyPrefix + result.lease.recordId;
+    expect(await observer.keys(`${store.keyPrefix}*`)).toContain(key);
+    expect(await observer.type(key)).toBe('hash');
+    const bytes = Number(await observer.memory('USAGE', key));
+    expect(bytes).toBeGreaterThan(body.length);
+    expect(bytes).toBeLessThan(body.length * 1.3 + 1_024);
+    const ttl = await observer.pttl(key);
+    expect(ttl).toBeGreaterThan(50_000);
+    expect(ttl).toBeLessThanOrEqual(60_000);
   });
 });

@@ -1,4 +1,5 @@
 import { existsSync, statSync } from 'node:fs';
+import { Redis } from 'ioredis';
 import { fileURLToPath } from 'node:url';
 import type { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,6 +15,7 @@ import {
   type Instance,
 } from '../fixtures/idempotency/multi-instance.launcher.js';
 import { createTestDatabase, hasPostgres } from '../support/postgres.js';
+import { hasRedis, redisUrl, testKeyPrefix } from '../support/redis.js';
 import { until } from './support.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -22,6 +24,7 @@ const builtFrom: Array<[string, string]> = [
   [`${root}${MULTI_INSTANCE_APP}`, `${root}test/fixtures/idempotency/multi-instance.app.ts`],
   [`${root}dist/idempotency/idempotency-core.js`, `${root}lib/idempotency/idempotency-core.ts`],
   [`${root}dist/resilience-engine.js`, `${root}lib/resilience-engine.ts`],
+  [`${root}dist/redis/redis-idempotency.store.js`, `${root}lib/redis/redis-idempotency.store.ts`],
 ];
 /** Lease of the processes that crash or stall: short, so the tests need not wait long. */
 const LEASE_MS = 1_000;
@@ -30,14 +33,23 @@ const SERVING_LEASE_MS = 10_000;
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
-describe.skipIf(!hasPostgres)('several app instances (separate Node processes) on one PostgreSQL', () => {
+type StoreKind = 'postgres' | 'redis';
+
+const targets: Array<{ kind: StoreKind; title: string; skip: boolean }> = [
+  { kind: 'postgres', title: 'several app instances (separate Node processes) on one PostgreSQL', skip: !hasPostgres },
+  // The business rows stay in PostgreSQL (that is where the exactly-once effect is counted).
+  { kind: 'redis', title: 'several app instances (separate Node processes) on one Redis (idempotency records) and PostgreSQL (business rows)', skip: !hasPostgres || !hasRedis },
+];
+
+for (const target of targets) describe.skipIf(target.skip)(target.title, () => {
   let database: Awaited<ReturnType<typeof createTestDatabase>>;
   let dataSource: DataSource;
   let instances: Instance[];
   const children: Instance[] = [];
+  const store = target.kind === 'redis' ? { kind: 'redis' as const, url: redisUrl!, keyPrefix: testKeyPrefix('multi') } : { kind: 'postgres' as const };
   const rowsFor = (key: string) => dataSource.getRepository(MultiInstanceReport).countBy({ requestKey: key });
   const launch = async (name: string, platform: 'express' | 'fastify' = 'express', leaseMs = LEASE_MS) => {
-    const instance = await startInstance({ root, name, databaseUrl: database.url, platform, leaseMs });
+    const instance = await startInstance({ root, name, databaseUrl: database.url, platform, leaseMs, store });
     children.push(instance);
     return instance;
   };
@@ -86,6 +98,17 @@ describe.skipIf(!hasPostgres)('several app instances (separate Node processes) o
     const executedBy = new Set((await dataSource.getRepository(MultiInstanceReport).find()).map((row) => row.instance));
     expect(executedBy.size).toBeGreaterThanOrEqual(2);
     expect(takeoverLines()).toBe(0);
+    if (store.kind === 'redis') {
+      // The records really are in Redis, one completed hash per key.
+      const redis = new Redis(store.url);
+      try {
+        const recordKeys = await redis.keys(`${store.keyPrefix}*`);
+        expect(recordKeys).toHaveLength(20);
+        expect(new Set(await Promise.all(recordKeys.map((key) => redis.hget(key, 'status'))))).toEqual(new Set(['completed']));
+      } finally {
+        redis.disconnect();
+      }
+    }
   });
 
   it('a process killed with SIGKILL inside the handler: after the lease, a retry executes exactly once', async () => {
@@ -108,11 +131,13 @@ describe.skipIf(!hasPostgres)('several app instances (separate Node processes) o
     expect(retries.filter((r) => r.status === 201 && !r.replayed)).toHaveLength(1);
     expect(await rowsFor(key)).toBe(1);
     expect(takeoverLines() - takeoversBefore).toBe(1);
+    // The crashed owner held fence 1; the owner that took over runs with fence 2.
+    expect(instances.flatMap((i) => i.lines).filter((text) => text.includes('"idempotency_takeover"')).at(-1)).toContain('"detail":"fence 2"');
     const replay = await post(instances[3], '/reports', key, { title: 'crash' });
     expect(replay).toMatchObject({ status: 201, replayed: true });
   });
 
-  it('transactional mode: a SIGKILL inside the handler leaves no partial row, and the retry executes once', async () => {
+  it.skipIf(target.kind !== 'postgres')('transactional mode: a SIGKILL inside the handler leaves no partial row, and the retry executes once', async () => {
     const victim = await launch('victim-tx', 'fastify');
     const key = 'crash-tx';
     const doomed = post(victim, '/reports/tx', key, { title: 'crash' }, { 'x-hold': '1' }).catch(() => undefined);

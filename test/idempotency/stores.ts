@@ -3,8 +3,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Column, DataSource, Entity, PrimaryGeneratedColumn, type DataSourceOptions } from 'typeorm';
 import { InMemoryIdempotencyStore, type IdempotencyStore } from 'nest-resilience';
+import { Redis } from 'ioredis';
+import { RedisIdempotencyStore } from 'nest-resilience/redis';
 import { IdempotencyRecord, TypeOrmIdempotencyStore } from 'nest-resilience/typeorm';
 import { createTestDatabase, hasPostgres } from '../support/postgres.js';
+import { hasRedis, redisUrl, testKeyPrefix } from '../support/redis.js';
 
 /** The business table the test handlers write to. */
 @Entity({ name: 'idem_test_reports' })
@@ -19,7 +22,7 @@ export class TestReport {
   title!: string;
 }
 
-export type StoreKind = 'memory' | 'sqlite' | 'postgres';
+export type StoreKind = 'memory' | 'sqlite' | 'postgres' | 'redis';
 
 export interface StoreUnderTest {
   readonly kind: StoreKind;
@@ -29,15 +32,32 @@ export interface StoreUnderTest {
   close(): Promise<void>;
 }
 
-/** Which stores can run here (PostgreSQL only with DATABASE_URL). */
-export const storeKinds: StoreKind[] = hasPostgres ? ['memory', 'sqlite', 'postgres'] : ['memory', 'sqlite'];
+/** Which stores can run here (PostgreSQL only with DATABASE_URL, Redis only with REDIS_URL). */
+export const storeKinds: StoreKind[] = [
+  'memory',
+  'sqlite',
+  ...(hasPostgres ? (['postgres'] as const) : []),
+  ...(hasRedis ? (['redis'] as const) : []),
+];
 
-/** A fresh store of `kind`: memory, SQLite file (WAL) or a fresh PostgreSQL database. */
+/** Whether stores of `kind` have `runInTransaction` (and a DataSource for the business rows). */
+export function isTransactional(kind: StoreKind): boolean {
+  return kind === 'sqlite' || kind === 'postgres';
+}
+
+/** A fresh store of `kind`: memory, SQLite file (WAL), a fresh PostgreSQL database, or a fresh key prefix on the Redis server. */
 export async function createStore(
   kind: StoreKind,
   options: { poolSize?: number; connectTimeoutMS?: number; lockTimeout?: number } = {},
 ): Promise<StoreUnderTest> {
   if (kind === 'memory') return { kind, store: new InMemoryIdempotencyStore(), close: async () => undefined };
+  if (kind === 'redis') {
+    // A client of the test's own: the store leaves it open when an app closes, so the apps of
+    // both platforms can share the store (one it opened from a url would close with the first app).
+    const client = new Redis(redisUrl!, { enableOfflineQueue: false });
+    const store = new RedisIdempotencyStore({ client, keyPrefix: testKeyPrefix('http') });
+    return { kind, store, close: async () => client.disconnect() };
+  }
   const entities = [IdempotencyRecord, TestReport];
   const { connection, cleanup } =
     kind === 'sqlite' ? sqliteDatabase() : await postgresDatabase(options.poolSize ?? 20, options.connectTimeoutMS ?? 2_000);

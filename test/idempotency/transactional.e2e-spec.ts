@@ -5,7 +5,7 @@ import { Idempotent, IdempotencyTransaction, currentIdempotencyContext, currentI
 import type { EntityManager } from 'typeorm';
 import { platforms } from '../support/app.js';
 import { createIdempotencyApp } from './support.js';
-import { createStore, storeKinds, TestReport, type StoreUnderTest } from './stores.js';
+import { createStore, isTransactional, storeKinds, TestReport, type StoreUnderTest } from './stores.js';
 
 interface CreateBody {
   readonly run: string;
@@ -40,7 +40,7 @@ class TransactionalController {
   }
 }
 
-describe.each(storeKinds.filter((kind) => kind !== 'memory'))('@Idempotent({ transactional: true }) (%s)', (kind) => {
+describe.each(storeKinds.filter(isTransactional))('@Idempotent({ transactional: true }) (%s)', (kind) => {
   let store: StoreUnderTest;
   beforeAll(async () => {
     store = await createStore(kind);

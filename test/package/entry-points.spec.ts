@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const OPTIONAL_PEERS = ['typeorm', '@nestjs/typeorm', '@nestjs/terminus', '@opentelemetry/api', '@nestjs/swagger'];
+const OPTIONAL_PEERS = ['typeorm', '@nestjs/typeorm', '@nestjs/terminus', '@opentelemetry/api', '@nestjs/swagger', 'ioredis'];
 
 /** Every module specifier a built file imports statically (`import … from`, `export … from`). */
 function staticImportsOf(file: string): string[] {
@@ -31,13 +31,23 @@ function graphOf(entry = 'dist/index.js'): { files: Set<string>; packages: Set<s
 
 // `npm test` builds dist/ first; these check what users install, not the sources.
 describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry points', () => {
-  it('the root entry point never imports an optional peer (typeorm, terminus, OpenTelemetry, swagger) statically', () => {
+  it('the root entry point never imports an optional peer (typeorm, terminus, OpenTelemetry, swagger, ioredis) statically', () => {
     const { files, packages } = graphOf();
     expect(files.size).toBeGreaterThan(20);
     const peers = [...packages].filter((name) => OPTIONAL_PEERS.some((peer) => name === peer || name.startsWith(`${peer}/`)));
     expect(peers).toEqual([]);
-    expect([...files].filter((file) => file.includes('/dist/typeorm/') || file.includes('/dist/health/') || file.includes('/dist/swagger/') || file.includes('/dist/http-client/'))).toEqual([]);
+    expect([...files].filter((file) => file.includes('/dist/typeorm/') || file.includes('/dist/health/') || file.includes('/dist/swagger/') || file.includes('/dist/http-client/') || file.includes('/dist/redis/'))).toEqual([]);
     expect([...packages].filter((name) => name === 'undici' || name.startsWith('undici/'))).toEqual([]);
+  });
+
+  it('nest-resilience/redis imports ioredis but no other optional peer; nest-resilience/health never imports ioredis', () => {
+    const redis = graphOf('dist/redis/index.js').packages;
+    expect(redis.has('ioredis')).toBe(true);
+    expect([...redis].filter((name) => name !== 'ioredis' && OPTIONAL_PEERS.some((peer) => name === peer || name.startsWith(`${peer}/`)))).toEqual([]);
+    const health = graphOf('dist/health/index.js').packages;
+    expect([...health].filter((name) => name === 'ioredis' || name.startsWith('ioredis/'))).toEqual([]);
+    // nor do its typings: a consumer of nest-resilience/health without ioredis still compiles
+    expect(readFileSync(join(root, 'dist/redis/redis.health.d.ts'), 'utf8')).not.toMatch(/from ['"]ioredis/);
   });
 
   it('nest-resilience/core imports no Nest, rxjs or optional peer, statically or when loaded in plain Node', () => {
@@ -73,6 +83,7 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
       const core = await import('nest-resilience/core');
       const swagger = await import('nest-resilience/swagger');
       const http = await import('nest-resilience/http');
+      const redis = await import('nest-resilience/redis');
       console.log(JSON.stringify({
         root: ['ResilienceModule', 'Retryable', 'Timeout', 'Idempotent', 'CircuitBreaker', 'Bulkhead', 'Fallback'].filter((n) => typeof root[n] === 'function'),
         typeorm: ['TypeOrmIdempotencyStore', 'IdempotencyRecord'].filter((n) => typeof typeorm[n] === 'function'),
@@ -81,6 +92,8 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
         core: ['createPipeline', 'TimeoutPolicy'].filter((n) => typeof core[n] === 'function'),
         swagger: ['ResilienceSwagger'].filter((n) => typeof swagger[n] === 'function'),
         http: ['HttpClient', 'ResilientHttpModule', 'InjectHttpClient', 'UpstreamError'].filter((n) => typeof http[n] === 'function'),
+        redis: ['RedisIdempotencyStore', 'RedisStoreUnavailableError', 'RedisStoreTimeoutError'].filter((n) => typeof redis[n] === 'function'),
+        redisHealth: typeof health.RedisHealthIndicator,
       }));`;
     const output = execFileSync(process.execPath, ['--input-type=module', '-e', `import 'reflect-metadata';${script}`], { cwd: root, encoding: 'utf8' });
     expect(JSON.parse(output.trim().split('\n').pop()!)).toEqual({
@@ -91,6 +104,8 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
       core: ['createPipeline', 'TimeoutPolicy'],
       swagger: ['ResilienceSwagger'],
       http: ['HttpClient', 'ResilientHttpModule', 'InjectHttpClient', 'UpstreamError'],
+      redis: ['RedisIdempotencyStore', 'RedisStoreUnavailableError', 'RedisStoreTimeoutError'],
+      redisHealth: 'function',
     });
   });
 });

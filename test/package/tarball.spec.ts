@@ -88,7 +88,7 @@ describe('the packed tarball (npm pack from a clean clone)', () => {
   });
 
   it('ships the build, README and LICENSE, and no tests', () => {
-    expect(files).toEqual(expect.arrayContaining(['package.json', 'README.md', 'LICENSE', 'dist/index.js', 'dist/index.d.ts', 'dist/typeorm/index.js']));
+    expect(files).toEqual(expect.arrayContaining(['package.json', 'README.md', 'LICENSE', 'dist/index.js', 'dist/index.d.ts', 'dist/typeorm/index.js', 'dist/redis/index.js', 'dist/redis/index.d.ts']));
     expect(files.filter((file) => file.endsWith('.spec.ts') || file.endsWith('.spec.js') || file.startsWith('test/'))).toEqual([]);
   });
 

@@ -3,6 +3,7 @@
 // free loopback port, on Express and on Fastify.
 import type { INestApplication } from '@nestjs/common';
 import { randomBytes } from 'node:crypto';
+import { Redis } from 'ioredis';
 import { ResilienceEvents, type ResilienceEvent } from 'nest-resilience';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,12 +15,12 @@ import { createApp, platforms, type Platform } from '../support/app.js';
 
 /** Where a scenario run keeps its data. */
 export interface ScenarioDatabase {
-  /** Options that point the app at the database (`databaseUrl` or `sqliteFile`). */
-  options: Pick<SampleAppOptions, 'databaseUrl' | 'sqliteFile'>;
+  /** Options that point the app at the database (`databaseUrl` or `sqliteFile`), and at Redis for the idempotency records (`redisUrl`). */
+  options: Pick<SampleAppOptions, 'databaseUrl' | 'sqliteFile' | 'redisUrl' | 'redisKeyPrefix'>;
 }
 
-/** Which database the scenarios run on. */
-export type ScenarioDialect = 'sqlite' | 'postgres';
+/** Which database the scenarios run on (`sqlite+redis`: idempotency records in Redis, lease mode). */
+export type ScenarioDialect = 'sqlite' | 'postgres' | 'sqlite+redis';
 
 interface Deferred<T = void> {
   promise: Promise<T>;
@@ -49,18 +50,20 @@ export function describeSampleApp(dialect: ScenarioDialect, database: () => Prom
 }
 
 function describeOnPlatform(dialect: ScenarioDialect, platform: Platform, database: () => Promise<ScenarioDatabase>): void {
-  const label = dialect === 'postgres' ? 'PostgreSQL' : 'SQLite';
+  const label = { postgres: 'PostgreSQL', sqlite: 'SQLite', 'sqlite+redis': 'SQLite with idempotency keys in Redis' }[dialect];
   describe(`sample app on ${label} (${platform})`, () => {
     let app: INestApplication;
     let model: ModelService;
     let gate: { entered: Deferred; release: Deferred } | undefined;
     const run = randomBytes(4).toString('hex');
+    let used: ScenarioDatabase['options'];
     const key = (name: string) => `${platform}-${run}-${name}`;
     const breakDurationMs = 400;
 
     beforeAll(async () => {
       model = await startModelService({ port: 0, latencyMs: 5, seed: 1, log: () => undefined });
       const { options } = await database();
+      used = options;
       app = await createApp(platform, {
         imports: [
           AppModule.forRoot({
@@ -303,6 +306,22 @@ function describeOnPlatform(dialect: ScenarioDialect, platform: Platform, databa
       expect(probe.body.text).toContain('recovery');
       await request(server()).get('/health').expect(200);
     });
+
+    if (dialect === 'sqlite+redis') {
+      it('keeps the idempotency records in Redis, and readiness checks Redis', async () => {
+        const ready = await request(server()).get('/health').expect(200);
+        expect(ready.body.info.redis).toEqual({ status: 'up', latencyMs: expect.any(Number) });
+        await postReport(key('in-redis'), 'where do keys live').expect(202);
+        const redis = new Redis(used.redisUrl!);
+        try {
+          const records = await redis.keys(`${used.redisKeyPrefix}*`);
+          expect(records.length).toBeGreaterThanOrEqual(1);
+          expect(new Set(await Promise.all(records.map((record) => redis.hget(record, 'status'))))).toEqual(new Set(['completed']));
+        } finally {
+          redis.disconnect();
+        }
+      });
+    }
 
     it('echoes X-Request-Id, or generates one', async () => {
       const echoed = await request(server()).get('/health/live').set('x-request-id', 'req-12345');

@@ -5,11 +5,12 @@ import 'reflect-metadata';
 import { Controller, Get, Module } from '@nestjs/common';
 import { CircuitBreaker, currentSignal, Fallback, Idempotent, ResilienceErrorMapper, ResilienceModule, ResilienceService, Retryable, Timeout } from 'nest-resilience';
 import { createPipeline, IdempotencyCore, InMemoryIdempotencyStore, systemClock } from 'nest-resilience/core';
-import { IdempotencyStoreHealthIndicator } from 'nest-resilience/health';
+import { IdempotencyStoreHealthIndicator, RedisHealthIndicator } from 'nest-resilience/health';
 import { HttpClient, InjectHttpClient, ResilientHttpModule, type HttpResponse } from 'nest-resilience/http';
 import { ResilienceSwagger } from 'nest-resilience/swagger';
 import { FakeClock } from 'nest-resilience/testing';
 import { TypeOrmIdempotencyStore } from 'nest-resilience/typeorm';
+import { RedisIdempotencyStore, type RedisIdempotencyStoreOptions } from 'nest-resilience/redis';
 
 class PartnerErrorMapper extends ResilienceErrorMapper {}
 
@@ -29,7 +30,9 @@ class ReportsController {
 export class AppModule {}
 
 export const core = new IdempotencyCore({ store: new InMemoryIdempotencyStore({ clock: new FakeClock() }), clock: systemClock });
-export const used = [createPipeline, Idempotent, ResilienceService, TypeOrmIdempotencyStore, IdempotencyStoreHealthIndicator, ResilienceSwagger];
+export const used = [createPipeline, Idempotent, ResilienceService, TypeOrmIdempotencyStore, IdempotencyStoreHealthIndicator, ResilienceSwagger, RedisHealthIndicator];
+export const redisOptions: RedisIdempotencyStoreOptions = { url: 'redis://localhost:6379', keyPrefix: 'idempotency:reports:' };
+export const redisStore = (): RedisIdempotencyStore => new RedisIdempotencyStore(redisOptions);
 
 class ModelCaller {
   constructor(@InjectHttpClient('model') private readonly model: HttpClient) {}

@@ -1,0 +1,3 @@
+// Subpath `nest-resilience/redis`: the only part of the library that imports ioredis.
+export { RedisIdempotencyStore, type RedisIdempotencyStoreOptions } from './redis-idempotency.store.js';
+export { RedisStoreTimeoutError, RedisStoreUnavailableError } from './redis-store.errors.js';

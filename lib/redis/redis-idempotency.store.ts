@@ -1,0 +1,274 @@
+import { randomUUID } from 'node:crypto';
+import type { OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { Redis, type Cluster } from 'ioredis';
+import { ResilienceConfigError } from '../core/errors.js';
+import type {
+  IdempotencyClaim,
+  IdempotencyClaimResult,
+  IdempotencyLease,
+  IdempotencyStore,
+  StoredResponse,
+} from '../idempotency/idempotency-store.interface.js';
+import { recordIdOf } from '../idempotency/record-id.js';
+import { IDEMPOTENCY_SCRIPTS, type RedisScript } from './redis-idempotency.scripts.js';
+import { RedisStoreTimeoutError, RedisStoreUnavailableError } from './redis-store.errors.js';
+
+/**
+ * Options of {@link RedisIdempotencyStore}. Give exactly one of `client` and `url`.
+ * @example
+ * const options: RedisIdempotencyStoreOptions = { client: redis, keyPrefix: 'idempotency:orders:', commandTimeoutMs: 500 };
+ * @publicApi
+ */
+export interface RedisIdempotencyStoreOptions {
+  /**
+   * An ioredis 5 client (`Redis` or `Cluster`) your app already has. The store never closes it.
+   * Prefer one created with `enableOfflineQueue: false` (see the class notes on outages).
+   */
+  client?: Redis | Cluster;
+  /**
+   * A `redis://` / `rediss://` URL: the store opens its own connection, set up to fail fast during
+   * an outage (no offline queue, no resent commands, reconnect forever with capped backoff), and
+   * closes it on application shutdown (so such a store serves one application; pass `client` to
+   * share one store between several apps in a process).
+   */
+  url?: string;
+  /**
+   * Prepended to every record key (`<keyPrefix><sha256 of namespace, scope and key>`). Give each
+   * app (or environment) sharing one Redis its own prefix.
+   * @default 'idempotency:'
+   */
+  keyPrefix?: string;
+  /**
+   * The longest one store operation may take, in ms, before it fails (and the request is answered
+   * 503 `idempotency_store_timeout`, or `idempotency_store_unavailable` while the first connection
+   * is still being made). Enforced by the store whatever the client's own settings; with `url` it is
+   * also the client's `commandTimeout`.
+   * @default 1000
+   */
+  commandTimeoutMs?: number;
+}
+
+/** What the store needs of an ioredis `Redis` or `Cluster`. */
+type RedisClient = Redis | Cluster;
+
+const DEFAULT_KEY_PREFIX = 'idempotency:';
+const DEFAULT_COMMAND_TIMEOUT_MS = 1_000;
+/** Reconnect backoff of a store-owned connection: 50 ms doubling, capped. */
+const MAX_RECONNECT_DELAY_MS = 2_000;
+/** How long an owned connection's QUIT may take on shutdown before it is cut. */
+const QUIT_TIMEOUT_MS = 1_000;
+
+/**
+ * An {@link IdempotencyStore} on Redis (or Valkey) through ioredis 5: one hash per record,
+ * shared by every app instance on that Redis. Each operation is **one round trip**, a Lua script
+ * run with EVALSHA (EVAL once after a server restart emptied the script cache): claim (create,
+ * take over an expired lease of the same request with fence + 1, or answer replay / in progress),
+ * heartbeat, complete and release are fenced compare-and-sets on the owner token. A new key costs
+ * 2 round trips (claim + complete), a replay 1. Lease times come from the Redis server's clock
+ * (`TIME` inside the script), never from the app instances'.
+ *
+ * Retention is the key's own expiry: `complete` sets it to `ttl`, a claim to `max(ttl, lease)`,
+ * a heartbeat never lets it end before the lease. Redis deletes expired records itself, so
+ * {@link purgeExpired} has nothing to do. Once a record has expired its key starts again at
+ * fence 1 (as after a purge in the SQL stores).
+ *
+ * Outages: while Redis is unreachable every operation fails at once (or within
+ * `commandTimeoutMs`) and the request is answered 503 + `Retry-After` without running the handler;
+ * once Redis is back the store works again with the same client, no restart needed. After its
+ * first successful connection the store sends nothing while the client is not `ready`, so no
+ * command waits in ioredis' offline queue. A claim that timed out on a stalled server may still be
+ * applied once the server resumes, and a client you pass in may resend commands that were in
+ * flight when the connection dropped (ioredis `autoResendUnfulfilledCommands`, on by default):
+ * such a claim holds its key "in progress" for one lease at most; it never runs a handler twice.
+ *
+ * Redis must not evict these keys: use `maxmemory-policy noeviction` (or a `volatile-*` policy
+ * with room to spare), because an evicted in-progress record lets a duplicate run the handler
+ * again. No transactions, hence no `runInTransaction` (`@Idempotent({ transactional: true })`
+ * needs `TypeOrmIdempotencyStore`).
+ * @example
+ * // with the ioredis client your app already has
+ * const redis = new Redis(process.env.REDIS_URL!, { enableOfflineQueue: false });
+ * ResilienceModule.forRoot({ idempotency: { store: new RedisIdempotencyStore({ client: redis }) } });
+ * @example
+ * // the store opens and closes its own connection
+ * ResilienceModule.forRoot({ idempotency: { store: new RedisIdempotencyStore({ url: 'redis://localhost:6379' }) } });
+ * @publicApi
+ */
+export class RedisIdempotencyStore implements IdempotencyStore, OnModuleInit, OnApplicationShutdown {
+  /** The ioredis client in use (yours, or the one the store opened from `url`). */
+  readonly client: RedisClient;
+  /** The prefix of every record key. */
+  readonly keyPrefix: string;
+  private readonly commandTimeoutMs: number;
+  private readonly ownsClient: boolean;
+  /** Set once the client has been `ready`: from then on a client that is not ready means an outage. */
+  private connectedOnce: boolean;
+
+  constructor(options: RedisIdempotencyStoreOptions) {
+    const { client, url } = options ?? {};
+    if ((client === undefined) === (url === undefined)) {
+      throw new ResilienceConfigError(
+        `RedisIdempotencyStore needs exactly one of \`client\` (an ioredis Redis or Cluster) and \`url\` (redis://host:port), but got ${client === undefined ? 'neither' : 'both'}; pass one of them, e.g. new RedisIdempotencyStore({ url: process.env.REDIS_URL }).`,
+      );
+    }
+    this.commandTimeoutMs = positiveInteger(options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS, 'commandTimeoutMs');
+    this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
+    if (typeof this.keyPrefix !== 'string') {
+      throw new ResilienceConfigError(`RedisIdempotencyStore: keyPrefix must be a string (got ${typeof this.keyPrefix}); use e.g. 'idempotency:my-app:'.`);
+    }
+    this.ownsClient = client === undefined;
+    this.client = client ?? ownedClient(url!, this.commandTimeoutMs);
+    // Connection errors reach the app through the operations that fail (503s and their logs);
+    // without a listener ioredis would also print each reconnect failure to stderr.
+    if (this.ownsClient) this.client.on('error', () => undefined);
+    this.connectedOnce = this.client.status === 'ready';
+    if (!this.connectedOnce) this.client.once('ready', () => (this.connectedOnce = true));
+  }
+
+  async claim(claim: IdempotencyClaim): Promise<IdempotencyClaimResult> {
+    const recordId = recordIdOf(claim.namespace, claim.scope, claim.key);
+    const owner = randomUUID();
+    const reply = (await this.run(IDEMPOTENCY_SCRIPTS.claim, recordId, [
+      claim.fingerprint,
+      owner,
+      Math.ceil(claim.leaseMs),
+      Math.ceil(claim.ttlMs),
+      claim.method.slice(0, 10),
+      claim.path.slice(0, 2048),
+    ])) as [string, number, string | number];
+    const [state, first, second] = reply;
+    if (state === 'acquired') return { state, lease: { recordId, owner, fence: Number(first) }, takeover: Number(second) === 1 };
+    if (state === 'completed') return { state, sameRequest: Number(first) === 1, response: parseResponse(String(second)) };
+    return { state: 'in_progress', sameRequest: Number(first) === 1, retryAfterMs: Number(second) };
+  }
+
+  async heartbeat(lease: IdempotencyLease, leaseMs: number): Promise<boolean> {
+    return (await this.run(IDEMPOTENCY_SCRIPTS.heartbeat, lease.recordId, [lease.owner, Math.ceil(leaseMs)])) === 1;
+  }
+
+  async complete(lease: IdempotencyLease, response: StoredResponse, ttlMs: number): Promise<boolean> {
+    const stored = JSON.stringify([response.status, response.headers ?? {}, response.body, response.bodyEncoding]);
+    return (await this.run(IDEMPOTENCY_SCRIPTS.complete, lease.recordId, [lease.owner, Math.ceil(ttlMs), stored])) === 1;
+  }
+
+  async release(lease: IdempotencyLease): Promise<boolean> {
+    return (await this.run(IDEMPOTENCY_SCRIPTS.release, lease.recordId, [lease.owner])) === 1;
+  }
+
+  /**
+   * Always 0: records carry their retention as the key's expiry, and Redis deletes expired keys by
+   * itself (lazily on access, and in its background expire cycle). Nothing to purge or schedule.
+   */
+  async purgeExpired(): Promise<number> {
+    return 0;
+  }
+
+  /** PING, bounded by `commandTimeoutMs`. */
+  async ping(): Promise<void> {
+    await this.bounded(() => this.client.ping());
+  }
+
+  /** Starts the store-owned connection (without waiting for it: the app starts even while Redis is down). */
+  onModuleInit(): void {
+    if (this.ownsClient && this.client.status === 'wait') this.client.connect().catch(() => undefined);
+  }
+
+  /** Closes the connection the store opened from `url` (QUIT, cut after 1 s); a client you passed in is left open. */
+  async onApplicationShutdown(): Promise<void> {
+    const client = this.client;
+    if (!this.ownsClient || client.status === 'end') return;
+    let timer: NodeJS.Timeout | undefined;
+    const ended = new Promise<void>((resolve) => {
+      client.once('end', resolve);
+      timer = setTimeout(resolve, QUIT_TIMEOUT_MS);
+    });
+    if (client.status === 'ready') client.quit().catch(() => client.disconnect());
+    else client.disconnect();
+    if ((client.status as string) !== 'end') await ended;
+    clearTimeout(timer);
+    if ((client.status as string) !== 'end') client.disconnect();
+  }
+
+  /** One script call on the record's key: EVALSHA, and EVAL when the server does not know the script. */
+  private run(script: RedisScript, recordId: string, args: Array<string | number>): Promise<unknown> {
+    const key = this.keyPrefix + recordId;
+    return this.bounded(async () => {
+      try {
+        return await this.client.evalsha(script.sha, 1, key, ...args);
+      } catch (error) {
+        if (!isNoScript(error)) throw error;
+        return this.client.eval(script.lua, 1, key, ...args);
+      }
+    });
+  }
+
+  /**
+   * Runs `command` once the client can take it, failing within `commandTimeoutMs`: before the
+   * first connection it waits for `ready` (start-up); after it, a client that is not `ready` is an
+   * outage and fails at once, so nothing queues in the client to run late.
+   */
+  private async bounded<T>(command: () => Promise<T>): Promise<T> {
+    const deadline = performance.now() + this.commandTimeoutMs;
+    if (this.client.status !== 'ready') {
+      if (this.connectedOnce || this.client.status === 'end') throw new RedisStoreUnavailableError(this.client.status);
+      await this.firstConnection(this.commandTimeoutMs);
+    }
+    const remaining = Math.max(1, Math.ceil(deadline - performance.now()));
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new RedisStoreTimeoutError(this.commandTimeoutMs)), remaining);
+    });
+    try {
+      return await Promise.race([command(), timedOut]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Waits up to `timeoutMs` for the client's first `ready` (connecting it when it is lazy). */
+  private firstConnection(timeoutMs: number): Promise<void> {
+    if (this.client.status === 'wait') this.client.connect().catch(() => undefined);
+    return new Promise<void>((resolve, reject) => {
+      const onReady = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.client.off('ready', onReady);
+        reject(new RedisStoreUnavailableError(this.client.status, timeoutMs));
+      }, timeoutMs);
+      this.client.once('ready', onReady);
+    });
+  }
+}
+
+/** The store's own connection: fails fast while Redis is down and reconnects by itself. */
+function ownedClient(url: string, commandTimeoutMs: number): Redis {
+  return new Redis(url, {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    // in-flight commands fail when the connection drops, instead of being resent later
+    maxRetriesPerRequest: 0,
+    autoResendUnfulfilledCommands: false,
+    commandTimeout: commandTimeoutMs,
+    connectTimeout: Math.max(commandTimeoutMs, 1_000),
+    retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 10), MAX_RECONNECT_DELAY_MS),
+    connectionName: 'nest-resilience:idempotency',
+  });
+}
+
+function parseResponse(stored: string): StoredResponse {
+  const [status, headers, body, bodyEncoding] = JSON.parse(stored) as [number, Record<string, string>, string | null, StoredResponse['bodyEncoding']];
+  return { status, headers, body, bodyEncoding };
+}
+
+function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('NOSCRIPT');
+}
+
+function positiveInteger(value: number, name: string): number {
+  if (!Number.isInteger(value) || value <= 0) {
+    throw new ResilienceConfigError(`RedisIdempotencyStore: ${name} must be a positive integer of milliseconds (got ${value}); e.g. ${name}: 1000.`);
+  }
+  return value;
+}

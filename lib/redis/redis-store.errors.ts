@@ -1,0 +1,44 @@
+/**
+ * Redis could not take the command: the connection is down (or not made yet). Classified as
+ * `unavailable` by `storeFailureOf`, so an idempotent request is answered 503
+ * `idempotency_store_unavailable` with `Retry-After`.
+ * @example
+ * storeFailureOf(new RedisStoreUnavailableError('reconnecting')); // 'unavailable'
+ * @publicApi
+ */
+export class RedisStoreUnavailableError extends Error {
+  /** Stable code, recognised by `storeFailureOf`. */
+  readonly code = 'ERR_REDIS_STORE_UNAVAILABLE';
+  /**
+   * @param status the ioredis connection status at that moment (`reconnecting`, `connecting`, `end`…)
+   * @param waitedMs how long the store waited for the first connection, if it did
+   */
+  constructor(
+    readonly status: string,
+    waitedMs?: number,
+  ) {
+    super(
+      waitedMs === undefined
+        ? `Redis is not connected (connection status "${status}"), so the command was not sent; the client reconnects by itself and the request can be retried then.`
+        : `Redis did not become ready within ${waitedMs} ms (connection status "${status}"); check that it is reachable at the configured address.`,
+    );
+    this.name = 'RedisStoreUnavailableError';
+  }
+}
+
+/**
+ * Redis did not answer within the store's `commandTimeoutMs`. Classified as `timeout` by
+ * `storeFailureOf` (503 `idempotency_store_timeout`).
+ * @example
+ * storeFailureOf(new RedisStoreTimeoutError(1_000)); // 'timeout'
+ * @publicApi
+ */
+export class RedisStoreTimeoutError extends Error {
+  /** Stable code, recognised by `storeFailureOf`. */
+  readonly code = 'ERR_REDIS_STORE_TIMEOUT';
+  /** @param timeoutMs the store's `commandTimeoutMs` */
+  constructor(readonly timeoutMs: number) {
+    super(`Redis did not answer within ${timeoutMs} ms (the store's commandTimeoutMs); look for a slow or blocked server (SLOWLOG, long scripts) or raise commandTimeoutMs.`);
+    this.name = 'RedisStoreTimeoutError';
+  }
+}

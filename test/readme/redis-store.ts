@@ -1,0 +1,24 @@
+// The README's Redis store setup (section "Redis store"): readme.spec.ts checks that the README
+// shows the region below verbatim, and the type check compiles it.
+import { Module } from '@nestjs/common';
+// #region readme
+import { Redis } from 'ioredis';
+import { ResilienceModule } from 'nest-resilience';
+import { RedisIdempotencyStore } from 'nest-resilience/redis';
+
+// The client your app already has. enableOfflineQueue: false makes a command fail at once while
+// Redis is unreachable instead of queueing (the store also never queues after the first connect).
+const redis = new Redis(process.env.REDIS_URL ?? 'redis://127.0.0.1:6379', { enableOfflineQueue: false });
+
+@Module({
+  imports: [
+    ResilienceModule.forRoot({
+      idempotency: {
+        // keys: 'idempotency:orders:<sha256>'; each command bounded by commandTimeoutMs (default 1000)
+        store: new RedisIdempotencyStore({ client: redis, keyPrefix: 'idempotency:orders:' }),
+      },
+    }),
+  ],
+})
+export class AppModule {}
+// #endregion
