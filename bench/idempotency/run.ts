@@ -1,11 +1,16 @@
-// @Idempotent() POST route vs the same route bare, on memory, SQLite and PostgreSQL: database round
-// trips per request (new key, replay) and requests per second (new keys, replays), side by side.
+// @Idempotent() POST route vs the same route bare, on memory, SQLite, PostgreSQL and Redis, and
+// @node-idempotency/nestjs on its memory and Redis adapters: round trips per request (new key,
+// replay) and requests per second (new keys, replays), side by side in one run.
 //   npm run bench:idempotency                      full run (5 s × 3 interleaved rounds per case)
 //   BENCH_DURATION=2 BENCH_ROUNDS=1 npm run bench:idempotency   quick run
+//   BENCH_STORES=bare,memory,nip-memory npm run bench:idempotency   some servers only
 // PostgreSQL: DATABASE_URL (a fresh database is created and dropped), else a throwaway server
-// from scripts/postgres.mjs; if neither works the PostgreSQL rows are skipped, loudly.
+// from scripts/postgres.mjs with PostgreSQL's durable defaults (fsync, synchronous_commit on).
+// Redis: REDIS_URL, else a throwaway redis-server (scripts/redis.mjs). Either missing: its rows
+// are skipped, loudly. The peer is installed on first use in bench/idempotency/peer.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IdempotencyRecord } from 'nest-resilience/typeorm';
@@ -14,6 +19,7 @@ import { onInterrupt, profiled, startServer, stopAll, type ServerChild } from '.
 import { readConfig } from '../shared/config.js';
 import { interleave, measure, summarize, type LoadSpec, type Summary } from '../shared/load.js';
 import { obtainPostgres, type BenchDatabase } from '../shared/postgres.js';
+import { obtainRedis, RedisCommandCounter, type BenchRedis } from '../shared/redis.js';
 import {
   commandLine,
   environment,
@@ -22,11 +28,12 @@ import {
   formatRps,
   formatUs,
   markdownTable,
+  packageRoot,
   resultsDir,
   writeResults,
 } from '../shared/report.js';
 import type { Platform } from '../shared/server-harness.js';
-import { IDEMPOTENCY_STORES, ORDER_BODY, STORE_LABELS, type IdempotencyStoreKind, type RoundTripRecording } from './stores.js';
+import { IDEMPOTENCY_STORES, ORDER_BODY, REDIS_STORES, STORE_LABELS, type IdempotencyStoreKind, type RoundTripRecording } from './stores.js';
 
 const ROUND_TRIP_GOAL = { newKey: 2, replay: 1 } as const;
 const ROUND_TRIP_SAMPLES = 5;
@@ -49,32 +56,72 @@ const replayKeyOf = (target: Target) => `bench-replay-${RUN_ID}-${target.platfor
 let keySequence = 0;
 const freshKey = () => `bench-${RUN_ID}-${++keySequence}`;
 
+/** BENCH_STORES (comma-separated), else every server. */
+function selectedStores(): IdempotencyStoreKind[] {
+  const wanted = process.env.BENCH_STORES?.split(',').map((name) => name.trim()).filter(Boolean);
+  if (!wanted) return [...IDEMPOTENCY_STORES];
+  const unknown = wanted.filter((name) => !IDEMPOTENCY_STORES.includes(name as IdempotencyStoreKind));
+  if (unknown.length) throw new Error(`BENCH_STORES names unknown servers (${unknown.join(', ')}); choose from ${IDEMPOTENCY_STORES.join(', ')}.`);
+  return IDEMPOTENCY_STORES.filter((store) => store === 'bare' || wanted.includes(store));
+}
+
+/** Installs @node-idempotency/nestjs in bench/idempotency/peer from its lock file, once. */
+function installPeer(log: (line: string) => void): void {
+  const dir = join(packageRoot(), 'bench', 'idempotency', 'peer');
+  if (existsSync(join(dir, 'node_modules', '@node-idempotency', 'nestjs'))) return;
+  log('Installing @node-idempotency/nestjs in bench/idempotency/peer (npm ci --legacy-peer-deps: it declares Nest 9/10)…');
+  const install = spawnSync('npm', ['ci', '--legacy-peer-deps', '--no-audit', '--no-fund'], { cwd: dir, stdio: 'inherit' });
+  if (install.status !== 0) throw new Error(`npm ci in ${dir} failed (exit ${install.status}); install the peer there by hand or leave nip-* out of BENCH_STORES.`);
+}
+
 async function main(): Promise<void> {
   const config = readConfig();
   const log = (line: string) => console.error(line);
   const servers: ServerChild[] = [];
   let database: BenchDatabase | undefined;
+  let redis: BenchRedis | undefined;
+  let redisProbe: RedisCommandCounter | undefined;
   const sqliteDir = mkdtempSync(join(tmpdir(), 'nest-resilience-bench-'));
   const cleanUp = async () => {
     await database?.close().catch((error: unknown) => log(`Could not clean up PostgreSQL: ${(error as Error).message}`));
     database = undefined;
+    redisProbe?.close();
+    await redis?.close().catch((error: unknown) => log(`Could not stop Redis: ${(error as Error).message}`));
+    redis = undefined;
     rmSync(sqliteDir, { recursive: true, force: true });
   };
   const forgetCleanUp = onInterrupt(cleanUp);
   try {
-    const postgres = await obtainPostgres();
-    let stores: IdempotencyStoreKind[] = [...IDEMPOTENCY_STORES];
-    let postgresNote: string;
-    if ('skipped' in postgres) {
-      stores = stores.filter((store) => store !== 'postgres');
-      postgresNote = `PostgreSQL SKIPPED: ${postgres.skipped}`;
-      log(`\n!!!!! ${postgresNote}\n!!!!! Set DATABASE_URL or install PostgreSQL (initdb, pg_ctl) to include it.\n`);
-    } else {
-      database = postgres;
-      postgresNote = `PostgreSQL: ${postgres.source}`;
-      await createSchema(postgres.url);
+    let stores = selectedStores();
+    let postgresNote = 'PostgreSQL not selected';
+    if (stores.includes('postgres')) {
+      // synchronous_commit on, as PostgreSQL ships: a completed key is durable when it is answered
+      const postgres = await obtainPostgres(process.env, { durable: true });
+      if ('skipped' in postgres) {
+        stores = stores.filter((store) => store !== 'postgres');
+        postgresNote = `PostgreSQL SKIPPED: ${postgres.skipped}`;
+        log(`\n!!!!! ${postgresNote}\n!!!!! Set DATABASE_URL or install PostgreSQL (initdb, pg_ctl) to include it.\n`);
+      } else {
+        database = postgres;
+        postgresNote = `PostgreSQL: ${postgres.source}`;
+        await createSchema(postgres.url);
+      }
     }
-    log(`idempotency: ${config.platforms.join(' + ')}, stores ${stores.join(', ')}; warm-up ${config.warmup} s, ${config.rounds} round(s) × ${config.duration} s per case, ${config.connections} connections; ${postgresNote}`);
+    let redisNote = 'Redis not selected';
+    if (stores.some((store) => REDIS_STORES.includes(store))) {
+      const obtained = await obtainRedis();
+      if ('skipped' in obtained) {
+        stores = stores.filter((store) => !REDIS_STORES.includes(store));
+        redisNote = `Redis SKIPPED: ${obtained.skipped}`;
+        log(`\n!!!!! ${redisNote}\n!!!!! Set REDIS_URL or install redis-server to include it.\n`);
+      } else {
+        redis = obtained;
+        redisProbe = await RedisCommandCounter.start(obtained.url);
+        redisNote = `Redis: ${obtained.source}`;
+      }
+    }
+    if (stores.some((store) => store.startsWith('nip-'))) installPeer(log);
+    log(`idempotency: ${config.platforms.join(' + ')}, stores ${stores.join(', ')}; warm-up ${config.warmup} s, ${config.rounds} round(s) × ${config.duration} s per case, ${config.connections} connections; ${postgresNote}; ${redisNote}`);
 
     const targets = await Promise.all(
       config.platforms.flatMap((platform) =>
@@ -82,6 +129,7 @@ async function main(): Promise<void> {
           const env: Record<string, string> = { BENCH_PLATFORM: platform, BENCH_STORE: store };
           if (store === 'sqlite') env.BENCH_SQLITE_FILE = join(sqliteDir, `${platform}.db`);
           if (store === 'postgres') env.BENCH_PG_URL = database!.url;
+          if (REDIS_STORES.includes(store)) env.BENCH_REDIS_URL = redis!.url;
           const server = await startServer(new URL('./server.js', import.meta.url), `idempotency-${platform}-${store}`, env);
           servers.push(server);
           return { platform, store, server };
@@ -92,9 +140,15 @@ async function main(): Promise<void> {
 
     const roundTrips: Record<string, Record<string, unknown>> = {};
     for (const target of targets) {
-      if (target.store !== 'sqlite' && target.store !== 'postgres') continue;
-      (roundTrips[target.platform] ??= {})[target.store] = await countRoundTrips(target);
+      if (target.store === 'sqlite' || target.store === 'postgres') {
+        (roundTrips[target.platform] ??= {})[target.store] = await countRoundTrips(target);
+      } else if (REDIS_STORES.includes(target.store)) {
+        (roundTrips[target.platform] ??= {})[target.store] = await countRoundTrips(target, redisProbe);
+      }
     }
+    // MONITOR slows the server down for every client: off before anything is timed
+    redisProbe?.close();
+    redisProbe = undefined;
 
     const specsOf = (target: Target): Record<Scenario, LoadSpec> => ({
       newKey: {
@@ -137,7 +191,7 @@ async function main(): Promise<void> {
         return summarize(samples.get(entry)!);
       };
       results[platform] = {};
-      const rows = IDEMPOTENCY_STORES.map((store) => {
+      const rows = IDEMPOTENCY_STORES.filter((store) => selectedStores().includes(store)).map((store) => {
         if (!stores.includes(store)) return [STORE_LABELS[store], 'skipped', '', '', '', '', '', '', '', ''];
         const cells: string[] = [STORE_LABELS[store]];
         const stored: Record<string, unknown> = {};
@@ -200,12 +254,17 @@ async function main(): Promise<void> {
     );
 
     console.log(`\n## Idempotency: database round trips per request\n`);
-    console.log('Every statement sent to the database during exactly one request: the larger of TypeORM Logger `logQuery` and, on PostgreSQL, `pg.Client#query` calls on the wire (the store sends its per-request statements prepared, straight to the pool). BEGIN/COMMIT would count as round trips too (the non-transactional path sends none). The in-memory store and the bare route make none.\n');
+    console.log('Every statement sent to the database during exactly one request: the larger of TypeORM Logger `logQuery` and, on PostgreSQL, `pg.Client#query` calls on the wire (the store sends its per-request statements prepared, straight to the pool); on Redis, the commands clients sent (MONITOR, without the commands scripts run inside the server). BEGIN/COMMIT would count as round trips too (the non-transactional path sends none). The in-memory stores and the bare route make none.\n');
     console.log(roundTripTable);
     if (!stores.includes('postgres')) console.log(`\n**${postgresNote}**`);
     console.log(`\n## Idempotency: requests per second (${config.rounds} interleaved round(s) × ${config.duration} s per case, ${config.connections} connections, warm-up ${config.warmup} s)\n`);
     console.log('New key: every request carries a fresh `Idempotency-Key` (claim + handler + complete). Replay: every request carries the same, already completed key (the stored response is replayed, the handler does not run). The bare route gets the same headers and body.\n');
     console.log(`${throughputTables.join('\n\n')}\n`);
+    const peerTable = againstPeer(results, config.platforms);
+    if (peerTable) {
+      console.log(`## Idempotency: against @node-idempotency/nestjs (same run; ours ÷ theirs, requests per second)\n`);
+      console.log(`${peerTable}\n`);
+    }
     const file = writeResults('idempotency.json', {
       benchmark: 'idempotency',
       command: commandLine('bench:idempotency'),
@@ -222,6 +281,27 @@ async function main(): Promise<void> {
     forgetCleanUp();
     await cleanUp();
   }
+}
+
+/** Goals of issue 15: our store's throughput ÷ the peer's on the comparable adapter. */
+const PEER_PAIRS = [
+  { ours: 'memory', theirs: 'nip-memory', goal: 1.1 },
+  { ours: 'redis', theirs: 'nip-redis', goal: 1.0 },
+] as const;
+
+/** Ours ÷ @node-idempotency per platform, store pair and scenario, against the goal; '' when no pair ran. */
+function againstPeer(results: Record<string, Record<string, unknown>>, platforms: readonly Platform[]): string {
+  const rows: string[][] = [];
+  for (const platform of platforms) {
+    for (const { ours, theirs, goal } of PEER_PAIRS) {
+      const mine = results[platform]?.[ours] as Record<Scenario, { medianRps: number }> | undefined;
+      const peer = results[platform]?.[theirs] as Record<Scenario, { medianRps: number }> | undefined;
+      if (!mine || !peer) continue;
+      const cells = SCENARIOS.map((scenario) => mine[scenario].medianRps / peer[scenario].medianRps);
+      rows.push([platform, `${STORE_LABELS[ours]} ÷ ${STORE_LABELS[theirs]}`, ...cells.map(formatRatio), `≥ ${goal.toFixed(1)}`, cells.every((ratio) => ratio >= goal) ? 'met' : 'MISSED']);
+    }
+  }
+  return rows.length ? markdownTable(['platform', 'pair', 'new key', 'replay', 'goal', ''], rows) : '';
 }
 
 /** Creates the records table once, so the servers (one per platform) share it without racing. */
@@ -265,13 +345,18 @@ interface RoundTripSummary {
   replay: { count: number; label: string; operations: string; samples: RoundTripRecording[] };
 }
 
-/** Records the statements of single requests: new keys, then replays of a completed key. */
-async function countRoundTrips(target: Target): Promise<RoundTripSummary> {
+/**
+ * Records the statements of single requests: new keys, then replays of a completed key. With
+ * `redis`, counts the commands the Redis server ran instead (no other request is in flight then).
+ */
+async function countRoundTrips(target: Target, redis?: RedisCommandCounter): Promise<RoundTripSummary> {
   const record = async (key: string, expectReplay: boolean): Promise<RoundTripRecording> => {
-    await target.server.call('counters.start');
+    const before = redis ? redis.commands : await target.server.call('counters.start');
     const answer = await post(target, key);
     await new Promise((resolve) => setTimeout(resolve, ROUND_TRIP_SETTLE_MS));
-    const recording = await target.server.call<RoundTripRecording>('counters.stop');
+    const recording = redis
+      ? { statements: [], wireQueries: redis.commands - (before as number), storeOperations: [] }
+      : await target.server.call<RoundTripRecording>('counters.stop');
     if (answer.status !== 201 || answer.replayed !== expectReplay) {
       throw new Error(`${target.server.name}: round-trip probe got ${answer.status} (replayed ${answer.replayed}).`);
     }

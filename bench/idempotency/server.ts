@@ -109,6 +109,16 @@ if (!IDEMPOTENCY_STORES.includes(kind)) throw new Error(`BENCH_STORE must be one
 serveBenchApp(platformFromEnv(), async () => {
   if (kind === 'bare') return { module: IdempotencyBenchModule.create(BareOrdersController) };
   if (kind === 'memory') return { module: IdempotencyBenchModule.create(IdempotentOrdersController, new InMemoryIdempotencyStore()) };
+  if (kind === 'nip-memory' || kind === 'nip-redis') {
+    // loaded only here: the peer is installed in its own folder
+    const { nodeIdempotencyModule } = await import('./node-idempotency.js');
+    return { module: nodeIdempotencyModule(kind === 'nip-memory' ? 'memory' : 'redis', kind === 'nip-redis' ? requiredEnv('BENCH_REDIS_URL') : undefined) };
+  }
+  if (kind === 'redis') {
+    const { RedisIdempotencyStore } = await import('nest-resilience/redis');
+    const store = new RedisIdempotencyStore({ url: requiredEnv('BENCH_REDIS_URL'), keyPrefix: `bench:${process.pid}:` });
+    return { module: IdempotencyBenchModule.create(IdempotentOrdersController, store) };
+  }
   if (kind === 'postgres') countPostgresWireQueries();
   const dataSource = await openDataSource(kind);
   const store = new TypeOrmIdempotencyStore(dataSource, {

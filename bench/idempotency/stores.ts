@@ -1,5 +1,8 @@
-/** The idempotency-benchmark servers: the same POST route bare, or `@Idempotent()` on each store. */
-export const IDEMPOTENCY_STORES = ['bare', 'memory', 'sqlite', 'postgres'] as const;
+/**
+ * The idempotency-benchmark servers: the same POST route bare, `@Idempotent()` on each of our
+ * stores, and @node-idempotency/nestjs on its memory and Redis adapters (`nip-*`).
+ */
+export const IDEMPOTENCY_STORES = ['bare', 'memory', 'nip-memory', 'sqlite', 'postgres', 'redis', 'nip-redis'] as const;
 export type IdempotencyStoreKind = (typeof IDEMPOTENCY_STORES)[number];
 
 /** Table labels. */
@@ -8,13 +11,19 @@ export const STORE_LABELS: Record<IdempotencyStoreKind, string> = {
   memory: '`@Idempotent()`, InMemoryIdempotencyStore',
   sqlite: '`@Idempotent()`, SQLite (better-sqlite3, file, WAL)',
   postgres: '`@Idempotent()`, PostgreSQL',
+  redis: '`@Idempotent()`, RedisIdempotencyStore',
+  'nip-memory': '@node-idempotency/nestjs, in-memory adapter',
+  'nip-redis': '@node-idempotency/nestjs, Redis adapter',
 };
+
+/** Stores that keep their records in Redis (the benchmark needs a Redis server for them). */
+export const REDIS_STORES: readonly IdempotencyStoreKind[] = ['redis', 'nip-redis'];
 
 /** What a server recorded while the parent measured one request (see `counters.start` / `counters.stop`). */
 export interface RoundTripRecording {
   /** Every statement TypeORM sent to the database (its Logger's `logQuery`), first line only. */
   readonly statements: string[];
-  /** PostgreSQL only: queries written to the wire (`pg.Client#query` calls). */
+  /** PostgreSQL: queries written to the wire (`pg.Client#query` calls); Redis: commands the server ran (its `INFO commandstats`). */
   readonly wireQueries: number | null;
   /** The store's own `onQuery` hook: which store operation each statement belonged to. */
   readonly storeOperations: string[];

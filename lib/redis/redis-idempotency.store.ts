@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
 import type { OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
 import { Redis, type Cluster } from 'ioredis';
+import { systemClock } from '../core/clock.js';
+import { DeadlineQueue } from '../core/deadline-queue.js';
 import { ResilienceConfigError } from '../core/errors.js';
 import type {
   IdempotencyClaim,
@@ -101,6 +103,7 @@ export class RedisIdempotencyStore implements IdempotencyStore, OnModuleInit, On
   readonly keyPrefix: string;
   private readonly commandTimeoutMs: number;
   private readonly ownsClient: boolean;
+  private readonly deadlines = new DeadlineQueue(systemClock);
   /** Set once the client has been `ready`: from then on a client that is not ready means an outage. */
   private connectedOnce: boolean;
 
@@ -192,14 +195,12 @@ export class RedisIdempotencyStore implements IdempotencyStore, OnModuleInit, On
   /** One script call on the record's key: EVALSHA, and EVAL when the server does not know the script. */
   private run(script: RedisScript, recordId: string, args: Array<string | number>): Promise<unknown> {
     const key = this.keyPrefix + recordId;
-    return this.bounded(async () => {
-      try {
-        return await this.client.evalsha(script.sha, 1, key, ...args);
-      } catch (error) {
+    return this.bounded(() =>
+      this.client.evalsha(script.sha, 1, key, ...args).catch((error: unknown) => {
         if (!isNoScript(error)) throw error;
         return this.client.eval(script.lua, 1, key, ...args);
-      }
-    });
+      }),
+    );
   }
 
   /**
@@ -207,23 +208,36 @@ export class RedisIdempotencyStore implements IdempotencyStore, OnModuleInit, On
    * first connection it waits for `ready` (start-up); after it, a client that is not `ready` is an
    * outage and fails at once, so nothing queues in the client to run late.
    */
-  private async bounded<T>(command: () => Promise<T>): Promise<T> {
-    const deadline = performance.now() + this.commandTimeoutMs;
-    if (this.client.status !== 'ready') {
-      if (this.connectedOnce || this.client.status === 'end') throw new RedisStoreUnavailableError(this.client.status);
-      await this.firstConnection(this.commandTimeoutMs);
-    }
-    const remaining = Math.max(1, Math.ceil(deadline - performance.now()));
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new RedisStoreTimeoutError(this.commandTimeoutMs)), remaining);
-    });
-    try {
-      return await Promise.race([command(), timedOut]);
-    } finally {
-      clearTimeout(timer);
-    }
+  private bounded<T>(command: () => Promise<T>): Promise<T> {
+    if (this.client.status === 'ready') return this.within(this.commandTimeoutMs, command);
+    if (this.connectedOnce || this.client.status === 'end') return Promise.reject(new RedisStoreUnavailableError(this.client.status));
+    const started = performance.now();
+    return this.firstConnection(this.commandTimeoutMs).then(() =>
+      this.within(Math.max(1, Math.ceil(this.commandTimeoutMs - (performance.now() - started))), command),
+    );
   }
+
+  /**
+   * `command()`, rejected with a timeout after `ms`. The deadlines of every command in flight share
+   * one timer: a command costs a Set insert and delete, not a timer of its own.
+   */
+  private within<T>(ms: number, command: () => Promise<T>): Promise<T> {
+    return new Promise<T>((resolve, reject) => {
+      const deadline = this.deadlines.schedule(this.timedOut, ms, reject);
+      command().then(
+        (value) => {
+          this.deadlines.cancel(deadline);
+          resolve(value);
+        },
+        (error: unknown) => {
+          this.deadlines.cancel(deadline);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  private readonly timedOut = (reject: (error: unknown) => void): void => reject(new RedisStoreTimeoutError(this.commandTimeoutMs));
 
   /** Waits up to `timeoutMs` for the client's first `ready` (connecting it when it is lazy). */
   private firstConnection(timeoutMs: number): Promise<void> {
@@ -250,10 +264,11 @@ function ownedClient(url: string, commandTimeoutMs: number): Redis {
     // in-flight commands fail when the connection drops, instead of being resent later
     maxRetriesPerRequest: 0,
     autoResendUnfulfilledCommands: false,
-    commandTimeout: commandTimeoutMs,
     connectTimeout: Math.max(commandTimeoutMs, 1_000),
     retryStrategy: (attempt) => Math.min(50 * 2 ** Math.min(attempt, 10), MAX_RECONNECT_DELAY_MS),
     connectionName: 'nest-resilience:idempotency',
+    // commands of concurrent requests leave in one write (one system call) per event-loop turn
+    enableAutoPipelining: true,
   });
 }
 
