@@ -1,5 +1,5 @@
 import { Redis } from 'ioredis';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { hasRedis, redisUrl, startOwnRedis, testKeyPrefix } from '../../test/support/redis.js';
 import { CircuitOpenError } from '../core/errors.js';
 import type { CircuitBreakerStrategy } from '../core/options.js';
@@ -104,9 +104,11 @@ describe.skipIf(!hasRedis)('RedisPolicyState scripts (real redis-server)', () =>
       expect(closed).toMatchObject({ state: 'closed', opens: 0, generation: reopened.generation + 1 });
     });
 
-    it('publishes every transition to the other instances', async () => {
+    it('publishes every transition to the other instances (even when their client has no offline queue)', async () => {
       const { state: a, prefix, time } = backend();
-      const b = new RedisPolicyState({ client, prefix });
+      const strict = new Redis(redisUrl!, { enableOfflineQueue: false });
+      onTestFinished(() => strict.disconnect());
+      const b = new RedisPolicyState({ client: strict, prefix });
       b.now = () => time.now;
       states.push(b);
       const pushed: SharedBreakerState[] = [];
@@ -122,6 +124,22 @@ describe.skipIf(!hasRedis)('RedisPolicyState scripts (real redis-server)', () =>
       await onA.reset();
       await until(() => pushed.length === 2, 'the push of the reset');
       expect(pushed[1]).toMatchObject({ state: 'closed' });
+    });
+
+    it('instances that read a new key at different times agree on its generation (their outcomes count)', async () => {
+      const { state: a, prefix, time } = backend();
+      const b = new RedisPolicyState({ client, prefix });
+      b.now = () => time.now;
+      states.push(b);
+      const options = settings({ type: 'consecutive', threshold: 2 });
+      const onA = a.circuitBreaker('dep', options, () => undefined);
+      const onB = b.circuitBreaker('dep', options, () => undefined);
+      const readByA = await onA.read();
+      time.now += 7;
+      const readByB = await onB.read();
+      expect(readByB.generation).toBe(readByA.generation);
+      await onA.record([at(readByA.generation, F)], 100);
+      expect((await onB.record([at(readByB.generation, F)], 100)).state).toBe('open');
     });
 
     it('a key created after the old one expired starts at a newer generation than any before it', async () => {

@@ -25,7 +25,7 @@ export interface RedisPolicyStateOptions {
   readonly client: Redis;
   /**
    * Connection for pushed breaker transitions (SUBSCRIBE needs a connection of its own).
-   * @default client.duplicate(), closed by {@link RedisPolicyState.close}
+   * @default client.duplicate() (with the offline queue on), closed by {@link RedisPolicyState.close}
    */
   readonly subscriber?: Redis;
   /** Prefix of every key and of the pub/sub channel. @default 'nest-resilience:' */
@@ -67,7 +67,13 @@ end
 const BREAKER_STATE = `
 ${NOW}
 local h = redis.call('HMGET', KEYS[1], 'gen', 'state', 'until', 'opens', 'reason', 'psucc', 'fr', 'sr', 'n', 'f', 's')
-local gen = tonumber(h[1]) or now
+local gen = tonumber(h[1])
+if not gen then
+  -- stored at once, so that every instance reading the new key learns the same generation
+  gen = now
+  redis.call('HSET', KEYS[1], 'gen', gen)
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[3]))
+end
 local state = h[2] or 'c'
 local open_until = tonumber(h[3]) or 0
 local opens = tonumber(h[4]) or 0
@@ -456,7 +462,9 @@ export class RedisPolicyState implements SharedPolicyState {
     if (forKey === undefined) this.listeners.set(key, (forKey = new Set()));
     forKey.add(onChange);
     if (this.subscribed !== undefined) return;
-    this.subscriber ??= this.client.duplicate();
+    // the offline queue lets SUBSCRIBE wait for the connection (a client made with
+    // enableOfflineQueue: false would refuse it while connecting); ioredis resubscribes after reconnects
+    this.subscriber ??= this.client.duplicate({ enableOfflineQueue: true });
     const subscriber = this.subscriber;
     subscriber.on('message', (channel: string, message: string) => {
       if (channel === this.channel) this.dispatch(message);
