@@ -118,7 +118,7 @@ function validateModuleDefaults(options: ResolvedResilienceOptions): void {
   const missing = mandatory.filter((name) => typeof (options.sharedState as unknown as Record<string, unknown>)[name] !== 'function');
   if (missing.length > 0) {
     throw new ResilienceConfigError(
-      `ResilienceModule option sharedState has no ${missing.join(', ')} method. Pass a SharedPolicyState such as new RedisPolicyState({ client }) from 'nest-resilience/redis'.`,
+      `ResilienceModule option sharedState lacks the SharedPolicyState method(s) ${missing.join(', ')}. Pass a SharedPolicyState such as new RedisPolicyState({ client }) from 'nest-resilience/redis'.`,
     );
   }
 }
