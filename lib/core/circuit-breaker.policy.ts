@@ -251,7 +251,7 @@ export class CircuitBreakerPolicy implements Policy, Step {
     readonly key: string,
     options: CircuitBreakerOptions,
     private readonly env: PolicyEnvironment,
-    /** The registry's shared state, used when `options.shared` is set. @internal */
+    /** The registry's shared state (from the `PolicyRegistry`), used when `options.shared` is set. */
     shared?: SharedStateGuard,
   ) {
     this.options = resolveCircuitBreakerOptions(options);

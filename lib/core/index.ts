@@ -26,6 +26,8 @@ export {
   DEFAULT_SHARED_STATE_RECOVERY_INTERVAL,
   SharedPolicyState,
   SharedRetryBudget,
+  SharedStateGuard,
+  UNAVAILABLE,
   type RetryPermits,
   type SharedBreakerBackend,
   type SharedBreakerOutcome,

@@ -117,15 +117,16 @@ export const DEFAULT_SHARED_STATE_FLUSH_INTERVAL = 20;
 /** Default of {@link SharedPolicyState.recoveryInterval}, in ms. @publicApi */
 export const DEFAULT_SHARED_STATE_RECOVERY_INTERVAL = 1000;
 
-/** What {@link SharedStateGuard.call} resolves to when the backend could not be used. */
+/** What {@link SharedStateGuard.call} resolves to when the backend could not be used. @publicApi */
 export const UNAVAILABLE: unique symbol = Symbol('shared state unavailable');
 
 /**
  * Every call of one backend goes through here: it bounds the wait (`maxWait` on the policy clock),
  * turns a failure or a slow answer into "unavailable" (one `shared_state_unavailable` event), stops
  * calling the backend meanwhile, pings it every `recoveryInterval` and reports the way back (one
- * `shared_state_recovered` event). One per registry, so one outage is one pair of events.
- * @internal
+ * `shared_state_recovered` event). The `PolicyRegistry` makes one per backend, so one outage is
+ * one pair of events; only code that builds policies by hand needs one of its own.
+ * @publicApi
  */
 export class SharedStateGuard {
   readonly maxWait: number;
@@ -244,7 +245,10 @@ function causeOf(failure: unknown): string | undefined {
   return text.length > 200 ? `${text.slice(0, 199)}…` : text;
 }
 
-/** Lets the process exit while a background timer (a flush, a ping) is pending; fake clocks hand out numbers. */
+/**
+ * Lets the process exit while a background timer (a flush, a ping) is pending; fake clocks hand out numbers.
+ * @internal
+ */
 export function unref(handle: unknown): void {
   (handle as { unref?: () => void } | undefined)?.unref?.();
 }

@@ -33,12 +33,14 @@ describe.skipIf(!hasRedis)('RedisPolicyState scripts (real redis-server)', () =>
   let client: Redis;
   const states: RedisPolicyState[] = [];
   /** A backend on its own key prefix, its clock set by hand (`time.now`). */
-  const backend = (prefix = testKeyPrefix('policy-state'), time = { now: 1_000_000 }) => {
-    const state = new RedisPolicyState({ client, prefix });
+  const backend = (prefix = testKeyPrefix('policy-state'), time = { now: 1_000_000 }, on: Redis = client) => {
+    const state = new RedisPolicyState({ client: on, prefix });
     state.now = () => time.now;
     states.push(state);
     return { state, prefix, time };
   };
+  /** Another instance on the same keys and clock as `first`. */
+  const sibling = (first: ReturnType<typeof backend>, on: Redis = client) => backend(first.prefix, first.time, on).state;
 
   beforeAll(() => {
     client = new Redis(redisUrl!, { lazyConnect: false });
@@ -50,10 +52,9 @@ describe.skipIf(!hasRedis)('RedisPolicyState scripts (real redis-server)', () =>
 
   describe('breaker', () => {
     it('consecutive: failures from two instances add up in arrival order; a success in between starts over', async () => {
-      const { state: a, prefix, time } = backend();
-      const b = new RedisPolicyState({ client, prefix });
-      b.now = () => time.now;
-      states.push(b);
+      const first = backend();
+      const { state: a, time } = first;
+      const b = sibling(first);
       const options = settings({ type: 'consecutive', threshold: 4 });
       const onA = a.circuitBreaker('dep', options, () => undefined);
       const onB = b.circuitBreaker('dep', options, () => undefined);
@@ -105,12 +106,11 @@ describe.skipIf(!hasRedis)('RedisPolicyState scripts (real redis-server)', () =>
     });
 
     it('publishes every transition to the other instances (even when their client has no offline queue)', async () => {
-      const { state: a, prefix, time } = backend();
+      const first = backend();
+      const { state: a, time } = first;
       const strict = new Redis(redisUrl!, { enableOfflineQueue: false });
       onTestFinished(() => strict.disconnect());
-      const b = new RedisPolicyState({ client: strict, prefix });
-      b.now = () => time.now;
-      states.push(b);
+      const b = sibling(first, strict);
       const pushed: SharedBreakerState[] = [];
       const options = settings({ type: 'consecutive', threshold: 2 });
       b.circuitBreaker('dep', options, (state) => pushed.push(state));
@@ -127,10 +127,9 @@ describe.skipIf(!hasRedis)('RedisPolicyState scripts (real redis-server)', () =>
     });
 
     it('instances that read a new key at different times agree on its generation (their outcomes count)', async () => {
-      const { state: a, prefix, time } = backend();
-      const b = new RedisPolicyState({ client, prefix });
-      b.now = () => time.now;
-      states.push(b);
+      const first = backend();
+      const { state: a, time } = first;
+      const b = sibling(first);
       const options = settings({ type: 'consecutive', threshold: 2 });
       const onA = a.circuitBreaker('dep', options, () => undefined);
       const onB = b.circuitBreaker('dep', options, () => undefined);
@@ -154,10 +153,9 @@ describe.skipIf(!hasRedis)('RedisPolicyState scripts (real redis-server)', () =>
 
   describe('retry budget', () => {
     it('grants exactly ratio × calls of all instances + floor in the window, then refuses', async () => {
-      const { state: a, prefix, time } = backend();
-      const b = new RedisPolicyState({ client, prefix });
-      b.now = () => time.now;
-      states.push(b);
+      const first = backend();
+      const { state: a, time } = first;
+      const b = sibling(first);
       const window = { ratio: 0.2, window: 1_000, minRetriesPerSecond: 5 };
       const onA = a.retryBudget('dep', window);
       const onB = b.retryBudget('dep', window);
