@@ -6,6 +6,7 @@ import { boundMethodsOf, isObservableType, isRouteHandler, RESILIENCE_ENGINE, ty
 import { CircuitBreakerService } from './circuit-breaker.service.js';
 import { getRequestInfo } from './context/resilience-context.js';
 import { ResilienceConfigError } from './core/errors.js';
+import { requireSharedState } from './core/shared-policy-state.js';
 import { resolveRetryOptions, validatePipelineSpec } from './core/validate.js';
 import { IdempotentRoutes } from './idempotency/idempotent-routes.js';
 import { ResilienceEvents } from './observability/resilience-events.js';
@@ -115,7 +116,10 @@ export class ResilienceBinder implements OnModuleInit {
   }
 
   private validate(target: ResolvedTargetPolicy, where: string): void {
-    validatePipelineSpec(this.pipelines.specFor(target), where);
+    const spec = this.pipelines.specFor(target);
+    validatePipelineSpec(spec, where);
+    // a per-call key builds its pipeline on the first call: check the backend here, at start-up
+    requireSharedState(spec, where, this.pipelines.options.sharedState);
     // Create the pipeline now (not on the first call) so its breaker is listed from the start.
     if (!target.keyFn) this.pipelines.pipelineFor(target);
   }

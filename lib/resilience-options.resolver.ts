@@ -3,6 +3,7 @@ import { ResilienceConfigError } from './core/errors.js';
 import type { BulkheadOptions, CircuitBreakerOptions, RetryOptions, TimeoutOptions } from './core/options.js';
 import { systemRandom } from './core/random.js';
 import type { PipelineSpec } from './core/pipeline.js';
+import { requireSharedState } from './core/shared-policy-state.js';
 import { validatePipelineSpec } from './core/validate.js';
 import type {
   BulkheadDecoratorOptions,
@@ -93,6 +94,7 @@ export function resolveResilienceOptions(options: ResilienceModuleOptions | unde
     maxPolicyKeys,
     errorMapper: raw.errorMapper,
     problemTypeBase: raw.problemTypeBase ?? DEFAULT_PROBLEM_TYPE_BASE,
+    sharedState: raw.sharedState,
     ...(raw.logging === undefined ? {} : { logging: raw.logging }),
     ...(raw.telemetry === undefined ? {} : { telemetry: raw.telemetry }),
   };
@@ -103,16 +105,22 @@ export function resolveResilienceOptions(options: ResilienceModuleOptions | unde
 
 function validateModuleDefaults(options: ResolvedResilienceOptions): void {
   const { total, attempt } = options.timeout;
-  validatePipelineSpec(
-    {
-      key: 'module defaults',
-      timeout: { total, attempt: Math.min(attempt, total) },
-      retry: options.retry,
-      circuitBreaker: options.circuitBreaker,
-      bulkhead: stripBulkhead(options.bulkhead),
-    },
-    'ResilienceModule.forRoot() defaults',
-  );
+  const spec = {
+    key: 'module defaults',
+    timeout: { total, attempt: Math.min(attempt, total) },
+    retry: options.retry,
+    circuitBreaker: options.circuitBreaker,
+    bulkhead: stripBulkhead(options.bulkhead),
+  };
+  validatePipelineSpec(spec, 'ResilienceModule.forRoot() defaults');
+  requireSharedState(spec, 'ResilienceModule.forRoot() defaults', options.sharedState);
+  const mandatory = options.sharedState === undefined ? [] : (['circuitBreaker', 'retryBudget', 'ping'] as const);
+  const missing = mandatory.filter((name) => typeof (options.sharedState as unknown as Record<string, unknown>)[name] !== 'function');
+  if (missing.length > 0) {
+    throw new ResilienceConfigError(
+      `ResilienceModule option sharedState lacks the SharedPolicyState method(s) ${missing.join(', ')}. Pass a SharedPolicyState such as new RedisPolicyState({ client }) from 'nest-resilience/redis'.`,
+    );
+  }
 }
 
 function validateNamedPolicy(options: ResolvedResilienceOptions, name: string, policy: NamedPolicyOptions): void {
@@ -140,7 +148,9 @@ function validateNamedPolicy(options: ResolvedResilienceOptions, name: string, p
     method: {},
     class: { [USE_POLICY_METADATA]: name },
   });
-  validatePipelineSpec(specWithoutFallback(resolved), `the named policy "${name}"`);
+  const spec = specWithoutFallback(resolved);
+  validatePipelineSpec(spec, `the named policy "${name}"`);
+  requireSharedState(spec, `The named policy "${name}"`, options.sharedState);
 }
 
 /**

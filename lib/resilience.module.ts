@@ -3,6 +3,7 @@ import { APP_FILTER, DiscoveryModule } from '@nestjs/core';
 import { CircuitBreakerService } from './circuit-breaker.service.js';
 import type { PolicyEnvironment } from './core/policy.js';
 import { PolicyRegistry } from './core/policy-registry.js';
+import { SharedPolicyState } from './core/shared-policy-state.js';
 import { ResilienceErrorMapper } from './http/resilience-error.mapper.js';
 import { ResilienceExceptionFilter } from './http/resilience-exception.filter.js';
 import { IdempotentRoutes } from './idempotency/idempotent-routes.js';
@@ -46,8 +47,14 @@ const providers: Provider[] = [
     // instance of a provider and every request scope
     provide: PolicyRegistry,
     useFactory: (env: PolicyEnvironment, options: ResolvedResilienceOptions) =>
-      new PolicyRegistry(env, { maxKeys: options.maxPolicyKeys }),
+      new PolicyRegistry(env, { maxKeys: options.maxPolicyKeys, sharedState: options.sharedState }),
     inject: [RESILIENCE_POLICY_ENVIRONMENT, RESOLVED_RESILIENCE_OPTIONS],
+  },
+  {
+    // the backend itself, for health checks and shutdown hooks (null when none is configured)
+    provide: SharedPolicyState,
+    useFactory: (options: ResolvedResilienceOptions) => options.sharedState ?? null,
+    inject: [RESOLVED_RESILIENCE_OPTIONS],
   },
   {
     provide: IdempotencyStore,
@@ -102,6 +109,7 @@ const providers: Provider[] = [
     RESILIENCE_POLICY_ENVIRONMENT,
     ResilienceEvents,
     PolicyRegistry,
+    SharedPolicyState,
     IdempotencyStore,
     ResilienceErrorMapper,
     CircuitBreakerService,

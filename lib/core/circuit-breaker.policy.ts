@@ -3,6 +3,7 @@ import { cancellationOf } from './cancellation.js';
 import { CircuitOpenError, isOperationAbortedError, isResilienceError } from './errors.js';
 import type { CircuitBreakerOptions, ResolvedCircuitBreakerOptions, SlowCallOptions } from './options.js';
 import type { PolicyContext, Policy, PolicyEnvironment } from './policy.js';
+import { UNAVAILABLE, unref, type SharedBreakerBackend, type SharedBreakerState, type SharedStateGuard } from './shared-policy-state.js';
 import { promiseOf, workOf, type Settle, type Step, type Work } from './step.js';
 import { resolveCircuitBreakerOptions } from './validate.js';
 
@@ -190,6 +191,21 @@ function createWindow(options: ResolvedCircuitBreakerOptions): OutcomeWindow {
 interface Permit {
   readonly generation: number;
   readonly probe: boolean;
+  /** The shared generation the call was admitted under (-1 when not shared or not known yet). */
+  readonly shared: number;
+}
+
+/** A shared breaker's link to its backend, and what this instance last heard from it. */
+interface SharedLink {
+  readonly backend: SharedBreakerBackend;
+  readonly guard: SharedStateGuard;
+  /** Newest shared generation adopted (-1 before the first answer); older answers are stale. */
+  generation: number;
+  /** Consecutive opens of the shared breaker, for the next break duration. */
+  opens: number;
+  /** Outcomes waiting for the next flush. */
+  queue: Array<{ generation: number; failure: boolean; slow: boolean; probe: boolean }>;
+  flushTimer: unknown;
 }
 
 /** Longest `retryAfterMs` told to callers refused while probes run: a probe's answer is expected soon. */
@@ -203,6 +219,14 @@ const HALF_OPEN_RETRY_AFTER_MS = 1000;
  * fail fast with `retryAfterMs = min(1000, breakDuration)`; all probes succeeding closes it, a failed
  * (or slow) probe re-opens it, with a longer break when `breakDuration` is a backoff. Outcomes of
  * calls admitted before a transition are ignored. Caller aborts never count.
+ *
+ * With `shared: true` (and a {@link SharedStateGuard} from the registry) the outcomes also go, in
+ * batches, to one window shared by every instance, which decides when to open and for how long;
+ * this instance adopts the shared state from the answer of each batch and from pushes. Admission
+ * still reads this instance's state only. Half-open probing stays per instance (each instance lets
+ * `halfOpenProbes` probes through once the shared break ends; the first failed probe re-opens it
+ * everywhere, `halfOpenProbes` successful ones close it everywhere). While the backend is
+ * unreachable, the in-process window (which saw every outcome) decides.
  * @publicApi
  */
 export class CircuitBreakerPolicy implements Policy, Step {
@@ -218,15 +242,33 @@ export class CircuitBreakerPolicy implements Policy, Step {
   private probesInFlight = 0;
   private probeSuccesses = 0;
   private notPermitted = 0;
+  /** Whether the current open was decided by the in-process window during a shared-state outage. */
+  private openedLocally = false;
+  private readonly link: SharedLink | undefined;
 
   constructor(
     /** The policy key. */
     readonly key: string,
     options: CircuitBreakerOptions,
     private readonly env: PolicyEnvironment,
+    /** The registry's shared state (from the `PolicyRegistry`), used when `options.shared` is set. */
+    shared?: SharedStateGuard,
   ) {
     this.options = resolveCircuitBreakerOptions(options);
     this.window = createWindow(this.options);
+    if (this.options.shared && shared !== undefined) {
+      const backend = shared.backend.circuitBreaker(key, this.options, (state) => this.adopt(state));
+      this.link = { backend, guard: shared, generation: -1, opens: 0, queue: [], flushTimer: undefined };
+      // an instance that starts while the breaker is open elsewhere learns it before its first outcome
+      void shared.call(key, () => backend.read()).then((state) => {
+        if (state !== UNAVAILABLE) this.adopt(state);
+      });
+    }
+  }
+
+  /** Whether outcomes go to a shared window (`shared: true` with a backend configured). */
+  get shared(): boolean {
+    return this.link !== undefined;
   }
 
   /** The current state; an open breaker whose break has elapsed reports (and becomes) `half_open`. */
@@ -263,11 +305,32 @@ export class CircuitBreakerPolicy implements Policy, Step {
     this.env.events({ event: 'breaker_opened', policy: this.key, from, detail: 'isolated' });
   }
 
-  /** Closes the breaker and forgets every recorded outcome. */
+  /**
+   * Closes the breaker and forgets every recorded outcome; a shared breaker is closed for every
+   * instance too (they learn it from the push or their next batch).
+   */
   reset(): void {
     const from = this.current;
     this.close();
     if (from !== 'closed') this.env.events({ event: 'breaker_closed', policy: this.key, from });
+    const link = this.link;
+    if (link !== undefined) {
+      void link.guard.call(this.key, () => link.backend.reset()).then((state) => {
+        if (state !== UNAVAILABLE) this.adopt(state);
+      });
+    }
+  }
+
+  /**
+   * Stops listening to the shared state and drops unsent outcomes (the registry evicted the key).
+   * @internal
+   */
+  release(): void {
+    if (this.link === undefined) return;
+    if (this.link.flushTimer !== undefined) this.env.clock.clearTimeout(this.link.flushTimer);
+    this.link.flushTimer = undefined;
+    this.link.queue = [];
+    this.link.backend.release();
   }
 
   execute<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext): Promise<T> {
@@ -304,11 +367,11 @@ export class CircuitBreakerPolicy implements Policy, Step {
     const now = this.env.clock.now();
     switch (this.current) {
       case 'closed':
-        return { generation: this.generation, probe: false };
+        return { generation: this.generation, probe: false, shared: this.link?.generation ?? -1 };
       case 'half_open':
         if (this.probesInFlight + this.probeSuccesses < this.options.halfOpenProbes) {
           this.probesInFlight++;
-          return { generation: this.generation, probe: true };
+          return { generation: this.generation, probe: true, shared: this.link?.generation ?? -1 };
         }
         throw this.reject(context, Math.max(1, Math.min(HALF_OPEN_RETRY_AFTER_MS, this.breakMs)));
       case 'open':
@@ -331,6 +394,7 @@ export class CircuitBreakerPolicy implements Policy, Step {
     if (permit.probe) {
       this.probesInFlight--;
       if (outcome === 'ignored') return;
+      this.share(permit, outcome === 'failure', slow, true);
       if (outcome === 'failure' || slow) return this.open('probe_failed');
       this.probeSuccesses++;
       if (this.probeSuccesses >= this.options.halfOpenProbes) {
@@ -341,6 +405,11 @@ export class CircuitBreakerPolicy implements Policy, Step {
     }
     if (this.current !== 'closed' || outcome === 'ignored') return;
     this.window.record(outcome === 'failure', slow, now);
+    if (this.link !== undefined) {
+      this.share(permit, outcome === 'failure', slow, false);
+      // the shared window decides; the in-process one (kept warm) only while the backend is down
+      if (this.link.guard.available) return;
+    }
     const reason = this.window.verdict(now, this.options.slowCall);
     if (reason) this.open(reason);
   }
@@ -356,7 +425,77 @@ export class CircuitBreakerPolicy implements Policy, Step {
     this.openUntil = now + this.breakMs;
     this.probesInFlight = 0;
     this.probeSuccesses = 0;
+    this.openedLocally = this.link !== undefined && !this.link.guard.available;
     this.env.events({ event: 'breaker_opened', policy: this.key, from, detail: reason, delayMs: this.breakMs });
+  }
+
+  /** Queues one outcome for the shared window: probes go at once, other outcomes with the next batch. */
+  private share(permit: Permit, failure: boolean, slow: boolean, probe: boolean): void {
+    const link = this.link;
+    if (link === undefined || !link.guard.available) return;
+    link.queue.push({ generation: permit.shared, failure, slow, probe });
+    if (probe) {
+      this.flush();
+    } else if (link.flushTimer === undefined) {
+      link.flushTimer = this.env.clock.setTimeout(() => this.flush(), link.guard.flushInterval);
+      unref(link.flushTimer);
+    }
+  }
+
+  /** Sends the queued outcomes (fire and forget: no call waits for it) and adopts the answer. */
+  private flush(): void {
+    const link = this.link!;
+    if (link.flushTimer !== undefined) this.env.clock.clearTimeout(link.flushTimer);
+    link.flushTimer = undefined;
+    const batch = link.queue;
+    if (batch.length === 0) return;
+    link.queue = [];
+    const nextBreakMs = this.nextBreakMs(link.opens + 1);
+    void link.guard.call(this.key, () => link.backend.record(batch, nextBreakMs)).then((state) => {
+      if (state !== UNAVAILABLE) this.adopt(state);
+    });
+  }
+
+  /**
+   * Follows the shared state: an open elsewhere opens this instance for the remaining break, a close
+   * elsewhere closes it. Answers older than the newest adopted generation are stale and ignored; an
+   * open this instance decided alone during an outage lasts its own break.
+   */
+  private adopt(state: SharedBreakerState): void {
+    const link = this.link;
+    if (link === undefined || state.generation < link.generation) return;
+    const changed = state.generation > link.generation;
+    link.generation = state.generation;
+    link.opens = state.opens;
+    if (this.current === 'isolated') return;
+    const now = this.env.clock.now();
+    if (state.state === 'open') {
+      const until = now + state.remainingMs;
+      if (this.current === 'open') {
+        // already open here (a failed probe, or an earlier push): the shared break is the one that counts
+        if (changed || !this.openedLocally) this.openUntil = until;
+        this.openedLocally = false;
+        return;
+      }
+      // half-open on the same generation means this instance is probing the break it adopted
+      if (this.current === 'half_open' && !changed) return;
+      const from = this.current;
+      this.current = 'open';
+      this.generation++;
+      this.consecutiveOpens = state.opens;
+      this.breakMs = Math.max(1, state.remainingMs);
+      this.openedAt = now;
+      this.openUntil = until;
+      this.probesInFlight = 0;
+      this.probeSuccesses = 0;
+      this.openedLocally = false;
+      this.env.events({ event: 'breaker_opened', policy: this.key, from, detail: state.reason ?? 'failure_rate', delayMs: state.remainingMs });
+      return;
+    }
+    if (this.current === 'closed' || this.openedLocally || !changed) return;
+    const from = this.current;
+    this.close();
+    this.env.events({ event: 'breaker_closed', policy: this.key, from });
   }
 
   private close(): void {
@@ -368,6 +507,7 @@ export class CircuitBreakerPolicy implements Policy, Step {
     this.probesInFlight = 0;
     this.probeSuccesses = 0;
     this.notPermitted = 0;
+    this.openedLocally = false;
     this.window.reset();
   }
 

@@ -24,7 +24,9 @@ export type ResilienceEventName =
   | 'idempotency_released'
   | 'idempotency_takeover'
   | 'idempotency_lock_lost'
-  | 'idempotency_store_error';
+  | 'idempotency_store_error'
+  | 'shared_state_unavailable'
+  | 'shared_state_recovered';
 
 /**
  * One event. `event` names it; the other fields are present when they apply.
@@ -64,8 +66,8 @@ export interface ResilienceEvent {
   readonly code?: string;
   /**
    * The underlying error as `Name: message` (at most 500 characters), for operators:
-   * `idempotency_store_error` only, so "database down" and "pool exhausted" can be told apart in
-   * the log. Never sent to clients.
+   * `idempotency_store_error` and `shared_state_unavailable` only, so "database down" and "pool
+   * exhausted" can be told apart in the log. Never sent to clients.
    */
   readonly cause?: string;
 }

@@ -22,6 +22,21 @@ export { BulkheadPolicy } from './bulkhead.policy.js';
 export { FallbackPolicy, fallbackCauseOf } from './fallback.policy.js';
 export { PolicyRegistry, type PolicyRegistryOptions } from './policy-registry.js';
 export {
+  DEFAULT_SHARED_STATE_FLUSH_INTERVAL,
+  DEFAULT_SHARED_STATE_MAX_WAIT,
+  DEFAULT_SHARED_STATE_RECOVERY_INTERVAL,
+  SharedPolicyState,
+  SharedRetryBudget,
+  SharedStateGuard,
+  UNAVAILABLE,
+  type RetryPermits,
+  type SharedBreakerBackend,
+  type SharedBreakerOutcome,
+  type SharedBreakerSettings,
+  type SharedBreakerState,
+  type SharedRetryBudgetBackend,
+} from './shared-policy-state.js';
+export {
   createPipeline,
   describePipeline,
   PIPELINE_ORDER,

@@ -113,6 +113,15 @@ export interface RetryBudgetOptions {
   readonly window?: number;
   /** Retries always allowed regardless of traffic, per second of window. @default 10 */
   readonly minRetriesPerSecond?: number;
+  /**
+   * Share the window with every instance of the application through the configured
+   * `sharedState` backend: the bound then holds for the calls and retries of all instances
+   * together (not once per instance). Needs `ResilienceModule.forRoot({ sharedState })`.
+   * @default false
+   * @example
+   * @Retryable({ budget: { shared: true } })
+   */
+  readonly shared?: boolean;
 }
 
 /**
@@ -233,6 +242,16 @@ export interface CircuitBreakerOptions {
    * @default not a 4xx status (400-499 except 408 and 429) and not a caller abort
    */
   readonly isFailure?: (error: unknown) => boolean;
+  /**
+   * Judge the outcomes of every instance of the application in one window, through the configured
+   * `sharedState` backend: the breaker opens everywhere once the instances together reach the
+   * threshold. Admission still reads state cached in the instance. Needs
+   * `ResilienceModule.forRoot({ sharedState })`.
+   * @default false
+   * @example
+   * @CircuitBreaker({ strategy: { type: 'consecutive', threshold: 5 }, shared: true })
+   */
+  readonly shared?: boolean;
 }
 
 /**
@@ -282,6 +301,9 @@ export interface ResolvedRetryOptions {
   readonly budget: Required<RetryBudgetOptions> | false;
 }
 
+/** {@link RetryBudgetOptions} without `shared`: the numbers of a budget's window. @publicApi */
+export type RetryBudgetWindow = Required<Omit<RetryBudgetOptions, 'shared'>>;
+
 /** {@link CircuitBreakerOptions} with every default filled in. @publicApi */
 export interface ResolvedCircuitBreakerOptions {
   readonly strategy: Required<ConsecutiveBreakerStrategy> | Required<CountBreakerStrategy> | Required<TimeBreakerStrategy>;
@@ -290,6 +312,7 @@ export interface ResolvedCircuitBreakerOptions {
   readonly maxBreakDuration: number;
   readonly halfOpenProbes: number;
   readonly isFailure: (error: unknown) => boolean;
+  readonly shared: boolean;
 }
 
 /** {@link BulkheadOptions} with every default filled in. @publicApi */

@@ -174,7 +174,7 @@ export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, regis
       : new RetryPolicy(
           retryStage.options,
           env,
-          retryStage.options.budget === false ? undefined : registry.retryBudget(key, retryStage.options.budget),
+          retryStage.options.budget === false ? undefined : registry.retryPermits(key, retryStage.options.budget),
         );
   const runners = stages
     .filter((stage) => !(redundantAttempt && stage.kind === 'attempt-timeout'))

@@ -3,6 +3,7 @@ import { CircuitBreakerPolicy, type CircuitBreakerSnapshot } from './circuit-bre
 import type { BulkheadOptions, CircuitBreakerOptions, RetryBudgetOptions } from './options.js';
 import type { PolicyEnvironment } from './policy.js';
 import { RetryBudget } from './retry-budget.js';
+import { requireSharedState, SharedRetryBudget, SharedStateGuard, type RetryPermits, type SharedPolicyState } from './shared-policy-state.js';
 import { resolveRetryBudgetOptions } from './validate.js';
 
 /**
@@ -12,6 +13,11 @@ import { resolveRetryBudgetOptions } from './validate.js';
 export interface PolicyRegistryOptions {
   /** Most keys kept per kind (breakers, bulkheads, budgets); the least recently used go first. @default 1000 */
   readonly maxKeys?: number;
+  /**
+   * Backend of the policies that ask for shared state (`circuitBreaker.shared`,
+   * `retry.budget.shared`). @default undefined (asking for shared state is an error)
+   */
+  readonly sharedState?: SharedPolicyState;
 }
 
 /** A least-recently-used map whose eviction can skip entries that must survive. */
@@ -21,6 +27,7 @@ class LruMap<V> {
   constructor(
     private readonly maxKeys: number,
     private readonly evictable: (value: V) => boolean = () => true,
+    private readonly evicted: (value: V) => void = () => undefined,
   ) {}
 
   get(key: string): V | undefined {
@@ -50,11 +57,16 @@ class LruMap<V> {
       if (key === keep) continue;
       if (this.evictable(value)) {
         this.entries.delete(key);
+        this.evicted(value);
         return;
       }
       fallback ??= key;
     }
-    if (fallback !== undefined) this.entries.delete(fallback);
+    if (fallback !== undefined) {
+      const value = this.entries.get(fallback)!;
+      this.entries.delete(fallback);
+      this.evicted(value);
+    }
   }
 }
 
@@ -71,20 +83,39 @@ export class PolicyRegistry {
   private readonly breakers: LruMap<CircuitBreakerPolicy>;
   private readonly bulkheads: LruMap<BulkheadPolicy>;
   private readonly budgets: LruMap<RetryBudget>;
+  private readonly sharedBudgets: LruMap<SharedRetryBudget>;
+  private readonly shared: SharedStateGuard | undefined;
 
   constructor(
     private readonly env: PolicyEnvironment,
     options: PolicyRegistryOptions = {},
   ) {
     const maxKeys = options.maxKeys ?? 1000;
-    this.breakers = new LruMap(maxKeys, (breaker) => breaker.state === 'closed');
+    this.breakers = new LruMap(
+      maxKeys,
+      (breaker) => breaker.state === 'closed',
+      (breaker) => breaker.release(),
+    );
     this.bulkheads = new LruMap(maxKeys, (bulkhead) => bulkhead.active === 0 && bulkhead.queued === 0);
     this.budgets = new LruMap(maxKeys);
+    this.sharedBudgets = new LruMap(maxKeys);
+    this.shared = options.sharedState === undefined ? undefined : new SharedStateGuard(options.sharedState, env);
   }
 
-  /** The breaker of `key`, created with `options` on first use. */
+  /** The shared state backend, when one is configured. */
+  get sharedState(): SharedPolicyState | undefined {
+    return this.shared?.backend;
+  }
+
+  /**
+   * The breaker of `key`, created with `options` on first use.
+   * @throws ResilienceConfigError when `options.shared` is set and no shared state backend is configured.
+   */
   circuitBreaker(key: string, options: CircuitBreakerOptions = {}): CircuitBreakerPolicy {
-    return this.breakers.getOrCreate(key, () => new CircuitBreakerPolicy(key, options, this.env));
+    return this.breakers.getOrCreate(key, () => {
+      requireSharedState({ circuitBreaker: options }, `The circuit breaker "${key}"`, this.shared?.backend);
+      return new CircuitBreakerPolicy(key, options, this.env, this.shared);
+    });
   }
 
   /** The bulkhead of `key`, created with `options` on first use. */
@@ -95,6 +126,33 @@ export class PolicyRegistry {
   /** The retry budget of `key`, created with `options` on first use. */
   retryBudget(key: string, options: RetryBudgetOptions = {}): RetryBudget {
     return this.budgets.getOrCreate(key, () => new RetryBudget(resolveRetryBudgetOptions(options), this.env.clock));
+  }
+
+  /**
+   * What grants the retries of `key`: its in-process budget, or with `options.shared` a
+   * {@link SharedRetryBudget} over it (the in-process budget is the fallback during an outage).
+   * @throws ResilienceConfigError when `options.shared` is set and no shared state backend is configured.
+   */
+  retryPermits(key: string, options: RetryBudgetOptions = {}): RetryPermits {
+    if (options.shared !== true) return this.retryBudget(key, options);
+    const shared = this.shared;
+    requireSharedState({ retry: { budget: options } }, `The retry budget "${key}"`, shared?.backend);
+    return this.sharedBudgets.getOrCreate(key, () => {
+      const window = resolveRetryBudgetOptions(options);
+      const { shared: _shared, ...numbers } = window;
+      return new SharedRetryBudget(this.retryBudget(key, options), shared!.backend.retryBudget(key, numbers), shared!, key);
+    });
+  }
+
+  /** Stops the shared state's background work (recovery pings) and releases every shared breaker. */
+  dispose(): void {
+    this.shared?.dispose();
+    for (const breaker of this.breakers.values()) breaker.release();
+  }
+
+  /** Nest calls it at shutdown (the registry is a provider of `ResilienceModule`): {@link dispose}. */
+  onApplicationShutdown(): void {
+    this.dispose();
   }
 
   /** Snapshots of every kept breaker (for health checks and metrics). */

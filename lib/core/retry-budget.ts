@@ -1,5 +1,5 @@
 import type { Clock } from './clock.js';
-import type { RetryBudgetOptions } from './options.js';
+import type { RetryBudgetWindow } from './options.js';
 
 /** Buckets per window: calls are counted over whole buckets, so the budget gives up at most 1/20 of `ratio`. */
 const BUCKETS = 20;
@@ -30,7 +30,7 @@ export class RetryBudget {
   private readonly floor: number;
 
   constructor(
-    private readonly options: Required<RetryBudgetOptions>,
+    private readonly options: RetryBudgetWindow,
     private readonly clock: Clock,
   ) {
     this.bucketMs = options.window / BUCKETS;

@@ -5,7 +5,7 @@ import { RetriesExhaustedError } from './errors.js';
 import { errorTypeOf, type ResilienceEvent } from './events.js';
 import type { PolicyContext, Policy, PolicyEnvironment } from './policy.js';
 import type { ResolvedRetryOptions, RetryOptions } from './options.js';
-import type { RetryBudget } from './retry-budget.js';
+import type { RetryPermits } from './shared-policy-state.js';
 import { promiseOf, workOf, type Settle, type Step, type Work } from './step.js';
 import { resolveRetryOptions } from './validate.js';
 
@@ -60,7 +60,7 @@ export class RetryPolicy implements Policy, Step<RetryHooks> {
   constructor(
     options: RetryOptions,
     private readonly env: PolicyEnvironment,
-    private readonly budget?: RetryBudget,
+    private readonly budget?: RetryPermits,
   ) {
     this.options = resolveRetryOptions(options);
   }
@@ -98,10 +98,22 @@ export class RetryPolicy implements Policy, Step<RetryHooks> {
           done(true, decision.fail);
           return;
         }
-        previousDelay = decision.retryIn;
-        this.wait(decision.retryIn, token, () => {
+        const retry = (delay: number) => {
+          previousDelay = delay;
+          this.wait(delay, token, () => {
+            if (token.aborted) done(true, this.abortedWhileWaiting(context, token, attempt, outcome));
+            else attemptOnce(attempt + 1, outcome);
+          });
+        };
+        if (!('permit' in decision)) {
+          retry(decision.retryIn);
+          return;
+        }
+        // a shared budget answers after a round trip (bounded by its maxWait)
+        decision.permit.then((granted) => {
           if (token.aborted) done(true, this.abortedWhileWaiting(context, token, attempt, outcome));
-          else attemptOnce(attempt + 1, outcome);
+          else if (granted) retry(this.granted(context.policy, attempt, decision.retryIn, outcome));
+          else done(true, this.denied(context.policy, attempt, outcome));
         });
       });
     };
@@ -147,7 +159,11 @@ export class RetryPolicy implements Policy, Step<RetryHooks> {
    * `give_up`.
    * @internal
    */
-  afterFailure(error: unknown, attemptContext: PolicyContext, call: FailureContext): { retryIn: number } | { fail: unknown } {
+  afterFailure(
+    error: unknown,
+    attemptContext: PolicyContext,
+    call: FailureContext,
+  ): { retryIn: number } | { fail: unknown } | { permit: Promise<boolean>; retryIn: number } {
     const { context, token, hooks } = call;
     const { attempt } = attemptContext;
     if (call.timed) {
@@ -169,12 +185,22 @@ export class RetryPolicy implements Policy, Step<RetryHooks> {
     }
     const delay = this.delayAfter(attempt, error, call.previousDelay);
     if (this.env.clock.now() + delay >= context.deadline) return { fail: this.stop(context, attempt, error, 'deadline', error) };
-    if (this.budget && !this.budget.tryAcquireRetry()) {
-      this.emit({ event: 'budget_exhausted', policy: context.policy, attempt, errorType: errorTypeOf(error), status: statusOf(error), error });
-      return { fail: error };
-    }
-    this.emit({ event: 'retry', policy: context.policy, attempt, delayMs: delay, errorType: errorTypeOf(error), status: statusOf(error), error });
-    return { retryIn: delay };
+    const permit = this.budget ? this.budget.tryAcquireRetry() : true;
+    if (permit === false) return { fail: this.denied(context.policy, attempt, error) };
+    if (permit !== true) return { permit, retryIn: delay };
+    return { retryIn: this.granted(context.policy, attempt, delay, error) };
+  }
+
+  /** Announces a retry the budget granted; returns its delay. */
+  private granted(policy: string, attempt: number, delay: number, error: unknown): number {
+    this.emit({ event: 'retry', policy, attempt, delayMs: delay, errorType: errorTypeOf(error), status: statusOf(error), error });
+    return delay;
+  }
+
+  /** Announces a retry the budget refused; returns the error the call fails with. */
+  private denied(policy: string, attempt: number, error: unknown): unknown {
+    this.emit({ event: 'budget_exhausted', policy, attempt, errorType: errorTypeOf(error), status: statusOf(error), error });
+    return error;
   }
 
   /**

@@ -19,7 +19,7 @@ import type {
 import type { PipelineSpec } from './pipeline.js';
 
 /** Retry budget defaults: 20 % of calls over 10 s, floor 10 retries/s (DESIGN §6). @publicApi */
-export const DEFAULT_RETRY_BUDGET: Required<RetryBudgetOptions> = Object.freeze({ ratio: 0.2, window: 10_000, minRetriesPerSecond: 10 });
+export const DEFAULT_RETRY_BUDGET: Required<RetryBudgetOptions> = Object.freeze({ ratio: 0.2, window: 10_000, minRetriesPerSecond: 10, shared: false });
 
 /** Causes a fallback catches when `on` is not given. @publicApi */
 export const DEFAULT_FALLBACK_ON: readonly FallbackCause[] = Object.freeze(['timeout', 'circuit_open', 'bulkhead_rejected', 'retries_exhausted', 'transient']);
@@ -47,6 +47,7 @@ export function resolveRetryBudgetOptions(options: RetryBudgetOptions = {}): Req
     ratio: options.ratio ?? DEFAULT_RETRY_BUDGET.ratio,
     window: options.window ?? DEFAULT_RETRY_BUDGET.window,
     minRetriesPerSecond: options.minRetriesPerSecond ?? DEFAULT_RETRY_BUDGET.minRetriesPerSecond,
+    shared: options.shared ?? false,
   };
 }
 
@@ -84,6 +85,7 @@ export function resolveCircuitBreakerOptions(options: CircuitBreakerOptions = {}
     maxBreakDuration: options.maxBreakDuration ?? 60_000,
     halfOpenProbes: options.halfOpenProbes ?? 1,
     isFailure: options.isFailure ?? isBreakerFailure,
+    shared: options.shared ?? false,
   };
 }
 

@@ -9,6 +9,7 @@ import type {
   TimeoutOptions,
 } from '../core/options.js';
 import type { Random } from '../core/random.js';
+import type { SharedPolicyState } from '../core/shared-policy-state.js';
 import type { IdempotencyModuleOptions } from '../idempotency/idempotency-options.interface.js';
 import type { ResilienceObservabilityOptions } from '../observability/observability-options.interface.js';
 
@@ -205,6 +206,16 @@ export interface ResilienceModuleOptions extends ResilienceObservabilityOptions 
   readonly errorMapper?: ErrorMapperOption;
   /** Base of the `type` URI of problem+json bodies. @default 'https://nest-resilience.dev/problems/' */
   readonly problemTypeBase?: string;
+  /**
+   * Backend that shares breaker and retry budget state between the instances of the application.
+   * Only policies that opt in use it (`circuitBreaker: { shared: true }`,
+   * `retry: { budget: { shared: true } }`); everything else stays in-process. While it is
+   * unreachable (or slower than its `maxWait`), shared policies use in-process state.
+   * @default undefined (asking for shared state is a start-up error)
+   * @example
+   * ResilienceModule.forRoot({ sharedState: new RedisPolicyState({ client: new Redis(process.env.REDIS_URL) }) })
+   */
+  readonly sharedState?: SharedPolicyState;
 }
 
 /**
@@ -225,6 +236,7 @@ export interface ResolvedResilienceOptions extends ResilienceObservabilityOption
   readonly maxPolicyKeys: number;
   readonly errorMapper: ErrorMapperOption | undefined;
   readonly problemTypeBase: string;
+  readonly sharedState: SharedPolicyState | undefined;
 }
 
 /**

@@ -15,8 +15,8 @@ import { ResilienceEvents } from './resilience-events.js';
  * | level | events |
  * |---|---|
  * | `error` | `idempotency_store_error` (the store is unreachable: requests fail closed) |
- * | `warn` | `give_up`, `attempt_timeout`, `deadline_exceeded`, `breaker_opened`, `bulkhead_rejected`, `budget_exhausted`, `idempotency_mismatch`, `idempotency_takeover`, `idempotency_lock_lost` |
- * | `log` (info) | `retry`, `breaker_half_opened`, `breaker_closed`, `fallback_used`, `idempotency_replayed`, `idempotency_conflict` |
+ * | `warn` | `give_up`, `attempt_timeout`, `deadline_exceeded`, `breaker_opened`, `bulkhead_rejected`, `budget_exhausted`, `idempotency_mismatch`, `idempotency_takeover`, `idempotency_lock_lost`, `shared_state_unavailable` (once per outage: shared policies use in-process state) |
+ * | `log` (info) | `retry`, `breaker_half_opened`, `breaker_closed`, `fallback_used`, `idempotency_replayed`, `idempotency_conflict`, `shared_state_recovered` |
  * | `debug` | `breaker_rejected` (one per rejected call while open: the `breaker_opened` warning already said it), `idempotency_executed`, `idempotency_rejected`, `idempotency_released` |
  * | never | `attempt_end` (one per attempt: metrics only) |
  *
@@ -45,6 +45,8 @@ export const DEFAULT_EVENT_LOG_LEVELS: Readonly<Record<ResilienceEventName, Resi
   idempotency_takeover: 'warn',
   idempotency_lock_lost: 'warn',
   idempotency_store_error: 'error',
+  shared_state_unavailable: 'warn',
+  shared_state_recovered: 'log',
 });
 
 /**
@@ -157,6 +159,10 @@ function describeEvent(e: ResilienceEvent): string {
       return `Idempotency lease on ${e.policy} was lost; this request's result is not stored`;
     case 'idempotency_store_error':
       return `Idempotency store failed on ${e.policy}${e.detail ? ` (${STORE_PHASES[e.detail] ?? e.detail})` : ''}${e.code ? `: ${e.code}` : ''}${e.cause ? `, caused by ${e.cause}` : cause}`;
+    case 'shared_state_unavailable':
+      return `Shared policy state is unreachable (first noticed on ${e.policy}); each instance uses its own state until it answers again${e.cause ? `, caused by ${e.cause}` : ''}`;
+    case 'shared_state_recovered':
+      return 'Shared policy state answers again; shared policies use it again';
     default:
       return `${String((e as ResilienceEvent).event)} on ${(e as ResilienceEvent).policy}`;
   }
