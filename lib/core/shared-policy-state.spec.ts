@@ -133,7 +133,7 @@ describe('shared policy state (core seam, scripted backend)', () => {
     expect(breaker.state).toBe('open');
   });
 
-  it('a backend slower than maxWait counts as down: the retry permit falls back to the in-process budget after exactly maxWait', async () => {
+  it('a backend slower than maxWait: each retry permit falls back to the in-process budget after exactly maxWait, and three slow answers in a row count as down', async () => {
     const { clock, events, backend, registry } = setUp();
     const permits = registry.retryPermits('dep', { ratio: 0, window: 1_000, minRetriesPerSecond: 1, shared: true });
     permits.recordCall();
@@ -144,8 +144,27 @@ describe('shared policy state (core seam, scripted backend)', () => {
     expect(answer).toBeUndefined();
     await clock.advance(1);
     expect(answer).toBe(true); // the in-process floor: 1 per second of window
-    expect(events.named('shared_state_unavailable')).toHaveLength(1);
+    expect(events.named('shared_state_unavailable')).toHaveLength(0); // one late answer is not an outage
+    for (let slow = 2; slow <= 3; slow++) {
+      const late = permits.tryAcquireRetry() as Promise<boolean>;
+      await clock.advance(30);
+      await expect(late).resolves.toBe(false); // the in-process budget: its floor is spent
+      expect(events.named('shared_state_unavailable')).toHaveLength(slow === 3 ? 1 : 0);
+    }
     expect(permits.tryAcquireRetry()).toBe(false); // no round trip while down: answered at once
+  });
+
+  it('an answer in time between slow ones starts the count of slow answers again', async () => {
+    const { clock, events, backend, registry } = setUp();
+    const permits = registry.retryPermits('dep', { shared: true });
+    permits.recordCall();
+    for (const hang of [true, true, false, true, true]) {
+      backend.hang = hang;
+      const answer = permits.tryAcquireRetry() as Promise<boolean>;
+      await clock.advance(30);
+      await answer;
+    }
+    expect(events.named('shared_state_unavailable')).toHaveLength(0);
   });
 
   it('calls are deposited in batches, and the ones not deposited yet go with the next permit request', async () => {

@@ -97,6 +97,12 @@ export interface SharedPolicyState {
   ping(): Promise<void>;
   /** Longest wait for the backend before a policy uses its in-process state, in ms. @default 50 */
   readonly maxWait?: number;
+  /**
+   * Answers later than `maxWait` in a row before the backend counts as down (a failure counts at
+   * once). Each slow call already used in-process state; one late answer (a GC pause, a stalled
+   * event loop) does not switch every shared policy to in-process state. @default 3
+   */
+  readonly slowAnswersBeforeFallback?: number;
   /** How long outcomes and calls are batched before they are sent, in ms. @default 20 */
   readonly flushInterval?: number;
   /** How often an unreachable backend is pinged, in ms. @default 1000 */
@@ -114,6 +120,8 @@ export const SharedPolicyState = Symbol('SharedPolicyState');
 export const DEFAULT_SHARED_STATE_MAX_WAIT = 50;
 /** Default of {@link SharedPolicyState.flushInterval}, in ms. @publicApi */
 export const DEFAULT_SHARED_STATE_FLUSH_INTERVAL = 20;
+/** Default of {@link SharedPolicyState.slowAnswersBeforeFallback}. @publicApi */
+export const DEFAULT_SHARED_STATE_SLOW_ANSWERS = 3;
 /** Default of {@link SharedPolicyState.recoveryInterval}, in ms. @publicApi */
 export const DEFAULT_SHARED_STATE_RECOVERY_INTERVAL = 1000;
 
@@ -132,7 +140,9 @@ export class SharedStateGuard {
   readonly maxWait: number;
   readonly flushInterval: number;
   private readonly recoveryInterval: number;
+  private readonly slowAnswersBeforeFallback: number;
   private up = true;
+  private slowInARow = 0;
   private pinging: unknown;
 
   constructor(
@@ -142,6 +152,7 @@ export class SharedStateGuard {
     this.maxWait = backend.maxWait ?? DEFAULT_SHARED_STATE_MAX_WAIT;
     this.flushInterval = backend.flushInterval ?? DEFAULT_SHARED_STATE_FLUSH_INTERVAL;
     this.recoveryInterval = backend.recoveryInterval ?? DEFAULT_SHARED_STATE_RECOVERY_INTERVAL;
+    this.slowAnswersBeforeFallback = backend.slowAnswersBeforeFallback ?? DEFAULT_SHARED_STATE_SLOW_ANSWERS;
   }
 
   /** Whether the shared state decides (false during an outage: in-process state decides). */
@@ -156,20 +167,25 @@ export class SharedStateGuard {
 
   /**
    * Runs `operation` unless the backend is known to be down; resolves to {@link UNAVAILABLE} when it
-   * is, when the operation fails, or when it takes longer than `maxWait` (its late answer is dropped).
+   * is, when the operation fails, or when it takes longer than `maxWait` (its late answer is
+   * dropped). A failure marks the backend down; so do `slowAnswersBeforeFallback` slow answers in a row.
    */
   call<T>(what: string, operation: () => Promise<T>): Promise<T | typeof UNAVAILABLE> {
     if (!this.up) return Promise.resolve(UNAVAILABLE);
     return new Promise((resolve) => {
       let settled = false;
-      const finish = (value: T | typeof UNAVAILABLE, failure?: unknown) => {
+      const finish = (value: T | typeof UNAVAILABLE, failure?: unknown, slow = false) => {
         if (settled) return;
         settled = true;
         this.env.clock.clearTimeout(timer);
-        if (value === UNAVAILABLE) this.down(what, failure);
+        if (value !== UNAVAILABLE) this.slowInARow = 0;
+        else if (!slow || ++this.slowInARow >= this.slowAnswersBeforeFallback) this.down(what, failure);
         resolve(value);
       };
-      const timer = this.env.clock.setTimeout(() => finish(UNAVAILABLE, `no answer within ${this.maxWait} ms`), this.maxWait);
+      const timer = this.env.clock.setTimeout(
+        () => finish(UNAVAILABLE, `no answer within ${this.maxWait} ms, ${this.slowInARow + 1} time(s) in a row`, true),
+        this.maxWait,
+      );
       let pending: Promise<T>;
       try {
         pending = operation();
@@ -193,6 +209,7 @@ export class SharedStateGuard {
   private down(what: string, failure: unknown): void {
     if (!this.up) return;
     this.up = false;
+    this.slowInARow = 0;
     this.env.events({
       event: 'shared_state_unavailable',
       policy: what,

@@ -118,12 +118,28 @@ describe.skipIf(!hasRedis)('RedisPolicyState scripts (real redis-server)', () =>
       // let B's subscription reach the server before the transition is published
       await until(() => (b as unknown as { subscribed?: unknown }).subscribed !== undefined, 'the subscription');
       await (b as unknown as { subscribed: Promise<unknown> }).subscribed;
+      // once subscribed, B reads the state it may have missed meanwhile: closed
+      await until(() => pushed.length === 1, 'the read after subscribing');
+      expect(pushed[0]).toMatchObject({ state: 'closed' });
       await onA.record([F, F], 700);
-      await until(() => pushed.length === 1, 'the push of the open');
-      expect(pushed[0]).toMatchObject({ state: 'open', remainingMs: 700, reason: 'consecutive' });
+      await until(() => pushed.length === 2, 'the push of the open');
+      expect(pushed[1]).toMatchObject({ state: 'open', remainingMs: 700, reason: 'consecutive' });
       await onA.reset();
-      await until(() => pushed.length === 2, 'the push of the reset');
-      expect(pushed[1]).toMatchObject({ state: 'closed' });
+      await until(() => pushed.length === 3, 'the push of the reset');
+      expect(pushed[2]).toMatchObject({ state: 'closed' });
+    });
+
+    it('an instance that subscribes after a transition was published still learns it', async () => {
+      const first = backend();
+      const { state: a } = first;
+      const b = sibling(first);
+      const options = settings({ type: 'consecutive', threshold: 2 });
+      const onA = a.circuitBreaker('dep', options, () => undefined);
+      await onA.record([F, F], 700);
+      const pushed: SharedBreakerState[] = [];
+      b.circuitBreaker('dep', options, (state) => pushed.push(state));
+      await until(() => pushed.length === 1, 'the read after subscribing');
+      expect(pushed[0]).toMatchObject({ state: 'open', reason: 'consecutive' });
     });
 
     it('instances that read a new key at different times agree on its generation (their outcomes count)', async () => {
@@ -336,6 +352,12 @@ describe.skipIf(!hasRedis)('fallback to in-process state when Redis is down or s
       expect(settled).toBeUndefined();
       await clock.advance(1);
       expect(settled).toBe(true); // the in-process budget's floor (1 retry per second of window)
+      expect(events.named('shared_state_unavailable')).toHaveLength(0); // one late answer is not an outage
+      for (let slow = 2; slow <= 3; slow++) {
+        const late = permits.tryAcquireRetry() as Promise<boolean>;
+        await clock.advance(40);
+        await expect(late).resolves.toBe(false);
+      }
       expect(events.named('shared_state_unavailable')).toHaveLength(1);
       // while down, no round trip at all: the in-process answer is synchronous
       expect(permits.tryAcquireRetry()).toBe(false);

@@ -4,6 +4,7 @@ import type { RetryBudgetWindow } from '../core/options.js';
 import {
   DEFAULT_SHARED_STATE_FLUSH_INTERVAL,
   DEFAULT_SHARED_STATE_MAX_WAIT,
+  DEFAULT_SHARED_STATE_SLOW_ANSWERS,
   DEFAULT_SHARED_STATE_RECOVERY_INTERVAL,
   type SharedBreakerBackend,
   type SharedBreakerOutcome,
@@ -32,10 +33,15 @@ export interface RedisPolicyStateOptions {
   readonly prefix?: string;
   /**
    * Longest wait for Redis before a policy uses its in-process state, in ms: a retry waits at most
-   * this long for its permit. An answer later than this counts as an outage.
+   * this long for its permit.
    * @default 50
    */
   readonly maxWait?: number;
+  /**
+   * Answers later than `maxWait` in a row before Redis counts as down (a failed call counts at once).
+   * @default 3
+   */
+  readonly slowAnswersBeforeFallback?: number;
   /** How long breaker outcomes and budget calls are batched before they are sent, in ms. @default 20 */
   readonly flushInterval?: number;
   /** How often Redis is pinged during an outage, to come back to shared state, in ms. @default 1000 */
@@ -358,6 +364,7 @@ function encodeOutcomes(outcomes: readonly SharedBreakerOutcome[]): string {
  */
 export class RedisPolicyState implements SharedPolicyState {
   readonly maxWait: number;
+  readonly slowAnswersBeforeFallback: number;
   readonly flushInterval: number;
   readonly recoveryInterval: number;
   private readonly client: Redis;
@@ -375,6 +382,7 @@ export class RedisPolicyState implements SharedPolicyState {
     this.prefix = options.prefix ?? 'nest-resilience:';
     this.channel = `${this.prefix}breaker`;
     this.maxWait = options.maxWait ?? DEFAULT_SHARED_STATE_MAX_WAIT;
+    this.slowAnswersBeforeFallback = options.slowAnswersBeforeFallback ?? DEFAULT_SHARED_STATE_SLOW_ANSWERS;
     this.flushInterval = options.flushInterval ?? DEFAULT_SHARED_STATE_FLUSH_INTERVAL;
     this.recoveryInterval = options.recoveryInterval ?? DEFAULT_SHARED_STATE_RECOVERY_INTERVAL;
     this.subscriber = options.subscriber;
@@ -393,7 +401,7 @@ export class RedisPolicyState implements SharedPolicyState {
     const ttl = Math.max(MIN_BREAKER_TTL_MS, 2 * (strategy.type === 'time' ? strategy.window : 0), 2 * settings.maxBreakDuration);
     const common = (): Array<string | number> => [this.now?.() ?? '', -1, ttl, this.channel, key];
     this.listen(key, onChange);
-    return {
+    const backend: SharedBreakerBackend = {
       record: async (outcomes, nextBreakMs) => {
         const args = common();
         // only the newest generation of the batch can still count (-1: admitted before this
@@ -416,6 +424,14 @@ export class RedisPolicyState implements SharedPolicyState {
       reset: async () => toState(await SCRIPTS.breakerReset.run(this.client, keys, common())),
       release: () => this.unlisten(key, onChange),
     };
+    // a transition published before the subscription took effect never arrives: read the state once it has
+    void this.subscribed
+      ?.then(() => backend.read())
+      .then((state) => {
+        if (this.listeners.get(key)?.has(onChange)) onChange(state);
+      })
+      .catch(() => undefined);
+    return backend;
   }
 
   retryBudget(key: string, options: RetryBudgetWindow): SharedRetryBudgetBackend {
