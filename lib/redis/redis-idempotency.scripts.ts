@@ -8,7 +8,8 @@ import { createHash } from 'node:crypto';
  *
  * Hash fields: `status` (`in_progress` | `completed`), `fingerprint`, `owner`, `fence`,
  * `locked_until` (epoch ms, server clock), `method`, `path`, `response` (JSON
- * `[status, headers, body, encoding]`). Retention is the key's own expiry (PEXPIRE).
+ * `[status, headers, body, encoding]`; a completed record has an empty `owner`). Retention is the
+ * key's own expiry (PEXPIRE).
  * @internal
  */
 export interface RedisScript {
@@ -28,16 +29,18 @@ local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
  * Returns `{'acquired', fence, takeover}`, `{'completed', same, response}` or
  * `{'in_progress', same, retryAfterMs}` (`same`/`takeover`: 1 or 0).
  */
-const CLAIM = `${NOW}
+const CLAIM = `
 local key = KEYS[1]
 local fingerprint, lease, ttl = ARGV[1], tonumber(ARGV[3]), tonumber(ARGV[4])
 local record = redis.call('HMGET', key, 'status', 'fingerprint', 'fence', 'locked_until', 'response')
 local fence, takeover = 1, 0
+if record[1] == 'completed' then
+  -- a replay (or 422) needs no clock
+  return {'completed', (record[2] == fingerprint) and 1 or 0, record[5]}
+end
+${NOW}
 if record[1] then
   local same = (record[2] == fingerprint) and 1 or 0
-  if record[1] == 'completed' then
-    return {'completed', same, record[5]}
-  end
   local lockedUntil = tonumber(record[4])
   -- a live lease, or an expired one of another request (never let it inherit a half-done key)
   if lockedUntil > now or same == 0 then
@@ -68,8 +71,8 @@ return 1
 
 /** ARGV: owner, ttlMs, response JSON. Returns 1, or 0 when the lease was lost. */
 const COMPLETE = `${OWNED}
-redis.call('HDEL', KEYS[1], 'owner', 'locked_until')
-redis.call('HSET', KEYS[1], 'status', 'completed', 'response', ARGV[3])
+-- the owner is cleared in the same write (no HDEL): a completed record has none, and its lease no longer matters
+redis.call('HSET', KEYS[1], 'status', 'completed', 'response', ARGV[3], 'owner', '')
 redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
 return 1
 `;
