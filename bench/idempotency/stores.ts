@@ -2,7 +2,7 @@
  * The idempotency-benchmark servers: the same POST route bare, `@Idempotent()` on each of our
  * stores, and @node-idempotency/nestjs on its memory and Redis adapters (`nip-*`).
  */
-export const IDEMPOTENCY_STORES = ['bare', 'memory', 'nip-memory', 'sqlite', 'postgres', 'redis', 'nip-redis'] as const;
+export const IDEMPOTENCY_STORES = ['bare', 'memory', 'nip-memory', 'redis', 'nip-redis', 'sqlite', 'postgres'] as const;
 export type IdempotencyStoreKind = (typeof IDEMPOTENCY_STORES)[number];
 
 /** Table labels. */

@@ -2,7 +2,8 @@
 // (scripts/redis.mjs), or a reason why there is none.
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Redis } from 'ioredis';
+import { once } from 'node:events';
+import { connect, type Socket } from 'node:net';
 import { packageRoot } from './report.js';
 
 /** A Redis server for this run; `close()` stops a throwaway one. */
@@ -27,25 +28,37 @@ export async function obtainRedis(env: NodeJS.ProcessEnv = process.env): Promise
 
 /**
  * Counts the commands clients send to the server (MONITOR; the commands a script runs inside the
- * server are not round trips and are left out, and so are this counter's own). The difference
- * across one request is that request's round trips, whoever sent them.
+ * server are not round trips and are left out, and so are ready-check INFOs). The difference across
+ * one request is that request's round trips, whoever sent them. A plain socket, not a client: the
+ * monitor stream is just lines.
  */
 export class RedisCommandCounter {
   private sent = 0;
+  private pending = '';
+  private monitoring = false;
 
-  private constructor(
-    private readonly client: Redis,
-    private readonly monitor: Redis,
-  ) {}
+  private constructor(private readonly socket: Socket) {
+    socket.setEncoding('utf8');
+    socket.on('data', (chunk: string) => {
+      const lines = (this.pending + chunk).split('\r\n');
+      this.pending = lines.pop() ?? '';
+      for (const line of lines) {
+        if (line === '+OK') this.monitoring = true;
+        // +1796406371.496571 [0 127.0.0.1:60274] "evalsha" "…"   (scripts' commands: [0 lua])
+        const match = /^\+\d+\.\d+ \[\d+ ([^\]]+)\] "([^"]+)"/.exec(line);
+        if (match && match[1] !== 'lua' && !/^(monitor|info)$/i.test(match[2])) this.sent++;
+      }
+    });
+  }
 
   static async start(url: string): Promise<RedisCommandCounter> {
-    const client = new Redis(url);
-    // monitor() opens a connection of its own: both are closed by close()
-    const monitor = await client.monitor();
-    const counter = new RedisCommandCounter(client, monitor);
-    monitor.on('monitor', (_time: string, args: string[], source: string) => {
-      if (source !== 'lua' && args[0]?.toLowerCase() !== 'monitor') counter.sent++;
-    });
+    const { hostname, port } = new URL(url);
+    const socket = connect({ host: hostname, port: Number(port || 6379) });
+    await once(socket, 'connect');
+    socket.write('MONITOR\r\n');
+    const counter = new RedisCommandCounter(socket);
+    // MONITOR answers +OK before it streams
+    while (!counter.monitoring) await new Promise((resolve) => setTimeout(resolve, 5));
     return counter;
   }
 
@@ -55,7 +68,6 @@ export class RedisCommandCounter {
   }
 
   close(): void {
-    this.monitor.disconnect();
-    this.client.disconnect();
+    this.socket.destroy();
   }
 }
