@@ -111,7 +111,8 @@ function purgeable(now: string): string {
 /**
  * The PostgreSQL claim: try the record's advisory lock (transaction-scoped: released when the
  * statement's or the explicit transaction's commit or rollback ends it), and only when it is
- * obtained upsert the row; return the acquired row, else the existing one. Without the lock the
+ * obtained (and the row is absent or claimable) upsert the row; return the acquired row, else the
+ * existing one. A replay or a live lease thus writes nothing. Without the lock the
  * statement writes nothing (the INSERT would wait on the uncommitted unique entry of the
  * transactional run holding it) and answers `locked = 0` with the committed row, if any.
  */
@@ -122,6 +123,10 @@ claimed AS (
   INSERT INTO ${table} AS r (${INSERT_COLUMNS})
   SELECT $1, $2, $3, $4, $5, 'in_progress', $6, 1, 1, ${now} + $7::bigint, ${now} + $8::bigint, $9, $10, ${now}, ${now}
   FROM claim_lock WHERE claim_lock.locked
+    -- a row that cannot be claimed (a replay, a live lease, another request's key) is only read:
+    -- the upsert would lock it, and a row lock is a write that a durable commit waits to flush
+    AND NOT EXISTS (SELECT 1 FROM ${table} x WHERE x.lookup_hash = $1::varchar AND NOT COALESCE(
+      (x.status = 'in_progress' AND x.locked_until <= ${now} AND x.fingerprint = $5::varchar) OR (x.status = 'completed' AND x.expires_at <= ${now}), false))
   ${upsertTail('r', now)}
   RETURNING r.fence, r.attempts
 )

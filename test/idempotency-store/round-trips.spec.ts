@@ -112,6 +112,23 @@ for (const target of targets) {
       ]);
     });
 
+    if (target.name === 'PostgreSQL') {
+      it('writes nothing to answer a replay or a live lease: the row is not even locked (xmax stays 0), so a durable commit has nothing to flush', async () => {
+        const xmaxOf = async (claim: IdempotencyClaim) =>
+          Number((await harness.dataSource.query('SELECT xmax::text::bigint AS xmax FROM idempotency_records WHERE lookup_hash = $1', [recordIdOf(claim.namespace, claim.scope, claim.key)]))[0].xmax);
+        const claim = claimOf();
+        const result = await harness.store.claim(claim);
+        if (result.state !== 'acquired') throw new Error('expected acquired');
+        expect(await harness.store.claim(claim)).toMatchObject({ state: 'in_progress' });
+        expect(await xmaxOf(claim)).toBe(0);
+        await harness.store.complete(result.lease, response, 60_000);
+        expect(await xmaxOf(claim)).toBe(0);
+        expect(await harness.store.claim(claim)).toMatchObject({ state: 'completed', sameRequest: true });
+        expect(await harness.store.claim({ ...claim, fingerprint: 'e'.repeat(64) })).toMatchObject({ state: 'completed', sameRequest: false });
+        expect(await xmaxOf(claim)).toBe(0);
+      });
+    }
+
     it('releases in 1', async () => {
       const result = await harness.store.claim(claimOf());
       if (result.state !== 'acquired') throw new Error('expected acquired');

@@ -1,10 +1,10 @@
-import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnApp, type SpawnedApp } from '../fixtures/spawn-app.js';
 import { hasRedis, redisUrl, testKeyPrefix } from '../support/redis.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -17,12 +17,7 @@ const builtFrom: Array<[string, string]> = [
   [join(root, 'dist/core/shared-policy-state.js'), join(root, 'lib/core/shared-policy-state.ts')],
 ];
 
-interface Instance {
-  readonly name: string;
-  readonly url: string;
-  readonly child: ChildProcess;
-  readonly lines: string[];
-}
+type Instance = SpawnedApp;
 
 /** The loopback dependency: counts the requests per path; every path fails while `failing`. */
 class Dependency {
@@ -59,26 +54,8 @@ async function until(condition: () => boolean, what: string, timeoutMs = 5_000):
   }
 }
 
-async function startInstance(name: string, env: Record<string, string>): Promise<Instance> {
-  const child = spawn(process.execPath, [join(root, APP)], {
-    cwd: root,
-    env: { ...process.env, ...env, INSTANCE: name, PORT: '0' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const lines: string[] = [];
-  let stderr = '';
-  let buffered = '';
-  child.stdout!.setEncoding('utf8').on('data', (chunk: string) => {
-    buffered += chunk;
-    const parts = buffered.split('\n');
-    buffered = parts.pop()!;
-    lines.push(...parts);
-  });
-  child.stderr!.setEncoding('utf8').on('data', (chunk: string) => (stderr += chunk));
-  await until(() => lines.some((text) => text.startsWith('READY ')) || child.exitCode !== null, `instance ${name} to start`, 20_000);
-  const ready = lines.find((text) => text.startsWith('READY '));
-  if (!ready) throw new Error(`Instance ${name} exited with ${child.exitCode}: ${stderr}`);
-  return { name, url: `http://127.0.0.1:${ready.slice(6)}`, child, lines };
+function startInstance(name: string, env: Record<string, string>): Promise<Instance> {
+  return spawnApp(root, APP, name, env);
 }
 
 async function get(instance: Instance, path: string): Promise<{ status: number; code?: string }> {
