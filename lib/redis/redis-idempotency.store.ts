@@ -43,8 +43,8 @@ export interface RedisIdempotencyStoreOptions {
   /**
    * The longest one store operation may take, in ms, before it fails (and the request is answered
    * 503 `idempotency_store_timeout`, or `idempotency_store_unavailable` while the first connection
-   * is still being made). Enforced by the store whatever the client's own settings; with `url` it is
-   * also the client's `commandTimeout`.
+   * is still being made). Enforced by the store whatever the client's own settings: the deadlines
+   * of all commands in flight share one timer.
    * @default 1000
    */
   commandTimeoutMs?: number;
