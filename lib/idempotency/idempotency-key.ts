@@ -24,6 +24,9 @@ const BARE_KEY_CHARACTER = /^[!#$%&'*+\-.^_`|~0-9A-Za-z:/=]$/;
 /** How a bare key may start: an RFC 8941 token's first character, or a digit (raw UUIDs). */
 const BARE_KEY_START = /^[A-Za-z0-9*]$/;
 
+/** A bare key accepted as it is: a start character, then key characters, 1–255 in all. */
+const WELL_FORMED_BARE_KEY = new RegExp(`^[A-Za-z0-9*][!#$%&'*+\\-.^_\`|~0-9A-Za-z:/=]{0,${MAX_IDEMPOTENCY_KEY_LENGTH - 1}}$`);
+
 /** A bare value an RFC 8941 parser reads as an Integer or a Decimal, not as a key. */
 const BARE_NUMBER = /^[0-9]+(\.[0-9]+)?$/;
 
@@ -44,6 +47,9 @@ const BARE_NUMBER = /^[0-9]+(\.[0-9]+)?$/;
  * @publicApi
  */
 export function parseIdempotencyKey(value: string): IdempotencyKeyParseResult {
+  // the common case, a well-formed bare key (a UUID, say), in one test; everything else is parsed
+  // step by step below, which also says what is wrong
+  if (WELL_FORMED_BARE_KEY.test(value) && !BARE_NUMBER.test(value)) return { ok: true, key: value };
   const text = trimOws(value);
   if (text.length === 0) return refuse('the value is empty');
   const nonAscii = firstInvalidCharacter(text);
