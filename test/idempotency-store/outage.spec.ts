@@ -138,6 +138,9 @@ describe.skipIf(!hasRedis)('RedisIdempotencyStore through a Redis outage', () =>
 
         await redis.halt();
         try {
+          // a command sent before the client saw the connection close waits for an answer that never
+          // comes: that one is a timeout. Once the client knows, every operation fails at once.
+          await until(async () => store.client.status !== 'ready', 5_000, 'the client to notice the outage');
           const failures = [
             await failureOf(store.claim(claimOf())),
             await failureOf(store.complete(held.lease, response, 60_000)),
