@@ -12,7 +12,7 @@ describe('RedisIdempotencyStore options', () => {
   it.each([
     ['neither client nor url', {}, /exactly one of `client`.*and `url`.*got neither; pass one of them/],
     ['both client and url', { client: new Redis({ lazyConnect: true }), url: 'redis://127.0.0.1:1' }, /got both; pass one of them/],
-    ['a commandTimeoutMs of 0', { url: 'redis://127.0.0.1:1', commandTimeoutMs: 0 }, /commandTimeoutMs must be a positive integer of milliseconds \(got 0\)/],
+    ['a commandTimeoutMs of 0', { url: 'redis://127.0.0.1:1', commandTimeoutMs: 0 }, /commandTimeoutMs must be a positive integer \(got 0\)/],
   ])('refuses %s at start-up with a sentence naming the fix', (_name, options, message) => {
     expect(() => new RedisIdempotencyStore(options)).toThrow(ResilienceConfigError);
     expect(() => new RedisIdempotencyStore(options)).toThrow(message);

@@ -12,6 +12,7 @@ import type {
   StoredResponse,
 } from '../idempotency/idempotency-store.interface.js';
 import { recordIdOf } from '../idempotency/record-id.js';
+import { positiveInteger } from './positive-integer.js';
 import { IDEMPOTENCY_SCRIPTS, type RedisScript } from './redis-idempotency.scripts.js';
 import { RedisStoreTimeoutError, RedisStoreUnavailableError } from './redis-store.errors.js';
 
@@ -114,7 +115,7 @@ export class RedisIdempotencyStore implements IdempotencyStore, OnModuleInit, On
         `RedisIdempotencyStore needs exactly one of \`client\` (an ioredis Redis or Cluster) and \`url\` (redis://host:port), but got ${client === undefined ? 'neither' : 'both'}; pass one of them, e.g. new RedisIdempotencyStore({ url: process.env.REDIS_URL }).`,
       );
     }
-    this.commandTimeoutMs = positiveInteger(options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS, 'commandTimeoutMs');
+    this.commandTimeoutMs = positiveInteger('RedisIdempotencyStore', 'commandTimeoutMs', options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS, 1000);
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
     if (typeof this.keyPrefix !== 'string') {
       throw new ResilienceConfigError(`RedisIdempotencyStore: keyPrefix must be a string (got ${typeof this.keyPrefix}); use e.g. 'idempotency:my-app:'.`);
@@ -281,9 +282,3 @@ function isNoScript(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith('NOSCRIPT');
 }
 
-function positiveInteger(value: number, name: string): number {
-  if (!Number.isInteger(value) || value <= 0) {
-    throw new ResilienceConfigError(`RedisIdempotencyStore: ${name} must be a positive integer of milliseconds (got ${value}); e.g. ${name}: 1000.`);
-  }
-  return value;
-}

@@ -366,3 +366,22 @@ describe.skipIf(!hasRedis)('fallback to in-process state when Redis is down or s
     }
   });
 });
+
+describe('RedisPolicyState options', () => {
+  const client = new Redis({ lazyConnect: true });
+  afterAll(() => client.disconnect());
+
+  it.each([
+    ['no client', {}, /RedisPolicyState needs `client`/],
+    ['a maxWait of 0', { client, maxWait: 0 }, /maxWait must be a positive integer \(got 0\); e\.g\. maxWait: 50/],
+    ['a fractional flushInterval', { client, flushInterval: 2.5 }, /flushInterval must be a positive integer \(got 2\.5\)/],
+    ['a negative recoveryInterval', { client, recoveryInterval: -1 }, /recoveryInterval must be a positive integer/],
+    ['slowAnswersBeforeFallback of NaN', { client, slowAnswersBeforeFallback: Number.NaN }, /slowAnswersBeforeFallback must be a positive integer \(got NaN\)/],
+  ])('refuses %s at construction with a message naming the fix', (_name, options, message) => {
+    expect(() => new RedisPolicyState(options as ConstructorParameters<typeof RedisPolicyState>[0])).toThrow(message);
+  });
+
+  it('takes the documented defaults', () => {
+    expect(new RedisPolicyState({ client })).toMatchObject({ maxWait: 50, slowAnswersBeforeFallback: 3, flushInterval: 20, recoveryInterval: 1000 });
+  });
+});

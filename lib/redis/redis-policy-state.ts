@@ -1,5 +1,6 @@
 import type { Redis } from 'ioredis';
 import type { BreakerOpenReason } from '../core/circuit-breaker.policy.js';
+import { ResilienceConfigError } from '../core/errors.js';
 import type { RetryBudgetWindow } from '../core/options.js';
 import {
   DEFAULT_SHARED_STATE_FLUSH_INTERVAL,
@@ -13,6 +14,7 @@ import {
   type SharedPolicyState,
   type SharedRetryBudgetBackend,
 } from '../core/shared-policy-state.js';
+import { positiveInteger } from './positive-integer.js';
 
 /**
  * Options of {@link RedisPolicyState}.
@@ -378,13 +380,17 @@ export class RedisPolicyState implements SharedPolicyState {
   now: (() => number) | undefined;
 
   constructor(options: RedisPolicyStateOptions) {
+    if (typeof options?.client?.evalsha !== 'function') {
+      throw new ResilienceConfigError('RedisPolicyState needs `client`, an ioredis Redis of your app; pass it, e.g. new RedisPolicyState({ client: new Redis(process.env.REDIS_URL) }).');
+    }
     this.client = options.client;
     this.prefix = options.prefix ?? 'nest-resilience:';
     this.channel = `${this.prefix}breaker`;
-    this.maxWait = options.maxWait ?? DEFAULT_SHARED_STATE_MAX_WAIT;
-    this.slowAnswersBeforeFallback = options.slowAnswersBeforeFallback ?? DEFAULT_SHARED_STATE_SLOW_ANSWERS;
-    this.flushInterval = options.flushInterval ?? DEFAULT_SHARED_STATE_FLUSH_INTERVAL;
-    this.recoveryInterval = options.recoveryInterval ?? DEFAULT_SHARED_STATE_RECOVERY_INTERVAL;
+    const owner = 'RedisPolicyState';
+    this.maxWait = positiveInteger(owner, 'maxWait', options.maxWait ?? DEFAULT_SHARED_STATE_MAX_WAIT, DEFAULT_SHARED_STATE_MAX_WAIT);
+    this.slowAnswersBeforeFallback = positiveInteger(owner, 'slowAnswersBeforeFallback', options.slowAnswersBeforeFallback ?? DEFAULT_SHARED_STATE_SLOW_ANSWERS, DEFAULT_SHARED_STATE_SLOW_ANSWERS);
+    this.flushInterval = positiveInteger(owner, 'flushInterval', options.flushInterval ?? DEFAULT_SHARED_STATE_FLUSH_INTERVAL, DEFAULT_SHARED_STATE_FLUSH_INTERVAL);
+    this.recoveryInterval = positiveInteger(owner, 'recoveryInterval', options.recoveryInterval ?? DEFAULT_SHARED_STATE_RECOVERY_INTERVAL, DEFAULT_SHARED_STATE_RECOVERY_INTERVAL);
     this.subscriber = options.subscriber;
     this.ownsSubscriber = options.subscriber === undefined;
   }
