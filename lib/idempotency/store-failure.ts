@@ -3,9 +3,9 @@
  * so operators can tell "database down" from "pool too small" from "lock contention":
  * - `unavailable`: the database refused, dropped or never answered the connection
  *   (`ECONNREFUSED`, `ECONNRESET`, SQLSTATE class 08, `57P01`–`57P03`, a connection timeout;
- *   Redis: ioredis' closed-connection, offline-queue and max-retries errors, a server that is
- *   `LOADING`, `BUSY` with a script, `MASTERDOWN`, `CLUSTERDOWN`, `READONLY` after a failover or
- *   out of memory (`OOM`));
+ *   Redis: ioredis' closed-connection, offline-queue and max-retries errors, node-redis'
+ *   closed-socket, offline and closed-client errors, a server that is `LOADING`, `BUSY` with a
+ *   script, `MASTERDOWN`, `CLUSTERDOWN`, `READONLY` after a failover or out of memory (`OOM`));
  * - `pool_exhausted`: no connection was free in time (the pool's checkout timeout, or the
  *   server's connection limit `53300`);
  * - `timeout`: a lock or statement waited too long or lost a race (`55P03`, `57014`, `40P01`,
@@ -39,13 +39,15 @@ const FAILURE_BY_CODE: ReadonlyMap<string, StoreFailure> = new Map([
   ['ERR_REDIS_STORE_TIMEOUT', 'timeout'],
 ]);
 
-/** Messages of errors that carry no code (node-postgres, pg-pool, ioredis and Redis error replies). */
+/** Messages of errors that carry no code (node-postgres, pg-pool, ioredis, node-redis and Redis error replies). */
 const FAILURE_BY_MESSAGE: ReadonlyArray<readonly [RegExp, StoreFailure]> = [
   [/^timeout exceeded when trying to connect/, 'pool_exhausted'],
   [/^Query read timeout/, 'timeout'],
   [/^Connection terminated|^Client has encountered a connection error/, 'unavailable'],
   // ioredis: closed or reconnecting connection, offline queue disabled, retries used up, cluster down
   [/^Connection is closed\.|^Stream isn't writeable|^Reached the max retries per request limit|^None of startup nodes is available|^Failed to refresh slots cache/, 'unavailable'],
+  // node-redis: the socket dropped under a command, the client is reconnecting (offline queue off) or closed
+  [/^Socket closed unexpectedly|^The client is offline|^The client is closed|^Connection timeout/, 'unavailable'],
   [/^Command timed out/, 'timeout'],
   // Redis error replies (ioredis ReplyError): the server is up but cannot serve writes right now
   [/^(LOADING|BUSY|MASTERDOWN|CLUSTERDOWN|READONLY|OOM) /, 'unavailable'],

@@ -1,6 +1,7 @@
 import { Redis, ReplyError } from 'ioredis';
 // ioredis does not re-export it; the spec wants the real class (its name is what is matched).
 import { MaxRetriesPerRequestError } from 'ioredis/built/errors/index.js';
+import { ClientClosedError, ClientOfflineError, ConnectionTimeoutError, ErrorReply, SocketClosedUnexpectedlyError } from 'redis';
 import { describe, expect, it } from 'vitest';
 import { ResilienceConfigError } from '../core/errors.js';
 import { IdempotencyStoreUnavailableError } from '../idempotency/idempotency-core.errors.js';
@@ -13,6 +14,7 @@ describe('RedisIdempotencyStore options', () => {
     ['neither client nor url', {}, /exactly one of `client`.*and `url`.*got neither; pass one of them/],
     ['both client and url', { client: new Redis({ lazyConnect: true }), url: 'redis://127.0.0.1:1' }, /got both; pass one of them/],
     ['a commandTimeoutMs of 0', { url: 'redis://127.0.0.1:1', commandTimeoutMs: 0 }, /commandTimeoutMs must be a positive integer \(got 0\)/],
+    ['a client of neither library', { client: { ping: async () => 'PONG' } as never }, /neither an ioredis Redis\/Cluster nor a node-redis client; pass new Redis\(url\)/],
   ])('refuses %s at start-up with a sentence naming the fix', (_name, options, message) => {
     expect(() => new RedisIdempotencyStore(options)).toThrow(ResilienceConfigError);
     expect(() => new RedisIdempotencyStore(options)).toThrow(message);
@@ -25,7 +27,7 @@ describe('RedisIdempotencyStore options', () => {
   });
 });
 
-describe('storeFailureOf: Redis and ioredis errors', () => {
+describe('storeFailureOf: Redis, ioredis and node-redis errors', () => {
   it.each([
     ["ioredis' offline queue disabled", new Error("Stream isn't writeable and enableOfflineQueue options is false"), 'unavailable'],
     ['a closed connection', new Error('Connection is closed.'), 'unavailable'],
@@ -37,6 +39,11 @@ describe('storeFailureOf: Redis and ioredis errors', () => {
     ['a replica after a failover', new ReplyError("READONLY You can't write against a read only replica."), 'unavailable'],
     ['a cluster that is down', new ReplyError('CLUSTERDOWN The cluster is down'), 'unavailable'],
     ['a server out of memory', new ReplyError("OOM command not allowed when used memory > 'maxmemory'."), 'unavailable'],
+    ['a socket node-redis saw close under a command', new SocketClosedUnexpectedlyError(), 'unavailable'],
+    ['node-redis reconnecting without an offline queue', new ClientOfflineError(), 'unavailable'],
+    ['a node-redis client closed by its owner', new ClientClosedError(), 'unavailable'],
+    ['a node-redis connect timeout', new ConnectionTimeoutError(), 'unavailable'],
+    ['a server loading its dataset (node-redis reply)', new ErrorReply('LOADING Redis is loading the dataset in memory'), 'unavailable'],
     ['the store while disconnected', new RedisStoreUnavailableError('reconnecting'), 'unavailable'],
     ["ioredis' commandTimeout", new Error('Command timed out'), 'timeout'],
     ["the store's commandTimeoutMs", new RedisStoreTimeoutError(1_000), 'timeout'],

@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
-import { Redis, type Cluster } from 'ioredis';
+import { createRequire } from 'node:module';
+import type { Cluster, Redis } from 'ioredis';
 import { systemClock } from '../core/clock.js';
 import { DeadlineQueue } from '../core/deadline-queue.js';
 import { ResilienceConfigError } from '../core/errors.js';
@@ -13,6 +14,7 @@ import type {
 } from '../idempotency/idempotency-store.interface.js';
 import { recordIdOf } from '../idempotency/record-id.js';
 import { positiveInteger } from './positive-integer.js';
+import { scriptConnectionOf, type RedisStoreClient, type ScriptConnection } from './redis-connection.js';
 import { IDEMPOTENCY_SCRIPTS, type RedisScript } from './redis-idempotency.scripts.js';
 import { RedisStoreTimeoutError, RedisStoreUnavailableError } from './redis-store.errors.js';
 
@@ -22,14 +24,17 @@ import { RedisStoreTimeoutError, RedisStoreUnavailableError } from './redis-stor
  * const options: RedisIdempotencyStoreOptions = { client: redis, keyPrefix: 'idempotency:orders:', commandTimeoutMs: 500 };
  * @publicApi
  */
-export interface RedisIdempotencyStoreOptions {
+export interface RedisIdempotencyStoreOptions<C extends RedisStoreClient = Redis | Cluster> {
   /**
-   * An ioredis 5 client (`Redis` or `Cluster`) your app already has. The store never closes it.
-   * Prefer one created with `enableOfflineQueue: false` (see the class notes on outages).
+   * A client your app already has: an ioredis 5 `Redis` or `Cluster`, or a node-redis 5 client
+   * (`createClient()`, connected by you). The store never closes it. Prefer one that fails fast
+   * while disconnected: ioredis `enableOfflineQueue: false`, node-redis `disableOfflineQueue: true`
+   * (see the class notes on outages). node-redis costs less CPU per command (BENCHMARKS.md).
    */
-  client?: Redis | Cluster;
+  client?: C;
   /**
-   * A `redis://` / `rediss://` URL: the store opens its own connection, set up to fail fast during
+   * A `redis://` / `rediss://` URL: the store opens its own ioredis connection (so `ioredis` must be
+   * installed), set up to fail fast during
    * an outage (no offline queue, no resent commands, reconnect forever with capped backoff), and
    * closes it on application shutdown (so such a store serves one application; pass `client` to
    * share one store between several apps in a process).
@@ -51,9 +56,6 @@ export interface RedisIdempotencyStoreOptions {
   commandTimeoutMs?: number;
 }
 
-/** What the store needs of an ioredis `Redis` or `Cluster`. */
-type RedisClient = Redis | Cluster;
-
 const DEFAULT_KEY_PREFIX = 'idempotency:';
 const DEFAULT_COMMAND_TIMEOUT_MS = 1_000;
 /** Reconnect backoff of a store-owned connection: 50 ms doubling, capped. */
@@ -62,7 +64,7 @@ const MAX_RECONNECT_DELAY_MS = 2_000;
 const QUIT_TIMEOUT_MS = 1_000;
 
 /**
- * An {@link IdempotencyStore} on Redis (or Valkey) through ioredis 5: one hash per record,
+ * An {@link IdempotencyStore} on Redis (or Valkey) through ioredis 5 or node-redis 5: one hash per record,
  * shared by every app instance on that Redis. Each operation is **one round trip**, a Lua script
  * run with EVALSHA (EVAL once after a server restart emptied the script cache): claim (create,
  * take over an expired lease of the same request with fence + 1, or answer replay / in progress),
@@ -79,7 +81,7 @@ const QUIT_TIMEOUT_MS = 1_000;
  * `commandTimeoutMs`) and the request is answered 503 + `Retry-After` without running the handler;
  * once Redis is back the store works again with the same client, no restart needed. After its
  * first successful connection the store sends nothing while the client is not `ready`, so no
- * command waits in ioredis' offline queue. A claim that timed out on a stalled server may still be
+ * command waits in the client's offline queue. A claim that timed out on a stalled server may still be
  * applied once the server resumes, and a client you pass in may resend commands that were in
  * flight when the connection dropped (ioredis `autoResendUnfulfilledCommands`, on by default):
  * such a claim holds its key "in progress" for one lease at most; it never runs a handler twice.
@@ -93,26 +95,32 @@ const QUIT_TIMEOUT_MS = 1_000;
  * const redis = new Redis(process.env.REDIS_URL!, { enableOfflineQueue: false });
  * ResilienceModule.forRoot({ idempotency: { store: new RedisIdempotencyStore({ client: redis }) } });
  * @example
- * // the store opens and closes its own connection
+ * // with a node-redis client: the same store, less CPU per command
+ * const redis = await createClient({ url: process.env.REDIS_URL, disableOfflineQueue: true }).connect();
+ * ResilienceModule.forRoot({ idempotency: { store: new RedisIdempotencyStore({ client: redis }) } });
+ * @example
+ * // the store opens and closes its own connection (ioredis)
  * ResilienceModule.forRoot({ idempotency: { store: new RedisIdempotencyStore({ url: 'redis://localhost:6379' }) } });
  * @publicApi
  */
-export class RedisIdempotencyStore implements IdempotencyStore, OnModuleInit, OnApplicationShutdown {
-  /** The ioredis client in use (yours, or the one the store opened from `url`). */
-  readonly client: RedisClient;
+export class RedisIdempotencyStore<C extends RedisStoreClient = Redis | Cluster> implements IdempotencyStore, OnModuleInit, OnApplicationShutdown {
+  /** The client in use (yours, or the ioredis client the store opened from `url`). */
+  readonly client: C;
   /** The prefix of every record key. */
   readonly keyPrefix: string;
   private readonly commandTimeoutMs: number;
-  private readonly ownsClient: boolean;
+  /** The ioredis client the store opened from `url` (and closes), if it did. */
+  private readonly ownClient: Redis | undefined;
+  private readonly connection: ScriptConnection;
   private readonly deadlines = new DeadlineQueue(systemClock);
   /** Set once the client has been `ready`: from then on a client that is not ready means an outage. */
   private connectedOnce: boolean;
 
-  constructor(options: RedisIdempotencyStoreOptions) {
+  constructor(options: RedisIdempotencyStoreOptions<C>) {
     const { client, url } = options ?? {};
     if ((client === undefined) === (url === undefined)) {
       throw new ResilienceConfigError(
-        `RedisIdempotencyStore needs exactly one of \`client\` (an ioredis Redis or Cluster) and \`url\` (redis://host:port), but got ${client === undefined ? 'neither' : 'both'}; pass one of them, e.g. new RedisIdempotencyStore({ url: process.env.REDIS_URL }).`,
+        `RedisIdempotencyStore needs exactly one of \`client\` (an ioredis Redis or Cluster, or a node-redis client) and \`url\` (redis://host:port), but got ${client === undefined ? 'neither' : 'both'}; pass one of them, e.g. new RedisIdempotencyStore({ url: process.env.REDIS_URL }).`,
       );
     }
     this.commandTimeoutMs = positiveInteger('RedisIdempotencyStore', 'commandTimeoutMs', options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS, 1000);
@@ -120,13 +128,14 @@ export class RedisIdempotencyStore implements IdempotencyStore, OnModuleInit, On
     if (typeof this.keyPrefix !== 'string') {
       throw new ResilienceConfigError(`RedisIdempotencyStore: keyPrefix must be a string (got ${typeof this.keyPrefix}); use e.g. 'idempotency:my-app:'.`);
     }
-    this.ownsClient = client === undefined;
-    this.client = client ?? ownedClient(url!, this.commandTimeoutMs);
+    this.ownClient = client === undefined ? ownedClient(url!, this.commandTimeoutMs) : undefined;
+    this.client = client ?? (this.ownClient as C);
+    this.connection = scriptConnectionOf(this.client, 'RedisIdempotencyStore');
     // Connection errors reach the app through the operations that fail (503s and their logs);
     // without a listener ioredis would also print each reconnect failure to stderr.
-    if (this.ownsClient) this.client.on('error', () => undefined);
-    this.connectedOnce = this.client.status === 'ready';
-    if (!this.connectedOnce) this.client.once('ready', () => (this.connectedOnce = true));
+    this.ownClient?.on('error', () => undefined);
+    this.connectedOnce = this.connection.status === 'ready';
+    if (!this.connectedOnce) this.connection.onceReady(() => (this.connectedOnce = true));
   }
 
   async claim(claim: IdempotencyClaim): Promise<IdempotencyClaimResult> {
@@ -169,18 +178,18 @@ export class RedisIdempotencyStore implements IdempotencyStore, OnModuleInit, On
 
   /** PING, bounded by `commandTimeoutMs`. */
   async ping(): Promise<void> {
-    await this.bounded(() => this.client.ping());
+    await this.bounded(() => this.connection.ping());
   }
 
   /** Starts the store-owned connection (without waiting for it: the app starts even while Redis is down). */
   onModuleInit(): void {
-    if (this.ownsClient && this.client.status === 'wait') this.client.connect().catch(() => undefined);
+    if (this.ownClient) this.connection.connectIfIdle();
   }
 
   /** Closes the connection the store opened from `url` (QUIT, cut after 1 s); a client you passed in is left open. */
   async onApplicationShutdown(): Promise<void> {
-    const client = this.client;
-    if (!this.ownsClient || client.status === 'end') return;
+    const client = this.ownClient;
+    if (!client || client.status === 'end') return;
     let timer: NodeJS.Timeout | undefined;
     const ended = new Promise<void>((resolve) => {
       client.once('end', resolve);
@@ -196,25 +205,22 @@ export class RedisIdempotencyStore implements IdempotencyStore, OnModuleInit, On
   /** One script call on the record's key: EVALSHA, and EVAL when the server does not know the script. */
   private run(script: RedisScript, recordId: string, args: Array<string | number>): Promise<unknown> {
     const key = this.keyPrefix + recordId;
-    return this.bounded(() =>
-      this.client.evalsha(script.sha, 1, key, ...args).catch((error: unknown) => {
-        if (!isNoScript(error)) throw error;
-        return this.client.eval(script.lua, 1, key, ...args);
-      }),
-    );
+    return this.bounded(() => this.connection.evalsha(script.sha, key, args), () => this.connection.eval(script.lua, key, args));
   }
 
   /**
    * Runs `command` once the client can take it, failing within `commandTimeoutMs`: before the
    * first connection it waits for `ready` (start-up); after it, a client that is not `ready` is an
-   * outage and fails at once, so nothing queues in the client to run late.
+   * outage and fails at once, so nothing queues in the client to run late. `onNoScript` is sent
+   * instead when the server answers NOSCRIPT, within the same deadline.
    */
-  private bounded<T>(command: () => Promise<T>): Promise<T> {
-    if (this.client.status === 'ready') return this.within(this.commandTimeoutMs, command);
-    if (this.connectedOnce || this.client.status === 'end') return Promise.reject(new RedisStoreUnavailableError(this.client.status));
+  private bounded<T>(command: () => Promise<T>, onNoScript?: () => Promise<T>): Promise<T> {
+    const { connection } = this;
+    if (connection.status === 'ready') return this.within(this.commandTimeoutMs, command, onNoScript);
+    if (this.connectedOnce || connection.ended) return Promise.reject(new RedisStoreUnavailableError(connection.status));
     const started = performance.now();
     return this.firstConnection(this.commandTimeoutMs).then(() =>
-      this.within(Math.max(1, Math.ceil(this.commandTimeoutMs - (performance.now() - started))), command),
+      this.within(Math.max(1, Math.ceil(this.commandTimeoutMs - (performance.now() - started))), command, onNoScript),
     );
   }
 
@@ -222,19 +228,21 @@ export class RedisIdempotencyStore implements IdempotencyStore, OnModuleInit, On
    * `command()`, rejected with a timeout after `ms`. The deadlines of every command in flight share
    * one timer: a command costs a Set insert and delete, not a timer of its own.
    */
-  private within<T>(ms: number, command: () => Promise<T>): Promise<T> {
+  private within<T>(ms: number, command: () => Promise<T>, onNoScript?: () => Promise<T>): Promise<T> {
     return new Promise<T>((resolve, reject) => {
       const deadline = this.deadlines.schedule(this.timedOut, ms, reject);
-      command().then(
-        (value) => {
-          this.deadlines.cancel(deadline);
-          resolve(value);
-        },
-        (error: unknown) => {
-          this.deadlines.cancel(deadline);
-          reject(error);
-        },
-      );
+      const answered = (value: T) => {
+        this.deadlines.cancel(deadline);
+        resolve(value);
+      };
+      const failed = (error: unknown) => {
+        this.deadlines.cancel(deadline);
+        reject(error);
+      };
+      command().then(answered, (error: unknown) => {
+        if (onNoScript !== undefined && isNoScript(error)) onNoScript().then(answered, failed);
+        else failed(error);
+      });
     });
   }
 
@@ -242,24 +250,25 @@ export class RedisIdempotencyStore implements IdempotencyStore, OnModuleInit, On
 
   /** Waits up to `timeoutMs` for the client's first `ready` (connecting it when it is lazy). */
   private firstConnection(timeoutMs: number): Promise<void> {
-    if (this.client.status === 'wait') this.client.connect().catch(() => undefined);
+    const { connection } = this;
+    connection.connectIfIdle();
     return new Promise<void>((resolve, reject) => {
       const onReady = () => {
         clearTimeout(timer);
         resolve();
       };
       const timer = setTimeout(() => {
-        this.client.off('ready', onReady);
-        reject(new RedisStoreUnavailableError(this.client.status, timeoutMs));
+        connection.offReady(onReady);
+        reject(new RedisStoreUnavailableError(connection.status, timeoutMs));
       }, timeoutMs);
-      this.client.once('ready', onReady);
+      connection.onceReady(onReady);
     });
   }
 }
 
 /** The store's own connection: fails fast while Redis is down and reconnects by itself. */
 function ownedClient(url: string, commandTimeoutMs: number): Redis {
-  return new Redis(url, {
+  return new (loadIoredis().Redis)(url, {
     lazyConnect: true,
     enableOfflineQueue: false,
     // in-flight commands fail when the connection drops, instead of being resent later
@@ -282,3 +291,13 @@ function isNoScript(error: unknown): boolean {
   return error instanceof Error && error.message.startsWith('NOSCRIPT');
 }
 
+/** ioredis, loaded only for a `url`: an app that passes a node-redis client need not install it. */
+function loadIoredis(): typeof import('ioredis') {
+  try {
+    return createRequire(import.meta.url)('ioredis') as typeof import('ioredis');
+  } catch (error) {
+    throw new ResilienceConfigError(
+      `RedisIdempotencyStore({ url }) opens its connection with ioredis, which could not be loaded (${(error as Error).message.split('\n')[0]}); install it (npm install ioredis), or pass a client you created: new RedisIdempotencyStore({ client }).`,
+    );
+  }
+}

@@ -10,7 +10,7 @@ export class RedisStoreUnavailableError extends Error {
   /** Stable code, recognised by `storeFailureOf`. */
   readonly code = 'ERR_REDIS_STORE_UNAVAILABLE';
   /**
-   * @param status the ioredis connection status at that moment (`reconnecting`, `connecting`, `end`…)
+   * @param status the client's connection status at that moment (ioredis: `reconnecting`, `connecting`, `end`…; node-redis: `reconnecting`, `closed`)
    * @param waitedMs how long the store waited for the first connection, if it did
    */
   constructor(
@@ -20,7 +20,7 @@ export class RedisStoreUnavailableError extends Error {
     super(
       waitedMs === undefined
         ? `Redis is not connected (connection status "${status}"), so the command was not sent; the client reconnects by itself and the request can be retried then.`
-        : `Redis did not become ready within ${waitedMs} ms (connection status "${status}"); check that it is reachable at the configured address.`,
+        : `Redis did not become ready within ${waitedMs} ms (connection status "${status}"); check that it is reachable at the configured address (a node-redis client must also have been connected: await client.connect()).`,
     );
     this.name = 'RedisStoreUnavailableError';
   }

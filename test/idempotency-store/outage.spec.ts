@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DataSource } from 'typeorm';
 import { Redis } from 'ioredis';
+import { createClient } from 'redis';
 import { storeFailureOf, type IdempotencyClaim, type IdempotencyStore } from 'nest-resilience';
-import { RedisIdempotencyStore, RedisStoreUnavailableError } from 'nest-resilience/redis';
+import { RedisIdempotencyStore, RedisStoreUnavailableError, type RedisStoreClient } from 'nest-resilience/redis';
 import { IdempotencyRecord, TypeOrmIdempotencyStore } from 'nest-resilience/typeorm';
 import { hasPostgres, startOwnPostgres, type OwnPostgres } from '../support/postgres.js';
 import { hasRedis, startOwnRedis, testKeyPrefix } from '../support/redis.js';
@@ -116,20 +117,45 @@ describe.skipIf(!hasRedis)('RedisIdempotencyStore through a Redis outage', () =>
   });
   afterAll(() => redis?.stop());
 
-  const variants = [
-    // The store's own connection (no offline queue, nothing resent).
-    { name: 'connection opened from url', open: () => new RedisIdempotencyStore({ url: redis.url, keyPrefix: testKeyPrefix('outage'), commandTimeoutMs: REDIS_COMMAND_TIMEOUT_MS }), close: async () => undefined },
-    // An app's client with ioredis' defaults: offline queue on, 20 retries per request.
+  /** A store on the outage server, how to tell that its client saw the connection drop, and clean-up. */
+  interface Variant {
+    readonly store: RedisIdempotencyStore<RedisStoreClient>;
+    readonly disconnected: () => boolean;
+    readonly close: () => Promise<void>;
+  }
+  const options = () => ({ keyPrefix: testKeyPrefix('outage'), commandTimeoutMs: REDIS_COMMAND_TIMEOUT_MS });
+  const variants: ReadonlyArray<{ name: string; open: () => Promise<Variant> }> = [
     {
+      // The store's own connection (no offline queue, nothing resent).
+      name: 'connection opened from url',
+      open: async () => {
+        const store = new RedisIdempotencyStore({ url: redis.url, ...options() });
+        return { store, disconnected: () => store.client.status !== 'ready', close: async () => undefined };
+      },
+    },
+    {
+      // An app's client with ioredis' defaults: offline queue on, 20 retries per request.
       name: 'app client with ioredis defaults',
-      open: () => new RedisIdempotencyStore({ client: new Redis(redis.url), keyPrefix: testKeyPrefix('outage'), commandTimeoutMs: REDIS_COMMAND_TIMEOUT_MS }),
-      close: async (store: RedisIdempotencyStore) => store.client.disconnect(),
+      open: async () => {
+        const client = new Redis(redis.url);
+        return { store: new RedisIdempotencyStore({ client, ...options() }), disconnected: () => client.status !== 'ready', close: async () => client.disconnect() };
+      },
+    },
+    {
+      // An app's node-redis client with its defaults: offline queue on, reconnects forever.
+      name: 'app client with node-redis defaults',
+      open: async () => {
+        const client = createClient({ url: redis.url });
+        client.on('error', () => undefined);
+        await client.connect();
+        return { store: new RedisIdempotencyStore({ client, ...options() }), disconnected: () => !client.isReady, close: async () => client.destroy() };
+      },
     },
   ];
 
   for (const variant of variants) {
     it(`fails every operation fast with an "unavailable" error while Redis is down, and works again once it is back (${variant.name})`, async () => {
-      const store = variant.open();
+      const { store, disconnected, close } = await variant.open();
       store.onModuleInit();
       try {
         await claimAndComplete(store);
@@ -140,7 +166,7 @@ describe.skipIf(!hasRedis)('RedisIdempotencyStore through a Redis outage', () =>
         try {
           // a command sent before the client saw the connection close waits for an answer that never
           // comes: that one is a timeout. Once the client knows, every operation fails at once.
-          await until(async () => store.client.status !== 'ready', 5_000, 'the client to notice the outage');
+          await until(async () => disconnected(), 5_000, 'the client to notice the outage');
           const failures = [
             await failureOf(store.claim(claimOf())),
             await failureOf(store.complete(held.lease, response, 60_000)),
@@ -163,7 +189,7 @@ describe.skipIf(!hasRedis)('RedisIdempotencyStore through a Redis outage', () =>
         expect(await store.complete(held.lease, response, 60_000)).toBe(false);
       } finally {
         await store.onApplicationShutdown();
-        await variant.close(store);
+        await close();
       }
     });
   }

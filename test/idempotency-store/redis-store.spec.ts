@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { createClient } from 'redis';
 import { RedisIdempotencyStore } from 'nest-resilience/redis';
 import { hasRedis, redisUrl, testKeyPrefix } from '../support/redis.js';
 import { describeIdempotencyStoreContract } from './store-contract.js';
@@ -11,6 +12,16 @@ describeIdempotencyStoreContract(
     const store = new RedisIdempotencyStore({ client, keyPrefix: testKeyPrefix('contract') });
     // The Redis server's clock decides, and only real time moves it.
     return { store, shortMs: 200, pass: sleep, close: async () => void (await client.quit()) };
+  },
+  { skip: !hasRedis, transactional: false, expiresByItself: true },
+);
+
+describeIdempotencyStoreContract(
+  'RedisIdempotencyStore (node-redis client of the app)',
+  async () => {
+    const client = await createClient({ url: redisUrl!, disableOfflineQueue: true }).connect();
+    const store = new RedisIdempotencyStore({ client, keyPrefix: testKeyPrefix('contract-node-redis') });
+    return { store, shortMs: 200, pass: sleep, close: () => client.close() };
   },
   { skip: !hasRedis, transactional: false, expiresByItself: true },
 );

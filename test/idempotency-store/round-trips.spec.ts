@@ -1,7 +1,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
+import { createClient } from 'redis';
 import { recordIdOf, type IdempotencyClaim, type IdempotencyLease } from 'nest-resilience';
-import { RedisIdempotencyStore } from 'nest-resilience/redis';
+import { RedisIdempotencyStore, type RedisStoreClient } from 'nest-resilience/redis';
 import { IdempotencyRecord, type IdempotencyQueryEvent, type IdempotencyStoreOperation } from 'nest-resilience/typeorm';
 import { hasPostgres } from '../support/postgres.js';
 import { hasRedis, startOwnRedis, testKeyPrefix } from '../support/redis.js';
@@ -217,21 +218,27 @@ describe.skipIf(!hasRedis)('Redis round trips per operation, counted by MONITOR 
   let client: Redis;
   let observer: Redis;
   let monitor: Redis;
-  let store: RedisIdempotencyStore;
-  /** The store's connection as MONITOR names it (`ip:port`). */
-  let source: string;
+  let nodeClient: ReturnType<typeof createClient>;
+  /** A store per client library, and its connection as MONITOR names it (`ip:port`). */
+  const stores = new Map<'ioredis' | 'node-redis', { store: RedisIdempotencyStore<RedisStoreClient>; source: string }>();
   let seen: Array<{ source: string; command: string[] }> = [];
 
   beforeAll(async () => {
     server = await startOwnRedis();
     client = new Redis(server.url, { enableOfflineQueue: false, lazyConnect: true });
     await client.connect();
+    nodeClient = await createClient({ url: server.url, disableOfflineQueue: true }).connect();
     observer = new Redis(server.url);
-    source = /addr=(\S+)/.exec(String(await client.client('INFO')))![1];
     monitor = await observer.duplicate().monitor();
     monitor.on('monitor', (_time: string, command: string[], from: string) => seen.push({ source: from, command }));
-    store = new RedisIdempotencyStore({ client, keyPrefix: testKeyPrefix('trips') });
+    const addressOf = (info: unknown) => /addr=(\S+)/.exec(String(info))![1];
+    stores.set('ioredis', { store: new RedisIdempotencyStore({ client, keyPrefix: testKeyPrefix('trips') }), source: addressOf(await client.client('INFO')) });
+    stores.set('node-redis', {
+      store: new RedisIdempotencyStore({ client: nodeClient, keyPrefix: testKeyPrefix('trips') }),
+      source: addressOf(await nodeClient.sendCommand(['CLIENT', 'INFO'])),
+    });
     // A fresh server does not know the scripts yet: their first use is the one EVAL (tested below).
+    const { store } = stores.get('ioredis')!;
     for (const finish of ['complete', 'release'] as const) {
       const warm = await store.claim(claimOf());
       if (warm.state !== 'acquired') throw new Error('expected acquired');
@@ -243,6 +250,7 @@ describe.skipIf(!hasRedis)('Redis round trips per operation, counted by MONITOR 
     monitor?.disconnect();
     observer?.disconnect();
     client?.disconnect();
+    nodeClient?.destroy();
     await server?.stop();
   });
 
@@ -253,8 +261,8 @@ describe.skipIf(!hasRedis)('Redis round trips per operation, counted by MONITOR 
     await until(() => seen.some((entry) => entry.command[1] === marker), 5_000, 'MONITOR to report the marker');
   }
 
-  /** The commands the store's connection sent while `operation` ran. */
-  async function commandsOf(operation: () => Promise<unknown>): Promise<string[]> {
+  /** The commands the connection at `source` sent while `operation` ran. */
+  async function sent(source: string, operation: () => Promise<unknown>): Promise<string[]> {
     await drained();
     seen = [];
     await operation();
@@ -262,7 +270,9 @@ describe.skipIf(!hasRedis)('Redis round trips per operation, counted by MONITOR 
     return seen.filter((entry) => entry.source === source).map((entry) => entry.command[0].toLowerCase());
   }
 
-  it('a new key costs 2 round trips (claim + complete) and a replay 1; every other operation 1', async () => {
+  it.each(['ioredis', 'node-redis'] as const)('a new key costs 2 round trips (claim + complete) and a replay 1; every other operation 1 (%s)', async (library) => {
+    const { store, source } = stores.get(library)!;
+    const commandsOf = (operation: () => Promise<unknown>) => sent(source, operation);
     const claim = claimOf();
     let lease!: IdempotencyLease;
     expect(
@@ -285,13 +295,16 @@ describe.skipIf(!hasRedis)('Redis round trips per operation, counted by MONITOR 
     expect(await commandsOf(() => store.release(released.lease))).toEqual(['evalsha']);
   });
 
-  it('after the server lost its script cache, one extra EVAL, then EVALSHA again', async () => {
+  it.each(['ioredis', 'node-redis'] as const)('after the server lost its script cache, one extra EVAL, then EVALSHA again (%s)', async (library) => {
+    const { store, source } = stores.get(library)!;
+    const commandsOf = (operation: () => Promise<unknown>) => sent(source, operation);
     await observer.script('FLUSH');
     expect(await commandsOf(() => store.claim(claimOf()))).toEqual(['evalsha', 'eval']);
     expect(await commandsOf(() => store.claim(claimOf()))).toEqual(['evalsha']);
   });
 
   it('keeps a completed record in one hash of about 1 KB plus the response, expiring with the retention', async () => {
+    const { store } = stores.get('ioredis')!;
     const claim = claimOf();
     const result = await store.claim(claim);
     if (result.state !== 'acquired') throw new Error('expected acquired');

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createClient } from 'redis';
 import { RedisIdempotencyStore } from 'nest-resilience/redis';
 import { hasRedis, startOwnRedis, testKeyPrefix } from '../support/redis.js';
 import { describeStoreOutage } from './store-outage.js';
@@ -29,4 +30,30 @@ describe.skipIf(!hasRedis)('Redis stopped during traffic', () => {
       });
     },
   );
+});
+
+describe.skipIf(!hasRedis)('Redis stopped during traffic, through an app\'s node-redis client', () => {
+  let redis: ThrowawayRedis;
+  const clients: Array<ReturnType<typeof createClient>> = [];
+
+  beforeAll(async () => {
+    redis = await startOwnRedis();
+  });
+  afterAll(async () => {
+    for (const client of clients) client.destroy();
+    await redis?.stop();
+  });
+
+  describeStoreOutage(() => ({
+    halt: () => redis.halt(),
+    start: () => redis.start(),
+    // connected by its owner, as node-redis wants; the store waits for its first 'ready'
+    storeFor: (platform) => {
+      const client = createClient({ url: redis.url, disableOfflineQueue: true });
+      client.on('error', () => undefined);
+      client.connect().catch(() => undefined);
+      clients.push(client);
+      return new RedisIdempotencyStore({ client, keyPrefix: testKeyPrefix(platform) });
+    },
+  }));
 });

@@ -9,6 +9,8 @@ import { createIdempotencyApp, until, type IdempotencyTestApp } from './support.
 
 let executions = 0;
 const executedKeys = new Set<string>();
+/** Scenarios run so far in this file: each uses keys of its own, so two in one file never share one. */
+let scenarios = 0;
 
 @Controller('orders')
 class OrdersController {
@@ -36,7 +38,9 @@ export function describeStoreOutage(
   target: () => OutageTarget,
   more?: (context: { app: () => INestApplication; closeApp: () => Promise<void>; store: () => IdempotencyStore }) => void,
 ): void {
+  const scenario = ++scenarios;
   describe.each(platforms)('on %s', (platform) => {
+    const keyPrefix = `${platform}-${scenario}`;
     let harness: IdempotencyTestApp;
     let app: INestApplication;
     let store: IdempotencyStore;
@@ -53,8 +57,9 @@ export function describeStoreOutage(
     const post = (key: string) => request(app.getHttpServer()).post('/orders').set('Idempotency-Key', key).send({ item: key });
 
     it('answers 503 problem+json with Retry-After without running the handler while the store is down, and recovers without a restart', async () => {
-      await post(`${platform}-before`).expect(201);
-      const traffic = Array.from({ length: 20 }, (_, i) => `${platform}-traffic-${i}`);
+      const first = await post(`${keyPrefix}-before`);
+      expect(first.status, JSON.stringify(first.body)).toBe(201);
+      const traffic = Array.from({ length: 20 }, (_, i) => `${keyPrefix}-traffic-${i}`);
       const inFlight = traffic.map(async (key, i) => {
         await new Promise((resolve) => setTimeout(resolve, i * 15));
         return { key, status: (await post(key)).status };
@@ -70,7 +75,7 @@ export function describeStoreOutage(
       }
 
       const before = executions;
-      for (const key of [`${platform}-down-1`, `${platform}-down-2`, `${platform}-down-3`]) {
+      for (const key of [`${keyPrefix}-down-1`, `${keyPrefix}-down-2`, `${keyPrefix}-down-3`]) {
         const res = await post(key);
         expect(res.status).toBe(503);
         expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
@@ -82,10 +87,10 @@ export function describeStoreOutage(
 
       await target().start();
       // The connection (or pool) recovers by itself; a client retrying as told by Retry-After succeeds.
-      await until(async () => (await post(`${platform}-down-1`)).status === 201, 10_000, 'the store to answer again');
-      const replay = await post(`${platform}-down-1`).expect(201);
+      await until(async () => (await post(`${keyPrefix}-down-1`)).status === 201, 10_000, 'the store to answer again');
+      const replay = await post(`${keyPrefix}-down-1`).expect(201);
       expect(replay.headers['idempotent-replayed']).toBe('true');
-      await post(`${platform}-after`).expect(201);
+      await post(`${keyPrefix}-after`).expect(201);
       expect(executions).toBe(before + 2);
     });
 

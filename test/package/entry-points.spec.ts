@@ -40,14 +40,44 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
     expect([...packages].filter((name) => name === 'undici' || name.startsWith('undici/'))).toEqual([]);
   });
 
-  it('nest-resilience/redis imports ioredis but no other optional peer; nest-resilience/health never imports ioredis', () => {
+  it('nest-resilience/redis and nest-resilience/health import no Redis client (nor any other optional peer) statically', () => {
     const redis = graphOf('dist/redis/index.js').packages;
-    expect(redis.has('ioredis')).toBe(true);
-    expect([...redis].filter((name) => name !== 'ioredis' && OPTIONAL_PEERS.some((peer) => name === peer || name.startsWith(`${peer}/`)))).toEqual([]);
+    expect([...redis].filter((name) => ['redis', ...OPTIONAL_PEERS].some((peer) => name === peer || name.startsWith(`${peer}/`)))).toEqual([]);
     const health = graphOf('dist/health/index.js').packages;
     expect([...health].filter((name) => name === 'ioredis' || name.startsWith('ioredis/'))).toEqual([]);
     // nor do its typings: a consumer of nest-resilience/health without ioredis still compiles
     expect(readFileSync(join(root, 'dist/redis/redis.health.d.ts'), 'utf8')).not.toMatch(/from ['"]ioredis/);
+  });
+
+  it('the Redis store serves a node-redis client where ioredis cannot be loaded, and then refuses url with a sentence naming the fix', () => {
+    // ioredis refused however it is asked for: an ESM import (resolve hook) or a require (resolver patch)
+    const hook = `export async function resolve(specifier, context, next) {
+      if (specifier === 'ioredis' || specifier.startsWith('ioredis/')) throw new Error('ioredis is not installed here');
+      return next(specifier, context);
+    }`;
+    const script = `
+      import 'reflect-metadata';
+      import Module, { register } from 'node:module';
+      register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hook)}));
+      const resolveFilename = Module._resolveFilename;
+      Module._resolveFilename = function (request, ...rest) {
+        if (request === 'ioredis' || request.startsWith('ioredis/')) throw Object.assign(new Error("Cannot find module 'ioredis'"), { code: 'MODULE_NOT_FOUND' });
+        return resolveFilename.call(this, request, ...rest);
+      };
+      const { RedisIdempotencyStore } = await import('nest-resilience/redis');
+      const sent = [];
+      // the part of a node-redis client the store uses, answering as Redis would for a fresh key
+      const client = { isReady: true, isOpen: true, once() {}, off() {}, ping: async () => 'PONG',
+        sendCommand: async (args) => { sent.push(args[0]); return ['acquired', 1, 0]; } };
+      const store = new RedisIdempotencyStore({ client });
+      const claim = await store.claim({ namespace: 'n', scope: '', key: 'k', fingerprint: 'f', method: 'POST', path: '/p', leaseMs: 1000, ttlMs: 60000 });
+      let urlError;
+      try { new RedisIdempotencyStore({ url: 'redis://127.0.0.1:1' }); } catch (error) { urlError = error.message; }
+      console.log(JSON.stringify({ state: claim.state, fence: claim.lease?.fence, sent, urlError }));`;
+    const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' });
+    const result = JSON.parse(output.trim().split('\n').pop()!);
+    expect(result).toMatchObject({ state: 'acquired', fence: 1, sent: ['EVALSHA'] });
+    expect(result.urlError).toMatch(/opens its connection with ioredis, which could not be loaded .*; install it \(npm install ioredis\), or pass a client you created/);
   });
 
   it('nest-resilience/core imports no Nest, rxjs or optional peer, statically or when loaded in plain Node', () => {
