@@ -114,10 +114,17 @@ serveBenchApp(platformFromEnv(), async () => {
     const { nodeIdempotencyModule } = await import('./node-idempotency.js');
     return { module: nodeIdempotencyModule(kind === 'nip-memory' ? 'memory' : 'redis', kind === 'nip-redis' ? requiredEnv('BENCH_REDIS_URL') : undefined) };
   }
-  if (kind === 'redis') {
+  if (kind === 'redis' || kind === 'redis-node') {
     const { RedisIdempotencyStore } = await import('nest-resilience/redis');
-    const store = new RedisIdempotencyStore({ url: requiredEnv('BENCH_REDIS_URL'), keyPrefix: `bench:${process.pid}:` });
-    return { module: IdempotencyBenchModule.create(IdempotentOrdersController, store) };
+    const keyPrefix = `bench:${process.pid}:`;
+    if (kind === 'redis') return { module: IdempotencyBenchModule.create(IdempotentOrdersController, new RedisIdempotencyStore({ url: requiredEnv('BENCH_REDIS_URL'), keyPrefix })) };
+    // the app's own node-redis client, set up as the README advises (no offline queue)
+    const { createClient } = await import('redis');
+    const client = await createClient({ url: requiredEnv('BENCH_REDIS_URL'), disableOfflineQueue: true }).connect();
+    return {
+      module: IdempotencyBenchModule.create(IdempotentOrdersController, new RedisIdempotencyStore({ client, keyPrefix })),
+      close: () => client.close(),
+    };
   }
   if (kind === 'postgres') countPostgresWireQueries();
   const dataSource = await openDataSource(kind);

@@ -2,7 +2,7 @@
  * The idempotency-benchmark servers: the same POST route bare, `@Idempotent()` on each of our
  * stores, and @node-idempotency/nestjs on its memory and Redis adapters (`nip-*`).
  */
-export const IDEMPOTENCY_STORES = ['bare', 'memory', 'nip-memory', 'redis', 'nip-redis', 'sqlite', 'postgres'] as const;
+export const IDEMPOTENCY_STORES = ['bare', 'memory', 'nip-memory', 'redis', 'redis-node', 'nip-redis', 'sqlite', 'postgres'] as const;
 export type IdempotencyStoreKind = (typeof IDEMPOTENCY_STORES)[number];
 
 /** Table labels. */
@@ -11,13 +11,14 @@ export const STORE_LABELS: Record<IdempotencyStoreKind, string> = {
   memory: '`@Idempotent()`, InMemoryIdempotencyStore',
   sqlite: '`@Idempotent()`, SQLite (better-sqlite3, file, WAL)',
   postgres: '`@Idempotent()`, PostgreSQL',
-  redis: '`@Idempotent()`, RedisIdempotencyStore',
+  redis: '`@Idempotent()`, RedisIdempotencyStore (ioredis, from `url`)',
+  'redis-node': '`@Idempotent()`, RedisIdempotencyStore (node-redis client)',
   'nip-memory': '@node-idempotency/nestjs, in-memory adapter',
   'nip-redis': '@node-idempotency/nestjs, Redis adapter',
 };
 
 /** Stores that keep their records in Redis (the benchmark needs a Redis server for them). */
-export const REDIS_STORES: readonly IdempotencyStoreKind[] = ['redis', 'nip-redis'];
+export const REDIS_STORES: readonly IdempotencyStoreKind[] = ['redis', 'redis-node', 'nip-redis'];
 
 /** What a server recorded while the parent measured one request (see `counters.start` / `counters.stop`). */
 export interface RoundTripRecording {
