@@ -1,4 +1,4 @@
-import { ServerResponse, type IncomingMessage } from 'node:http';
+import { IncomingMessage, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
 import type { RequestInfo, RequestInfoSource } from '../context/resilience-context.js';
 
@@ -21,6 +21,8 @@ type AnyRequest = Record<string, any>;
 
 /** @internal whether `request` is a Fastify request (it wraps the Node request in `raw`). */
 export function isFastifyRequest(request: unknown): boolean {
+  // Express's request is the Node one (see rawResponseOf on why this check comes first)
+  if (request instanceof IncomingMessage) return false;
   const candidate = request as AnyRequest | undefined;
   return !!candidate && typeof candidate.raw === 'object' && candidate.raw !== null && 'routeOptions' in candidate;
 }
@@ -49,6 +51,7 @@ export function requestIdOf(request: unknown): string | undefined {
   const header = raw?.headers?.['x-request-id'];
   if (typeof header === 'string' && header.length > 0) return header;
   if (Array.isArray(header) && header.length > 0) return header[0];
+  if (raw === candidate) return undefined;
   const fastifyId = candidate?.id;
   if (typeof fastifyId === 'string' || typeof fastifyId === 'number') return String(fastifyId);
   return undefined;

@@ -77,12 +77,10 @@ export function requestFingerprint(input: FingerprintInput, limits: FingerprintL
   return hash('sha256', text, 'hex');
 }
 
-/** UTF-8 length of `text`, without a conversion when it is ASCII (every character one byte). @internal */
+/** UTF-8 length of `text` (counted, not converted). @internal */
 export function utf8Length(text: string): number {
-  return ASCII.test(text) ? text.length : Buffer.byteLength(text, 'utf8');
+  return Buffer.byteLength(text, 'utf8');
 }
-
-const ASCII = /^[\x00-\x7f]*$/;
 
 /**
  * The path unchanged, followed by the query parameters sorted by name, then value (`?` dropped when
@@ -132,7 +130,8 @@ function canonicalJsonOf(value: unknown, limits: FingerprintLimits): { json: str
  * as it passes the limit.
  */
 class CanonicalWriter {
-  private readonly ancestors = new Set<object>();
+  /** The containers being written, outermost first (at most `maxDepth`: a list beats a Set here). */
+  private readonly ancestors: object[] = [];
   private units = 0;
 
   constructor(private readonly limits: FingerprintLimits) {}
@@ -153,15 +152,15 @@ class CanonicalWriter {
         return this.leaf('null');
     }
     const object = value as object;
-    if (this.ancestors.has(object)) throw new TypeError('The request body contains a circular reference and cannot be fingerprinted.');
+    if (this.ancestors.includes(object)) throw new TypeError('The request body contains a circular reference and cannot be fingerprinted.');
     const toJSON = typeof (object as { toJSON?: unknown }).toJSON === 'function';
     if (!toJSON && ArrayBuffer.isView(object)) return this.leaf(JSON.stringify(Buffer.from(object.buffer, object.byteOffset, object.byteLength).toString('base64')));
     if (!toJSON && depth > this.limits.maxDepth) throw new FingerprintLimitError('depth', this.limits.maxDepth);
-    this.ancestors.add(object);
+    this.ancestors.push(object);
     try {
       return toJSON ? this.write((object as { toJSON(): unknown }).toJSON(), depth) : this.writeContainer(object, depth + 1);
     } finally {
-      this.ancestors.delete(object);
+      this.ancestors.pop();
     }
   }
 

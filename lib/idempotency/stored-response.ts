@@ -1,4 +1,5 @@
 import { HttpException } from '@nestjs/common';
+import { ServerResponse } from 'node:http';
 import {
   applyProblemHeaders,
   ProblemDetailsException,
@@ -89,6 +90,9 @@ export function setResponseStatus(response: AnyResponse, status: number): void {
 }
 
 function isFastifyReply(response: AnyResponse): boolean {
+  // Express's response is the Node one: told apart without looking up `raw`, which it lacks (a
+  // missing property is a slow lookup there, as Express swaps the prototype of every response)
+  if (response instanceof ServerResponse) return false;
   return typeof response?.raw === 'object' && response.raw !== null && typeof response.code === 'function';
 }
 
