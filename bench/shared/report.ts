@@ -1,7 +1,7 @@
 // Tables, result files and the package root (results go to <root>/bench/results, not build/).
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
-import { cpuPinning } from './children.js';
+import { cpuPinning, SERVER_NODE_FLAGS } from './children.js';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -37,6 +37,7 @@ export function environment(): Record<string, unknown> {
     cpu: `${cpu.length} × ${cpu[0]?.model ?? 'unknown'}`,
     loadAverageAtEnd: loadavg().map((n) => Number(n.toFixed(2))),
     cpuPinning: cpuPinning() ?? 'off',
+    serverNodeFlags: SERVER_NODE_FLAGS,
   };
 }
 
