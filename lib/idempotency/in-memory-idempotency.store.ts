@@ -20,6 +20,9 @@ export interface InMemoryIdempotencyStoreOptions {
 }
 
 interface MemoryRecord {
+  /** Its key in `records`. */
+  readonly lookup: string;
+  readonly recordId: string;
   fingerprint: string;
   status: 'in_progress' | 'completed';
   owner: string | null;
@@ -44,7 +47,10 @@ const SWEEP_EVERY_MS = 60_000;
  */
 export class InMemoryIdempotencyStore implements IdempotencyStore, OnApplicationShutdown {
   private readonly clock: Clock;
+  /** Every record, by namespace, scope and key: a replay finds its record without hashing. */
   private readonly records = new Map<string, MemoryRecord>();
+  /** The records under a lease, by record id (what leases carry). */
+  private readonly leased = new Map<string, MemoryRecord>();
   private lastSweep: number;
 
   constructor(options: InMemoryIdempotencyStoreOptions = {}) {
@@ -60,15 +66,15 @@ export class InMemoryIdempotencyStore implements IdempotencyStore, OnApplication
   async claim(claim: IdempotencyClaim): Promise<IdempotencyClaimResult> {
     const now = this.clock.now();
     this.sweepIfDue(now);
-    const recordId = recordIdOf(claim.namespace, claim.scope, claim.key);
-    const existing = this.records.get(recordId);
-    if (!existing) return this.acquire(recordId, claim, now, 1, false);
+    const lookup = `${claim.namespace.length}:${claim.namespace}${claim.scope.length}:${claim.scope}${claim.key}`;
+    const existing = this.records.get(lookup);
+    if (!existing) return this.acquire(lookup, recordIdOf(claim.namespace, claim.scope, claim.key), claim, now, 1, false);
     const sameRequest = existing.fingerprint === claim.fingerprint;
     if (existing.status === 'completed') {
-      if (existing.expiresAt <= now) return this.acquire(recordId, claim, now, existing.fence + 1, false);
+      if (existing.expiresAt <= now) return this.acquire(lookup, existing.recordId, claim, now, existing.fence + 1, false);
       return { state: 'completed', sameRequest, response: existing.response! };
     }
-    if (existing.lockedUntil <= now && sameRequest) return this.acquire(recordId, claim, now, existing.fence + 1, true);
+    if (existing.lockedUntil <= now && sameRequest) return this.acquire(lookup, existing.recordId, claim, now, existing.fence + 1, true);
     return { state: 'in_progress', sameRequest, retryAfterMs: Math.max(0, existing.lockedUntil - now) };
   }
 
@@ -87,12 +93,15 @@ export class InMemoryIdempotencyStore implements IdempotencyStore, OnApplication
     record.lockedUntil = 0;
     record.expiresAt = this.clock.now() + ttlMs;
     record.response = { ...response, headers: { ...response.headers } };
+    this.leased.delete(lease.recordId);
     return true;
   }
 
   async release(lease: IdempotencyLease): Promise<boolean> {
-    if (!this.ownedRecord(lease)) return false;
-    this.records.delete(lease.recordId);
+    const record = this.ownedRecord(lease);
+    if (!record) return false;
+    this.records.delete(record.lookup);
+    this.leased.delete(lease.recordId);
     return true;
   }
 
@@ -105,11 +114,14 @@ export class InMemoryIdempotencyStore implements IdempotencyStore, OnApplication
   /** Drops every record (the process is going away; nothing here is durable). */
   onApplicationShutdown(): void {
     this.records.clear();
+    this.leased.clear();
   }
 
-  private acquire(recordId: string, claim: IdempotencyClaim, now: number, fence: number, takeover: boolean): IdempotencyClaimResult {
+  private acquire(lookup: string, recordId: string, claim: IdempotencyClaim, now: number, fence: number, takeover: boolean): IdempotencyClaimResult {
     const owner = randomUUID();
-    this.records.set(recordId, {
+    const record: MemoryRecord = {
+      lookup,
+      recordId,
       fingerprint: claim.fingerprint,
       status: 'in_progress',
       owner,
@@ -117,13 +129,15 @@ export class InMemoryIdempotencyStore implements IdempotencyStore, OnApplication
       lockedUntil: now + claim.leaseMs,
       expiresAt: now + claim.ttlMs,
       response: null,
-    });
+    };
+    this.records.set(lookup, record);
+    this.leased.set(recordId, record);
     return { state: 'acquired', lease: { recordId, owner, fence }, takeover };
   }
 
   /** The record if `lease` still owns it: the in-memory compare-and-set. */
   private ownedRecord(lease: IdempotencyLease): MemoryRecord | undefined {
-    const record = this.records.get(lease.recordId);
+    const record = this.leased.get(lease.recordId);
     return record?.status === 'in_progress' && record.owner === lease.owner ? record : undefined;
   }
 
@@ -134,9 +148,10 @@ export class InMemoryIdempotencyStore implements IdempotencyStore, OnApplication
   private sweep(now: number): number {
     this.lastSweep = now;
     let deleted = 0;
-    for (const [recordId, record] of this.records) {
+    for (const [lookup, record] of this.records) {
       if (record.expiresAt <= now && (record.status === 'completed' || record.lockedUntil <= now)) {
-        this.records.delete(recordId);
+        this.records.delete(lookup);
+        if (this.leased.get(record.recordId) === record) this.leased.delete(record.recordId);
         deleted++;
       }
     }
