@@ -1,7 +1,7 @@
 // @Idempotent() POST route vs the same route bare, on memory, SQLite, PostgreSQL and Redis, and
 // @node-idempotency/nestjs on its memory and Redis adapters: round trips per request (new key,
 // replay) and requests per second (new keys, replays), side by side in one run.
-//   npm run bench:idempotency                      full run (5 s × 3 interleaved rounds per case)
+//   npm run bench:idempotency                      full run (5 s × 5 interleaved rounds per case)
 //   BENCH_DURATION=2 BENCH_ROUNDS=1 npm run bench:idempotency   quick run
 //   BENCH_STORES=bare,memory,nip-memory npm run bench:idempotency   some servers only
 // PostgreSQL: DATABASE_URL (a fresh database is created and dropped), else a throwaway server
@@ -75,7 +75,9 @@ function installPeer(log: (line: string) => void): void {
 }
 
 async function main(): Promise<void> {
-  const config = readConfig();
+  // 5 interleaved rounds: with 16 cases per round on 2 shared cores, a 3-round median still moved
+  // the peer ratios by ±0.1 from one run to the next
+  const config = readConfig(undefined, undefined, { duration: 5, rounds: 5 });
   const log = (line: string) => console.error(line);
   const servers: ServerChild[] = [];
   let database: BenchDatabase | undefined;
