@@ -33,11 +33,10 @@ export interface RedisIdempotencyStoreOptions<C extends RedisStoreClient = Redis
    */
   client?: C;
   /**
-   * A `redis://` / `rediss://` URL: the store opens its own ioredis connection (so `ioredis` must be
-   * installed), set up to fail fast during
-   * an outage (no offline queue, no resent commands, reconnect forever with capped backoff), and
-   * closes it on application shutdown (so such a store serves one application; pass `client` to
-   * share one store between several apps in a process).
+   * A `redis://` / `rediss://` URL: the store opens its own ioredis connection (so `ioredis` must
+   * be installed), set up to fail fast during an outage (no offline queue, no resent commands,
+   * reconnect forever with capped backoff), and closes it on application shutdown (so such a store
+   * serves one application; pass `client` to share one store between several apps in a process).
    */
   url?: string;
   /**
@@ -64,8 +63,8 @@ const MAX_RECONNECT_DELAY_MS = 2_000;
 const QUIT_TIMEOUT_MS = 1_000;
 
 /**
- * An {@link IdempotencyStore} on Redis (or Valkey) through ioredis 5 or node-redis 5: one hash per record,
- * shared by every app instance on that Redis. Each operation is **one round trip**, a Lua script
+ * An {@link IdempotencyStore} on Redis (or Valkey) through ioredis 5 or node-redis 5: one hash per
+ * record, shared by every app instance on that Redis. Each operation is **one round trip**, a Lua script
  * run with EVALSHA (EVAL once after a server restart emptied the script cache): claim (create,
  * take over an expired lease of the same request with fence + 1, or answer replay / in progress),
  * heartbeat, complete and release are fenced compare-and-sets on the owner token. A new key costs
@@ -81,8 +80,8 @@ const QUIT_TIMEOUT_MS = 1_000;
  * `commandTimeoutMs`) and the request is answered 503 + `Retry-After` without running the handler;
  * once Redis is back the store works again with the same client, no restart needed. After its
  * first successful connection the store sends nothing while the client is not `ready`, so no
- * command waits in the client's offline queue. A claim that timed out on a stalled server may still be
- * applied once the server resumes, and a client you pass in may resend commands that were in
+ * command waits in the client's offline queue. A claim that timed out on a stalled server may still
+ * be applied once the server resumes, and a client you pass in may resend commands that were in
  * flight when the connection dropped (ioredis `autoResendUnfulfilledCommands`, on by default):
  * such a claim holds its key "in progress" for one lease at most; it never runs a handler twice.
  *
