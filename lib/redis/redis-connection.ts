@@ -2,8 +2,9 @@ import type { Cluster, Redis } from 'ioredis';
 import { ResilienceConfigError } from '../core/errors.js';
 
 /**
- * What {@link RedisIdempotencyStore} uses of a node-redis client (`createClient()` of the `redis`
- * package, 5.x), written out so that neither client package is needed to compile against this one.
+ * What `RedisIdempotencyStore` and `RedisPolicyState` use of a node-redis client (`createClient()`
+ * of the `redis` package, 5.x), written out so that neither client package is needed to compile
+ * against this one.
  * @publicApi
  */
 export interface NodeRedisClient {
@@ -15,6 +16,13 @@ export interface NodeRedisClient {
   ping(): Promise<unknown>;
   once(event: 'ready', listener: () => void): unknown;
   off(event: 'ready', listener: () => void): unknown;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  /** A new client with the same options (pub/sub needs a connection of its own). */
+  duplicate(): NodeRedisClient;
+  connect(): Promise<unknown>;
+  subscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
+  unsubscribe(channel: string): Promise<unknown>;
+  destroy(): void;
 }
 
 /**
@@ -32,10 +40,12 @@ export interface ScriptConnection {
   readonly status: string;
   /** Closed, and not coming back by itself. */
   readonly ended: boolean;
-  /** Runs a script known by its sha1 (`EVALSHA`) on one key. */
-  evalsha(sha: string, key: string, args: readonly (string | number)[]): Promise<unknown>;
+  /** Runs a script known by its sha1 (`EVALSHA`) on `keys`. */
+  evalsha(sha: string, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown>;
   /** Runs a script by its source (`EVAL`), which also loads it into the server's script cache. */
-  eval(lua: string, key: string, args: readonly (string | number)[]): Promise<unknown>;
+  eval(lua: string, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown>;
+  /** Loads a script into the server's script cache (`SCRIPT LOAD`); resolves to its sha1. */
+  scriptLoad(lua: string): Promise<string>;
   ping(): Promise<unknown>;
   /** Starts a connection that was created lazily and never asked to connect. */
   connectIfIdle(): void;
@@ -68,12 +78,16 @@ class IoredisConnection implements ScriptConnection {
     return this.client.status === 'end';
   }
 
-  evalsha(sha: string, key: string, args: readonly (string | number)[]): Promise<unknown> {
-    return this.client.evalsha(sha, 1, key, ...args);
+  evalsha(sha: string, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    return this.client.evalsha(sha, keys.length, ...keys, ...args);
   }
 
-  eval(lua: string, key: string, args: readonly (string | number)[]): Promise<unknown> {
-    return this.client.eval(lua, 1, key, ...args);
+  eval(lua: string, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    return this.client.eval(lua, keys.length, ...keys, ...args);
+  }
+
+  async scriptLoad(lua: string): Promise<string> {
+    return String(await this.client.script('LOAD', lua));
   }
 
   ping(): Promise<unknown> {
@@ -108,12 +122,16 @@ class NodeRedisConnection implements ScriptConnection {
     return false;
   }
 
-  evalsha(sha: string, key: string, args: readonly (string | number)[]): Promise<unknown> {
-    return this.client.sendCommand(scriptCommand('EVALSHA', sha, key, args));
+  evalsha(sha: string, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    return this.client.sendCommand(scriptCommand('EVALSHA', sha, keys, args));
   }
 
-  eval(lua: string, key: string, args: readonly (string | number)[]): Promise<unknown> {
-    return this.client.sendCommand(scriptCommand('EVAL', lua, key, args));
+  eval(lua: string, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown> {
+    return this.client.sendCommand(scriptCommand('EVAL', lua, keys, args));
+  }
+
+  async scriptLoad(lua: string): Promise<string> {
+    return String(await this.client.sendCommand(['SCRIPT', 'LOAD', lua]));
   }
 
   ping(): Promise<unknown> {
@@ -131,12 +149,98 @@ class NodeRedisConnection implements ScriptConnection {
   }
 }
 
-function scriptCommand(command: string, script: string, key: string, args: readonly (string | number)[]): string[] {
-  const words = new Array<string>(args.length + 4);
+function scriptCommand(command: string, script: string, keys: readonly string[], args: readonly (string | number)[]): string[] {
+  const words = new Array<string>(3 + keys.length + args.length);
   words[0] = command;
   words[1] = script;
-  words[2] = '1';
-  words[3] = key;
-  for (let index = 0; index < args.length; index++) words[index + 4] = String(args[index]);
+  words[2] = String(keys.length);
+  let at = 3;
+  for (const key of keys) words[at++] = key;
+  for (const arg of args) words[at++] = String(arg);
   return words;
+}
+
+/**
+ * A connection of its own for one pub/sub channel: the subscriber the app gave, or a duplicate of
+ * its client opened on first use (and closed by {@link ChannelSubscription.close}).
+ * @internal
+ */
+export interface ChannelSubscription {
+  /** Subscribes to `channel`; resolves once the server confirmed, rejects if it could not. */
+  subscribe(channel: string, onMessage: (message: string) => void): Promise<void>;
+  /** Closes a connection it opened, or unsubscribes the one it was given from `channel`. */
+  close(channel: string): Promise<void>;
+}
+
+/**
+ * The subscription side of `client` (ioredis or node-redis), on `subscriber` when given.
+ * @internal
+ */
+export function channelSubscriptionOf(client: RedisStoreClient, subscriber: RedisStoreClient | undefined, owner: string): ChannelSubscription {
+  scriptConnectionOf(client, owner);
+  if (subscriber !== undefined) scriptConnectionOf(subscriber, owner);
+  return isIoredis(client) ? new IoredisSubscription(client as Redis, subscriber as Redis | undefined) : new NodeRedisSubscription(client as NodeRedisClient, subscriber as NodeRedisClient | undefined);
+}
+
+function isIoredis(client: RedisStoreClient): boolean {
+  return typeof (client as Redis).status === 'string';
+}
+
+class IoredisSubscription implements ChannelSubscription {
+  private connection: Redis | undefined;
+
+  constructor(
+    private readonly client: Redis,
+    private readonly given: Redis | undefined,
+  ) {}
+
+  async subscribe(channel: string, onMessage: (message: string) => void): Promise<void> {
+    // the offline queue lets SUBSCRIBE wait for the connection (a client made with
+    // enableOfflineQueue: false would refuse it while connecting); ioredis resubscribes after reconnects
+    const connection = (this.connection ??= this.given ?? this.client.duplicate({ enableOfflineQueue: true }));
+    connection.on('message', (from: string, message: string) => {
+      if (from === channel) onMessage(message);
+    });
+    await connection.subscribe(channel);
+  }
+
+  async close(channel: string): Promise<void> {
+    const connection = this.connection;
+    this.connection = undefined;
+    if (connection === undefined) return;
+    if (this.given === undefined) connection.disconnect();
+    else await connection.unsubscribe(channel).catch(() => undefined);
+  }
+}
+
+/** node-redis wants a connected client before SUBSCRIBE; it resubscribes after reconnects itself. */
+class NodeRedisSubscription implements ChannelSubscription {
+  private connection: NodeRedisClient | undefined;
+
+  constructor(
+    private readonly client: NodeRedisClient,
+    private readonly given: NodeRedisClient | undefined,
+  ) {}
+
+  async subscribe(channel: string, onMessage: (message: string) => void): Promise<void> {
+    let connection = this.given;
+    if (connection === undefined) {
+      connection = this.client.duplicate();
+      // reconnect failures show in the policies (fallback events), not as unhandled 'error' events
+      connection.on('error', () => undefined);
+      this.connection = connection;
+      await connection.connect();
+    } else {
+      this.connection = connection;
+    }
+    await connection.subscribe(channel, onMessage);
+  }
+
+  async close(channel: string): Promise<void> {
+    const connection = this.connection;
+    this.connection = undefined;
+    if (connection === undefined) return;
+    if (this.given === undefined) connection.destroy();
+    else await connection.unsubscribe(channel).catch(() => undefined);
+  }
 }

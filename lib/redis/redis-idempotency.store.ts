@@ -204,7 +204,8 @@ export class RedisIdempotencyStore<C extends RedisStoreClient = Redis | Cluster>
   /** One script call on the record's key: EVALSHA, and EVAL when the server does not know the script. */
   private run(script: RedisScript, recordId: string, args: Array<string | number>): Promise<unknown> {
     const key = this.keyPrefix + recordId;
-    return this.bounded(() => this.connection.evalsha(script.sha, key, args), () => this.connection.eval(script.lua, key, args));
+    const keys = [key];
+    return this.bounded(() => this.connection.evalsha(script.sha, keys, args), () => this.connection.eval(script.lua, keys, args));
   }
 
   /**

@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { createClient } from 'redis';
 import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { hasRedis, redisUrl, startOwnRedis, testKeyPrefix } from '../../test/support/redis.js';
 import { CircuitOpenError } from '../core/errors.js';
@@ -9,6 +10,7 @@ import { PolicyRegistry } from '../core/policy-registry.js';
 import type { SharedBreakerOutcome, SharedBreakerSettings, SharedBreakerState } from '../core/shared-policy-state.js';
 import { resolveCircuitBreakerOptions } from '../core/validate.js';
 import { EventRecorder, FakeClock, seededRandom } from '../testing/index.js';
+import type { NodeRedisClient } from './redis-connection.js';
 import { RedisPolicyState } from './redis-policy-state.js';
 
 const F: SharedBreakerOutcome = { generation: -1, failure: true, slow: false, probe: false };
@@ -200,8 +202,10 @@ describe.skipIf(!hasRedis)('RedisPolicyState scripts (real redis-server)', () =>
   });
 });
 
-describe.skipIf(!hasRedis)('shared policies of several registries (instances) on one Redis', () => {
-  let client: Redis;
+describe.skipIf(!hasRedis).each(['ioredis', 'node-redis'] as const)('shared policies of several registries (instances) on one Redis, through %s', (library) => {
+  let client: Redis | NodeRedisClient;
+  /** Reads the keys (the same server, whichever client the backends use). */
+  let observer: Redis;
   const backends: RedisPolicyState[] = [];
   const registries: PolicyRegistry[] = [];
 
@@ -215,13 +219,15 @@ describe.skipIf(!hasRedis)('shared policies of several registries (instances) on
     return { registry, events, clock };
   }
 
-  beforeAll(() => {
-    client = new Redis(redisUrl!);
+  beforeAll(async () => {
+    observer = new Redis(redisUrl!);
+    client = library === 'ioredis' ? observer : await createClient({ url: redisUrl!, disableOfflineQueue: true }).connect();
   });
   afterAll(async () => {
     for (const registry of registries) registry.dispose();
     await Promise.all(backends.map((backend) => backend.close()));
-    client.disconnect();
+    if (client !== observer) (client as NodeRedisClient).destroy();
+    observer.disconnect();
   });
 
   it('a breaker opens on both instances once they reach the threshold together (each alone stays under it)', async () => {
@@ -250,7 +256,7 @@ describe.skipIf(!hasRedis)('shared policies of several registries (instances) on
     expect(breaker.shared).toBe(false);
     await breaker.execute(fail, rootContext('dep')).catch(() => undefined);
     expect(breaker.state).toBe('open');
-    expect(await client.keys(`${prefix}*`)).toEqual([]);
+    expect(await observer.keys(`${prefix}*`)).toEqual([]);
   });
 
   it('a retry budget bounds the retries of both instances together', async () => {
@@ -275,7 +281,9 @@ describe.skipIf(!hasRedis)('shared policies of several registries (instances) on
 
 describe.skipIf(!hasRedis)('fallback to in-process state when Redis is down or slow', () => {
   let server: Awaited<ReturnType<typeof startOwnRedis>>;
-  let client: Redis;
+  let client: Redis | NodeRedisClient;
+  /** Whether the client is connected, in its library's terms. */
+  let ready: () => boolean;
   let backend: RedisPolicyState;
   let registry: PolicyRegistry;
 
@@ -285,28 +293,39 @@ describe.skipIf(!hasRedis)('fallback to in-process state when Redis is down or s
   afterEach(async () => {
     registry?.dispose();
     await backend?.close();
-    client?.disconnect();
+    if (client instanceof Redis) client.disconnect();
+    else client?.destroy();
     await server.start();
   });
   afterAll(async () => {
     await server?.stop();
   });
 
-  function setUp(clock: FakeClock) {
-    client = new Redis(server.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 20 });
+  function setUp(clock: FakeClock, library: 'ioredis' | 'node-redis' = 'ioredis') {
+    if (library === 'ioredis') {
+      const ioredis = new Redis(server.url, { enableOfflineQueue: false, maxRetriesPerRequest: 0, retryStrategy: () => 20 });
+      client = ioredis;
+      ready = () => ioredis.status === 'ready';
+    } else {
+      const nodeRedis = createClient({ url: server.url, disableOfflineQueue: true, socket: { reconnectStrategy: () => 20 } });
+      nodeRedis.on('error', () => undefined);
+      nodeRedis.connect().catch(() => undefined);
+      client = nodeRedis;
+      ready = () => nodeRedis.isReady;
+    }
     backend = new RedisPolicyState({ client, prefix: testKeyPrefix('fallback'), maxWait: 40, recoveryInterval: 500 });
     const events = new EventRecorder();
     registry = new PolicyRegistry({ clock, random: seededRandom(1), events: events.sink }, { sharedState: backend });
     return events;
   }
 
-  it('Redis down: the breaker judges in-process, one event per transition, and shared state decides again after recovery', async () => {
+  it.each(['ioredis', 'node-redis'] as const)('Redis down: the breaker judges in-process, one event per transition, and shared state decides again after recovery (%s)', async (library) => {
     const clock = new FakeClock();
-    const events = setUp(clock);
-    await until(() => client.status === 'ready', 'the client to connect');
+    const events = setUp(clock, library);
+    await until(() => ready(), 'the client to connect');
     const breaker = registry.circuitBreaker('dep', { strategy: { type: 'consecutive', threshold: 3 }, breakDuration: 1_000, shared: true });
     await server.halt();
-    await until(() => client.status !== 'ready', 'the client to notice');
+    await until(() => !ready(), 'the client to notice');
     // the first outcome's batch fails at once (no offline queue): in-process from then on
     await breaker.execute(fail, rootContext('dep')).catch(() => undefined);
     await clock.advance(20);
@@ -318,7 +337,7 @@ describe.skipIf(!hasRedis)('fallback to in-process state when Redis is down or s
     expect(events.named('shared_state_unavailable')).toHaveLength(1);
 
     await server.start();
-    await until(() => client.status === 'ready', 'the client to reconnect');
+    await until(() => ready(), 'the client to reconnect');
     await clock.advance(500);
     await until(() => events.named('shared_state_recovered').length === 1, 'the recovered event');
     // the open decided alone lasts its own break, then the instance probes; outcomes go to Redis again
@@ -339,7 +358,7 @@ describe.skipIf(!hasRedis)('fallback to in-process state when Redis is down or s
   it('Redis slow: a retry waits at most maxWait for its permit, then the in-process budget answers', async () => {
     const clock = new FakeClock();
     const events = setUp(clock);
-    await until(() => client.status === 'ready', 'the client to connect');
+    await until(() => ready(), 'the client to connect');
     const permits = registry.retryPermits('dep', { ratio: 0, window: 1_000, minRetriesPerSecond: 1, shared: true });
     const pauser = new Redis(server.url);
     try {
@@ -373,6 +392,7 @@ describe('RedisPolicyState options', () => {
 
   it.each([
     ['no client', {}, /RedisPolicyState needs `client`/],
+    ['a client of neither library', { client: { ping: async () => 'PONG' } }, /RedisPolicyState got a client that is neither an ioredis Redis\/Cluster nor a node-redis client/],
     ['a maxWait of 0', { client, maxWait: 0 }, /maxWait must be a positive integer \(got 0\); e\.g\. maxWait: 50/],
     ['a fractional flushInterval', { client, flushInterval: 2.5 }, /flushInterval must be a positive integer \(got 2\.5\)/],
     ['a negative recoveryInterval', { client, recoveryInterval: -1 }, /recoveryInterval must be a positive integer/],

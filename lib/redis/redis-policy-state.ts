@@ -15,6 +15,7 @@ import {
   type SharedRetryBudgetBackend,
 } from '../core/shared-policy-state.js';
 import { positiveInteger } from './positive-integer.js';
+import { channelSubscriptionOf, scriptConnectionOf, type ChannelSubscription, type NodeRedisClient, type ScriptConnection } from './redis-connection.js';
 
 /**
  * Options of {@link RedisPolicyState}.
@@ -22,15 +23,17 @@ import { positiveInteger } from './positive-integer.js';
  */
 export interface RedisPolicyStateOptions {
   /**
-   * The ioredis client the scripts run on. Create it with `enableOfflineQueue: false` so commands
-   * fail at once while disconnected (the policies then fall back without waiting `maxWait`).
+   * The client the scripts run on: an ioredis 5 `Redis`, or a connected node-redis 5 client. Create
+   * it so that commands fail at once while disconnected (ioredis `enableOfflineQueue: false`,
+   * node-redis `disableOfflineQueue: true`): the policies then fall back without waiting `maxWait`.
    */
-  readonly client: Redis;
+  readonly client: Redis | NodeRedisClient;
   /**
-   * Connection for pushed breaker transitions (SUBSCRIBE needs a connection of its own).
-   * @default client.duplicate() (with the offline queue on), closed by {@link RedisPolicyState.close}
+   * Connection for pushed breaker transitions (SUBSCRIBE needs a connection of its own), of the
+   * same library as `client` (a node-redis one connected).
+   * @default client.duplicate() (ioredis: with the offline queue on), closed by {@link RedisPolicyState.close}
    */
-  readonly subscriber?: Redis;
+  readonly subscriber?: Redis | NodeRedisClient;
   /** Prefix of every key and of the pub/sub channel. @default 'nest-resilience:' */
   readonly prefix?: string;
   /**
@@ -299,19 +302,19 @@ class Script {
 
   constructor(private readonly source: string) {}
 
-  async run(client: Redis, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<unknown> {
-    // A client with `enableOfflineQueue: false` rejects at once while disconnected; with the offline
-    // queue the command would wait for the reconnect, which the policies' maxWait cuts short.
+  async run(client: ScriptConnection, keys: readonly string[], args: ReadonlyArray<string | number>): Promise<unknown> {
+    // A client without an offline queue rejects at once while disconnected; with the offline queue
+    // the command would wait for the reconnect, which the policies' maxWait cuts short.
     if (this.sha !== undefined) {
       try {
-        return await client.evalsha(this.sha, keys.length, ...keys, ...args);
+        return await client.evalsha(this.sha, keys, args);
       } catch (error) {
         if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
       }
     }
     // first use, or the server lost its script cache (a restart, SCRIPT FLUSH, a failover)
-    this.sha = (await client.script('LOAD', this.source)) as string;
-    return client.evalsha(this.sha, keys.length, ...keys, ...args);
+    this.sha = await client.scriptLoad(this.source);
+    return client.evalsha(this.sha, keys, args);
   }
 }
 
@@ -344,7 +347,7 @@ function encodeOutcomes(outcomes: readonly SharedBreakerOutcome[]): string {
 
 /**
  * Breaker and retry budget state shared by every instance of an application through Redis
- * (ioredis). Each decision is one Lua script, so it is atomic across instances and uses Redis'
+ * (ioredis or node-redis). Each decision is one Lua script, so it is atomic across instances and uses Redis'
  * clock:
  *
  * - **Breaker** (`<prefix>{<key>}:cb` hash, plus `:cb:w` for the `count` / `time` window): every
@@ -369,30 +372,30 @@ export class RedisPolicyState implements SharedPolicyState {
   readonly slowAnswersBeforeFallback: number;
   readonly flushInterval: number;
   readonly recoveryInterval: number;
-  private readonly client: Redis;
+  private readonly client: ScriptConnection;
   private readonly prefix: string;
   private readonly channel: string;
-  private subscriber: Redis | undefined;
-  private readonly ownsSubscriber: boolean;
+  private readonly subscription: ChannelSubscription;
   private subscribed: Promise<unknown> | undefined;
   private readonly listeners = new Map<string, Set<(state: SharedBreakerState) => void>>();
   /** Test seam: the time passed to the scripts instead of Redis' `TIME`. @internal */
   now: (() => number) | undefined;
 
   constructor(options: RedisPolicyStateOptions) {
-    if (typeof options?.client?.evalsha !== 'function') {
-      throw new ResilienceConfigError('RedisPolicyState needs `client`, an ioredis Redis of your app; pass it, e.g. new RedisPolicyState({ client: new Redis(process.env.REDIS_URL) }).');
+    if (options?.client === undefined || options.client === null) {
+      throw new ResilienceConfigError(
+        'RedisPolicyState needs `client`, an ioredis Redis or a connected node-redis client of your app; pass it, e.g. new RedisPolicyState({ client: new Redis(process.env.REDIS_URL) }).',
+      );
     }
-    this.client = options.client;
+    const owner = 'RedisPolicyState';
+    this.client = scriptConnectionOf(options.client, owner);
+    this.subscription = channelSubscriptionOf(options.client, options.subscriber, owner);
     this.prefix = options.prefix ?? 'nest-resilience:';
     this.channel = `${this.prefix}breaker`;
-    const owner = 'RedisPolicyState';
     this.maxWait = positiveInteger(owner, 'maxWait', options.maxWait ?? DEFAULT_SHARED_STATE_MAX_WAIT, DEFAULT_SHARED_STATE_MAX_WAIT);
     this.slowAnswersBeforeFallback = positiveInteger(owner, 'slowAnswersBeforeFallback', options.slowAnswersBeforeFallback ?? DEFAULT_SHARED_STATE_SLOW_ANSWERS, DEFAULT_SHARED_STATE_SLOW_ANSWERS);
     this.flushInterval = positiveInteger(owner, 'flushInterval', options.flushInterval ?? DEFAULT_SHARED_STATE_FLUSH_INTERVAL, DEFAULT_SHARED_STATE_FLUSH_INTERVAL);
     this.recoveryInterval = positiveInteger(owner, 'recoveryInterval', options.recoveryInterval ?? DEFAULT_SHARED_STATE_RECOVERY_INTERVAL, DEFAULT_SHARED_STATE_RECOVERY_INTERVAL);
-    this.subscriber = options.subscriber;
-    this.ownsSubscriber = options.subscriber === undefined;
   }
 
   circuitBreaker(key: string, settings: SharedBreakerSettings, onChange: (state: SharedBreakerState) => void): SharedBreakerBackend {
@@ -459,19 +462,11 @@ export class RedisPolicyState implements SharedPolicyState {
     await this.client.ping();
   }
 
-  /** Closes the subscriber connection it created (the `client` stays the caller's to close). */
+  /** Closes the subscriber connection it created, or unsubscribes yours (the `client` stays the caller's to close). */
   async close(): Promise<void> {
-    const subscriber = this.subscriber;
     this.listeners.clear();
-    if (subscriber === undefined) return;
-    if (this.ownsSubscriber) {
-      this.subscriber = undefined;
-      this.subscribed = undefined;
-      subscriber.disconnect();
-    } else if (this.subscribed !== undefined) {
-      this.subscribed = undefined;
-      await subscriber.unsubscribe(this.channel).catch(() => undefined);
-    }
+    this.subscribed = undefined;
+    await this.subscription.close(this.channel);
   }
 
   /** Nest calls it at shutdown when the backend is provided through `ResilienceModule`: {@link close}. */
@@ -484,15 +479,8 @@ export class RedisPolicyState implements SharedPolicyState {
     if (forKey === undefined) this.listeners.set(key, (forKey = new Set()));
     forKey.add(onChange);
     if (this.subscribed !== undefined) return;
-    // the offline queue lets SUBSCRIBE wait for the connection (a client made with
-    // enableOfflineQueue: false would refuse it while connecting); ioredis resubscribes after reconnects
-    this.subscriber ??= this.client.duplicate({ enableOfflineQueue: true });
-    const subscriber = this.subscriber;
-    subscriber.on('message', (channel: string, message: string) => {
-      if (channel === this.channel) this.dispatch(message);
-    });
     // a failed subscription only costs speed: instances still learn transitions from their batches
-    this.subscribed = subscriber.subscribe(this.channel).catch(() => undefined);
+    this.subscribed = this.subscription.subscribe(this.channel, (message) => this.dispatch(message)).catch(() => undefined);
   }
 
   private unlisten(key: string, onChange: (state: SharedBreakerState) => void): void {

@@ -10,9 +10,9 @@ import { describeFailure, elapsedSince, raceWithTimeout } from '../health/health
  */
 export interface RedisHealthOptions {
   /**
-   * The client to check: an ioredis `Redis` or `Cluster` (yours, or `store.client` of a
-   * `RedisIdempotencyStore`). Typed by what the check uses, so `nest-resilience/health` needs no
-   * ioredis types.
+   * The client to check: an ioredis `Redis` or `Cluster`, or a node-redis client (yours, or
+   * `store.client` of a `RedisIdempotencyStore`). Typed by what the check uses, so
+   * `nest-resilience/health` needs neither client's types.
    */
   client: { ping(): Promise<unknown>; readonly status?: string };
   /** How long PING may take before the check is down, in ms. @default 1000 */

@@ -1,4 +1,5 @@
 import { Redis } from 'ioredis';
+import { createClient } from 'redis';
 import { Controller, Get, Inject, type INestApplication } from '@nestjs/common';
 import { HealthCheck, HealthCheckService } from '@nestjs/terminus';
 import { IdempotencyStore, ResilienceModule } from 'nest-resilience';
@@ -91,6 +92,36 @@ describe.skipIf(!hasRedis)('RedisHealthIndicator and the store indicator on the 
       await pauser.client('UNPAUSE').catch(() => undefined);
       pauser.disconnect();
       await app.close();
+    }
+  });
+
+  it('checks a node-redis client the same way: up, down while Redis is stopped, up again', async () => {
+    const client = createClient({ url: redis.url, disableOfflineQueue: true });
+    client.on('error', () => undefined);
+    await client.connect();
+    const store = new RedisIdempotencyStore({ client, keyPrefix: testKeyPrefix('health') });
+    const app = await createApp('express', {
+      imports: [ResilienceModule.forRoot({ idempotency: { store } }), ResilienceHealthModule],
+      controllers: [HealthController],
+    });
+    const ready = () => request(app.getHttpServer()).get('/health/ready');
+    try {
+      const up = await ready().expect(200);
+      expect(up.body.info.redis).toEqual({ status: 'up', latencyMs: expect.any(Number) });
+      await redis.halt();
+      try {
+        await until(async () => !client.isReady, 5_000, 'the client to notice');
+        const down = await ready().expect(503);
+        expect(down.body.error.redis).toMatchObject({ status: 'down', latencyMs: expect.any(Number) });
+        expect(down.body.error.redis.message).toMatch(/^Redis did not answer PING: .+\.$/);
+        expect(down.body.error.idempotency_store).toMatchObject({ status: 'down' });
+      } finally {
+        await redis.start();
+      }
+      await until(async () => (await ready()).status === 200, 10_000, 'Redis to be up again');
+    } finally {
+      await app.close();
+      client.destroy();
     }
   });
 });
