@@ -32,7 +32,8 @@ export interface NodeRedisClient {
 export type RedisStoreClient = Redis | Cluster | NodeRedisClient;
 
 /**
- * The store's view of its connection, the same whichever client is behind it.
+ * The Redis store's and the shared policy state's view of a connection, the same whichever client
+ * is behind it.
  * @internal
  */
 export interface ScriptConnection {
@@ -177,8 +178,14 @@ export interface ChannelSubscription {
  * @internal
  */
 export function channelSubscriptionOf(client: RedisStoreClient, subscriber: RedisStoreClient | undefined, owner: string): ChannelSubscription {
-  scriptConnectionOf(client, owner);
-  if (subscriber !== undefined) scriptConnectionOf(subscriber, owner);
+  if (subscriber !== undefined) {
+    scriptConnectionOf(subscriber, owner);
+    if (isIoredis(subscriber) !== isIoredis(client)) {
+      throw new ResilienceConfigError(
+        `${owner} got a \`client\` and a \`subscriber\` of different libraries (one ioredis, one node-redis); pass a subscriber of the client's library, or none (it then duplicates the client).`,
+      );
+    }
+  }
   return isIoredis(client) ? new IoredisSubscription(client as Redis, subscriber as Redis | undefined) : new NodeRedisSubscription(client as NodeRedisClient, subscriber as NodeRedisClient | undefined);
 }
 

@@ -393,6 +393,7 @@ describe('RedisPolicyState options', () => {
   it.each([
     ['no client', {}, /RedisPolicyState needs `client`/],
     ['a client of neither library', { client: { ping: async () => 'PONG' } }, /RedisPolicyState got a client that is neither an ioredis Redis\/Cluster nor a node-redis client/],
+    ['a subscriber of the other library', { client, subscriber: createClient() }, /a `client` and a `subscriber` of different libraries .*; pass a subscriber of the client's library, or none/],
     ['a maxWait of 0', { client, maxWait: 0 }, /maxWait must be a positive integer \(got 0\); e\.g\. maxWait: 50/],
     ['a fractional flushInterval', { client, flushInterval: 2.5 }, /flushInterval must be a positive integer \(got 2\.5\)/],
     ['a negative recoveryInterval', { client, recoveryInterval: -1 }, /recoveryInterval must be a positive integer/],

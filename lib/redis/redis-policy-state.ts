@@ -347,8 +347,8 @@ function encodeOutcomes(outcomes: readonly SharedBreakerOutcome[]): string {
 
 /**
  * Breaker and retry budget state shared by every instance of an application through Redis
- * (ioredis or node-redis). Each decision is one Lua script, so it is atomic across instances and uses Redis'
- * clock:
+ * (ioredis or node-redis). Each decision is one Lua script, so it is atomic across instances and
+ * uses Redis' clock:
  *
  * - **Breaker** (`<prefix>{<key>}:cb` hash, plus `:cb:w` for the `count` / `time` window): every
  *   instance's outcomes, sent in batches every `flushInterval`, feed one window with the same
