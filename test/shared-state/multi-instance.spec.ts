@@ -76,7 +76,13 @@ const events = (instance: Instance, name: string, policy?: string) =>
     .map((text) => JSON.parse(text.slice(6)) as { event: string; policy: string })
     .filter((event) => event.event === name && (policy === undefined || event.policy === policy));
 
-describe.skipIf(!hasRedis)('three app instances (separate Node processes) sharing one Redis', () => {
+// The instances' Redis clients: all ioredis, then a fleet that mixes both libraries (same scripts, keys and channel).
+const FLEETS = [
+  ['ioredis', 'ioredis', 'ioredis'],
+  ['ioredis', 'node-redis', 'node-redis'],
+] as const;
+
+describe.skipIf(!hasRedis).each(FLEETS)('three app instances (separate Node processes) sharing one Redis, clients %s, %s, %s', (...clients) => {
   const dependency = new Dependency();
   let instances: Instance[] = [];
 
@@ -88,7 +94,7 @@ describe.skipIf(!hasRedis)('three app instances (separate Node processes) sharin
     }
     await dependency.start();
     const env = { REDIS_URL: redisUrl!, DOWNSTREAM: dependency.url, PREFIX: testKeyPrefix('shared-state') };
-    instances = await Promise.all(['i0', 'i1', 'i2'].map((name) => startInstance(name, env)));
+    instances = await Promise.all(['i0', 'i1', 'i2'].map((name, index) => startInstance(name, { ...env, REDIS_CLIENT: clients[index]! })));
   }, 60_000);
 
   afterAll(async () => {
