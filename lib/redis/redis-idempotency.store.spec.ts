@@ -1,7 +1,7 @@
 import { Redis, ReplyError } from 'ioredis';
 // ioredis does not re-export it; the spec wants the real class (its name is what is matched).
 import { MaxRetriesPerRequestError } from 'ioredis/built/errors/index.js';
-import { ClientClosedError, ClientOfflineError, ConnectionTimeoutError, ErrorReply, SocketClosedUnexpectedlyError } from 'redis';
+import { ClientClosedError, ClientOfflineError, ConnectionTimeoutError, createClient, ErrorReply, SocketClosedUnexpectedlyError } from 'redis';
 import { describe, expect, it } from 'vitest';
 import { ResilienceConfigError } from '../core/errors.js';
 import { IdempotencyStoreUnavailableError } from '../idempotency/idempotency-core.errors.js';
@@ -18,6 +18,14 @@ describe('RedisIdempotencyStore options', () => {
   ])('refuses %s at start-up with a sentence naming the fix', (_name, options, message) => {
     expect(() => new RedisIdempotencyStore(options)).toThrow(ResilienceConfigError);
     expect(() => new RedisIdempotencyStore(options)).toThrow(message);
+  });
+
+  it('with a node-redis client that was never connected, waits commandTimeoutMs for it, then fails as unavailable with a message naming client.connect()', async () => {
+    const store = new RedisIdempotencyStore({ client: createClient({ url: 'redis://127.0.0.1:1' }), commandTimeoutMs: 30 });
+    const failure = await store.claim({ namespace: 'n', scope: '', key: 'k', fingerprint: 'f', method: 'POST', path: '/', leaseMs: 1_000, ttlMs: 60_000 }).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(RedisStoreUnavailableError);
+    expect(storeFailureOf(failure)).toBe('unavailable');
+    expect((failure as Error).message).toMatch(/did not become ready within 30 ms \(connection status "closed"\).*await client\.connect\(\)/);
   });
 
   it('opens no connection before the module starts (a store built at import time costs nothing)', () => {
