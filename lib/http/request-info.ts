@@ -72,13 +72,17 @@ export function routePathOf(request: unknown): string {
   return query === -1 ? url : url.slice(0, query);
 }
 
+/** @internal the upper-case method of an Express or Fastify request. */
+export function httpMethodOf(request: unknown): string {
+  return (rawRequestOf(request)?.method ?? 'GET').toUpperCase();
+}
+
 /**
  * Method, route, request id and platform of an Express or Fastify request.
  * @internal
  */
 export function httpRequestInfo(request: unknown): HttpRequestInfo {
-  const raw = rawRequestOf(request);
-  const method = (raw?.method ?? 'GET').toUpperCase();
+  const method = httpMethodOf(request);
   return {
     method,
     route: `${method} ${routePathOf(request)}`,

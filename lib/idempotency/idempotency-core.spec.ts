@@ -24,6 +24,7 @@ import type {
   TransactionalResult,
 } from './idempotency-store.interface.js';
 import { InMemoryIdempotencyStore } from './in-memory-idempotency.store.js';
+import { recordIdOf } from './record-id.js';
 
 const LEASE_MS = 3_000;
 
@@ -196,6 +197,19 @@ describe('IdempotencyCore', () => {
   });
 
   describe('lease mode', () => {
+    it("gives the handler the claim's context: key, scope, fence and the record id every instance computes, never the owner token", async () => {
+      const { run, calls } = runner(value({ id: 1 }));
+      await core.execute(requestOf({ key: 'ctx-1' }), responseOf(), run);
+      const context = calls[0]!.info!;
+      expect(context).toMatchObject({ key: 'ctx-1', scope: '', fence: 1 });
+      expect(context.recordId).toBe(recordIdOf('default', '', 'ctx-1'));
+      expect(context.downstreamKey('payments')).toMatch(/^[0-9a-f]{48}$/);
+      expect(context.downstreamKey('payments')).not.toBe(context.downstreamKey('emails'));
+      const serialised = JSON.parse(JSON.stringify(context)) as Record<string, unknown>;
+      expect(serialised).toEqual({ key: 'ctx-1', scope: '', recordId: context.recordId, fence: 1 });
+      expect(JSON.stringify({ ...context })).not.toMatch(/owner/);
+    });
+
     it('stores the first outcome and replays it to a retry with the same key', async () => {
       const { run, calls } = runner(value({ id: 42 }));
       const first = responseOf(201, { location: '/reports/42', 'set-cookie': 'a=b', 'content-type': 'application/json' });

@@ -157,15 +157,35 @@ export interface IdempotencyContext {
   downstreamKey(name: string): string;
 }
 
-/** @internal builds the public context of a claim. */
-export function idempotencyContextOf(key: string, scope: string, recordId: string, fence: number): IdempotencyContext {
-  return {
-    key,
-    scope,
-    recordId,
-    fence,
-    downstreamKey: (name) => createHash('sha256').update(`${recordId}:${name}`).digest('hex').slice(0, 48),
-  };
+/**
+ * The public context of a claim. The record id is read from the lease only when asked for (the
+ * in-memory store hashes it on demand); the lease itself stays private, as its owner token is the
+ * claim's secret.
+ */
+class LeaseContext implements IdempotencyContext {
+  readonly fence: number;
+  readonly #lease: IdempotencyLease;
+
+  constructor(
+    readonly key: string,
+    readonly scope: string,
+    lease: IdempotencyLease,
+  ) {
+    this.fence = lease.fence;
+    this.#lease = lease;
+  }
+
+  get recordId(): string {
+    return this.#lease.recordId;
+  }
+
+  downstreamKey(name: string): string {
+    return createHash('sha256').update(`${this.recordId}:${name}`).digest('hex').slice(0, 48);
+  }
+
+  toJSON(): { key: string; scope: string; recordId: string; fence: number } {
+    return { key: this.key, scope: this.scope, recordId: this.recordId, fence: this.fence };
+  }
 }
 
 /** The store's failure the client should retry: 503 `idempotency_store_unavailable`. */
@@ -301,7 +321,7 @@ export class IdempotencyCore {
     if (result.state !== 'acquired') return this.answerExisting(scoped, result);
     const { lease } = result;
     if (result.takeover) this.emit('idempotency_takeover', scoped.request, scoped.key, { detail: `fence ${lease.fence}` });
-    const execution: IdempotencyExecution = { running: 0, info: idempotencyContextOf(scoped.key, scoped.claim.scope, lease.recordId, lease.fence) };
+    const execution: IdempotencyExecution = { running: 0, info: new LeaseContext(scoped.key, scoped.claim.scope, lease) };
     const heartbeat = this.startHeartbeat(scoped, lease);
     const outcome = await run(execution);
     const decision = this.decide(scoped, outcome, false);
@@ -340,7 +360,7 @@ export class IdempotencyCore {
         const execution: IdempotencyExecution = {
           running: 0,
           transaction,
-          info: idempotencyContextOf(scoped.key, scoped.claim.scope, lease.recordId, lease.fence),
+          info: new LeaseContext(scoped.key, scoped.claim.scope, lease),
         };
         const outcome = await run(execution);
         const decision = this.decide(scoped, outcome, true);

@@ -4,13 +4,13 @@ import type { BoundMethod } from '../binding/bound-method.js';
 import { ResilienceConfigError } from '../core/errors.js';
 import { applyProblemHeaders, isProblemDetailsException } from '../http/problem-details.js';
 import { runInRequestFrame } from '../context/context-frame.js';
-import { runWithRequestInfo } from '../context/resilience-context.js';
-import { httpRequestInfo, requestInfoSource } from '../http/request-info.js';
+import { runWithRequestInfo, type RequestInfoSource } from '../context/resilience-context.js';
+import { httpMethodOf, requestInfoSource } from '../http/request-info.js';
 import { ResilienceErrorMapper } from '../http/resilience-error.mapper.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { ResilienceEvents } from '../observability/resilience-events.js';
 import { IDEMPOTENT_METADATA, RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
-import { IdempotencyCore, SAFE_METHODS, type HandlerOutcome, type IdempotencyExecution, type IdempotentResponse } from './idempotency-core.js';
+import { IdempotencyCore, SAFE_METHODS, type HandlerOutcome, type IdempotencyExecution, type IdempotentRequest, type IdempotentResponse } from './idempotency-core.js';
 import { resolveIdempotencyOptions, type IdempotentOptions, type ResolvedIdempotencyOptions } from './idempotency-options.interface.js';
 import { IdempotencyStore } from './idempotency-store.interface.js';
 import { replayableHeadersOf, replayStoredResponse, responseStatusOf, setResponseHeader } from './stored-response.js';
@@ -94,7 +94,6 @@ export class IdempotentRoutes {
     response: any,
     run: (execution: IdempotencyExecution | undefined) => Promise<HandlerOutcome>,
   ): Promise<unknown> {
-    const { method, route, requestId } = httpRequestInfo(request);
     const source = requestInfoSource(request);
     const transactional = plan.options.transactional;
     // Transactional: the request scope starts outside the transaction, so work queued when it
@@ -103,22 +102,7 @@ export class IdempotentRoutes {
     const handle = transactional
       ? (execution: IdempotencyExecution | undefined) => (execution === undefined ? run(undefined) : runIdempotentExecution(execution, () => run(execution)))
       : (execution: IdempotencyExecution | undefined) => runInRequestFrame(source, execution, () => run(execution));
-    const execute = () => this.core.execute(
-      {
-        name: plan.name,
-        options: plan.options,
-        method,
-        url: request.originalUrl ?? request.raw?.url ?? request.url ?? '/',
-        headers: request.headers ?? {},
-        body: request.body,
-        route,
-        requestId,
-        request,
-        hasUser: request.user !== undefined && request.user !== null,
-      },
-      responseAccess(response),
-      handle,
-    );
+    const execute = () => this.core.execute(new HttpIdempotentRequest(plan, request, source), responseAccess(response), handle);
     const answer = await (transactional ? runWithRequestInfo(source, execute) : execute());
     switch (answer.kind) {
       case 'delivered': {
@@ -141,6 +125,43 @@ export class IdempotentRoutes {
   private withHeaders(response: unknown, error: unknown): unknown {
     if (isProblemDetailsException(error)) applyProblemHeaders(response, error);
     return error;
+  }
+}
+
+/**
+ * What the core reads of one Express or Fastify request. The route and the request id are worked
+ * out only when an event or a warning reads them (on Express each costs slow property lookups).
+ */
+class HttpIdempotentRequest implements IdempotentRequest {
+  readonly name: string;
+  readonly options: ResolvedIdempotencyOptions;
+  readonly method: string;
+  readonly url: string;
+  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
+  readonly body: unknown;
+  readonly hasUser: boolean;
+
+  constructor(
+    plan: IdempotentRoutePlan,
+    readonly request: any,
+    private readonly source: RequestInfoSource,
+  ) {
+    this.name = plan.name;
+    this.options = plan.options;
+    this.method = httpMethodOf(request);
+    this.url = request.originalUrl ?? request.raw?.url ?? request.url ?? '/';
+    this.headers = request.headers ?? {};
+    this.body = request.body;
+    this.hasUser = request.user !== undefined && request.user !== null;
+  }
+
+  get route(): string {
+    // requestInfoSource always works one out
+    return this.source.info().route!;
+  }
+
+  get requestId(): string | undefined {
+    return this.source.info().requestId;
   }
 }
 

@@ -22,7 +22,11 @@ export interface InMemoryIdempotencyStoreOptions {
 interface MemoryRecord {
   /** Its key in `records`. */
   readonly lookup: string;
-  readonly recordId: string;
+  readonly namespace: string;
+  readonly scope: string;
+  readonly key: string;
+  /** Hashed from namespace, scope and key when a lease's `recordId` is first read. */
+  recordId: string | undefined;
   fingerprint: string;
   status: 'in_progress' | 'completed';
   owner: string | null;
@@ -49,7 +53,7 @@ export class InMemoryIdempotencyStore implements IdempotencyStore, OnApplication
   private readonly clock: Clock;
   /** Every record, by namespace, scope and key: a replay finds its record without hashing. */
   private readonly records = new Map<string, MemoryRecord>();
-  /** The records under a lease, by record id (what leases carry). */
+  /** The records under a lease, by the lease's owner token (unique per claim). */
   private readonly leased = new Map<string, MemoryRecord>();
   private lastSweep: number;
 
@@ -68,13 +72,13 @@ export class InMemoryIdempotencyStore implements IdempotencyStore, OnApplication
     this.sweepIfDue(now);
     const lookup = `${claim.namespace.length}:${claim.namespace}${claim.scope.length}:${claim.scope}${claim.key}`;
     const existing = this.records.get(lookup);
-    if (!existing) return this.acquire(lookup, recordIdOf(claim.namespace, claim.scope, claim.key), claim, now, 1, false);
+    if (!existing) return this.acquire(lookup, undefined, claim, now, 1, false);
     const sameRequest = existing.fingerprint === claim.fingerprint;
     if (existing.status === 'completed') {
-      if (existing.expiresAt <= now) return this.acquire(lookup, existing.recordId, claim, now, existing.fence + 1, false);
+      if (existing.expiresAt <= now) return this.acquire(lookup, existing, claim, now, existing.fence + 1, false);
       return { state: 'completed', sameRequest, response: existing.response! };
     }
-    if (existing.lockedUntil <= now && sameRequest) return this.acquire(lookup, existing.recordId, claim, now, existing.fence + 1, true);
+    if (existing.lockedUntil <= now && sameRequest) return this.acquire(lookup, existing, claim, now, existing.fence + 1, true);
     return { state: 'in_progress', sameRequest, retryAfterMs: Math.max(0, existing.lockedUntil - now) };
   }
 
@@ -93,7 +97,7 @@ export class InMemoryIdempotencyStore implements IdempotencyStore, OnApplication
     record.lockedUntil = 0;
     record.expiresAt = this.clock.now() + ttlMs;
     record.response = { ...response, headers: { ...response.headers } };
-    this.leased.delete(lease.recordId);
+    this.leased.delete(lease.owner);
     return true;
   }
 
@@ -101,7 +105,7 @@ export class InMemoryIdempotencyStore implements IdempotencyStore, OnApplication
     const record = this.ownedRecord(lease);
     if (!record) return false;
     this.records.delete(record.lookup);
-    this.leased.delete(lease.recordId);
+    this.leased.delete(lease.owner);
     return true;
   }
 
@@ -117,11 +121,16 @@ export class InMemoryIdempotencyStore implements IdempotencyStore, OnApplication
     this.leased.clear();
   }
 
-  private acquire(lookup: string, recordId: string, claim: IdempotencyClaim, now: number, fence: number, takeover: boolean): IdempotencyClaimResult {
+  private acquire(lookup: string, previous: MemoryRecord | undefined, claim: IdempotencyClaim, now: number, fence: number, takeover: boolean): IdempotencyClaimResult {
     const owner = randomUUID();
+    // a takeover ends the expired lease: its owner can no longer complete, renew or release
+    if (previous?.owner) this.leased.delete(previous.owner);
     const record: MemoryRecord = {
       lookup,
-      recordId,
+      namespace: claim.namespace,
+      scope: claim.scope,
+      key: claim.key,
+      recordId: previous?.recordId,
       fingerprint: claim.fingerprint,
       status: 'in_progress',
       owner,
@@ -131,13 +140,13 @@ export class InMemoryIdempotencyStore implements IdempotencyStore, OnApplication
       response: null,
     };
     this.records.set(lookup, record);
-    this.leased.set(recordId, record);
-    return { state: 'acquired', lease: { recordId, owner, fence }, takeover };
+    this.leased.set(owner, record);
+    return { state: 'acquired', lease: new MemoryLease(record, owner, fence), takeover };
   }
 
   /** The record if `lease` still owns it: the in-memory compare-and-set. */
   private ownedRecord(lease: IdempotencyLease): MemoryRecord | undefined {
-    const record = this.leased.get(lease.recordId);
+    const record = this.leased.get(lease.owner);
     return record?.status === 'in_progress' && record.owner === lease.owner ? record : undefined;
   }
 
@@ -151,10 +160,32 @@ export class InMemoryIdempotencyStore implements IdempotencyStore, OnApplication
     for (const [lookup, record] of this.records) {
       if (record.expiresAt <= now && (record.status === 'completed' || record.lockedUntil <= now)) {
         this.records.delete(lookup);
-        if (this.leased.get(record.recordId) === record) this.leased.delete(record.recordId);
+        if (record.owner !== null) this.leased.delete(record.owner);
         deleted++;
       }
     }
     return deleted;
+  }
+}
+
+/** A lease of the in-memory store: its record id is hashed on first read (most requests never ask). */
+class MemoryLease implements IdempotencyLease {
+  readonly #record: MemoryRecord;
+
+  constructor(
+    record: MemoryRecord,
+    readonly owner: string,
+    readonly fence: number,
+  ) {
+    this.#record = record;
+  }
+
+  get recordId(): string {
+    const record = this.#record;
+    return (record.recordId ??= recordIdOf(record.namespace, record.scope, record.key));
+  }
+
+  toJSON(): IdempotencyLease {
+    return { recordId: this.recordId, owner: this.owner, fence: this.fence };
   }
 }

@@ -1,5 +1,5 @@
 import { HttpException } from '@nestjs/common';
-import { ServerResponse } from 'node:http';
+import { OutgoingMessage, ServerResponse } from 'node:http';
 import {
   applyProblemHeaders,
   ProblemDetailsException,
@@ -57,25 +57,48 @@ function decodeBody(stored: StoredResponse): unknown {
 
 /** Response status as set so far (by `@HttpCode()`, the default, or the handler through `@Res({ passthrough })`). @internal */
 export function responseStatusOf(response: AnyResponse): number {
-  const status = response.statusCode ?? response.raw?.statusCode;
+  const status = response instanceof ServerResponse ? response.statusCode : (response.statusCode ?? response.raw?.statusCode);
   return typeof status === 'number' ? status : 200;
 }
 
+// Node's own accessors of a response, called directly on Express's: Express swaps the prototype of
+// every response, so looking a method up on one walks a chain the engine cannot cache (~1 µs per
+// lookup, measured). Only reads and the headers-sent check go this way; setHeader itself is still
+// looked up, so a middleware that wraps it on the instance keeps seeing every header.
+const nodeHeaderNames = ServerResponse.prototype.getHeaderNames;
+const nodeHeader = ServerResponse.prototype.getHeader;
+const nodeHeadersSent = Object.getOwnPropertyDescriptor(OutgoingMessage.prototype, 'headersSent')!.get!;
+
 /** The allow-listed headers already set on the response, lower-case names, values as strings. @internal */
 export function replayableHeadersOf(response: AnyResponse, allowList: ReadonlySet<string>): Record<string, string> {
-  const all = (typeof response.getHeaders === 'function' ? response.getHeaders() : {}) as Record<string, unknown>;
   const headers: Record<string, string> = {};
+  if (response instanceof ServerResponse) {
+    // Node keeps header names lower-case
+    for (const name of nodeHeaderNames.call(response)) {
+      if (!allowList.has(name) || !isReplayableHeaderName(name)) continue;
+      const value = nodeHeader.call(response, name);
+      if (value !== undefined) headers[name] = headerText(value);
+    }
+    return headers;
+  }
+  const all = (typeof response.getHeaders === 'function' ? response.getHeaders() : {}) as Record<string, unknown>;
   for (const [name, value] of Object.entries(all)) {
     const lower = name.toLowerCase();
     if (value === undefined || !allowList.has(lower) || !isReplayableHeaderName(lower)) continue;
-    headers[lower] = Array.isArray(value) ? value.join(', ') : String(value);
+    headers[lower] = headerText(value);
   }
   return headers;
 }
 
+function headerText(value: unknown): string {
+  return Array.isArray(value) ? value.join(', ') : String(value);
+}
+
 /** Sets a header the platform-correct way (Fastify reply or Express/Node response). @internal */
 export function setResponseHeader(response: AnyResponse, name: string, value: string): void {
-  if (isFastifyReply(response)) {
+  if (response instanceof ServerResponse) {
+    if (!nodeHeadersSent.call(response)) response.setHeader(name, value);
+  } else if (isFastifyReply(response)) {
     if (!response.raw.headersSent) response.header(name, value);
   } else if (typeof response.setHeader === 'function' && !response.headersSent) {
     response.setHeader(name, value);
