@@ -14,6 +14,7 @@ import { createPipeline, type Pipeline, type PipelineSpec } from '../core/pipeli
 import type { PolicyEnvironment } from '../core/policy.js';
 import { PolicyRegistry } from '../core/policy-registry.js';
 import { systemRandom } from '../core/random.js';
+import { requireSharedState } from '../core/shared-policy-state.js';
 import { once, promiseOf, type Settle, type Work } from '../core/step.js';
 import { errorBodyOf } from '../core/error-body.js';
 import { isUpstreamError, UpstreamContractError, UpstreamError, UpstreamHttpError, type UpstreamContractIssue } from '../core/upstream-http.error.js';
@@ -186,8 +187,11 @@ export class HttpClient {
     this.registry = dependencies.registry ?? new PolicyRegistry(this.env);
     this.spec = resolveClientSpec(name, options, dependencies);
     validateClientOptions(name, options);
-    // one validation at construction: a bad combination fails at start-up, not on the first call
-    createPipeline({ key: `http:${name}`, ...this.spec }, this.env, new PolicyRegistry(this.env));
+    requireSharedState(this.spec, `The HTTP client "${name}"`, this.registry.sharedState);
+    // one validation at construction: a bad combination fails at start-up, not on the first call.
+    // Its throwaway registry has no backend, so shared state is left out: checked above, and building
+    // it would subscribe to the backend for a breaker no call ever uses.
+    createPipeline({ key: `http:${name}`, ...withoutSharedState(this.spec) }, this.env, new PolicyRegistry(this.env));
     this.ownsDispatcher = options.dispatcher === undefined;
     this.dispatcher = options.dispatcher ?? new Agent({ connections: options.connections ?? DEFAULT_CONNECTIONS });
     const propagate = options.propagate ?? {};
@@ -879,6 +883,16 @@ export function resolveClientSpec(name: string, options: HttpClientOptions, depe
     ...(retry === undefined ? {} : { retry }),
     ...(circuitBreaker === undefined ? {} : { circuitBreaker }),
     ...(bulkhead === undefined ? {} : { bulkhead }),
+  };
+}
+
+/** `spec` with its breaker and retry budget kept in-process. */
+function withoutSharedState(spec: Omit<PipelineSpec, 'key'>): Omit<PipelineSpec, 'key'> {
+  const { circuitBreaker, retry } = spec;
+  return {
+    ...spec,
+    ...(circuitBreaker === undefined ? {} : { circuitBreaker: { ...circuitBreaker, shared: false } }),
+    ...(retry?.budget ? { retry: { ...retry, budget: { ...retry.budget, shared: false } } } : {}),
   };
 }
 

@@ -1,7 +1,10 @@
 import 'reflect-metadata';
 import { Controller, Get } from '@nestjs/common';
+import { Redis } from 'ioredis';
 import { CircuitBreaker, ResilienceModule, Retryable } from 'nest-resilience';
-import { describe, expect, it } from 'vitest';
+import { HttpClients, ResilientHttpModule } from 'nest-resilience/http';
+import { RedisPolicyState } from 'nest-resilience/redis';
+import { afterAll, describe, expect, it } from 'vitest';
 import { createApp } from '../support/app.js';
 
 @Controller('shared')
@@ -45,5 +48,43 @@ describe('shared state asked for without a backend', () => {
     await expect(
       createApp('express', { imports: [ResilienceModule.forRoot({ sharedState: {} as never })], controllers: [] }),
     ).rejects.toThrow("ResilienceModule option sharedState lacks the SharedPolicyState method(s) circuitBreaker, retryBudget, ping. Pass a SharedPolicyState such as new RedisPolicyState({ client }) from 'nest-resilience/redis'.");
+  });
+
+  it('an HTTP client refuses to start, naming the client and the fix', async () => {
+    const withClient = (options: object) =>
+      createApp('express', {
+        imports: [ResilienceModule.forRoot(), ResilientHttpModule.register({ clients: { partner: { baseUrl: 'http://127.0.0.1:1', ...options } } })],
+      });
+    await expect(withClient({ circuitBreaker: { shared: true } })).rejects.toThrow(
+      "The HTTP client \"partner\" sets circuitBreaker.shared: true, but no shared state backend is configured. Pass one to ResilienceModule.forRoot({ sharedState: new RedisPolicyState({ client }) }) (from 'nest-resilience/redis'), or remove circuitBreaker.shared.",
+    );
+    await expect(withClient({ retry: { budget: { shared: true } } })).rejects.toThrow(
+      'The HTTP client "partner" sets retry.budget.shared: true, but no shared state backend is configured.',
+    );
+  });
+});
+
+describe('shared state asked for by an HTTP client, with a backend', () => {
+  // never connected: starting the app must not need the backend (the first call's breaker subscribes)
+  const client = new Redis({ lazyConnect: true, enableOfflineQueue: false });
+  afterAll(() => client.disconnect());
+
+  it.each([
+    ['its own breaker', {}, { circuitBreaker: { shared: true } }],
+    ['its own retry budget', {}, { retry: { budget: { shared: true } } }],
+    ['a named policy', { policies: { partner: { circuitBreaker: { shared: true } } } }, { policy: 'partner' }],
+    ['the module defaults', { circuitBreaker: { shared: true } }, {}],
+  ])('starts when shared state is asked for by %s', async (_name, rootOptions, clientOptions) => {
+    const app = await createApp('express', {
+      imports: [
+        ResilienceModule.forRoot({ ...rootOptions, sharedState: new RedisPolicyState({ client }) }),
+        ResilientHttpModule.register({ clients: { partner: { baseUrl: 'http://127.0.0.1:1', ...clientOptions } } }),
+      ],
+    });
+    try {
+      expect(app.get(HttpClients).get('partner')?.name).toBe('partner');
+    } finally {
+      await app.close();
+    }
   });
 });
