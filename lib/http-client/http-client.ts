@@ -200,6 +200,9 @@ export class HttpClient {
     this.telemetry = httpClientTelemetryOptions(dependencies.telemetry, propagate.traceContext ?? true);
     this.onCall = dependencies.onCall;
     this.keyHeader = (options.idempotencyKeyHeader ?? 'idempotency-key').toLowerCase();
+    // a shared breaker reads the shared state when it is created: created with the client, it knows
+    // at start-up whether the dependency's breaker is open elsewhere, instead of after its first call
+    if (this.spec.circuitBreaker?.shared === true) this.pipelinesFor(this.baseOrigin);
   }
 
   /** The client's base URL. */
@@ -249,7 +252,7 @@ export class HttpClient {
 
   /**
    * The circuit breakers of this client, one per origin it called (and its base URL's origin once
-   * called), for health checks.
+   * called, or from the start with `circuitBreaker.shared`), for health checks.
    */
   circuitBreakers(): Array<{ readonly origin: string; readonly snapshot: CircuitBreakerSnapshot }> {
     const result: Array<{ origin: string; snapshot: CircuitBreakerSnapshot }> = [];
