@@ -74,9 +74,26 @@ export interface HttpClientOptions {
   readonly policy?: string;
   /** Total and per-attempt timeouts, in ms. @default { total: 30_000, attempt: 10_000 } (the module's) */
   readonly timeout?: TimeoutOptions;
-  /** Retries of network errors, 408, 429, 5xx and attempt timeouts, or `false`. @default { maxAttempts: 3 } + the module's retry defaults */
+  /**
+   * Retries of network errors, 408, 429, 5xx and attempt timeouts, or `false`. The retry budget is
+   * kept per client and origin; `budget: { shared: true }` bounds the retries of every instance of
+   * the application together (needs `ResilienceModule.forRoot({ sharedState })`, else the
+   * application refuses to start).
+   * @default { maxAttempts: 3 } + the module's retry defaults
+   * @example
+   * { maxAttempts: 4, budget: { ratio: 0.1, shared: true } }
+   */
   readonly retry?: RetryOptions | false;
-  /** Circuit breaker per client and origin, or `false`. @default the module's breaker defaults */
+  /**
+   * Circuit breaker per client and origin (key `http:<client>@<origin>`), or `false`. With
+   * `shared: true` the outcomes of every instance whose client has this name feed one breaker per
+   * origin, which opens everywhere at the threshold; the base URL's origin's breaker reads the shared
+   * state when the client is created. Needs `ResilienceModule.forRoot({ sharedState })`, else the
+   * application refuses to start.
+   * @default the module's breaker defaults
+   * @example
+   * { strategy: { type: 'consecutive', threshold: 5 }, shared: true }
+   */
   readonly circuitBreaker?: CircuitBreakerOptions | false;
   /** Concurrency cap per client and origin with a queue bounded by each call's deadline, or `false`. @default false */
   readonly bulkhead?: BulkheadOptions | false;

@@ -67,7 +67,13 @@ export interface HttpClientDefaults {
 export interface HttpClientDependencies {
   /** Clock, randomness and event sink of the policies. @default systemClock, systemRandom, no events */
   readonly env?: PolicyEnvironment;
-  /** Where breaker, bulkhead and retry budget state lives (keyed `http:<client>@<origin>`). @default a registry of its own */
+  /**
+   * Where breaker, bulkhead and retry budget state lives (keyed `http:<client>@<origin>`); its
+   * `sharedState` backend serves the client's `circuitBreaker.shared` and `retry.budget.shared`.
+   * @default a registry of its own (no shared state)
+   * @example
+   * new PolicyRegistry(env, { sharedState: new RedisPolicyState({ client }) })
+   */
   readonly registry?: PolicyRegistry;
   /** Named policies a client may refer to with its `policy` option. @default {} */
   readonly policies?: Readonly<Record<string, NamedPolicyOptions>>;
@@ -172,7 +178,8 @@ export class HttpClient {
   private closed = false;
 
   /**
-   * @throws ResilienceConfigError when an option can never work (the message names the fix).
+   * @throws ResilienceConfigError when an option can never work, or asks for shared state and the
+   * registry has no `sharedState` backend (the message names the fix).
    */
   constructor(
     /** Name of the client (keys its policies, labels its logs and telemetry). */
