@@ -204,11 +204,19 @@ class IoredisSubscription implements ChannelSubscription {
   async subscribe(channel: string, onMessage: (message: string) => void): Promise<void> {
     // the offline queue lets SUBSCRIBE wait for the connection (a client made with
     // enableOfflineQueue: false would refuse it while connecting); ioredis resubscribes after reconnects
-    const connection = (this.connection ??= this.given ?? this.client.duplicate({ enableOfflineQueue: true }));
+    const connection = (this.connection ??= this.given ?? this.ownDuplicate());
     connection.on('message', (from: string, message: string) => {
       if (from === channel) onMessage(message);
     });
     await connection.subscribe(channel);
+  }
+
+  private ownDuplicate(): Redis {
+    const connection = this.client.duplicate({ enableOfflineQueue: true });
+    // reconnect failures show in the policies (fallback events); without a listener ioredis writes
+    // each one to stderr as an unhandled 'error' event
+    connection.on('error', () => undefined);
+    return connection;
   }
 
   async close(channel: string): Promise<void> {

@@ -1,6 +1,6 @@
 import { Redis } from 'ioredis';
 import { createClient } from 'redis';
-import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished, vi } from 'vitest';
 import { hasRedis, redisUrl, startOwnRedis, testKeyPrefix } from '../../test/support/redis.js';
 import { CircuitOpenError } from '../core/errors.js';
 import type { CircuitBreakerStrategy } from '../core/options.js';
@@ -353,6 +353,29 @@ describe.skipIf(!hasRedis)('fallback to in-process state when Redis is down or s
     await until(() => breaker.state === 'open', 'the shared window to open it');
     expect(events.named('shared_state_unavailable')).toHaveLength(1);
     expect(events.named('shared_state_recovered')).toHaveLength(1);
+  });
+
+  it("Redis down: the subscriber connection it opened (ioredis) fails its reconnects quietly, not as '[ioredis] Unhandled error event' lines", async () => {
+    setUp(new FakeClock());
+    await until(() => ready(), 'the client to connect');
+    const ioredis = client as Redis;
+    // the app's own client: listening to its errors is the app's job
+    ioredis.on('error', () => undefined);
+    let subscriber: Redis | undefined;
+    const duplicate = ioredis.duplicate.bind(ioredis);
+    ioredis.duplicate = (override) => (subscriber = duplicate(override));
+    // ioredis writes an 'error' nobody listens to with console.error
+    const consoleError = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    onTestFinished(() => consoleError.mockRestore());
+    registry.circuitBreaker('dep', { strategy: { type: 'consecutive', threshold: 3 }, shared: true });
+    await until(() => subscriber?.status === 'ready', 'the subscriber to connect');
+    let reconnects = 0;
+    subscriber!.on('reconnecting', () => reconnects++);
+    await server.halt();
+    // every attempt after the first is refused (ECONNREFUSED, an 'error' event) before it reconnects again
+    await until(() => reconnects >= 3, 'three reconnect attempts of the subscriber');
+    const unhandled = consoleError.mock.calls.filter(([first]) => String(first).startsWith('[ioredis] Unhandled error event'));
+    expect(unhandled).toEqual([]);
   });
 
   it('Redis slow: a retry waits at most maxWait for its permit, then the in-process budget answers', async () => {
