@@ -14,12 +14,19 @@ export interface BenchRedis {
   close(): Promise<void>;
 }
 
+/**
+ * `scripts/redis.mjs`, loaded from the package root: compiled files under build/ cannot reach it
+ * by a relative import.
+ */
+export async function loadRedisScript(): Promise<typeof import('../../scripts/redis.mjs')> {
+  return import(pathToFileURL(join(packageRoot(), 'scripts', 'redis.mjs')).href);
+}
+
 /** Provides a server, or returns the reason Redis cannot be used here. */
 export async function obtainRedis(env: NodeJS.ProcessEnv = process.env): Promise<BenchRedis | { skipped: string }> {
   if (env.REDIS_URL) return { url: env.REDIS_URL, source: 'REDIS_URL', close: async () => undefined };
   try {
-    const script = (await import(pathToFileURL(join(packageRoot(), 'scripts', 'redis.mjs')).href)) as typeof import('../../scripts/redis.mjs');
-    const server = await script.startRedis();
+    const server = await (await loadRedisScript()).startRedis();
     return { url: server.url, source: 'throwaway redis-server (scripts/redis.mjs, no persistence)', close: () => server.stop() };
   } catch (error) {
     return { skipped: `no REDIS_URL and no throwaway redis-server could be started: ${(error as Error).message.split('\n')[0]}` };
