@@ -5,7 +5,8 @@
 //   CHAOS_SEED=123 npm run chaos           the same generated cases as an earlier run
 // Loopback only. PostgreSQL: DATABASE_URL (a fresh database is created and dropped) or a throwaway
 // server of its own (scripts/postgres.mjs, fsync and synchronous_commit on); the outage scenario
-// always starts its own server, since it stops it.
+// always starts its own server, since it stops it. Redis: the outage scenario starts a throwaway
+// redis-server of its own (scripts/redis.mjs), REDIS_URL or not, since it kills it.
 import 'reflect-metadata';
 import { writeFileSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
@@ -13,11 +14,12 @@ import { environment, packageRoot } from '../bench/shared/report.js';
 import { exactlyOnceScenario } from './scenarios/exactly-once.js';
 import { fuzzScenario } from './scenarios/fuzz.js';
 import { postgresOutageScenario } from './scenarios/postgres-outage.js';
+import { redisOutageScenario } from './scenarios/redis-outage.js';
 import { retryBudgetScenario } from './scenarios/retry-budget.js';
 import { timeoutHeapScenario } from './scenarios/timeout-heap.js';
 import { figureLine, type Scenario, type ScenarioResult } from './shared/scenario.js';
 
-const SCENARIOS: readonly Scenario[] = [exactlyOnceScenario, postgresOutageScenario, fuzzScenario, retryBudgetScenario, timeoutHeapScenario];
+const SCENARIOS: readonly Scenario[] = [exactlyOnceScenario, postgresOutageScenario, redisOutageScenario, fuzzScenario, retryBudgetScenario, timeoutHeapScenario];
 
 function parseArgs(argv: readonly string[]): { only?: Set<string> } {
   const known = SCENARIOS.map((scenario) => scenario.id);

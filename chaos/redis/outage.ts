@@ -1,0 +1,458 @@
+// The Redis outage, shared by the chaos scenario (chaos/scenarios/redis-outage.ts) and its fast
+// subset in `npm test` (test/chaos/redis-outage.e2e-spec.ts): app processes on one redis-server of
+// the caller's, steady traffic, the server killed (SIGKILL) mid-traffic, kept down, started again on
+// the same port (empty: nothing is persisted), and every check the figure is held to.
+//
+// Idempotent clients behave as the README asks: each sends one operation (a fresh Idempotency-Key)
+// and repeats it, honouring Retry-After, until it is acknowledged (2xx), then starts the next.
+// Clients of the shared-breaker route send one GET after the other.
+import { DEFAULT_SHARED_STATE_MAX_WAIT } from 'nest-resilience';
+import type { ThrowawayRedis } from '../../scripts/redis.mjs';
+import { spawnApp, type SpawnedApp } from '../../test/fixtures/spawn-app.js';
+import { checkProblem, isRetryAfter } from '../shared/problem.js';
+import { count, sleep } from '../shared/scenario.js';
+
+/** Where `npm run build:sample` puts the app, relative to the package root. */
+export const REDIS_OUTAGE_APP = 'build/chaos/redis/redis-outage.app.js';
+
+/** The app processes: both platforms, both Redis clients the library supports. */
+const PROCESSES = [
+  { platform: 'express', client: 'ioredis' },
+  { platform: 'fastify', client: 'node-redis' },
+] as const;
+/** The store's `commandTimeoutMs` (its default, set so the hang bound below reads it). */
+const COMMAND_TIMEOUT_MS = 1_000;
+/** Handler work of the slow idempotent clients: long enough that some are inside it at the kill. */
+const SLOW_WORK_MS = 300;
+const FAST_WORK_MS = 20;
+/** Idempotent clients per process, half slow, half fast. */
+const IDEMPOTENT_CLIENTS = 6;
+/** Clients of the shared-breaker route per process; every fourth call fails its first attempt. */
+const FORECAST_CLIENTS = 2;
+const FORECAST_PAUSE_MS = 10;
+const FLAKY_EVERY = 4;
+/** Loopback HTTP, event loops and GC of a loaded 2-core machine, on top of the documented bounds. */
+const HANG_MARGIN_MS = 500;
+const FORECAST_MARGIN_MS = 100;
+/**
+ * After the restart, a process answers a 2xx within this long: the clients' reconnect backoff (ioredis
+ * caps it at 2 s) plus the clients' 1 s Retry-After, plus margin.
+ */
+const RECOVERY_LIMIT_MS = 5_000;
+/** A request still unanswered after this long is aborted and counted as hung. */
+const REQUEST_ABORT_MS = 15_000;
+/**
+ * How late an `EXECUTED` line may reach us after the handler started before the kill. A client
+ * waits Retry-After (1 s) before resending, so no line of a later attempt can fall inside it.
+ */
+const PIPE_SLACK_MS = 250;
+
+/** How long each phase lasts. */
+export interface RedisOutagePlan {
+  readonly trafficBeforeMs: number;
+  /** From the end of the kill to the restart. */
+  readonly outageMs: number;
+  readonly trafficAfterMs: number;
+  /**
+   * After new operations stop, how long the clients may take to get their last ones acknowledged:
+   * longer than `leaseMs`.
+   */
+  readonly drainLimitMs: number;
+  /**
+   * Lease of the idempotent route. A claim in flight at the kill may be resent by the ioredis client
+   * once it reconnects (`autoResendUnfulfilledCommands`, as the README says): its key then answers
+   * 409 until the lease ends. Far shorter than the default 60 s, so such keys are acknowledged in
+   * the drain.
+   */
+  readonly leaseMs: number;
+}
+
+/** One check of the figure. */
+export interface RedisOutageCheck {
+  readonly name: string;
+  readonly pass: boolean;
+  /** What was measured, in words (shown when it fails). */
+  readonly detail: string;
+}
+
+export interface RedisOutageResult {
+  readonly figure: string;
+  readonly threshold: string;
+  readonly checks: readonly RedisOutageCheck[];
+  readonly data: Record<string, unknown>;
+}
+
+/** One HTTP exchange of an idempotent client. */
+interface Attempt {
+  readonly process: number;
+  readonly key: string;
+  readonly workMs: number;
+  readonly sentAt: number;
+  readonly answeredAt: number;
+  /** HTTP status, 0 for a network error or an aborted (hung) request. */
+  readonly status: number;
+  /** 503 problem+json `idempotency_store_unavailable` with Retry-After. */
+  readonly storeUnavailable: boolean;
+  /** Any 503 problem+json with Retry-After. */
+  readonly retryable503: boolean;
+  readonly detail: string;
+  readonly retryAfterSeconds?: number;
+}
+
+/** One call of the shared-breaker route. */
+interface ForecastCall {
+  readonly sentAt: number;
+  readonly answeredAt: number;
+  readonly status: number;
+}
+
+/** A stdout line of an app process with the time it reached us. */
+interface TimedLine {
+  readonly at: number;
+  readonly text: string;
+}
+
+interface RunningProcess {
+  readonly label: string;
+  readonly app: SpawnedApp;
+  readonly pid: number | undefined;
+  readonly timed: TimedLine[];
+}
+
+const now = () => performance.now();
+
+/** Starts the app processes on `redis`, runs the plan and judges it. The caller owns `redis` (it is left running). */
+export async function runRedisOutage(options: { root: string; redis: ThrowawayRedis; plan: RedisOutagePlan; log: (line: string) => void }): Promise<RedisOutageResult> {
+  const { root, redis, plan, log } = options;
+  const processes: RunningProcess[] = [];
+  try {
+    const apps = await Promise.all(
+      PROCESSES.map(({ platform, client }, i) =>
+        spawnApp(root, REDIS_OUTAGE_APP, `r${i}`, {
+          REDIS_URL: redis.url,
+          KEY_PREFIX: 'chaos:',
+          PLATFORM: platform,
+          REDIS_CLIENT: client,
+          COMMAND_TIMEOUT_MS: String(COMMAND_TIMEOUT_MS),
+          LEASE_MS: String(plan.leaseMs),
+        }),
+      ),
+    );
+    processes.push(...apps.map((app, i) => ({ label: `${PROCESSES[i]!.platform}+${PROCESSES[i]!.client}`, app, pid: app.child.pid, timed: timedLines(app) })));
+    return await drive(processes, redis, plan, log);
+  } finally {
+    await Promise.all(processes.map(({ app }) => killApp(app)));
+  }
+}
+
+async function drive(processes: readonly RunningProcess[], redis: ThrowawayRedis, plan: RedisOutagePlan, log: (line: string) => void): Promise<RedisOutageResult> {
+  const attempts: Attempt[] = [];
+  const forecasts: ForecastCall[] = [];
+  const acknowledged = new Set<string>();
+  const keysStarted: string[] = [];
+  let acceptNew = true;
+  let stopped = false;
+  /** Waits like `sleep`, but no longer than until the clients are stopped. */
+  const pause = async (ms: number) => {
+    const until = now() + ms;
+    while (!stopped && now() < until) await sleep(Math.min(100, until - now()));
+  };
+
+  const idempotentClient = async (processIndex: number, client: number) => {
+    const workMs = client % 2 === 0 ? SLOW_WORK_MS : FAST_WORK_MS;
+    for (let n = 0; acceptNew && !stopped; n++) {
+      const key = `outage-p${processIndex}-c${client}-${n}`;
+      keysStarted.push(key);
+      while (!stopped) {
+        const attempt = await postOrder(processes[processIndex]!.app.url, processIndex, key, workMs);
+        attempts.push(attempt);
+        if (attempt.status >= 200 && attempt.status < 300) {
+          acknowledged.add(key);
+          break;
+        }
+        await pause((attempt.retryAfterSeconds ?? 1) * 1_000);
+      }
+    }
+  };
+  const forecastClient = async (processIndex: number, client: number) => {
+    for (let n = 0; acceptNew && !stopped; n++) {
+      const flaky = (n * FORECAST_CLIENTS + client) % FLAKY_EVERY === 0;
+      const sentAt = now();
+      let status = 0;
+      try {
+        const res = await fetch(`${processes[processIndex]!.app.url}/forecast${flaky ? '?flaky=1' : ''}`, { signal: AbortSignal.timeout(REQUEST_ABORT_MS) });
+        await res.text();
+        status = res.status;
+      } catch {
+        // a network error or a hung request: status 0
+      }
+      forecasts.push({ sentAt, answeredAt: now(), status });
+      await pause(FORECAST_PAUSE_MS);
+    }
+  };
+  const idempotentClients = processes.flatMap((_, p) => Array.from({ length: IDEMPOTENT_CLIENTS }, (_, c) => idempotentClient(p, c)));
+  const forecastClients = processes.flatMap((_, p) => Array.from({ length: FORECAST_CLIENTS }, (_, c) => forecastClient(p, c)));
+
+  await sleep(plan.trafficBeforeMs);
+  const killAt = now();
+  await redis.kill();
+  const killDone = now();
+  log(`redis-server killed (SIGKILL, ${(killDone - killAt).toFixed(0)} ms)`);
+  await sleep(plan.outageMs);
+  const restartAt = now();
+  await redis.start();
+  const restartDone = now();
+  log(`redis-server restarted on the same port after ${((restartAt - killDone) / 1000).toFixed(1)} s down (empty: nothing persisted; start took ${(restartDone - restartAt).toFixed(0)} ms)`);
+  await sleep(plan.trafficAfterMs);
+  acceptNew = false;
+  const drained = await Promise.race([Promise.all(idempotentClients).then(() => true), sleep(plan.drainLimitMs).then(() => false)]);
+  stopped = true;
+  await Promise.all([...idempotentClients, ...forecastClients]);
+
+  return judge({ processes, attempts, forecasts, acknowledged, keysStarted, drained, plan, killAt, killDone, restartAt, restartDone, log });
+}
+
+interface Observed {
+  readonly processes: readonly RunningProcess[];
+  readonly attempts: readonly Attempt[];
+  readonly forecasts: readonly ForecastCall[];
+  readonly acknowledged: ReadonlySet<string>;
+  readonly keysStarted: readonly string[];
+  readonly drained: boolean;
+  readonly plan: RedisOutagePlan;
+  readonly killAt: number;
+  readonly killDone: number;
+  readonly restartAt: number;
+  readonly restartDone: number;
+  readonly log: (line: string) => void;
+}
+
+function judge(observed: Observed): RedisOutageResult {
+  const { processes, attempts, forecasts, acknowledged, keysStarted, drained, plan, killAt, killDone, restartAt, restartDone, log } = observed;
+  const ok = (a: Attempt) => a.status >= 200 && a.status < 300;
+  const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
+
+  // Sent once the server was gone, answered before it was started again.
+  const duringOutage = attempts.filter((a) => a.sentAt >= killDone && a.answeredAt <= restartAt);
+  const wrongDuringOutage = duringOutage.filter((a) => !a.storeUnavailable);
+  // In flight at the kill: a 2xx (the handler had run: its response is delivered even when storing it fails) or a 503 to retry.
+  const caught = attempts.filter((a) => a.sentAt < killDone && a.answeredAt >= killAt);
+  const wrongCaught = caught.filter((a) => !ok(a) && !a.retryable503);
+  const caughtInsideHandler = caught.filter((a) => a.workMs === SLOW_WORK_MS && ok(a));
+
+  const executions = processes.flatMap(({ timed }) => timed.filter((l) => l.text.startsWith('EXECUTED ')).map((l) => ({ at: l.at, key: l.text.slice('EXECUTED '.length) })));
+  const runsWhileDown = executions.filter((e) => e.at > killDone + PIPE_SLACK_MS && e.at < restartAt);
+  const runsPerKey = new Map<string, number>();
+  for (const { key } of executions) runsPerKey.set(key, (runsPerKey.get(key) ?? 0) + 1);
+  const ranTwice = [...runsPerKey].filter(([, n]) => n > 1);
+  const acknowledgedNotRunOnce = [...acknowledged].filter((key) => runsPerKey.get(key) !== 1);
+  const neverAcknowledged = keysStarted.length - acknowledged.size;
+
+  const hangBoundMs = (a: Attempt) => a.workMs + COMMAND_TIMEOUT_MS + HANG_MARGIN_MS;
+  const hung = attempts.filter((a) => a.answeredAt - a.sentAt > hangBoundMs(a));
+  const slowest = attempts.reduce((max, a) => Math.max(max, a.answeredAt - a.sentAt), 0);
+
+  const forecastsDuringOutage = forecasts.filter((f) => f.sentAt >= killDone && f.answeredAt <= restartAt);
+  const forecastP99 = percentile(forecastsDuringOutage.map((f) => f.answeredAt - f.sentAt), 0.99);
+  const forecastP99Before = percentile(forecasts.filter((f) => f.answeredAt < killAt).map((f) => f.answeredAt - f.sentAt), 0.99);
+  const forecastBoundMs = DEFAULT_SHARED_STATE_MAX_WAIT + FORECAST_MARGIN_MS;
+  const forecastsNot200 = forecasts.filter((f) => f.status !== 200);
+
+  const perProcess = processes.map(({ label, app, pid, timed }, i) => {
+    const events = timed.filter((l) => l.text.startsWith('EVENT ')).map((l) => ({ at: l.at, ...(JSON.parse(l.text.slice(6)) as { event: string; cause?: string }) }));
+    for (const e of events.filter((e) => e.event.startsWith('shared_state_'))) {
+      log(`${label}: ${e.event} ${seconds(e.at - killDone)} after the kill${e.cause ? ` (${e.cause})` : ''}`);
+    }
+    const shared = events.filter((e) => e.event.startsWith('shared_state_'));
+    // Three late answers in a row fall back while Redis is up too (a loaded machine, as documented):
+    // counted apart, and a process may then already use in-process state when Redis dies.
+    const fallbacksWhileUp = shared.filter((e) => e.event === 'shared_state_unavailable' && (e.at < killAt || e.at >= restartAt)).length;
+    const upAtKill = shared.filter((e) => e.at < killAt).at(-1)?.event !== 'shared_state_unavailable';
+    const inOutage = shared.filter((e) => e.at >= killAt && e.at < restartAt);
+    const unavailable = inOutage.filter((e) => e.event === 'shared_state_unavailable');
+    const recovered = shared.filter((e) => e.event === 'shared_state_recovered' && e.at >= restartAt);
+    const firstAck = attempts.filter((a) => a.process === i && ok(a) && a.sentAt >= restartDone).sort((a, b) => a.answeredAt - b.answeredAt)[0];
+    return {
+      label,
+      recoveryMs: firstAck ? firstAck.answeredAt - restartDone : Number.POSITIVE_INFINITY,
+      fallbackMs: unavailable[0] ? unavailable[0].at - killDone : Number.POSITIVE_INFINITY,
+      sharedBackMs: recovered[0] ? recovered[0].at - restartDone : Number.POSITIVE_INFINITY,
+      // one event each per outage: in-process once Redis is gone (unless it already was), shared again only after the restart
+      eventsOk: unavailable.length === (upAtKill ? 1 : 0) && inOutage.length === unavailable.length && recovered.length >= 1,
+      events: `${unavailable.length}${upAtKill ? '' : ' (already in-process at the kill)'} shared_state_unavailable and ${inOutage.length - unavailable.length} shared_state_recovered in the outage, ${recovered.length} shared_state_recovered after it`,
+      fallbacksWhileUp,
+      sameProcess: app.child.exitCode === null && app.child.signalCode === null && app.child.pid === pid,
+      // the app's own clients listen to their errors: such lines come from connections the library opened
+      unhandledClientErrors: app.stderr().split('\n').filter((text) => text.includes('Unhandled error event')).length,
+    };
+  });
+  const recoveryMs = Math.max(...perProcess.map((p) => p.recoveryMs));
+
+  // a claim resent after the reconnect holds its key until the lease ends (see RedisOutagePlan.leaseMs)
+  const heldAfterRestart = new Set(attempts.filter((a) => a.status === 409 && a.sentAt >= restartDone).map((a) => a.key));
+  const otherErrors = attempts.filter((a) => a.status === 0 || (a.status >= 500 && !a.retryable503) || (a.status >= 400 && a.status < 500 && a.status !== 409));
+
+  const checks: RedisOutageCheck[] = [
+    {
+      name: 'every idempotent request during the outage answered 503 problem+json idempotency_store_unavailable with Retry-After',
+      pass: duringOutage.length > 0 && wrongDuringOutage.length === 0,
+      detail: `${duringOutage.length} answered during the outage, ${wrongDuringOutage.length} otherwise: ${summarize(wrongDuringOutage.map((a) => a.detail))}`,
+    },
+    {
+      name: 'requests in flight at the kill answered 2xx (handler ran) or 503 + Retry-After',
+      pass: wrongCaught.length === 0,
+      detail: `${caught.length} in flight, ${wrongCaught.length} otherwise: ${summarize(wrongCaught.map((a) => a.detail))}`,
+    },
+    {
+      name: 'no idempotent handler ran while Redis was down',
+      pass: runsWhileDown.length === 0,
+      detail: `${runsWhileDown.length} handler runs between the kill and the restart: ${summarize(runsWhileDown.map((e) => e.key))}`,
+    },
+    {
+      name: `no idempotent request took longer than its handler's work + commandTimeoutMs (${COMMAND_TIMEOUT_MS} ms) + ${HANG_MARGIN_MS} ms`,
+      pass: hung.length === 0,
+      detail: `slowest ${Math.round(slowest)} ms; ${hung.length} over the bound: ${summarize(hung.map((a) => `${a.key} ${Math.round(a.answeredAt - a.sentAt)} ms (${a.detail})`))}`,
+    },
+    {
+      name: `the shared-breaker route kept answering 200, p99 during the outage ≤ maxWait (${DEFAULT_SHARED_STATE_MAX_WAIT} ms) + ${FORECAST_MARGIN_MS} ms`,
+      pass: forecastsDuringOutage.length > 0 && forecastP99 <= forecastBoundMs && forecastsNot200.length === 0,
+      detail: `${forecastsDuringOutage.length} calls during the outage, p99 ${Math.round(forecastP99)} ms (before it ${Math.round(forecastP99Before)} ms); ${forecastsNot200.length} of ${forecasts.length} not 200: ${summarize(forecastsNot200.map((f) => String(f.status)))}`,
+    },
+    {
+      name: 'each process fell back to in-process state once in the outage and went back to the shared state after the restart',
+      pass: perProcess.every((p) => p.eventsOk),
+      detail: perProcess.map((p) => `${p.label}: ${p.events}`).join('; '),
+    },
+    {
+      name: "no '[ioredis] Unhandled error event' on the processes' stderr (their own clients listen to errors)",
+      pass: perProcess.every((p) => p.unhandledClientErrors === 0),
+      detail: perProcess.map((p) => `${p.label}: ${p.unhandledClientErrors}`).join(', '),
+    },
+    {
+      name: `idempotent requests succeeded again within ${RECOVERY_LIMIT_MS / 1000} s of the restart, without restarting the app`,
+      pass: recoveryMs <= RECOVERY_LIMIT_MS && perProcess.every((p) => p.sameProcess) && drained,
+      detail: `${perProcess.map((p) => `${p.label} ${Number.isFinite(p.recoveryMs) ? seconds(p.recoveryMs) : 'never'}${p.sameProcess ? '' : ' (process EXITED)'}`).join(', ')}; drained ${drained ? 'in time' : `NOT within ${plan.drainLimitMs / 1000} s`}`,
+    },
+    {
+      name: 'exactly once: no key ran twice, every acknowledged key ran once, every operation acknowledged',
+      pass: ranTwice.length === 0 && acknowledgedNotRunOnce.length === 0 && neverAcknowledged === 0,
+      detail: `${ranTwice.length} keys ran twice (${summarize(ranTwice.map(([key, n]) => `${key} × ${n}`))}), ${acknowledgedNotRunOnce.length} acknowledged keys not run exactly once, ${neverAcknowledged} never acknowledged`,
+    },
+    {
+      name: 'no other answer: no network error, every 5xx 503 + Retry-After problem+json, no 4xx but 409',
+      pass: otherErrors.length === 0,
+      detail: `${otherErrors.length} other answers: ${summarize(otherErrors.map((a) => a.detail))}`,
+    },
+  ];
+
+  log(
+    `${count(attempts.length)} idempotent requests for ${count(keysStarted.length)} operations, ${count(forecasts.length)} shared-breaker calls; ` +
+      `${caught.length} idempotent requests in flight at the kill (${caughtInsideHandler.length} inside a slow handler, answered 2xx); ` +
+      `${heldAfterRestart.size} keys answered 409 after the restart (a claim resent by the client after it reconnected holds the key until its lease ends)`,
+  );
+  for (const p of perProcess) {
+    log(`${p.label}: in-process state ${Number.isFinite(p.fallbackMs) ? `${Math.round(p.fallbackMs)} ms` : 'never'} after the kill, shared state back ${Number.isFinite(p.sharedBackMs) ? seconds(p.sharedBackMs) : 'never'} after the restart, idempotent 2xx again ${Number.isFinite(p.recoveryMs) ? seconds(p.recoveryMs) : 'never'} after it`);
+    if (p.fallbacksWhileUp > 0) log(`${p.label}: ${p.fallbacksWhileUp} fallback(s) to in-process state while Redis was up (late answers)`);
+  }
+  for (const check of checks) if (!check.pass) log(`FAILED ${check.name}: ${check.detail}`);
+
+  return {
+    figure:
+      `outage ${seconds(restartAt - killDone)}, ${processes.length} processes (${perProcess.map((p) => p.label).join(', ')}): ` +
+      `${count(duringOutage.length)} idempotent answers during it, ${wrongDuringOutage.length} not 503 idempotency_store_unavailable + Retry-After, ${runsWhileDown.length} handler runs while down; ` +
+      `${caught.length} in flight at the kill (${caughtInsideHandler.length} inside handlers → 2xx, ${wrongCaught.length} other); ` +
+      `slowest idempotent answer ${Math.round(slowest)} ms (${hung.length} over work + ${COMMAND_TIMEOUT_MS} + ${HANG_MARGIN_MS} ms); ` +
+      `shared-breaker route p99 ${Math.round(forecastP99)} ms during the outage over ${count(forecastsDuringOutage.length)} calls (${Math.round(forecastP99Before)} ms before), ${forecastsNot200.length} not 200; ` +
+      `shared state ${perProcess.every((p) => p.eventsOk) ? 'fell back once in the outage and came back after the restart in every process' : `NOT one fallback and one recovery (${perProcess.map((p) => `${p.label}: ${p.events}`).join('; ')})`} (${perProcess.reduce((n, p) => n + p.fallbacksWhileUp, 0)} fallbacks while Redis was up), ${perProcess.reduce((n, p) => n + p.unhandledClientErrors, 0)} unhandled client errors; ` +
+      `recovered ${Number.isFinite(recoveryMs) ? seconds(recoveryMs) : 'never'} after the restart without restarting the app; ` +
+      `${count(acknowledged.size)} operations acknowledged (${heldAfterRestart.size} after a 409 until the lease ended), ${ranTwice.length} keys run twice, ${neverAcknowledged} never acknowledged, ${otherErrors.length} other errors`,
+    threshold:
+      `only 503 idempotency_store_unavailable + Retry-After and no handler run during the outage, every idempotent answer ≤ work + ${(COMMAND_TIMEOUT_MS + HANG_MARGIN_MS) / 1000} s, ` +
+      `shared-breaker p99 ≤ ${forecastBoundMs} ms and always 200, one fallback and one recovery per process, no unhandled client errors, recovery ≤ ${RECOVERY_LIMIT_MS / 1000} s, 0 keys run twice`,
+    checks,
+    data: {
+      outageMs: restartAt - killDone,
+      processes: perProcess,
+      idempotentRequests: attempts.length,
+      operations: keysStarted.length,
+      acknowledged: acknowledged.size,
+      answeredDuringOutage: duringOutage.length,
+      notUnavailableDuringOutage: wrongDuringOutage.map((a) => a.detail),
+      inFlightAtKill: caught.map((a) => a.detail),
+      handlerRunsWhileDown: runsWhileDown.length,
+      slowestIdempotentMs: slowest,
+      sharedBreaker: { calls: forecasts.length, duringOutage: forecastsDuringOutage.length, p99DuringOutageMs: forecastP99, p99BeforeMs: forecastP99Before, boundMs: forecastBoundMs, not200: forecastsNot200.length },
+      recoveryMs,
+      keysHeldAfterRestart: heldAfterRestart.size,
+      keysRunTwice: ranTwice.length,
+      neverAcknowledged,
+      otherErrors: otherErrors.map((a) => a.detail),
+      checks,
+    },
+  };
+}
+
+/** `POST /orders` with its key, judged. */
+async function postOrder(url: string, processIndex: number, key: string, workMs: number): Promise<Attempt> {
+  const sentAt = now();
+  const base = { process: processIndex, key, workMs, sentAt };
+  try {
+    const res = await fetch(`${url}/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'idempotency-key': key },
+      body: JSON.stringify({ workMs }),
+      signal: AbortSignal.timeout(REQUEST_ABORT_MS),
+    });
+    const text = await res.text();
+    const answeredAt = now();
+    if (res.status >= 200 && res.status < 300) return { ...base, answeredAt, status: res.status, storeUnavailable: false, retryable503: false, detail: `${res.status}` };
+    const problem = checkProblem(res.status, res.headers.get('content-type'), text);
+    const retryAfter = res.headers.get('retry-after');
+    const retryable503 = res.status === 503 && problem.ok && isRetryAfter(retryAfter);
+    return {
+      ...base,
+      answeredAt,
+      status: res.status,
+      storeUnavailable: retryable503 && problem.ok && problem.code === 'idempotency_store_unavailable',
+      retryable503,
+      detail: problem.ok ? `${res.status} ${problem.code}${retryAfter ? '' : ' without Retry-After'}` : `${res.status} ${problem.reason}`,
+      ...(retryable503 || res.status === 409 ? { retryAfterSeconds: Number(retryAfter) || 1 } : {}),
+    };
+  } catch (error) {
+    const cause = (error as { cause?: { code?: string } }).cause?.code ?? (error as Error).name;
+    return { ...base, answeredAt: now(), status: 0, storeUnavailable: false, retryable503: false, detail: `network error ${cause}` };
+  }
+}
+
+/** Every stdout line of `app` from now on, with the time it arrived. */
+function timedLines(app: SpawnedApp): TimedLine[] {
+  const timed: TimedLine[] = [];
+  let buffered = '';
+  app.child.stdout!.on('data', (chunk: string) => {
+    const at = now();
+    const parts = (buffered + chunk).split('\n');
+    buffered = parts.pop()!;
+    for (const text of parts) timed.push({ at, text });
+  });
+  return timed;
+}
+
+async function killApp(app: SpawnedApp): Promise<void> {
+  if (app.child.exitCode !== null || app.child.signalCode !== null) return;
+  const exited = new Promise((resolve) => app.child.once('exit', resolve));
+  app.child.kill('SIGKILL');
+  await exited;
+}
+
+/** Nearest-rank percentile (0 for no values). */
+function percentile(values: readonly number[], p: number): number {
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]!;
+}
+
+/** The first few of a list of descriptions, with their count. */
+function summarize(items: readonly string[]): string {
+  if (items.length === 0) return 'none';
+  return `${items.slice(0, 5).join('; ')}${items.length > 5 ? `; … ${items.length - 5} more` : ''}`;
+}
