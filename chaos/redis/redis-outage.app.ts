@@ -62,7 +62,7 @@ async function connectedClient(): Promise<Redis | NodeRedisClient> {
     client.on('error', () => undefined);
     return client.connect();
   }
-  const client = new Redis(url, { enableOfflineQueue: false });
+  const client = new Redis(url, { enableOfflineQueue: false, autoResendUnfulfilledCommands: false });
   client.on('error', () => undefined);
   await new Promise<void>((resolve) => client.once('ready', resolve));
   return client;
