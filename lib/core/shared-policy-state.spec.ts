@@ -154,6 +154,24 @@ describe('shared policy state (core seam, scripted backend)', () => {
     expect(permits.tryAcquireRetry()).toBe(false); // no round trip while down: answered at once
   });
 
+  it('calls late together (one stall of the event loop or the backend) count as one slow answer, not as an outage', async () => {
+    const { clock, events, backend, registry } = setUp();
+    const permits = registry.retryPermits('dep', { shared: true });
+    permits.recordCall();
+    backend.hang = true;
+    const together = Array.from({ length: 5 }, () => permits.tryAcquireRetry() as Promise<boolean>);
+    await clock.advance(30);
+    await Promise.all(together);
+    expect(events.named('shared_state_unavailable')).toHaveLength(0); // five late answers, one stall
+    // still hanging: each later call is a new slow answer; the third in a row counts as down
+    for (let slow = 2; slow <= 3; slow++) {
+      const late = permits.tryAcquireRetry() as Promise<boolean>;
+      await clock.advance(30);
+      await late;
+      expect(events.named('shared_state_unavailable')).toHaveLength(slow === 3 ? 1 : 0);
+    }
+  });
+
   it('an answer in time between slow ones starts the count of slow answers again', async () => {
     const { clock, events, backend, registry } = setUp();
     const permits = registry.retryPermits('dep', { shared: true });

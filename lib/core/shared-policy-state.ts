@@ -100,7 +100,9 @@ export interface SharedPolicyState {
   /**
    * Answers later than `maxWait` in a row before the backend counts as down (a failure counts at
    * once). Each slow call already used in-process state; one late answer (a GC pause, a stalled
-   * event loop) does not switch every shared policy to in-process state. @default 3
+   * event loop) does not switch every shared policy to in-process state. Calls that were waiting
+   * together when the first of them ran late count as one slow answer: one stall makes every call
+   * in flight late at once. @default 3
    */
   readonly slowAnswersBeforeFallback?: number;
   /** How long outcomes and calls are batched before they are sent, in ms. @default 20 */
@@ -143,6 +145,8 @@ export class SharedStateGuard {
   private readonly slowAnswersBeforeFallback: number;
   private up = true;
   private slowInARow = 0;
+  /** When the last slow answer was counted: calls started before it were late with it. */
+  private lastSlowCountedAt = Number.NEGATIVE_INFINITY;
   private pinging: unknown;
 
   constructor(
@@ -172,17 +176,20 @@ export class SharedStateGuard {
    */
   call<T>(what: string, operation: () => Promise<T>): Promise<T | typeof UNAVAILABLE> {
     if (!this.up) return Promise.resolve(UNAVAILABLE);
+    const { clock } = this.env;
+    const startedAt = clock.now();
     return new Promise((resolve) => {
       let settled = false;
       const finish = (value: T | typeof UNAVAILABLE, failure?: unknown, slow = false) => {
         if (settled) return;
         settled = true;
-        this.env.clock.clearTimeout(timer);
+        clock.clearTimeout(timer);
         if (value !== UNAVAILABLE) this.slowInARow = 0;
-        else if (!slow || ++this.slowInARow >= this.slowAnswersBeforeFallback) this.down(what, failure);
+        else if (!slow) this.down(what, failure);
+        else if (this.countSlowAnswer(startedAt)) this.down(what, failure);
         resolve(value);
       };
-      const timer = this.env.clock.setTimeout(
+      const timer = clock.setTimeout(
         () => finish(UNAVAILABLE, `no answer within ${this.maxWait} ms, ${this.slowInARow + 1} time(s) in a row`, true),
         this.maxWait,
       );
@@ -200,6 +207,14 @@ export class SharedStateGuard {
     });
   }
 
+  /** Counts a slow answer of a call started at `startedAt`; whether enough came in a row to count as down. */
+  private countSlowAnswer(startedAt: number): boolean {
+    // late together with the last counted one (they waited through the same stall): not a new one
+    if (startedAt < this.lastSlowCountedAt) return false;
+    this.lastSlowCountedAt = this.env.clock.now();
+    return ++this.slowInARow >= this.slowAnswersBeforeFallback;
+  }
+
   /** Stops the recovery pings (application shutdown). */
   dispose(): void {
     if (this.pinging !== undefined) this.env.clock.clearTimeout(this.pinging);
@@ -210,6 +225,7 @@ export class SharedStateGuard {
     if (!this.up) return;
     this.up = false;
     this.slowInARow = 0;
+    this.lastSlowCountedAt = Number.NEGATIVE_INFINITY;
     this.env.events({
       event: 'shared_state_unavailable',
       policy: what,

@@ -43,7 +43,8 @@ export interface RedisPolicyStateOptions {
    */
   readonly maxWait?: number;
   /**
-   * Answers later than `maxWait` in a row before Redis counts as down (a failed call counts at once).
+   * Answers later than `maxWait` in a row before Redis counts as down (a failed call counts at once;
+   * calls late together, through one stall, count as one).
    * @default 3
    */
   readonly slowAnswersBeforeFallback?: number;
