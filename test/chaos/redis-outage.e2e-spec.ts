@@ -1,12 +1,12 @@
 // The fast subset of the chaos suite's redis-outage scenario: the same app processes, traffic and
 // checks (chaos/redis/outage.ts), with a 2 s outage and shorter phases. It kills and restarts a
 // redis-server of its own (never the shared one).
-import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REDIS_OUTAGE_APP, runRedisOutage, type RedisOutagePlan } from '../../chaos/redis/outage.js';
 import type { ThrowawayRedis } from '../../scripts/redis.mjs';
+import { requireBuilt } from '../fixtures/spawn-app.js';
 import { hasRedis, startOwnRedis } from '../support/redis.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -26,11 +26,7 @@ describe.skipIf(!hasRedis)('Redis killed under traffic and restarted (2 app proc
   let redis: ThrowawayRedis;
 
   beforeAll(async () => {
-    for (const [built, source] of builtFrom) {
-      if (!existsSync(built) || statSync(built).mtimeMs < statSync(source).mtimeMs) {
-        throw new Error(`${built} is missing or older than ${source}: run \`npm run build:sample\` first (\`npm test\` does it).`);
-      }
-    }
+    requireBuilt(builtFrom);
     redis = await startOwnRedis();
   });
   afterAll(() => redis?.stop());

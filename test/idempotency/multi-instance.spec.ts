@@ -1,4 +1,3 @@
-import { existsSync, statSync } from 'node:fs';
 import { Redis } from 'ioredis';
 import { fileURLToPath } from 'node:url';
 import type { DataSource } from 'typeorm';
@@ -14,6 +13,7 @@ import {
   type Answer,
   type Instance,
 } from '../fixtures/idempotency/multi-instance.launcher.js';
+import { requireBuilt } from '../fixtures/spawn-app.js';
 import { createTestDatabase, hasPostgres } from '../support/postgres.js';
 import { hasRedis, redisUrl, testKeyPrefix } from '../support/redis.js';
 import { until } from './support.js';
@@ -56,11 +56,7 @@ for (const target of targets) describe.skipIf(target.skip)(target.title, () => {
   const takeoverLines = () => instances.flatMap((i) => i.lines).filter((text) => text.includes('"idempotency_takeover"')).length;
 
   beforeAll(async () => {
-    for (const [built, source] of builtFrom) {
-      if (!existsSync(built) || statSync(built).mtimeMs < statSync(source).mtimeMs) {
-        throw new Error(`${built} is missing or older than ${source}: run \`npm run build:sample\` first (\`npm test\` does it).`);
-      }
-    }
+    requireBuilt(builtFrom);
     database = await createTestDatabase('idem_multi');
     dataSource = await openFixtureDatabase(database.url);
     instances = await Promise.all([

@@ -1,11 +1,10 @@
-import { existsSync, statSync } from 'node:fs';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { spawnApp, type SpawnedApp } from '../fixtures/spawn-app.js';
+import { requireBuilt, spawnApp, type SpawnedApp } from '../fixtures/spawn-app.js';
 import { hasRedis, redisUrl, startOwnRedis, testKeyPrefix } from '../support/redis.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -25,14 +24,6 @@ interface CallReport {
   readonly status?: number;
   readonly attempts: number;
   readonly durationMs: number;
-}
-
-function requireBuilt(): void {
-  for (const [built, source] of builtFrom) {
-    if (!existsSync(built) || statSync(built).mtimeMs < statSync(source).mtimeMs) {
-      throw new Error(`${built} is missing or older than ${source}: run \`npm run build:sample\` first (\`npm test\` does it).`);
-    }
-  }
 }
 
 /** A loopback dependency that answers every request with 503 and counts the requests per path. */
@@ -102,7 +93,7 @@ describe.skipIf(!hasRedis)('HttpClient with shared state: two app instances (sep
   let b: SpawnedApp;
 
   beforeAll(async () => {
-    requireBuilt();
+    requireBuilt(builtFrom);
     dependency = await failingDependency();
     secondOrigin = await failingDependency();
     const env = { REDIS_URL: redisUrl!, DOWNSTREAM: dependency.url, SECOND_ORIGIN: secondOrigin.url, PREFIX: testKeyPrefix('http-shared') };
@@ -179,7 +170,7 @@ describe.skipIf(!hasRedis)('HttpClient with shared state when Redis hangs or sto
   let b: SpawnedApp;
 
   beforeAll(async () => {
-    requireBuilt();
+    requireBuilt(builtFrom);
     server = await startOwnRedis();
     dependency = await failingDependency();
     secondOrigin = await failingDependency();

@@ -1,10 +1,9 @@
-import { existsSync, statSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnApp, type SpawnedApp } from '../fixtures/spawn-app.js';
+import { requireBuilt, spawnApp, type SpawnedApp } from '../fixtures/spawn-app.js';
 import { hasRedis, redisUrl, testKeyPrefix } from '../support/redis.js';
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
@@ -87,11 +86,7 @@ describe.skipIf(!hasRedis).each(FLEETS)('three app instances (separate Node proc
   let instances: Instance[] = [];
 
   beforeAll(async () => {
-    for (const [built, source] of builtFrom) {
-      if (!existsSync(built) || statSync(built).mtimeMs < statSync(source).mtimeMs) {
-        throw new Error(`${built} is missing or older than ${source}: run \`npm run build:sample\` first (\`npm test\` does it).`);
-      }
-    }
+    requireBuilt(builtFrom);
     await dependency.start();
     const env = { REDIS_URL: redisUrl!, DOWNSTREAM: dependency.url, PREFIX: testKeyPrefix('shared-state') };
     instances = await Promise.all(['i0', 'i1', 'i2'].map((name, index) => startInstance(name, { ...env, REDIS_CLIENT: clients[index]! })));
