@@ -107,7 +107,9 @@ export function setResponseHeader(response: AnyResponse, name: string, value: st
 
 /** Sets the status the platform-correct way. @internal */
 export function setResponseStatus(response: AnyResponse, status: number): void {
-  if (isFastifyReply(response)) response.code(status);
+  // what Express's status() does, without looking the method up on its swapped prototype
+  if (response instanceof ServerResponse) response.statusCode = status;
+  else if (isFastifyReply(response)) response.code(status);
   else if (typeof response.status === 'function') response.status(status);
   else response.statusCode = status;
 }
