@@ -150,6 +150,11 @@ class NodeRedisConnection implements ScriptConnection {
   }
 }
 
+/** Whether the server answered that it does not know the script (send it with `EVAL` / `SCRIPT LOAD`). @internal */
+export function isNoScript(error: unknown): boolean {
+  return error instanceof Error && error.message.startsWith('NOSCRIPT');
+}
+
 function scriptCommand(command: string, script: string, keys: readonly string[], args: readonly (string | number)[]): string[] {
   const words = new Array<string>(3 + keys.length + args.length);
   words[0] = command;
@@ -195,6 +200,7 @@ function isIoredis(client: RedisStoreClient): boolean {
 
 class IoredisSubscription implements ChannelSubscription {
   private connection: Redis | undefined;
+  private onMessage: ((from: string, message: string) => void) | undefined;
 
   constructor(
     private readonly client: Redis,
@@ -205,9 +211,10 @@ class IoredisSubscription implements ChannelSubscription {
     // the offline queue lets SUBSCRIBE wait for the connection (a client made with
     // enableOfflineQueue: false would refuse it while connecting); ioredis resubscribes after reconnects
     const connection = (this.connection ??= this.given ?? this.ownDuplicate());
-    connection.on('message', (from: string, message: string) => {
+    this.onMessage = (from: string, message: string) => {
       if (from === channel) onMessage(message);
-    });
+    };
+    connection.on('message', this.onMessage);
     await connection.subscribe(channel);
   }
 
@@ -223,6 +230,9 @@ class IoredisSubscription implements ChannelSubscription {
     const connection = this.connection;
     this.connection = undefined;
     if (connection === undefined) return;
+    // a subscriber of the app's outlives this subscription: a later one must not find this listener
+    if (this.onMessage !== undefined) connection.off('message', this.onMessage);
+    this.onMessage = undefined;
     if (this.given === undefined) connection.disconnect();
     else await connection.unsubscribe(channel).catch(() => undefined);
   }

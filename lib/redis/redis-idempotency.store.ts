@@ -14,7 +14,7 @@ import type {
 } from '../idempotency/idempotency-store.interface.js';
 import { recordIdOf } from '../idempotency/record-id.js';
 import { positiveInteger } from './positive-integer.js';
-import { scriptConnectionOf, type RedisStoreClient, type ScriptConnection } from './redis-connection.js';
+import { isNoScript, scriptConnectionOf, type RedisStoreClient, type ScriptConnection } from './redis-connection.js';
 import { IDEMPOTENCY_SCRIPTS, type RedisScript } from './redis-idempotency.scripts.js';
 import { RedisStoreTimeoutError, RedisStoreUnavailableError } from './redis-store.errors.js';
 
@@ -285,10 +285,6 @@ function ownedClient(url: string, commandTimeoutMs: number): Redis {
 function parseResponse(stored: string): StoredResponse {
   const [status, headers, body, bodyEncoding] = JSON.parse(stored) as [number, Record<string, string>, string | null, StoredResponse['bodyEncoding']];
   return { status, headers, body, bodyEncoding };
-}
-
-function isNoScript(error: unknown): boolean {
-  return error instanceof Error && error.message.startsWith('NOSCRIPT');
 }
 
 /** ioredis, loaded only for a `url`: an app that passes a node-redis client need not install it. */

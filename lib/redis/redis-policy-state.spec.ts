@@ -52,6 +52,23 @@ describe.skipIf(!hasRedis)('RedisPolicyState scripts (real redis-server)', () =>
     client.disconnect();
   });
 
+  it("leaves a subscriber of the app's clean on close: used again, it carries one listener, not one per state that ever used it", async () => {
+    const subscriber = new Redis(redisUrl!);
+    onTestFinished(() => subscriber.disconnect());
+    const prefix = testKeyPrefix('policy-state');
+    const options = settings({ type: 'consecutive', threshold: 3 });
+    const first = new RedisPolicyState({ client, subscriber, prefix });
+    first.circuitBreaker('dep', options, () => undefined);
+    await until(() => subscriber.listenerCount('message') === 1, 'the first subscription');
+    await first.close();
+    expect(subscriber.listenerCount('message')).toBe(0);
+    const second = new RedisPolicyState({ client, subscriber, prefix });
+    states.push(second);
+    second.circuitBreaker('dep', options, () => undefined);
+    await until(() => subscriber.listenerCount('message') >= 1, 'the second subscription');
+    expect(subscriber.listenerCount('message')).toBe(1);
+  });
+
   describe('breaker', () => {
     it('consecutive: failures from two instances add up in arrival order; a success in between starts over', async () => {
       const first = backend();

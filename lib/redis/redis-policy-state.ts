@@ -15,7 +15,7 @@ import {
   type SharedRetryBudgetBackend,
 } from '../core/shared-policy-state.js';
 import { positiveInteger } from './positive-integer.js';
-import { channelSubscriptionOf, scriptConnectionOf, type ChannelSubscription, type NodeRedisClient, type ScriptConnection } from './redis-connection.js';
+import { channelSubscriptionOf, isNoScript, scriptConnectionOf, type ChannelSubscription, type NodeRedisClient, type ScriptConnection } from './redis-connection.js';
 
 /**
  * Options of {@link RedisPolicyState}.
@@ -310,7 +310,7 @@ class Script {
       try {
         return await client.evalsha(this.sha, keys, args);
       } catch (error) {
-        if (!String((error as Error)?.message).startsWith('NOSCRIPT')) throw error;
+        if (!isNoScript(error)) throw error;
       }
     }
     // first use, or the server lost its script cache (a restart, SCRIPT FLUSH, a failover)
