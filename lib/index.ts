@@ -2,7 +2,7 @@
 // those live behind the `nest-resilience/typeorm` and `nest-resilience/health` subpaths.
 export * from './core/index.js';
 export * from './observability/index.js';
-export * from './idempotency/idempotency-store.interface.js';
+export * from './core/idempotency/idempotency-store.interface.js';
 export * from './idempotency/index.js';
 
 // Nest adapter: module, decorators, error mapper, services, request context, outbound helpers.

@@ -62,8 +62,8 @@ export { redactKey } from './redact-key.js';
 
 // The framework-free idempotency core (key grammar, fingerprint, claim/lease/heartbeat/complete/
 // release decisions, store contract, in-memory store): usable without Nest from `nest-resilience/core`.
-export * from '../idempotency/idempotency-core.errors.js';
-export { isStoreUnavailableError, storeFailureOf, type StoreFailure } from '../idempotency/store-failure.js';
+export * from './idempotency/idempotency-core.errors.js';
+export { isStoreUnavailableError, storeFailureOf, type StoreFailure } from './idempotency/store-failure.js';
 export {
   IdempotencyCore,
   type HandlerOutcome,
@@ -73,15 +73,15 @@ export {
   type IdempotencyExecution,
   type IdempotentRequest,
   type IdempotentResponse,
-} from '../idempotency/idempotency-core.js';
-export * from '../idempotency/idempotency-store.interface.js';
+} from './idempotency/idempotency-core.js';
+export * from './idempotency/idempotency-store.interface.js';
 export {
   resolveIdempotencyOptions,
   type IdempotencyModuleOptions,
   type IdempotentOptions,
   type ResolvedIdempotencyOptions,
-} from '../idempotency/idempotency-options.interface.js';
-export { parseIdempotencyKey, validateIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH, type IdempotencyKeyParseResult } from '../idempotency/idempotency-key.js';
+} from './idempotency/idempotency-options.interface.js';
+export { parseIdempotencyKey, validateIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH, type IdempotencyKeyParseResult } from './idempotency/idempotency-key.js';
 export {
   requestFingerprint,
   canonicalJson,
@@ -89,6 +89,6 @@ export {
   FingerprintLimitError,
   type FingerprintInput,
   type FingerprintLimits,
-} from '../idempotency/fingerprint.js';
-export { InMemoryIdempotencyStore, type InMemoryIdempotencyStoreOptions } from '../idempotency/in-memory-idempotency.store.js';
-export { recordIdOf } from '../idempotency/record-id.js';
+} from './idempotency/fingerprint.js';
+export { InMemoryIdempotencyStore, type InMemoryIdempotencyStoreOptions } from './idempotency/in-memory-idempotency.store.js';
+export { recordIdOf } from './idempotency/record-id.js';

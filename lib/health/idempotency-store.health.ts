@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { HealthIndicatorService, type HealthIndicatorResult } from '@nestjs/terminus';
-import { IdempotencyStore } from '../idempotency/idempotency-store.interface.js';
+import { IdempotencyStore } from '../core/idempotency/idempotency-store.interface.js';
 import { describeFailure, elapsedSince, raceWithTimeout } from './health-timeout.js';
 
 /**

@@ -2,7 +2,7 @@ import { NotFoundException } from '@nestjs/common';
 import { describe, expect, it } from 'vitest';
 import { AttemptTimeoutError, BulkheadRejectedError, CircuitOpenError, DeadlineExceededError, OperationAbortedError, RetriesExhaustedError } from '../core/errors.js';
 import { UpstreamContractError, UpstreamError, UpstreamHttpError } from '../core/upstream-http.error.js';
-import { IdempotencyRequestInProgressError } from '../idempotency/idempotency-core.errors.js';
+import { IdempotencyRequestInProgressError } from '../core/idempotency/idempotency-core.errors.js';
 import { resolveResilienceOptions } from '../resilience-options.resolver.js';
 import { FakeClock } from '../testing/fake-clock.js';
 import { ProblemDetailsException } from './problem-details.js';

@@ -2,7 +2,7 @@ import { HttpException, Inject, Injectable } from '@nestjs/common';
 import { isResilienceError, type ResilienceError } from '../core/errors.js';
 import { isTransientError, retryAfterMsOf, statusOf } from '../core/classify.js';
 import { isUpstreamError, isUpstreamHttpError, type UpstreamContractError, type UpstreamError } from '../core/upstream-http.error.js';
-import { isIdempotencyError } from '../idempotency/idempotency-core.errors.js';
+import { isIdempotencyError } from '../core/idempotency/idempotency-core.errors.js';
 import { problemFromIdempotencyError } from '../idempotency/idempotency.errors.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';

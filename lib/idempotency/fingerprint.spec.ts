@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { canonicalJson, FingerprintLimitError, normaliseUrl, requestFingerprint } from './fingerprint.js';
-import { recordIdOf } from './record-id.js';
+import { canonicalJson, FingerprintLimitError, normaliseUrl, requestFingerprint } from '../core/idempotency/fingerprint.js';
+import { recordIdOf } from '../core/idempotency/record-id.js';
 
 const base = { scope: 'tenant-1', method: 'POST', url: '/reports', body: { title: 'Q3', pages: 3 } };
 

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { ResilienceEvent, ResilienceEventName } from '../core/events.js';
 import { FakeClock } from '../testing/fake-clock.js';
-import { isStoreUnavailableError, storeFailureOf } from './store-failure.js';
+import { isStoreUnavailableError, storeFailureOf } from '../core/idempotency/store-failure.js';
 import {
   IdempotencyCore,
   type HandlerOutcome,
@@ -13,18 +13,18 @@ import {
   type IdempotencyExecution,
   type IdempotentRequest,
   type IdempotentResponse,
-} from './idempotency-core.js';
-import { IdempotencyErrorCode, IdempotencyStoreUnavailableError, isIdempotencyError } from './idempotency-core.errors.js';
-import { resolveIdempotencyOptions, type IdempotentOptions } from './idempotency-options.interface.js';
+} from '../core/idempotency/idempotency-core.js';
+import { IdempotencyErrorCode, IdempotencyStoreUnavailableError, isIdempotencyError } from '../core/idempotency/idempotency-core.errors.js';
+import { resolveIdempotencyOptions, type IdempotentOptions } from '../core/idempotency/idempotency-options.interface.js';
 import type {
   IdempotencyClaim,
   IdempotencyLease,
   IdempotencyStore,
   TransactionalOutcome,
   TransactionalResult,
-} from './idempotency-store.interface.js';
-import { InMemoryIdempotencyStore } from './in-memory-idempotency.store.js';
-import { recordIdOf } from './record-id.js';
+} from '../core/idempotency/idempotency-store.interface.js';
+import { InMemoryIdempotencyStore } from '../core/idempotency/in-memory-idempotency.store.js';
+import { recordIdOf } from '../core/idempotency/record-id.js';
 
 const LEASE_MS = 3_000;
 
@@ -583,7 +583,7 @@ describe('idempotency-core module graph', () => {
       }
     }
     expect(seen.size).toBeGreaterThan(5);
-    expect([...seen].map((file) => file.slice(file.lastIndexOf('/lib/') + 1))).toContain('lib/idempotency/response-encoding.ts');
+    expect([...seen].map((file) => file.slice(file.lastIndexOf('/lib/') + 1))).toContain('lib/core/idempotency/response-encoding.ts');
     expect([...external].filter((name) => name.startsWith('@nestjs') || name === 'rxjs' || name.startsWith('rxjs/'))).toEqual([]);
     expect([...external].every((name) => name.startsWith('node:'))).toBe(true);
   });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseIdempotencyKey, validateIdempotencyKey } from './idempotency-key.js';
+import { parseIdempotencyKey, validateIdempotencyKey } from '../core/idempotency/idempotency-key.js';
 
 const key = (value: string) => {
   const result = parseIdempotencyKey(value);

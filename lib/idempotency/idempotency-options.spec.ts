@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isResilienceConfigError } from '../core/errors.js';
-import { resolveIdempotencyOptions } from './idempotency-options.interface.js';
+import { resolveIdempotencyOptions } from '../core/idempotency/idempotency-options.interface.js';
 
 describe('resolveIdempotencyOptions', () => {
   it('applies the documented defaults', () => {

@@ -3,7 +3,7 @@ import { systemClock, type Clock, type TimerHandle } from '../core/clock.js';
 import { describeError, ResilienceConfigError } from '../core/errors.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
-import { IdempotencyStore } from './idempotency-store.interface.js';
+import { IdempotencyStore } from '../core/idempotency/idempotency-store.interface.js';
 
 /**
  * Options of {@link startPurger}.

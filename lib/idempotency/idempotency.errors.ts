@@ -7,10 +7,10 @@ import {
   IdempotencyResponseNotStorableError,
   IdempotencyStoreUnavailableError,
   type IdempotencyError,
-} from './idempotency-core.errors.js';
+} from '../core/idempotency/idempotency-core.errors.js';
 
 // Defined with the framework-free error classes; re-exported here, where it always lived.
-export { IdempotencyErrorCode } from './idempotency-core.errors.js';
+export { IdempotencyErrorCode } from '../core/idempotency/idempotency-core.errors.js';
 
 /** Options shared by the factories below. @publicApi */
 export interface ProblemOptions {

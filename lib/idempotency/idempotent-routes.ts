@@ -10,9 +10,9 @@ import { ResilienceErrorMapper } from '../http/resilience-error.mapper.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { ResilienceEvents } from '../observability/resilience-events.js';
 import { IDEMPOTENT_METADATA, RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
-import { IdempotencyCore, SAFE_METHODS, type HandlerOutcome, type IdempotencyExecution, type IdempotentRequest, type IdempotentResponse } from './idempotency-core.js';
-import { resolveIdempotencyOptions, type IdempotentOptions, type ResolvedIdempotencyOptions } from './idempotency-options.interface.js';
-import { IdempotencyStore } from './idempotency-store.interface.js';
+import { IdempotencyCore, SAFE_METHODS, type HandlerOutcome, type IdempotencyExecution, type IdempotentRequest, type IdempotentResponse } from '../core/idempotency/idempotency-core.js';
+import { resolveIdempotencyOptions, type IdempotentOptions, type ResolvedIdempotencyOptions } from '../core/idempotency/idempotency-options.interface.js';
+import { IdempotencyStore } from '../core/idempotency/idempotency-store.interface.js';
 import { replayableHeadersOf, replayStoredResponse, responseStatusOf, setResponseHeader } from './stored-response.js';
 import { runIdempotentExecution } from './transaction-context.js';
 

@@ -1,7 +1,7 @@
-export * from './idempotency-store.interface.js';
-export * from './idempotency-options.interface.js';
+export * from '../core/idempotency/idempotency-store.interface.js';
+export * from '../core/idempotency/idempotency-options.interface.js';
 export { Idempotent } from './idempotent.decorator.js';
-export { parseIdempotencyKey, validateIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH, type IdempotencyKeyParseResult } from './idempotency-key.js';
+export { parseIdempotencyKey, validateIdempotencyKey, MAX_IDEMPOTENCY_KEY_LENGTH, type IdempotencyKeyParseResult } from '../core/idempotency/idempotency-key.js';
 export {
   requestFingerprint,
   canonicalJson,
@@ -9,7 +9,7 @@ export {
   FingerprintLimitError,
   type FingerprintInput,
   type FingerprintLimits,
-} from './fingerprint.js';
+} from '../core/idempotency/fingerprint.js';
 export {
   IdempotencyErrorCode,
   idempotencyKeyMissing,
@@ -25,6 +25,6 @@ export {
   currentIdempotencyContext,
   type IdempotencyContext,
 } from './transaction-context.js';
-export { InMemoryIdempotencyStore, type InMemoryIdempotencyStoreOptions } from './in-memory-idempotency.store.js';
-export { recordIdOf } from './record-id.js';
+export { InMemoryIdempotencyStore, type InMemoryIdempotencyStoreOptions } from '../core/idempotency/in-memory-idempotency.store.js';
+export { recordIdOf } from '../core/idempotency/record-id.js';
 export { startPurger, type IdempotencyPurgerOptions } from './idempotency-purger.js';

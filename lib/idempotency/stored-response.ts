@@ -5,11 +5,11 @@ import {
   ProblemDetailsException,
   type ProblemDetails,
 } from '../http/problem-details.js';
-import { isReplayableHeaderName } from './idempotency-options.interface.js';
-import type { StoredResponse } from './idempotency-store.interface.js';
-import { STORED_KIND, STORED_PROBLEM } from './response-encoding.js';
+import { isReplayableHeaderName } from '../core/idempotency/idempotency-options.interface.js';
+import type { StoredResponse } from '../core/idempotency/idempotency-store.interface.js';
+import { STORED_KIND, STORED_PROBLEM } from '../core/idempotency/response-encoding.js';
 
-export { encodeError, encodeValue, type NotStorable, type Storable } from './response-encoding.js';
+export { encodeError, encodeValue, type NotStorable, type Storable } from '../core/idempotency/response-encoding.js';
 
 /** Anything Express or Fastify response-like. */
 type AnyResponse = Record<string, any>;

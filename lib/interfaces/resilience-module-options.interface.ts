@@ -10,7 +10,7 @@ import type {
 } from '../core/options.js';
 import type { Random } from '../core/random.js';
 import type { SharedPolicyState } from '../core/shared-policy-state.js';
-import type { IdempotencyModuleOptions } from '../idempotency/idempotency-options.interface.js';
+import type { IdempotencyModuleOptions } from '../core/idempotency/idempotency-options.interface.js';
 import type { ResilienceObservabilityOptions } from '../observability/observability-options.interface.js';
 
 /**

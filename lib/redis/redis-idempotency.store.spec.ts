@@ -4,8 +4,8 @@ import { MaxRetriesPerRequestError } from 'ioredis/built/errors/index.js';
 import { ClientClosedError, ClientOfflineError, ConnectionTimeoutError, createClient, ErrorReply, SocketClosedUnexpectedlyError } from 'redis';
 import { describe, expect, it } from 'vitest';
 import { ResilienceConfigError } from '../core/errors.js';
-import { IdempotencyStoreUnavailableError } from '../idempotency/idempotency-core.errors.js';
-import { isStoreUnavailableError, storeFailureOf } from '../idempotency/store-failure.js';
+import { IdempotencyStoreUnavailableError } from '../core/idempotency/idempotency-core.errors.js';
+import { isStoreUnavailableError, storeFailureOf } from '../core/idempotency/store-failure.js';
 import { RedisIdempotencyStore } from './redis-idempotency.store.js';
 import { RedisStoreTimeoutError, RedisStoreUnavailableError } from './redis-store.errors.js';
 

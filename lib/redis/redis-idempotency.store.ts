@@ -11,8 +11,8 @@ import type {
   IdempotencyLease,
   IdempotencyStore,
   StoredResponse,
-} from '../idempotency/idempotency-store.interface.js';
-import { recordIdOf } from '../idempotency/record-id.js';
+} from '../core/idempotency/idempotency-store.interface.js';
+import { recordIdOf } from '../core/idempotency/record-id.js';
 import { positiveInteger } from './positive-integer.js';
 import { isNoScript, scriptConnectionOf, type RedisStoreClient, type ScriptConnection } from './redis-connection.js';
 import { IDEMPOTENCY_SCRIPTS, type RedisScript } from './redis-idempotency.scripts.js';

@@ -3,7 +3,7 @@ import { DiscoveryService } from '@nestjs/core';
 import { boundMethodsOf, isRouteHandler } from '../binding/bound-method.js';
 import type { FallbackCause } from '../core/options.js';
 import { ResilienceProblemCode } from '../http/resilience-error.mapper.js';
-import { IdempotencyErrorCode } from '../idempotency/idempotency-core.errors.js';
+import { IdempotencyErrorCode } from '../core/idempotency/idempotency-core.errors.js';
 import { IdempotentRoutes } from '../idempotency/idempotent-routes.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';

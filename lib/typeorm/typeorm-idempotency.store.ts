@@ -8,8 +8,8 @@ import type {
   StoredResponse,
   TransactionalOutcome,
   TransactionalResult,
-} from '../idempotency/idempotency-store.interface.js';
-import { recordIdOf } from '../idempotency/record-id.js';
+} from '../core/idempotency/idempotency-store.interface.js';
+import { recordIdOf } from '../core/idempotency/record-id.js';
 import { IDEMPOTENCY_RECORDS_TABLE } from './idempotency-record.entity.js';
 import { idempotencyStatements, type IdempotencyStatements, type SqlDialect } from './idempotency-sql.js';
 

@@ -17,7 +17,7 @@ const builtFrom: Array<[string, string]> = [
   [join(root, 'dist/redis/redis-policy-state.js'), join(root, 'lib/redis/redis-policy-state.ts')],
   [join(root, 'dist/redis/redis-connection.js'), join(root, 'lib/redis/redis-connection.ts')],
   [join(root, 'dist/core/shared-policy-state.js'), join(root, 'lib/core/shared-policy-state.ts')],
-  [join(root, 'dist/idempotency/idempotency-core.js'), join(root, 'lib/idempotency/idempotency-core.ts')],
+  [join(root, 'dist/core/idempotency/idempotency-core.js'), join(root, 'lib/core/idempotency/idempotency-core.ts')],
 ];
 /** The drain outlasts the lease, for keys held by a claim the client resent after reconnecting. */
 const PLAN: RedisOutagePlan = { trafficBeforeMs: 1_000, outageMs: 2_000, trafficAfterMs: 1_500, drainLimitMs: 4_000, leaseMs: 2_000 };

@@ -22,7 +22,7 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 /** Each built file and the source it must not be older than. */
 const builtFrom: Array<[string, string]> = [
   [`${root}${MULTI_INSTANCE_APP}`, `${root}test/fixtures/idempotency/multi-instance.app.ts`],
-  [`${root}dist/idempotency/idempotency-core.js`, `${root}lib/idempotency/idempotency-core.ts`],
+  [`${root}dist/core/idempotency/idempotency-core.js`, `${root}lib/core/idempotency/idempotency-core.ts`],
   [`${root}dist/resilience-engine.js`, `${root}lib/resilience-engine.ts`],
   [`${root}dist/redis/redis-idempotency.store.js`, `${root}lib/redis/redis-idempotency.store.ts`],
 ];

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
-import type { Clock } from '../core/clock.js';
-import { DeadlineQueue, type Deadline } from '../core/deadline-queue.js';
-import { statusOf } from '../core/classify.js';
-import { describeError, ResilienceConfigError } from '../core/errors.js';
-import { errorTypeOf, type ResilienceEventName, type ResilienceEventSink } from '../core/events.js';
-import { redactKey } from '../core/redact-key.js';
+import type { Clock } from '../clock.js';
+import { DeadlineQueue, type Deadline } from '../deadline-queue.js';
+import { statusOf } from '../classify.js';
+import { describeError, ResilienceConfigError } from '../errors.js';
+import { errorTypeOf, type ResilienceEventName, type ResilienceEventSink } from '../events.js';
+import { redactKey } from '../redact-key.js';
 import { FingerprintLimitError, requestFingerprint } from './fingerprint.js';
 import { parseIdempotencyKey, validateIdempotencyKey, type IdempotencyKeyParseResult } from './idempotency-key.js';
 import type { ResolvedIdempotencyOptions } from './idempotency-options.interface.js';

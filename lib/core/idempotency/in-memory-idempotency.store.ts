@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { OnApplicationShutdown } from '@nestjs/common';
-import { systemClock, type Clock } from '../core/clock.js';
+import { systemClock, type Clock } from '../clock.js';
 import type {
   IdempotencyClaim,
   IdempotencyClaimResult,

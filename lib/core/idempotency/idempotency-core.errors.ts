@@ -1,4 +1,4 @@
-import { ResilienceError, isResilienceError } from '../core/errors.js';
+import { ResilienceError, isResilienceError } from '../errors.js';
 import { storeFailureOf, type StoreFailure } from './store-failure.js';
 
 /**

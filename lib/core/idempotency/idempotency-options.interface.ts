@@ -1,4 +1,4 @@
-import { ResilienceConfigError } from '../core/errors.js';
+import { ResilienceConfigError } from '../errors.js';
 import { DEFAULT_FINGERPRINT_LIMITS, type FingerprintLimits } from './fingerprint.js';
 import type { IdempotencyStore } from './idempotency-store.interface.js';
 
