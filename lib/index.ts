@@ -16,8 +16,8 @@ export {
   ResilienceProblemCode,
   type ErrorMappingHints,
 } from './http/resilience-error.mapper.js';
-export { CircuitBreakerService, UnknownCircuitBreakerError } from './circuit-breaker.service.js';
-export { ResilienceService } from './resilience.service.js';
+export { CircuitBreakerService, UnknownCircuitBreakerError } from './engine/circuit-breaker.service.js';
+export { ResilienceService } from './engine/resilience.service.js';
 export { Resilience, currentSignal, getRequestInfo, type RequestInfo, type ResilienceCurrent } from './context/resilience-context.js';
 export { REQUEST_ID_HEADER, REQUEST_TIMEOUT_HEADER, resilientFetch, withDeadline } from './fetch/with-deadline.js';
 export {
@@ -29,4 +29,4 @@ export {
   type ProblemDetails,
   type ProblemDetailsInit,
 } from './http/problem-details.js';
-export { DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_MAX_POLICY_KEYS, DEFAULT_TOTAL_TIMEOUT_MS } from './resilience-options.resolver.js';
+export { DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_MAX_POLICY_KEYS, DEFAULT_TOTAL_TIMEOUT_MS } from './engine/resilience-options.resolver.js';

@@ -1,6 +1,6 @@
 import { Module, type DynamicModule, type Provider } from '@nestjs/common';
 import { APP_FILTER, DiscoveryModule } from '@nestjs/core';
-import { CircuitBreakerService } from './circuit-breaker.service.js';
+import { CircuitBreakerService } from './engine/circuit-breaker.service.js';
 import type { PolicyEnvironment } from './core/policy.js';
 import { PolicyRegistry } from './core/policy-registry.js';
 import { SharedPolicyState } from './core/shared-policy-state.js';
@@ -20,11 +20,11 @@ import {
   RESILIENCE_MODULE_OPTIONS,
   RESILIENCE_OPTIONS_TYPE,
 } from './resilience.module-definition.js';
-import { ResilienceBinder } from './resilience-binder.js';
-import { ResilienceEngine } from './resilience-engine.js';
-import { resolveResilienceOptions } from './resilience-options.resolver.js';
-import { ResiliencePipelines } from './resilience-pipelines.js';
-import { ResilienceService } from './resilience.service.js';
+import { ResilienceBinder } from './engine/resilience-binder.js';
+import { ResilienceEngine } from './engine/resilience-engine.js';
+import { resolveResilienceOptions } from './engine/resilience-options.resolver.js';
+import { ResiliencePipelines } from './engine/resilience-pipelines.js';
+import { ResilienceService } from './engine/resilience.service.js';
 
 const providers: Provider[] = [
   {

@@ -1,4 +1,4 @@
-import { contextParameter } from '../binding/bound-method.js';
+import { contextParameter } from '../engine/binding/bound-method.js';
 import { currentSignal } from '../context/resilience-context.js';
 
 /**

@@ -1,4 +1,4 @@
-import { recordAndBind } from '../binding/bind.decorator.js';
+import { recordAndBind } from '../engine/binding/bind.decorator.js';
 import type { BulkheadDecoratorOptions } from '../interfaces/resilience-module-options.interface.js';
 import { BULKHEAD_METADATA } from '../resilience.constants.js';
 

@@ -1,5 +1,5 @@
 import type { Type } from '@nestjs/common';
-import { recordAndBind } from '../binding/bind.decorator.js';
+import { recordAndBind } from '../engine/binding/bind.decorator.js';
 import type {
   FallbackDecoratorOptions,
   FallbackFactory,

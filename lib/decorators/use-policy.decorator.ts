@@ -1,4 +1,4 @@
-import { recordAndBind } from '../binding/bind.decorator.js';
+import { recordAndBind } from '../engine/binding/bind.decorator.js';
 import { USE_POLICY_METADATA } from '../resilience.constants.js';
 
 /**

@@ -1,7 +1,7 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorService, type HealthIndicatorResult } from '@nestjs/terminus';
 import type { CircuitBreakerSnapshot } from '../core/circuit-breaker.policy.js';
-import { CircuitBreakerService } from '../circuit-breaker.service.js';
+import { CircuitBreakerService } from '../engine/circuit-breaker.service.js';
 
 /**
  * Which breakers make {@link CircuitBreakerHealthIndicator.isHealthy} report `down`:

@@ -13,5 +13,5 @@ export {
 } from './dependency.health.js';
 export { HttpClientHealthIndicator, type HttpClientHealthOptions } from './http-client.health.js';
 export { IdempotencyStoreHealthIndicator, type IdempotencyStoreHealthOptions } from './idempotency-store.health.js';
-export { RedisHealthIndicator, type RedisHealthOptions } from '../redis/redis.health.js';
+export { RedisHealthIndicator, type RedisHealthOptions } from './redis.health.js';
 export { ResilienceHealthModule } from './resilience-health.module.js';

@@ -4,7 +4,7 @@ import { CircuitBreakerHealthIndicator } from './circuit-breaker.health.js';
 import { DependencyHealthIndicator } from './dependency.health.js';
 import { HttpClientHealthIndicator } from './http-client.health.js';
 import { IdempotencyStoreHealthIndicator } from './idempotency-store.health.js';
-import { RedisHealthIndicator } from '../redis/redis.health.js';
+import { RedisHealthIndicator } from './redis.health.js';
 
 /**
  * Provides the resilience health indicators for `@nestjs/terminus` and re-exports `TerminusModule`

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { AttemptTimeoutError, BulkheadRejectedError, CircuitOpenError, DeadlineExceededError, OperationAbortedError, RetriesExhaustedError } from '../core/errors.js';
 import { UpstreamContractError, UpstreamError, UpstreamHttpError } from '../core/upstream-http.error.js';
 import { IdempotencyRequestInProgressError } from '../core/idempotency/idempotency-core.errors.js';
-import { resolveResilienceOptions } from '../resilience-options.resolver.js';
+import { resolveResilienceOptions } from '../engine/resilience-options.resolver.js';
 import { FakeClock } from '../testing/fake-clock.js';
 import { ProblemDetailsException } from './problem-details.js';
 import { ResilienceErrorMapper } from './resilience-error.mapper.js';

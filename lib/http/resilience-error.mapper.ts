@@ -3,7 +3,7 @@ import { isResilienceError, type ResilienceError } from '../core/errors.js';
 import { isTransientError, retryAfterMsOf, statusOf } from '../core/classify.js';
 import { isUpstreamError, isUpstreamHttpError, type UpstreamContractError, type UpstreamError } from '../core/upstream-http.error.js';
 import { isIdempotencyError } from '../core/idempotency/idempotency-core.errors.js';
-import { problemFromIdempotencyError } from '../idempotency/idempotency.errors.js';
+import { problemFromIdempotencyError } from './idempotency-problems.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import { ProblemDetailsException, retryAfterSeconds, type ProblemDetailsInit } from './problem-details.js';

@@ -1,6 +1,6 @@
 import { Inject, Injectable, Logger, Optional } from '@nestjs/common';
 import { RESPONSE_PASSTHROUGH_METADATA, ROUTE_ARGS_METADATA, SSE_METADATA } from '@nestjs/common/constants.js';
-import type { BoundMethod } from '../binding/bound-method.js';
+import type { BoundMethod } from '../engine/binding/bound-method.js';
 import { ResilienceConfigError } from '../core/errors.js';
 import { applyProblemHeaders, isProblemDetailsException } from '../http/problem-details.js';
 import { runInRequestFrame } from '../context/context-frame.js';

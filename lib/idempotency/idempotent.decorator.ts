@@ -2,7 +2,7 @@ import { RequestMethod } from '@nestjs/common';
 import { METHOD_METADATA, PATH_METADATA } from '@nestjs/common/constants.js';
 import { IDEMPOTENT_METADATA } from '../resilience.constants.js';
 import type { IdempotentOptions } from '../core/idempotency/idempotency-options.interface.js';
-import { recordAndBind } from '../binding/bind.decorator.js';
+import { recordAndBind } from '../engine/binding/bind.decorator.js';
 
 const SAFE_REQUEST_METHODS: ReadonlySet<RequestMethod> = new Set([RequestMethod.GET, RequestMethod.HEAD, RequestMethod.OPTIONS]);
 

@@ -18,7 +18,7 @@ export {
   idempotencyKeyReused,
   idempotencyStoreUnavailable,
   idempotencyResponseNotStorable,
-} from './idempotency.errors.js';
+} from '../http/idempotency-problems.js';
 export {
   IdempotencyTransaction,
   currentIdempotencyTransaction,

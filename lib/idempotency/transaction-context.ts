@@ -1,4 +1,4 @@
-import { contextParameter } from '../binding/bound-method.js';
+import { contextParameter } from '../engine/binding/bound-method.js';
 import { currentInFrame, runInFrame } from '../context/context-frame.js';
 import type { IdempotencyContext, IdempotencyExecution } from '../core/idempotency/idempotency-core.js';
 

@@ -8,7 +8,7 @@ import type {
   ObservableResult,
   Span,
 } from '@opentelemetry/api';
-import { CircuitBreakerService } from '../circuit-breaker.service.js';
+import { CircuitBreakerService } from '../engine/circuit-breaker.service.js';
 import { errorTypeOf, type ResilienceEvent, type ResilienceEventName } from '../core/events.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import {

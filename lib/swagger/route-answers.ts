@@ -1,13 +1,13 @@
 import type { INestApplicationContext } from '@nestjs/common';
 import { DiscoveryService } from '@nestjs/core';
-import { boundMethodsOf, isRouteHandler } from '../binding/bound-method.js';
+import { boundMethodsOf, isRouteHandler } from '../engine/binding/bound-method.js';
 import type { FallbackCause } from '../core/options.js';
 import { ResilienceProblemCode } from '../http/resilience-error.mapper.js';
 import { IdempotencyErrorCode } from '../core/idempotency/idempotency-core.errors.js';
 import { IdempotentRoutes } from '../idempotency/idempotent-routes.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
-import { ResiliencePipelines } from '../resilience-pipelines.js';
+import { ResiliencePipelines } from '../engine/resilience-pipelines.js';
 
 /**
  * One problem+json answer a decorated route can give.

@@ -23,7 +23,7 @@ const root = fileURLToPath(new URL('../../', import.meta.url));
 const builtFrom: Array<[string, string]> = [
   [`${root}${MULTI_INSTANCE_APP}`, `${root}test/fixtures/idempotency/multi-instance.app.ts`],
   [`${root}dist/core/idempotency/idempotency-core.js`, `${root}lib/core/idempotency/idempotency-core.ts`],
-  [`${root}dist/resilience-engine.js`, `${root}lib/resilience-engine.ts`],
+  [`${root}dist/engine/resilience-engine.js`, `${root}lib/engine/resilience-engine.ts`],
   [`${root}dist/redis/redis-idempotency.store.js`, `${root}lib/redis/redis-idempotency.store.ts`],
 ];
 /** Lease of the processes that crash or stall: short, so the tests need not wait long. */

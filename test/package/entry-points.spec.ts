@@ -46,7 +46,7 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
     const health = graphOf('dist/health/index.js').packages;
     expect([...health].filter((name) => name === 'ioredis' || name.startsWith('ioredis/'))).toEqual([]);
     // nor do its typings: a consumer of nest-resilience/health without ioredis still compiles
-    expect(readFileSync(join(root, 'dist/redis/redis.health.d.ts'), 'utf8')).not.toMatch(/from ['"]ioredis/);
+    expect(readFileSync(join(root, 'dist/health/redis.health.d.ts'), 'utf8')).not.toMatch(/from ['"]ioredis/);
   });
 
   it('the Redis store serves a node-redis client where ioredis cannot be loaded, and then refuses url with a sentence naming the fix', () => {

@@ -1,4 +1,4 @@
-import { ProblemDetailsException, retryAfterSeconds } from '../http/problem-details.js';
+import { ProblemDetailsException, retryAfterSeconds } from './problem-details.js';
 import {
   IdempotencyKeyInvalidError,
   IdempotencyKeyMissingError,

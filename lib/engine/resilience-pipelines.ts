@@ -7,22 +7,22 @@ import {
   runWithResilienceContext,
   type ResilienceContextStore,
   type SharedStoreFields,
-} from './context/resilience-context.js';
-import { currentInFrame, runInFrame } from './context/context-frame.js';
-import { Cancellation, cancellationOf } from './core/cancellation.js';
-import { promiseOf, settleWith, type Settle, type Work } from './core/step.js';
-import { OperationAbortedError } from './core/errors.js';
-import { createPipeline, describePipeline, type Pipeline, type PipelineSpec, type PipelineStage } from './core/pipeline.js';
-import type { PolicyContext, PolicyEnvironment } from './core/policy.js';
-import { PolicyRegistry } from './core/policy-registry.js';
+} from '../context/resilience-context.js';
+import { currentInFrame, runInFrame } from '../context/context-frame.js';
+import { Cancellation, cancellationOf } from '../core/cancellation.js';
+import { promiseOf, settleWith, type Settle, type Work } from '../core/step.js';
+import { OperationAbortedError } from '../core/errors.js';
+import { createPipeline, describePipeline, type Pipeline, type PipelineSpec, type PipelineStage } from '../core/pipeline.js';
+import type { PolicyContext, PolicyEnvironment } from '../core/policy.js';
+import { PolicyRegistry } from '../core/policy-registry.js';
 import type {
   FallbackMetadata,
   FallbackProvider,
   PolicyKeyContext,
   ResolvedResilienceOptions,
-} from './interfaces/resilience-module-options.interface.js';
-import { ResilienceTelemetry } from './observability/resilience-telemetry.js';
-import { RESILIENCE_POLICY_ENVIRONMENT, RESOLVED_RESILIENCE_OPTIONS } from './resilience.constants.js';
+} from '../interfaces/resilience-module-options.interface.js';
+import { ResilienceTelemetry } from '../observability/resilience-telemetry.js';
+import { RESILIENCE_POLICY_ENVIRONMENT, RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import {
   isDecorated,
   readTargetMetadata,

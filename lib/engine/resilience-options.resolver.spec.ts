@@ -1,13 +1,13 @@
 import 'reflect-metadata';
 import { describe, expect, it } from 'vitest';
-import { ResilienceConfigError } from './core/errors.js';
-import { Bulkhead } from './decorators/bulkhead.decorator.js';
-import { CircuitBreaker } from './decorators/circuit-breaker.decorator.js';
-import { Fallback } from './decorators/fallback.decorator.js';
-import { Retryable } from './decorators/retryable.decorator.js';
-import { Timeout } from './decorators/timeout.decorator.js';
-import { UsePolicy } from './decorators/use-policy.decorator.js';
-import type { ResilienceModuleOptions } from './interfaces/resilience-module-options.interface.js';
+import { ResilienceConfigError } from '../core/errors.js';
+import { Bulkhead } from '../decorators/bulkhead.decorator.js';
+import { CircuitBreaker } from '../decorators/circuit-breaker.decorator.js';
+import { Fallback } from '../decorators/fallback.decorator.js';
+import { Retryable } from '../decorators/retryable.decorator.js';
+import { Timeout } from '../decorators/timeout.decorator.js';
+import { UsePolicy } from '../decorators/use-policy.decorator.js';
+import type { ResilienceModuleOptions } from '../interfaces/resilience-module-options.interface.js';
 import {
   isDecorated,
   readTargetMetadata,

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
 import { HealthIndicatorService, type HealthIndicatorResult } from '@nestjs/terminus';
-import { describeFailure, elapsedSince, raceWithTimeout } from '../health/health-timeout.js';
+import { describeFailure, elapsedSince, raceWithTimeout } from './health-timeout.js';
 
 /**
  * Options of {@link RedisHealthIndicator.isHealthy}.

@@ -1,5 +1,5 @@
 import { Injectable, type Type } from '@nestjs/common';
-import type { PipelineStage } from './core/pipeline.js';
+import type { PipelineStage } from '../core/pipeline.js';
 import { ResiliencePipelines } from './resilience-pipelines.js';
 
 /**

@@ -6,17 +6,17 @@ import {
   type BoundMethod,
   type MethodInvoker,
 } from './binding/bound-method.js';
-import { currentResilienceStore, getRequestInfo, type ResilienceContextStore } from './context/resilience-context.js';
-import { Cancellation } from './core/cancellation.js';
-import { OperationAbortedError } from './core/errors.js';
-import { AttemptSettledError } from './core/timeout.policy.js';
-import { applyProblemHeaders, isProblemDetailsException } from './http/problem-details.js';
-import { onClientDisconnect, rawResponseOf, requestInfoSource } from './http/request-info.js';
-import { ResilienceErrorMapper } from './http/resilience-error.mapper.js';
-import type { HandlerOutcome, IdempotencyExecution } from './core/idempotency/idempotency-core.js';
-import { IdempotentRoutes, type IdempotentRoutePlan } from './idempotency/idempotent-routes.js';
-import type { ResolvedResilienceOptions } from './interfaces/resilience-module-options.interface.js';
-import { RESOLVED_RESILIENCE_OPTIONS } from './resilience.constants.js';
+import { currentResilienceStore, getRequestInfo, type ResilienceContextStore } from '../context/resilience-context.js';
+import { Cancellation } from '../core/cancellation.js';
+import { OperationAbortedError } from '../core/errors.js';
+import { AttemptSettledError } from '../core/timeout.policy.js';
+import { applyProblemHeaders, isProblemDetailsException } from '../http/problem-details.js';
+import { onClientDisconnect, rawResponseOf, requestInfoSource } from '../http/request-info.js';
+import { ResilienceErrorMapper } from '../http/resilience-error.mapper.js';
+import type { HandlerOutcome, IdempotencyExecution } from '../core/idempotency/idempotency-core.js';
+import { IdempotentRoutes, type IdempotentRoutePlan } from '../idempotency/idempotent-routes.js';
+import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
+import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import type { ResolvedTargetPolicy } from './resilience-options.resolver.js';
 import { executeObservable, executePromise, ResiliencePipelines, runObservable, type PipelineCall } from './resilience-pipelines.js';
 

@@ -1,6 +1,6 @@
 import { Injectable } from '@nestjs/common';
-import type { CircuitBreakerSnapshot } from './core/circuit-breaker.policy.js';
-import { PolicyRegistry } from './core/policy-registry.js';
+import type { CircuitBreakerSnapshot } from '../core/circuit-breaker.policy.js';
+import { PolicyRegistry } from '../core/policy-registry.js';
 
 /**
  * Thrown by {@link CircuitBreakerService} for a key that has no breaker.

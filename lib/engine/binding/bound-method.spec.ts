@@ -2,8 +2,8 @@ import 'reflect-metadata';
 import { Controller, Get, Head, HttpCode, Options, Post, Put } from '@nestjs/common';
 import { HTTP_CODE_METADATA, METHOD_METADATA, PATH_METADATA, ROUTE_ARGS_METADATA } from '@nestjs/common/constants.js';
 import { describe, expect, it } from 'vitest';
-import { IDEMPOTENT_METADATA } from '../resilience.constants.js';
-import { Idempotent } from '../idempotency/idempotent.decorator.js';
+import { IDEMPOTENT_METADATA } from '../../resilience.constants.js';
+import { Idempotent } from '../../idempotency/idempotent.decorator.js';
 import { boundMethodOf, RESILIENCE_ENGINE, RouteInvocation, type BoundMethod } from './bound-method.js';
 
 const isBound = (fn: Function) => boundMethodOf(fn) !== undefined;

@@ -1,10 +1,10 @@
-import { systemClock } from './core/clock.js';
-import { ResilienceConfigError } from './core/errors.js';
-import type { BulkheadOptions, CircuitBreakerOptions, RetryOptions, TimeoutOptions } from './core/options.js';
-import { systemRandom } from './core/random.js';
-import type { PipelineSpec } from './core/pipeline.js';
-import { requireSharedState } from './core/shared-policy-state.js';
-import { validatePipelineSpec } from './core/validate.js';
+import { systemClock } from '../core/clock.js';
+import { ResilienceConfigError } from '../core/errors.js';
+import type { BulkheadOptions, CircuitBreakerOptions, RetryOptions, TimeoutOptions } from '../core/options.js';
+import { systemRandom } from '../core/random.js';
+import type { PipelineSpec } from '../core/pipeline.js';
+import { requireSharedState } from '../core/shared-policy-state.js';
+import { validatePipelineSpec } from '../core/validate.js';
 import type {
   BulkheadDecoratorOptions,
   CircuitBreakerDecoratorOptions,
@@ -16,8 +16,8 @@ import type {
   ResolvedResilienceOptions,
   RetryableOptions,
   TimeoutStatus,
-} from './interfaces/resilience-module-options.interface.js';
-import { DEFAULT_PROBLEM_TYPE_BASE } from './http/problem-details.js';
+} from '../interfaces/resilience-module-options.interface.js';
+import { DEFAULT_PROBLEM_TYPE_BASE } from '../http/problem-details.js';
 import {
   BULKHEAD_METADATA,
   CIRCUIT_BREAKER_METADATA,
@@ -25,7 +25,7 @@ import {
   RETRYABLE_METADATA,
   TIMEOUT_METADATA,
   USE_POLICY_METADATA,
-} from './resilience.constants.js';
+} from '../resilience.constants.js';
 
 /** Deadline of a decorated route or method when nothing else is configured (DESIGN §6). @publicApi */
 export const DEFAULT_TOTAL_TIMEOUT_MS = 30_000;
