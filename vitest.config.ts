@@ -28,15 +28,23 @@ export default defineConfig({
     projects: [
       {
         extends: true,
-        test: { name: 'unit', include: ['lib/**/*.spec.ts'] },
+        test: { name: 'unit', include: ['test/unit/**/*.spec.ts'] },
       },
       {
         extends: true,
         test: {
           name: 'e2e',
-          include: ['test/**/*.e2e-spec.ts', 'test/**/*.spec.ts'],
+          include: ['test/e2e/**/*.{spec,e2e-spec}.ts', 'test/readme/**/*.{spec,e2e-spec}.ts'],
           pool: 'forks',
         },
+      },
+      {
+        extends: true,
+        test: { name: 'multi-process', include: ['test/multi-process/**/*.spec.ts'], pool: 'forks' },
+      },
+      {
+        extends: true,
+        test: { name: 'package', include: ['test/package/**/*.spec.ts'], pool: 'forks' },
       },
     ],
   },

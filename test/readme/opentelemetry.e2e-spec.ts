@@ -5,8 +5,8 @@ import { InMemorySpanExporter } from '@opentelemetry/sdk-trace';
 import { ResilienceModule, TELEMETRY_NAMES } from 'nest-resilience';
 import request from 'supertest';
 import { afterAll, describe, expect, it } from 'vitest';
-import { ManualMetricReader } from '../observability/otel-sdk.js';
-import { ReportsController } from '../observability/reports.controller.js';
+import { ManualMetricReader } from '../e2e/observability/otel-sdk.js';
+import { ReportsController } from '../e2e/observability/reports.controller.js';
 import { createApp, platforms, type Platform } from '../support/app.js';
 import { registerOpenTelemetry, serverSpan } from './otel-sdk.js';
 

@@ -1,0 +1,59 @@
+import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../../../lib/testing/fake-clock.js';
+import {
+  Resilience,
+  currentSignal,
+  getRequestInfo,
+  onAttemptSettled,
+  runAttemptCleanups,
+  runWithResilienceContext,
+  type ResilienceContextStore,
+} from '../../../lib/context/resilience-context.js';
+
+describe('resilience context', () => {
+  it('is empty outside a decorated route or method', () => {
+    expect(currentSignal()).toBeUndefined();
+    expect(Resilience.current()).toBeUndefined();
+    expect(getRequestInfo()).toBeUndefined();
+    expect(onAttemptSettled(() => undefined)).toBe(false);
+  });
+
+  it('exposes the attempt signal, deadline and the remaining time on the module clock', async () => {
+    const clock = new FakeClock(10_000);
+    const signal = new AbortController().signal;
+    const store: ResilienceContextStore = { signal, deadline: 10_500, attempt: 2, policy: 'p', requestId: 'r', route: 'GET /x', clock };
+    await runWithResilienceContext(store, async () => {
+      await Promise.resolve();
+      const current = Resilience.current()!;
+      expect(currentSignal()).toBe(signal);
+      expect(current).toMatchObject({ signal, deadline: 10_500, attempt: 2, policy: 'p', requestId: 'r', route: 'GET /x' });
+      expect(current.remaining()).toBe(500);
+      await clock.advance(700);
+      expect(current.remaining()).toBe(0);
+      expect(getRequestInfo()).toEqual({ requestId: 'r', route: 'GET /x' });
+    });
+    const unbounded = { ...store, deadline: Infinity };
+    runWithResilienceContext(unbounded, () => expect(Resilience.current()!.remaining()).toBe(Infinity));
+  });
+
+  it('runs the cleanups of an attempt once, even if one throws', () => {
+    const store: ResilienceContextStore = {
+      signal: new AbortController().signal,
+      deadline: Infinity,
+      attempt: 1,
+      policy: 'p',
+      clock: new FakeClock(),
+      cleanups: new Set(),
+    };
+    let runs = 0;
+    runWithResilienceContext(store, () => {
+      onAttemptSettled(() => {
+        throw new Error('ignored');
+      });
+      onAttemptSettled(() => runs++);
+    });
+    runAttemptCleanups(store);
+    runAttemptCleanups(store);
+    expect(runs).toBe(1);
+  });
+});

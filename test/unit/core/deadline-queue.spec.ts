@@ -1,0 +1,97 @@
+import { describe, expect, it } from 'vitest';
+import { FakeClock } from '../../../lib/testing/fake-clock.js';
+import { DeadlineQueue } from '../../../lib/core/deadline-queue.js';
+
+describe('DeadlineQueue', () => {
+  it('runs each callback once at its deadline, in due order across durations, on a single timer', async () => {
+    const clock = new FakeClock(0);
+    const queue = new DeadlineQueue(clock);
+    const ran: string[] = [];
+    queue.schedule(() => ran.push('a@100'), 100);
+    queue.schedule(() => ran.push('b@30'), 30);
+    await clock.advance(10);
+    queue.schedule(() => ran.push('c@110'), 100);
+    queue.schedule(() => ran.push('d@40'), 30);
+    expect(clock.pendingTimers).toBe(1);
+    await clock.advance(19);
+    expect(ran).toEqual([]);
+    await clock.advance(1);
+    expect(ran).toEqual(['b@30']);
+    await clock.advance(10);
+    expect(ran).toEqual(['b@30', 'd@40']);
+    await clock.advance(59);
+    expect(ran).toEqual(['b@30', 'd@40']);
+    await clock.advance(1);
+    expect(ran).toEqual(['b@30', 'd@40', 'a@100']);
+    await clock.advance(10);
+    expect(ran).toEqual(['b@30', 'd@40', 'a@100', 'c@110']);
+    await clock.advance(1_000);
+    expect(ran).toHaveLength(4);
+    expect(queue.size).toBe(0);
+    expect(clock.pendingTimers).toBe(0);
+  });
+
+  it('never runs a cancelled deadline, and one scheduled from a callback runs at its own time', async () => {
+    const clock = new FakeClock(0);
+    const queue = new DeadlineQueue(clock);
+    const ran: number[] = [];
+    const cancelled = queue.schedule(() => ran.push(-1), 50);
+    const beat = () => {
+      ran.push(clock.now());
+      if (ran.length < 3) queue.schedule(beat, 50);
+    };
+    queue.schedule(beat, 50);
+    queue.cancel(cancelled);
+    queue.cancel(cancelled);
+    expect(queue.size).toBe(1);
+    await clock.advance(500);
+    expect(ran).toEqual([50, 100, 150]);
+    expect(queue.size).toBe(0);
+  });
+
+  it('keeps running the other callbacks when one throws', async () => {
+    const clock = new FakeClock(0);
+    const queue = new DeadlineQueue(clock);
+    const ran: string[] = [];
+    queue.schedule(() => {
+      throw new Error('boom');
+    }, 10);
+    queue.schedule(() => ran.push('after'), 10);
+    await clock.advance(10);
+    expect(ran).toEqual(['after']);
+  });
+
+  it('re-arms for an earlier deadline scheduled after a later one', async () => {
+    const clock = new FakeClock(0);
+    const queue = new DeadlineQueue(clock);
+    const ran: string[] = [];
+    queue.schedule(() => ran.push('late'), 1_000);
+    queue.schedule(() => ran.push('early'), 5);
+    await clock.advance(5);
+    expect(ran).toEqual(['early']);
+    expect(clock.pendingTimers).toBe(1);
+  });
+
+  it('drops its timer once nothing is pending, and keeps it while something is', async () => {
+    const clock = new FakeClock(0);
+    const queue = new DeadlineQueue(clock);
+    const first = queue.schedule(() => undefined, 100);
+    const second = queue.schedule(() => undefined, 100);
+    queue.cancel(first);
+    expect(clock.pendingTimers).toBe(1);
+    queue.cancel(second);
+    expect(clock.pendingTimers).toBe(0);
+    expect(queue.size).toBe(0);
+  });
+
+  it('hands each callback the argument it was scheduled with', async () => {
+    const clock = new FakeClock(0);
+    const queue = new DeadlineQueue(clock);
+    const seen: string[] = [];
+    const note = (name: string) => seen.push(name);
+    queue.schedule(note, 10, 'first');
+    queue.schedule(note, 10, 'second');
+    await clock.advance(10);
+    expect(seen).toEqual(['first', 'second']);
+  });
+});
