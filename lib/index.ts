@@ -14,6 +14,7 @@ export * from './decorators/index.js';
 export {
   ResilienceErrorMapper,
   ResilienceProblemCode,
+  type ErrorMapperSettings,
   type ErrorMappingHints,
 } from './http/resilience-error.mapper.js';
 export { CircuitBreakerService, UnknownCircuitBreakerError } from './engine/circuit-breaker.service.js';

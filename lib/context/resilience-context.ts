@@ -1,37 +1,10 @@
 import type { Clock } from '../core/clock.js';
 import { systemClock } from '../core/clock.js';
 import type { Cancellation } from '../core/cancellation.js';
-import { currentInFrame, runInFrame } from './context-frame.js';
+import { currentInFrame, runInFrame, type RequestInfo, type RequestInfoSource, type ResilienceContextStore } from './context-frame.js';
 
-/**
- * What the library stores for the work being run: set by the engine around every attempt of
- * a decorated route or provider method.
- * @internal
- */
-export interface ResilienceContextStore {
-  /**
-   * Aborted when this attempt should stop (attempt timeout, deadline, client disconnect). The
-   * library's stores define it as a getter of `cancellation.signal`, so the `AbortSignal` only
-   * exists once user code asks for it: never spread a store.
-   */
-  readonly signal: AbortSignal;
-  /** The attempt's cancellation token (the library's stores have one); `signal` follows it. */
-  readonly cancellation?: Cancellation;
-  /** Absolute deadline on `clock` (ms), `Infinity` when there is none. */
-  readonly deadline: number;
-  /** 1-based attempt number (0 outside any attempt, while the request waits between attempts). */
-  readonly attempt: number;
-  /** Policy key (named policy or `Class.method`). */
-  readonly policy: string;
-  /** Request id of the HTTP request being served, when known. */
-  readonly requestId?: string;
-  /** `METHOD /route` of the HTTP request being served, when known. */
-  readonly route?: string;
-  /** Clock the deadline is measured on. */
-  readonly clock: Clock;
-  /** Cleanups run when this attempt settles (listeners added by `withDeadline()`, …). */
-  readonly cleanups?: Set<() => void>;
-}
+// The frame's field types are declared with the frame; here is where callers have always found them.
+export type { RequestInfo, RequestInfoSource, ResilienceContextStore } from './context-frame.js';
 
 /**
  * The fields every store of one call shares (see {@link createContextStore}).
@@ -127,32 +100,6 @@ export interface ResilienceCurrent {
   readonly route?: string;
   /** Milliseconds left until `deadline` (never negative; `Infinity` when there is no deadline). */
   remaining(): number;
-}
-
-/**
- * Where the request id and route of the HTTP request being served come from. Every route
- * (decorated or not) opens a scope with one, so work started by a request — even work that
- * outlives it, like a background job it queues — tags its events and outgoing calls with that
- * request's id. They are computed on first use, since most requests never need them (they are
- * read for events, logs and outgoing calls).
- * @internal
- */
-export interface RequestInfoSource {
-  /** The request id and route (may be computed on the first call and cached). */
-  readonly info: () => RequestInfo;
-  /** The request described, so a scope already open for it is not opened again. */
-  readonly request?: unknown;
-}
-
-/**
- * Request id and route of the request being served.
- * @publicApi
- */
-export interface RequestInfo {
-  /** pino-http `req.id`, else the `X-Request-Id` header. */
-  readonly requestId?: string;
-  /** `METHOD /route/template`. */
-  readonly route?: string;
 }
 
 /**

@@ -1,7 +1,7 @@
 import { computeBackoffDelay } from './backoff.js';
 import { cancellationOf } from './cancellation.js';
 import { CircuitOpenError, isOperationAbortedError, isResilienceError } from './errors.js';
-import type { CircuitBreakerOptions, ResolvedCircuitBreakerOptions, SlowCallOptions } from './options.js';
+import type { BreakerOpenReason, CircuitBreakerOptions, ResolvedCircuitBreakerOptions, SlowCallOptions } from './options.js';
 import type { PolicyContext, Policy, PolicyEnvironment } from './policy.js';
 import { UNAVAILABLE, unref, type SharedBreakerBackend, type SharedBreakerState, type SharedStateGuard } from './shared-policy-state.js';
 import { promiseOf, workOf, type Settle, type Step, type Work } from './step.js';
@@ -34,9 +34,6 @@ export interface CircuitBreakerSnapshot {
   /** How long until a probe is let through, in ms, while open. */
   readonly retryAfterMs?: number;
 }
-
-/** Why a breaker opened (`detail` of `breaker_opened`). @publicApi */
-export type BreakerOpenReason = 'failure_rate' | 'slow_call_rate' | 'consecutive' | 'probe_failed' | 'isolated';
 
 interface CallStats {
   calls: number;

@@ -7,14 +7,14 @@ export * from './policy.js';
 export { throwIfAborted } from './signals.js';
 export * from './options.js';
 export { computeBackoffDelay } from './backoff.js';
-export { isTransientError, retryAfterMsOf, statusOf } from './classify.js';
+export { isTransientError, statusOf } from './classify.js';
+export { retryAfterMsOf } from './retry-after.js';
 export * from './upstream-http.error.js';
 export { RetryBudget } from './retry-budget.js';
 export { RetryPolicy, type GiveUpReason, type RetryHooks } from './retry.policy.js';
 export { AttemptSettledError, TimeoutPolicy } from './timeout.policy.js';
 export {
   CircuitBreakerPolicy,
-  type BreakerOpenReason,
   type CircuitBreakerSnapshot,
   type CircuitBreakerState,
 } from './circuit-breaker.policy.js';
@@ -43,7 +43,6 @@ export {
   PIPELINE_ORDER,
   type Pipeline,
   type PipelineExecuteOptions,
-  type PipelineSpec,
   type PipelineStage,
   type PipelineStageKind,
 } from './pipeline.js';

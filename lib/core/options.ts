@@ -327,3 +327,21 @@ export interface ResolvedFallbackOptions<T = unknown> {
   readonly handler: (error: unknown, context: PolicyContext) => T | Promise<T>;
   readonly on: Array<FallbackCause | ErrorClass> | ((error: unknown) => boolean);
 }
+
+/**
+ * What a pipeline is made of: the policy key and the options of each part that is present.
+ * Field order does not matter: the stages always run in the canonical order.
+ * @publicApi
+ */
+export interface PipelineSpec {
+  /** Policy key: keys the breaker, bulkhead and retry budget shared by all its callers. */
+  readonly key: string;
+  readonly fallback?: FallbackOptions;
+  readonly bulkhead?: BulkheadOptions;
+  readonly timeout?: TimeoutOptions;
+  readonly retry?: RetryOptions;
+  readonly circuitBreaker?: CircuitBreakerOptions;
+}
+
+/** Why a breaker opened (`detail` of `breaker_opened`). @publicApi */
+export type BreakerOpenReason = 'failure_rate' | 'slow_call_rate' | 'consecutive' | 'probe_failed' | 'isolated';

@@ -5,6 +5,7 @@ import type {
   BulkheadOptions,
   CircuitBreakerOptions,
   FallbackOptions,
+  PipelineSpec,
   ResolvedBulkheadOptions,
   ResolvedCircuitBreakerOptions,
   ResolvedFallbackOptions,
@@ -24,21 +25,6 @@ import {
   resolveRetryOptions,
   validatePipelineSpec,
 } from './validate.js';
-
-/**
- * What a pipeline is made of: the policy key and the options of each part that is present.
- * Field order does not matter: the stages always run in the canonical order.
- * @publicApi
- */
-export interface PipelineSpec {
-  /** Policy key: keys the breaker, bulkhead and retry budget shared by all its callers. */
-  readonly key: string;
-  readonly fallback?: FallbackOptions;
-  readonly bulkhead?: BulkheadOptions;
-  readonly timeout?: TimeoutOptions;
-  readonly retry?: RetryOptions;
-  readonly circuitBreaker?: CircuitBreakerOptions;
-}
 
 /**
  * One stage of a pipeline with its resolved options (defaults filled in).

@@ -1,6 +1,7 @@
 import { computeBackoffDelay } from './backoff.js';
 import { contextWith, followContext, type Cancellation } from './cancellation.js';
-import { abortErrorOf, isTransientError, retryAfterMsOf, statusOf } from './classify.js';
+import { abortErrorOf, isTransientError, statusOf } from './classify.js';
+import { retryAfterMsOf } from './retry-after.js';
 import { RetriesExhaustedError } from './errors.js';
 import { errorTypeOf, type ResilienceEvent } from './events.js';
 import type { PolicyContext, Policy, PolicyEnvironment } from './policy.js';

@@ -1,7 +1,5 @@
-import type { BreakerOpenReason } from './circuit-breaker.policy.js';
 import { ResilienceConfigError } from './errors.js';
-import type { ResolvedCircuitBreakerOptions, RetryBudgetWindow } from './options.js';
-import type { PipelineSpec } from './pipeline.js';
+import type { BreakerOpenReason, PipelineSpec, ResolvedCircuitBreakerOptions, RetryBudgetWindow } from './options.js';
 import type { PolicyEnvironment } from './policy.js';
 import type { RetryBudget } from './retry-budget.js';
 

@@ -1,5 +1,5 @@
 import { systemClock, type Clock } from './clock.js';
-import { retryAfterMsOf } from './classify.js';
+import { retryAfterMsOf } from './retry-after.js';
 import { errorBodyOf } from './error-body.js';
 
 const UPSTREAM_ERROR = Symbol.for('nest-resilience.upstream-error');

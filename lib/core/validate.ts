@@ -8,6 +8,7 @@ import type {
   CircuitBreakerOptions,
   FallbackCause,
   FallbackOptions,
+  PipelineSpec,
   ResolvedBulkheadOptions,
   ResolvedCircuitBreakerOptions,
   ResolvedFallbackOptions,
@@ -16,7 +17,6 @@ import type {
   RetryOptions,
   TimeoutOptions,
 } from './options.js';
-import type { PipelineSpec } from './pipeline.js';
 
 /** Retry budget defaults: 20 % of calls over 10 s, floor 10 retries/s (DESIGN §6). @publicApi */
 export const DEFAULT_RETRY_BUDGET: Required<RetryBudgetOptions> = Object.freeze({ ratio: 0.2, window: 10_000, minRetriesPerSecond: 10, shared: false });

@@ -1,8 +1,7 @@
 import { systemClock } from '../core/clock.js';
 import { ResilienceConfigError } from '../core/errors.js';
-import type { BulkheadOptions, CircuitBreakerOptions, RetryOptions, TimeoutOptions } from '../core/options.js';
+import type { BulkheadOptions, CircuitBreakerOptions, PipelineSpec, RetryOptions, TimeoutOptions } from '../core/options.js';
 import { systemRandom } from '../core/random.js';
-import type { PipelineSpec } from '../core/pipeline.js';
 import { requireSharedState } from '../core/shared-policy-state.js';
 import { validatePipelineSpec } from '../core/validate.js';
 import type {

@@ -12,7 +12,8 @@ import { currentInFrame, runInFrame } from '../context/context-frame.js';
 import { Cancellation, cancellationOf } from '../core/cancellation.js';
 import { promiseOf, settleWith, type Settle, type Work } from '../core/step.js';
 import { OperationAbortedError } from '../core/errors.js';
-import { createPipeline, describePipeline, type Pipeline, type PipelineSpec, type PipelineStage } from '../core/pipeline.js';
+import type { PipelineSpec } from '../core/options.js';
+import { createPipeline, describePipeline, type Pipeline, type PipelineStage } from '../core/pipeline.js';
 import type { PolicyContext, PolicyEnvironment } from '../core/policy.js';
 import { PolicyRegistry } from '../core/policy-registry.js';
 import type {

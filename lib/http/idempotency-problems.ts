@@ -1,4 +1,5 @@
-import { ProblemDetailsException, retryAfterSeconds } from './problem-details.js';
+import { retryAfterSeconds } from '../core/retry-after.js';
+import { ProblemDetailsException } from './problem-details.js';
 import {
   IdempotencyKeyInvalidError,
   IdempotencyKeyMissingError,
@@ -32,7 +33,7 @@ export function problemFromIdempotencyError(error: IdempotencyError, options: Pr
     code: error.code,
     title: error.title,
     detail: error.detail,
-    ...(error.retryAfterMs === undefined ? {} : { headers: { 'Retry-After': retryAfterSeconds(error.retryAfterMs) } }),
+    ...(error.retryAfterMs === undefined ? {} : { headers: { 'Retry-After': String(retryAfterSeconds(error.retryAfterMs)) } }),
     typeBase: options.typeBase,
     cause: error.cause,
   });

@@ -1,6 +1,7 @@
 import { HttpException } from '@nestjs/common';
 import { STATUS_CODES } from 'node:http';
 import { isResilienceError } from '../core/errors.js';
+import { retryAfterSeconds } from '../core/retry-after.js';
 
 /**
  * Base of the `type` URI of every problem the library answers with; the stable `code` is appended.
@@ -113,15 +114,6 @@ export function applyProblemHeaders(response: unknown, exception: ProblemDetails
   for (const [name, value] of Object.entries(headers)) raw.setHeader(name, value);
 }
 
-/**
- * `Retry-After` value (whole seconds, rounded up, at least 1) for a delay in ms.
- * @internal
- */
-export function retryAfterSeconds(ms: number): string {
-  const seconds = Number.isFinite(ms) ? Math.ceil(ms / 1000) : 1;
-  return String(Math.max(1, seconds));
-}
-
 function lowerCaseKeys(headers: Readonly<Record<string, string>>): Record<string, string> {
   const result: Record<string, string> = {};
   for (const [name, value] of Object.entries(headers)) result[name.toLowerCase()] = value;
@@ -173,7 +165,7 @@ export function toHttpError(error: unknown, options: ProblemMappingOptions, dept
       cause: error,
     });
   const retryAfter = (error as { retryAfterMs?: unknown }).retryAfterMs;
-  const retryAfterHeader = typeof retryAfter === 'number' ? { 'retry-after': retryAfterSeconds(retryAfter) } : undefined;
+  const retryAfterHeader = typeof retryAfter === 'number' ? { 'retry-after': String(retryAfterSeconds(retryAfter)) } : undefined;
   switch (code) {
     case 'timeout':
     case 'attempt_timeout':

@@ -1,12 +1,13 @@
 import { HttpException, Inject, Injectable } from '@nestjs/common';
 import { isResilienceError, type ResilienceError } from '../core/errors.js';
-import { isTransientError, retryAfterMsOf, statusOf } from '../core/classify.js';
+import { isTransientError, statusOf } from '../core/classify.js';
+import type { Clock } from '../core/clock.js';
+import { retryAfterMsOf, retryAfterSeconds } from '../core/retry-after.js';
 import { isUpstreamError, isUpstreamHttpError, type UpstreamContractError, type UpstreamError } from '../core/upstream-http.error.js';
 import { isIdempotencyError } from '../core/idempotency/idempotency-core.errors.js';
 import { problemFromIdempotencyError } from './idempotency-problems.js';
-import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
-import { ProblemDetailsException, retryAfterSeconds, type ProblemDetailsInit } from './problem-details.js';
+import { ProblemDetailsException, type ProblemDetailsInit } from './problem-details.js';
 
 /**
  * What the caller knows about where an error surfaced.
@@ -38,6 +39,20 @@ export const ResilienceProblemCode = {
   /** A resilience setting can never work. */
   ConfigInvalid: 'config_invalid',
 } as const;
+
+/**
+ * What the error mapper reads of the module's resolved options (`ResolvedResilienceOptions` has
+ * all of it: the mapper is constructed with them).
+ * @publicApi
+ */
+export interface ErrorMapperSettings {
+  /** The status a timed-out request answers with (`forRoot({ timeout: { status } })`). */
+  readonly timeout: { readonly status: number };
+  /** Base of the problem `type` URI. */
+  readonly problemTypeBase: string;
+  /** Measures HTTP-date `Retry-After` hints. */
+  readonly clock: Clock;
+}
 
 /** Retry-After of a transient failure that carries no hint of its own. */
 const DEFAULT_RETRY_AFTER_MS = 1_000;
@@ -77,7 +92,7 @@ const MAX_DEPTH = 3;
  */
 @Injectable()
 export class ResilienceErrorMapper {
-  constructor(@Inject(RESOLVED_RESILIENCE_OPTIONS) protected readonly options: Pick<ResolvedResilienceOptions, 'timeout' | 'problemTypeBase' | 'clock'>) {}
+  constructor(@Inject(RESOLVED_RESILIENCE_OPTIONS) protected readonly options: ErrorMapperSettings) {}
 
   /**
    * What the client gets for `error`: a {@link ProblemDetailsException} for the library's errors
@@ -180,5 +195,5 @@ export class ResilienceErrorMapper {
 }
 
 function retryAfter(ms: unknown): Record<string, string> {
-  return { 'retry-after': retryAfterSeconds(typeof ms === 'number' && ms > 0 ? ms : DEFAULT_RETRY_AFTER_MS) };
+  return { 'retry-after': String(retryAfterSeconds(typeof ms === 'number' && ms > 0 ? ms : DEFAULT_RETRY_AFTER_MS)) };
 }

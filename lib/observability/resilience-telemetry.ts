@@ -8,7 +8,7 @@ import type {
   ObservableResult,
   Span,
 } from '@opentelemetry/api';
-import { CircuitBreakerService } from '../engine/circuit-breaker.service.js';
+import { PolicyRegistry } from '../core/policy-registry.js';
 import { errorTypeOf, type ResilienceEvent, type ResilienceEventName } from '../core/events.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import {
@@ -50,7 +50,7 @@ export const CIRCUIT_STATE_VALUES: Readonly<Record<string, number>> = Object.fre
 });
 
 /**
- * The slice of a breaker snapshot the state gauge needs (`CircuitBreakerService.list()` items).
+ * The slice of a breaker snapshot the state gauge needs (`PolicyRegistry.circuitBreakers()` items).
  * @publicApi
  */
 export interface CircuitStateSample {
@@ -245,10 +245,10 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
   constructor(
     private readonly events: ResilienceEvents,
     @Optional() @Inject(RESOLVED_RESILIENCE_OPTIONS) options?: ResilienceObservabilityOptions,
-    @Optional() circuitBreakers?: CircuitBreakerService,
+    @Optional() registry?: PolicyRegistry,
   ) {
     this.options = resolveTelemetryOptions(options);
-    if (circuitBreakers) this.circuitSource = () => circuitBreakers.list();
+    if (registry) this.circuitSource = () => registry.circuitBreakers();
   }
 
   /** Loads `@opentelemetry/api` (if installed) and subscribes to the event stream. */
@@ -268,7 +268,7 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
     this.instruments = undefined;
   }
 
-  /** Uses `source` for the `resilience.circuit.state` gauge (default: `CircuitBreakerService.list()`). */
+  /** Uses `source` for the `resilience.circuit.state` gauge (default: every breaker of the application's `PolicyRegistry`). */
   setCircuitStateSource(source: CircuitStateSource): void {
     this.circuitSource = source;
   }

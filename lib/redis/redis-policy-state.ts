@@ -1,5 +1,5 @@
 import type { Redis } from 'ioredis';
-import type { BreakerOpenReason } from '../core/circuit-breaker.policy.js';
+import type { BreakerOpenReason } from '../core/options.js';
 import { ResilienceConfigError } from '../core/errors.js';
 import type { RetryBudgetWindow } from '../core/options.js';
 import {

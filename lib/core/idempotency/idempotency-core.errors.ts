@@ -1,4 +1,5 @@
 import { ResilienceError, isResilienceError } from '../errors.js';
+import { retryAfterSeconds } from '../retry-after.js';
 import { storeFailureOf, type StoreFailure } from './store-failure.js';
 
 /**
@@ -163,7 +164,7 @@ export class IdempotencyRequestInProgressError extends IdempotencyError {
   readonly code = IdempotencyErrorCode.RequestInProgress;
   declare readonly retryAfterMs: number;
   constructor(headerName: string, retryAfterMs: number) {
-    const seconds = retryAfterSecondsOf(retryAfterMs);
+    const seconds = retryAfterSeconds(retryAfterMs);
     super(`A request with this ${headerName} is still running; the client should retry with the same key in ${seconds} s.`, {
       status: 409,
       title: `A request is outstanding for this ${headerName}`,
@@ -228,7 +229,7 @@ export class IdempotencyStoreUnavailableError extends IdempotencyError {
   readonly failure: StoreFailure;
   declare readonly retryAfterMs: number;
   constructor(retryAfterMs: number, cause?: unknown, failure: StoreFailure = storeFailureOf(cause) ?? 'unavailable') {
-    const seconds = retryAfterSecondsOf(retryAfterMs);
+    const seconds = retryAfterSeconds(retryAfterMs);
     const text = STORE_FAILURES[failure];
     super(`The request was not executed because ${text.operator} (the cause is attached); the client may retry with the same key in ${seconds} s.`, {
       status: 503,
@@ -267,9 +268,4 @@ export class IdempotencyResponseNotStorableError extends IdempotencyError {
  */
 export function isIdempotencyError(error: unknown): error is IdempotencyError {
   return isResilienceError(error) && CODES.has(error.code);
-}
-
-/** Whole seconds, rounded up, at least 1: the `Retry-After` value of a delay in ms. */
-function retryAfterSecondsOf(ms: number): number {
-  return Math.max(1, Number.isFinite(ms) ? Math.ceil(ms / 1000) : 1);
 }

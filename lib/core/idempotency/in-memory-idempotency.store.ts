@@ -1,5 +1,4 @@
 import { randomUUID } from 'node:crypto';
-import type { OnApplicationShutdown } from '@nestjs/common';
 import { systemClock, type Clock } from '../clock.js';
 import type {
   IdempotencyClaim,
@@ -49,7 +48,7 @@ const SWEEP_EVERY_MS = 60_000;
  * ResilienceModule.forRoot({ idempotency: { store: new InMemoryIdempotencyStore() } });
  * @publicApi
  */
-export class InMemoryIdempotencyStore implements IdempotencyStore, OnApplicationShutdown {
+export class InMemoryIdempotencyStore implements IdempotencyStore {
   private readonly clock: Clock;
   /** Every record, by namespace, scope and key: a replay finds its record without hashing. */
   private readonly records = new Map<string, MemoryRecord>();
@@ -115,7 +114,10 @@ export class InMemoryIdempotencyStore implements IdempotencyStore, OnApplication
 
   async ping(): Promise<void> {}
 
-  /** Drops every record (the process is going away; nothing here is durable). */
+  /**
+   * Drops every record (the process is going away; nothing here is durable). Nest calls it by name
+   * when the store is a provider: core implements no Nest interface.
+   */
   onApplicationShutdown(): void {
     this.records.clear();
     this.leased.clear();

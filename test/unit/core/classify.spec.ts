@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../../lib/testing/index.js';
-import { isTransientError, retryAfterMsOf, statusOf } from '../../../lib/core/classify.js';
+import { isTransientError, statusOf } from '../../../lib/core/classify.js';
+import { retryAfterMsOf } from '../../../lib/core/retry-after.js';
 import { isBreakerFailure } from '../../../lib/core/validate.js';
 import {
   AttemptTimeoutError,

@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { FakeClock, seededRandom } from '../../../lib/testing/index.js';
 import { ResilienceConfigError } from '../../../lib/core/errors.js';
 import { noopEventSink } from '../../../lib/core/events.js';
-import { createPipeline, type PipelineSpec } from '../../../lib/core/pipeline.js';
+import type { PipelineSpec } from '../../../lib/core/options.js';
+import { createPipeline } from '../../../lib/core/pipeline.js';
 import { PolicyRegistry } from '../../../lib/core/policy-registry.js';
 import { resolveBulkheadOptions, resolveCircuitBreakerOptions, resolveRetryOptions, validatePipelineSpec } from '../../../lib/core/validate.js';
 

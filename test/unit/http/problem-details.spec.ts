@@ -12,7 +12,6 @@ import {
   applyProblemHeaders,
   isProblemDetailsException,
   ProblemDetailsException,
-  retryAfterSeconds,
   toHttpError,
 } from '../../../lib/http/problem-details.js';
 
@@ -94,17 +93,5 @@ describe('applyProblemHeaders', () => {
     const headers: Record<string, string> = {};
     applyProblemHeaders({ headersSent: true, setHeader: (name: string, value: string) => (headers[name] = value) }, problem);
     expect(headers).toEqual({});
-  });
-});
-
-describe('retryAfterSeconds', () => {
-  it('rounds up to whole seconds, at least 1', () => {
-    expect([retryAfterSeconds(0), retryAfterSeconds(1), retryAfterSeconds(1_000), retryAfterSeconds(1_001), retryAfterSeconds(Infinity)]).toEqual([
-      '1',
-      '1',
-      '1',
-      '2',
-      '1',
-    ]);
   });
 });

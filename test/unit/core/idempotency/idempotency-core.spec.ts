@@ -1,7 +1,4 @@
-import { readFileSync } from 'node:fs';
-import { dirname, resolve } from 'node:path';
 import { Readable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { ResilienceEvent, ResilienceEventName } from '../../../../lib/core/events.js';
 import { FakeClock } from '../../../../lib/testing/fake-clock.js';
@@ -557,34 +554,5 @@ describe('storeFailureOf / isStoreUnavailableError', () => {
     const error = new Error('a') as Error & { cause?: unknown };
     error.cause = error;
     expect(isStoreUnavailableError(error)).toBe(false);
-  });
-});
-
-describe('idempotency-core module graph', () => {
-  const IMPORT = /(?:import|export)\s+(?:type\s+)?[^'";]*?\bfrom\s*['"]([^'"]+)['"]|import\s*['"]([^'"]+)['"]|import\(\s*['"]([^'"]+)['"]\s*\)/g;
-
-  function specifiersOf(file: string): string[] {
-    const source = readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '');
-    return [...source.matchAll(IMPORT)].map((match) => match[1] ?? match[2] ?? match[3]!);
-  }
-
-  it('reaches no @nestjs or rxjs module, not even through type-only imports', () => {
-    const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../../../lib/core/idempotency/idempotency-core.ts');
-    const seen = new Set<string>();
-    const external = new Set<string>();
-    const queue = [root];
-    while (queue.length > 0) {
-      const file = queue.pop()!;
-      if (seen.has(file)) continue;
-      seen.add(file);
-      for (const specifier of specifiersOf(file)) {
-        if (specifier.startsWith('.')) queue.push(resolve(dirname(file), specifier.replace(/\.js$/, '.ts')));
-        else external.add(specifier);
-      }
-    }
-    expect(seen.size).toBeGreaterThan(5);
-    expect([...seen].map((file) => file.slice(file.lastIndexOf('/lib/') + 1))).toContain('lib/core/idempotency/response-encoding.ts');
-    expect([...external].filter((name) => name.startsWith('@nestjs') || name === 'rxjs' || name.startsWith('rxjs/'))).toEqual([]);
-    expect([...external].every((name) => name.startsWith('node:'))).toBe(true);
   });
 });
