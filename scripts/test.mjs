@@ -1,6 +1,7 @@
-// `npm test`: builds, starts a throwaway PostgreSQL unless DATABASE_URL is set and a throwaway
-// redis-server unless REDIS_URL is set, runs the whole vitest suite, stops both, and ends with the
-// plain line `N passed, N failed`.
+// `npm test`: runs the vitest projects (all of them, or those named with `--project`), after
+// building and starting what they need: a throwaway PostgreSQL unless DATABASE_URL is set and a
+// throwaway redis-server unless REDIS_URL is set, dist/ and build/. Stops both servers and ends
+// with the plain line `N passed, N failed`. Extra arguments go to vitest.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -10,6 +11,18 @@ import { findRedisServer, startRedis } from './redis.mjs';
 
 const ci = process.env.CI === 'true' || process.env.CI === '1';
 const extraArgs = process.argv.slice(2);
+
+/**
+ * What each vitest project (vitest.config.ts) needs before it runs. `build`: the npm script that
+ * produces its files (`build` writes dist/, `build:sample` dist/ and build/, where the compiled
+ * fixtures live); `servers`: PostgreSQL and Redis (its tests skip loudly without them).
+ */
+const PREREQUISITES = {
+  unit: { build: undefined, servers: false },
+  e2e: { build: undefined, servers: true },
+  'multi-process': { build: 'build:sample', servers: true },
+  package: { build: 'build', servers: false },
+};
 const env = { ...process.env };
 let postgres;
 let redis;
@@ -19,13 +32,36 @@ function loud(message) {
   console.error(`\n${bar}\n${message}\n${bar}\n`);
 }
 
-const build = spawnSync('npm', ['run', '--silent', 'build:sample'], { stdio: 'inherit' });
-if (build.status !== 0) {
-  console.log('0 passed, 1 failed');
-  process.exit(build.status ?? 1);
+const projects = selectedProjects(extraArgs);
+const needs = projects.map((name) => PREREQUISITES[name]);
+const buildScript = needs.some((need) => need.build === 'build:sample') ? 'build:sample' : needs.some((need) => need.build === 'build') ? 'build' : undefined;
+const needsServers = needs.some((need) => need.servers);
+
+/** The projects named with `--project name` / `--project=name`, or every project. */
+function selectedProjects(args) {
+  const named = [];
+  args.forEach((arg, index) => {
+    if (arg === '--project') named.push(args[index + 1]);
+    else if (arg.startsWith('--project=')) named.push(arg.slice('--project='.length));
+  });
+  const unknown = named.filter((name) => !(name in PREREQUISITES));
+  if (unknown.length > 0) {
+    console.error(`Unknown vitest project ${unknown.join(', ')}: the projects are ${Object.keys(PREREQUISITES).join(', ')}.`);
+    console.log('0 passed, 1 failed');
+    process.exit(1);
+  }
+  return named.length > 0 ? named : Object.keys(PREREQUISITES);
 }
 
-if (!env.DATABASE_URL) {
+if (buildScript) {
+  const build = spawnSync('npm', ['run', '--silent', buildScript], { stdio: 'inherit' });
+  if (build.status !== 0) {
+    console.log('0 passed, 1 failed');
+    process.exit(build.status ?? 1);
+  }
+}
+
+if (needsServers && !env.DATABASE_URL) {
   if (findPostgresBin()) {
     postgres = await startPostgres();
     env.DATABASE_URL = postgres.url;
@@ -40,7 +76,7 @@ if (!env.DATABASE_URL) {
   }
 }
 
-if (!env.REDIS_URL) {
+if (needsServers && !env.REDIS_URL) {
   const redisServer = findRedisServer();
   if (redisServer) {
     redis = await startRedis({ bin: redisServer });
@@ -88,8 +124,8 @@ try {
 } catch {
   failed = Math.max(failed, 1);
 }
-if (!env.DATABASE_URL) loud('Reminder: the PostgreSQL tests were SKIPPED (no PostgreSQL binaries, no DATABASE_URL).');
-if (!env.REDIS_URL) loud('Reminder: the Redis tests were SKIPPED (no redis-server, no REDIS_URL).');
+if (needsServers && !env.DATABASE_URL) loud('Reminder: the PostgreSQL tests were SKIPPED (no PostgreSQL binaries, no DATABASE_URL).');
+if (needsServers && !env.REDIS_URL) loud('Reminder: the Redis tests were SKIPPED (no redis-server, no REDIS_URL).');
 if (ci && skipped > 0) {
   loud(`${skipped} tests were skipped; with CI=true a skipped test is a failure.`);
   failed += skipped;
