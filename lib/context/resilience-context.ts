@@ -3,8 +3,8 @@ import { systemClock } from '../core/clock.js';
 import type { Cancellation } from '../core/cancellation.js';
 import { currentInFrame, runInFrame, type RequestInfo, type RequestInfoSource, type ResilienceContextStore } from './context-frame.js';
 
-// The frame's field types are declared with the frame; here is where callers have always found them.
-export type { RequestInfo, RequestInfoSource, ResilienceContextStore } from './context-frame.js';
+// Declared with the frame that carries it; the public API of the context is this file.
+export type { RequestInfo } from './context-frame.js';
 
 /**
  * The fields every store of one call shares (see {@link createContextStore}).

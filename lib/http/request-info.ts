@@ -1,6 +1,6 @@
 import { IncomingMessage, ServerResponse } from 'node:http';
 import { Socket } from 'node:net';
-import type { RequestInfo, RequestInfoSource } from '../context/resilience-context.js';
+import type { RequestInfo, RequestInfoSource } from '../context/context-frame.js';
 
 /**
  * What the library reads from an HTTP request, the same way on Express and Fastify.

@@ -3,8 +3,8 @@ import { RESPONSE_PASSTHROUGH_METADATA, ROUTE_ARGS_METADATA, SSE_METADATA } from
 import type { BoundMethod } from '../engine/binding/bound-method.js';
 import { ResilienceConfigError } from '../core/errors.js';
 import { applyProblemHeaders, isProblemDetailsException } from '../http/problem-details.js';
-import { runInRequestFrame } from '../context/context-frame.js';
-import { runWithRequestInfo, type RequestInfoSource } from '../context/resilience-context.js';
+import { runInRequestFrame, type RequestInfoSource } from '../context/context-frame.js';
+import { runWithRequestInfo } from '../context/resilience-context.js';
 import { httpMethodOf, requestInfoSource } from '../http/request-info.js';
 import { ResilienceErrorMapper } from '../http/resilience-error.mapper.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';

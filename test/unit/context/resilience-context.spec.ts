@@ -7,8 +7,8 @@ import {
   onAttemptSettled,
   runAttemptCleanups,
   runWithResilienceContext,
-  type ResilienceContextStore,
 } from '../../../lib/context/resilience-context.js';
+import type { ResilienceContextStore } from '../../../lib/context/context-frame.js';
 
 describe('resilience context', () => {
   it('is empty outside a decorated route or method', () => {

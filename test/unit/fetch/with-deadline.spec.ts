@@ -1,6 +1,7 @@
 import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
-import { runAttemptCleanups, runWithResilienceContext, type ResilienceContextStore } from '../../../lib/context/resilience-context.js';
+import type { ResilienceContextStore } from '../../../lib/context/context-frame.js';
+import { runAttemptCleanups, runWithResilienceContext } from '../../../lib/context/resilience-context.js';
 import { FakeClock } from '../../../lib/testing/fake-clock.js';
 import { withDeadline } from '../../../lib/fetch/with-deadline.js';
 
