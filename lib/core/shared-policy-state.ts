@@ -2,6 +2,7 @@ import { ResilienceConfigError } from './errors.js';
 import type { BreakerOpenReason, PipelineSpec, ResolvedCircuitBreakerOptions, RetryBudgetWindow } from './options.js';
 import type { PolicyEnvironment } from './policy.js';
 import type { RetryBudget } from './retry-budget.js';
+import { once } from './step.js';
 
 /**
  * The state of one shared breaker key as the backend holds it. Times are durations, never clock
@@ -177,16 +178,13 @@ export class SharedStateGuard {
     const { clock } = this.env;
     const startedAt = clock.now();
     return new Promise((resolve) => {
-      let settled = false;
-      const finish = (value: T | typeof UNAVAILABLE, failure?: unknown, slow = false) => {
-        if (settled) return;
-        settled = true;
+      const finish = once((value: T | typeof UNAVAILABLE, failure?: unknown, slow = false) => {
         clock.clearTimeout(timer);
         if (value !== UNAVAILABLE) this.slowInARow = 0;
         else if (!slow) this.down(what, failure);
         else if (this.countSlowAnswer(startedAt)) this.down(what, failure);
         resolve(value);
-      };
+      });
       const timer = clock.setTimeout(
         () => finish(UNAVAILABLE, `no answer within ${this.maxWait} ms, ${this.slowInARow + 1} time(s) in a row`, true),
         this.maxWait,

@@ -58,12 +58,16 @@ export function promiseOf<T>(run: (settle: Settle) => void): Promise<T> {
   });
 }
 
-/** `settle`, callable once; later calls are ignored (a step settled by a timeout, then by its work). @internal */
-export function once(settle: Settle): Settle {
+/**
+ * `fn`, callable once; later calls are ignored (a step settled by a timeout, then by its work).
+ * The one settle-once guard of the library: every callback that two racers may call goes through it.
+ * @internal
+ */
+export function once<A extends unknown[]>(fn: (...args: A) => void): (...args: A) => void {
   let open = true;
-  return (failed, outcome) => {
+  return (...args) => {
     if (!open) return;
     open = false;
-    settle(failed, outcome);
+    fn(...args);
   };
 }

@@ -6,7 +6,8 @@ import {
   type BoundMethod,
   type MethodInvoker,
 } from './binding/bound-method.js';
-import { currentResilienceStore, getRequestInfo, type ResilienceContextStore } from '../context/resilience-context.js';
+import type { ResilienceContextStore } from '../context/context-frame.js';
+import { currentResilienceStore, getRequestInfo } from '../context/resilience-context.js';
 import { Cancellation } from '../core/cancellation.js';
 import { OperationAbortedError } from '../core/errors.js';
 import { AttemptSettledError } from '../core/timeout.policy.js';
@@ -18,7 +19,8 @@ import { IdempotentRoutes, type IdempotentRoutePlan } from '../idempotency/idemp
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import type { ResolvedTargetPolicy } from './resilience-options.resolver.js';
-import { executeObservable, executePromise, ResiliencePipelines, runObservable, type PipelineCall } from './resilience-pipelines.js';
+import { executeObservable, executePromise, runObservable, type PipelineCall } from './pipeline-call.js';
+import { ResiliencePipelines } from './resilience-pipelines.js';
 
 /** What one application knows about one bound method of one class, computed on its first call. */
 interface MethodPlan {

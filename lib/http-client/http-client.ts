@@ -498,7 +498,7 @@ export class HttpClient {
       this.telemetry,
       clock,
     );
-    const done = once((failed, outcome) => {
+    const done = once((failed: boolean, outcome: unknown) => {
       endTelemetry(state.lastStatus, failed ? errorTypeLabel(outcome) : undefined);
       settle(failed, outcome);
     });

@@ -1,0 +1,243 @@
+// How one call runs through a pipeline: each attempt in its own resilience context (and tracing
+// span), a promise or an Observable adapted to the pipeline's callback form. The engine calls
+// these for decorated routes and provider methods; ResiliencePipelines only builds and caches the
+// pipelines they run through.
+import { Observable, from, isObservable, lastValueFrom, type Subscriber, type Subscription } from 'rxjs';
+import {
+  createContextStore,
+  runAttemptCleanups,
+  runWithResilienceContext,
+  type SharedStoreFields,
+} from '../context/resilience-context.js';
+import { runInFrame, type ResilienceContextStore } from '../context/context-frame.js';
+import { Cancellation, cancellationOf } from '../core/cancellation.js';
+import { OperationAbortedError } from '../core/errors.js';
+import type { Pipeline } from '../core/pipeline.js';
+import type { PolicyContext } from '../core/policy.js';
+import { once, promiseOf, settleWith, type Settle, type Work } from '../core/step.js';
+
+/** Marks a pipeline result that was already delivered to the subscriber as it was emitted. */
+const STREAMED: unique symbol = Symbol('streamed');
+
+/**
+ * How one call runs through a pipeline.
+ * @internal
+ */
+export interface PipelineCall {
+  /** The caller's cancellation token: the client connection, or the parent operation's attempt. */
+  readonly cancellation?: Cancellation;
+  /** The caller's signal, for callers without a token (a context store made by hand). */
+  readonly signal?: AbortSignal;
+  /** The caller's absolute deadline on the policy clock. */
+  readonly deadline?: number;
+  /** Returns `true` once the response started (nothing may be retried after it). */
+  readonly isCommitted?: () => boolean;
+  /** Arguments of the call, for fallbacks. */
+  readonly args: readonly unknown[];
+  /** Policy key, request id, route and clock of every resilience context of the call. */
+  readonly store: SharedStoreFields;
+  /** Runs the whole call (between attempts too) in a context of its own, so events carry the request id. */
+  readonly outerContext?: boolean;
+  /** Wraps each attempt (an OpenTelemetry span per attempt). */
+  readonly wrapAttempt?: AttemptWrapper;
+}
+
+/** Runs one attempt inside something (a tracing span); must return `run()`'s outcome unchanged. */
+export type AttemptWrapper = (policy: string, attempt: number, run: () => Promise<unknown>) => Promise<unknown>;
+
+function wrapped(call: PipelineCall, context: PolicyContext, run: () => Promise<unknown>): Promise<unknown> {
+  return call.wrapAttempt ? call.wrapAttempt(context.policy, context.attempt, run) : run();
+}
+
+/** The resilience context of one attempt: its token (never its signal, which would be created). */
+function attemptStore(call: PipelineCall, context: PolicyContext): ResilienceContextStore {
+  // contexts handed to the work are always built by the pipeline, so they carry a token
+  const token = cancellationOf(context) ?? Cancellation.from(context.signal);
+  return createContextStore(call.store, token, context.deadline, context.attempt, true);
+}
+
+function runCall<T>(pipeline: Pipeline, call: PipelineCall, root: Cancellation, run: () => T): T {
+  // only a fallback reads the arguments: skip the extra context switch otherwise
+  const inArguments = pipeline.stages[0]?.kind === 'fallback' ? () => runInFrame('callArguments', call.args, run) : run;
+  return call.outerContext ? runWithResilienceContext(createContextStore(call.store, root, Infinity, 0), inArguments) : inArguments();
+}
+
+/** @internal a handler result as an Observable (a plain value or a promise becomes one). */
+export function toObservable(value: unknown): Observable<unknown> {
+  return isObservable(value) ? value : from(Promise.resolve(value));
+}
+
+function finiteOrUndefined(deadline: number | undefined): number | undefined {
+  return deadline !== undefined && Number.isFinite(deadline) ? deadline : undefined;
+}
+
+/**
+ * One attempt of a call as pipeline {@link Work}: `body` runs inside the attempt's resilience
+ * context (in its tracing span when telemetry wraps attempts), and the attempt's cleanups run when
+ * it settles.
+ */
+function attemptWork(call: PipelineCall, body: (settle: Settle, store: ResilienceContextStore) => void): Work {
+  return (context, settle) => {
+    const store = attemptStore(call, context);
+    const done: Settle = (failed, outcome) => {
+      runAttemptCleanups(store);
+      settle(failed, outcome);
+    };
+    if (call.wrapAttempt) {
+      // a tracing span around the attempt: its promise API
+      settleWith(
+        wrapped(call, context, () => runWithResilienceContext(store, () => promiseOf((inner) => body(inner, store)))),
+        done,
+      );
+      return;
+    }
+    runWithResilienceContext(store, () => body(done, store));
+  };
+}
+
+/** Calls `work` and settles with its result; an Observable result is awaited to its last value. */
+function callWork(work: () => unknown, settle: Settle): void {
+  let value: unknown;
+  try {
+    value = work();
+  } catch (error) {
+    settle(true, error);
+    return;
+  }
+  if (isObservable(value)) settleWith(lastValueFrom(value), settle);
+  else settleWith(value, settle);
+}
+
+/**
+ * Runs a Promise-returning operation through `pipeline`; each attempt runs `work` inside its own
+ * resilience context. An Observable result is awaited to its last value. One promise for the
+ * whole call: the stages run in callback form.
+ * @internal
+ */
+export function executePromise<T>(pipeline: Pipeline, work: () => unknown, call: PipelineCall): Promise<T> {
+  const owned = call.cancellation === undefined && call.signal !== undefined;
+  const root = call.cancellation ?? Cancellation.from(call.signal);
+  return promiseOf<T>((settle) =>
+    runCall(pipeline, call, root, () =>
+      pipeline.run(
+        attemptWork(call, (settle) => callWork(work, settle)),
+        { cancellation: root, deadline: finiteOrUndefined(call.deadline), isCommitted: call.isCommitted },
+        owned
+          ? (failed, outcome) => {
+              root.dispose();
+              settle(failed, outcome);
+            }
+          : settle,
+      ),
+    ),
+  );
+}
+
+/**
+ * Runs an Observable-producing operation through `pipeline`. Each attempt subscribes to a fresh
+ * source (created inside the attempt's resilience context). Emissions are forwarded as they come;
+ * the first emission (or completion) ends the attempt successfully, so nothing is retried once
+ * something was emitted, and the timeouts bound the time to the first emission. Errors after that
+ * pass through `mapError` unchanged by any policy. Unsubscribing before the pipeline settled aborts
+ * the work (the client went away).
+ * @internal
+ */
+export function executeObservable(
+  pipeline: Pipeline,
+  source: () => unknown,
+  call: PipelineCall & { readonly mapError: (error: unknown) => unknown },
+): Observable<unknown> {
+  return new Observable<unknown>((subscriber) => runObservable(pipeline, source, call, subscriber));
+}
+
+/**
+ * {@link executeObservable} for a subscriber that already exists (the engine's own
+ * Observable); returns the teardown.
+ * @internal
+ */
+export function runObservable(
+  pipeline: Pipeline,
+  source: () => unknown,
+  call: PipelineCall & { readonly mapError: (error: unknown) => unknown },
+  subscriber: Subscriber<unknown>,
+): () => void {
+  const root = call.cancellation ? call.cancellation.child() : Cancellation.from(call.signal);
+  let settled = false;
+  let emitted = false;
+  let sourceCompleted = false;
+  let inner: Subscription | undefined;
+
+  const fail = (error: unknown) => subscriber.error(call.mapError(error));
+  const completeWhenDone = () => {
+    if (settled && sourceCompleted) subscriber.complete();
+  };
+
+  // the attempt settles once, with the first emission (or completion) or its error
+  const attempt = attemptWork(call, (settleAttempt, store) => {
+    // the pipeline builds every attempt's context, so its store carries a token
+    const token = store.cancellation!;
+    const settle: Settle = once((failed, outcome) => {
+      stopListening();
+      settleAttempt(failed, outcome);
+    });
+    const stopListening = token.onAbort((reason) => {
+      if (emitted) return;
+      inner?.unsubscribe();
+      settle(true, reason);
+    });
+    let source$: Observable<unknown>;
+    try {
+      source$ = toObservable(source());
+    } catch (error) {
+      settle(true, error);
+      return;
+    }
+    inner = source$.subscribe({
+      next: (value) => {
+        if (!emitted) {
+          emitted = true;
+          settle(false, STREAMED);
+        }
+        subscriber.next(value);
+      },
+      error: (error: unknown) => {
+        if (emitted) {
+          fail(error);
+          return;
+        }
+        settle(true, error);
+      },
+      complete: () => {
+        sourceCompleted = true;
+        if (emitted) completeWhenDone();
+        else settle(false, STREAMED);
+      },
+    });
+  });
+
+  runCall(pipeline, call, root, () =>
+    pipeline.run(
+      attempt,
+      { cancellation: root, deadline: finiteOrUndefined(call.deadline), isCommitted: () => emitted || (call.isCommitted?.() ?? false) },
+      (failed, result) => {
+        settled = true;
+        if (failed) {
+          if (!subscriber.closed) fail(result);
+          return;
+        }
+        if (result === STREAMED) {
+          if (!emitted || sourceCompleted) subscriber.complete();
+          return;
+        }
+        subscriber.next(result);
+        subscriber.complete();
+      },
+    ),
+  );
+
+  return () => {
+    if (!settled) root.abort(new OperationAbortedError('the subscriber unsubscribed before the operation finished'));
+    inner?.unsubscribe();
+    root.dispose();
+  };
+}
