@@ -30,4 +30,3 @@ export {
   type ProblemDetails,
   type ProblemDetailsInit,
 } from './http/problem-details.js';
-export { DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_MAX_POLICY_KEYS, DEFAULT_TOTAL_TIMEOUT_MS } from './engine/resilience-options.resolver.js';

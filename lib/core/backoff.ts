@@ -1,7 +1,5 @@
+import { DEFAULT_BACKOFF } from './defaults.js';
 import type { BackoffInfo, BackoffOptions, Jitter } from './options.js';
-
-/** Defaults of the exponential backoff (DESIGN §6). @internal */
-export const DEFAULT_BACKOFF = { type: 'exponential', base: 100, factor: 2, jitter: 'full' } as const;
 
 function applyJitter(delay: number, jitter: Jitter, info: BackoffInfo): number {
   if (jitter === 'full') return info.random.next() * delay;

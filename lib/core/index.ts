@@ -6,6 +6,13 @@ export * from './events.js';
 export * from './policy.js';
 export { throwIfAborted } from './signals.js';
 export * from './options.js';
+export {
+  DEFAULT_ATTEMPT_TIMEOUT_MS,
+  DEFAULT_FALLBACK_ON,
+  DEFAULT_MAX_POLICY_KEYS,
+  DEFAULT_RETRY_BUDGET,
+  DEFAULT_TOTAL_TIMEOUT_MS,
+} from './defaults.js';
 export { computeBackoffDelay } from './backoff.js';
 export { isTransientError, statusOf } from './classify.js';
 export { retryAfterMsOf } from './retry-after.js';
@@ -47,8 +54,6 @@ export {
   type PipelineStageKind,
 } from './pipeline.js';
 export {
-  DEFAULT_FALLBACK_ON,
-  DEFAULT_RETRY_BUDGET,
   isBreakerFailure,
   resolveBulkheadOptions,
   resolveCircuitBreakerOptions,

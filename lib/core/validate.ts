@@ -1,4 +1,5 @@
-import { DEFAULT_BACKOFF, maxBackoffDelay } from './backoff.js';
+import { maxBackoffDelay } from './backoff.js';
+import { DEFAULT_BACKOFF, DEFAULT_FALLBACK_ON, DEFAULT_RETRY_BUDGET } from './defaults.js';
 import { statusOf } from './classify.js';
 import { isOperationAbortedError, ResilienceConfigError } from './errors.js';
 import { isUpstreamError, type UpstreamErrorCode } from './upstream-http.error.js';
@@ -6,7 +7,6 @@ import type {
   BackoffOptions,
   BulkheadOptions,
   CircuitBreakerOptions,
-  FallbackCause,
   FallbackOptions,
   PipelineSpec,
   ResolvedBulkheadOptions,
@@ -17,12 +17,6 @@ import type {
   RetryOptions,
   TimeoutOptions,
 } from './options.js';
-
-/** Retry budget defaults: 20 % of calls over 10 s, floor 10 retries/s (DESIGN §6). @publicApi */
-export const DEFAULT_RETRY_BUDGET: Required<RetryBudgetOptions> = Object.freeze({ ratio: 0.2, window: 10_000, minRetriesPerSecond: 10, shared: false });
-
-/** Causes a fallback catches when `on` is not given. @publicApi */
-export const DEFAULT_FALLBACK_ON: readonly FallbackCause[] = Object.freeze(['timeout', 'circuit_open', 'bulkhead_rejected', 'retries_exhausted', 'transient']);
 
 /** `UpstreamError` codes of calls that never reached the dependency, or that its caller ended. */
 const NOT_SENT_CODES: ReadonlySet<UpstreamErrorCode> = new Set(['rate_limited', 'circuit_open', 'bulkhead_rejected', 'aborted']);

@@ -1,4 +1,5 @@
 import { systemClock } from '../core/clock.js';
+import { DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_MAX_POLICY_KEYS, DEFAULT_TOTAL_TIMEOUT_MS } from '../core/defaults.js';
 import { ResilienceConfigError } from '../core/errors.js';
 import type { BulkheadOptions, CircuitBreakerOptions, PipelineSpec, RetryOptions, TimeoutOptions } from '../core/options.js';
 import { systemRandom } from '../core/random.js';
@@ -25,13 +26,6 @@ import {
   TIMEOUT_METADATA,
   USE_POLICY_METADATA,
 } from '../resilience.constants.js';
-
-/** Deadline of a decorated route or method when nothing else is configured (DESIGN §6). @publicApi */
-export const DEFAULT_TOTAL_TIMEOUT_MS = 30_000;
-/** Attempt timeout of a decorated route or method when nothing else is configured (DESIGN §6). @publicApi */
-export const DEFAULT_ATTEMPT_TIMEOUT_MS = 10_000;
-/** Default of `maxPolicyKeys`. @publicApi */
-export const DEFAULT_MAX_POLICY_KEYS = 1000;
 
 const TIMEOUT_STATUSES: readonly TimeoutStatus[] = [503, 504, 408];
 

@@ -8,6 +8,7 @@ import { Cancellation, cancellationOf } from '../core/cancellation.js';
 import { abortErrorOf, isTransientError } from '../core/classify.js';
 import { retryAfterMsOf } from '../core/retry-after.js';
 import { systemClock } from '../core/clock.js';
+import { DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_TOTAL_TIMEOUT_MS } from '../core/defaults.js';
 import { isResilienceError, ResilienceConfigError } from '../core/errors.js';
 import { errorTypeOf, type ResilienceEventSink } from '../core/events.js';
 import type { BulkheadOptions, CircuitBreakerOptions, PipelineSpec, RetryOptions, TimeoutOptions } from '../core/options.js';
@@ -44,8 +45,6 @@ const MAX_CONTRACT_ISSUES = 20;
 const DEFAULT_CONNECTIONS = 64;
 /** Origins whose pipelines and gate a client keeps (the registry caps breaker state the same way). */
 const MAX_ORIGINS = 1000;
-const DEFAULT_TOTAL_TIMEOUT_MS = 30_000;
-const DEFAULT_ATTEMPT_TIMEOUT_MS = 10_000;
 
 /**
  * The module-wide settings a client starts from (what `ResilienceModule.forRoot()` resolved).
