@@ -2,16 +2,11 @@ import { Cancellation, contextWith } from './cancellation.js';
 import { abortErrorOf } from './classify.js';
 import { FallbackPolicy } from './fallback.policy.js';
 import type {
-  BulkheadOptions,
-  CircuitBreakerOptions,
-  FallbackOptions,
   PipelineSpec,
   ResolvedBulkheadOptions,
   ResolvedCircuitBreakerOptions,
   ResolvedFallbackOptions,
   ResolvedRetryOptions,
-  RetryOptions,
-  TimeoutOptions,
 } from './options.js';
 import type { PolicyContext, PolicyEnvironment } from './policy.js';
 import type { PolicyRegistry } from './policy-registry.js';

@@ -1,89 +1,56 @@
 import { randomUUID } from 'node:crypto';
-import type { IncomingHttpHeaders } from 'node:http';
-import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
 import { currentInFrame } from '../context/context-frame.js';
 import { getRequestInfo } from '../context/resilience-context.js';
-import { Cancellation, cancellationOf } from '../core/cancellation.js';
-import { abortErrorOf, isTransientError } from '../core/classify.js';
-import { retryAfterMsOf } from '../core/retry-after.js';
+import { Cancellation } from '../core/cancellation.js';
+import { abortErrorOf } from '../core/classify.js';
 import { systemClock } from '../core/clock.js';
-import { DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_TOTAL_TIMEOUT_MS } from '../core/defaults.js';
-import { isResilienceError, ResilienceConfigError } from '../core/errors.js';
-import { errorTypeOf, type ResilienceEventSink } from '../core/events.js';
-import type { BulkheadOptions, CircuitBreakerOptions, PipelineSpec, RetryOptions, TimeoutOptions } from '../core/options.js';
+import { ResilienceConfigError } from '../core/errors.js';
+import type { ResilienceEventSink } from '../core/events.js';
+import type { PipelineSpec } from '../core/options.js';
 import { createPipeline, type Pipeline } from '../core/pipeline.js';
 import type { PolicyEnvironment } from '../core/policy.js';
 import { PolicyRegistry } from '../core/policy-registry.js';
 import { systemRandom } from '../core/random.js';
+import { retryAfterMsOf } from '../core/retry-after.js';
 import { requireSharedState } from '../core/shared-policy-state.js';
-import { once, promiseOf, type Settle, type Work } from '../core/step.js';
-import { errorBodyOf } from '../core/error-body.js';
-import { isUpstreamError, UpstreamContractError, UpstreamError, UpstreamHttpError, type UpstreamContractIssue } from '../core/upstream-http.error.js';
+import { once, promiseOf, type Settle } from '../core/step.js';
+import { isUpstreamError, UpstreamError, UpstreamHttpError } from '../core/upstream-http.error.js';
 import type { CircuitBreakerSnapshot } from '../core/circuit-breaker.policy.js';
 import { REQUEST_ID_HEADER, REQUEST_TIMEOUT_HEADER } from '../fetch/with-deadline.js';
-import type { NamedPolicyOptions } from '../interfaces/resilience-module-options.interface.js';
+import { errorTypeLabel, gateRefusalError, toUpstreamError } from './call-errors.js';
+import type { CallState, RawAnswer } from './call-state.js';
+import {
+  parseBaseUrl,
+  resolveClientSpec,
+  validateClientOptions,
+  withoutSharedState,
+  type HttpClientDependencies,
+} from './client-spec.js';
+import { dispatchRequest } from './dispatch-handler.js';
+import { hedgedAttempt, type ReserveRequest, type SendRequest } from './hedging.js';
 import type {
   DataOf,
-  HedgingOptions,
   HttpCallOptions,
-  HttpCallRecord,
   HttpClientOptions,
   HttpMethod,
   HttpRequestOptions,
   HttpResponse,
-  QueryValue,
 } from './http-client.options.js';
 import { httpClientTelemetryOptions, startRequestTelemetry, type HttpClientTelemetryOptions } from './http-client.telemetry.js';
 import { OriginGate } from './origin-gate.js';
+import { callUrl, joinPath, serializeBody } from './request-parts.js';
+import { errorBodyOfAnswer, readBody } from './response-body.js';
+
+export type { HttpClientDefaults, HttpClientDependencies } from './client-spec.js';
 
 /** Methods whose repetition has no extra effect (RFC 9110 §9.2.2): retried without a key. */
 const IDEMPOTENT_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 /** Methods that may be hedged: reads only. */
 const HEDGEABLE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
-const MAX_CONTRACT_ISSUES = 20;
 const DEFAULT_CONNECTIONS = 64;
 /** Origins whose pipelines and gate a client keeps (the registry caps breaker state the same way). */
 const MAX_ORIGINS = 1000;
-
-/**
- * The module-wide settings a client starts from (what `ResilienceModule.forRoot()` resolved).
- * @publicApi
- */
-export interface HttpClientDefaults {
-  /** Module retry defaults (`forRoot({ retry })`); a client adds `maxAttempts: 3` under them. @default {} */
-  readonly retry?: RetryOptions;
-  /** Module timeouts (`forRoot({ timeout })`). @default { total: 30_000, attempt: 10_000 } */
-  readonly timeout?: TimeoutOptions;
-  /** Module breaker defaults (`forRoot({ circuitBreaker })`). @default {} (the breaker's own defaults) */
-  readonly circuitBreaker?: CircuitBreakerOptions;
-}
-
-/**
- * What a client shares with the rest of the application. `ResilientHttpModule` passes the
- * `ResilienceModule`'s; standalone clients get their own.
- * @publicApi
- */
-export interface HttpClientDependencies {
-  /** Clock, randomness and event sink of the policies. @default systemClock, systemRandom, no events */
-  readonly env?: PolicyEnvironment;
-  /**
-   * Where breaker, bulkhead and retry budget state lives (keyed `http:<client>@<origin>`); its
-   * `sharedState` backend serves the client's `circuitBreaker.shared` and `retry.budget.shared`.
-   * @default a registry of its own (no shared state)
-   * @example
-   * new PolicyRegistry(env, { sharedState: new RedisPolicyState({ client }) })
-   */
-  readonly registry?: PolicyRegistry;
-  /** Named policies a client may refer to with its `policy` option. @default {} */
-  readonly policies?: Readonly<Record<string, NamedPolicyOptions>>;
-  /** Module defaults. @default retry maxAttempts 3, timeout 30 s total / 10 s attempt, breaker defaults */
-  readonly defaults?: HttpClientDefaults;
-  /** Telemetry settings (`ResilienceModule.forRoot({ telemetry })`). @default enabled, tracer and meter `nest-resilience` */
-  readonly telemetry?: { readonly enabled?: boolean; readonly tracerName?: string; readonly meterName?: string };
-  /** Called once per call, when it ends (the structured log event). */
-  readonly onCall?: (record: HttpCallRecord, error: UpstreamError | undefined) => void;
-}
 
 /** The pipelines of one origin: with retries, and without (non-idempotent calls that carry no key). */
 interface OriginPipelines {
@@ -93,53 +60,8 @@ interface OriginPipelines {
   readonly gate: OriginGate;
 }
 
-/** Everything one call needs, computed once. */
-/** A whole answer, buffered by {@link HttpClient}'s dispatch handler. */
-interface RawAnswer {
-  readonly status: number;
-  readonly headers: IncomingHttpHeaders;
-  readonly body: Buffer;
-}
-
-/** Bytes of an error answer decoded for {@link UpstreamHttpError.body} (which keeps 4096 characters). */
-const MAX_ERROR_BODY_BYTES = 16_384;
-
-interface CallState {
-  readonly method: HttpMethod;
-  /** The full URL called. */
-  readonly href: string;
-  /** Its origin (`http://host:port`): keys the pipelines and the gate. */
-  readonly origin: string;
-  /** A parsed URL of the origin (the base URL's, for relative paths): host and port for telemetry. */
-  readonly target: URL;
-  readonly route: string;
-  readonly headers: Record<string, string>;
-  readonly body: string | Uint8Array | undefined;
-  readonly responseType: NonNullable<HttpCallOptions['responseType']>;
-  readonly schema: StandardSchemaV1 | undefined;
-  readonly hedging: HedgingOptions | undefined;
-  readonly gate: OriginGate;
-  /** The call's deadline: the caller's or the client's total timeout, whichever ends sooner (for the gate and the budget header). */
-  readonly deadline: number;
-  /** Requests sent so far (retries and hedges included). */
-  sent: number;
-  /** Status of the last answer. */
-  lastStatus: number | undefined;
-  /** Whether the first request already holds a rate-limit token (taken before the pipeline started). */
-  firstReserved: boolean;
-}
-
 /** The event sink of a client without one: it wants nothing, so per-attempt events are not even built. */
 const NO_EVENTS: ResilienceEventSink = Object.assign(() => undefined, { wants: () => false });
-
-/** Abort reason of a hedged request that lost the race. */
-class HedgeLostError extends Error {
-  constructor() {
-    super('Another request of the same hedged attempt answered first; this one was cancelled.');
-    this.name = 'HedgeLostError';
-  }
-}
-const HEDGE_LOST = new HedgeLostError();
 
 /**
  * A resilient HTTP client for one dependency, on undici (a keep-alive pool per origin). Every call
@@ -309,7 +231,7 @@ export class HttpClient {
     const { clock } = this.env;
     const started = clock.now();
     const method = (options.method ?? 'GET').toUpperCase() as HttpMethod;
-    const { href, target } = this.urlOf(options.path, options.query);
+    const { href, target } = callUrl(this.base, options.path, options.query);
     const route = options.route ?? options.path.split('?')[0]!;
     const origin = this.pipelinesFor(target === this.base ? this.baseOrigin : target.origin);
     const headers = this.headersOf(options, method, route);
@@ -355,7 +277,7 @@ export class HttpClient {
   private start(state: CallState, pipeline: Pipeline, root: Cancellation, started: number, release: () => void, settle: Settle): void {
     const finish: Settle = (failed, outcome) => {
       release();
-      const error = failed ? this.toUpstreamError(outcome, state) : undefined;
+      const error = failed ? toUpstreamError(outcome, state, this.name) : undefined;
       this.report(state, started, error);
       settle(failed, error ?? outcome);
     };
@@ -375,113 +297,16 @@ export class HttpClient {
       // through `root`, with the caller's reason (its attempt timeout stays retryable for it). Had
       // the client's timer fired first at the same instant, the caller would see a deadline error
       // of the client's, which it never retries.
-      pipeline.run(this.attemptWork(state), { cancellation: root }, finish);
+      pipeline.run(hedgedAttempt(state, this.env.clock, this.reserve, this.send), { cancellation: root }, finish);
     });
   }
 
-  /** One attempt: the request, hedged when the call asks for it; the first success wins. */
-  private attemptWork(state: CallState): Work {
-    return (context, settle) => {
-      const parent = cancellationOf(context) ?? Cancellation.from(context.signal);
-      const hedges = state.hedging ? Math.min(3, Math.max(1, state.hedging.maxHedges ?? 1)) : 0;
-      const children: Cancellation[] = [];
-      /** Children whose request has not ended: only they are aborted when the attempt ends. */
-      const pending = new Set<Cancellation>();
-      let running = 0;
-      let launched = 0;
-      let timer: unknown;
-      let open = true;
-      const finish = (failed: boolean, outcome: unknown) => {
-        if (!open) return;
-        open = false;
-        if (timer !== undefined) this.env.clock.clearTimeout(timer);
-        for (const child of children) {
-          // a request that already ended is only unlinked: aborting it would make undici tear
-          // down a response stream it has finished with
-          if (pending.has(child) && !child.aborted) child.abort(HEDGE_LOST);
-          child.dispose();
-        }
-        settle(failed, outcome);
-      };
-      const launch = (reserved: boolean) => {
-        timer = undefined;
-        const child = parent.child();
-        children.push(child);
-        pending.add(child);
-        launched++;
-        running++;
-        const ended: Settle = (failed, outcome) => {
-          pending.delete(child);
-          running--;
-          if (!failed) finish(false, outcome);
-          // the last request running failed: the attempt failed (a pending hedge is not sent)
-          else if (running === 0) finish(true, outcome);
-        };
-        const sendNow = () => {
-          if (child.aborted) ended(true, abortErrorOf(child));
-          else this.send(state, child, context.deadline, ended);
-        };
-        if (reserved) sendNow();
-        else
-          this.reserve(state, child, (refusal) => {
-            if (refusal !== undefined) ended(true, refusal);
-            else sendNow();
-          });
-        if (launched <= hedges) {
-          timer = this.env.clock.setTimeout(() => {
-            // a hedge is only worth it when it can go now: it never waits for the rate limit
-            if (open && state.gate.pausedUntil === undefined) launch(false);
-          }, state.hedging!.delay);
-        }
-      };
-      const reserved = state.firstReserved;
-      state.firstReserved = false;
-      launch(reserved);
-    };
-  }
-
-  /**
-   * Waits for the origin's gate (rate limit, `Retry-After` pause) on the clock, then calls `go()`;
-   * calls `go(error)` at once when the wait would pass the call's deadline. A `token` aborted while
-   * waiting hands the reservation back and ends the wait (the caller sees the abort).
-   */
-  private reserve(state: CallState, token: Cancellation, go: (refusal?: UpstreamError) => void): void {
-    const reservation = state.gate.reserve(state.deadline);
-    if ('refusedForMs' in reservation) {
-      const seconds = Math.ceil(reservation.refusedForMs / 1000);
-      const why =
-        reservation.reason === 'halted'
-          ? `${state.origin} asked for a pause (Retry-After) of another ${seconds} s`
-          : `the client's rate limit for ${state.origin} would delay it by ${reservation.refusedForMs} ms`;
-      go(
-        new UpstreamError('rate_limited', `The call of client "${this.name}" was not sent: ${why}, which ends after the call's deadline. Retry later or give the call a longer deadline.`, {
-          retryAfterMs: reservation.refusedForMs,
-          attempts: 0,
-          client: this.name,
-          method: state.method,
-          url: state.href,
-        }),
-      );
-      return;
-    }
-    if (reservation.waitMs <= 0) {
-      go();
-      return;
-    }
-    const { clock } = this.env;
-    const unsubscribe = token.onAbort(() => {
-      clock.clearTimeout(timer);
-      reservation.release();
-      go();
-    });
-    const timer = clock.setTimeout(() => {
-      unsubscribe();
-      go();
-    }, reservation.waitMs);
-  }
+  /** Waits for the origin's gate (rate limit, `Retry-After` pause) within the call's deadline. */
+  private readonly reserve: ReserveRequest = (state, token, go) =>
+    state.gate.wait(state.deadline, token, (refusal) => go(refusal && gateRefusalError(refusal, state, this.name)));
 
   /** Sends one request with `token`'s signal and settles with the parsed answer or the failure. */
-  private send(state: CallState, token: Cancellation, attemptDeadline: number, settle: Settle): void {
+  private readonly send: SendRequest = (state, token, attemptDeadline, settle) => {
     const { clock } = this.env;
     const resendCount = state.sent;
     state.sent++;
@@ -501,7 +326,7 @@ export class HttpClient {
       endTelemetry(state.lastStatus, failed ? errorTypeLabel(outcome) : undefined);
       settle(failed, outcome);
     });
-    this.exchange(state, token, headers, (failed, outcome) => {
+    dispatchRequest(this.dispatcher, this.name, state, token, headers, (failed, outcome) => {
       if (failed) {
         done(true, outcome);
         return;
@@ -511,140 +336,21 @@ export class HttpClient {
         (error: unknown) => done(true, token.aborted && !isUpstreamError(error) ? token.reason : error),
       );
     });
-  }
-
-  /**
-   * One request through `dispatcher.dispatch()` with a handler that buffers the answer: cancelled
-   * through the controller undici hands over, so a request costs no `AbortSignal`, no listener on
-   * one and no body stream (measured: `undici.request({ signal })` keeps 0.75–0.88 of a plain
-   * request, a handler-driven dispatch is faster than either; BENCHMARKS.md). A token aborted
-   * before undici starts the request settles the call at once, and the request is aborted as soon
-   * as undici starts it.
-   */
-  private exchange(state: CallState, token: Cancellation, headers: Record<string, string>, settle: Settle): void {
-    // a token that is already aborted never calls its listeners: nothing may be sent
-    if (token.aborted) {
-      settle(true, token.reason);
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let controller: Dispatcher.DispatchController | undefined;
-    let status = 0;
-    let answerHeaders: IncomingHttpHeaders = {};
-    let open = true;
-    const finish: Settle = (failed, outcome) => {
-      if (!open) return;
-      open = false;
-      unsubscribe();
-      settle(failed, outcome);
-    };
-    const unsubscribe = token.onAbort((reason) => {
-      controller?.abort(asError(reason));
-      finish(true, reason);
-    });
-    try {
-      this.dispatcher.dispatch(
-        { origin: state.origin, path: state.href.slice(state.origin.length) || '/', method: state.method, headers, body: state.body ?? null },
-        {
-          onRequestStart: (started) => {
-            controller = started;
-            if (!open && token.aborted) started.abort(asError(token.reason));
-          },
-          onResponseStart: (_controller, statusCode, responseHeaders) => {
-            status = statusCode;
-            answerHeaders = responseHeaders;
-            state.lastStatus = statusCode;
-          },
-          onResponseData: (_controller, chunk) => {
-            // a 2xx body the caller asked not to read is not kept
-            if (state.responseType !== 'none' || status < 200 || status > 299) chunks.push(chunk);
-          },
-          onResponseEnd: () => finish(false, { status, headers: answerHeaders, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) } satisfies RawAnswer),
-          onResponseError: (_controller, error) => finish(true, token.aborted ? token.reason : this.networkError(error, state)),
-        },
-      );
-    } catch (error) {
-      finish(true, this.networkError(error, state));
-    }
-  }
+  };
 
   /** A 2xx answer as an {@link HttpResponse}; anything else as an {@link UpstreamHttpError} (pausing the origin on a 429/503 `Retry-After`). */
   private async readAnswer(state: CallState, answer: RawAnswer): Promise<HttpResponse<unknown>> {
     const { status, headers } = answer;
     if (status < 200 || status > 299) {
-      const body = errorBodyOf(answer.body.subarray(0, MAX_ERROR_BODY_BYTES).toString('utf8'), String(headers['content-type'] ?? ''));
+      const body = errorBodyOfAnswer(answer);
       const retryAfterMs = retryAfterMsOf({ headers }, this.env.clock.now());
       if ((status === 429 || status === 503) && retryAfterMs !== undefined && retryAfterMs > 0 && this.options.haltOnRetryAfter !== false) {
         state.gate.halt(this.env.clock.now() + retryAfterMs);
       }
       throw new UpstreamHttpError(status, { body, headers, retryAfterMs, client: this.name, method: state.method, url: state.href });
     }
-    const data = await this.readBody(state, answer);
+    const data = await readBody(state, answer, this.name);
     return { status, headers, data, attempts: state.sent };
-  }
-
-  private async readBody(state: CallState, answer: RawAnswer): Promise<unknown> {
-    const { body, headers, status } = answer;
-    const type = String(headers['content-type'] ?? '');
-    switch (state.responseType) {
-      case 'none':
-        return undefined;
-      case 'bytes':
-        // a copy: a small buffer may be a slice of Node's shared pool
-        return new Uint8Array(body);
-      case 'text':
-        return body.toString('utf8');
-      case 'auto':
-        if (!/[/+]json\b/i.test(type)) return body.toString('utf8');
-        return parseJson(body.toString('utf8'), status, state, this.name, false);
-      case 'json': {
-        const value = parseJson(body.toString('utf8'), status, state, this.name, state.schema !== undefined);
-        return state.schema ? validate(state.schema, value, status, state, this.name) : value;
-      }
-    }
-  }
-
-  private networkError(error: unknown, state: CallState): unknown {
-    if (isResilienceError(error) || isUpstreamError(error)) return error;
-    const message = error instanceof Error ? error.message : String(error);
-    return new UpstreamError('network', `The call of client "${this.name}" to ${state.origin} failed before an answer arrived: ${message}`, {
-      retryable: isTransientError(error),
-      cause: error,
-      client: this.name,
-      method: state.method,
-      url: state.href,
-    });
-  }
-
-  /** Turns whatever ended the call into an {@link UpstreamError} carrying the number of requests sent. */
-  private toUpstreamError(error: unknown, state: CallState): UpstreamError {
-    let cause = error;
-    if (isResilienceError(cause) && cause.code === 'retries_exhausted') cause = cause.cause;
-    if (isUpstreamError(cause)) {
-      cause.attempts = state.sent;
-      return cause;
-    }
-    const common = { client: this.name, method: state.method, url: state.href, attempts: state.sent, cause };
-    const who = `The call of client "${this.name}" to ${state.origin}`;
-    if (isResilienceError(cause)) {
-      const withHint = cause as { retryAfterMs?: number };
-      switch (cause.code) {
-        case 'attempt_timeout':
-          return new UpstreamError('timeout', `${who} timed out: ${cause.message}`, { ...common, retryable: true });
-        case 'timeout':
-          return new UpstreamError('timeout', `${who} did not finish within its deadline: ${cause.message}`, common);
-        case 'circuit_open':
-          return new UpstreamError('circuit_open', `${who} was not sent: ${cause.message}`, { ...common, retryAfterMs: withHint.retryAfterMs });
-        case 'bulkhead_rejected':
-          return new UpstreamError('bulkhead_rejected', `${who} was not sent: ${cause.message}`, { ...common, retryAfterMs: withHint.retryAfterMs });
-        case 'aborted':
-          return new UpstreamError('aborted', `${who} was aborted by its caller.`, common);
-      }
-    }
-    return new UpstreamError('network', `${who} failed: ${cause instanceof Error ? cause.message : String(cause)}`, {
-      ...common,
-      retryable: isTransientError(cause),
-    });
   }
 
   private report(state: CallState, started: number, error: UpstreamError | undefined): void {
@@ -685,27 +391,6 @@ export class HttpClient {
       if (this.origins.size > MAX_ORIGINS) this.origins.delete(this.origins.keys().next().value!);
     }
     return pipelines;
-  }
-
-  /**
-   * The URL of a call: a relative path is appended to the base URL as a string (no URL is parsed
-   * per call), an absolute URL is parsed; `target` is the parsed origin for pipelines and telemetry.
-   */
-  private urlOf(path: string, query: HttpCallOptions['query']): { href: string; target: URL } {
-    const absolute = /^https?:\/\//i.test(path);
-    const target = absolute ? new URL(path) : this.base;
-    let href = absolute ? target.href : joinPath(this.base, path);
-    if (query) {
-      const params = new URLSearchParams();
-      for (const [name, value] of Object.entries(query) as Array<[string, QueryValue]>) {
-        if (value === undefined) continue;
-        if (Array.isArray(value)) for (const item of value) params.append(name, String(item));
-        else params.append(name, String(value));
-      }
-      const search = params.toString();
-      if (search !== '') href += `${href.includes('?') ? '&' : '?'}${search}`;
-    }
-    return { href, target };
   }
 
   private headersOf(options: HttpRequestOptions, method: HttpMethod, route: string): Record<string, string> {
@@ -752,163 +437,4 @@ function noop(): void {}
 function requestIdField(): { requestId?: string } {
   const requestId = getRequestInfo()?.requestId;
   return requestId === undefined ? {} : { requestId };
-}
-
-function errorTypeLabel(error: unknown): string {
-  if (isUpstreamError(error)) return error.status !== undefined && error.code === 'http_status' ? String(error.status) : error.code;
-  return errorTypeOf(error) ?? 'unknown';
-}
-
-function joinPath(base: URL, path: string): string {
-  const prefix = base.href.replace(/\/+$/, '');
-  return path === '' ? prefix : `${prefix}${path.startsWith('/') ? '' : '/'}${path}`;
-}
-
-function serializeBody(body: unknown, headers: Record<string, string>): string | Uint8Array | undefined {
-  if (body === undefined) return undefined;
-  if (typeof body === 'string' || body instanceof Uint8Array) return body;
-  headers['content-type'] ??= 'application/json';
-  return JSON.stringify(body);
-}
-
-/** undici's controller takes an Error as the abort reason. */
-function asError(reason: unknown): Error {
-  return reason instanceof Error ? reason : new Error(String(reason));
-}
-
-function parseJson(text: string, status: number, state: CallState, client: string, strict: boolean): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    if (!strict && text === '') return undefined;
-    throw new UpstreamContractError(status, [{ path: '$', message: 'The body is not valid JSON.' }], {
-      client,
-      method: state.method,
-      url: state.href,
-    });
-  }
-}
-
-async function validate(schema: StandardSchemaV1, value: unknown, status: number, state: CallState, client: string): Promise<unknown> {
-  const result = await schema['~standard'].validate(value);
-  if (result.issues === undefined) return result.value;
-  const issues: UpstreamContractIssue[] = result.issues.slice(0, MAX_CONTRACT_ISSUES).map((issue) => ({
-    path: formatPath(issue.path),
-    message: issue.message,
-  }));
-  throw new UpstreamContractError(status, issues, { client, method: state.method, url: state.href });
-}
-
-/** A Standard Schema issue path as `$.items[0].id`. */
-function formatPath(path: StandardSchemaV1.Issue['path']): string {
-  let result = '$';
-  for (const segment of path ?? []) {
-    const key = typeof segment === 'object' && segment !== null ? segment.key : segment;
-    if (typeof key === 'number') result += `[${key}]`;
-    else if (typeof key === 'string' && /^[A-Za-z_$][\w$]*$/.test(key)) result += `.${key}`;
-    else result += `[${JSON.stringify(String(key))}]`;
-  }
-  return result;
-}
-
-function parseBaseUrl(name: string, baseUrl: string): URL {
-  let url: URL;
-  try {
-    url = new URL(baseUrl);
-  } catch {
-    throw new ResilienceConfigError(`The HTTP client "${name}" has baseUrl ${JSON.stringify(baseUrl)}, which is not an absolute URL. Give one such as "https://api.example.com/v1".`);
-  }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
-    throw new ResilienceConfigError(`The HTTP client "${name}" has baseUrl ${JSON.stringify(baseUrl)}. Use an http: or https: URL.`);
-  }
-  return url;
-}
-
-function validateClientOptions(name: string, options: HttpClientOptions): void {
-  const where = `The HTTP client "${name}"`;
-  const { rateLimit, hedging, connections } = options;
-  if (rateLimit) {
-    if (!(rateLimit.requestsPerSecond > 0) || !Number.isFinite(rateLimit.requestsPerSecond)) {
-      throw new ResilienceConfigError(`${where} has rateLimit.requestsPerSecond ${String(rateLimit.requestsPerSecond)}. Give a number > 0, or rateLimit: false.`);
-    }
-    if (rateLimit.burst !== undefined && !(Number.isInteger(rateLimit.burst) && rateLimit.burst >= 1)) {
-      throw new ResilienceConfigError(`${where} has rateLimit.burst ${String(rateLimit.burst)}. Give a whole number >= 1.`);
-    }
-  }
-  if (hedging) {
-    if (!(hedging.delay > 0) || !Number.isFinite(hedging.delay)) {
-      throw new ResilienceConfigError(`${where} has hedging.delay ${String(hedging.delay)}. Give a delay in ms > 0, or hedging: false.`);
-    }
-    if (hedging.maxHedges !== undefined && !(Number.isInteger(hedging.maxHedges) && hedging.maxHedges >= 1 && hedging.maxHedges <= 3)) {
-      throw new ResilienceConfigError(`${where} has hedging.maxHedges ${String(hedging.maxHedges)}. Give 1, 2 or 3.`);
-    }
-  }
-  if (connections !== undefined && !(Number.isInteger(connections) && connections >= 1)) {
-    throw new ResilienceConfigError(`${where} has connections ${String(connections)}. Give a whole number >= 1.`);
-  }
-  if (options.idempotencyKeys !== undefined && options.idempotencyKeys !== 'auto' && options.idempotencyKeys !== 'explicit') {
-    throw new ResilienceConfigError(`${where} has idempotencyKeys ${JSON.stringify(options.idempotencyKeys)}. Use 'auto' or 'explicit'.`);
-  }
-}
-
-/** `@Timeout(ms)`'s rule for a named policy's number: an attempt timeout when retries are on. */
-function timeoutOf(value: number | TimeoutOptions | undefined, retries: boolean): TimeoutOptions {
-  if (value === undefined) return {};
-  if (typeof value === 'number') return retries ? { attempt: value } : { total: value };
-  return value;
-}
-
-/**
- * The pipeline spec of a client: its own options over the named policy over the module defaults.
- * @internal
- */
-export function resolveClientSpec(name: string, options: HttpClientOptions, dependencies: HttpClientDependencies): Omit<PipelineSpec, 'key'> {
-  const defaults = dependencies.defaults ?? {};
-  let named: NamedPolicyOptions = {};
-  if (options.policy !== undefined) {
-    const found = dependencies.policies?.[options.policy];
-    if (found === undefined) {
-      const known = Object.keys(dependencies.policies ?? {});
-      throw new ResilienceConfigError(
-        `The HTTP client "${name}" uses the named policy "${options.policy}", which does not exist. ${known.length === 0 ? 'Add it to ResilienceModule.forRoot({ policies }).' : `Known policies: ${known.map((k) => `"${k}"`).join(', ')}.`}`,
-      );
-    }
-    named = found;
-  }
-  const retry: RetryOptions | undefined =
-    options.retry === false
-      ? undefined
-      : { maxAttempts: 3, ...defaults.retry, ...withoutNestFields(named.retry), ...options.retry };
-  const namedTimeout = timeoutOf(named.timeout, retry !== undefined);
-  const total = options.timeout?.total ?? namedTimeout.total ?? defaults.timeout?.total ?? DEFAULT_TOTAL_TIMEOUT_MS;
-  const attempt = options.timeout?.attempt ?? namedTimeout.attempt ?? Math.min(defaults.timeout?.attempt ?? DEFAULT_ATTEMPT_TIMEOUT_MS, total);
-  const circuitBreaker: CircuitBreakerOptions | undefined =
-    options.circuitBreaker === false
-      ? undefined
-      : { ...defaults.circuitBreaker, ...withoutNestFields(named.circuitBreaker), ...options.circuitBreaker };
-  const bulkheadParts = [withoutNestFields(named.bulkhead), options.bulkhead || undefined].filter((part) => part !== undefined);
-  const bulkhead: BulkheadOptions | undefined = options.bulkhead === false || bulkheadParts.length === 0 ? undefined : Object.assign({}, ...bulkheadParts);
-  return {
-    timeout: { total, attempt },
-    ...(retry === undefined ? {} : { retry }),
-    ...(circuitBreaker === undefined ? {} : { circuitBreaker }),
-    ...(bulkhead === undefined ? {} : { bulkhead }),
-  };
-}
-
-/** `spec` with its breaker and retry budget kept in-process. */
-function withoutSharedState(spec: Omit<PipelineSpec, 'key'>): Omit<PipelineSpec, 'key'> {
-  const { circuitBreaker, retry } = spec;
-  return {
-    ...spec,
-    ...(circuitBreaker === undefined ? {} : { circuitBreaker: { ...circuitBreaker, shared: false } }),
-    ...(retry?.budget ? { retry: { ...retry, budget: { ...retry.budget, shared: false } } } : {}),
-  };
-}
-
-/** A decorator option object without the fields only the Nest decorators understand. */
-function withoutNestFields<T extends object>(value: T | undefined): Omit<T, 'policy' | 'key' | 'rejectStatus' | 'allowNonIdempotentMethod'> | undefined {
-  if (value === undefined) return undefined;
-  const { policy: _policy, key: _key, rejectStatus: _status, allowNonIdempotentMethod: _allow, ...rest } = value as Record<string, unknown>;
-  return rest as Omit<T, 'policy' | 'key' | 'rejectStatus' | 'allowNonIdempotentMethod'>;
 }

@@ -1,5 +1,17 @@
+import type { Cancellation } from '../core/cancellation.js';
 import type { Clock } from '../core/clock.js';
+import { once } from '../core/step.js';
 import type { RateLimitOptions } from './http-client.options.js';
+
+/**
+ * Why a request may not go before its deadline: the origin's pause or the rate limit would hold it
+ * `refusedForMs` longer.
+ * @internal
+ */
+export interface GateRefusal {
+  readonly refusedForMs: number;
+  readonly reason: 'halted' | 'rate_limited';
+}
 
 /**
  * When a request to one origin may be sent: a token bucket (the client's `rateLimit`) and a pause
@@ -39,7 +51,7 @@ export class OriginGate {
    * Reserves the right to send one request: the wait in ms before it may go (0 = now), or a
    * refusal when the wait would end at or after `deadline` (nothing is reserved then).
    */
-  reserve(deadline: number): { readonly waitMs: number; readonly release: () => void } | { readonly refusedForMs: number; readonly reason: 'halted' | 'rate_limited' } {
+  reserve(deadline: number): { readonly waitMs: number; readonly release: () => void } | GateRefusal {
     const now = this.clock.now();
     const haltWait = Math.max(0, this.haltedUntil - now);
     if (haltWait > 0 && now + haltWait >= deadline) return { refusedForMs: haltWait, reason: 'halted' };
@@ -51,16 +63,40 @@ export class OriginGate {
     const waitMs = Math.ceil(haltWait + tokenWait);
     if (waitMs > 0 && now + waitMs >= deadline) return { refusedForMs: waitMs, reason: haltWait > 0 ? 'halted' : 'rate_limited' };
     this.tokens -= 1;
-    let released = false;
     // a request that gives up while waiting hands its token back
     return {
       waitMs,
-      release: () => {
-        if (released) return;
-        released = true;
+      release: once(() => {
         this.tokens = Math.min(this.burst, this.tokens + 1);
-      },
+      }),
     };
+  }
+
+  /**
+   * Waits (on the clock) until one request may go, then calls `go()`; calls `go(refusal)` at once
+   * when the wait would pass `deadline`. A `token` aborted while waiting hands the reservation back
+   * and ends the wait (the caller sees the abort).
+   */
+  wait(deadline: number, token: Cancellation, go: (refusal?: GateRefusal) => void): void {
+    const reservation = this.reserve(deadline);
+    if ('refusedForMs' in reservation) {
+      go(reservation);
+      return;
+    }
+    if (reservation.waitMs <= 0) {
+      go();
+      return;
+    }
+    const { clock } = this;
+    const unsubscribe = token.onAbort(() => {
+      clock.clearTimeout(timer);
+      reservation.release();
+      go();
+    });
+    const timer = clock.setTimeout(() => {
+      unsubscribe();
+      go();
+    }, reservation.waitMs);
   }
 
   private refill(now: number): void {
