@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Cancellation } from '../core/cancellation.js';
 import type { Clock } from '../core/clock.js';
-import type { IdempotencyExecution } from '../core/idempotency/idempotency-core.js';
+import type { IdempotencyExecution } from '../core/idempotency/idempotency-core.interface.js';
 
 /**
  * What the library stores for the work being run: set by the engine around every attempt of

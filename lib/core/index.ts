@@ -68,16 +68,16 @@ export { redactKey } from './redact-key.js';
 // release decisions, store contract, in-memory store): usable without Nest from `nest-resilience/core`.
 export * from './idempotency/idempotency-core.errors.js';
 export { isStoreUnavailableError, storeFailureOf, type StoreFailure } from './idempotency/store-failure.js';
-export {
-  IdempotencyCore,
-  type HandlerOutcome,
-  type IdempotencyAnswer,
-  type IdempotencyContext,
-  type IdempotencyCoreDeps,
-  type IdempotencyExecution,
-  type IdempotentRequest,
-  type IdempotentResponse,
-} from './idempotency/idempotency-core.js';
+export { IdempotencyCore } from './idempotency/idempotency-core.js';
+export type {
+  HandlerOutcome,
+  IdempotencyAnswer,
+  IdempotencyContext,
+  IdempotencyCoreDeps,
+  IdempotencyExecution,
+  IdempotentRequest,
+  IdempotentResponse,
+} from './idempotency/idempotency-core.interface.js';
 export * from './idempotency/idempotency-store.interface.js';
 export {
   resolveIdempotencyOptions,

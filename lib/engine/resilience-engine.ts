@@ -14,7 +14,7 @@ import { AttemptSettledError } from '../core/timeout.policy.js';
 import { applyProblemHeaders, isProblemDetailsException } from '../http/problem-details.js';
 import { onClientDisconnect, rawResponseOf, requestInfoSource } from '../http/request-info.js';
 import { ResilienceErrorMapper } from '../http/resilience-error.mapper.js';
-import type { HandlerOutcome, IdempotencyExecution } from '../core/idempotency/idempotency-core.js';
+import type { HandlerOutcome, IdempotencyExecution } from '../core/idempotency/idempotency-core.interface.js';
 import { IdempotentRoutes, type IdempotentRoutePlan } from '../idempotency/idempotent-routes.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';

@@ -1,8 +1,8 @@
 import { contextParameter } from '../engine/binding/bound-method.js';
 import { currentInFrame, runInFrame } from '../context/context-frame.js';
-import type { IdempotencyContext, IdempotencyExecution } from '../core/idempotency/idempotency-core.js';
+import type { IdempotencyContext, IdempotencyExecution } from '../core/idempotency/idempotency-core.interface.js';
 
-export { type IdempotencyContext, type IdempotencyExecution } from '../core/idempotency/idempotency-core.js';
+export { type IdempotencyContext, type IdempotencyExecution } from '../core/idempotency/idempotency-core.interface.js';
 
 /** @internal runs `fn` with `execution` as the current idempotent execution. */
 export function runIdempotentExecution<T>(execution: IdempotencyExecution, fn: () => T): T {

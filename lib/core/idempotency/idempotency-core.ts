@@ -1,12 +1,19 @@
 import { createHash } from 'node:crypto';
-import type { Clock } from '../clock.js';
-import { DeadlineQueue, type Deadline } from '../deadline-queue.js';
+import { DeadlineQueue } from '../deadline-queue.js';
 import { statusOf } from '../classify.js';
 import { describeError, ResilienceConfigError } from '../errors.js';
-import { errorTypeOf, type ResilienceEventName, type ResilienceEventSink } from '../events.js';
+import { errorTypeOf, type ResilienceEventName } from '../events.js';
 import { redactKey } from '../redact-key.js';
 import { FingerprintLimitError, requestFingerprint } from './fingerprint.js';
 import { parseIdempotencyKey, validateIdempotencyKey, type IdempotencyKeyParseResult } from './idempotency-key.js';
+import type {
+  HandlerOutcome,
+  IdempotencyAnswer,
+  IdempotencyCoreDeps,
+  IdempotencyExecution,
+  IdempotentRequest,
+  IdempotentResponse,
+} from './idempotency-core.interface.js';
 import type { ResolvedIdempotencyOptions } from './idempotency-options.interface.js';
 import type {
   IdempotencyClaim,
@@ -27,7 +34,8 @@ import {
   IdempotencyStoreUnavailableError,
   type IdempotencyError,
 } from './idempotency-core.errors.js';
-import { encodeError, encodeValue, isHttpErrorLike } from './response-encoding.js';
+import { LeaseContext, LeaseHeartbeat } from './lease.js';
+import { decideStorage, type Decision } from './storage-decision.js';
 import { isStoreUnavailableError, storeFailureOf } from './store-failure.js';
 
 /** Longest `cause` message put in an `idempotency_store_error` event. */
@@ -41,162 +49,10 @@ const MAX_SCOPE_LENGTH = 255;
 /** Methods that are safe by definition: idempotency keys have no meaning there. @internal */
 export const SAFE_METHODS: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS']);
 
-/**
- * What the core needs besides the request: the store, the clock, and where to report.
- * @publicApi
- */
-export interface IdempotencyCoreDeps {
-  readonly store: IdempotencyStore;
-  readonly clock: Clock;
-  /** The event sink (`idempotency_*` events); absent, no events. */
-  readonly events?: ResilienceEventSink;
-  /** Warnings for operators (a Nest `Logger.warn` in the Nest adapter). */
-  readonly warn?: (message: string) => void;
-}
-
-/**
- * One request of an idempotent operation, as the core sees it (the Nest adapter reads it from
- * Express or Fastify).
- * @publicApi
- */
-export interface IdempotentRequest {
-  /** `Class.method`, for messages. */
-  readonly name: string;
-  readonly options: ResolvedIdempotencyOptions;
-  /** Upper-case HTTP method. */
-  readonly method: string;
-  /** Original URL, query included. */
-  readonly url: string;
-  /** Request headers, lower-case names. */
-  readonly headers: Readonly<Record<string, string | string[] | undefined>>;
-  /** Body as received. */
-  readonly body: unknown;
-  /** `POST /reports/:id`: the `policy` and `route` of events. */
-  readonly route: string;
-  readonly requestId?: string;
-  /** The platform request, handed to `options.keyResolver` and `options.scope`. */
-  readonly request: unknown;
-  /** Whether the request carries an authenticated user (for the "global keys" warning). */
-  readonly hasUser: boolean;
-}
-
-/**
- * What the core reads from and writes to the response.
- * @publicApi
- */
-export interface IdempotentResponse {
-  /** The status the response carries now (stored with a value outcome). */
-  status(): number | undefined;
-  /** The allow-listed replayable headers currently set on the response (lower-case names). */
-  replayableHeaders(allowList: ReadonlySet<string> | readonly string[]): Record<string, string>;
-  setHeader(name: string, value: string): void;
-}
-
-/**
- * What running the handler produced.
- * @publicApi
- */
-export type HandlerOutcome =
-  | {
-      readonly kind: 'value';
-      readonly value: unknown;
-      /** How many values an Observable emitted (1 for a plain value). */
-      readonly emissions: number;
-      /** `false` when a fallback answered instead of the handler. */
-      readonly fromHandler: boolean;
-    }
-  | { readonly kind: 'error'; readonly error: unknown };
-
-/**
- * What the caller does with the request.
- * @publicApi
- */
-export type IdempotencyAnswer =
-  /** Deliver the handler's own outcome as it is (also when idempotency did not apply). */
-  | { readonly kind: 'delivered'; readonly outcome: HandlerOutcome }
-  /** Replay this stored response (with `Idempotent-Replayed: true`). */
-  | { readonly kind: 'replay'; readonly response: StoredResponse }
-  /** Answer this error (400, 409, 422, 500 or 503); the handler did not run, or its effects were rolled back. */
-  | { readonly kind: 'rejected'; readonly error: IdempotencyError };
-
-/**
- * State of one idempotent execution, shared by the core and whoever runs the handler.
- * @publicApi
- */
-export interface IdempotencyExecution {
-  /**
-   * Handler invocations whose promise has not settled yet (counted by the caller): a handler
-   * abandoned by a timeout keeps its key until it settles.
-   */
-  running: number;
-  /** Called each time `running` drops to 0. */
-  onIdle?: () => void;
-  /** The store's transaction in transactional mode. */
-  transaction?: unknown;
-  /** Key, scope and fence of the claim. */
-  info?: IdempotencyContext;
-}
-
-/**
- * What a handler can learn about the idempotent request it serves.
- * @publicApi
- */
-export interface IdempotencyContext {
-  /** The client's key. */
-  readonly key: string;
-  /** The scope (tenant/user) of the key, `''` when global. */
-  readonly scope: string;
-  /** Stable id of the record (hash of namespace, scope and key). */
-  readonly recordId: string;
-  /** Fencing token: +1 on every takeover. Pass it to downstream systems that can reject stale writers. */
-  readonly fence: number;
-  /**
-   * A key for a call to another idempotent API (a payment provider, …), stable for this record
-   * and `name`, so a re-execution after a takeover sends the same key downstream and cannot act twice.
-   */
-  downstreamKey(name: string): string;
-}
-
-/**
- * The public context of a claim. The record id is read from the lease only when asked for (the
- * in-memory store hashes it on demand); the lease itself stays private, as its owner token is the
- * claim's secret.
- */
-class LeaseContext implements IdempotencyContext {
-  readonly fence: number;
-  readonly #lease: IdempotencyLease;
-
-  constructor(
-    readonly key: string,
-    readonly scope: string,
-    lease: IdempotencyLease,
-  ) {
-    this.fence = lease.fence;
-    this.#lease = lease;
-  }
-
-  get recordId(): string {
-    return this.#lease.recordId;
-  }
-
-  downstreamKey(name: string): string {
-    return createHash('sha256').update(`${this.recordId}:${name}`).digest('hex').slice(0, 48);
-  }
-
-  toJSON(): { key: string; scope: string; recordId: string; fence: number } {
-    return { key: this.key, scope: this.scope, recordId: this.recordId, fence: this.fence };
-  }
-}
-
 /** The store's failure the client should retry: 503 `idempotency_store_unavailable`. */
 function storeUnavailable(cause: unknown): IdempotencyStoreUnavailableError {
   return new IdempotencyStoreUnavailableError(STORE_UNAVAILABLE_RETRY_AFTER_MS, cause);
 }
-
-/** What to do with the key once the outcome is known. */
-type Decision =
-  | { readonly action: 'store'; readonly response: StoredResponse }
-  | { readonly action: 'release'; readonly reason: string; readonly detail: string; readonly warn: boolean };
 
 /** One request, with what was gathered before the claim. */
 interface Scoped {
@@ -204,35 +60,6 @@ interface Scoped {
   readonly response: IdempotentResponse;
   readonly key: string;
   readonly claim: IdempotencyClaim;
-}
-
-interface Heartbeat {
-  /** Whether a heartbeat found the lease taken over (already reported). */
-  readonly lost: boolean;
-  stop(): void;
-}
-
-/** The renewal state of one request's lease: a plain object, no closures (one per request). */
-class LeaseHeartbeat implements Heartbeat {
-  lost = false;
-  stopped = false;
-  next: Deadline | undefined = undefined;
-
-  constructor(
-    private readonly queue: DeadlineQueue,
-    readonly scoped: Scoped,
-    readonly lease: IdempotencyLease,
-  ) {}
-
-  schedule(beat: (heartbeat: LeaseHeartbeat) => void): void {
-    this.next = this.queue.schedule(beat, Math.max(1, Math.floor(this.scoped.request.options.lease / 3)), this);
-  }
-
-  stop(): void {
-    this.stopped = true;
-    if (this.next !== undefined) this.queue.cancel(this.next);
-    this.next = undefined;
-  }
 }
 
 /**
@@ -310,6 +137,36 @@ export class IdempotencyCore {
     return options.transactional ? this.runTransactional(call, run) : this.runLeased(call, run);
   }
 
+  private readKey(request: IdempotentRequest, options: ResolvedIdempotencyOptions): IdempotencyKeyParseResult | undefined {
+    if (options.keyResolver) {
+      const key = options.keyResolver(request.request);
+      return key === undefined || key === null ? undefined : validateIdempotencyKey(String(key));
+    }
+    const value = request.headers[options.header];
+    if (value === undefined) return undefined;
+    if (Array.isArray(value)) {
+      return value.length === 1 ? parseIdempotencyKey(value[0]!) : { ok: false, reason: 'the header was sent several times; send exactly one key' };
+    }
+    return parseIdempotencyKey(String(value));
+  }
+
+  private scopeOf(request: IdempotentRequest): string | Promise<string> {
+    const { scope } = request.options;
+    if (typeof scope === 'function') {
+      return Promise.resolve(scope(request.request)).then((value) => {
+        const text = value === undefined || value === null ? '' : String(value);
+        return text.length > MAX_SCOPE_LENGTH ? createHash('sha256').update(text).digest('hex') : text;
+      });
+    }
+    if (scope === undefined && request.hasUser) {
+      this.warnOnce(
+        `scope:${request.route}`,
+        `${request.route} (${request.name}) serves authenticated users but its idempotency keys are global: one user's key can replay another user's response. Set @Idempotent({ scope: (req) => req.user.id }) (or forRoot({ idempotency: { scope } })), or scope: false if global keys are intended.`,
+      );
+    }
+    return '';
+  }
+
   /** Lease mode: claim, run under a heartbeat, then complete or release (compare-and-set on the owner). */
   private async runLeased(scoped: Scoped, run: (execution: IdempotencyExecution | undefined) => Promise<HandlerOutcome>): Promise<IdempotencyAnswer> {
     let result: IdempotencyClaimResult;
@@ -324,7 +181,7 @@ export class IdempotencyCore {
     const execution: IdempotencyExecution = { running: 0, info: new LeaseContext(scoped.key, scoped.claim.scope, lease) };
     const heartbeat = this.startHeartbeat(scoped, lease);
     const outcome = await run(execution);
-    const decision = this.decide(scoped, outcome, false);
+    const decision = decideStorage(scoped.request.options, scoped.response, outcome, false);
     if (decision.action === 'store') {
       heartbeat.stop();
       if (!heartbeat.lost) await this.complete(scoped, lease, decision.response);
@@ -339,61 +196,6 @@ export class IdempotencyCore {
       else await release();
     }
     this.emitExecuted(scoped, outcome, decision);
-    return { kind: 'delivered', outcome };
-  }
-
-  /** Transactional mode: the store claims, runs the handler and stores the response in one transaction. */
-  private async runTransactional(scoped: Scoped, run: (execution: IdempotencyExecution | undefined) => Promise<HandlerOutcome>): Promise<IdempotencyAnswer> {
-    const { store } = this.deps;
-    const runInTransaction = store.runInTransaction?.bind(store);
-    if (!runInTransaction) {
-      throw new ResilienceConfigError(
-        `${scoped.request.name} uses @Idempotent({ transactional: true }) but the idempotency store (${store.constructor?.name ?? 'custom store'}) has no runInTransaction(). Use TypeOrmIdempotencyStore from nest-resilience/typeorm (forRoot({ idempotency: { store } })), or drop transactional.`,
-      );
-    }
-    let workStarted = false;
-    let local: { outcome: HandlerOutcome; decision: Decision; rollback?: Error } | undefined;
-    let result: Awaited<ReturnType<typeof runInTransaction>>;
-    try {
-      result = await runInTransaction(scoped.claim, async (transaction, lease): Promise<TransactionalOutcome<undefined>> => {
-        workStarted = true;
-        const execution: IdempotencyExecution = {
-          running: 0,
-          transaction,
-          info: new LeaseContext(scoped.key, scoped.claim.scope, lease),
-        };
-        const outcome = await run(execution);
-        const decision = this.decide(scoped, outcome, true);
-        if (decision.action === 'store') {
-          local = { outcome, decision };
-          return { action: 'store', response: decision.response, value: undefined };
-        }
-        const rollback = new Error(`Rolled back: ${decision.detail}.`);
-        local = { outcome, decision, rollback };
-        return { action: 'rollback', error: rollback };
-      });
-    } catch (error) {
-      if (!workStarted) return this.storeUnavailable(scoped, error, run);
-      if (!local?.rollback || error !== local.rollback) {
-        // The handler ran but the transaction did not commit: its writes are gone, so a retry must run it again.
-        const refusal = storeUnavailable(error);
-        this.storeError(scoped.request, scoped.key, error, 'commit', refusal);
-        return rejected(refusal);
-      }
-    }
-    if (local === undefined) return this.answerExisting(scoped, result! as Exclude<IdempotencyClaimResult, { state: 'acquired' }>);
-    const { outcome, decision } = local as { outcome: HandlerOutcome; decision: Decision };
-    if (decision.action === 'release') this.reportRelease(scoped, decision);
-    this.emitExecuted(scoped, outcome, decision);
-    if (outcome.kind === 'error' && isStoreUnavailableError(outcome.error)) {
-      // the database went away under the handler: its writes were rolled back, the key is free
-      const refusal = storeUnavailable(outcome.error);
-      this.storeError(scoped.request, scoped.key, outcome.error, 'handler', refusal);
-      return rejected(refusal);
-    }
-    if (decision.action === 'release' && outcome.kind === 'value' && NOT_STORABLE_REASONS.has(decision.reason)) {
-      return rejected(new IdempotencyResponseNotStorableError(decision.reason === 'too_large' ? 'the body is larger than maxStoredBodyBytes' : decision.reason === 'not_stored' ? 'its status is not stored (storeIf)' : 'the body cannot be replayed'));
-    }
     return { kind: 'delivered', outcome };
   }
 
@@ -430,52 +232,32 @@ export class IdempotencyCore {
     return rejected(refusal);
   }
 
-  /** Whether the outcome is stored (and what), or the key released (and why). */
-  private decide(scoped: Scoped, outcome: HandlerOutcome, transactional: boolean): Decision {
-    const { options } = scoped.request;
-    if (outcome.kind === 'error') {
-      const { error } = outcome;
-      if (transactional) return release('error', `the handler failed with ${errorTypeOf(error)}; its writes were rolled back`, false);
-      if (!isHttpErrorLike(error)) return release('crash', `the handler failed with ${errorTypeOf(error)}`, false);
-      const status = error.getStatus();
-      if (!options.storeIf(status, error)) return release('not_stored', `status ${status} is not stored (storeIf)`, false);
-      const encoded = encodeError(error, scoped.response.replayableHeaders(options.replayHeaders), options.maxStoredBodyBytes);
-      return encoded.storable ? { action: 'store', response: encoded.response } : release(encoded.reason, encoded.detail, true);
-    }
-    if (!outcome.fromHandler) {
-      return release('not_handler_result', 'the value was not produced by the handler (it failed and a fallback answered)', false);
-    }
-    const status = scoped.response.status() ?? 200;
-    if (!options.storeIf(status)) return release('not_stored', `status ${status} is not stored (storeIf)`, transactional);
-    const headers = scoped.response.replayableHeaders(options.replayHeaders);
-    const encoded = encodeValue(outcome.value, outcome.emissions, status, headers, options.maxStoredBodyBytes);
-    return encoded.storable ? { action: 'store', response: encoded.response } : release(encoded.reason, encoded.detail, true);
+  /** Renews the lease every `lease / 3` on the clock until stopped or lost. */
+  private startHeartbeat(scoped: Scoped, lease: IdempotencyLease): LeaseHeartbeat<Scoped> {
+    const heartbeat = new LeaseHeartbeat(this.heartbeats, scoped, lease, Math.max(1, Math.floor(scoped.request.options.lease / 3)));
+    heartbeat.schedule(this.beat);
+    return heartbeat;
   }
 
-  private reportRelease(scoped: Scoped, decision: Extract<Decision, { action: 'release' }>): void {
-    if (!decision.warn) return;
-    const { request } = scoped;
-    const fix =
-      decision.reason === 'too_large'
-        ? 'raise maxStoredBodyBytes or return a smaller body'
-        : 'return a JSON-serialisable value (not a stream, file, buffer or multi-value Observable)';
-    const consequence = request.options.transactional
-      ? 'its writes were rolled back and the client got a 500'
-      : 'the response was delivered but not stored, so a retry with the same key runs the handler again';
-    this.warnOnce(`${decision.reason}:${request.route}`, `${request.route} (${request.name}): ${decision.detail}; ${consequence}. To make it replayable, ${fix}.`);
-  }
-
-  private emitExecuted(scoped: Scoped, outcome: HandlerOutcome, decision: Decision): void {
-    const status = outcome.kind === 'error' ? (statusOf(outcome.error) ?? 500) : scoped.response.status();
-    if (decision.action === 'release') {
-      this.emit('idempotency_released', scoped.request, scoped.key, { status, outcome: decision.reason, detail: decision.detail });
-    }
-    this.emit('idempotency_executed', scoped.request, scoped.key, {
-      status,
-      outcome: decision.action === 'store' ? 'stored' : 'released',
-      ...(outcome.kind === 'error' ? { errorType: errorTypeOf(outcome.error) } : {}),
-    });
-  }
+  /** One renewal; the next is scheduled when it succeeds (or failed to reach the store). */
+  private readonly beat = (heartbeat: LeaseHeartbeat<Scoped>): void => {
+    heartbeat.next = undefined;
+    if (heartbeat.stopped) return;
+    const { owner: scoped, lease } = heartbeat;
+    this.deps.store.heartbeat(lease, scoped.request.options.lease).then(
+      (renewed) => {
+        if (heartbeat.stopped) return;
+        if (renewed) return heartbeat.schedule(this.beat);
+        heartbeat.lost = true;
+        this.lockLost(scoped, 'heartbeat');
+      },
+      (error: unknown) => {
+        if (heartbeat.stopped) return;
+        this.storeError(scoped.request, scoped.key, error, 'heartbeat');
+        heartbeat.schedule(this.beat);
+      },
+    );
+  };
 
   private async complete(scoped: Scoped, lease: IdempotencyLease, response: StoredResponse): Promise<void> {
     try {
@@ -503,61 +285,84 @@ export class IdempotencyCore {
     );
   }
 
-  /** Renews the lease every `lease / 3` on the clock until stopped or lost. */
-  private startHeartbeat(scoped: Scoped, lease: IdempotencyLease): Heartbeat {
-    const heartbeat = new LeaseHeartbeat(this.heartbeats, scoped, lease);
-    heartbeat.schedule(this.beat);
-    return heartbeat;
+  private reportRelease(scoped: Scoped, decision: Extract<Decision, { action: 'release' }>): void {
+    if (!decision.warn) return;
+    const { request } = scoped;
+    const fix =
+      decision.reason === 'too_large'
+        ? 'raise maxStoredBodyBytes or return a smaller body'
+        : 'return a JSON-serialisable value (not a stream, file, buffer or multi-value Observable)';
+    const consequence = request.options.transactional
+      ? 'its writes were rolled back and the client got a 500'
+      : 'the response was delivered but not stored, so a retry with the same key runs the handler again';
+    this.warnOnce(`${decision.reason}:${request.route}`, `${request.route} (${request.name}): ${decision.detail}; ${consequence}. To make it replayable, ${fix}.`);
   }
 
-  /** One renewal; the next is scheduled when it succeeds (or failed to reach the store). */
-  private readonly beat = (heartbeat: LeaseHeartbeat): void => {
-    heartbeat.next = undefined;
-    if (heartbeat.stopped) return;
-    const { scoped, lease } = heartbeat;
-    this.deps.store.heartbeat(lease, scoped.request.options.lease).then(
-      (renewed) => {
-        if (heartbeat.stopped) return;
-        if (renewed) return heartbeat.schedule(this.beat);
-        heartbeat.lost = true;
-        this.lockLost(scoped, 'heartbeat');
-      },
-      (error: unknown) => {
-        if (heartbeat.stopped) return;
-        this.storeError(scoped.request, scoped.key, error, 'heartbeat');
-        heartbeat.schedule(this.beat);
-      },
-    );
-  };
-
-  private readKey(request: IdempotentRequest, options: ResolvedIdempotencyOptions): IdempotencyKeyParseResult | undefined {
-    if (options.keyResolver) {
-      const key = options.keyResolver(request.request);
-      return key === undefined || key === null ? undefined : validateIdempotencyKey(String(key));
+  private emitExecuted(scoped: Scoped, outcome: HandlerOutcome, decision: Decision): void {
+    const status = outcome.kind === 'error' ? (statusOf(outcome.error) ?? 500) : scoped.response.status();
+    if (decision.action === 'release') {
+      this.emit('idempotency_released', scoped.request, scoped.key, { status, outcome: decision.reason, detail: decision.detail });
     }
-    const value = request.headers[options.header];
-    if (value === undefined) return undefined;
-    if (Array.isArray(value)) {
-      return value.length === 1 ? parseIdempotencyKey(value[0]!) : { ok: false, reason: 'the header was sent several times; send exactly one key' };
-    }
-    return parseIdempotencyKey(String(value));
+    this.emit('idempotency_executed', scoped.request, scoped.key, {
+      status,
+      outcome: decision.action === 'store' ? 'stored' : 'released',
+      ...(outcome.kind === 'error' ? { errorType: errorTypeOf(outcome.error) } : {}),
+    });
   }
 
-  private scopeOf(request: IdempotentRequest): string | Promise<string> {
-    const { scope } = request.options;
-    if (typeof scope === 'function') {
-      return Promise.resolve(scope(request.request)).then((value) => {
-        const text = value === undefined || value === null ? '' : String(value);
-        return text.length > MAX_SCOPE_LENGTH ? createHash('sha256').update(text).digest('hex') : text;
-      });
-    }
-    if (scope === undefined && request.hasUser) {
-      this.warnOnce(
-        `scope:${request.route}`,
-        `${request.route} (${request.name}) serves authenticated users but its idempotency keys are global: one user's key can replay another user's response. Set @Idempotent({ scope: (req) => req.user.id }) (or forRoot({ idempotency: { scope } })), or scope: false if global keys are intended.`,
+  /** Transactional mode: the store claims, runs the handler and stores the response in one transaction. */
+  private async runTransactional(scoped: Scoped, run: (execution: IdempotencyExecution | undefined) => Promise<HandlerOutcome>): Promise<IdempotencyAnswer> {
+    const { store } = this.deps;
+    const runInTransaction = store.runInTransaction?.bind(store);
+    if (!runInTransaction) {
+      throw new ResilienceConfigError(
+        `${scoped.request.name} uses @Idempotent({ transactional: true }) but the idempotency store (${store.constructor?.name ?? 'custom store'}) has no runInTransaction(). Use TypeOrmIdempotencyStore from nest-resilience/typeorm (forRoot({ idempotency: { store } })), or drop transactional.`,
       );
     }
-    return '';
+    let workStarted = false;
+    let local: { outcome: HandlerOutcome; decision: Decision; rollback?: Error } | undefined;
+    let result: Awaited<ReturnType<typeof runInTransaction>>;
+    try {
+      result = await runInTransaction(scoped.claim, async (transaction, lease): Promise<TransactionalOutcome<undefined>> => {
+        workStarted = true;
+        const execution: IdempotencyExecution = {
+          running: 0,
+          transaction,
+          info: new LeaseContext(scoped.key, scoped.claim.scope, lease),
+        };
+        const outcome = await run(execution);
+        const decision = decideStorage(scoped.request.options, scoped.response, outcome, true);
+        if (decision.action === 'store') {
+          local = { outcome, decision };
+          return { action: 'store', response: decision.response, value: undefined };
+        }
+        const rollback = new Error(`Rolled back: ${decision.detail}.`);
+        local = { outcome, decision, rollback };
+        return { action: 'rollback', error: rollback };
+      });
+    } catch (error) {
+      if (!workStarted) return this.storeUnavailable(scoped, error, run);
+      if (!local?.rollback || error !== local.rollback) {
+        // The handler ran but the transaction did not commit: its writes are gone, so a retry must run it again.
+        const refusal = storeUnavailable(error);
+        this.storeError(scoped.request, scoped.key, error, 'commit', refusal);
+        return rejected(refusal);
+      }
+    }
+    if (local === undefined) return this.answerExisting(scoped, result! as Exclude<IdempotencyClaimResult, { state: 'acquired' }>);
+    const { outcome, decision } = local as { outcome: HandlerOutcome; decision: Decision };
+    if (decision.action === 'release') this.reportRelease(scoped, decision);
+    this.emitExecuted(scoped, outcome, decision);
+    if (outcome.kind === 'error' && isStoreUnavailableError(outcome.error)) {
+      // the database went away under the handler: its writes were rolled back, the key is free
+      const refusal = storeUnavailable(outcome.error);
+      this.storeError(scoped.request, scoped.key, outcome.error, 'handler', refusal);
+      return rejected(refusal);
+    }
+    if (decision.action === 'release' && outcome.kind === 'value' && NOT_STORABLE_REASONS.has(decision.reason)) {
+      return rejected(new IdempotencyResponseNotStorableError(decision.reason === 'too_large' ? 'the body is larger than maxStoredBodyBytes' : decision.reason === 'not_stored' ? 'its status is not stored (storeIf)' : 'the body cannot be replayed'));
+    }
+    return { kind: 'delivered', outcome };
   }
 
   private emit(
@@ -604,10 +409,6 @@ export class IdempotencyCore {
 
 function rejected(error: IdempotencyError): IdempotencyAnswer {
   return { kind: 'rejected', error };
-}
-
-function release(reason: string, detail: string, warn: boolean): Decision {
-  return { action: 'release', reason, detail, warn };
 }
 
 function pathOf(url: string): string {

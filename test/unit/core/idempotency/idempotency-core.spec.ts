@@ -3,14 +3,14 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import type { ResilienceEvent, ResilienceEventName } from '../../../../lib/core/events.js';
 import { FakeClock } from '../../../../lib/testing/fake-clock.js';
 import { isStoreUnavailableError, storeFailureOf } from '../../../../lib/core/idempotency/store-failure.js';
-import {
-  IdempotencyCore,
-  type HandlerOutcome,
-  type IdempotencyAnswer,
-  type IdempotencyExecution,
-  type IdempotentRequest,
-  type IdempotentResponse,
-} from '../../../../lib/core/idempotency/idempotency-core.js';
+import { IdempotencyCore } from '../../../../lib/core/idempotency/idempotency-core.js';
+import type {
+  HandlerOutcome,
+  IdempotencyAnswer,
+  IdempotencyExecution,
+  IdempotentRequest,
+  IdempotentResponse,
+} from '../../../../lib/core/idempotency/idempotency-core.interface.js';
 import { IdempotencyErrorCode, IdempotencyStoreUnavailableError, isIdempotencyError } from '../../../../lib/core/idempotency/idempotency-core.errors.js';
 import { resolveIdempotencyOptions, type IdempotentOptions } from '../../../../lib/core/idempotency/idempotency-options.interface.js';
 import type {
