@@ -1,6 +1,6 @@
 // The app of the retry-budget scenario: one `@Retryable()` route in front of a dependency. Run in
 // a child process by the chaos suite (chaos/budget/server.ts) and in-process by the fast subset
-// in `npm test` (test/chaos/retry-budget.e2e-spec.ts).
+// in `npm test` (test/e2e/chaos/retry-budget.e2e-spec.ts).
 import { Controller, Get, Inject, Module, type DynamicModule } from '@nestjs/common';
 import { assertOk, ResilienceModule, Retryable, withDeadline, type RetryBudgetOptions } from 'nest-resilience';
 

@@ -1,5 +1,5 @@
 // The Redis outage, shared by the chaos scenario (chaos/scenarios/redis-outage.ts) and its fast
-// subset in `npm test` (test/chaos/redis-outage.e2e-spec.ts): app processes on one redis-server of
+// subset in `npm test` (test/multi-process/chaos/redis-outage.spec.ts): app processes on one redis-server of
 // the caller's, steady traffic, the server killed (SIGKILL) mid-traffic, kept down, started again on
 // the same port (empty: nothing is persisted), and every check the figure is held to.
 //
