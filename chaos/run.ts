@@ -13,13 +13,22 @@ import { join } from 'node:path';
 import { environment, packageRoot } from '../bench/shared/report.js';
 import { exactlyOnceScenario } from './scenarios/exactly-once.js';
 import { fuzzScenario } from './scenarios/fuzz.js';
+import { postgresHangScenario } from './scenarios/postgres-hang.js';
 import { postgresOutageScenario } from './scenarios/postgres-outage.js';
 import { redisOutageScenario } from './scenarios/redis-outage.js';
 import { retryBudgetScenario } from './scenarios/retry-budget.js';
 import { timeoutHeapScenario } from './scenarios/timeout-heap.js';
 import { figureLine, type Scenario, type ScenarioResult } from './shared/scenario.js';
 
-const SCENARIOS: readonly Scenario[] = [exactlyOnceScenario, postgresOutageScenario, redisOutageScenario, fuzzScenario, retryBudgetScenario, timeoutHeapScenario];
+const SCENARIOS: readonly Scenario[] = [
+  exactlyOnceScenario,
+  postgresOutageScenario,
+  postgresHangScenario,
+  redisOutageScenario,
+  fuzzScenario,
+  retryBudgetScenario,
+  timeoutHeapScenario,
+];
 
 function parseArgs(argv: readonly string[]): { only?: Set<string> } {
   const known = SCENARIOS.map((scenario) => scenario.id);
