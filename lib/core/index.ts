@@ -67,7 +67,7 @@ export { redactKey } from './redact-key.js';
 // The framework-free idempotency core (key grammar, fingerprint, claim/lease/heartbeat/complete/
 // release decisions, store contract, in-memory store): usable without Nest from `nest-resilience/core`.
 export * from './idempotency/idempotency-core.errors.js';
-export { isStoreUnavailableError, storeFailureOf, type StoreFailure } from './idempotency/store-failure.js';
+export { CommitOutcomeUnknownError, isCommitOutcomeUnknown, isStoreUnavailableError, storeFailureOf, type StoreFailure } from './idempotency/store-failure.js';
 export { IdempotencyCore } from './idempotency/idempotency-core.js';
 export type {
   HandlerOutcome,

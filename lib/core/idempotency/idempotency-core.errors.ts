@@ -1,6 +1,6 @@
 import { ResilienceError, isResilienceError } from '../errors.js';
 import { retryAfterSeconds } from '../retry-after.js';
-import { storeFailureOf, type StoreFailure } from './store-failure.js';
+import { isCommitOutcomeUnknown, storeFailureOf, type StoreFailure } from './store-failure.js';
 
 /**
  * Stable `code` values of the problems the idempotency layer answers with.
@@ -220,26 +220,39 @@ const STORE_FAILURES = {
  * unreachable or connection dropped; also the code of unclassified store errors),
  * `idempotency_store_pool_exhausted` (no pooled connection free in time) or
  * `idempotency_store_timeout` (a lock or statement timed out). `cause` is the store's error: it
- * goes to the logs, never to the client.
+ * goes to the logs, never to the client. When the cause is a `CommitOutcomeUnknownError` (COMMIT
+ * sent, no answer) the request may have been committed: `outcomeUnknown` is set and the detail
+ * says that the retry gets its response if it was.
  * @publicApi
  */
 export class IdempotencyStoreUnavailableError extends IdempotencyError {
   readonly code: (typeof STORE_FAILURES)[StoreFailure]['code'];
   /** Which store failure this is. */
   readonly failure: StoreFailure;
+  /** COMMIT was sent and not answered: the record, read by the retry, tells whether it happened. */
+  readonly outcomeUnknown: boolean;
   declare readonly retryAfterMs: number;
   constructor(retryAfterMs: number, cause?: unknown, failure: StoreFailure = storeFailureOf(cause) ?? 'unavailable') {
     const seconds = retryAfterSeconds(retryAfterMs);
     const text = STORE_FAILURES[failure];
-    super(`The request was not executed because ${text.operator} (the cause is attached); the client may retry with the same key in ${seconds} s.`, {
-      status: 503,
-      title: text.title,
-      detail: `The request was not executed because ${text.client}. Retry in ${seconds} s with the same key.`,
-      retryAfterMs,
-      cause,
-    });
+    const outcomeUnknown = isCommitOutcomeUnknown(cause);
+    super(
+      outcomeUnknown
+        ? `The request's commit was sent but not confirmed because ${text.operator} (the cause is attached); the client may retry with the same key in ${seconds} s and gets the stored response if the commit happened.`
+        : `The request was not executed because ${text.operator} (the cause is attached); the client may retry with the same key in ${seconds} s.`,
+      {
+        status: 503,
+        title: text.title,
+        detail: outcomeUnknown
+          ? `The database did not confirm this request's commit in time, so whether it was applied is not known yet. Retry in ${seconds} s with the same key: you get its response if it was applied, and it runs if it was not.`
+          : `The request was not executed because ${text.client}. Retry in ${seconds} s with the same key.`,
+        retryAfterMs,
+        cause,
+      },
+    );
     this.code = text.code;
     this.failure = failure;
+    this.outcomeUnknown = outcomeUnknown;
   }
 }
 

@@ -73,7 +73,13 @@ interface Scoped {
  * other unreplayable results and bodies over `maxStoredBodyBytes` are delivered but not stored:
  * the key is released so a retry runs again (with a warning for the last three). In
  * transactional mode a dropped connection, a lock or a statement timeout answers 503
- * `idempotency_store_unavailable`: the writes were rolled back and the key is free.
+ * `idempotency_store_unavailable`: the writes were rolled back and the key is free (a COMMIT that
+ * got no answer is answered 503 too, and the retry learns from the record whether it happened).
+ *
+ * Silent store: a store operation that timed out is answered at once (503, or the handler's own
+ * outcome once it ran), never after another round trip to that store: a release owed after a
+ * handler that failed on an unanswering database runs in the background, and what it cannot do
+ * the lease undoes when it ends.
  * @example
  * const core = new IdempotencyCore({ store: new InMemoryIdempotencyStore(), clock: systemClock });
  * const answer = await core.execute(request, response, async () => ({ kind: 'value', value: await charge(), emissions: 1, fromHandler: true }));
@@ -193,6 +199,10 @@ export class IdempotencyCore {
       // the key for good (a retry after that may overlap it, as after a crash).
       const release = () => (heartbeat.lost ? Promise.resolve() : this.release(scoped, lease));
       if (execution.running > 0) execution.onIdle = () => void release();
+      // The handler failed on a database that did not answer (often the store's own): a release
+      // now would wait as long again. The answer goes out at once; the release follows in the
+      // background, bounded by the store's own timeout, and if it cannot land the lease ends the claim.
+      else if (outcome.kind === 'error' && isStoreUnavailableError(outcome.error)) void release();
       else await release();
     }
     this.emitExecuted(scoped, outcome, decision);
@@ -336,16 +346,18 @@ export class IdempotencyCore {
           local = { outcome, decision };
           return { action: 'store', response: decision.response, value: undefined };
         }
-        const rollback = new Error(`Rolled back: ${decision.detail}.`);
+        // the handler's error travels along, so the store can tell a connection left without an answer
+        const rollback = new Error(`Rolled back: ${decision.detail}.`, outcome.kind === 'error' ? { cause: outcome.error } : undefined);
         local = { outcome, decision, rollback };
         return { action: 'rollback', error: rollback };
       });
     } catch (error) {
       if (!workStarted) return this.storeUnavailable(scoped, error, run);
       if (!local?.rollback || error !== local.rollback) {
-        // The handler ran but the transaction did not commit: its writes are gone, so a retry must run it again.
+        // The handler ran but the transaction did not commit (its writes are gone, a retry runs it
+        // again), or its COMMIT got no answer: then the retry finds out from the record, never a guess.
         const refusal = storeUnavailable(error);
-        this.storeError(scoped.request, scoped.key, error, 'commit', refusal);
+        this.storeError(scoped.request, scoped.key, error, refusal.outcomeUnknown ? 'commit_unknown' : 'commit', refusal);
         return rejected(refusal);
       }
     }

@@ -70,6 +70,7 @@ export function storeFailureOf(error: unknown, depth = 0): StoreFailure | undefi
   if (object.name === 'MaxRetriesPerRequestError') return 'unavailable';
   if (typeof object.code === 'string') {
     const code = object.code;
+    if (code === 'ERR_IDEMPOTENCY_COMMIT_OUTCOME_UNKNOWN') return storeFailureOf(object.cause, depth + 1) ?? 'unavailable';
     const known = FAILURE_BY_CODE.get(code) ?? (/^08[0-9A-Z]{3}$/.test(code) ? 'unavailable' : /^SQLITE_(BUSY|LOCKED)_/.test(code) ? 'timeout' : undefined);
     if (known) return known;
   }
@@ -86,4 +87,30 @@ export function storeFailureOf(error: unknown, depth = 0): StoreFailure | undefi
  */
 export function isStoreUnavailableError(error: unknown): boolean {
   return storeFailureOf(error) !== undefined;
+}
+
+/**
+ * Thrown by a store's `runInTransaction` when it sent COMMIT and got no answer (a timeout, a
+ * dropped connection): the transaction may have committed or not, and only the record can tell.
+ * The idempotency core answers 503 + `Retry-After` without guessing; the retry with the same key
+ * gets the stored response if the commit happened, or runs the handler if it did not. `cause` is
+ * the driver's error, so {@link storeFailureOf} classifies it as that failure.
+ * @publicApi
+ */
+export class CommitOutcomeUnknownError extends Error {
+  /** Stable code, recognised by {@link isCommitOutcomeUnknown}. */
+  readonly code = 'ERR_IDEMPOTENCY_COMMIT_OUTCOME_UNKNOWN';
+
+  constructor(cause: unknown) {
+    super(`COMMIT was sent but not answered (${cause instanceof Error ? cause.message : String(cause)}); whether the transaction committed is known only to the database.`, { cause });
+    this.name = 'CommitOutcomeUnknownError';
+  }
+}
+
+/**
+ * Whether `error` is a {@link CommitOutcomeUnknownError} (also across duplicated module copies).
+ * @publicApi
+ */
+export function isCommitOutcomeUnknown(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 'ERR_IDEMPOTENCY_COMMIT_OUTCOME_UNKNOWN';
 }

@@ -2,7 +2,7 @@ import { Readable } from 'node:stream';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { ResilienceEvent, ResilienceEventName } from '../../../../lib/core/events.js';
 import { FakeClock } from '../../../../lib/testing/fake-clock.js';
-import { isStoreUnavailableError, storeFailureOf } from '../../../../lib/core/idempotency/store-failure.js';
+import { CommitOutcomeUnknownError, isStoreUnavailableError, storeFailureOf } from '../../../../lib/core/idempotency/store-failure.js';
 import { IdempotencyCore } from '../../../../lib/core/idempotency/idempotency-core.js';
 import type {
   HandlerOutcome,
@@ -395,6 +395,41 @@ describe('IdempotencyCore', () => {
       expect(calls).toHaveLength(2);
     });
 
+    it('answers a handler that failed on a silent database at once, and releases the key in the background', async () => {
+      const silent = Object.assign(new Error('Query read timeout'), {});
+      const release = deferred<boolean>();
+      let released = 0;
+      const slowRelease: IdempotencyStore = Object.assign(Object.create(store) as IdempotencyStore, {
+        release: (lease: IdempotencyLease) => {
+          released++;
+          return release.promise.then(() => store.release(lease));
+        },
+      });
+      const stuck = coreWith(slowRelease);
+      // the release never settles until the test lets it: the answer must not wait for it
+      const answer = await stuck.execute(requestOf(), responseOf(), runner(failure(silent)).run);
+      expect(answer).toEqual({ kind: 'delivered', outcome: failure(silent) });
+      expect(released).toBe(1);
+      expect(rejectionOf(await stuck.execute(requestOf(), responseOf(), runner(value(1)).run)).code).toBe(IdempotencyErrorCode.RequestInProgress);
+      release.resolve(true);
+      await clock.flush();
+      expect(store.size).toBe(0);
+
+      // any other handler error: the release is awaited, so an immediate retry finds the key free
+      let awaited = false;
+      const awaitedRelease: IdempotencyStore = Object.assign(Object.create(store) as IdempotencyStore, {
+        release: async (lease: IdempotencyLease) => {
+          await new Promise<void>((resolve) => clock.setTimeout(resolve, 1));
+          awaited = true;
+          return store.release(lease);
+        },
+      });
+      const pending = coreWith(awaitedRelease).execute(requestOf({ key: 'key-2' }), responseOf(), runner(failure(new Error('bug'))).run);
+      await clock.advance(1);
+      await pending;
+      expect(awaited).toBe(true);
+    });
+
     it('treats a rejected run as an error outcome', async () => {
       const crash = new Error('adapter bug');
       const answer = await core.execute(requestOf(), responseOf(), () => Promise.reject(crash));
@@ -489,6 +524,14 @@ describe('IdempotencyCore', () => {
       const error = rejectionOf(await core.execute(requestOf({ options }), responseOf(), runner(value({ id: 9 })).run));
       expect(error).toMatchObject({ code: IdempotencyErrorCode.StoreUnavailable, status: 503 });
       expect(named('idempotency_store_error')).toMatchObject([{ detail: 'commit' }]);
+    });
+
+    it('answers 503 "outcome not known" when the COMMIT got no answer, so the retry reads the record', async () => {
+      transactional.commitError = new CommitOutcomeUnknownError(new Error('Query read timeout'));
+      const error = rejectionOf(await core.execute(requestOf({ options }), responseOf(), runner(value({ id: 9 })).run));
+      expect(error).toMatchObject({ code: IdempotencyErrorCode.StoreTimeout, status: 503, retryAfterMs: 1_000, outcomeUnknown: true });
+      expect(error.detail).toMatch(/not known yet.*you get its response if it was applied/);
+      expect(named('idempotency_store_error')).toMatchObject([{ detail: 'commit_unknown', outcome: 'timeout' }]);
     });
 
     it('answers 500 response_not_storable when the response cannot be stored, with a client-safe detail', async () => {
