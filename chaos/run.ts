@@ -15,6 +15,7 @@ import { exactlyOnceScenario } from './scenarios/exactly-once.js';
 import { fuzzScenario } from './scenarios/fuzz.js';
 import { postgresHangScenario } from './scenarios/postgres-hang.js';
 import { postgresOutageScenario } from './scenarios/postgres-outage.js';
+import { redisHangScenario } from './scenarios/redis-hang.js';
 import { redisOutageScenario } from './scenarios/redis-outage.js';
 import { retryBudgetScenario } from './scenarios/retry-budget.js';
 import { timeoutHeapScenario } from './scenarios/timeout-heap.js';
@@ -25,6 +26,7 @@ const SCENARIOS: readonly Scenario[] = [
   postgresOutageScenario,
   postgresHangScenario,
   redisOutageScenario,
+  redisHangScenario,
   fuzzScenario,
   retryBudgetScenario,
   timeoutHeapScenario,

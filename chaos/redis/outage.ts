@@ -1,7 +1,9 @@
-// The Redis outage, shared by the chaos scenario (chaos/scenarios/redis-outage.ts) and its fast
-// subset in `npm test` (test/multi-process/chaos/redis-outage.spec.ts): app processes on one redis-server of
-// the caller's, steady traffic, the server killed (SIGKILL) mid-traffic, kept down, started again on
-// the same port (empty: nothing is persisted), and every check the figure is held to.
+// The Redis outage, shared by the chaos scenarios (chaos/scenarios/redis-outage.ts, redis-hang.ts)
+// and the fast subset in `npm test` (test/multi-process/chaos/redis-outage.spec.ts): app processes on one
+// redis-server of the caller's, steady traffic, the server killed (SIGKILL) mid-traffic, kept down,
+// started again on the same port (empty: nothing is persisted) — or, with `fault: 'freeze'`,
+// stopped with SIGSTOP (connections open, nothing answers) and resumed with SIGCONT — and every
+// check the figure is held to.
 //
 // Idempotent clients behave as the README asks: each sends one operation (a fresh Idempotency-Key)
 // and repeats it, honouring Retry-After, until it is acknowledged (2xx), then starts the next.
@@ -9,6 +11,7 @@
 import { DEFAULT_SHARED_STATE_MAX_WAIT } from 'nest-resilience';
 import type { ThrowawayRedis } from '../../scripts/redis.mjs';
 import { spawnApp, type SpawnedApp } from '../../test/fixtures/spawn-app.js';
+import { distributionOf, formatDistribution } from '../shared/distribution.js';
 import { checkProblem, isRetryAfter } from '../shared/problem.js';
 import { count, sleep } from '../shared/scenario.js';
 
@@ -65,6 +68,12 @@ export interface RedisOutagePlan {
    * the drain.
    */
   readonly leaseMs: number;
+  /**
+   * `kill`: SIGKILL, then a fresh server on the same port. `freeze`: SIGSTOP, then SIGCONT (the
+   * connections stay open and silent; commands sent meanwhile run when it resumes).
+   * @default 'kill'
+   */
+  readonly fault?: 'kill' | 'freeze';
 }
 
 /** One check of the figure. */
@@ -93,6 +102,8 @@ interface Attempt {
   readonly status: number;
   /** 503 problem+json `idempotency_store_unavailable` with Retry-After. */
   readonly storeUnavailable: boolean;
+  /** The problem's `code`, if any. */
+  readonly code?: string;
   /** Any 503 problem+json with Retry-After. */
   readonly retryable503: boolean;
   readonly detail: string;
@@ -139,6 +150,7 @@ export async function runRedisOutage(options: { root: string; redis: ThrowawayRe
       ),
     );
     processes.push(...apps.map((app, i) => ({ label: `${PROCESSES[i]!.platform}+${PROCESSES[i]!.client}`, app, pid: app.child.pid, timed: timedLines(app) })));
+    await warmUp(processes);
     return await drive(processes, redis, plan, log);
   } finally {
     await Promise.all(processes.map(({ app }) => killApp(app)));
@@ -195,14 +207,20 @@ async function drive(processes: readonly RunningProcess[], redis: ThrowawayRedis
 
   await sleep(plan.trafficBeforeMs);
   const killAt = now();
-  await redis.kill();
+  if (plan.fault === 'freeze') redis.freeze();
+  else await redis.kill();
   const killDone = now();
-  log(`redis-server killed (SIGKILL, ${(killDone - killAt).toFixed(0)} ms)`);
+  log(plan.fault === 'freeze' ? `redis-server stopped with SIGSTOP (its own pid)` : `redis-server killed (SIGKILL, ${(killDone - killAt).toFixed(0)} ms)`);
   await sleep(plan.outageMs);
   const restartAt = now();
-  await redis.start();
+  if (plan.fault === 'freeze') redis.thaw();
+  else await redis.start();
   const restartDone = now();
-  log(`redis-server restarted on the same port after ${((restartAt - killDone) / 1000).toFixed(1)} s down (empty: nothing persisted; start took ${(restartDone - restartAt).toFixed(0)} ms)`);
+  log(
+    plan.fault === 'freeze'
+      ? `redis-server resumed with SIGCONT after ${((restartAt - killDone) / 1000).toFixed(1)} s stopped`
+      : `redis-server restarted on the same port after ${((restartAt - killDone) / 1000).toFixed(1)} s down (empty: nothing persisted; start took ${(restartDone - restartAt).toFixed(0)} ms)`,
+  );
   await sleep(plan.trafficAfterMs);
   acceptNew = false;
   const drained = await Promise.race([Promise.all(idempotentClients).then(() => true), sleep(plan.drainLimitMs).then(() => false)]);
@@ -234,7 +252,9 @@ function judge(observed: Observed): RedisOutageResult {
 
   // Sent once the server was gone, answered before it was started again.
   const duringOutage = attempts.filter((a) => a.sentAt >= killDone && a.answeredAt <= restartAt);
-  const wrongDuringOutage = duringOutage.filter((a) => !a.storeUnavailable);
+  // a stopped server times commands out (the connection stays open); a dead one refuses them
+  const storeCodes = plan.fault === 'freeze' ? ['idempotency_store_timeout', 'idempotency_store_unavailable'] : ['idempotency_store_unavailable'];
+  const wrongDuringOutage = duringOutage.filter((a) => !a.retryable503 || !storeCodes.includes(a.code ?? ''));
   // In flight at the kill: a 2xx (the handler had run: its response is delivered even when storing it fails) or a 503 to retry.
   const caught = attempts.filter((a) => a.sentAt < killDone && a.answeredAt >= killAt);
   const wrongCaught = caught.filter((a) => !ok(a) && !a.retryable503);
@@ -251,6 +271,8 @@ function judge(observed: Observed): RedisOutageResult {
   const hangBoundMs = (a: Attempt) => a.workMs + COMMAND_TIMEOUT_MS + HANG_MARGIN_MS;
   const hung = attempts.filter((a) => a.answeredAt - a.sentAt > hangBoundMs(a));
   const slowest = attempts.reduce((max, a) => Math.max(max, a.answeredAt - a.sentAt), 0);
+  // requests the fault caught: wait past the handler's work, counted from the fault (or the sending, if later)
+  const exposedWaits = distributionOf(attempts.filter((a) => a.answeredAt >= killDone && a.sentAt <= restartAt).map((a) => a.answeredAt - Math.max(a.sentAt, killDone) - a.workMs));
 
   const forecastsDuringOutage = forecasts.filter((f) => f.sentAt >= killDone && f.answeredAt <= restartAt);
   const forecastP99 = percentile(forecastsDuringOutage.map((f) => f.answeredAt - f.sentAt), 0.99);
@@ -294,7 +316,7 @@ function judge(observed: Observed): RedisOutageResult {
 
   const checks: RedisOutageCheck[] = [
     {
-      name: 'every idempotent request during the outage answered 503 problem+json idempotency_store_unavailable with Retry-After',
+      name: `every idempotent request during the outage answered 503 problem+json ${storeCodes.join(' or ')} with Retry-After`,
       pass: duringOutage.length > 0 && wrongDuringOutage.length === 0,
       detail: `${duringOutage.length} answered during the outage, ${wrongDuringOutage.length} otherwise: ${summarize(wrongDuringOutage.map((a) => a.detail))}`,
     },
@@ -358,16 +380,16 @@ function judge(observed: Observed): RedisOutageResult {
 
   return {
     figure:
-      `outage ${seconds(restartAt - killDone)}, ${processes.length} processes (${perProcess.map((p) => p.label).join(', ')}): ` +
-      `${count(duringOutage.length)} idempotent answers during it, ${wrongDuringOutage.length} not 503 idempotency_store_unavailable + Retry-After, ${runsWhileDown.length} handler runs while down; ` +
+      `${plan.fault === 'freeze' ? 'SIGSTOP' : 'outage'} ${seconds(restartAt - killDone)}, ${processes.length} processes (${perProcess.map((p) => p.label).join(', ')}): ` +
+      `${count(duringOutage.length)} idempotent answers during it, ${wrongDuringOutage.length} not 503 ${storeCodes.join('/')} + Retry-After, ${runsWhileDown.length} handler runs while down; ` +
       `${caught.length} in flight at the kill (${caughtInsideHandler.length} inside handlers → 2xx, ${wrongCaught.length} other); ` +
-      `slowest idempotent answer ${Math.round(slowest)} ms (${hung.length} over work + ${COMMAND_TIMEOUT_MS} + ${HANG_MARGIN_MS} ms); ` +
+      `slowest idempotent answer ${Math.round(slowest)} ms (${hung.length} over work + ${COMMAND_TIMEOUT_MS} + ${HANG_MARGIN_MS} ms; waits past the work once down ${formatDistribution(exposedWaits)}); ` +
       `shared-breaker route p99 ${Math.round(forecastP99)} ms during the outage over ${count(forecastsDuringOutage.length)} calls (${Math.round(forecastP99Before)} ms before), ${forecastsNot200.length} not 200; ` +
       `shared state ${perProcess.every((p) => p.eventsOk) ? 'fell back once in the outage and came back after the restart in every process' : `NOT one fallback and one recovery (${perProcess.map((p) => `${p.label}: ${p.events}`).join('; ')})`} (${perProcess.reduce((n, p) => n + p.fallbacksWhileUp, 0)} fallbacks while Redis was up), ${perProcess.reduce((n, p) => n + p.unhandledClientErrors, 0)} unhandled client errors; ` +
       `recovered ${Number.isFinite(recoveryMs) ? seconds(recoveryMs) : 'never'} after the restart without restarting the app; ` +
       `${count(acknowledged.size)} operations acknowledged (${heldAfterRestart.size} after a 409 until the lease ended), ${ranTwice.length} keys run twice, ${neverAcknowledged} never acknowledged, ${otherErrors.length} other errors`,
     threshold:
-      `only 503 idempotency_store_unavailable + Retry-After and no handler run during the outage, every idempotent answer ≤ work + ${(COMMAND_TIMEOUT_MS + HANG_MARGIN_MS) / 1000} s, ` +
+      `only 503 ${storeCodes.join('/')} + Retry-After and no handler run during the outage, every idempotent answer ≤ work + ${(COMMAND_TIMEOUT_MS + HANG_MARGIN_MS) / 1000} s, ` +
       `shared-breaker p99 ≤ ${forecastBoundMs} ms and always 200, one fallback and one recovery per process, no unhandled client errors, recovery ≤ ${RECOVERY_LIMIT_MS / 1000} s, 0 keys run twice`,
     checks,
     data: {
@@ -381,6 +403,7 @@ function judge(observed: Observed): RedisOutageResult {
       inFlightAtKill: caught.map((a) => a.detail),
       handlerRunsWhileDown: runsWhileDown.length,
       slowestIdempotentMs: slowest,
+      exposedWaitsMs: exposedWaits,
       sharedBreaker: { calls: forecasts.length, duringOutage: forecastsDuringOutage.length, p99DuringOutageMs: forecastP99, p99BeforeMs: forecastP99Before, boundMs: forecastBoundMs, not200: forecastsNot200.length },
       recoveryMs,
       keysHeldAfterRestart: heldAfterRestart.size,
@@ -390,6 +413,21 @@ function judge(observed: Observed): RedisOutageResult {
       checks,
     },
   };
+}
+
+/**
+ * A few requests per process before the measured traffic: a fresh process's first requests (JIT,
+ * first connections) take seconds on a loaded machine, which says nothing about an outage.
+ */
+async function warmUp(processes: readonly RunningProcess[]): Promise<void> {
+  await Promise.all(
+    processes.map(async ({ app }, p) => {
+      for (let i = 0; i < 3; i++) {
+        await postOrder(app.url, p, `warm-up-p${p}-${i}`, 0);
+        await fetch(`${app.url}/forecast`).then((res) => res.text());
+      }
+    }),
+  );
 }
 
 /** `POST /orders` with its key, judged. */
@@ -414,6 +452,7 @@ async function postOrder(url: string, processIndex: number, key: string, workMs:
       answeredAt,
       status: res.status,
       storeUnavailable: retryable503 && problem.ok && problem.code === 'idempotency_store_unavailable',
+      ...(problem.ok ? { code: problem.code } : {}),
       retryable503,
       detail: problem.ok ? `${res.status} ${problem.code}${retryAfter ? '' : ' without Retry-After'}` : `${res.status} ${problem.reason}`,
       ...(retryable503 || res.status === 409 ? { retryAfterSeconds: Number(retryAfter) || 1 } : {}),

@@ -7,7 +7,8 @@ import type { ThrowawayPostgres } from '../../scripts/postgres.mjs';
 import { onInterrupt } from '../../bench/shared/children.js';
 import { loadPostgresScript } from '../../bench/shared/postgres.js';
 import { packageRoot } from '../../bench/shared/report.js';
-import { distributionOf, formatDistribution, runPostgresFault, type PostgresFault, type PostgresFaultPlan, type PostgresFaultResult } from '../postgres/hang.js';
+import { runPostgresFault, type PostgresFault, type PostgresFaultPlan, type PostgresFaultResult } from '../postgres/hang.js';
+import { distributionOf, formatDistribution } from '../shared/distribution.js';
 import { sleep, type ChaosContext, type Scenario, type Verdict } from '../shared/scenario.js';
 
 /** How long PostgreSQL is stopped in each run: shorter and longer than one query_timeout + lease. */
