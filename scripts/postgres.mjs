@@ -1,7 +1,7 @@
 // Throwaway PostgreSQL for tests: initdb + pg_ctl in a temp dir on a free loopback port.
 // Used by scripts/test.mjs and by tests that need to stop and restart a server of their own.
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
-import { chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { appendFileSync, chownSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -126,6 +126,8 @@ export async function startPostgres({ bin = findPostgresBin(), port, durable = f
     new Promise((resolve, reject) => execFile(...command(file, args), processOptions, (error) => (error ? reject(error) : resolve())));
   const data = join(dir, 'data');
   run('initdb', ['-D', data, '-U', 'postgres', '--auth=trust', '-E', 'UTF8', '--locale=C.UTF-8', '--no-sync']);
+  // initdb trusts loopback only; a server listening elsewhere (a namespace's veth) trusts its own subnet
+  if (listenAddress !== '127.0.0.1') appendFileSync(join(data, 'pg_hba.conf'), 'host all all samenet trust\n');
   const durability = durable
     ? '-c fsync=on -c synchronous_commit=on -c full_page_writes=on'
     : '-c fsync=off -c synchronous_commit=off -c full_page_writes=off';

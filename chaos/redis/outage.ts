@@ -70,10 +70,65 @@ export interface RedisOutagePlan {
   readonly leaseMs: number;
   /**
    * `kill`: SIGKILL, then a fresh server on the same port. `freeze`: SIGSTOP, then SIGCONT (the
-   * connections stay open and silent; commands sent meanwhile run when it resumes).
+   * connections stay open and silent; commands sent meanwhile run when it resumes). Or a fault of
+   * the caller's (the partition's network faults), silent like `freeze`.
    * @default 'kill'
    */
-  readonly fault?: 'kill' | 'freeze';
+  readonly fault?: 'kill' | 'freeze' | RedisFault;
+  /** After the fault, each process acknowledges a write within this long. @default 5_000 */
+  readonly recoveryLimitMs?: number;
+}
+
+/** A fault of the caller's: Redis is silent (connections open, no answer) from `begin()` to `end()`. */
+export interface RedisFault {
+  /** For the figure (`black hole`). */
+  readonly name: string;
+  /**
+   * Starts the fault; calls `silent()` the moment Redis stops answering (the outage is counted from
+   * then: whatever the fault does before, such as added latency, counts as traffic before it) and
+   * resolves once it is silent.
+   */
+  begin(log: (line: string) => void, silent: () => void): Promise<void>;
+  /** Resolves once Redis answers again. */
+  end(log: (line: string) => void): Promise<void>;
+}
+
+/** The plan's fault on `redis`, as begin / end. */
+function faultOf(plan: RedisOutagePlan, redis: Pick<ThrowawayRedis, 'kill' | 'start' | 'freeze' | 'thaw'>): RedisFault & { readonly silent: boolean } {
+  const fault = plan.fault ?? 'kill';
+  if (fault === 'kill') {
+    return {
+      name: 'outage',
+      silent: false,
+      begin: async (log, silent) => {
+        const started = now();
+        silent();
+        await redis.kill();
+        log(`redis-server killed (SIGKILL, ${(now() - started).toFixed(0)} ms)`);
+      },
+      end: async (log) => {
+        const started = now();
+        await redis.start();
+        log(`redis-server restarted on the same port (empty: nothing persisted; start took ${(now() - started).toFixed(0)} ms)`);
+      },
+    };
+  }
+  if (fault === 'freeze') {
+    return {
+      name: 'SIGSTOP',
+      silent: true,
+      begin: async (log, silent) => {
+        silent();
+        redis.freeze();
+        log('redis-server stopped with SIGSTOP (its own pid)');
+      },
+      end: async (log) => {
+        redis.thaw();
+        log('redis-server resumed with SIGCONT');
+      },
+    };
+  }
+  return { ...fault, silent: true, begin: (log, silent) => fault.begin(log, silent), end: (log) => fault.end(log) };
 }
 
 /** One check of the figure. */
@@ -133,7 +188,13 @@ interface RunningProcess {
 const now = () => performance.now();
 
 /** Starts the app processes on `redis`, runs the plan and judges it. The caller owns `redis` (it is left running). */
-export async function runRedisOutage(options: { root: string; redis: ThrowawayRedis; plan: RedisOutagePlan; log: (line: string) => void }): Promise<RedisOutageResult> {
+export async function runRedisOutage(options: {
+  root: string;
+  /** The server, or (with a fault of the caller's) only where the apps reach it. */
+  redis: Pick<ThrowawayRedis, 'url' | 'kill' | 'start' | 'freeze' | 'thaw'>;
+  plan: RedisOutagePlan;
+  log: (line: string) => void;
+}): Promise<RedisOutageResult> {
   const { root, redis, plan, log } = options;
   const processes: RunningProcess[] = [];
   try {
@@ -157,7 +218,7 @@ export async function runRedisOutage(options: { root: string; redis: ThrowawayRe
   }
 }
 
-async function drive(processes: readonly RunningProcess[], redis: ThrowawayRedis, plan: RedisOutagePlan, log: (line: string) => void): Promise<RedisOutageResult> {
+async function drive(processes: readonly RunningProcess[], redis: Pick<ThrowawayRedis, 'kill' | 'start' | 'freeze' | 'thaw'>, plan: RedisOutagePlan, log: (line: string) => void): Promise<RedisOutageResult> {
   const attempts: Attempt[] = [];
   const forecasts: ForecastCall[] = [];
   const acknowledged = new Set<string>();
@@ -205,29 +266,24 @@ async function drive(processes: readonly RunningProcess[], redis: ThrowawayRedis
   const idempotentClients = processes.flatMap((_, p) => Array.from({ length: IDEMPOTENT_CLIENTS }, (_, c) => idempotentClient(p, c)));
   const forecastClients = processes.flatMap((_, p) => Array.from({ length: FORECAST_CLIENTS }, (_, c) => forecastClient(p, c)));
 
+  const fault = faultOf(plan, redis);
   await sleep(plan.trafficBeforeMs);
-  const killAt = now();
-  if (plan.fault === 'freeze') redis.freeze();
-  else await redis.kill();
+  let killAt = Number.NaN;
+  await fault.begin(log, () => (killAt = now()));
   const killDone = now();
-  log(plan.fault === 'freeze' ? `redis-server stopped with SIGSTOP (its own pid)` : `redis-server killed (SIGKILL, ${(killDone - killAt).toFixed(0)} ms)`);
+  if (Number.isNaN(killAt)) killAt = killDone;
   await sleep(plan.outageMs);
   const restartAt = now();
-  if (plan.fault === 'freeze') redis.thaw();
-  else await redis.start();
+  await fault.end(log);
   const restartDone = now();
-  log(
-    plan.fault === 'freeze'
-      ? `redis-server resumed with SIGCONT after ${((restartAt - killDone) / 1000).toFixed(1)} s stopped`
-      : `redis-server restarted on the same port after ${((restartAt - killDone) / 1000).toFixed(1)} s down (empty: nothing persisted; start took ${(restartDone - restartAt).toFixed(0)} ms)`,
-  );
+  log(`${fault.name} ended after ${((restartAt - killDone) / 1000).toFixed(1)} s`);
   await sleep(plan.trafficAfterMs);
   acceptNew = false;
   const drained = await Promise.race([Promise.all(idempotentClients).then(() => true), sleep(plan.drainLimitMs).then(() => false)]);
   stopped = true;
   await Promise.all([...idempotentClients, ...forecastClients]);
 
-  return judge({ processes, attempts, forecasts, acknowledged, keysStarted, drained, plan, killAt, killDone, restartAt, restartDone, log });
+  return judge({ processes, attempts, forecasts, acknowledged, keysStarted, drained, plan, fault, killAt, killDone, restartAt, restartDone, log });
 }
 
 interface Observed {
@@ -238,6 +294,7 @@ interface Observed {
   readonly keysStarted: readonly string[];
   readonly drained: boolean;
   readonly plan: RedisOutagePlan;
+  readonly fault: RedisFault & { readonly silent: boolean };
   readonly killAt: number;
   readonly killDone: number;
   readonly restartAt: number;
@@ -246,14 +303,14 @@ interface Observed {
 }
 
 function judge(observed: Observed): RedisOutageResult {
-  const { processes, attempts, forecasts, acknowledged, keysStarted, drained, plan, killAt, killDone, restartAt, restartDone, log } = observed;
+  const { processes, attempts, forecasts, acknowledged, keysStarted, drained, plan, fault, killAt, killDone, restartAt, restartDone, log } = observed;
   const ok = (a: Attempt) => a.status >= 200 && a.status < 300;
   const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
   // Sent once the server was gone, answered before it was started again.
   const duringOutage = attempts.filter((a) => a.sentAt >= killDone && a.answeredAt <= restartAt);
   // a stopped server times commands out (the connection stays open); a dead one refuses them
-  const storeCodes = plan.fault === 'freeze' ? ['idempotency_store_timeout', 'idempotency_store_unavailable'] : ['idempotency_store_unavailable'];
+  const storeCodes = fault.silent ? ['idempotency_store_timeout', 'idempotency_store_unavailable'] : ['idempotency_store_unavailable'];
   const wrongDuringOutage = duringOutage.filter((a) => !a.retryable503 || !storeCodes.includes(a.code ?? ''));
   // In flight at the kill: a 2xx (the handler had run: its response is delivered even when storing it fails) or a 503 to retry.
   const caught = attempts.filter((a) => a.sentAt < killDone && a.answeredAt >= killAt);
@@ -278,6 +335,7 @@ function judge(observed: Observed): RedisOutageResult {
   const forecastP99 = percentile(forecastsDuringOutage.map((f) => f.answeredAt - f.sentAt), 0.99);
   const forecastP99Before = percentile(forecasts.filter((f) => f.answeredAt < killAt).map((f) => f.answeredAt - f.sentAt), 0.99);
   const forecastBoundMs = DEFAULT_SHARED_STATE_MAX_WAIT + FORECAST_MARGIN_MS;
+  const recoveryLimitMs = plan.recoveryLimitMs ?? RECOVERY_LIMIT_MS;
   const forecastsNot200 = forecasts.filter((f) => f.status !== 200);
 
   const perProcess = processes.map(({ label, app, pid, timed }, i) => {
@@ -351,8 +409,8 @@ function judge(observed: Observed): RedisOutageResult {
       detail: perProcess.map((p) => `${p.label}: ${p.unhandledClientErrors}`).join(', '),
     },
     {
-      name: `idempotent requests succeeded again within ${RECOVERY_LIMIT_MS / 1000} s of the restart, without restarting the app`,
-      pass: recoveryMs <= RECOVERY_LIMIT_MS && perProcess.every((p) => p.sameProcess) && drained,
+      name: `idempotent requests succeeded again within ${recoveryLimitMs / 1000} s of the restart, without restarting the app`,
+      pass: recoveryMs <= recoveryLimitMs && perProcess.every((p) => p.sameProcess) && drained,
       detail: `${perProcess.map((p) => `${p.label} ${Number.isFinite(p.recoveryMs) ? seconds(p.recoveryMs) : 'never'}${p.sameProcess ? '' : ' (process EXITED)'}`).join(', ')}; drained ${drained ? 'in time' : `NOT within ${plan.drainLimitMs / 1000} s`}`,
     },
     {
@@ -380,7 +438,7 @@ function judge(observed: Observed): RedisOutageResult {
 
   return {
     figure:
-      `${plan.fault === 'freeze' ? 'SIGSTOP' : 'outage'} ${seconds(restartAt - killDone)}, ${processes.length} processes (${perProcess.map((p) => p.label).join(', ')}): ` +
+      `${fault.name} ${seconds(restartAt - killDone)}, ${processes.length} processes (${perProcess.map((p) => p.label).join(', ')}): ` +
       `${count(duringOutage.length)} idempotent answers during it, ${wrongDuringOutage.length} not 503 ${storeCodes.join('/')} + Retry-After, ${runsWhileDown.length} handler runs while down; ` +
       `${caught.length} in flight at the kill (${caughtInsideHandler.length} inside handlers → 2xx, ${wrongCaught.length} other); ` +
       `slowest idempotent answer ${Math.round(slowest)} ms (${hung.length} over work + ${COMMAND_TIMEOUT_MS} + ${HANG_MARGIN_MS} ms; waits past the work once down ${formatDistribution(exposedWaits)}); ` +
@@ -390,7 +448,7 @@ function judge(observed: Observed): RedisOutageResult {
       `${count(acknowledged.size)} operations acknowledged (${heldAfterRestart.size} after a 409 until the lease ended), ${ranTwice.length} keys run twice, ${neverAcknowledged} never acknowledged, ${otherErrors.length} other errors`,
     threshold:
       `only 503 ${storeCodes.join('/')} + Retry-After and no handler run during the outage, every idempotent answer ≤ work + ${(COMMAND_TIMEOUT_MS + HANG_MARGIN_MS) / 1000} s, ` +
-      `shared-breaker p99 ≤ ${forecastBoundMs} ms and always 200, one fallback and one recovery per process, no unhandled client errors, recovery ≤ ${RECOVERY_LIMIT_MS / 1000} s, 0 keys run twice`,
+      `shared-breaker p99 ≤ ${forecastBoundMs} ms and always 200, one fallback and one recovery per process, no unhandled client errors, recovery ≤ ${recoveryLimitMs / 1000} s, 0 keys run twice`,
     checks,
     data: {
       outageMs: restartAt - killDone,
