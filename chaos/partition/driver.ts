@@ -76,8 +76,9 @@ async function startRelay(setup: PartitionSetup): Promise<ChildProcess> {
  * Latency, then loss, then the black hole; `onSilent` is called when the black hole starts and the
  * returned promise resolves when it should end.
  */
-async function degradeThenCut(setup: PartitionSetup, relay: ChildProcess, onSilent: () => void): Promise<void> {
+async function degradeThenCut(setup: PartitionSetup, relay: ChildProcess, onSilent: () => void, onSlow: () => void = () => undefined): Promise<void> {
   const { phases, network } = setup;
+  onSlow();
   relay.stdin!.write(`delay ${Math.round(phases.latencyMs / 2)}\n`);
   log(`+${phases.latencyMs} ms round trip (relay) for ${phases.latencyPhaseMs / 1000} s`);
   await sleep(phases.latencyPhaseMs);
@@ -106,7 +107,7 @@ async function main(): Promise<void> {
     const postgresFault: PostgresFault = {
       describe: () => describePhases(setup.phases),
       async inject(marks: FaultMarks) {
-        await degradeThenCut(setup, relay, () => marks.silent());
+        await degradeThenCut(setup, relay, () => marks.silent(), () => marks.slow?.());
         await sleep(setup.phases.blackholeMs);
       },
       async heal() {
@@ -129,7 +130,7 @@ async function main(): Promise<void> {
 
     const redisFault: RedisFault = {
       name: 'black hole',
-      begin: (_progress, silent) => degradeThenCut(setup, relay, silent),
+      begin: (_progress, silent, slow) => degradeThenCut(setup, relay, silent, slow),
       async end() {
         heal(setup);
       },

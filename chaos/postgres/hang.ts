@@ -71,6 +71,8 @@ export interface FaultMarks {
   silent(): void;
   /** It answers again (SIGCONT sent, black hole off). */
   answering(): void;
+  /** It starts answering slowly or losing packets, before it goes silent (the partition's first phases). */
+  slow?(): void;
 }
 
 /** Where the apps and the judge find the databases. */
@@ -192,8 +194,9 @@ async function drive(instances: readonly Instance[], label: string, databases: P
   await sleep(plan.trafficBeforeMs);
   let silentAt = Number.NaN;
   let answeringAt = Number.NaN;
+  let slowAt = Number.POSITIVE_INFINITY;
   const faultStart = now();
-  await fault.inject({ silent: () => (silentAt = now()), answering: () => (answeringAt = now()) });
+  await fault.inject({ silent: () => (silentAt = now()), answering: () => (answeringAt = now()), slow: () => (slowAt = now()) });
   await fault.heal();
   const healedAt = now();
   if (Number.isNaN(silentAt)) silentAt = faultStart;
@@ -206,7 +209,7 @@ async function drive(instances: readonly Instance[], label: string, databases: P
   await Promise.all(clients);
 
   const rows = await readRows(databases, label);
-  return judge({ instances, pids, attempts, acknowledged, keysStarted, drained, plan, fault, faultStart, silentAt, answeringAt, healedAt, rows, log });
+  return judge({ instances, pids, attempts, acknowledged, keysStarted, drained, plan, fault, faultStart, slowAt, silentAt, answeringAt, healedAt, rows, log });
 }
 
 interface Observed {
@@ -219,6 +222,8 @@ interface Observed {
   readonly plan: PostgresFaultPlan;
   readonly fault: PostgresFault;
   readonly faultStart: number;
+  /** When the database started answering slowly, before going silent (+∞ when it did not). */
+  readonly slowAt: number;
   readonly silentAt: number;
   readonly answeringAt: number;
   readonly healedAt: number;
@@ -227,7 +232,7 @@ interface Observed {
 }
 
 function judge(observed: Observed): PostgresFaultResult {
-  const { instances, pids, attempts, acknowledged, keysStarted, drained, plan, fault, faultStart, silentAt, answeringAt, rows, log } = observed;
+  const { instances, pids, attempts, acknowledged, keysStarted, drained, plan, fault, faultStart, slowAt, silentAt, answeringAt, rows, log } = observed;
   const ok = (a: Attempt) => a.status >= 200 && a.status < 300;
   const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
@@ -266,6 +271,8 @@ function judge(observed: Observed): PostgresFaultResult {
   const statuses = new Map<string, number>();
   for (const a of attempts) statuses.set(a.detail, (statuses.get(a.detail) ?? 0) + 1);
   const byMode = (mode: Mode) => distributionOf(exposed.filter((a) => a.mode === mode).map((a) => waitOf(a) - a.workMs));
+  // slow but answering (latency, loss): every statement may take up to query_timeout and succeed, so no one-timeout bound; reported
+  const slowWaits = distributionOf(attempts.filter((a) => a.sentAt >= slowAt && a.answeredAt < silentAt).map((a) => a.answeredAt - a.sentAt - a.workMs));
 
   const checks: FaultCheck[] = [
     {
@@ -302,14 +309,17 @@ function judge(observed: Observed): PostgresFaultResult {
   log(
     `${count(attempts.length)} requests for ${count(keysStarted.length)} operations (${[...statuses].map(([detail, n]) => `${detail} × ${n}`).join(', ')}); ` +
       `${caught.length} in flight when it went silent (${caught.filter(ok).length} → 2xx); ` +
-      `waits past the handler's work once silent: transactional ${formatDistribution(byMode('transactional'))}, lease ${formatDistribution(byMode('lease'))}`,
+      `waits past the handler's work once silent: transactional ${formatDistribution(byMode('transactional'))}, lease ${formatDistribution(byMode('lease'))}` +
+      (Number.isFinite(slowAt) ? `; while slow but answering: ${formatDistribution(slowWaits)}` : ''),
   );
   for (const check of checks) if (!check.pass) log(`FAILED ${check.name}: ${check.detail}`);
 
   return {
     figure:
       `${fault.describe()}: ${count(duringFault.length)} answers during it, ${wrongDuringFault.length} not 503/409 + Retry-After; ${caught.length} in flight when it went silent (${caught.filter(ok).length} → 2xx, ${wrongCaught.length} other); ` +
-      `wait past the handler's work p50 ${Math.round(distribution.p50)} / p99 ${Math.round(distribution.p99)} / max ${Math.round(distribution.max)} ms over ${exposed.length} requests (bound ${plan.queryTimeoutMs} + ${plan.marginMs} ms, ${overBound.length} over); ` +
+      `wait past the handler's work p50 ${Math.round(distribution.p50)} / p99 ${Math.round(distribution.p99)} / max ${Math.round(distribution.max)} ms over ${exposed.length} requests (bound ${plan.queryTimeoutMs} + ${plan.marginMs} ms, ${overBound.length} over)` +
+      (Number.isFinite(slowAt) ? `, while slow but answering ${formatDistribution(slowWaits)}` : '') +
+      '; ' +
       `recovered ${Number.isFinite(recoveryMs) ? seconds(recoveryMs) : 'never'} after it without a restart; ` +
       `${lost.length} lost of ${count(acknowledged.size)} acknowledged writes, ${duplicates.length} duplicates (rows counted per key), ${neverAcknowledged} never acknowledged, ${wrongAnywhere.length} other answers`,
     threshold: `only 503/409 + Retry-After during the fault, every wait ≤ work + ${plan.queryTimeoutMs} + ${plan.marginMs} ms, recovery ≤ ${plan.recoveryLimitMs / 1000} s, 0 lost, 0 duplicates`,
@@ -325,7 +335,7 @@ function judge(observed: Observed): PostgresFaultResult {
       statuses: Object.fromEntries(statuses),
       answeredDuringFault: duringFault.length,
       inFlightWhenSilent: caught.length,
-      waitsMs: { all: distribution, transactional: byMode('transactional'), lease: byMode('lease') },
+      waitsMs: { all: distribution, transactional: byMode('transactional'), lease: byMode('lease'), ...(Number.isFinite(slowAt) ? { whileSlow: slowWaits } : {}) },
       boundMs: { queryTimeoutMs: plan.queryTimeoutMs, marginMs: plan.marginMs },
       overBound: overBound.map((a) => ({ mode: a.mode, key: a.key, waitMs: Math.round(waitOf(a)), detail: a.detail })),
       recoveryMs,
