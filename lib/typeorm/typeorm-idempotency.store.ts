@@ -149,6 +149,13 @@ class SerialQueue {
  * PostgreSQL set `connectTimeoutMS` (e.g. 2_000) and `extra: { query_timeout: 5_000 }`; on SQLite
  * use a file with `enableWAL: true` and a busy timeout (`timeout`, better-sqlite3 default 5 s).
  *
+ * A silent PostgreSQL (hung, paused, partitioned: connections open, no answer): a request is
+ * answered once its statement times out, never after another round trip. A connection still
+ * awaiting an answer is closed rather than rolled back over the wire or pooled (node-postgres would
+ * queue anything sent next behind the unanswered statement; PostgreSQL rolls back the transaction
+ * of a closed connection). A COMMIT sent without answer throws {@link CommitOutcomeUnknownError}:
+ * the request is answered 503, and its retry learns from the record whether it committed.
+ *
  * SQLite note: TypeORM runs every SQLite query on one shared connection, so this store runs its own
  * operations one at a time and a transactional request holds the store for its whole transaction:
  * requests with OTHER keys (claims and transactional runs alike) wait for it; only duplicates of
