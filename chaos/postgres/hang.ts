@@ -16,7 +16,7 @@ import pg from 'pg';
 import { isRunning, killInstance, openFixtureDatabase, startInstance, type Instance } from '../../test/fixtures/idempotency/multi-instance.launcher.js';
 import { distributionOf, formatDistribution } from '../shared/distribution.js';
 import { checkProblem, isRetryAfter } from '../shared/problem.js';
-import { count, sleep } from '../shared/scenario.js';
+import { count, sleep, summarize } from '../shared/scenario.js';
 
 /** The app processes: both platforms; the first one's handlers work longer, so some are inside them when the fault starts. */
 const PROCESSES = [
@@ -409,10 +409,4 @@ async function readRows(databases: PostgresFaultDatabases, label: string): Promi
   };
   const [store, effects] = await Promise.all([read(databases.storeJudgeUrl), read(databases.effectsJudgeUrl)]);
   return { store, effects };
-}
-
-/** The first few of a list of descriptions, with their count. */
-function summarize(items: readonly string[]): string {
-  if (items.length === 0) return 'none';
-  return `${items.slice(0, 5).join('; ')}${items.length > 5 ? `; … ${items.length - 5} more` : ''}`;
 }

@@ -11,9 +11,9 @@
 import { DEFAULT_SHARED_STATE_MAX_WAIT } from 'nest-resilience';
 import type { ThrowawayRedis } from '../../scripts/redis.mjs';
 import { spawnApp, type SpawnedApp } from '../../test/fixtures/spawn-app.js';
-import { distributionOf, formatDistribution } from '../shared/distribution.js';
+import { distributionOf, formatDistribution, percentile } from '../shared/distribution.js';
 import { checkProblem, isRetryAfter } from '../shared/problem.js';
-import { count, sleep } from '../shared/scenario.js';
+import { count, sleep, summarize } from '../shared/scenario.js';
 
 /** Where `npm run build:sample` puts the app, relative to the package root. */
 export const REDIS_OUTAGE_APP = 'build/chaos/redis/redis-outage.app.js';
@@ -550,17 +550,4 @@ async function killApp(app: SpawnedApp): Promise<void> {
   const exited = new Promise((resolve) => app.child.once('exit', resolve));
   app.child.kill('SIGKILL');
   await exited;
-}
-
-/** Nearest-rank percentile (0 for no values). */
-function percentile(values: readonly number[], p: number): number {
-  if (values.length === 0) return 0;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]!;
-}
-
-/** The first few of a list of descriptions, with their count. */
-function summarize(items: readonly string[]): string {
-  if (items.length === 0) return 'none';
-  return `${items.slice(0, 5).join('; ')}${items.length > 5 ? `; … ${items.length - 5} more` : ''}`;
 }

@@ -50,3 +50,9 @@ export function count(value: number): string {
 
 /** Waits `ms` of real time. */
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The first few of a list of descriptions, with their count. */
+export function summarize(items: readonly string[]): string {
+  if (items.length === 0) return 'none';
+  return `${items.slice(0, 5).join('; ')}${items.length > 5 ? `; … ${items.length - 5} more` : ''}`;
+}
