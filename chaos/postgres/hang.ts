@@ -12,9 +12,9 @@
 // (`POST /reports`: the idempotency record is on that cluster, the handler's row on a second
 // cluster that stays up, so that a row is exactly one run of the handler). Rows are counted from
 // outside, per key, after the fault.
-import pg from 'pg';
 import { isRunning, killInstance, openFixtureDatabase, startInstance, type Instance } from '../../test/fixtures/idempotency/multi-instance.launcher.js';
 import { distributionOf, formatDistribution } from '../shared/distribution.js';
+import { readReportRows, type ReportRows } from '../shared/report-rows.js';
 import { checkProblem, isRetryAfter } from '../shared/problem.js';
 import { count, sleep, summarize } from '../shared/scenario.js';
 
@@ -380,33 +380,13 @@ async function post(url: string, processIndex: number, mode: Mode, key: string, 
   }
 }
 
-interface RowsOf {
-  readonly byId: Map<number, string>;
-  readonly perKey: Map<string, number>;
-}
 interface Rows {
-  readonly store: RowsOf;
-  readonly effects: RowsOf;
+  readonly store: ReportRows;
+  readonly effects: ReportRows;
 }
 
 /** The run's rows of both clusters, read from outside through their judge URLs. */
 async function readRows(databases: PostgresFaultDatabases, label: string): Promise<Rows> {
-  const read = async (url: string): Promise<RowsOf> => {
-    const client = new pg.Client({ connectionString: url });
-    await client.connect();
-    try {
-      const { rows } = await client.query<{ id: number; request_key: string }>('SELECT id, request_key FROM multi_instance_reports WHERE request_key LIKE $1', [`${label}-%`]);
-      const byId = new Map<number, string>();
-      const perKey = new Map<string, number>();
-      for (const row of rows) {
-        byId.set(Number(row.id), row.request_key);
-        perKey.set(row.request_key, (perKey.get(row.request_key) ?? 0) + 1);
-      }
-      return { byId, perKey };
-    } finally {
-      await client.end();
-    }
-  };
-  const [store, effects] = await Promise.all([read(databases.storeJudgeUrl), read(databases.effectsJudgeUrl)]);
+  const [store, effects] = await Promise.all([readReportRows(databases.storeJudgeUrl, `${label}-%`), readReportRows(databases.effectsJudgeUrl, `${label}-%`)]);
   return { store, effects };
 }

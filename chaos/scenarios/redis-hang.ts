@@ -3,11 +3,9 @@
 // processes, traffic and checks as redis-outage (chaos/redis/outage.ts): the idempotent route on
 // RedisIdempotencyStore (`commandTimeoutMs` 1 s) and the shared breaker and retry budget on
 // RedisPolicyState, on one ioredis and one node-redis client.
-import { onInterrupt } from '../../bench/shared/children.js';
-import { loadRedisScript } from '../../bench/shared/redis.js';
-import { packageRoot } from '../../bench/shared/report.js';
-import { runRedisOutage, type RedisOutagePlan } from '../redis/outage.js';
-import type { ChaosContext, Scenario, Verdict } from '../shared/scenario.js';
+import type { RedisOutagePlan } from '../redis/outage.js';
+import type { Scenario } from '../shared/scenario.js';
+import { runOnOwnRedis } from './redis-outage.js';
 
 /**
  * Every claim sent while the server is stopped runs when it resumes (commands cannot be taken back
@@ -19,15 +17,5 @@ const PLAN: RedisOutagePlan = { trafficBeforeMs: 3_000, outageMs: 8_000, traffic
 export const redisHangScenario: Scenario = {
   id: 'redis-hang',
   title: `redis-server stopped with SIGSTOP for ${PLAN.outageMs / 1000} s under traffic, then resumed (idempotent route on RedisIdempotencyStore, shared breaker and budget on RedisPolicyState, 2 processes)`,
-  async run({ log }: ChaosContext): Promise<Verdict> {
-    const redis = await (await loadRedisScript()).startRedis();
-    const forgetInterrupt = onInterrupt(() => redis.stop());
-    try {
-      const result = await runRedisOutage({ root: packageRoot(), redis, plan: PLAN, log });
-      return { figure: result.figure, threshold: result.threshold, pass: result.checks.every((check) => check.pass), data: result.data };
-    } finally {
-      forgetInterrupt();
-      await redis.stop();
-    }
-  },
+  run: ({ log }) => runOnOwnRedis(PLAN, log),
 };
