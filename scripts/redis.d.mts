@@ -16,5 +16,8 @@ export interface ThrowawayRedis {
 
 /** Path of `redis-server` (or `valkey-server`), or undefined when neither is installed. */
 export function findRedisServer(): string | undefined;
-/** Starts a fresh server on a free loopback port (default) in a temp dir, persisting nothing. */
-export function startRedis(options?: { bin?: string; port?: number }): Promise<ThrowawayRedis>;
+/**
+ * Starts a fresh server on a free loopback port (default) in a temp dir, persisting nothing;
+ * `args` are extra server options (`['--maxmemory-policy', 'allkeys-lru']`).
+ */
+export function startRedis(options?: { bin?: string; port?: number; args?: readonly string[] }): Promise<ThrowawayRedis>;

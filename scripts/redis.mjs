@@ -50,12 +50,13 @@ async function waitUntil(check, what) {
  * Starts a fresh server. Returns { url, port, dir, start(), halt(), kill(), stop() }:
  * `halt()` stops it (an outage), `start()` brings it back on the same port (empty: nothing is
  * persisted), `stop()` stops it for good and deletes its directory. All return promises.
+ * `args` are extra server options (`['--maxmemory-policy', 'allkeys-lru']`).
  */
-export async function startRedis({ bin = findRedisServer(), port } = {}) {
+export async function startRedis({ bin = findRedisServer(), port, args: extraArgs = [] } = {}) {
   if (!bin) throw new Error('redis-server was not found. Install it with `apt-get install -y --no-upgrade redis-server` or set REDIS_URL.');
   port ??= await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'nest-resilience-redis-'));
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no', '--logfile', join(dir, 'server.log')];
+  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no', '--logfile', join(dir, 'server.log'), ...extraArgs];
   let child;
   const start = async () => {
     if (child) return;
