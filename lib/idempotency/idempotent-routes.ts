@@ -97,6 +97,12 @@ export class IdempotentRoutes {
     if (!plan) return;
     const where = `${classRef.name}.${method.name}`;
     this.warnInProduction();
+    const { store } = this;
+    if (store instanceof InMemoryIdempotencyStore && plan.options.maxResponseBytes > store.maxBytes) {
+      throw new ResilienceConfigError(
+        `${where} keeps responses of up to maxResponseBytes (${plan.options.maxResponseBytes}) bytes, more than the in-memory store holds in all (maxBytes ${store.maxBytes}); lower maxResponseBytes on the route or in forRoot({ idempotency }), or raise maxBytes: new InMemoryIdempotencyStore({ maxBytes }).`,
+      );
+    }
     if (Reflect.getMetadata(SSE_METADATA, method.wrapper)) {
       throw new ResilienceConfigError(`${where} is @Idempotent() and @Sse(): an event stream cannot be stored or replayed. Remove @Idempotent() from it.`);
     }

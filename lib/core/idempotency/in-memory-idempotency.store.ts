@@ -158,13 +158,14 @@ export class InMemoryIdempotencyStore implements IdempotencyStore {
     let bytes = recordBytes(record, null) + responseBytes(response);
     if (!this.roomFor(bytes - record.bytes, false)) {
       // even with every completed record gone the body does not fit: keep the outcome, not the body
-      stored = responseWithoutBody(response, responseBytes(response));
+      const bodyBytes = response.body === null ? 0 : response.body.length;
+      stored = responseWithoutBody(response, bodyBytes);
       bytes = recordBytes(record, null) + responseBytes(stored);
-      this.report(`The in-memory idempotency store could not keep a response of ${responseBytes(response)} bytes within maxBytes (${this.maxBytes}); it kept the outcome without the body, so replays answer idempotency_response_not_kept.`, {
+      this.report(`The in-memory idempotency store could not keep a response body of ${bodyBytes} bytes within maxBytes (${this.maxBytes}); it kept the outcome without the body, so replays answer idempotency_response_not_kept.`, {
         event: 'idempotency_response_not_kept',
         policy: 'in-memory idempotency store',
         outcome: 'max_bytes',
-        detail: `the response (${responseBytes(response)} bytes) did not fit maxBytes (${this.maxBytes}) next to the requests in progress`,
+        detail: `the response body (${bodyBytes} bytes) did not fit maxBytes (${this.maxBytes}) beside the requests in progress`,
       });
     }
     record.status = 'completed';
