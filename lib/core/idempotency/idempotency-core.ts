@@ -45,6 +45,8 @@ import { isStoreUnavailableError, storeFailureOf } from './store-failure.js';
 const MAX_CAUSE_LENGTH = 500;
 /** `Retry-After` of a 503 answered while the store is unreachable. */
 const STORE_UNAVAILABLE_RETRY_AFTER_MS = 1_000;
+/** Distinct warnings given (and remembered) at most: one per route and kind. */
+const MAX_WARNINGS = 1_000;
 /** Longest scope stored as is; longer scopes are replaced by their sha256 (the column holds 255). */
 const MAX_SCOPE_LENGTH = 255;
 /** Methods that are safe by definition: idempotency keys have no meaning there. @internal */
@@ -420,6 +422,8 @@ export class IdempotencyCore {
 
   private warnOnce(id: string, message: string): void {
     if (this.warned.has(id)) return;
+    // one per route and kind: a cap only matters when routes come from input (a message pattern per tenant)
+    if (this.warned.size >= MAX_WARNINGS) return;
     this.warned.add(id);
     this.deps.warn?.(message);
   }
