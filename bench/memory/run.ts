@@ -1,10 +1,17 @@
 // Memory of the default idempotency store under a flood of new keys (issue 29's trial), and of one
 // large response: heap after a full GC before and after, in a server started with --expose-gc.
-//   npm run bench:memory                        100,000 keys × 2 KB bodies, then a 5 MB response
+// Then the flood tests of every per-key structure (vitest project `bounds`, 10^5 distinct keys
+// each), whose measured heap growth is collected into the same results.
+//   npm run bench:memory                        100,000 keys × 2 KB bodies, a 5 MB response, the floods
 //   BENCH_KEYS=60000 BENCH_PLATFORMS=express,fastify npm run bench:memory
+//   BENCH_STRUCTURES=0 npm run bench:memory     the HTTP trial only
+import { spawnSync } from 'node:child_process';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { Pool } from 'undici';
 import { startServer, stopAll, type ServerChild } from '../shared/children.js';
-import { commandLine, environment, markdownTable, writeResults } from '../shared/report.js';
+import { commandLine, environment, markdownTable, packageRoot, writeResults } from '../shared/report.js';
 import type { Platform } from '../shared/server-harness.js';
 
 const KEYS = Number(process.env.BENCH_KEYS ?? 100_000);
@@ -104,6 +111,26 @@ async function flood(server: ServerChild, platform: Platform): Promise<FloodResu
 
 const mib = (bytes: number) => `${(bytes / MIB).toFixed(1)} MiB`;
 
+interface StructureFigure {
+  readonly structure: string;
+  readonly growth: number;
+  readonly bound: number;
+  readonly records?: number;
+}
+
+/** Runs the flood tests (`vitest --project bounds`) and reads the heap growth each one measured. */
+function structureFloods(): StructureFigure[] {
+  const file = join(tmpdir(), `nest-resilience-bounds-${process.pid}.jsonl`);
+  rmSync(file, { force: true });
+  console.log('\nFlood tests of every per-key structure (vitest project "bounds", 10^5 distinct keys each)…');
+  const run = spawnSync('npx', ['--no', 'vitest', 'run', '--project', 'bounds'], { cwd: packageRoot(), stdio: 'inherit', env: { ...process.env, BOUNDS_FIGURES: file } });
+  if (run.status !== 0) console.error('Some flood tests failed: their figures are missing or over their bound.');
+  if (!existsSync(file)) return [];
+  const figures = readFileSync(file, 'utf8').trim().split('\n').filter(Boolean).map((line) => JSON.parse(line) as StructureFigure);
+  rmSync(file, { force: true });
+  return figures;
+}
+
 async function main(): Promise<void> {
   const results: FloodResult[] = [];
   for (const platform of PLATFORMS) {
@@ -137,7 +164,12 @@ async function main(): Promise<void> {
     `${r.big.heapGrowth >= 0 ? '+' : ''}${mib(r.big.heapGrowth)}`,
   ]);
   console.log(`\n${markdownTable(['platform', 'response', 'first', 'replay', 'handler runs', 'heap growth after GC'], bigRows)}`);
-  const file = writeResults('memory.json', { environment: environment(), command: commandLine('bench:memory'), results });
+  const structures = process.env.BENCH_STRUCTURES === '0' ? [] : structureFloods();
+  if (structures.length > 0) {
+    const structureRows = structures.map((figure) => [figure.structure, mib(figure.growth), mib(figure.bound), figure.growth < figure.bound ? 'yes' : '**no**']);
+    console.log(`\n${markdownTable(['structure (flood)', 'heap growth after GC', 'bound asserted', 'within'], structureRows)}`);
+  }
+  const file = writeResults('memory.json', { environment: environment(), command: commandLine('bench:memory'), results, structures });
   console.log(`\nResults: ${file}\nCommand: ${commandLine('bench:memory')}`);
 }
 

@@ -1,3 +1,4 @@
+import { appendFileSync } from 'node:fs';
 import { expect } from 'vitest';
 
 /** 10^5 distinct keys: what every flood test sends at one structure. */
@@ -39,4 +40,14 @@ export async function floodKeys(count: number, each: (index: number) => unknown,
     if (result instanceof Promise) await result;
     if (i % batch === batch - 1) await new Promise((resolve) => setImmediate(resolve));
   }
+}
+
+/**
+ * Asserts that `growth` stays under `bound`, and records the figure for the memory benchmark
+ * (`npm run bench:memory` runs these tests with BOUNDS_FIGURES set and prints the table).
+ */
+export function expectWithin(structure: string, growth: number, bound: number, extra: Record<string, unknown> = {}): void {
+  const file = process.env.BOUNDS_FIGURES;
+  if (file) appendFileSync(file, `${JSON.stringify({ structure, growth, bound, ...extra })}\n`);
+  expect(growth, `${structure}: the heap grew by ${mib(growth)} (bound ${mib(bound)})`).toBeLessThan(bound);
 }

@@ -4,7 +4,7 @@ import { Test } from '@nestjs/testing';
 import { describe, expect, it } from 'vitest';
 import { Bulkhead, CircuitBreaker, CircuitBreakerService, ResilienceModule, Retryable } from 'nest-resilience';
 import { noopEventSink, PolicyRegistry, systemClock, systemRandom } from 'nest-resilience/core';
-import { FLOOD_KEYS, floodKeys, heapGrowthOf, mib } from './heap.js';
+import { FLOOD_KEYS, expectWithin, floodKeys, heapGrowthOf } from './heap.js';
 
 const env = { clock: systemClock, random: systemRandom, events: noopEventSink };
 const KIB = 1024;
@@ -35,7 +35,7 @@ describe('PolicyRegistry: each kind keeps at most maxKeys keys (least recently u
     const registry = new PolicyRegistry(env, { maxKeys: DEFAULT_MAX_POLICY_KEYS });
     const growth = await heapGrowthOf(() => floodKeys(FLOOD_KEYS, (i) => touch(registry, `key-${i}`)), registry);
     const bound = DEFAULT_MAX_POLICY_KEYS * PER_KEY[kind] + SLACK;
-    expect(growth, `${kind}s grew the heap by ${mib(growth)} (bound ${mib(bound)})`).toBeLessThan(bound);
+    expectWithin(`PolicyRegistry ${kind}s (10^5 keys)`, growth, bound);
     if (kind === 'breaker') {
       expect(registry.circuitBreakers()).toHaveLength(DEFAULT_MAX_POLICY_KEYS);
       // the most recent keys are the ones kept
@@ -84,7 +84,7 @@ describe('a key function on a decorated provider method (a real Nest app)', () =
     try {
       const growth = await heapGrowthOf(() => floodKeys(FLOOD_KEYS, (i) => tenants.call(`t-${i}`)), tenants);
       const bound = DEFAULT_MAX_POLICY_KEYS * PER_KEY.keyFunction + SLACK;
-      expect(growth, `the app grew by ${mib(growth)} (bound ${mib(bound)})`).toBeLessThan(bound);
+      expectWithin('key function on a decorated method: breakers, bulkheads, budgets, pipelines (10^5 keys)', growth, bound);
       expect(tenants.calls).toBe(FLOOD_KEYS);
       const breakers = app.get(CircuitBreakerService).list();
       expect(breakers).toHaveLength(DEFAULT_MAX_POLICY_KEYS);
