@@ -260,7 +260,9 @@ export class IdempotencyStoreUnavailableError extends IdempotencyError {
 
 /**
  * 500 `idempotency_response_not_storable` (transactional mode): the handler's response could not
- * be stored, so its writes were rolled back. `reason` is a client-safe summary.
+ * be stored (its status is not one `storeIf` stores), so its writes were rolled back. `reason` is
+ * a client-safe summary. A body that is too large or not replayable is not this error: its
+ * outcome is committed without the body ({@link IdempotencyResponseNotKeptError} on replay).
  * @publicApi
  */
 export class IdempotencyResponseNotStorableError extends IdempotencyError {
@@ -269,7 +271,7 @@ export class IdempotencyResponseNotStorableError extends IdempotencyError {
     /** Client-safe reason, e.g. "the response body is larger than the configured limit". */
     readonly reason: string,
   ) {
-    super(`The response of a transactional idempotent request could not be stored (${reason}), so its writes were rolled back; return a JSON-serialisable body within maxStoredBodyBytes, or drop transactional.`, {
+    super(`The response of a transactional idempotent request could not be stored (${reason}), so its writes were rolled back; let storeIf store this status, or drop transactional.`, {
       status: 500,
       title: 'Response could not be stored',
       detail: `The response of this transactional idempotent request could not be stored (${reason}), so its database writes were rolled back and nothing happened. Retrying with the same key runs it again.`,

@@ -1,7 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import { systemClock, type Clock } from '../clock.js';
 import { ResilienceConfigError } from '../errors.js';
-import type { ResilienceEventSink } from '../events.js';
+import type { ResilienceEvent, ResilienceEventName } from '../events.js';
 import type {
   IdempotencyClaim,
   IdempotencyClaimResult,
@@ -109,7 +109,8 @@ export class InMemoryIdempotencyStore implements IdempotencyStore {
   private storedBytes = 0;
   private lastSweep: number;
   private readonly observers: IdempotencyStoreObserver[] = [];
-  private readonly warned = new Set<string>();
+  /** What was already warned about: an eviction reason, or `not_kept`. */
+  private readonly warned = new Set<EvictionReason | 'not_kept'>();
 
   constructor(options: InMemoryIdempotencyStoreOptions = {}) {
     this.clock = options.clock ?? systemClock;
@@ -161,7 +162,9 @@ export class InMemoryIdempotencyStore implements IdempotencyStore {
       const bodyBytes = response.body === null ? 0 : response.body.length;
       stored = responseWithoutBody(response, bodyBytes);
       bytes = recordBytes(record, null) + responseBytes(stored);
-      this.report(`The in-memory idempotency store could not keep a response body of ${bodyBytes} bytes within maxBytes (${this.maxBytes}); it kept the outcome without the body, so replays answer idempotency_response_not_kept.`, {
+      const first = !this.warned.has('not_kept');
+      if (first) this.warned.add('not_kept');
+      this.report(first ? `The in-memory idempotency store could not keep a response body of ${bodyBytes} bytes within maxBytes (${this.maxBytes}); it kept the outcome without the body, so replays answer idempotency_response_not_kept. Raise maxBytes or lower maxResponseBytes.` : undefined, {
         event: 'idempotency_response_not_kept',
         policy: 'in-memory idempotency store',
         outcome: 'max_bytes',
@@ -305,9 +308,15 @@ export class InMemoryIdempotencyStore implements IdempotencyStore {
   }
 
   private reportEviction(record: MemoryRecord, reason: EvictionReason): void {
+    const first = !this.warned.has(reason);
+    // nothing is built per eviction unless someone listens (a full store evicts on every new key)
+    if (!first && !this.wanted('idempotency_evicted')) return;
+    if (first) this.warned.add(reason);
     const limit = reason === 'max_records' ? `maxRecords (${this.maxRecords})` : `maxBytes (${this.maxBytes})`;
     this.report(
-      `The in-memory idempotency store reached ${limit}: it now evicts completed records, the one whose retention ends first first, and a retry of an evicted key runs its handler again. Raise maxRecords / maxBytes, shorten ttl, or use TypeOrmIdempotencyStore or RedisIdempotencyStore (docs/idempotency.md).`,
+      first
+        ? `The in-memory idempotency store reached ${limit}: it now evicts completed records, the one whose retention ends first first, and a retry of an evicted key runs its handler again. Raise maxRecords / maxBytes, shorten ttl, or use TypeOrmIdempotencyStore or RedisIdempotencyStore (docs/idempotency.md).`
+        : undefined,
       {
         event: 'idempotency_evicted',
         policy: 'in-memory idempotency store',
@@ -317,12 +326,16 @@ export class InMemoryIdempotencyStore implements IdempotencyStore {
     );
   }
 
-  /** One event to every observer that wants it, and `warning` once per event name and outcome. */
-  private report(warning: string, event: Parameters<ResilienceEventSink>[0]): void {
-    const first = !this.warned.has(`${event.event}:${event.outcome}`);
-    if (first) this.warned.add(`${event.event}:${event.outcome}`);
+  /** Whether an observer consumes events named `name` now. */
+  private wanted(name: ResilienceEventName): boolean {
+    for (const { events } of this.observers) if (events !== undefined && events.wants?.(name) !== false) return true;
+    return false;
+  }
+
+  /** `event` to every observer that wants it, and `warning` (when given) to every observer's log. */
+  private report(warning: string | undefined, event: ResilienceEvent): void {
     for (const { events, warn } of this.observers) {
-      if (first) warn?.(warning);
+      if (warning !== undefined) warn?.(warning);
       if (events !== undefined && events.wants?.(event.event) !== false) events(event);
     }
   }
