@@ -62,7 +62,7 @@ async function count(build: string, library: string, scenario: Scenario, outputD
   );
   const agent = new Agent({ keepAlive: true, maxSockets: CONNECTIONS });
   try {
-    const replayKey = scenario === 'replay' ? `replayed-${build}` : undefined;
+    const replayKey = scenario === 'replay' ? `replayed-${build.replace(/\W+/g, '-')}` : undefined;
     await send(server.url, agent, WARMUP, replayKey);
     control(server, '--instr=on');
     control(server, '--zero');
@@ -86,7 +86,8 @@ async function count(build: string, library: string, scenario: Scenario, outputD
 async function main(): Promise<void> {
   const builds: Array<[string, string]> = [['this build', join(packageRoot(), 'dist', 'index.js')]];
   if (process.env.BENCH_BEFORE_DIST) builds.unshift(['before', join(process.env.BENCH_BEFORE_DIST, 'index.js')]);
-  const outputDir = mkdtempSync(join(tmpdir(), 'nest-resilience-store-cost-'));
+  // BENCH_KEEP_DUMPS=<dir>: keep the callgrind dumps there (callgrind_annotate shows where the instructions go)
+  const outputDir = process.env.BENCH_KEEP_DUMPS ?? mkdtempSync(join(tmpdir(), 'nest-resilience-store-cost-'));
   const results: Record<string, Record<string, { mean: number; median: number; windows: number[] }>> = {};
   try {
     for (const scenario of SCENARIOS) {
@@ -98,7 +99,7 @@ async function main(): Promise<void> {
       }
     }
   } finally {
-    rmSync(outputDir, { recursive: true, force: true });
+    if (!process.env.BENCH_KEEP_DUMPS) rmSync(outputDir, { recursive: true, force: true });
   }
   const cell = (figure: { mean: number; median: number }) => `${figure.mean.toLocaleString('en-US')} (median ${figure.median.toLocaleString('en-US')})`;
   const rows = SCENARIOS.map((scenario) => {
