@@ -46,6 +46,11 @@ export default defineConfig({
         extends: true,
         test: { name: 'package', include: ['test/package/**/*.spec.ts'], pool: 'forks' },
       },
+      {
+        // flood tests: heap after a full GC, so each file runs in a process of its own with gc() exposed
+        extends: true,
+        test: { name: 'bounds', include: ['test/bounds/**/*.spec.ts'], pool: 'forks', execArgv: ['--expose-gc'] },
+      },
     ],
   },
 });

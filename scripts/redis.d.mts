@@ -22,7 +22,10 @@ export interface ThrowawayRedis {
 
 /** Path of `redis-server` (or `valkey-server`), or undefined when neither is installed. */
 export function findRedisServer(): string | undefined;
-/** Starts a fresh server on a free loopback port (default) in a temp dir, persisting nothing. */
+/**
+ * Starts a fresh server on a free loopback port (default) in a temp dir, persisting nothing;
+ * `args` are extra server options (`['--maxmemory-policy', 'allkeys-lru']`).
+ */
 export function startRedis(options?: {
   bin?: string;
   port?: number;
@@ -30,4 +33,6 @@ export function startRedis(options?: {
   netns?: string;
   /** `--bind`. @default '127.0.0.1' */
   bindAddress?: string;
+  /** Extra server options. */
+  args?: readonly string[];
 }): Promise<ThrowawayRedis>;

@@ -53,13 +53,14 @@ async function waitUntil(check, what) {
  * `freeze()` stops the server process with SIGSTOP (it hangs with its connections open) and
  * `thaw()` resumes it with SIGCONT. `netns` runs it inside that network namespace (root only),
  * bound to `bindAddress` there; `socket` (a Unix socket in `dir`) reaches it from outside.
+ * `args` are extra server options (`['--maxmemory-policy', 'allkeys-lru']`).
  */
-export async function startRedis({ bin = findRedisServer(), port, netns, bindAddress = '127.0.0.1' } = {}) {
+export async function startRedis({ bin = findRedisServer(), port, netns, bindAddress = '127.0.0.1', args: extraArgs = [] } = {}) {
   if (!bin) throw new Error('redis-server was not found. Install it with `apt-get install -y --no-upgrade redis-server` or set REDIS_URL.');
   port ??= await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'nest-resilience-redis-'));
   const socket = join(dir, 'redis.sock');
-  const args = ['--port', String(port), '--bind', bindAddress, '--unixsocket', socket, '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no', '--logfile', join(dir, 'server.log')];
+  const args = ['--port', String(port), '--bind', bindAddress, '--unixsocket', socket, '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no', '--logfile', join(dir, 'server.log'), ...extraArgs];
   let child;
   let frozen = false;
   const start = async () => {

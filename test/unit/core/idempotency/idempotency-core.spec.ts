@@ -3,7 +3,7 @@ import { beforeEach, describe, expect, it } from 'vitest';
 import type { ResilienceEvent, ResilienceEventName } from '../../../../lib/core/events.js';
 import { FakeClock } from '../../../../lib/testing/fake-clock.js';
 import { CommitOutcomeUnknownError, isStoreUnavailableError, storeFailureOf } from '../../../../lib/core/idempotency/store-failure.js';
-import { IdempotencyCore } from '../../../../lib/core/idempotency/idempotency-core.js';
+import { IdempotencyCore, notKeptProblemOf } from '../../../../lib/core/idempotency/idempotency-core.js';
 import type {
   HandlerOutcome,
   IdempotencyAnswer,
@@ -276,13 +276,29 @@ describe('IdempotencyCore', () => {
       expect(named('idempotency_released')[0]).toMatchObject({ outcome: 'not_handler_result' });
     });
 
-    it('releases an unreplayable value with one warning naming the fix', async () => {
+    it('completes the key of an unreplayable value without its body, with one warning naming the fix; the retry gets not_kept and does not run', async () => {
       const { run, calls } = runner(() => Promise.resolve(value(Readable.from(['a']))));
-      await core.execute(requestOf(), responseOf(200), run);
-      await core.execute(requestOf(), responseOf(200), run);
-      expect(calls).toHaveLength(2);
+      expect((await core.execute(requestOf(), responseOf(200), run)).kind).toBe('delivered');
+      const replay = await core.execute(requestOf(), responseOf(200), run);
+      expect(calls).toHaveLength(1);
+      expect(replay.kind).toBe('replay');
+      const problem = notKeptProblemOf((replay as Extract<IdempotencyAnswer, { kind: 'replay' }>).response);
+      expect(problem).toMatchObject({ code: IdempotencyErrorCode.ResponseNotKept, status: 200, reason: 'unreplayable' });
+      expect(named('idempotency_response_not_kept')).toMatchObject([{ outcome: 'unreplayable', code: 'idempotency_response_not_kept' }]);
       expect(warnings).toHaveLength(1);
-      expect(warnings[0]).toMatch(/returned a stream.*To make it replayable, return a JSON-serialisable value/);
+      expect(warnings[0]).toMatch(/returned a stream.*completed without the body.*To replay the body, return a JSON-serialisable value/);
+    });
+
+    it('completes the key of a body over maxResponseBytes without the body: its status and replayable headers are kept', async () => {
+      const { run, calls } = runner(value({ filler: 'x'.repeat(100) }));
+      const options: IdempotentOptions = { maxResponseBytes: 50 };
+      await core.execute(requestOf({ options }), responseOf(201, { location: '/reports/9', 'content-type': 'application/json' }), run);
+      const replay = (await core.execute(requestOf({ options }), responseOf(), run)) as Extract<IdempotencyAnswer, { kind: 'replay' }>;
+      expect(calls).toHaveLength(1);
+      expect(replay.response).toMatchObject({ status: 201, body: null, headers: { location: '/reports/9' } });
+      expect(replay.response.headers['content-type']).toBeUndefined();
+      expect(notKeptProblemOf(replay.response)).toMatchObject({ status: 201, reason: 'too_large', bytes: 113 });
+      expect(notKeptProblemOf(replay.response)!.detail).toMatch(/succeeded \(status 201\).*\(113 bytes\) was larger than the server keeps/);
     });
 
     it('renews the lease with a heartbeat, so a duplicate long after the lease still gets 409', async () => {
@@ -534,12 +550,21 @@ describe('IdempotencyCore', () => {
       expect(named('idempotency_store_error')).toMatchObject([{ detail: 'commit_unknown', outcome: 'timeout' }]);
     });
 
-    it('answers 500 response_not_storable when the response cannot be stored, with a client-safe detail', async () => {
+    it('commits a response that cannot be serialised without its body: its writes stay, a retry gets not_kept', async () => {
       const circular: Record<string, unknown> = {};
       circular.self = circular;
-      const error = rejectionOf(await core.execute(requestOf({ options }), responseOf(), runner(value(circular)).run));
+      const { run, calls } = runner(value(circular));
+      expect((await core.execute(requestOf({ options }), responseOf(), run)).kind).toBe('delivered');
+      expect(transactional.size).toBe(1);
+      const replay = (await core.execute(requestOf({ options }), responseOf(), run)) as Extract<IdempotencyAnswer, { kind: 'replay' }>;
+      expect(calls).toHaveLength(1);
+      expect(notKeptProblemOf(replay.response)).toMatchObject({ reason: 'unreplayable', status: 201 });
+    });
+
+    it('answers 500 response_not_storable when storeIf refuses the status of a value, with a client-safe detail', async () => {
+      const error = rejectionOf(await core.execute(requestOf({ options: { ...options, storeIf: () => false } }), responseOf(), runner(value({ id: 1 })).run));
       expect(error).toMatchObject({ code: IdempotencyErrorCode.ResponseNotStorable, status: 500 });
-      expect(error.detail).not.toContain('circular');
+      expect(error.detail).toContain('its status is not stored (storeIf)');
       expect(transactional.size).toBe(0);
     });
 
