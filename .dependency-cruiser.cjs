@@ -13,7 +13,7 @@ const MAY_IMPORT = {
   context: ['core'],
   fetch: ['core', 'context'],
   'engine/binding': [],
-  observability: ['core', 'constants'],
+  observability: ['core', 'context', 'constants'],
   http: ['core', 'context', 'constants'],
   interfaces: ['core', 'http', 'observability'],
   decorators: ['core', 'context', 'engine/binding', 'interfaces', 'constants'],
