@@ -159,7 +159,7 @@ describe('microservices over TCP: the same decorators and typed errors as HTTP',
       controllers: [PaymentsController],
       providers: [Ledger, { provide: UPSTREAM_URL, useValue: upstream.url }],
     }).compile();
-    app = moduleRef.createNestMicroservice({ transport: Transport.TCP, options: { host: '127.0.0.1', port } }, { logger: false });
+    app = moduleRef.createNestMicroservice({ transport: Transport.TCP, options: { host: '127.0.0.1', port }, logger: false });
     await app.listen();
     ledger = app.get(Ledger);
     app.get(ResilienceEvents).subscribe((event) => events.push(event));
@@ -228,7 +228,7 @@ describe('microservices over TCP: the same decorators and typed errors as HTTP',
     expect(retries).toHaveLength(2);
     for (const retry of retries) {
       expect(retry.route).toBeUndefined();
-      expect(retry).toMatchObject({ context: 'rpc', operation: 'quote.flaky', attributes: { 'rpc.system': 'nestjs', 'rpc.method': 'quote.flaky', 'network.transport': 'tcp' } });
+      expect(retry).toMatchObject({ contextType: 'rpc', operation: 'quote.flaky', attributes: { 'rpc.system': 'nestjs', 'rpc.method': 'quote.flaky', 'network.transport': 'tcp' } });
     }
   });
 
@@ -294,6 +294,6 @@ describe('microservices over TCP: the same decorators and typed errors as HTTP',
     expect(ledger.effects).not.toContain('audit:a-1');
     const timeout = events.find((event) => event.event === 'deadline_exceeded' || event.event === 'attempt_timeout')!;
     expect(timeout.route).toBeUndefined();
-    expect(timeout).toMatchObject({ context: 'rpc', operation: 'payment.audit', attributes: { 'rpc.system': 'nestjs', 'rpc.method': 'payment.audit', 'network.transport': 'tcp' } });
+    expect(timeout).toMatchObject({ contextType: 'rpc', operation: 'payment.audit', attributes: { 'rpc.system': 'nestjs', 'rpc.method': 'payment.audit', 'network.transport': 'tcp' } });
   });
 });
