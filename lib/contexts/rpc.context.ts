@@ -3,13 +3,13 @@ import type { RequestInfo, RequestInfoSource } from '../context/context-frame.js
 import type { Clock } from '../core/clock.js';
 import { ResilienceConfigError } from '../core/errors.js';
 import { REQUEST_ID_HEADER, REQUEST_TIMEOUT_HEADER } from '../fetch/with-deadline.js';
-import { isProblemDetailsException, ProblemDetailsException, type ProblemDetails } from '../http/problem-details.js';
+import { isProblemDetailsException, ProblemDetailsException } from '../http/problem-details.js';
 import { watchSocketClose } from '../http/request-info.js';
 import type { IdempotentRequest, IdempotentResponse } from '../core/idempotency/idempotency-core.interface.js';
 import type { ResolvedIdempotencyOptions } from '../core/idempotency/idempotency-options.interface.js';
 import type { StoredResponse } from '../core/idempotency/idempotency-store.interface.js';
-import { decodeStoredBody, isStoredError, isStoredProblem } from '../idempotency/stored-response.js';
-import type { HttpErrorLike } from '../core/idempotency/response-encoding.js';
+import { decodeStoredBody, isProblemBody, isStoredError, isStoredProblem } from '../idempotency/stored-response.js';
+import { isHttpErrorLike, type HttpErrorLike } from '../core/idempotency/response-encoding.js';
 import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile, IdempotentCall } from './context-adapter.js';
 import { MICROSERVICE_PATTERN } from '../engine/binding/context-type.js';
 
@@ -137,7 +137,7 @@ export class RpcContextAdapter implements ContextAdapter {
   }
 
   renderError(error: unknown): unknown {
-    if (error instanceof RpcOutcomeError) return error.original;
+    if (error instanceof RpcOutcomeError || error instanceof UnstorableRpcError) return error.original;
     if (!isProblemDetailsException(error)) return error;
     return new (this.rpcException())(rpcProblemOf(error));
   }
@@ -249,6 +249,15 @@ class RpcOutcomeError implements HttpErrorLike {
   }
 }
 
+/** A handler's error that is delivered as it is but never stored (it hides the status the core would store it by). */
+class UnstorableRpcError extends Error {
+  constructor(readonly original: Error | HttpErrorLike) {
+    super('not stored');
+    // events and logs name the handler's own error class, not this wrapper
+    Object.defineProperty(this, 'constructor', { value: original.constructor });
+  }
+}
+
 /** One message or event of an `@Idempotent()` handler, and the (absent) response the core writes to. */
 class RpcIdempotentCall implements IdempotentCall, IdempotentResponse {
   readonly request: IdempotentRequest;
@@ -304,7 +313,8 @@ class RpcIdempotentCall implements IdempotentCall, IdempotentResponse {
     const body = decodeStoredBody(stored);
     if (!isStoredError(stored)) return body;
     if (isStoredProblem(stored) && isProblemBody(body)) {
-      throw this.adapter.renderError(new ProblemDetailsException({ ...body, status: stored.status, retryAfterMs: (body as { retryAfterMs?: number }).retryAfterMs }));
+      const retryAfter = stored.headers['retry-after'];
+      throw this.adapter.renderError(new ProblemDetailsException({ ...body, status: stored.status, ...(retryAfter === undefined ? {} : { headers: { 'retry-after': retryAfter } }) }));
     }
     throw new (this.adapter.rpcException())(body as object);
   }
@@ -313,17 +323,18 @@ class RpcIdempotentCall implements IdempotentCall, IdempotentResponse {
     return this.adapter.renderError(error);
   }
 
-  /** A handler's `RpcException` with a numeric `status`, as the core stores errors (its error object replayed as is). */
+  /**
+   * A handler's `RpcException` with a numeric `status`, as the core stores errors (its error
+   * object replayed as is). A Nest `HttpException` means nothing to an RPC caller (Nest answers it
+   * with its generic error), so it is not stored: the key is released, as after a crash.
+   */
   outcomeError(error: unknown): unknown {
+    if (isProblemDetailsException(error)) return error;
+    if (isHttpErrorLike(error)) return new UnstorableRpcError(error);
     const RpcException = this.adapter.rpcException();
     if (!(error instanceof RpcException)) return error;
     const body = error.getError();
     const status = typeof body === 'object' && body !== null ? (body as { status?: unknown }).status : undefined;
     return typeof status === 'number' && Number.isInteger(status) && status >= 100 && status <= 599 ? new RpcOutcomeError(error, status, body as object) : error;
   }
-}
-
-function isProblemBody(body: unknown): body is ProblemDetails {
-  const candidate = body as Partial<ProblemDetails> | null;
-  return typeof candidate === 'object' && candidate !== null && typeof candidate.code === 'string' && typeof candidate.detail === 'string';
 }

@@ -127,7 +127,8 @@ function isFastifyReply(response: AnyResponse): boolean {
   return typeof response?.raw === 'object' && response.raw !== null && typeof response.code === 'function';
 }
 
-function isProblemBody(body: unknown): body is ProblemDetails {
+/** Whether a stored error body is a problem document (a `code` and a `detail`). @internal */
+export function isProblemBody(body: unknown): body is ProblemDetails {
   const candidate = body as Partial<ProblemDetails> | null;
   return typeof candidate === 'object' && candidate !== null && typeof candidate.code === 'string' && typeof candidate.detail === 'string';
 }

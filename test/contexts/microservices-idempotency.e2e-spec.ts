@@ -1,6 +1,6 @@
 import 'reflect-metadata';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Controller, Injectable, type INestMicroservice, type Type } from '@nestjs/common';
+import { Controller, Injectable, NotFoundException, type INestMicroservice, type Type } from '@nestjs/common';
 import { ClientProxyFactory, EventPattern, MessagePattern, Payload, RpcException, Transport, type ClientProxy } from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
 import { Idempotent, IdempotencyTransaction, ResilienceEvents, ResilienceModule, currentIdempotencyContext, type IdempotencyStore, type ResilienceEvent } from 'nest-resilience';
@@ -32,7 +32,7 @@ interface Order {
   readonly orderId: string;
   readonly amount: number;
   /** What the handler does after its effect: answer, refuse (an RpcException with a status), or crash. */
-  readonly outcome?: 'ok' | 'refuse' | 'crash';
+  readonly outcome?: 'ok' | 'refuse' | 'crash' | 'http';
   /** How long the handler takes (concurrent duplicates arrive meanwhile). */
   readonly holdMs?: number;
 }
@@ -49,6 +49,7 @@ class OrdersController {
     await sleep(order.holdMs ?? 20);
     if (order.outcome === 'refuse') throw new RpcException({ status: 402, code: 'insufficient_funds', detail: 'The card was declined.' });
     if (order.outcome === 'crash') throw new Error('bug after the effect');
+    if (order.outcome === 'http') throw new NotFoundException('no such customer');
     this.effects.done.push(order.orderId);
     return { orderId: order.orderId, amount: order.amount, n, fence: currentIdempotencyContext()?.fence };
   }
@@ -159,6 +160,17 @@ describe.each(storeKinds)('@Idempotent message and event handlers over TCP, on t
     expect(first).toEqual({ status: 402, code: 'insufficient_funds', detail: 'The card was declined.' });
     expect(second).toEqual(first);
     expect(service.effects.runsOf(orderId)).toBe(1);
+  });
+
+  it("does not store an HttpException (Nest answers RPC callers a generic error for it): the duplicate runs again and gets the same answer", async () => {
+    const orderId = `${kind}-http`;
+    const first = await errorOf(send({ orderId, amount: 4, outcome: 'http' }));
+    const second = await errorOf(send({ orderId, amount: 4, outcome: 'http' }));
+    expect(first).toEqual({ status: 'error', message: 'Internal server error' });
+    expect(second).toEqual(first);
+    expect(service.effects.runsOf(orderId)).toBe(2);
+    const released = service.events.find((event) => event.event === 'idempotency_released' && event.detail?.includes('NotFoundException'));
+    expect(released).toBeDefined();
   });
 
   it('releases the key when the handler crashes, so the redelivered message runs again', async () => {
