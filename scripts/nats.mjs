@@ -1,22 +1,18 @@
 // Throwaway NATS for tests: `nats-server` with JetStream on, in a temp dir on a free loopback
 // port. Used by scripts/test.mjs and by tests that stop, kill or restart a server of their own.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from './postgres.mjs';
+import { findExecutable, waitUntil } from './server-process.mjs';
 
 const START_TIMEOUT_MS = 15_000;
 
 /** Path of `nats-server`, or undefined when it is not installed. */
 export function findNatsServer() {
-  if (process.env.NATS_SERVER && existsSync(process.env.NATS_SERVER)) return process.env.NATS_SERVER;
-  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/sbin', '/usr/bin', '/usr/local/bin'];
-  for (const dir of dirs) {
-    if (dir && existsSync(join(dir, 'nats-server'))) return join(dir, 'nats-server');
-  }
-  return undefined;
+  return findExecutable(['nats-server'], { envVar: 'NATS_SERVER', extraDirs: ['/usr/sbin', '/usr/bin', '/usr/local/bin'] });
 }
 
 /**
@@ -43,15 +39,6 @@ function jetStreamReady(port) {
   });
 }
 
-async function waitUntil(check, what) {
-  const deadline = Date.now() + START_TIMEOUT_MS;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error(`nats-server did not ${what} within ${START_TIMEOUT_MS} ms.`);
-}
-
 /**
  * Starts a fresh server with JetStream. Returns { url, port, dir, start(), halt(), kill(), stop() }:
  * `halt()` stops it (an outage), `kill()` kills it (SIGKILL), `start()` brings it back on the same
@@ -72,7 +59,7 @@ export async function startNats({ bin = findNatsServer(), port } = {}) {
     started.once('exit', () => {
       if (child === started) child = undefined;
     });
-    await waitUntil(() => jetStreamReady(port), 'announce JetStream');
+    await waitUntil(() => jetStreamReady(port), { timeoutMs: START_TIMEOUT_MS, what: 'nats-server did not announce JetStream' });
   };
   const halt = async (signal) => {
     const running = child;

@@ -4,29 +4,24 @@
 // Used by scripts/test.mjs and by tests that kill or restart a broker of their own.
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { freePort } from './postgres.mjs';
+import { findExecutable, waitUntil } from './server-process.mjs';
 
-/** How long a boot may take before it counts as failed (measured: 6–30 s on 2 shared cores). */
-export const RABBITMQ_START_TIMEOUT_MS = 90_000;
+/** How long a boot may take before it counts as failed (measured: 8–60 s wall, 5–6 s CPU, on 2 cores shared at load 8–22). */
+export const RABBITMQ_START_TIMEOUT_MS = 180_000;
 
 /** Path of the broker's own start script (not the Debian wrapper, which switches to the `rabbitmq` user). */
 export function findRabbitMqServer() {
-  if (process.env.RABBITMQ_SERVER && existsSync(process.env.RABBITMQ_SERVER)) return process.env.RABBITMQ_SERVER;
-  const candidates = ['/usr/lib/rabbitmq/bin/rabbitmq-server', ...(process.env.PATH ?? '').split(':').map((dir) => dir && join(dir, 'rabbitmq-server'))];
-  return candidates.find((path) => path && existsSync(path));
+  return findExecutable(['rabbitmq-server'], { envVar: 'RABBITMQ_SERVER', firstDirs: ['/usr/lib/rabbitmq/bin'] });
 }
 
 /** `epmd` (Erlang's port mapper), next to `erl`. */
 function findEpmd() {
-  const dirs = [...(process.env.PATH ?? '').split(':'), '/usr/bin', '/usr/lib/erlang/bin'];
-  for (const dir of dirs) {
-    if (dir && existsSync(join(dir, 'epmd'))) return join(dir, 'epmd');
-  }
-  return undefined;
+  return findExecutable(['epmd'], { extraDirs: ['/usr/bin', '/usr/lib/erlang/bin'] });
 }
 
 /** Opens an AMQP 0-9-1 connection far enough to get `connection.start` (a method frame): the broker accepts clients. */
@@ -54,15 +49,6 @@ function listening(port) {
     });
     socket.once('error', () => resolve(false));
   });
-}
-
-async function waitUntil(check, timeoutMs, what, log) {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  throw new Error(`rabbitmq-server did not ${what} within ${timeoutMs} ms (log: ${log}).`);
 }
 
 /** Stops a process group and waits for its leader to exit. */
@@ -125,7 +111,7 @@ export async function startRabbitMq({ bin = findRabbitMqServer(), port, timeoutM
     const began = Date.now();
     if (!mapper || mapper.exitCode !== null) {
       mapper = spawn(epmd, ['-port', String(epmdPort), '-address', '127.0.0.1'], { stdio: 'ignore', env });
-      await waitUntil(() => listening(epmdPort), 10_000, `start epmd on port ${epmdPort}`, log);
+      await waitUntil(() => listening(epmdPort), { timeoutMs: 10_000, what: `epmd did not listen on port ${epmdPort}` });
     }
     const out = openSync(log, 'a');
     const started = spawn(bin, [], { stdio: ['ignore', out, out], env, detached: true, cwd: dir });
@@ -139,9 +125,7 @@ export async function startRabbitMq({ bin = findRabbitMqServer(), port, timeoutM
         if (child !== started) throw new Error(`rabbitmq-server exited during start-up; see ${log}.`);
         return amqpReady(port);
       },
-      timeoutMs,
-      `accept AMQP connections on port ${port}`,
-      log,
+      { timeoutMs, intervalMs: 50, what: `rabbitmq-server did not accept AMQP connections on port ${port} (log: ${log})` },
     );
     return Date.now() - began;
   };
