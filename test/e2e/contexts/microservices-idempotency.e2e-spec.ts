@@ -7,7 +7,7 @@ import { Idempotent, IdempotencyTransaction, ResilienceEvents, ResilienceModule,
 import { firstValueFrom } from 'rxjs';
 import type { EntityManager } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../scripts/postgres.mjs';
+import { freePort } from '../../../scripts/postgres.mjs';
 import { createStore, isTransactional, storeKinds, TestReport, type StoreUnderTest } from '../idempotency/stores.js';
 import { until } from '../idempotency/support.js';
 

@@ -6,7 +6,7 @@ import { Test } from '@nestjs/testing';
 import { CircuitBreaker, ResilienceModule, Retryable, Timeout, currentSignal } from 'nest-resilience';
 import { firstValueFrom } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../../scripts/postgres.mjs';
+import { freePort } from '../../../scripts/postgres.mjs';
 import { until } from '../idempotency/support.js';
 import { registerTestSdk } from '../observability/otel-sdk.js';
 

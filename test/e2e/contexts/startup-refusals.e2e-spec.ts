@@ -9,7 +9,7 @@ import { SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
 import { Idempotent, ResilienceModule, Timeout } from 'nest-resilience';
 import { firstValueFrom } from 'rxjs';
 import { describe, expect, it } from 'vitest';
-import { freePort } from '../../scripts/postgres.mjs';
+import { freePort } from '../../../scripts/postgres.mjs';
 
 // A guarantee that cannot hold in a handler's context is refused when the application starts,
 // with a sentence naming the handler and the fix: @Idempotent() where nothing reads a key would

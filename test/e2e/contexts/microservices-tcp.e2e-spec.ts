@@ -17,9 +17,9 @@ import {
 } from 'nest-resilience';
 import { firstValueFrom } from 'rxjs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { freePort } from '../../scripts/postgres.mjs';
-import { fetchUpstream } from '../errors/support.js';
-import { startDependency, type LoopbackServer } from '../resilience/loopback-servers.js';
+import { freePort } from '../../../scripts/postgres.mjs';
+import { fetchUpstream } from '../http/support.js';
+import { startDependency, type LoopbackServer } from '../engine/loopback-servers.js';
 
 const UPSTREAM_URL = Symbol('UPSTREAM_URL');
 
