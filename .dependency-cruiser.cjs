@@ -13,12 +13,14 @@ const MAY_IMPORT = {
   context: ['core'],
   fetch: ['core', 'context'],
   'engine/binding': [],
-  observability: ['core', 'constants'],
+  observability: ['core', 'context', 'constants'],
   http: ['core', 'context', 'constants'],
   interfaces: ['core', 'http', 'observability'],
   decorators: ['core', 'context', 'engine/binding', 'interfaces', 'constants'],
   idempotency: ['core', 'context', 'engine/binding', 'http', 'interfaces', 'observability', 'constants'],
-  engine: ['core', 'context', 'engine/binding', 'http', 'idempotency', 'interfaces', 'observability', 'constants'],
+  // one adapter per Nest context (HTTP, RPC, …) and the exception filter that renders through them
+  contexts: ['core', 'context', 'fetch', 'engine/binding', 'http', 'idempotency', 'interfaces', 'observability', 'constants'],
+  engine: ['core', 'context', 'engine/binding', 'contexts', 'http', 'idempotency', 'interfaces', 'observability', 'constants'],
   'http-client': ['core', 'context', 'fetch', 'interfaces', 'observability', 'constants'],
   redis: ['core'],
   typeorm: ['core', 'idempotency'],
@@ -26,7 +28,7 @@ const MAY_IMPORT = {
   swagger: ['core', 'engine', 'engine/binding', 'http', 'idempotency', 'interfaces', 'constants'],
 };
 /** The files at the root of lib/ (the module, its definition, the root entry) wire the root entry's folders. */
-const ROOT_MAY_IMPORT = ['core', 'context', 'fetch', 'decorators', 'engine', 'http', 'idempotency', 'interfaces', 'observability', 'constants'];
+const ROOT_MAY_IMPORT = ['core', 'context', 'contexts', 'fetch', 'decorators', 'engine', 'http', 'idempotency', 'interfaces', 'observability', 'constants'];
 
 const pathOf = (folder) => (folder === 'constants' ? '^lib/resilience\\.constants\\.ts$' : `^lib/${folder}/`);
 const folderPath = (folder) => (folder === 'engine' ? '^lib/engine/(?!binding/)' : pathOf(folder));

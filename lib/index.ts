@@ -20,6 +20,8 @@ export {
 export { CircuitBreakerService, UnknownCircuitBreakerError } from './engine/circuit-breaker.service.js';
 export { ResilienceService } from './engine/resilience.service.js';
 export { Resilience, currentSignal, getRequestInfo, type RequestInfo, type ResilienceCurrent } from './context/resilience-context.js';
+export type { ResilienceContextType } from './contexts/context-adapter.js';
+export type { RpcProblem } from './contexts/rpc.context.js';
 export { REQUEST_ID_HEADER, REQUEST_TIMEOUT_HEADER, resilientFetch, withDeadline } from './fetch/with-deadline.js';
 export {
   DEFAULT_PROBLEM_TYPE_BASE,

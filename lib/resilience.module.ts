@@ -1,12 +1,13 @@
 import { Module, type DynamicModule, type Provider } from '@nestjs/common';
 import { APP_FILTER, DiscoveryModule } from '@nestjs/core';
 import { CircuitBreakerService } from './engine/circuit-breaker.service.js';
+import { ContextAdapters } from './contexts/context-adapters.js';
 import type { PolicyEnvironment } from './core/policy.js';
 import { PolicyRegistry } from './core/policy-registry.js';
 import { SharedPolicyState } from './core/shared-policy-state.js';
 import { ResilienceErrorMapper } from './http/resilience-error.mapper.js';
-import { ResilienceExceptionFilter } from './http/resilience-exception.filter.js';
-import { IdempotentRoutes } from './idempotency/idempotent-routes.js';
+import { ResilienceExceptionFilter } from './contexts/resilience-exception.filter.js';
+import { IdempotentRoutes } from './engine/idempotent-routes.js';
 import { IdempotencyPurgerService } from './idempotency/idempotency-purger.js';
 import { IdempotencyStore } from './core/idempotency/idempotency-store.interface.js';
 import { InMemoryIdempotencyStore } from './core/idempotency/in-memory-idempotency.store.js';
@@ -74,6 +75,7 @@ const providers: Provider[] = [
     inject: [RESOLVED_RESILIENCE_OPTIONS],
   },
   IdempotentRoutes,
+  ContextAdapters,
   ResilienceEngine,
   // errors only: library errors that reach an undecorated route become problem+json too
   { provide: APP_FILTER, useClass: ResilienceExceptionFilter },

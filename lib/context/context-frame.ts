@@ -27,6 +27,8 @@ export interface ResilienceContextStore {
   readonly requestId?: string;
   /** `METHOD /route` of the HTTP request being served, when known. */
   readonly route?: string;
+  /** Where the request id, route or operation come from (the library's stores have one when known). */
+  readonly request?: RequestInfoSource;
   /** Clock the deadline is measured on. */
   readonly clock: Clock;
   /** Cleanups run when this attempt settles (listeners added by `withDeadline()`, …). */
@@ -46,17 +48,28 @@ export interface RequestInfoSource {
   readonly info: () => RequestInfo;
   /** The request described, so a scope already open for it is not opened again. */
   readonly request?: unknown;
+  /** The Nest context type outside HTTP (`rpc`, …), readable without computing `info()`; absent on HTTP. */
+  readonly contextType?: string;
 }
 
 /**
- * Request id and route of the request being served.
+ * Request id and route (or, outside HTTP, the operation) of the request being served.
  * @publicApi
  */
 export interface RequestInfo {
-  /** pino-http `req.id`, else the `X-Request-Id` header. */
+  /** pino-http `req.id`, else the `X-Request-Id` header (an `x-request-id` header or metadata entry outside HTTP). */
   readonly requestId?: string;
-  /** `METHOD /route/template`. */
+  /** `METHOD /route/template` of an HTTP request; absent in other contexts. */
   readonly route?: string;
+  /** The Nest context type of a request that is not HTTP (`rpc`, `graphql`, `ws`, `job`); absent on HTTP. */
+  readonly contextType?: string;
+  /** What is being served outside HTTP: the message pattern, the GraphQL operation, the WebSocket event, the queue. */
+  readonly operation?: string;
+  /**
+   * OpenTelemetry semantic-convention attributes of the operation outside HTTP (`rpc.system`,
+   * `rpc.method`, `messaging.system`, `messaging.destination.name`, `graphql.operation.name`, …).
+   */
+  readonly attributes?: Readonly<Record<string, string>>;
 }
 
 

@@ -61,6 +61,10 @@ class TokenContextStore implements ResilienceContextStore {
     return this.shared.request?.info().route;
   }
 
+  get request(): RequestInfoSource | undefined {
+    return this.shared.request;
+  }
+
   get clock(): Clock {
     return this.shared.clock;
   }
@@ -173,6 +177,8 @@ export function runAttemptCleanups(store: ResilienceContextStore): void {
  */
 export function getRequestInfo(): RequestInfo | undefined {
   const store = currentInFrame('resilience');
+  const source = store?.request;
+  if (source !== undefined) return source.info();
   if (store && (store.requestId !== undefined || store.route !== undefined)) {
     return { requestId: store.requestId, route: store.route };
   }

@@ -56,8 +56,17 @@ export interface ResilienceEvent {
   readonly error?: unknown;
   /** Request id of the request being served, when known. */
   readonly requestId?: string;
-  /** `METHOD /route/path` of the request being served, when known. */
+  /** `METHOD /route/path` of the HTTP request being served, when known (never set outside HTTP). */
   readonly route?: string;
+  /** The Nest context type of the work outside HTTP (`rpc`, `graphql`, `ws`, `job`); absent on HTTP. */
+  readonly contextType?: string;
+  /** What was being served outside HTTP: the message pattern, GraphQL operation, WebSocket event or queue. */
+  readonly operation?: string;
+  /**
+   * OpenTelemetry semantic-convention attributes of that operation (`rpc.system`, `rpc.method`,
+   * `messaging.system`, `messaging.destination.name`, `graphql.operation.name`, …).
+   */
+  readonly attributes?: Readonly<Record<string, string>>;
   /** Breaker state before a transition. */
   readonly from?: string;
   /** Hashed (or, with `logKeys`, raw) idempotency key. */

@@ -2,13 +2,16 @@ import { Injectable, Optional, RequestMethod, type OnModuleInit } from '@nestjs/
 import { METHOD_METADATA } from '@nestjs/common/constants.js';
 import { DiscoveryService } from '@nestjs/core';
 import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper.js';
-import { boundMethodsOf, isObservableType, isRouteHandler, RESILIENCE_ENGINE, type BoundMethod } from './binding/bound-method.js';
+import { boundMethodsOf, isObservableType, RESILIENCE_ENGINE, type BoundMethod } from './binding/bound-method.js';
 import { CircuitBreakerService } from './circuit-breaker.service.js';
+import type { ResilienceContextType } from './binding/context-type.js';
+import { ContextAdapters } from '../contexts/context-adapters.js';
 import { getRequestInfo } from '../context/resilience-context.js';
 import { ResilienceConfigError } from '../core/errors.js';
+import type { ResilienceEvent } from '../core/events.js';
 import { requireSharedState } from '../core/shared-policy-state.js';
 import { resolveRetryOptions, validatePipelineSpec } from '../core/validate.js';
-import { IdempotentRoutes } from '../idempotency/idempotent-routes.js';
+import { IdempotentRoutes } from './idempotent-routes.js';
 import { ResilienceEvents } from '../observability/resilience-events.js';
 import { ResilienceTelemetry } from '../observability/resilience-telemetry.js';
 import { IDEMPOTENT_METADATA } from '../resilience.constants.js';
@@ -28,11 +31,14 @@ const NON_IDEMPOTENT_METHODS = new Map<RequestMethod, string>([
  * - binds every controller and provider instance that has decorated methods to this application's
  *   {@link ResilienceEngine} (an own property of the instance, so two applications in one process
  *   never share state; request-scoped and transient instances are bound as Nest creates them);
- * - validates the settings of every decorated route and method (`validatePipelineSpec`, unknown
- *   named policies, retried POST/PATCH routes without `@Idempotent()` or an explicit opt-in,
- *   `@Idempotent()` on streams, synchronous decorated methods), so a bad configuration stops the
- *   application with a sentence that names the fix;
- * - adds the request id and route to every event.
+ * - plans every decorated handler in its Nest context (HTTP route, microservice message or event
+ *   handler, GraphQL resolver, WebSocket handler, queue processor, plain provider method) and
+ *   validates its settings (`validatePipelineSpec`, unknown named policies, retried POST/PATCH
+ *   routes without `@Idempotent()` or an explicit opt-in, `@Idempotent()` on streams or where no
+ *   key can be read, synchronous decorated provider methods), so a bad configuration stops the
+ *   application with a sentence that names the handler and the fix;
+ * - loads what the contexts present render errors with (`@nestjs/microservices`, …);
+ * - adds the request id and route (or context, operation and attributes) to every event.
  * Nothing is bound or checked for undecorated classes: they run exactly as without the module.
  * @internal
  */
@@ -44,31 +50,53 @@ export class ResilienceBinder implements OnModuleInit {
     private readonly discovery: DiscoveryService,
     private readonly engine: ResilienceEngine,
     private readonly pipelines: ResiliencePipelines,
+    private readonly contexts: ContextAdapters,
     private readonly idempotency: IdempotentRoutes,
     private readonly events: ResilienceEvents,
     private readonly breakers: CircuitBreakerService,
     @Optional() private readonly telemetry?: ResilienceTelemetry,
   ) {}
 
-  onModuleInit(): void {
+  async onModuleInit(): Promise<void> {
     if (this.initialized) return;
     this.initialized = true;
     this.events.addEnricher(enrichWithRequestInfo);
     this.telemetry?.setCircuitStateSource(() => this.breakers.list());
-    for (const wrapper of this.discovery.getControllers()) this.bindWrapper(wrapper, true);
-    for (const wrapper of this.discovery.getProviders()) this.bindWrapper(wrapper, false);
+    const contexts = new Set<ResilienceContextType>();
+    for (const wrapper of this.discovery.getControllers()) this.bindWrapper(wrapper, contexts, true);
+    for (const wrapper of this.discovery.getProviders()) this.bindWrapper(wrapper, contexts, false);
+    await this.contexts.prepare(contexts);
   }
 
-  private bindWrapper(wrapper: InstanceWrapper, isController: boolean): void {
+  /**
+   * Plans, validates and binds the decorated methods of one class; notes the contexts its handlers
+   * serve (a controller's undecorated message handlers too: the exception filter renders the
+   * library's errors reaching them).
+   */
+  private bindWrapper(wrapper: InstanceWrapper, contexts: Set<ResilienceContextType>, isController: boolean): void {
     const classRef = classOf(wrapper);
     if (classRef === undefined) return;
+    if (isController) this.noteContexts(classRef, contexts);
     const methods = boundMethodsOf(classRef.prototype as object);
     if (methods.length === 0) return;
     for (const method of methods) {
-      if (isController && isRouteHandler(method.wrapper)) this.validateRoute(classRef, method);
-      else this.validateMethod(classRef, method);
+      const plan = this.engine.planFor(classRef, method);
+      if (plan.idempotent !== undefined) this.idempotency.validate(classRef, method, plan.idempotent);
+      const type = plan.context?.adapter.type;
+      if (type !== undefined) contexts.add(type);
+      if (type === undefined) this.validateMethod(classRef, method);
+      else this.validateHandler(classRef, method, type);
     }
     this.bindInstances(wrapper);
+  }
+
+  /** The contexts of every handler a controller declares, decorated or not. */
+  private noteContexts(classRef: Function, contexts: Set<ResilienceContextType>): void {
+    const prototype = classRef.prototype as object;
+    for (const name of Object.getOwnPropertyNames(prototype)) {
+      const handler = Object.getOwnPropertyDescriptor(prototype, name)?.value as unknown;
+      if (name !== 'constructor' && typeof handler === 'function') contexts.add(this.contexts.typeOf(classRef, handler, name));
+    }
   }
 
   /** Binds the instances Nest made already, and those it makes later (request scope, transient). */
@@ -98,11 +126,14 @@ export class ResilienceBinder implements OnModuleInit {
     wrapper.metatype = Bound;
   }
 
-  private validateRoute(classRef: Function, method: BoundMethod): void {
-    this.idempotency.validateRoute(classRef, method);
-    this.idempotency.planFor(classRef, method);
+  /** A handler Nest calls (a route, a message handler, a resolver, …): Nest awaits whatever it returns. */
+  private validateHandler(classRef: Function, method: BoundMethod, type: ResilienceContextType): void {
     const target = this.pipelines.targetFor(classRef, method.wrapper, method.name);
     if (!target) return;
+    if (type !== 'http') {
+      this.validate(target, target.where);
+      return;
+    }
     const requestMethod = Reflect.getMetadata(METHOD_METADATA, method.wrapper) as RequestMethod | undefined;
     this.validate(target, `${RequestMethod[requestMethod ?? RequestMethod.GET] ?? 'GET'} ${target.where}`);
     this.checkRetriedUnsafeMethod(target, requestMethod, classRef, method.wrapper);
@@ -171,10 +202,14 @@ function hasOwnResilienceMetadata(method: Function): boolean {
   return RESILIENCE_METADATA_KEYS.some((key) => Reflect.hasOwnMetadata(key, method));
 }
 
-/** Adds `requestId` and `route` of the request being served to an event that lacks them. */
-function enrichWithRequestInfo<E extends { requestId?: string; route?: string }>(event: E): E {
+/**
+ * Adds the request id and route of the HTTP request being served to an event that lacks them; in
+ * other contexts, the request id, the context, the operation and its OpenTelemetry attributes.
+ */
+function enrichWithRequestInfo<E extends ResilienceEvent>(event: E): E {
   if (event.requestId !== undefined && event.route !== undefined) return event;
   const info = getRequestInfo();
   if (!info) return event;
-  return { ...event, requestId: event.requestId ?? info.requestId, route: event.route ?? info.route };
+  if (info.contextType === undefined) return { ...event, requestId: event.requestId ?? info.requestId, route: event.route ?? info.route };
+  return { ...event, requestId: event.requestId ?? info.requestId, contextType: info.contextType, operation: info.operation, attributes: info.attributes };
 }

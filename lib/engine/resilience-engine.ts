@@ -6,42 +6,54 @@ import {
   type BoundMethod,
   type MethodInvoker,
 } from './binding/bound-method.js';
+import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile } from '../contexts/context-adapter.js';
+import { ContextAdapters } from '../contexts/context-adapters.js';
 import type { ResilienceContextStore } from '../context/context-frame.js';
 import { currentResilienceStore, getRequestInfo } from '../context/resilience-context.js';
 import { Cancellation } from '../core/cancellation.js';
 import { OperationAbortedError } from '../core/errors.js';
 import { AttemptSettledError } from '../core/timeout.policy.js';
-import { applyProblemHeaders, isProblemDetailsException } from '../http/problem-details.js';
-import { onClientDisconnect, rawResponseOf, requestInfoSource } from '../http/request-info.js';
 import { ResilienceErrorMapper } from '../http/resilience-error.mapper.js';
 import type { HandlerOutcome, IdempotencyExecution } from '../core/idempotency/idempotency-core.interface.js';
-import { IdempotentRoutes, type IdempotentRoutePlan } from '../idempotency/idempotent-routes.js';
+import { IdempotentRoutes, type IdempotentRoutePlan } from './idempotent-routes.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import type { ResolvedTargetPolicy } from './resilience-options.resolver.js';
 import { executeObservable, executePromise, runObservable, type PipelineCall } from './pipeline-call.js';
 import { ResiliencePipelines } from './resilience-pipelines.js';
 
-/** What one application knows about one bound method of one class, computed on its first call. */
+/** A handler's context as the engine uses it: its adapter and what the adapter made of it at start-up. */
+interface PlanContext {
+  readonly adapter: ContextAdapter;
+  readonly profile: HandlerProfile;
+}
+
+/** What one application knows about one bound method of one class, computed at start-up (or on its first call). */
 interface MethodPlan {
   readonly classRef: Function;
   /** The merged resilience settings, absent when the method is only `@Idempotent()`. */
   readonly target: ResolvedTargetPolicy | undefined;
-  /** The idempotency settings of an `@Idempotent()` route. */
+  /** The idempotency settings of an `@Idempotent()` handler. */
   readonly idempotent: IdempotentRoutePlan | undefined;
+  /** The context its metadata declares, when it is a handler Nest calls (a route, a message handler, a resolver, …). */
+  readonly context: PlanContext | undefined;
+  /** The contexts of other types it was called in (a handler serving two transports of a hybrid app). */
+  otherContexts: Map<string, PlanContext> | undefined;
   /** Indexes of parameters filled in per call (`@AttemptSignal()`, `@IdempotencyTransaction()`), found on the first route call. */
   slots: readonly number[] | undefined;
 }
 
-/** One call of a decorated route: what was bound, on which instance, with which arguments and HTTP exchange. */
+/** One call of a decorated handler: what was bound, on which instance, with which arguments, in which context. */
 interface RouteCall {
   readonly plan: MethodPlan;
   readonly self: object;
   readonly method: BoundMethod;
   /** The handler's arguments, after Nest's pipes (the hidden route argument removed). */
   readonly args: unknown[];
-  readonly request: any;
-  readonly response: any;
+  /** The arguments of the handler's context (`ExecutionContext.getArgs()`): request and response on HTTP. */
+  readonly host: ContextHost;
+  readonly adapter: ContextAdapter;
+  readonly profile: HandlerProfile;
 }
 
 /** Whether the handler itself produced the value (not a fallback after it failed). */
@@ -50,14 +62,17 @@ interface HandlerRun {
 }
 
 /**
- * The one execution engine of an application: every call of a decorated route or provider method
- * comes here (through the wrapper the decorators installed, found via the instance) and runs
- * through its policy pipeline (`Pipeline.run`), inside the idempotency layer for
- * `@Idempotent()` routes. Errors that reach a client go through the {@link ResilienceErrorMapper}.
+ * The one execution engine of an application: every call of a decorated handler or provider
+ * method comes here (through the wrapper the decorators installed, found via the instance) and
+ * runs through its policy pipeline (`Pipeline.run`), inside the idempotency layer for
+ * `@Idempotent()` handlers. It knows no Nest context: what a call's context offers (request id,
+ * operation, caller-gone signal, caller's deadline, whether the answer started, how an error is
+ * answered, where an idempotency key comes from) it asks the call's {@link ContextAdapter}. Errors
+ * that reach a caller go through the {@link ResilienceErrorMapper}, then the adapter renders them.
  *
- * A route call runs directly around the handler, after guards, interceptors and pipes: a retry
+ * A handler call runs directly around the handler, after guards, interceptors and pipes: a retry
  * runs the handler again with the same (already validated) arguments, never guards, interceptors
- * or pipes. Client disconnect aborts the work; nothing is retried once the response started.
+ * or pipes. The caller going away aborts the work; nothing is retried once the answer started.
  * @internal
  */
 @Injectable()
@@ -70,6 +85,7 @@ export class ResilienceEngine implements MethodInvoker {
     @Inject(RESOLVED_RESILIENCE_OPTIONS) private readonly options: ResolvedResilienceOptions,
     private readonly errors: ResilienceErrorMapper,
     private readonly idempotency: IdempotentRoutes,
+    private readonly contexts: ContextAdapters,
   ) {}
 
   invoke(self: object, method: BoundMethod, args: unknown[]): unknown {
@@ -86,7 +102,15 @@ export class ResilienceEngine implements MethodInvoker {
 
   /** The plan of `method` on the class of `self` (cached per class). */
   planOf(self: object, method: BoundMethod): MethodPlan {
-    const classRef = self.constructor;
+    return this.planFor(self.constructor, method);
+  }
+
+  /**
+   * The plan of `method` on `classRef` (cached per class). Made at start-up by the binder, so a
+   * decorator that cannot hold in the handler's context stops the application there.
+   * @throws ResilienceConfigError naming the handler and the fix.
+   */
+  planFor(classRef: Function, method: BoundMethod): MethodPlan {
     const plan = this.plans.get(method);
     if (plan !== undefined && plan.classRef === classRef) return plan;
     if (plan === undefined) {
@@ -103,29 +127,61 @@ export class ResilienceEngine implements MethodInvoker {
   }
 
   private createPlan(classRef: Function, method: BoundMethod): MethodPlan {
+    const handler = this.handlerOf(classRef, method, this.contexts.typeOf(classRef, method.wrapper, method.name));
+    const idempotent = this.idempotency.isIdempotent(classRef, method);
+    const profile = this.contexts.profile(handler, idempotent);
+    const adapter = this.contexts.adapterFor(handler.type);
+    const context = adapter !== undefined && profile !== undefined ? { adapter, profile } : undefined;
     return {
       classRef,
       target: this.pipelines.targetFor(classRef, method.wrapper, method.name),
-      idempotent: this.idempotency.planFor(classRef, method),
+      idempotent: idempotent && context !== undefined ? this.idempotency.planFor(classRef, method, context.adapter) : undefined,
+      context,
+      otherContexts: undefined,
       slots: undefined,
     };
   }
 
-  private invokeRoute(self: object, method: BoundMethod, args: unknown[], context: ExecutionContext): unknown {
-    const plan = this.planOf(self, method);
-    plan.slots ??= slotsOf(args);
-    const route: RouteCall = { plan, self, method, args, request: context.getArgByIndex(0), response: context.getArgByIndex(1) };
-    if (plan.idempotent !== undefined && this.idempotency.applies(route.request)) {
-      return this.idempotency.run(plan.idempotent, route.request, route.response, (execution) => this.routeOutcome(route, execution));
+  private handlerOf(classRef: Function, method: BoundMethod, type: ContextHandler['type']): ContextHandler {
+    return { classRef, methodName: method.name, handler: method.wrapper, where: `${classRef.name}.${method.name}`, type };
+  }
+
+  /** The context of a call whose type is not the one its handler's metadata declares (hybrid apps). */
+  private otherContextOf(plan: MethodPlan, method: BoundMethod, type: string): PlanContext {
+    let byType = plan.otherContexts;
+    if (byType === undefined) plan.otherContexts = byType = new Map();
+    let context = byType.get(type);
+    if (context === undefined) {
+      const adapter = this.contexts.adapterFor(type) ?? this.contexts.passthrough(type);
+      const handler = this.handlerOf(plan.classRef, method, adapter.type);
+      context = { adapter, profile: adapter.profile(handler, plan.idempotent !== undefined) };
+      byType.set(type, context);
     }
-    return this.runRoute(route, undefined, undefined);
+    return context;
+  }
+
+  private invokeRoute(self: object, method: BoundMethod, handlerArgs: unknown[], context: ExecutionContext): unknown {
+    const plan = this.planOf(self, method);
+    const type = context.getType();
+    const { adapter, profile } = plan.context !== undefined && plan.context.adapter.type === type ? plan.context : this.otherContextOf(plan, method, type);
+    const host = context.getArgs();
+    // Nest passes a handler without parameter decorators its context's arguments (`data, ctx`),
+    // unless some parameter is decorated: the hidden argument is, so they are passed here instead
+    const args = method.declaresParameters || type === 'http' ? handlerArgs : host.slice();
+    plan.slots ??= slotsOf(args);
+    const route: RouteCall = { plan, self, method, args, host, adapter, profile };
+    if (plan.idempotent !== undefined && adapter.idempotencyApplies(host)) {
+      return this.idempotency.run(plan.idempotent, adapter.idempotentCall(host, profile, plan.idempotent.options), (execution) => this.routeOutcome(route, execution));
+    }
+    return this.runRoute(route, undefined, undefined, true);
   }
 
   /** Runs an idempotent route's handler through its pipeline and reports what came out. */
   private routeOutcome(route: RouteCall, execution: IdempotencyExecution | undefined): Promise<HandlerOutcome> {
     const run: HandlerRun = { succeeded: false };
     if (route.plan.target === undefined) return this.bareRouteOutcome(route, execution, run);
-    return collect(this.runRoute(route, execution, run)).then(
+    // errors stay the mapper's problems here: the idempotency layer stores them, then renders them
+    return collect(this.runRoute(route, execution, run, false)).then(
       ({ value, emissions }): HandlerOutcome => ({ kind: 'value', value, emissions, fromHandler: run.succeeded }),
       (error: unknown): HandlerOutcome => ({ kind: 'error', error }),
     );
@@ -137,7 +193,7 @@ export class ResilienceEngine implements MethodInvoker {
    * takes four, each one more turn for every async hook of the process).
    */
   private bareRouteOutcome(route: RouteCall, execution: IdempotencyExecution | undefined, run: HandlerRun): Promise<HandlerOutcome> {
-    const failed = (error: unknown): HandlerOutcome => ({ kind: 'error', error: this.mapError(error, route.response, undefined) });
+    const failed = (error: unknown): HandlerOutcome => ({ kind: 'error', error: this.mapError(error, undefined) });
     let result: unknown;
     try {
       result = this.callHandler(route, execution, run);
@@ -150,11 +206,15 @@ export class ResilienceEngine implements MethodInvoker {
     return Promise.resolve(result).then((value): HandlerOutcome => ({ kind: 'value', value, emissions: 1, fromHandler: run.succeeded }), failed);
   }
 
-  private runRoute(route: RouteCall, execution: IdempotencyExecution | undefined, run: HandlerRun | undefined): unknown {
-    const { plan, method, args, request, response } = route;
+  /**
+   * Runs a handler call through its pipeline. Errors go through the mapper and, when `render` is
+   * set, through the context's rendering (the idempotency layer renders them itself, after storing).
+   */
+  private runRoute(route: RouteCall, execution: IdempotencyExecution | undefined, run: HandlerRun | undefined, render: boolean): unknown {
+    const { plan, method, args, host, adapter, profile } = route;
     const { target } = plan;
     const work = () => this.callHandler(route, execution, run);
-    const mapError = (error: unknown) => this.mapError(error, response, target);
+    const mapError = render ? (error: unknown) => adapter.renderError(this.mapError(error, target), host) : (error: unknown) => this.mapError(error, target);
     if (target === undefined) {
       // only @Idempotent(): no pipeline, the handler runs as it is
       try {
@@ -165,17 +225,18 @@ export class ResilienceEngine implements MethodInvoker {
         return Promise.reject(mapError(error));
       }
     }
-    const key = this.pipelines.keyFor(target, args, request);
+    const key = this.pipelines.keyFor(target, args, host[0]);
     const pipeline = this.pipelines.pipelineFor(target, key);
     // a token, not an AbortController: the signal is only created if the handler asks for it
     const client = new Cancellation();
-    const stopWatching = onClientDisconnect(response, () => client.abort(new OperationAbortedError('the client closed the connection')));
-    const raw = rawResponseOf(response);
+    const stopWatching = adapter.watchCaller(host, () => client.abort(new OperationAbortedError('the client closed the connection')), profile);
+    const clock = this.pipelines.env.clock;
     const call: PipelineCall = {
       cancellation: client,
-      isCommitted: () => raw.headersSent === true,
+      deadline: adapter.deadlineOf(host, clock),
+      isCommitted: adapter.commitCheck(host),
       args,
-      store: { policy: key, clock: this.pipelines.env.clock, request: requestInfoSource(request) },
+      store: { policy: key, clock, request: adapter.describe(host, profile) },
       outerContext: true,
       wrapAttempt: this.pipelines.wrapAttempt,
     };
@@ -213,11 +274,9 @@ export class ResilienceEngine implements MethodInvoker {
     return tracked(execution, run, () => method.original.apply(self, callArgs));
   }
 
-  /** Maps `error` for the client and sets the problem's headers on the response. */
-  private mapError(error: unknown, response: unknown, target: ResolvedTargetPolicy | undefined): unknown {
-    const mapped = this.errors.map(error, { bulkheadRejectStatus: target?.bulkheadRejectStatus });
-    if (isProblemDetailsException(mapped)) applyProblemHeaders(response, mapped);
-    return mapped;
+  /** What the one error mapper makes of `error` (a problem for the library's errors), before any context renders it. */
+  private mapError(error: unknown, target: ResolvedTargetPolicy | undefined): unknown {
+    return this.errors.map(error, { bulkheadRejectStatus: target?.bulkheadRejectStatus });
   }
 
   /** A decorated provider method: its pipeline, under the attempt (deadline, signal) of its caller. */

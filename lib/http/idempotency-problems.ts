@@ -33,7 +33,7 @@ export function problemFromIdempotencyError(error: IdempotencyError, options: Pr
     code: error.code,
     title: error.title,
     detail: error.detail,
-    ...(error.retryAfterMs === undefined ? {} : { headers: { 'Retry-After': String(retryAfterSeconds(error.retryAfterMs)) } }),
+    ...(error.retryAfterMs === undefined ? {} : { headers: { 'Retry-After': String(retryAfterSeconds(error.retryAfterMs)) }, retryAfterMs: error.retryAfterMs }),
     typeBase: options.typeBase,
     cause: error.cause,
   });

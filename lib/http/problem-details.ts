@@ -48,6 +48,11 @@ export interface ProblemDetailsInit {
   readonly detail: string;
   /** Extra response headers (`Retry-After`, …) applied by {@link applyProblemHeaders}. */
   readonly headers?: Readonly<Record<string, string>>;
+  /**
+   * When a retry can succeed, in ms: sets `Retry-After` (whole seconds, rounded up) unless
+   * `headers` has one, and is kept exact for callers that take milliseconds (RPC, GraphQL).
+   */
+  readonly retryAfterMs?: number;
   /** Full `type` URI; defaults to `typeBase + code`. */
   readonly type?: string;
   /** Base of the `type` URI. @default DEFAULT_PROBLEM_TYPE_BASE */
@@ -69,6 +74,8 @@ export class ProblemDetailsException extends HttpException {
   readonly problem: ProblemDetails;
   /** Headers to set on the response besides `Content-Type`. */
   readonly headers: Readonly<Record<string, string>>;
+  /** When a retry can succeed, in ms (from `init.retryAfterMs`, else from a `Retry-After` header in seconds). */
+  readonly retryAfterMs?: number;
 
   constructor(init: ProblemDetailsInit) {
     const problem: ProblemDetails = {
@@ -80,7 +87,16 @@ export class ProblemDetailsException extends HttpException {
     };
     super(problem, init.status, init.cause === undefined ? undefined : { cause: init.cause });
     this.problem = problem;
-    this.headers = { ...init.headers };
+    const headers: Record<string, string> = { ...init.headers };
+    const retryAfterMs = init.retryAfterMs;
+    if (retryAfterMs !== undefined && Number.isFinite(retryAfterMs) && retryAfterMs >= 0) {
+      this.retryAfterMs = retryAfterMs;
+      if (!Object.keys(headers).some((name) => name.toLowerCase() === 'retry-after')) headers['retry-after'] = String(retryAfterSeconds(retryAfterMs));
+    } else {
+      const header = Object.entries(headers).find(([name]) => name.toLowerCase() === 'retry-after')?.[1];
+      if (header !== undefined && /^\d+$/.test(header)) this.retryAfterMs = Number(header) * 1000;
+    }
+    this.headers = headers;
   }
 }
 

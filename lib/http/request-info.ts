@@ -119,13 +119,18 @@ export function onClientDisconnect(response: unknown, onClose: () => void): () =
     if (!raw.writableFinished) onClose();
   };
   // an HTTP/1 response (an HTTP/2 compatibility response is not one) on a live connection
-  if (raw instanceof ServerResponse && raw.socket instanceof Socket) return watchSocket(raw.socket, listener);
+  if (raw instanceof ServerResponse && raw.socket instanceof Socket) return watchSocketClose(raw.socket, listener);
   if (!raw || typeof raw.once !== 'function') return () => undefined;
   raw.once('close', listener);
   return () => raw.removeListener('close', listener);
 }
 
-function watchSocket(socket: Socket, onClose: () => void): () => void {
+/**
+ * Calls `onClose` once when `socket` closes (at once when it is closed already). Every call waiting
+ * on one socket shares a single `close` listener. Returns a function that stops watching.
+ * @internal
+ */
+export function watchSocketClose(socket: Socket, onClose: () => void): () => void {
   if (socket.destroyed) {
     onClose();
     return () => undefined;

@@ -2,7 +2,7 @@ import { HttpException, Inject, Injectable } from '@nestjs/common';
 import { isResilienceError, type ResilienceError } from '../core/errors.js';
 import { isTransientError, statusOf } from '../core/classify.js';
 import type { Clock } from '../core/clock.js';
-import { retryAfterMsOf, retryAfterSeconds } from '../core/retry-after.js';
+import { retryAfterMsOf } from '../core/retry-after.js';
 import { isUpstreamError, isUpstreamHttpError, type UpstreamContractError, type UpstreamError } from '../core/upstream-http.error.js';
 import { isIdempotencyError } from '../core/idempotency/idempotency-core.errors.js';
 import { problemFromIdempotencyError } from './idempotency-problems.js';
@@ -122,12 +122,12 @@ export class ResilienceErrorMapper {
         return this.problem({ status: this.options.timeout.status, code: 'timeout', title: 'Request timed out', detail: 'The request did not finish within its deadline; its work was cancelled.' }, error);
       case 'circuit_open':
         return this.problem(
-          { status: 503, code: 'circuit_open', title: 'Dependency unavailable', detail: 'A dependency is failing, so the request was refused without calling it. Try again later.', headers: retryAfter(withStatus.retryAfterMs) },
+          { status: 503, code: 'circuit_open', title: 'Dependency unavailable', detail: 'A dependency is failing, so the request was refused without calling it. Try again later.', retryAfterMs: retryAfterMsOr(withStatus.retryAfterMs) },
           error,
         );
       case 'bulkhead_rejected':
         return this.problem(
-          { status: hints.bulkheadRejectStatus ?? 503, code: 'bulkhead_rejected', title: 'Too many concurrent requests', detail: 'The service is at its concurrency limit for this operation. Try again later.', headers: retryAfter(withStatus.retryAfterMs) },
+          { status: hints.bulkheadRejectStatus ?? 503, code: 'bulkhead_rejected', title: 'Too many concurrent requests', detail: 'The service is at its concurrency limit for this operation. Try again later.', retryAfterMs: retryAfterMsOr(withStatus.retryAfterMs) },
           error,
         );
       case 'retries_exhausted': {
@@ -136,7 +136,7 @@ export class ResilienceErrorMapper {
           const mapped = this.mapDepth(cause, hints, depth + 1);
           if (mapped !== cause || cause instanceof HttpException) return mapped;
         }
-        return this.problem({ status: 503, code: 'retries_exhausted', title: 'Dependency failed', detail: 'Every attempt of the request failed. Try again later.', headers: retryAfter(undefined) }, error);
+        return this.problem({ status: 503, code: 'retries_exhausted', title: 'Dependency failed', detail: 'Every attempt of the request failed. Try again later.', retryAfterMs: DEFAULT_RETRY_AFTER_MS }, error);
       }
       case 'aborted':
         return this.problem({ status: 503, code: 'aborted', title: 'Request aborted', detail: 'The request was cancelled before it finished.' }, error);
@@ -178,7 +178,7 @@ export class ResilienceErrorMapper {
   /** A dependency failed transiently and no retry could fix it: 503 `upstream_unavailable` + `Retry-After`. */
   protected upstreamUnavailable(error: unknown): unknown {
     return this.problem(
-      { status: 503, code: 'upstream_unavailable', title: 'Dependency unavailable', detail: 'A dependency of this service is temporarily unavailable. Try again later.', headers: retryAfter(retryAfterMsOf(error, this.options.clock.now())) },
+      { status: 503, code: 'upstream_unavailable', title: 'Dependency unavailable', detail: 'A dependency of this service is temporarily unavailable. Try again later.', retryAfterMs: retryAfterMsOr(retryAfterMsOf(error, this.options.clock.now())) },
       error,
     );
   }
@@ -194,6 +194,7 @@ export class ResilienceErrorMapper {
   }
 }
 
-function retryAfter(ms: unknown): Record<string, string> {
-  return { 'retry-after': String(retryAfterSeconds(typeof ms === 'number' && ms > 0 ? ms : DEFAULT_RETRY_AFTER_MS)) };
+/** A positive retry hint, else the default one (a transient failure always carries a hint). */
+function retryAfterMsOr(ms: unknown): number {
+  return typeof ms === 'number' && ms > 0 ? ms : DEFAULT_RETRY_AFTER_MS;
 }

@@ -31,9 +31,9 @@ export function replayStoredResponse(
   for (const [name, value] of Object.entries(stored.headers)) {
     if (!name.startsWith(':')) setResponseHeader(response, name, value);
   }
-  const body = decodeBody(stored);
+  const body = decodeStoredBody(stored);
   if (isStoredError(stored)) {
-    if (stored.headers[STORED_PROBLEM] === '1' && isProblemBody(body)) {
+    if (isStoredProblem(stored) && isProblemBody(body)) {
       const exception = new ProblemDetailsException({ ...body, status: stored.status });
       applyProblemHeaders(response, exception);
       return { kind: 'error', error: exception };
@@ -44,7 +44,13 @@ export function replayStoredResponse(
   return { kind: 'value', value: body };
 }
 
-function decodeBody(stored: StoredResponse): unknown {
+/** Whether a stored error's body is a problem+json document. @internal */
+export function isStoredProblem(response: StoredResponse): boolean {
+  return response.headers[STORED_PROBLEM] === '1';
+}
+
+/** The stored body as the value the handler returned (or the error body it threw). @internal */
+export function decodeStoredBody(stored: StoredResponse): unknown {
   switch (stored.bodyEncoding) {
     case 'empty':
       return undefined;
@@ -121,7 +127,8 @@ function isFastifyReply(response: AnyResponse): boolean {
   return typeof response?.raw === 'object' && response.raw !== null && typeof response.code === 'function';
 }
 
-function isProblemBody(body: unknown): body is ProblemDetails {
+/** Whether a stored error body is a problem document (a `code` and a `detail`). @internal */
+export function isProblemBody(body: unknown): body is ProblemDetails {
   const candidate = body as Partial<ProblemDetails> | null;
   return typeof candidate === 'object' && candidate !== null && typeof candidate.code === 'string' && typeof candidate.detail === 'string';
 }

@@ -9,6 +9,7 @@ import type {
   Span,
 } from '@opentelemetry/api';
 import { PolicyRegistry } from '../core/policy-registry.js';
+import { currentResilienceStore } from '../context/resilience-context.js';
 import { errorTypeOf, type ResilienceEvent, type ResilienceEventName } from '../core/events.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import {
@@ -159,7 +160,10 @@ export function withAttemptSpan<T>(
   // without a registered tracer every span is a no-op: skip the span and context bookkeeping
   if (!isTracingActive(api)) return fn();
   const attributes: Attributes = { 'resilience.policy': policy, 'resilience.attempt': attempt };
-  if (attempt > 1) attributes['http.request.resend_count'] = attempt - 1;
+  // outside HTTP the attempt carries its context's attributes (rpc.method, messaging.system, …) instead
+  const source = currentResilienceStore()?.request;
+  if (source?.contextType !== undefined) Object.assign(attributes, source.info().attributes);
+  else if (attempt > 1) attributes['http.request.resend_count'] = attempt - 1;
   return api.trace
     .getTracer(tracerName)
     .startActiveSpan(TELEMETRY_NAMES.attemptSpan, { attributes }, async (span): Promise<T> => {
@@ -335,8 +339,9 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
       'resilience.event': event.event,
       'resilience.outcome': outcome,
     };
+    if (event.attributes !== undefined) Object.assign(attributes, event.attributes);
     // `attempt` of a retry event is the attempt that failed: the next one is resend number `attempt`
-    if (event.event === 'retry' && event.attempt !== undefined) attributes['http.request.resend_count'] = event.attempt;
+    else if (event.event === 'retry' && event.attempt !== undefined) attributes['http.request.resend_count'] = event.attempt;
     span.setAttributes(attributes);
   }
 

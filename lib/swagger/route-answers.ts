@@ -4,7 +4,7 @@ import { boundMethodsOf, isRouteHandler } from '../engine/binding/bound-method.j
 import type { FallbackCause } from '../core/options.js';
 import { ResilienceProblemCode } from '../http/resilience-error.mapper.js';
 import { IdempotencyErrorCode } from '../core/idempotency/idempotency-core.errors.js';
-import { IdempotentRoutes } from '../idempotency/idempotent-routes.js';
+import { IdempotentRoutes } from '../engine/idempotent-routes.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import { ResiliencePipelines } from '../engine/resilience-pipelines.js';

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
-const OPTIONAL_PEERS = ['typeorm', '@nestjs/typeorm', '@nestjs/terminus', '@opentelemetry/api', '@nestjs/swagger', 'ioredis'];
+const OPTIONAL_PEERS = ['typeorm', '@nestjs/typeorm', '@nestjs/terminus', '@opentelemetry/api', '@nestjs/swagger', 'ioredis', '@nestjs/microservices', '@nestjs/websockets', 'graphql', 'bullmq'];
 
 /** Every module specifier a built file imports statically (`import … from`, `export … from`). */
 function staticImportsOf(file: string): string[] {
@@ -31,7 +31,7 @@ function graphOf(entry = 'dist/index.js'): { files: Set<string>; packages: Set<s
 
 // `npm test` builds dist/ first; these check what users install, not the sources.
 describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry points', () => {
-  it('the root entry point never imports an optional peer (typeorm, terminus, OpenTelemetry, swagger, ioredis) statically', () => {
+  it('the root entry point never imports an optional peer (typeorm, terminus, OpenTelemetry, swagger, ioredis, microservices, websockets, graphql, bullmq) statically', () => {
     const { files, packages } = graphOf();
     expect(files.size).toBeGreaterThan(20);
     const peers = [...packages].filter((name) => OPTIONAL_PEERS.some((peer) => name === peer || name.startsWith(`${peer}/`)));

@@ -44,6 +44,13 @@ export interface IdempotentRequest {
   readonly request: unknown;
   /** Whether the request carries an authenticated user (for the "global keys" warning). */
   readonly hasUser: boolean;
+  /**
+   * The Nest context type outside HTTP (`rpc`, …): `route` then names the operation (a message
+   * pattern), and events carry it as `policy` and `operation`, never as an HTTP `route`. Absent on HTTP.
+   */
+  readonly contextType?: string;
+  /** OpenTelemetry attributes of the operation outside HTTP (`rpc.method`, …), put in its events. */
+  readonly attributes?: Readonly<Record<string, string>>;
 }
 
 /**

@@ -409,7 +409,9 @@ export class IdempotencyCore {
     sink({
       event,
       policy: request.route,
-      route: request.route,
+      ...(request.contextType === undefined
+        ? { route: request.route }
+        : { contextType: request.contextType, operation: request.route, ...(request.attributes === undefined ? {} : { attributes: request.attributes }) }),
       ...(request.requestId === undefined ? {} : { requestId: request.requestId }),
       ...(key === undefined ? {} : { key: request.options.logKeys ? key : redactKey(key) }),
       ...extra,

@@ -15,6 +15,17 @@ export interface IdempotentOptions {
    * checked like a header value: 1–255 printable ASCII characters. `undefined` means "no key".
    */
   keyResolver?: (request: any) => string | undefined;
+  /**
+   * Reads the key from what the handler receives, in every context: `(body, request)` on HTTP,
+   * `(data, rpcContext)` for a `@MessagePattern` / `@EventPattern`. Checked like a header value
+   * (1–255 printable ASCII); `undefined` means "no key". Cannot be combined with `keyResolver`.
+   * Without it, the key is read from the `header` (the packet metadata or message headers of a
+   * microservice message).
+   * @example
+   * @EventPattern('payment.settled')
+   * @Idempotent({ key: (event: PaymentSettled) => event.eventId })
+   */
+  key?: (payload: any, context: any) => string | undefined;
   /** Whether a request without a key is rejected with 400 `idempotency_key_missing`. @default true */
   required?: boolean;
   /**
@@ -22,10 +33,11 @@ export interface IdempotentOptions {
    * out of scoping (and of the warning logged once per route when `request.user` exists but no
    * scope is configured). Keys of different scopes never meet: user A's key never replays to B.
    * @default undefined (one global scope, with the warning above)
+   * Outside HTTP it is called like `key`: `(data, rpcContext)` for a microservice message.
    * @example
    * @Idempotent({ scope: (req) => req.user.tenantId })
    */
-  scope?: ((request: any) => string | undefined | Promise<string | undefined>) | false;
+  scope?: ((request: any, context?: any) => string | undefined | Promise<string | undefined>) | false;
   /** How long a completed response is replayed, in ms. @default 86_400_000 (24 h) */
   ttl?: number;
   /** Lease length in ms; renewed by a heartbeat every `lease / 3` while the handler runs. @default 60_000 */
@@ -114,10 +126,12 @@ export interface ResolvedIdempotencyOptions {
   readonly headerName: string;
   /** Reads the key instead of the header, when configured. */
   readonly keyResolver?: (request: any) => string | undefined;
+  /** Reads the key from the handler's payload and context (the context's adapter turns it into a `keyResolver`). */
+  readonly key?: (payload: any, context: any) => string | undefined;
   /** Whether a request without a key is refused (400). */
   readonly required: boolean;
   /** The scope resolver, `false` (explicit opt-out) or `undefined` (not configured). */
-  readonly scope: ((request: any) => string | undefined | Promise<string | undefined>) | false | undefined;
+  readonly scope: ((request: any, context?: any) => string | undefined | Promise<string | undefined>) | false | undefined;
   /** Retention of a completed response, in ms. */
   readonly ttl: number;
   /** Lease length, in ms (heartbeat every `lease / 3`). */
@@ -243,6 +257,12 @@ export function resolveIdempotencyOptions(
   if (namespace.length === 0 || namespace.length > 100) {
     throw new ResilienceConfigError(`The idempotency namespace "${namespace}" must be 1 to 100 characters long; choose a shorter name.`);
   }
+  if (merged.key !== undefined && typeof merged.key !== 'function') {
+    throw new ResilienceConfigError(`The idempotency option key of ${where} must be a function such as (data) => data.eventId; got ${typeof merged.key}.`);
+  }
+  if (merged.key !== undefined && merged.keyResolver !== undefined) {
+    throw new ResilienceConfigError(`${capitalise(where)} sets both key and keyResolver; they do the same thing. Keep key (it works in every context) and remove keyResolver.`);
+  }
   if (merged.scope !== undefined && merged.scope !== false && typeof merged.scope !== 'function') {
     throw new ResilienceConfigError(`The idempotency scope of ${where} must be a function of the request or false; got ${typeof merged.scope}.`);
   }
@@ -250,6 +270,7 @@ export function resolveIdempotencyOptions(
     header: header.toLowerCase(),
     headerName: header,
     keyResolver: merged.keyResolver,
+    key: merged.key,
     required: merged.required ?? DEFAULTS.required,
     scope: merged.scope,
     ttl,

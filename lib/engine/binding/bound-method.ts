@@ -1,6 +1,7 @@
 import { createParamDecorator, type ExecutionContext } from '@nestjs/common';
 import { PATH_METADATA, ROUTE_ARGS_METADATA } from '@nestjs/common/constants.js';
 import { Observable } from 'rxjs';
+import { isContextHandler } from './context-type.js';
 
 /**
  * The own property of a controller or provider instance that holds the engine of the application
@@ -38,6 +39,12 @@ export interface BoundMethod {
   readonly invocationIndex: number;
   /** Whether the method declares an `Observable` return type (its attempts end at the first emission). */
   readonly returnsObservable: boolean;
+  /**
+   * Whether the method has parameter decorators of its own (`@Payload()`, `@Body()`, …). Without
+   * any, Nest hands a message handler, resolver or gateway handler its context's arguments as they
+   * are (`data, ctx`); the hidden argument would stop that, so the engine passes them itself.
+   */
+  readonly declaresParameters: boolean;
 }
 
 /**
@@ -123,6 +130,7 @@ export function bindMethod(prototype: object, name: string | symbol, descriptor:
   if (typeof current !== 'function' || boundMethodOf(current)) return descriptor;
   const original = current;
   const invocationIndex = hiddenArgumentIndex(prototype, name, original);
+  const declaresParameters = Object.keys(Reflect.getMetadata(ROUTE_ARGS_METADATA, prototype.constructor, name) ?? {}).length > 0;
   const returnType: unknown = Reflect.getMetadata('design:returntype', prototype, name);
   const wrapper = function (this: unknown, ...args: unknown[]): unknown {
     const engine = (this as Record<symbol, MethodInvoker | undefined> | null | undefined)?.[RESILIENCE_ENGINE];
@@ -136,6 +144,7 @@ export function bindMethod(prototype: object, name: string | symbol, descriptor:
     wrapper,
     invocationIndex,
     returnsObservable: isObservableType(returnType),
+    declaresParameters,
   };
   Object.defineProperty(wrapper, 'name', { value: original.name, configurable: true });
   Object.defineProperty(wrapper, 'length', { value: original.length, configurable: true });
@@ -147,10 +156,11 @@ export function bindMethod(prototype: object, name: string | symbol, descriptor:
 }
 
 /**
- * Binds the methods a class-level decorator applies to: every route handler, and every method that
- * is visibly asynchronous (an async function, or a declared `Promise` or `Observable` return type),
+ * Binds the methods a class-level decorator applies to: every handler Nest calls (a route, a
+ * message or event handler, a resolver, a gateway handler), and every method that is visibly
+ * asynchronous (an async function, or a declared `Promise` or `Observable` return type),
  * inherited ones included; lifecycle hooks never. `include` narrows the choice (`@Idempotent()`
- * binds unsafe-method routes only).
+ * binds unsafe-method routes and message handlers only).
  * @internal
  */
 export function bindClass(classRef: Function, include: (method: Function, name: string | symbol) => boolean = () => true): void {
@@ -164,7 +174,7 @@ export function bindClass(classRef: Function, include: (method: Function, name: 
       const descriptor = Object.getOwnPropertyDescriptor(level, name);
       const method: unknown = descriptor?.value;
       if (typeof method !== 'function' || boundMethodOf(method) || !include(method, name)) continue;
-      if (!isRouteHandler(method) && !isVisiblyAsync(method, Reflect.getMetadata('design:returntype', level, name))) continue;
+      if (!isContextHandler(classRef, method, name) && !isVisiblyAsync(method, Reflect.getMetadata('design:returntype', level, name))) continue;
       // paramtypes and return type live on the declaring prototype: bind there when it is the class's own
       const bound = bindMethod(level === prototype ? prototype : inheritMetadata(prototype, level, name), name, { ...descriptor, configurable: true, writable: true });
       Object.defineProperty(prototype, name, bound);

@@ -1,0 +1,118 @@
+import 'reflect-metadata';
+import { Controller, Injectable, type Type } from '@nestjs/common';
+import { Processor, WorkerHost } from '@nestjs/bullmq';
+import type { Job } from 'bullmq';
+import { Mutation, Resolver } from '@nestjs/graphql';
+import { ClientProxyFactory, MessagePattern, Transport } from '@nestjs/microservices';
+import { Test } from '@nestjs/testing';
+import { SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
+import { Idempotent, ResilienceModule, Timeout } from 'nest-resilience';
+import { firstValueFrom } from 'rxjs';
+import { describe, expect, it } from 'vitest';
+import { freePort } from '../../../scripts/postgres.mjs';
+
+// A guarantee that cannot hold in a handler's context is refused when the application starts,
+// with a sentence naming the handler and the fix: @Idempotent() where nothing reads a key would
+// silently run duplicates (the issue found it doing exactly that on a BullMQ processor).
+
+/** Starts an application with `providers` (and `controllers`); resolves to the start-up error's message. */
+async function startFailure(providers: Type<unknown>[], controllers: Type<unknown>[] = []): Promise<string> {
+  const moduleRef = await Test.createTestingModule({ imports: [ResilienceModule.forRoot()], providers, controllers }).compile();
+  const app = moduleRef.createNestApplication({ logger: false });
+  try {
+    await app.init();
+  } catch (error) {
+    return (error as Error).message;
+  } finally {
+    await app.close().catch(() => undefined);
+  }
+  throw new Error('the application started');
+}
+
+@Injectable()
+class ReportsService {
+  @Idempotent({ key: (id: string) => id })
+  async generate(id: string): Promise<string> {
+    return id;
+  }
+}
+
+@Processor('reports')
+class ReportsProcessor extends WorkerHost {
+  @Idempotent({ key: (job: Job) => job.id })
+  async process(job: Job): Promise<string | undefined> {
+    return job.id;
+  }
+}
+
+@Resolver()
+class ReportsResolver {
+  @Mutation(() => String)
+  @Idempotent()
+  async createReport(): Promise<string> {
+    return 'r-1';
+  }
+}
+
+@WebSocketGateway()
+class ReportsGateway {
+  @SubscribeMessage('report.create')
+  @Idempotent()
+  async create(): Promise<string> {
+    return 'r-1';
+  }
+}
+
+describe('start-up refusals of decorators that cannot hold in their context', () => {
+  it('refuses @Idempotent() on a plain provider method, naming it and where to put the decorator instead', async () => {
+    const message = await startFailure([ReportsService]);
+    expect(message).toMatch(/@Idempotent\(\) on ReportsService\.generate \(a provider method\) cannot hold/);
+    expect(message).toMatch(/Put @Idempotent\(\) on the HTTP route or the microservice message handler/);
+  });
+
+  it('refuses @Idempotent() on a BullMQ processor, whose duplicate jobs would run again', async () => {
+    const message = await startFailure([ReportsProcessor]);
+    expect(message).toMatch(/@Idempotent\(\) on ReportsProcessor\.process \(a BullMQ job processor\) cannot hold/);
+    expect(message).toMatch(/a duplicate would run the handler again/);
+  });
+
+  it('refuses @Idempotent() on a GraphQL resolver (it used to fail every call)', async () => {
+    const message = await startFailure([ReportsResolver]);
+    expect(message).toMatch(/@Idempotent\(\) on ReportsResolver\.createReport \(a GraphQL resolver\) cannot hold/);
+  });
+
+  it('refuses @Idempotent() on a WebSocket gateway handler', async () => {
+    const message = await startFailure([ReportsGateway]);
+    expect(message).toMatch(/@Idempotent\(\) on ReportsGateway\.create \(a WebSocket message handler\) cannot hold/);
+  });
+
+  it('starts a microservice whose message handlers carry @Idempotent() and @Timeout(), sync ones included (Nest awaits whatever a handler returns)', async () => {
+    @Controller()
+    class SyncHandlers {
+      @MessagePattern('sum')
+      @Timeout(1_000)
+      sum(data: number[]): number {
+        return data.reduce((a, b) => a + b, 0);
+      }
+
+      @MessagePattern('charge')
+      @Idempotent({ key: (data: { id: string }) => data.id })
+      charge(data: { id: string }): string {
+        return data.id;
+      }
+    }
+    const port = await freePort();
+    const moduleRef = await Test.createTestingModule({ imports: [ResilienceModule.forRoot()], controllers: [SyncHandlers] }).compile();
+    const app = moduleRef.createNestMicroservice({ transport: Transport.TCP, options: { host: '127.0.0.1', port }, logger: false });
+    await app.listen();
+    const client = ClientProxyFactory.create({ transport: Transport.TCP, options: { host: '127.0.0.1', port } });
+    try {
+      expect(await firstValueFrom(client.send('sum', [1, 2, 3]))).toBe(6);
+      expect(await firstValueFrom(client.send('charge', { id: 'c-1' }))).toBe('c-1');
+      expect(await firstValueFrom(client.send('charge', { id: 'c-1' }))).toBe('c-1');
+    } finally {
+      await client.close();
+      await app.close();
+    }
+  });
+});
