@@ -22,6 +22,8 @@ export { ResilienceService } from './engine/resilience.service.js';
 export { Resilience, currentSignal, getRequestInfo, type RequestInfo, type ResilienceCurrent } from './context/resilience-context.js';
 export type { ResilienceContextType } from './contexts/context-adapter.js';
 export type { RpcProblem } from './contexts/rpc.context.js';
+export type { GraphQLProblemExtensions } from './contexts/graphql.context.js';
+export type { WsProblem } from './contexts/ws.context.js';
 export { REQUEST_ID_HEADER, REQUEST_TIMEOUT_HEADER, resilientFetch, withDeadline } from './fetch/with-deadline.js';
 export {
   DEFAULT_PROBLEM_TYPE_BASE,

@@ -5,25 +5,29 @@ import type { IdempotentCall } from './context-adapter.js';
 import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile, ResilienceContextType } from './context-adapter.js';
 import { contextTypeOf } from '../engine/binding/context-type.js';
 import { httpContext } from './http.context.js';
+import { GraphQlContextAdapter } from './graphql.context.js';
 import { RpcContextAdapter } from './rpc.context.js';
+import { WsContextAdapter } from './ws.context.js';
 
 /**
- * The context adapters of one application, and which context a handler belongs to. HTTP and RPC
- * have full adapters; GraphQL resolvers and WebSocket handlers run the policies with the errors
- * Nest renders (their adapters come with GraphQL and WebSocket support), and `@Idempotent()` is
- * refused on them at start-up, as on queue processors and plain provider methods, where no
- * request carries a key yet.
+ * The context adapters of one application, and which context a handler belongs to: HTTP, RPC,
+ * GraphQL and WebSocket gateways have full adapters. `@Idempotent()` is refused at start-up on
+ * queue processors and plain provider methods, where no adapter reads a key yet.
  * @internal
  */
 @Injectable()
 export class ContextAdapters {
   /** The microservices context (the exception filter renders the library's errors reaching undecorated message handlers with it). */
   readonly rpc = new RpcContextAdapter();
+  /** The GraphQL context (the exception filter renders the library's errors reaching undecorated resolvers with it). */
+  readonly graphql = new GraphQlContextAdapter();
+  /** The WebSocket context (the exception filter renders the library's errors reaching undecorated gateway handlers with it). */
+  readonly ws = new WsContextAdapter();
   private readonly adapters = new Map<ResilienceContextType, ContextAdapter>([
     ['http', httpContext],
     ['rpc', this.rpc],
-    ['graphql', passthroughContext('graphql', 'GraphQL resolver')],
-    ['ws', passthroughContext('ws', 'WebSocket message handler')],
+    ['graphql', this.graphql],
+    ['ws', this.ws],
   ]);
   private readonly others = new Map<string, ContextAdapter>();
 

@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import { Controller, Injectable, type Type } from '@nestjs/common';
 import { Processor, WorkerHost } from '@nestjs/bullmq';
 import type { Job } from 'bullmq';
-import { Mutation, Resolver } from '@nestjs/graphql';
+import { Query, ResolveField, Resolver, Subscription } from '@nestjs/graphql';
 import { ClientProxyFactory, MessagePattern, Transport } from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
 import { SubscribeMessage, WebSocketGateway } from '@nestjs/websockets';
@@ -46,11 +46,29 @@ class ReportsProcessor extends WorkerHost {
 }
 
 @Resolver()
-class ReportsResolver {
-  @Mutation(() => String)
+class ReportQueryResolver {
+  @Query(() => String)
   @Idempotent()
-  async createReport(): Promise<string> {
+  async report(): Promise<string> {
     return 'r-1';
+  }
+}
+
+@Resolver('Report')
+class ReportFieldResolver {
+  @ResolveField(() => String)
+  @Idempotent({ key: (args: { id: string }) => args.id })
+  async owner(): Promise<string> {
+    return 'ann';
+  }
+}
+
+@Resolver()
+class ReportSubscriptionResolver {
+  @Subscription(() => String)
+  @Timeout(1_000)
+  reportReady(): AsyncIterator<string> {
+    return (async function* () {})();
   }
 }
 
@@ -58,6 +76,15 @@ class ReportsResolver {
 class ReportsGateway {
   @SubscribeMessage('report.create')
   @Idempotent()
+  async create(): Promise<string> {
+    return 'r-1';
+  }
+}
+
+@WebSocketGateway()
+class ReportsResolverKeyGateway {
+  @SubscribeMessage('report.create')
+  @Idempotent({ keyResolver: (request: { headers: Record<string, string> }) => request.headers['idempotency-key'] })
   async create(): Promise<string> {
     return 'r-1';
   }
@@ -76,14 +103,32 @@ describe('start-up refusals of decorators that cannot hold in their context', ()
     expect(message).toMatch(/a duplicate would run the handler again/);
   });
 
-  it('refuses @Idempotent() on a GraphQL resolver (it used to fail every call)', async () => {
-    const message = await startFailure([ReportsResolver]);
-    expect(message).toMatch(/@Idempotent\(\) on ReportsResolver\.createReport \(a GraphQL resolver\) cannot hold/);
+  it('refuses @Idempotent() on a GraphQL query: only a mutation changes state', async () => {
+    const message = await startFailure([ReportQueryResolver]);
+    expect(message).toMatch(/@Idempotent\(\) on ReportQueryResolver\.report \(a GraphQL query\) cannot hold/);
+    expect(message).toMatch(/Put @Idempotent\(\) on the @Mutation\(\) that makes the change/);
   });
 
-  it('refuses @Idempotent() on a WebSocket gateway handler', async () => {
+  it('refuses @Idempotent() on a GraphQL field resolver', async () => {
+    const message = await startFailure([ReportFieldResolver]);
+    expect(message).toMatch(/@Idempotent\(\) on ReportFieldResolver\.owner \(a GraphQL field resolver\) cannot hold/);
+  });
+
+  it('refuses a resilience decorator on a GraphQL subscription, which has no single call to apply to', async () => {
+    const message = await startFailure([ReportSubscriptionResolver]);
+    expect(message).toMatch(/ReportSubscriptionResolver\.reportReady is a GraphQL subscription with a resilience decorator/);
+    expect(message).toMatch(/Decorate the service method that produces each event instead/);
+  });
+
+  it('refuses @Idempotent() without a key function on a WebSocket gateway handler: a message has no Idempotency-Key header', async () => {
     const message = await startFailure([ReportsGateway]);
-    expect(message).toMatch(/@Idempotent\(\) on ReportsGateway\.create \(a WebSocket message handler\) cannot hold/);
+    expect(message).toMatch(/@Idempotent\(\) on ReportsGateway\.create \(a WebSocket message handler\) has no key to read/);
+    expect(message).toMatch(/@Idempotent\(\{ key: \(data, client\) => data\.requestId \}\)/);
+  });
+
+  it('refuses keyResolver (it reads an HTTP request) on a WebSocket gateway handler', async () => {
+    const message = await startFailure([ReportsResolverKeyGateway]);
+    expect(message).toMatch(/ReportsResolverKeyGateway\.create .* and keyResolver reads an HTTP request/);
   });
 
   it('starts a microservice whose message handlers carry @Idempotent() and @Timeout(), sync ones included (Nest awaits whatever a handler returns)', async () => {
