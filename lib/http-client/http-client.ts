@@ -80,7 +80,14 @@ export interface HttpClientDependencies {
   /** Module defaults. @default retry maxAttempts 3, timeout 30 s total / 10 s attempt, breaker defaults */
   readonly defaults?: HttpClientDefaults;
   /** Telemetry settings (`ResilienceModule.forRoot({ telemetry })`). @default enabled, tracer and meter `nest-resilience` */
-  readonly telemetry?: { readonly enabled?: boolean; readonly tracerName?: string; readonly meterName?: string };
+  readonly telemetry?: {
+    /** Record spans and metrics. */
+    readonly enabled?: boolean;
+    /** Instrumentation scope of the spans. */
+    readonly tracerName?: string;
+    /** Instrumentation scope of the metrics. */
+    readonly meterName?: string;
+  };
   /** Called once per call, when it ends (the structured log event). */
   readonly onCall?: (record: HttpCallRecord, error: UpstreamError | undefined) => void;
 }
@@ -261,7 +268,12 @@ export class HttpClient {
    * The circuit breakers of this client, one per origin it called (and its base URL's origin once
    * called, or from the start with `circuitBreaker.shared`), for health checks.
    */
-  circuitBreakers(): Array<{ readonly origin: string; readonly snapshot: CircuitBreakerSnapshot }> {
+  circuitBreakers(): Array<{
+    /** The origin the breaker guards. */
+    readonly origin: string;
+    /** Its state now. */
+    readonly snapshot: CircuitBreakerSnapshot;
+  }> {
     const result: Array<{ origin: string; snapshot: CircuitBreakerSnapshot }> = [];
     for (const [origin, pipelines] of this.origins) {
       const breaker = this.registry.findCircuitBreaker(pipelines.key);
@@ -282,7 +294,12 @@ export class HttpClient {
    * @throws ResilienceConfigError when the client has no `ping` option.
    * @throws the network error, or a `TimeoutError` when no answer came within `ping.timeout`.
    */
-  async probe(): Promise<{ readonly status: number; readonly latencyMs: number }> {
+  async probe(): Promise<{
+    /** The answer's status code. */
+    readonly status: number;
+    /** Round trip, ms. */
+    readonly latencyMs: number;
+  }> {
     const ping = this.options.ping;
     if (ping === undefined) {
       throw new ResilienceConfigError(`The HTTP client "${this.name}" has no ping option to probe. Give it { ping: { path: '/health' } }.`);

@@ -77,7 +77,10 @@ const MAX_DEPTH = 3;
  */
 @Injectable()
 export class ResilienceErrorMapper {
-  constructor(@Inject(RESOLVED_RESILIENCE_OPTIONS) protected readonly options: Pick<ResolvedResilienceOptions, 'timeout' | 'problemTypeBase' | 'clock'>) {}
+  constructor(
+    /** The resolved module options the answers depend on: the timeout status, the problem type base, the clock. */
+    @Inject(RESOLVED_RESILIENCE_OPTIONS) protected readonly options: Pick<ResolvedResilienceOptions, 'timeout' | 'problemTypeBase' | 'clock'>,
+  ) {}
 
   /**
    * What the client gets for `error`: a {@link ProblemDetailsException} for the library's errors

@@ -18,6 +18,7 @@ export {
   idempotencyKeyReused,
   idempotencyStoreUnavailable,
   idempotencyResponseNotStorable,
+  type ProblemOptions,
 } from './idempotency.errors.js';
 export {
   IdempotencyTransaction,

@@ -365,6 +365,7 @@ function encodeOutcomes(outcomes: readonly SharedBreakerOutcome[]): string {
  * calls); one awaited script per retry. Pass it to `ResilienceModule.forRoot({ sharedState })`.
  * @example
  * const client = new Redis(process.env.REDIS_URL, { enableOfflineQueue: false });
+ * client.on('error', (error) => logger.warn(`Redis: ${error.message}`));
  * ResilienceModule.forRoot({ sharedState: new RedisPolicyState({ client }) })
  * @publicApi
  */
