@@ -8,9 +8,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ManualMetricReader } from '../observability/otel-sdk.js';
 import { ReportsController } from '../observability/reports.controller.js';
 import { createApp, platforms, type Platform } from '../support/app.js';
-import { registerOpenTelemetry, serverSpan } from './otel-sdk.js';
+import { registerOpenTelemetry, serverSpan } from '../../docs/snippets/observability/otel.js';
 
-// The README's set-up, registered before any app exists (as `node --import ./otel.js main.js` does).
+// The observability guide's set-up (docs/snippets/observability/otel.ts), registered before any app exists (as `node --import ./otel.js main.js` does).
 const spans = new InMemorySpanExporter();
 const reader = new ManualMetricReader();
 const { tracerProvider, meterProvider } = registerOpenTelemetry(spans, reader);
@@ -32,7 +32,7 @@ class TracedModule implements NestModule {
 /** One retried request (two failures, then success) on a new app; the spans it left, flushed. */
 async function retriedRequest(platform: Platform, module: Type) {
   const app: INestApplication = await createApp(platform, { imports: [module] });
-  const requestId = `readme-otel-${platform}-${randomUUID()}`;
+  const requestId = `docs-otel-${platform}-${randomUUID()}`;
   try {
     await request(app.getHttpServer()).get('/reports/flaky').set('x-request-id', requestId).expect(200);
   } finally {
@@ -43,7 +43,7 @@ async function retriedRequest(platform: Platform, module: Type) {
   return { attempts: attempts.slice(-3), all: spans.getFinishedSpans() };
 }
 
-describe.each(platforms)('the README OpenTelemetry set-up (%s)', (platform) => {
+describe.each(platforms)("the observability guide's OpenTelemetry set-up (%s)", (platform) => {
   it('records attempt spans and metrics; retry events land on the active server span', async () => {
     spans.reset();
     const { attempts, all } = await retriedRequest(platform, TracedModule);
