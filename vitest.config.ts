@@ -35,7 +35,19 @@ export default defineConfig({
         test: {
           name: 'e2e',
           include: ['test/**/*.e2e-spec.ts', 'test/**/*.spec.ts'],
+          exclude: ['test/docs/**'],
           pool: 'forks',
+        },
+      },
+      {
+        extends: true,
+        test: {
+          // The docs' checks build and install whole apps (tsc, TypeDoc, npm from the registry):
+          // they run once the other projects are done, so their load cannot skew the timing tests.
+          name: 'docs',
+          include: ['test/docs/**/*.e2e-spec.ts', 'test/docs/**/*.spec.ts'],
+          pool: 'forks',
+          sequence: { groupOrder: 1 },
         },
       },
     ],
