@@ -34,7 +34,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'e2e',
-          include: ['test/e2e/**/*.{spec,e2e-spec}.ts', 'test/readme/**/*.{spec,e2e-spec}.ts'],
+          include: ['test/e2e/**/*.{spec,e2e-spec}.ts'],
           pool: 'forks',
         },
       },
@@ -45,6 +45,17 @@ export default defineConfig({
       {
         extends: true,
         test: { name: 'package', include: ['test/package/**/*.spec.ts'], pool: 'forks' },
+      },
+      {
+        extends: true,
+        test: {
+          // The docs' checks build and install whole apps (tsc, TypeDoc, npm from the registry):
+          // they run once the other projects are done, so their load cannot skew the timing tests.
+          name: 'docs',
+          include: ['test/docs/**/*.{spec,e2e-spec}.ts'],
+          pool: 'forks',
+          sequence: { groupOrder: 1 },
+        },
       },
     ],
   },

@@ -15,13 +15,15 @@ const extraArgs = process.argv.slice(2);
 /**
  * What each vitest project (vitest.config.ts) needs before it runs. `build`: the npm script that
  * produces its files (`build` writes dist/, `build:sample` dist/ and build/, where the compiled
- * fixtures live); `servers`: PostgreSQL and Redis (its tests skip loudly without them).
+ * fixtures live); `servers`: PostgreSQL and Redis (its tests skip loudly without them). `docs`
+ * compiles the snippets against dist/ and packs it; its outage test starts its own redis-server.
  */
 const PREREQUISITES = {
   unit: { build: undefined, servers: false },
   e2e: { build: undefined, servers: true },
   'multi-process': { build: 'build:sample', servers: true },
   package: { build: 'build', servers: false },
+  docs: { build: 'build', servers: false },
 };
 const env = { ...process.env };
 let postgres;
