@@ -47,6 +47,11 @@ export default defineConfig({
         test: { name: 'package', include: ['test/package/**/*.spec.ts'], pool: 'forks' },
       },
       {
+        // flood tests: heap after a full GC, so each file runs in a process of its own with gc() exposed
+        extends: true,
+        test: { name: 'bounds', include: ['test/bounds/**/*.spec.ts'], pool: 'forks', execArgv: ['--expose-gc'] },
+      },
+      {
         extends: true,
         test: {
           // The docs' checks build and install whole apps (tsc, TypeDoc, npm from the registry):

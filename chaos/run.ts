@@ -13,13 +13,26 @@ import { join } from 'node:path';
 import { environment, packageRoot } from '../bench/shared/report.js';
 import { exactlyOnceScenario } from './scenarios/exactly-once.js';
 import { fuzzScenario } from './scenarios/fuzz.js';
+import { partitionScenario } from './scenarios/partition.js';
+import { postgresHangScenario } from './scenarios/postgres-hang.js';
 import { postgresOutageScenario } from './scenarios/postgres-outage.js';
+import { redisHangScenario } from './scenarios/redis-hang.js';
 import { redisOutageScenario } from './scenarios/redis-outage.js';
 import { retryBudgetScenario } from './scenarios/retry-budget.js';
 import { timeoutHeapScenario } from './scenarios/timeout-heap.js';
 import { figureLine, type Scenario, type ScenarioResult } from './shared/scenario.js';
 
-const SCENARIOS: readonly Scenario[] = [exactlyOnceScenario, postgresOutageScenario, redisOutageScenario, fuzzScenario, retryBudgetScenario, timeoutHeapScenario];
+const SCENARIOS: readonly Scenario[] = [
+  exactlyOnceScenario,
+  postgresOutageScenario,
+  postgresHangScenario,
+  redisOutageScenario,
+  redisHangScenario,
+  partitionScenario,
+  fuzzScenario,
+  retryBudgetScenario,
+  timeoutHeapScenario,
+];
 
 function parseArgs(argv: readonly string[]): { only?: Set<string> } {
   const known = SCENARIOS.map((scenario) => scenario.id);
@@ -65,11 +78,17 @@ async function main(): Promise<number> {
     console.log(figureLine(result));
   }
   const failed = results.filter((result) => !result.pass);
+  const skipped = results.filter((result) => result.skipped);
   const seconds = (Date.now() - startedAll) / 1000;
   console.log(`\nchaos summary (${seconds.toFixed(0)} s):`);
   for (const result of results) console.log(figureLine(result));
   const file = writeResults({ environment: environment(), seed, seconds, results });
-  console.log(`\n${results.length - failed.length} passed, ${failed.length} failed (figures in ${file})`);
+  if (skipped.length > 0) {
+    const bar = '!'.repeat(78);
+    console.log(`\n${bar}\nSKIPPED: ${skipped.map((result) => `${result.id} (${result.figure.replace(/^SKIPPED: /, '')})`).join('; ')}${failed.some((result) => result.skipped) ? '\nCI=true: a skip is a failure.' : ''}\n${bar}`);
+  }
+  const passed = results.filter((result) => result.pass && !result.skipped).length;
+  console.log(`\n${passed} passed, ${failed.length} failed${skipped.length > 0 ? `, ${skipped.length} skipped` : ''} (figures in ${file})`);
   return failed.length === 0 ? 0 : 1;
 }
 

@@ -22,10 +22,10 @@ export function findRedisServer() {
   return undefined;
 }
 
-/** Sends PING; resolves true on +PONG. */
-function ping(port) {
+/** Sends PING on the server's Unix socket; resolves true on +PONG. */
+function ping(path) {
   return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
+    const socket = connect({ path });
     const done = (ok) => {
       socket.destroy();
       resolve(ok);
@@ -47,30 +47,39 @@ async function waitUntil(check, what) {
 }
 
 /**
- * Starts a fresh server. Returns { url, port, dir, start(), halt(), kill(), stop() }:
+ * Starts a fresh server. Returns { url, port, dir, socket, start(), halt(), kill(), stop(), freeze(), thaw() }:
  * `halt()` stops it (an outage), `start()` brings it back on the same port (empty: nothing is
  * persisted), `stop()` stops it for good and deletes its directory. All return promises.
+ * `freeze()` stops the server process with SIGSTOP (it hangs with its connections open) and
+ * `thaw()` resumes it with SIGCONT. `netns` runs it inside that network namespace (root only),
+ * bound to `bindAddress` there; `socket` (a Unix socket in `dir`) reaches it from outside.
+ * `args` are extra server options (`['--maxmemory-policy', 'allkeys-lru']`).
  */
-export async function startRedis({ bin = findRedisServer(), port } = {}) {
+export async function startRedis({ bin = findRedisServer(), port, netns, bindAddress = '127.0.0.1', args: extraArgs = [] } = {}) {
   if (!bin) throw new Error('redis-server was not found. Install it with `apt-get install -y --no-upgrade redis-server` or set REDIS_URL.');
   port ??= await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'nest-resilience-redis-'));
-  const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no', '--logfile', join(dir, 'server.log')];
+  const socket = join(dir, 'redis.sock');
+  const args = ['--port', String(port), '--bind', bindAddress, '--unixsocket', socket, '--save', '', '--appendonly', 'no', '--dir', dir, '--protected-mode', 'no', '--logfile', join(dir, 'server.log'), ...extraArgs];
   let child;
+  let frozen = false;
   const start = async () => {
     if (child) return;
-    const started = spawn(bin, args, { stdio: 'ignore' });
+    // `ip netns exec` execs the server in place: the child's pid is the server's
+    const started = netns ? spawn('ip', ['netns', 'exec', netns, bin, ...args], { stdio: 'ignore' }) : spawn(bin, args, { stdio: 'ignore' });
     child = started;
     started.once('exit', () => {
       if (child === started) child = undefined;
     });
-    await waitUntil(() => ping(port), 'answer PING');
+    await waitUntil(() => ping(socket), 'answer PING');
   };
   const halt = async (signal = 'SIGTERM') => {
     const running = child;
     if (!running) return;
     child = undefined;
     const exited = new Promise((resolve) => running.once('exit', resolve));
+    if (frozen) running.kill('SIGCONT');
+    frozen = false;
     running.kill(signal);
     await exited;
   };
@@ -78,8 +87,19 @@ export async function startRedis({ bin = findRedisServer(), port } = {}) {
   return {
     port,
     dir,
-    url: `redis://127.0.0.1:${port}`,
+    url: `redis://${bindAddress}:${port}`,
+    socket,
     start,
+    freeze() {
+      if (!child) throw new Error('redis-server is not running');
+      child.kill('SIGSTOP');
+      frozen = true;
+      return [child.pid];
+    },
+    thaw() {
+      if (child && frozen) child.kill('SIGCONT');
+      frozen = false;
+    },
     halt: () => halt('SIGTERM'),
     kill: () => halt('SIGKILL'),
     async stop() {

@@ -1,7 +1,9 @@
-// The Redis outage, shared by the chaos scenario (chaos/scenarios/redis-outage.ts) and its fast
-// subset in `npm test` (test/multi-process/chaos/redis-outage.spec.ts): app processes on one redis-server of
-// the caller's, steady traffic, the server killed (SIGKILL) mid-traffic, kept down, started again on
-// the same port (empty: nothing is persisted), and every check the figure is held to.
+// The Redis outage, shared by the chaos scenarios (chaos/scenarios/redis-outage.ts, redis-hang.ts)
+// and the fast subset in `npm test` (test/multi-process/chaos/redis-outage.spec.ts): app processes on one
+// redis-server of the caller's, steady traffic, the server killed (SIGKILL) mid-traffic, kept down,
+// started again on the same port (empty: nothing is persisted) — or, with `fault: 'freeze'`,
+// stopped with SIGSTOP (connections open, nothing answers) and resumed with SIGCONT — and every
+// check the figure is held to.
 //
 // Idempotent clients behave as the README asks: each sends one operation (a fresh Idempotency-Key)
 // and repeats it, honouring Retry-After, until it is acknowledged (2xx), then starts the next.
@@ -9,8 +11,9 @@
 import { DEFAULT_SHARED_STATE_MAX_WAIT } from 'nest-resilience';
 import type { ThrowawayRedis } from '../../scripts/redis.mjs';
 import { spawnApp, type SpawnedApp } from '../../test/fixtures/spawn-app.js';
+import { distributionOf, formatDistribution, percentile } from '../shared/distribution.js';
 import { checkProblem, isRetryAfter } from '../shared/problem.js';
-import { count, sleep } from '../shared/scenario.js';
+import { count, sleep, summarize } from '../shared/scenario.js';
 
 /** Where `npm run build:sample` puts the app, relative to the package root. */
 export const REDIS_OUTAGE_APP = 'build/chaos/redis/redis-outage.app.js';
@@ -65,6 +68,67 @@ export interface RedisOutagePlan {
    * the drain.
    */
   readonly leaseMs: number;
+  /**
+   * `kill`: SIGKILL, then a fresh server on the same port. `freeze`: SIGSTOP, then SIGCONT (the
+   * connections stay open and silent; commands sent meanwhile run when it resumes). Or a fault of
+   * the caller's (the partition's network faults), silent like `freeze`.
+   * @default 'kill'
+   */
+  readonly fault?: 'kill' | 'freeze' | RedisFault;
+  /** After the fault, each process acknowledges a write within this long. @default 5_000 */
+  readonly recoveryLimitMs?: number;
+}
+
+/** A fault of the caller's: Redis is silent (connections open, no answer) from `begin()` to `end()`. */
+export interface RedisFault {
+  /** For the figure (`black hole`). */
+  readonly name: string;
+  /**
+   * Starts the fault; calls `slow()` when Redis starts answering slowly or losing packets (if it
+   * does), `silent()` the moment it stops answering (the outage is counted from then: whatever the
+   * fault does before counts as traffic before it), and resolves once it is silent.
+   */
+  begin(log: (line: string) => void, silent: () => void, slow: () => void): Promise<void>;
+  /** Resolves once Redis answers again. */
+  end(log: (line: string) => void): Promise<void>;
+}
+
+/** The plan's fault on `redis`, as begin / end. */
+function faultOf(plan: RedisOutagePlan, redis: Pick<ThrowawayRedis, 'kill' | 'start' | 'freeze' | 'thaw'>): RedisFault & { readonly silent: boolean } {
+  const fault = plan.fault ?? 'kill';
+  if (fault === 'kill') {
+    return {
+      name: 'outage',
+      silent: false,
+      begin: async (log, silent) => {
+        const started = now();
+        silent();
+        await redis.kill();
+        log(`redis-server killed (SIGKILL, ${(now() - started).toFixed(0)} ms)`);
+      },
+      end: async (log) => {
+        const started = now();
+        await redis.start();
+        log(`redis-server restarted on the same port (empty: nothing persisted; start took ${(now() - started).toFixed(0)} ms)`);
+      },
+    };
+  }
+  if (fault === 'freeze') {
+    return {
+      name: 'SIGSTOP',
+      silent: true,
+      begin: async (log, silent) => {
+        silent();
+        redis.freeze();
+        log('redis-server stopped with SIGSTOP (its own pid)');
+      },
+      end: async (log) => {
+        redis.thaw();
+        log('redis-server resumed with SIGCONT');
+      },
+    };
+  }
+  return { ...fault, silent: true, begin: (log, silent, slow) => fault.begin(log, silent, slow), end: (log) => fault.end(log) };
 }
 
 /** One check of the figure. */
@@ -93,6 +157,8 @@ interface Attempt {
   readonly status: number;
   /** 503 problem+json `idempotency_store_unavailable` with Retry-After. */
   readonly storeUnavailable: boolean;
+  /** The problem's `code`, if any. */
+  readonly code?: string;
   /** Any 503 problem+json with Retry-After. */
   readonly retryable503: boolean;
   readonly detail: string;
@@ -122,7 +188,13 @@ interface RunningProcess {
 const now = () => performance.now();
 
 /** Starts the app processes on `redis`, runs the plan and judges it. The caller owns `redis` (it is left running). */
-export async function runRedisOutage(options: { root: string; redis: ThrowawayRedis; plan: RedisOutagePlan; log: (line: string) => void }): Promise<RedisOutageResult> {
+export async function runRedisOutage(options: {
+  root: string;
+  /** The server, or (with a fault of the caller's) only where the apps reach it. */
+  redis: Pick<ThrowawayRedis, 'url' | 'kill' | 'start' | 'freeze' | 'thaw'>;
+  plan: RedisOutagePlan;
+  log: (line: string) => void;
+}): Promise<RedisOutageResult> {
   const { root, redis, plan, log } = options;
   const processes: RunningProcess[] = [];
   try {
@@ -139,13 +211,14 @@ export async function runRedisOutage(options: { root: string; redis: ThrowawayRe
       ),
     );
     processes.push(...apps.map((app, i) => ({ label: `${PROCESSES[i]!.platform}+${PROCESSES[i]!.client}`, app, pid: app.child.pid, timed: timedLines(app) })));
+    await warmUp(processes);
     return await drive(processes, redis, plan, log);
   } finally {
     await Promise.all(processes.map(({ app }) => killApp(app)));
   }
 }
 
-async function drive(processes: readonly RunningProcess[], redis: ThrowawayRedis, plan: RedisOutagePlan, log: (line: string) => void): Promise<RedisOutageResult> {
+async function drive(processes: readonly RunningProcess[], redis: Pick<ThrowawayRedis, 'kill' | 'start' | 'freeze' | 'thaw'>, plan: RedisOutagePlan, log: (line: string) => void): Promise<RedisOutageResult> {
   const attempts: Attempt[] = [];
   const forecasts: ForecastCall[] = [];
   const acknowledged = new Set<string>();
@@ -193,23 +266,29 @@ async function drive(processes: readonly RunningProcess[], redis: ThrowawayRedis
   const idempotentClients = processes.flatMap((_, p) => Array.from({ length: IDEMPOTENT_CLIENTS }, (_, c) => idempotentClient(p, c)));
   const forecastClients = processes.flatMap((_, p) => Array.from({ length: FORECAST_CLIENTS }, (_, c) => forecastClient(p, c)));
 
+  const fault = faultOf(plan, redis);
   await sleep(plan.trafficBeforeMs);
-  const killAt = now();
-  await redis.kill();
+  let killAt = Number.NaN;
+  let slowFrom = Number.POSITIVE_INFINITY;
+  await fault.begin(
+    log,
+    () => (killAt = now()),
+    () => (slowFrom = now()),
+  );
   const killDone = now();
-  log(`redis-server killed (SIGKILL, ${(killDone - killAt).toFixed(0)} ms)`);
+  if (Number.isNaN(killAt)) killAt = killDone;
   await sleep(plan.outageMs);
   const restartAt = now();
-  await redis.start();
+  await fault.end(log);
   const restartDone = now();
-  log(`redis-server restarted on the same port after ${((restartAt - killDone) / 1000).toFixed(1)} s down (empty: nothing persisted; start took ${(restartDone - restartAt).toFixed(0)} ms)`);
+  log(`${fault.name} ended after ${((restartAt - killDone) / 1000).toFixed(1)} s`);
   await sleep(plan.trafficAfterMs);
   acceptNew = false;
   const drained = await Promise.race([Promise.all(idempotentClients).then(() => true), sleep(plan.drainLimitMs).then(() => false)]);
   stopped = true;
   await Promise.all([...idempotentClients, ...forecastClients]);
 
-  return judge({ processes, attempts, forecasts, acknowledged, keysStarted, drained, plan, killAt, killDone, restartAt, restartDone, log });
+  return judge({ processes, attempts, forecasts, acknowledged, keysStarted, drained, plan, fault, slowFrom, killAt, killDone, restartAt, restartDone, log });
 }
 
 interface Observed {
@@ -220,6 +299,9 @@ interface Observed {
   readonly keysStarted: readonly string[];
   readonly drained: boolean;
   readonly plan: RedisOutagePlan;
+  readonly fault: RedisFault & { readonly silent: boolean };
+  /** When Redis started answering slowly (latency, loss) before going silent; +∞ when it did not. */
+  readonly slowFrom: number;
   readonly killAt: number;
   readonly killDone: number;
   readonly restartAt: number;
@@ -228,13 +310,15 @@ interface Observed {
 }
 
 function judge(observed: Observed): RedisOutageResult {
-  const { processes, attempts, forecasts, acknowledged, keysStarted, drained, plan, killAt, killDone, restartAt, restartDone, log } = observed;
+  const { processes, attempts, forecasts, acknowledged, keysStarted, drained, plan, fault, slowFrom, killAt, killDone, restartAt, restartDone, log } = observed;
   const ok = (a: Attempt) => a.status >= 200 && a.status < 300;
   const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
   // Sent once the server was gone, answered before it was started again.
   const duringOutage = attempts.filter((a) => a.sentAt >= killDone && a.answeredAt <= restartAt);
-  const wrongDuringOutage = duringOutage.filter((a) => !a.storeUnavailable);
+  // a stopped server times commands out (the connection stays open); a dead one refuses them
+  const storeCodes = fault.silent ? ['idempotency_store_timeout', 'idempotency_store_unavailable'] : ['idempotency_store_unavailable'];
+  const wrongDuringOutage = duringOutage.filter((a) => !a.retryable503 || !storeCodes.includes(a.code ?? ''));
   // In flight at the kill: a 2xx (the handler had run: its response is delivered even when storing it fails) or a 503 to retry.
   const caught = attempts.filter((a) => a.sentAt < killDone && a.answeredAt >= killAt);
   const wrongCaught = caught.filter((a) => !ok(a) && !a.retryable503);
@@ -248,14 +332,21 @@ function judge(observed: Observed): RedisOutageResult {
   const acknowledgedNotRunOnce = [...acknowledged].filter((key) => runsPerKey.get(key) !== 1);
   const neverAcknowledged = keysStarted.length - acknowledged.size;
 
-  const hangBoundMs = (a: Attempt) => a.workMs + COMMAND_TIMEOUT_MS + HANG_MARGIN_MS;
+  // A request makes two store operations (claim, then complete or release), each bounded by
+  // commandTimeoutMs. Silent Redis: the first that times out ends the request. Slow Redis (added
+  // latency, lost packets): both may take almost that long and still succeed.
+  const slowWhileSent = (a: Attempt) => a.answeredAt >= slowFrom && a.sentAt < killDone;
+  const hangBoundMs = (a: Attempt) => a.workMs + (slowWhileSent(a) ? 2 : 1) * COMMAND_TIMEOUT_MS + HANG_MARGIN_MS;
   const hung = attempts.filter((a) => a.answeredAt - a.sentAt > hangBoundMs(a));
   const slowest = attempts.reduce((max, a) => Math.max(max, a.answeredAt - a.sentAt), 0);
+  // requests the fault caught: wait past the handler's work, counted from the fault (or the sending, if later)
+  const exposedWaits = distributionOf(attempts.filter((a) => a.answeredAt >= killDone && a.sentAt <= restartAt).map((a) => a.answeredAt - Math.max(a.sentAt, killDone) - a.workMs));
 
   const forecastsDuringOutage = forecasts.filter((f) => f.sentAt >= killDone && f.answeredAt <= restartAt);
   const forecastP99 = percentile(forecastsDuringOutage.map((f) => f.answeredAt - f.sentAt), 0.99);
   const forecastP99Before = percentile(forecasts.filter((f) => f.answeredAt < killAt).map((f) => f.answeredAt - f.sentAt), 0.99);
   const forecastBoundMs = DEFAULT_SHARED_STATE_MAX_WAIT + FORECAST_MARGIN_MS;
+  const recoveryLimitMs = plan.recoveryLimitMs ?? RECOVERY_LIMIT_MS;
   const forecastsNot200 = forecasts.filter((f) => f.status !== 200);
 
   const perProcess = processes.map(({ label, app, pid, timed }, i) => {
@@ -294,7 +385,7 @@ function judge(observed: Observed): RedisOutageResult {
 
   const checks: RedisOutageCheck[] = [
     {
-      name: 'every idempotent request during the outage answered 503 problem+json idempotency_store_unavailable with Retry-After',
+      name: `every idempotent request during the outage answered 503 problem+json ${storeCodes.join(' or ')} with Retry-After`,
       pass: duringOutage.length > 0 && wrongDuringOutage.length === 0,
       detail: `${duringOutage.length} answered during the outage, ${wrongDuringOutage.length} otherwise: ${summarize(wrongDuringOutage.map((a) => a.detail))}`,
     },
@@ -309,7 +400,7 @@ function judge(observed: Observed): RedisOutageResult {
       detail: `${runsWhileDown.length} handler runs between the kill and the restart: ${summarize(runsWhileDown.map((e) => e.key))}`,
     },
     {
-      name: `no idempotent request took longer than its handler's work + commandTimeoutMs (${COMMAND_TIMEOUT_MS} ms) + ${HANG_MARGIN_MS} ms`,
+      name: `no idempotent request took longer than its handler's work + commandTimeoutMs (${COMMAND_TIMEOUT_MS} ms) + ${HANG_MARGIN_MS} ms (two commandTimeoutMs while Redis was slow but answering)`,
       pass: hung.length === 0,
       detail: `slowest ${Math.round(slowest)} ms; ${hung.length} over the bound: ${summarize(hung.map((a) => `${a.key} ${Math.round(a.answeredAt - a.sentAt)} ms (${a.detail})`))}`,
     },
@@ -329,8 +420,8 @@ function judge(observed: Observed): RedisOutageResult {
       detail: perProcess.map((p) => `${p.label}: ${p.unhandledClientErrors}`).join(', '),
     },
     {
-      name: `idempotent requests succeeded again within ${RECOVERY_LIMIT_MS / 1000} s of the restart, without restarting the app`,
-      pass: recoveryMs <= RECOVERY_LIMIT_MS && perProcess.every((p) => p.sameProcess) && drained,
+      name: `idempotent requests succeeded again within ${recoveryLimitMs / 1000} s of the restart, without restarting the app`,
+      pass: recoveryMs <= recoveryLimitMs && perProcess.every((p) => p.sameProcess) && drained,
       detail: `${perProcess.map((p) => `${p.label} ${Number.isFinite(p.recoveryMs) ? seconds(p.recoveryMs) : 'never'}${p.sameProcess ? '' : ' (process EXITED)'}`).join(', ')}; drained ${drained ? 'in time' : `NOT within ${plan.drainLimitMs / 1000} s`}`,
     },
     {
@@ -358,17 +449,17 @@ function judge(observed: Observed): RedisOutageResult {
 
   return {
     figure:
-      `outage ${seconds(restartAt - killDone)}, ${processes.length} processes (${perProcess.map((p) => p.label).join(', ')}): ` +
-      `${count(duringOutage.length)} idempotent answers during it, ${wrongDuringOutage.length} not 503 idempotency_store_unavailable + Retry-After, ${runsWhileDown.length} handler runs while down; ` +
+      `${fault.name} ${seconds(restartAt - killDone)}, ${processes.length} processes (${perProcess.map((p) => p.label).join(', ')}): ` +
+      `${count(duringOutage.length)} idempotent answers during it, ${wrongDuringOutage.length} not 503 ${storeCodes.join('/')} + Retry-After, ${runsWhileDown.length} handler runs while down; ` +
       `${caught.length} in flight at the kill (${caughtInsideHandler.length} inside handlers → 2xx, ${wrongCaught.length} other); ` +
-      `slowest idempotent answer ${Math.round(slowest)} ms (${hung.length} over work + ${COMMAND_TIMEOUT_MS} + ${HANG_MARGIN_MS} ms); ` +
+      `slowest idempotent answer ${Math.round(slowest)} ms (${hung.length} over work + ${COMMAND_TIMEOUT_MS} + ${HANG_MARGIN_MS} ms; waits past the work once down ${formatDistribution(exposedWaits)}); ` +
       `shared-breaker route p99 ${Math.round(forecastP99)} ms during the outage over ${count(forecastsDuringOutage.length)} calls (${Math.round(forecastP99Before)} ms before), ${forecastsNot200.length} not 200; ` +
       `shared state ${perProcess.every((p) => p.eventsOk) ? 'fell back once in the outage and came back after the restart in every process' : `NOT one fallback and one recovery (${perProcess.map((p) => `${p.label}: ${p.events}`).join('; ')})`} (${perProcess.reduce((n, p) => n + p.fallbacksWhileUp, 0)} fallbacks while Redis was up), ${perProcess.reduce((n, p) => n + p.unhandledClientErrors, 0)} unhandled client errors; ` +
       `recovered ${Number.isFinite(recoveryMs) ? seconds(recoveryMs) : 'never'} after the restart without restarting the app; ` +
       `${count(acknowledged.size)} operations acknowledged (${heldAfterRestart.size} after a 409 until the lease ended), ${ranTwice.length} keys run twice, ${neverAcknowledged} never acknowledged, ${otherErrors.length} other errors`,
     threshold:
-      `only 503 idempotency_store_unavailable + Retry-After and no handler run during the outage, every idempotent answer ≤ work + ${(COMMAND_TIMEOUT_MS + HANG_MARGIN_MS) / 1000} s, ` +
-      `shared-breaker p99 ≤ ${forecastBoundMs} ms and always 200, one fallback and one recovery per process, no unhandled client errors, recovery ≤ ${RECOVERY_LIMIT_MS / 1000} s, 0 keys run twice`,
+      `only 503 ${storeCodes.join('/')} + Retry-After and no handler run during the outage, every idempotent answer ≤ work + ${(COMMAND_TIMEOUT_MS + HANG_MARGIN_MS) / 1000} s${Number.isFinite(slowFrom) ? ` (+ ${COMMAND_TIMEOUT_MS / 1000} s while slow but answering)` : ''}, ` +
+      `shared-breaker p99 ≤ ${forecastBoundMs} ms and always 200, one fallback and one recovery per process, no unhandled client errors, recovery ≤ ${recoveryLimitMs / 1000} s, 0 keys run twice`,
     checks,
     data: {
       outageMs: restartAt - killDone,
@@ -381,6 +472,7 @@ function judge(observed: Observed): RedisOutageResult {
       inFlightAtKill: caught.map((a) => a.detail),
       handlerRunsWhileDown: runsWhileDown.length,
       slowestIdempotentMs: slowest,
+      exposedWaitsMs: exposedWaits,
       sharedBreaker: { calls: forecasts.length, duringOutage: forecastsDuringOutage.length, p99DuringOutageMs: forecastP99, p99BeforeMs: forecastP99Before, boundMs: forecastBoundMs, not200: forecastsNot200.length },
       recoveryMs,
       keysHeldAfterRestart: heldAfterRestart.size,
@@ -390,6 +482,21 @@ function judge(observed: Observed): RedisOutageResult {
       checks,
     },
   };
+}
+
+/**
+ * A few requests per process before the measured traffic: a fresh process's first requests (JIT,
+ * first connections) take seconds on a loaded machine, which says nothing about an outage.
+ */
+async function warmUp(processes: readonly RunningProcess[]): Promise<void> {
+  await Promise.all(
+    processes.map(async ({ app }, p) => {
+      for (let i = 0; i < 3; i++) {
+        await postOrder(app.url, p, `warm-up-p${p}-${i}`, 0);
+        await fetch(`${app.url}/forecast`).then((res) => res.text());
+      }
+    }),
+  );
 }
 
 /** `POST /orders` with its key, judged. */
@@ -414,6 +521,7 @@ async function postOrder(url: string, processIndex: number, key: string, workMs:
       answeredAt,
       status: res.status,
       storeUnavailable: retryable503 && problem.ok && problem.code === 'idempotency_store_unavailable',
+      ...(problem.ok ? { code: problem.code } : {}),
       retryable503,
       detail: problem.ok ? `${res.status} ${problem.code}${retryAfter ? '' : ' without Retry-After'}` : `${res.status} ${problem.reason}`,
       ...(retryable503 || res.status === 409 ? { retryAfterSeconds: Number(retryAfter) || 1 } : {}),
@@ -442,17 +550,4 @@ async function killApp(app: SpawnedApp): Promise<void> {
   const exited = new Promise((resolve) => app.child.once('exit', resolve));
   app.child.kill('SIGKILL');
   await exited;
-}
-
-/** Nearest-rank percentile (0 for no values). */
-function percentile(values: readonly number[], p: number): number {
-  if (values.length === 0) return 0;
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil(p * sorted.length) - 1)]!;
-}
-
-/** The first few of a list of descriptions, with their count. */
-function summarize(items: readonly string[]): string {
-  if (items.length === 0) return 'none';
-  return `${items.slice(0, 5).join('; ')}${items.length > 5 ? `; … ${items.length - 5} more` : ''}`;
 }

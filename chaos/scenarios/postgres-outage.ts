@@ -5,12 +5,12 @@
 //
 // Clients behave as the README asks: each sends one operation (a fresh Idempotency-Key) and
 // repeats it, honouring Retry-After, until it is acknowledged (2xx), then starts the next.
-import pg from 'pg';
 import { onInterrupt } from '../../bench/shared/children.js';
 import { loadPostgresScript } from '../../bench/shared/postgres.js';
 import { packageRoot } from '../../bench/shared/report.js';
 import { isRunning, killInstance, openFixtureDatabase, postWithKey, startInstance, type Instance } from '../../test/fixtures/idempotency/multi-instance.launcher.js';
 import { checkProblem, isRetryAfter } from '../shared/problem.js';
+import { readReportRows } from '../shared/report-rows.js';
 import { count, sleep, type ChaosContext, type Scenario, type Verdict } from '../shared/scenario.js';
 
 /** Clients per app process, each with one operation at a time. */
@@ -164,7 +164,7 @@ export const postgresOutageScenario: Scenario = {
       const keysStarted = nextKey;
       const unresolved = keysStarted - acknowledged.size;
 
-      const rows = await readRows(server.url);
+      const rows = await readReportRows(server.url);
       const lost = [...acknowledged].filter(([key, id]) => rows.byId.get(id) !== key);
       const duplicates = [...rows.perKey].filter(([, n]) => n > 1);
       const unacknowledgedEffects = [...rows.perKey.keys()].filter((key) => !acknowledged.has(key));
@@ -215,21 +215,3 @@ export const postgresOutageScenario: Scenario = {
     }
   },
 };
-
-/** Every row of the fixture's table, read after the restart. */
-async function readRows(url: string): Promise<{ byId: Map<number, string>; perKey: Map<string, number> }> {
-  const client = new pg.Client({ connectionString: url });
-  await client.connect();
-  try {
-    const { rows } = await client.query<{ id: number; request_key: string }>('SELECT id, request_key FROM multi_instance_reports');
-    const byId = new Map<number, string>();
-    const perKey = new Map<string, number>();
-    for (const row of rows) {
-      byId.set(Number(row.id), row.request_key);
-      perKey.set(row.request_key, (perKey.get(row.request_key) ?? 0) + 1);
-    }
-    return { byId, perKey };
-  } finally {
-    await client.end();
-  }
-}

@@ -15,16 +15,19 @@ const PLAN: RedisOutagePlan = { trafficBeforeMs: 3_000, outageMs: 5_000, traffic
 export const redisOutageScenario: Scenario = {
   id: 'redis-outage',
   title: `redis-server killed with SIGKILL for ${PLAN.outageMs / 1000} s under traffic, then restarted (idempotent route on RedisIdempotencyStore, shared breaker on RedisPolicyState, 2 processes)`,
-  async run({ log }: ChaosContext): Promise<Verdict> {
-    // Without redis-server this throws a sentence naming the install command: the scenario fails, as postgres-outage does without PostgreSQL.
-    const redis = await (await loadRedisScript()).startRedis();
-    const forgetInterrupt = onInterrupt(() => redis.stop());
-    try {
-      const result = await runRedisOutage({ root: packageRoot(), redis, plan: PLAN, log });
-      return { figure: result.figure, threshold: result.threshold, pass: result.checks.every((check) => check.pass), data: result.data };
-    } finally {
-      forgetInterrupt();
-      await redis.stop();
-    }
-  },
+  run: ({ log }) => runOnOwnRedis(PLAN, log),
 };
+
+/** Runs `plan` (chaos/redis/outage.ts) on a redis-server of the scenario's own, stopped afterwards. */
+export async function runOnOwnRedis(plan: RedisOutagePlan, log: ChaosContext['log']): Promise<Verdict> {
+  // Without redis-server this throws a sentence naming the install command: the scenario fails, as postgres-outage does without PostgreSQL.
+  const redis = await (await loadRedisScript()).startRedis();
+  const forgetInterrupt = onInterrupt(() => redis.stop());
+  try {
+    const result = await runRedisOutage({ root: packageRoot(), redis, plan, log });
+    return { figure: result.figure, threshold: result.threshold, pass: result.checks.every((check) => check.pass), data: result.data };
+  } finally {
+    forgetInterrupt();
+    await redis.stop();
+  }
+}

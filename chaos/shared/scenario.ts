@@ -8,6 +8,8 @@ export interface Verdict {
   /** The threshold the figure is held to, in words. */
   readonly threshold: string;
   readonly pass: boolean;
+  /** The scenario could not run here (it says why in `figure`); `pass` tells whether that is allowed (not with CI=true). */
+  readonly skipped?: boolean;
   /** The numbers behind the figure, for chaos/results/last-run.json. */
   readonly data?: Record<string, unknown>;
 }
@@ -38,7 +40,7 @@ export interface ScenarioResult extends Verdict {
 
 /** The figure line: `PASS exactly-once  <figure>  [threshold: …]  (12.3 s)`. */
 export function figureLine(result: ScenarioResult): string {
-  return `${result.pass ? 'PASS' : 'FAIL'} ${result.id}: ${result.figure} [threshold: ${result.threshold}] (${result.seconds.toFixed(1)} s)`;
+  return `${result.skipped ? (result.pass ? 'SKIP' : 'FAIL (skipped)') : result.pass ? 'PASS' : 'FAIL'} ${result.id}: ${result.figure} [threshold: ${result.threshold}] (${result.seconds.toFixed(1)} s)`;
 }
 
 /** `1234` → `1,234`. */
@@ -48,3 +50,9 @@ export function count(value: number): string {
 
 /** Waits `ms` of real time. */
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The first few of a list of descriptions, with their count. */
+export function summarize(items: readonly string[]): string {
+  if (items.length === 0) return 'none';
+  return `${items.slice(0, 5).join('; ')}${items.length > 5 ? `; … ${items.length - 5} more` : ''}`;
+}

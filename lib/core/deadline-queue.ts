@@ -13,7 +13,16 @@ interface Entry extends Deadline {
   readonly callback: (arg: unknown) => void;
   readonly arg: unknown;
   readonly lane: Set<Entry>;
+  /** The duration its lane is kept under. */
+  readonly ms: number;
 }
+
+/**
+ * Empty lanes kept for reuse. A queue fed few durations keeps all of them (no Set is made per
+ * deadline); one fed many distinct durations drops a lane once it is empty and this many are
+ * kept, so the map never grows past the live deadlines plus this.
+ */
+const MAX_LANES = 64;
 
 /**
  * Many timers on **one** real timer: for per-request deadlines with few distinct durations (a
@@ -24,6 +33,7 @@ interface Entry extends Deadline {
  *
  * Callbacks run in due order per lane, never before `dueAt` and never twice; a callback that throws
  * does not stop the others. The one timer is unref'd: pending deadlines never keep the process alive.
+ * Memory: one entry per pending deadline, plus at most 64 empty lanes.
  * @example
  * const queue = new DeadlineQueue(systemClock);
  * const renewal = queue.schedule(() => renewLease(), 10_000);
@@ -55,7 +65,7 @@ export class DeadlineQueue {
       lane = new Set();
       this.lanes.set(ms, lane);
     }
-    const entry: Entry = { dueAt: this.clock.now() + ms, callback: callback as (arg: unknown) => void, arg, lane };
+    const entry: Entry = { dueAt: this.clock.now() + ms, callback: callback as (arg: unknown) => void, arg, lane, ms };
     lane.add(entry);
     this.pending++;
     if (entry.dueAt < this.armedFor) this.arm(entry.dueAt);
@@ -64,7 +74,9 @@ export class DeadlineQueue {
 
   /** Forgets `deadline`; a deadline that already ran or was cancelled is ignored. */
   cancel(deadline: Deadline): void {
-    if (!(deadline as Entry).lane.delete(deadline as Entry)) return;
+    const { lane } = deadline as Entry;
+    if (!lane.delete(deadline as Entry)) return;
+    if (lane.size === 0 && this.lanes.size > MAX_LANES && this.lanes.get((deadline as Entry).ms) === lane) this.lanes.delete((deadline as Entry).ms);
     // while others are pending the armed timer stays (it fires, finds nothing due and re-arms):
     // only an idle queue drops it, so a busy one never creates or clears a timer per deadline
     if (--this.pending === 0) this.disarm();

@@ -25,6 +25,8 @@ export type ResilienceEventName =
   | 'idempotency_takeover'
   | 'idempotency_lock_lost'
   | 'idempotency_store_error'
+  | 'idempotency_evicted'
+  | 'idempotency_response_not_kept'
   | 'shared_state_unavailable'
   | 'shared_state_recovered';
 

@@ -73,8 +73,8 @@ export { redactKey } from './redact-key.js';
 // The framework-free idempotency core (key grammar, fingerprint, claim/lease/heartbeat/complete/
 // release decisions, store contract, in-memory store): usable without Nest from `nest-resilience/core`.
 export * from './idempotency/idempotency-core.errors.js';
-export { isStoreUnavailableError, storeFailureOf, type StoreFailure } from './idempotency/store-failure.js';
-export { IdempotencyCore } from './idempotency/idempotency-core.js';
+export { CommitOutcomeUnknownError, IdempotencyStoreFullError, isCommitOutcomeUnknown, isStoreUnavailableError, storeFailureOf, type StoreFailure } from './idempotency/store-failure.js';
+export { IdempotencyCore, notKeptProblemOf } from './idempotency/idempotency-core.js';
 export type {
   HandlerOutcome,
   IdempotencyAnswer,
@@ -100,5 +100,10 @@ export {
   type FingerprintInput,
   type FingerprintLimits,
 } from './idempotency/fingerprint.js';
-export { InMemoryIdempotencyStore, type InMemoryIdempotencyStoreOptions } from './idempotency/in-memory-idempotency.store.js';
+export {
+  DEFAULT_IN_MEMORY_MAX_BYTES,
+  DEFAULT_IN_MEMORY_MAX_RECORDS,
+  InMemoryIdempotencyStore,
+  type InMemoryIdempotencyStoreOptions,
+} from './idempotency/in-memory-idempotency.store.js';
 export { recordIdOf } from './idempotency/record-id.js';

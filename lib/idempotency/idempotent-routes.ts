@@ -10,10 +10,12 @@ import { ResilienceErrorMapper } from '../http/resilience-error.mapper.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { ResilienceEvents } from '../observability/resilience-events.js';
 import { IDEMPOTENT_METADATA, RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
-import { IdempotencyCore, SAFE_METHODS } from '../core/idempotency/idempotency-core.js';
+import { IdempotencyCore, notKeptProblemOf, SAFE_METHODS } from '../core/idempotency/idempotency-core.js';
 import type { HandlerOutcome, IdempotencyExecution, IdempotentRequest, IdempotentResponse } from '../core/idempotency/idempotency-core.interface.js';
 import { resolveIdempotencyOptions, type IdempotentOptions, type ResolvedIdempotencyOptions } from '../core/idempotency/idempotency-options.interface.js';
+import type { IdempotencyResponseNotKeptError } from '../core/idempotency/idempotency-core.errors.js';
 import { IdempotencyStore } from '../core/idempotency/idempotency-store.interface.js';
+import { InMemoryIdempotencyStore } from '../core/idempotency/in-memory-idempotency.store.js';
 import { replayableHeadersOf, replayStoredResponse, responseStatusOf, setResponseHeader } from './stored-response.js';
 import { runIdempotentExecution } from './transaction-context.js';
 
@@ -38,6 +40,7 @@ export interface IdempotentRoutePlan {
 export class IdempotentRoutes {
   private readonly core: IdempotencyCore;
   private readonly logger = new Logger('Idempotency');
+  private productionWarned = false;
 
   constructor(
     @Inject(IdempotencyStore) private readonly store: IdempotencyStore,
@@ -68,6 +71,20 @@ export class IdempotentRoutes {
     return { options, name };
   }
 
+  /**
+   * Warns once when an app running with NODE_ENV=production keeps its keys in this process's
+   * memory: fine for one instance, wrong for several or for retention that must survive a restart.
+   */
+  private warnInProduction(): void {
+    const { store } = this;
+    if (this.productionWarned || process.env.NODE_ENV !== 'production' || !(store instanceof InMemoryIdempotencyStore)) return;
+    this.productionWarned = true;
+    this.logger.warn(
+      `@Idempotent() routes keep their keys in the in-memory store with NODE_ENV=production: records live in this process only (lost on restart, not shared between instances, so a retry that reaches another instance runs again) and are bounded by maxRecords ${store.maxRecords} / maxBytes ${store.maxBytes} (completed keys are evicted beyond that and run again if retried). ` +
+        'With several instances or a retention that must survive restarts, use TypeOrmIdempotencyStore (nest-resilience/typeorm) or RedisIdempotencyStore (nest-resilience/redis): forRoot({ idempotency: { store } }).',
+    );
+  }
+
   /** Whether idempotency applies to `request` at all (GET, HEAD and OPTIONS are never affected). */
   applies(request: unknown): boolean {
     const method = (request as { method?: unknown }).method;
@@ -76,8 +93,16 @@ export class IdempotentRoutes {
 
   /** Start-up checks of a route: a stream or a hand-written response cannot be stored and replayed. */
   validateRoute(classRef: Function, method: BoundMethod): void {
-    if (!this.planFor(classRef, method)) return;
+    const plan = this.planFor(classRef, method);
+    if (!plan) return;
     const where = `${classRef.name}.${method.name}`;
+    this.warnInProduction();
+    const { store } = this;
+    if (store instanceof InMemoryIdempotencyStore && plan.options.maxResponseBytes > store.maxBytes) {
+      throw new ResilienceConfigError(
+        `${where} keeps responses of up to maxResponseBytes (${plan.options.maxResponseBytes}) bytes, more than the in-memory store holds in all (maxBytes ${store.maxBytes}); lower maxResponseBytes on the route or in forRoot({ idempotency }), or raise maxBytes: new InMemoryIdempotencyStore({ maxBytes }).`,
+      );
+    }
     if (Reflect.getMetadata(SSE_METADATA, method.wrapper)) {
       throw new ResilienceConfigError(`${where} is @Idempotent() and @Sse(): an event stream cannot be stored or replayed. Remove @Idempotent() from it.`);
     }
@@ -114,12 +139,26 @@ export class IdempotentRoutes {
       case 'replay': {
         setResponseHeader(response, 'Idempotent-Replayed', 'true');
         const replay = replayStoredResponse(response, answer.response);
+        const notKept = notKeptProblemOf(answer.response, plan.options.headerName);
+        if (notKept) return this.notKept(response, notKept);
         if (replay.kind === 'error') throw this.withHeaders(response, replay.error);
         return replay.value;
       }
       case 'rejected':
         throw this.withHeaders(response, this.errors.map(answer.error));
     }
+  }
+
+  /**
+   * The replay of a response kept without its body: the original status (already set) with the
+   * mapped problem as the body, not as an exception: the original was a success.
+   */
+  private notKept(response: unknown, error: IdempotencyResponseNotKeptError): unknown {
+    const mapped = this.errors.map(error);
+    // a custom error mapper that answers something else is obeyed
+    if (!isProblemDetailsException(mapped) || mapped.getStatus() !== error.status) throw this.withHeaders(response, mapped);
+    applyProblemHeaders(response, mapped);
+    return mapped.problem;
   }
 
   /** Same media type and headers the first time as on replay, whoever raised the problem. */

@@ -26,6 +26,11 @@ export {
   currentIdempotencyContext,
   type IdempotencyContext,
 } from './transaction-context.js';
-export { InMemoryIdempotencyStore, type InMemoryIdempotencyStoreOptions } from '../core/idempotency/in-memory-idempotency.store.js';
+export {
+  DEFAULT_IN_MEMORY_MAX_BYTES,
+  DEFAULT_IN_MEMORY_MAX_RECORDS,
+  InMemoryIdempotencyStore,
+  type InMemoryIdempotencyStoreOptions,
+} from '../core/idempotency/in-memory-idempotency.store.js';
 export { recordIdOf } from '../core/idempotency/record-id.js';
 export { startPurger, type IdempotencyPurgerOptions } from './idempotency-purger.js';

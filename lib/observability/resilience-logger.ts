@@ -17,7 +17,7 @@ import { ResilienceEvents } from './resilience-events.js';
  * | `error` | `idempotency_store_error` (the store is unreachable: requests fail closed) |
  * | `warn` | `give_up`, `attempt_timeout`, `deadline_exceeded`, `breaker_opened`, `bulkhead_rejected`, `budget_exhausted`, `idempotency_mismatch`, `idempotency_takeover`, `idempotency_lock_lost`, `shared_state_unavailable` (once per outage: shared policies use in-process state) |
  * | `log` (info) | `retry`, `breaker_half_opened`, `breaker_closed`, `fallback_used`, `idempotency_replayed`, `idempotency_conflict`, `shared_state_recovered` |
- * | `debug` | `breaker_rejected` (one per rejected call while open: the `breaker_opened` warning already said it), `idempotency_executed`, `idempotency_rejected`, `idempotency_released` |
+ * | `debug` | `breaker_rejected` (one per rejected call while open: the `breaker_opened` warning already said it), `idempotency_executed`, `idempotency_rejected`, `idempotency_released`, `idempotency_evicted` (one per record the bounded in-memory store evicts; the store warns once when it starts), `idempotency_response_not_kept` (one per response whose body was not kept; a warning names the route once) |
  * | never | `attempt_end` (one per attempt: metrics only) |
  *
  * Override per event with `forRoot({ logging: { levels: { retry: 'debug' } } })`.
@@ -45,6 +45,8 @@ export const DEFAULT_EVENT_LOG_LEVELS: Readonly<Record<ResilienceEventName, Resi
   idempotency_takeover: 'warn',
   idempotency_lock_lost: 'warn',
   idempotency_store_error: 'error',
+  idempotency_evicted: 'debug',
+  idempotency_response_not_kept: 'debug',
   shared_state_unavailable: 'warn',
   shared_state_recovered: 'log',
 });
@@ -157,6 +159,10 @@ function describeEvent(e: ResilienceEvent): string {
       return `Idempotency key on ${e.policy} taken over from an owner whose lease expired`;
     case 'idempotency_lock_lost':
       return `Idempotency lease on ${e.policy} was lost; this request's result is not stored`;
+    case 'idempotency_evicted':
+      return `The in-memory idempotency store evicted a completed record${e.detail ? `: ${e.detail}` : ''}`;
+    case 'idempotency_response_not_kept':
+      return `Idempotent request on ${e.policy} completed without keeping its response body${e.detail ? ` (${e.detail})` : ''}; replays answer idempotency_response_not_kept`;
     case 'idempotency_store_error':
       return `Idempotency store failed on ${e.policy}${e.detail ? ` (${STORE_PHASES[e.detail] ?? e.detail})` : ''}${e.code ? `: ${e.code}` : ''}${e.cause ? `, caused by ${e.cause}` : cause}`;
     case 'shared_state_unavailable':

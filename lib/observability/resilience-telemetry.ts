@@ -89,6 +89,8 @@ const DEFAULT_OUTCOMES: Readonly<Record<ResilienceEventName, string>> = {
   idempotency_takeover: 'takeover',
   idempotency_lock_lost: 'lock_lost',
   idempotency_store_error: 'store_error',
+  idempotency_evicted: 'evicted',
+  idempotency_response_not_kept: 'not_kept',
   shared_state_unavailable: 'unavailable',
   shared_state_recovered: 'recovered',
 };

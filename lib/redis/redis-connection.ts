@@ -57,6 +57,8 @@ export interface ScriptConnection {
   /** Loads a script into the server's script cache (`SCRIPT LOAD`); resolves to its sha1. */
   scriptLoad(lua: string): Promise<string>;
   ping(): Promise<unknown>;
+  /** Sends any command as words (`['CONFIG', 'GET', 'maxmemory-policy']`); for start-up checks, not the request path. */
+  command(words: readonly string[]): Promise<unknown>;
   /** Starts a connection that was created lazily and never asked to connect. */
   connectIfIdle(): void;
   onceReady(listener: () => void): void;
@@ -104,6 +106,10 @@ class IoredisConnection implements ScriptConnection {
     return this.client.ping();
   }
 
+  command(words: readonly string[]): Promise<unknown> {
+    return this.client.call(words[0]!, ...words.slice(1));
+  }
+
   connectIfIdle(): void {
     if (this.client.status === 'wait') this.client.connect().catch(() => undefined);
   }
@@ -146,6 +152,10 @@ class NodeRedisConnection implements ScriptConnection {
 
   ping(): Promise<unknown> {
     return this.client.ping();
+  }
+
+  command(words: readonly string[]): Promise<unknown> {
+    return this.client.sendCommand([...words]);
   }
 
   connectIfIdle(): void {}

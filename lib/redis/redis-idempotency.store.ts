@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import type { OnApplicationShutdown, OnModuleInit } from '@nestjs/common';
+import { Logger, type OnApplicationShutdown, type OnModuleInit } from '@nestjs/common';
 import { createRequire } from 'node:module';
 import type { Cluster, Redis } from 'ioredis';
 import { systemClock } from '../core/clock.js';
@@ -13,6 +13,7 @@ import type {
   StoredResponse,
 } from '../core/idempotency/idempotency-store.interface.js';
 import { recordIdOf } from '../core/idempotency/record-id.js';
+import { checkEvictionPolicy, validateDeclaredPolicy, type EvictionPolicyOptions } from './eviction-policy.js';
 import { positiveInteger } from './positive-integer.js';
 import { isNoScript, scriptConnectionOf, type RedisStoreClient, type ScriptConnection } from './redis-connection.js';
 import { IDEMPOTENCY_SCRIPTS, type RedisScript } from './redis-idempotency.scripts.js';
@@ -53,6 +54,21 @@ export interface RedisIdempotencyStoreOptions<C extends RedisStoreClient = Redis
    * @default 1000
    */
   commandTimeoutMs?: number;
+  /**
+   * Start even though the server's `maxmemory-policy` is `allkeys-*`. By default the store reads
+   * the policy (`CONFIG GET`) when it first connects and refuses to serve under `allkeys-*`: Redis
+   * may then evict an in-progress record under memory pressure, and a duplicate request would run
+   * the handler again. Set it only when that risk is accepted (a warning is logged).
+   * @default false
+   */
+  allowEvictingPolicy?: boolean;
+  /**
+   * The server's `maxmemory-policy`, for servers that refuse `CONFIG GET` (managed services,
+   * `rename-command CONFIG`, an ACL user without `+config|get`): the store then trusts this value
+   * instead of refusing to start. Ignored when the server answers `CONFIG GET`.
+   * @example 'noeviction'
+   */
+  maxmemoryPolicy?: 'noeviction' | 'allkeys-lru' | 'allkeys-lfu' | 'allkeys-random' | 'volatile-lru' | 'volatile-lfu' | 'volatile-random' | 'volatile-ttl';
 }
 
 const DEFAULT_KEY_PREFIX = 'idempotency:';
@@ -87,7 +103,10 @@ const QUIT_TIMEOUT_MS = 1_000;
  *
  * Redis must not evict these keys: use `maxmemory-policy noeviction` (or a `volatile-*` policy
  * with room to spare), because an evicted in-progress record lets a duplicate run the handler
- * again. No transactions, hence no `runInTransaction` (`@Idempotent({ transactional: true })`
+ * again. The store reads the policy when it first connects (at start-up when Redis is reachable
+ * then, else before its first operation): `allkeys-*` is refused with the fix named (unless
+ * `allowEvictingPolicy`), `volatile-*` logs a warning, and a server that refuses `CONFIG GET` needs
+ * the `maxmemoryPolicy` option. No transactions, hence no `runInTransaction` (`@Idempotent({ transactional: true })`
  * needs `TypeOrmIdempotencyStore`).
  * @example
  * // with the ioredis client your app already has, its connection errors observed by the app
@@ -118,6 +137,13 @@ export class RedisIdempotencyStore<C extends RedisStoreClient = Redis | Cluster>
   private readonly deadlines = new DeadlineQueue(systemClock);
   /** Set once the client has been `ready`: from then on a client that is not ready means an outage. */
   private connectedOnce: boolean;
+  private readonly eviction: EvictionPolicyOptions;
+  /** Set once the server's eviction policy was read and accepted: until then every operation checks it first. */
+  private evictionChecked = false;
+  /** The check in flight (shared by the operations waiting for it). */
+  private evictionCheck: Promise<void> | undefined;
+  /** Set when the server's eviction policy was refused: every operation fails with it (503). */
+  private evictionRefusal: ResilienceConfigError | undefined;
 
   constructor(options: RedisIdempotencyStoreOptions<C>) {
     const { client, url } = options ?? {};
@@ -127,6 +153,10 @@ export class RedisIdempotencyStore<C extends RedisStoreClient = Redis | Cluster>
       );
     }
     this.commandTimeoutMs = positiveInteger('RedisIdempotencyStore', 'commandTimeoutMs', options.commandTimeoutMs ?? DEFAULT_COMMAND_TIMEOUT_MS, 1000);
+    this.eviction = {
+      allowEvictingPolicy: options.allowEvictingPolicy === true,
+      maxmemoryPolicy: validateDeclaredPolicy('RedisIdempotencyStore', options.maxmemoryPolicy),
+    };
     this.keyPrefix = options.keyPrefix ?? DEFAULT_KEY_PREFIX;
     if (typeof this.keyPrefix !== 'string') {
       throw new ResilienceConfigError(`RedisIdempotencyStore: keyPrefix must be a string (got ${typeof this.keyPrefix}); use e.g. 'idempotency:my-app:'.`);
@@ -184,9 +214,19 @@ export class RedisIdempotencyStore<C extends RedisStoreClient = Redis | Cluster>
     await this.bounded(() => this.connection.ping());
   }
 
-  /** Starts the store-owned connection (without waiting for it: the app starts even while Redis is down). */
-  onModuleInit(): void {
+  /**
+   * Starts the store-owned connection and checks the server's `maxmemory-policy`: a policy that may
+   * evict in-progress records stops the application here, with the fix named. When Redis does not
+   * answer within `commandTimeoutMs` the app starts anyway (503s until Redis is reachable) and the
+   * policy is checked before the first operation.
+   */
+  async onModuleInit(): Promise<void> {
     if (this.ownClient) this.connection.connectIfIdle();
+    try {
+      await this.bounded(() => this.checkEviction());
+    } catch (error) {
+      if (error instanceof ResilienceConfigError) throw error;
+    }
   }
 
   /** Closes the connection the store opened from `url` (QUIT, cut after 1 s); a client you passed in is left open. */
@@ -220,12 +260,34 @@ export class RedisIdempotencyStore<C extends RedisStoreClient = Redis | Cluster>
    */
   private bounded<T>(command: () => Promise<T>, onNoScript?: () => Promise<T>): Promise<T> {
     const { connection } = this;
-    if (connection.status === 'ready') return this.within(this.commandTimeoutMs, command, onNoScript);
+    if (this.evictionChecked && connection.status === 'ready') return this.within(this.commandTimeoutMs, command, onNoScript);
+    if (this.evictionRefusal !== undefined) return Promise.reject(this.evictionRefusal);
+    // the first operations wait for the eviction policy check, within the same deadline
+    const checked = this.evictionChecked ? command : () => this.checkEviction().then(command);
+    if (connection.status === 'ready') return this.within(this.commandTimeoutMs, checked, onNoScript);
     if (this.connectedOnce || connection.ended) return Promise.reject(new RedisStoreUnavailableError(connection.status));
     const started = performance.now();
     return this.firstConnection(this.commandTimeoutMs).then(() =>
-      this.within(Math.max(1, Math.ceil(this.commandTimeoutMs - (performance.now() - started))), command, onNoScript),
+      this.within(Math.max(1, Math.ceil(this.commandTimeoutMs - (performance.now() - started))), checked, onNoScript),
     );
+  }
+
+  /** Reads and judges the server's `maxmemory-policy` once (again after a failed read). */
+  private checkEviction(): Promise<void> {
+    if (this.evictionChecked) return Promise.resolve();
+    if (this.evictionRefusal !== undefined) return Promise.reject(this.evictionRefusal);
+    return (this.evictionCheck ??= checkEvictionPolicy(this.connection, this.eviction, 'RedisIdempotencyStore').then(
+      (verdict) => {
+        this.evictionChecked = true;
+        this.evictionCheck = undefined;
+        if (verdict.warning !== undefined) new Logger('RedisIdempotencyStore').warn(verdict.warning);
+      },
+      (error: unknown) => {
+        this.evictionCheck = undefined;
+        if (error instanceof ResilienceConfigError) this.evictionRefusal = error;
+        throw error;
+      },
+    ));
   }
 
   /**

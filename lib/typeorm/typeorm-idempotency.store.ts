@@ -10,6 +10,7 @@ import type {
   TransactionalResult,
 } from '../core/idempotency/idempotency-store.interface.js';
 import { recordIdOf } from '../core/idempotency/record-id.js';
+import { CommitOutcomeUnknownError, storeFailureOf } from '../core/idempotency/store-failure.js';
 import { IDEMPOTENCY_RECORDS_TABLE } from './idempotency-record.entity.js';
 import { idempotencyStatements, type IdempotencyStatements, type SqlDialect } from './idempotency-sql.js';
 
@@ -147,6 +148,13 @@ class SerialQueue {
  * Configure the DataSource so a dead database fails fast instead of hanging requests: on
  * PostgreSQL set `connectTimeoutMS` (e.g. 2_000) and `extra: { query_timeout: 5_000 }`; on SQLite
  * use a file with `enableWAL: true` and a busy timeout (`timeout`, better-sqlite3 default 5 s).
+ *
+ * A silent PostgreSQL (hung, paused, partitioned: connections open, no answer): a request is
+ * answered once its statement times out, never after another round trip. A connection still
+ * awaiting an answer is closed rather than rolled back over the wire or pooled (node-postgres would
+ * queue anything sent next behind the unanswered statement; PostgreSQL rolls back the transaction
+ * of a closed connection). A COMMIT sent without answer throws {@link CommitOutcomeUnknownError}:
+ * the request is answered 503, and its retry learns from the record whether it committed.
  *
  * SQLite note: TypeORM runs every SQLite query on one shared connection, so this store runs its own
  * operations one at a time and a transactional request holds the store for its whole transaction:
@@ -291,13 +299,62 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
     const decide = this.registerRun(recordId, claim.fingerprint);
     return this.serial(async () => {
       const queryRunner = this.dataSource.createQueryRunner();
+      let failure: unknown;
       try {
         return await this.transaction(queryRunner, recordId, claim, work, decide);
+      } catch (error) {
+        failure = error;
+        throw error;
       } finally {
-        if (queryRunner.isTransactionActive) await this.rollback(queryRunner).catch(() => undefined);
-        await queryRunner.release();
+        await this.endTransaction(queryRunner, failure);
       }
     }).finally(() => decide(false));
+  }
+
+  /**
+   * Rolls back what is still open and returns the connection to the pool; a PostgreSQL connection
+   * with a statement still unanswered (the database went silent) is closed instead, at once.
+   */
+  private async endTransaction(queryRunner: QueryRunner, failure: unknown): Promise<void> {
+    if (queryRunner.isTransactionActive && !this.awaitsAnswer(queryRunner, failure)) {
+      try {
+        await this.rollback(queryRunner);
+      } catch (error) {
+        failure = error;
+      }
+    }
+    await this.returnConnection(queryRunner, failure);
+  }
+
+  /**
+   * Releases `queryRunner`'s connection. One that still awaits an answer is closed, not pooled: a
+   * ROLLBACK (or the next user's statement) would queue behind the unanswered one and wait as long
+   * again, while PostgreSQL rolls back the transaction of a closed connection by itself, and a
+   * statement it has not read yet runs first (so a COMMIT sent may still commit: the record tells).
+   */
+  private async returnConnection(queryRunner: QueryRunner, failure: unknown): Promise<void> {
+    const closable = queryRunner as QueryRunner & { releasePostgresConnection?: (error?: Error) => Promise<void> };
+    if (this.awaitsAnswer(queryRunner, failure) && typeof closable.releasePostgresConnection === 'function') {
+      await closable.releasePostgresConnection(failure instanceof Error ? failure : new Error('no answer from the database'));
+      return;
+    }
+    await queryRunner.release();
+  }
+
+  /**
+   * PostgreSQL: whether a statement sent on `queryRunner`'s connection has not been answered, or
+   * the connection broke (node-postgres keeps a timed-out statement as its active query until the
+   * server answers), or `failure` says no answer came (a read timeout, a dropped connection).
+   */
+  private awaitsAnswer(queryRunner: QueryRunner, failure: unknown): boolean {
+    if (this.dialect !== 'postgres') return false;
+    const client = (queryRunner as unknown as { databaseConnection?: PostgresClientState }).databaseConnection;
+    if (client && typeof client === 'object') {
+      if (client._queryable === false || client._ending === true) return true;
+      if (typeof client._getActiveQuery === 'function' && client._getActiveQuery() != null) return true;
+      if ((client._queryQueue?.length ?? 0) > 0) return true;
+    }
+    return failure !== undefined && isUnanswered(failure);
   }
 
   /**
@@ -341,7 +398,13 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
       throw new Error('TypeOrmIdempotencyStore: the claim made in this transaction vanished before commit; the transaction was rolled back.');
     }
     this.notify('commit', 'COMMIT');
-    await queryRunner.commitTransaction();
+    try {
+      await queryRunner.commitTransaction();
+    } catch (error) {
+      // Sent but not answered: it may have committed. Only the record can tell (the retry reads it).
+      if (this.awaitsAnswer(queryRunner, error)) throw new CommitOutcomeUnknownError(error);
+      throw error;
+    }
     return { state: 'executed', value: outcome.value };
   }
 
@@ -459,11 +522,15 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
       return { rows: result.rows ?? [], affected: result.rowCount ?? 0 };
     }
     const runner = queryRunner ?? this.dataSource.createQueryRunner();
+    let failure: unknown;
     try {
       const result = await runner.query(sql, parameters, true);
       return { rows: Array.isArray(result.records) ? result.records : [], affected: result.affected ?? 0 };
+    } catch (error) {
+      failure = error;
+      throw error;
     } finally {
-      if (!queryRunner) await runner.release();
+      if (!queryRunner) await this.returnConnection(runner, failure);
     }
   }
 
@@ -516,6 +583,32 @@ function dialectOf(dataSource: DataSource): SqlDialect {
 
 /** The per-request operations, sent as named (prepared) statements on PostgreSQL outside a transaction. */
 const PREPARED_OPERATIONS: ReadonlySet<IdempotencyStoreOperation> = new Set(['claim', 'read', 'heartbeat', 'complete', 'release']);
+
+/**
+ * What the store reads of a node-postgres `Client` (internal fields of pg 8, read defensively):
+ * whether it still awaits an answer or broke.
+ */
+interface PostgresClientState {
+  readonly _queryable?: boolean;
+  readonly _ending?: boolean;
+  readonly _queryQueue?: readonly unknown[];
+  _getActiveQuery?(): unknown;
+}
+
+/** How deep `cause` chains are followed by {@link isUnanswered}. */
+const MAX_CAUSE_DEPTH = 5;
+
+/**
+ * Whether `error` (or its `cause` / `driverError`) says a statement got no answer: node-postgres'
+ * read timeout (`query_timeout`), or a connection that dropped or was never made.
+ */
+function isUnanswered(error: unknown, depth = 0): boolean {
+  if (typeof error !== 'object' || error === null || depth > MAX_CAUSE_DEPTH) return false;
+  const { message, cause, driverError } = error as { message?: unknown; cause?: unknown; driverError?: unknown };
+  if (typeof message === 'string' && message.startsWith('Query read timeout')) return true;
+  if (storeFailureOf(error) === 'unavailable' && depth === 0) return true;
+  return isUnanswered(driverError, depth + 1) || isUnanswered(cause, depth + 1);
+}
 
 /** What the store uses of node-postgres' `Pool`. */
 interface PostgresPool {

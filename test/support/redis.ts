@@ -17,8 +17,9 @@ export function testKeyPrefix(name = 'test'): string {
 
 /**
  * A redis-server owned by one test file, for tests that stop or kill the server (they must never
- * stop the shared one). Uses the binary `npm test` found (REDIS_SERVER), else looks it up.
+ * stop the shared one) or need server options of their own (`args`, e.g. `['--maxmemory-policy', 'allkeys-lru']`).
+ * Uses the binary `npm test` found (REDIS_SERVER), else looks it up.
  */
-export function startOwnRedis(): Promise<ThrowawayRedis> {
-  return startRedis(process.env.REDIS_SERVER ? { bin: process.env.REDIS_SERVER } : {});
+export function startOwnRedis(args: readonly string[] = []): Promise<ThrowawayRedis> {
+  return startRedis({ ...(process.env.REDIS_SERVER ? { bin: process.env.REDIS_SERVER } : {}), args });
 }

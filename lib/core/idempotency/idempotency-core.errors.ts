@@ -1,6 +1,6 @@
 import { ResilienceError, isResilienceError } from '../errors.js';
 import { retryAfterSeconds } from '../retry-after.js';
-import { storeFailureOf, type StoreFailure } from './store-failure.js';
+import { isCommitOutcomeUnknown, storeFailureOf, type StoreFailure } from './store-failure.js';
 
 /**
  * Stable `code` values of the problems the idempotency layer answers with.
@@ -25,8 +25,15 @@ export const IdempotencyErrorCode = {
   StorePoolExhausted: 'idempotency_store_pool_exhausted',
   /** 503: a lock or statement of the store timed out (or lost a deadlock); the request was not executed. */
   StoreTimeout: 'idempotency_store_timeout',
+  /** 503: the bounded in-memory store is full of requests in progress; the request was not executed. */
+  StoreFull: 'idempotency_store_full',
   /** 500: transactional mode could not store the response, so the handler's writes were rolled back. */
   ResponseNotStorable: 'idempotency_response_not_storable',
+  /**
+   * The original status (2xx for a success): a replay of a request whose response body was not
+   * kept (larger than `maxResponseBytes`, or a stream or file). It was executed; do not retry it.
+   */
+  ResponseNotKept: 'idempotency_response_not_kept',
 } as const;
 
 /**
@@ -212,40 +219,63 @@ const STORE_FAILURES = {
     client: 'recording its idempotency key timed out',
     operator: 'a lock or statement of the idempotency store timed out (lock or statement timeout, deadlock, SQLite busy); look for long transactions on the idempotency table or raise lockTimeout',
   },
+  full: {
+    code: IdempotencyErrorCode.StoreFull,
+    title: 'Idempotency store full',
+    client: 'too many requests are in progress to record its idempotency key',
+    operator:
+      'the in-memory idempotency store is full of requests still in progress (it only evicts completed ones); raise its maxRecords or maxBytes, cap concurrency with @Bulkhead(), or use TypeOrmIdempotencyStore or RedisIdempotencyStore',
+  },
 } as const satisfies Record<StoreFailure, { code: IdempotencyErrorCodeValue; title: string; client: string; operator: string }>;
 
 /**
  * 503 with `Retry-After`: the key could not be recorded, so nothing was executed or kept. The
  * `code` says why ({@link storeFailureOf} of the cause): `idempotency_store_unavailable` (database
  * unreachable or connection dropped; also the code of unclassified store errors),
- * `idempotency_store_pool_exhausted` (no pooled connection free in time) or
- * `idempotency_store_timeout` (a lock or statement timed out). `cause` is the store's error: it
- * goes to the logs, never to the client.
+ * `idempotency_store_pool_exhausted` (no pooled connection free in time),
+ * `idempotency_store_timeout` (a lock or statement timed out) or `idempotency_store_full` (the
+ * bounded in-memory store is full of requests in progress). `cause` is the store's error: it
+ * goes to the logs, never to the client. When the cause is a `CommitOutcomeUnknownError` (COMMIT
+ * sent, no answer) the request may have been committed: `outcomeUnknown` is set and the detail
+ * says that the retry gets its response if it was.
  * @publicApi
  */
 export class IdempotencyStoreUnavailableError extends IdempotencyError {
   readonly code: (typeof STORE_FAILURES)[StoreFailure]['code'];
   /** Which store failure this is. */
   readonly failure: StoreFailure;
+  /** COMMIT was sent and not answered: the record, read by the retry, tells whether it happened. */
+  readonly outcomeUnknown: boolean;
   declare readonly retryAfterMs: number;
   constructor(retryAfterMs: number, cause?: unknown, failure: StoreFailure = storeFailureOf(cause) ?? 'unavailable') {
     const seconds = retryAfterSeconds(retryAfterMs);
     const text = STORE_FAILURES[failure];
-    super(`The request was not executed because ${text.operator} (the cause is attached); the client may retry with the same key in ${seconds} s.`, {
-      status: 503,
-      title: text.title,
-      detail: `The request was not executed because ${text.client}. Retry in ${seconds} s with the same key.`,
-      retryAfterMs,
-      cause,
-    });
+    const outcomeUnknown = isCommitOutcomeUnknown(cause);
+    super(
+      outcomeUnknown
+        ? `The request's commit was sent but not confirmed because ${text.operator} (the cause is attached); the client may retry with the same key in ${seconds} s and gets the stored response if the commit happened.`
+        : `The request was not executed because ${text.operator} (the cause is attached); the client may retry with the same key in ${seconds} s.`,
+      {
+        status: 503,
+        title: text.title,
+        detail: outcomeUnknown
+          ? `The database did not confirm this request's commit in time, so whether it was applied is not known yet. Retry in ${seconds} s with the same key: you get its response if it was applied, and it runs if it was not.`
+          : `The request was not executed because ${text.client}. Retry in ${seconds} s with the same key.`,
+        retryAfterMs,
+        cause,
+      },
+    );
     this.code = text.code;
     this.failure = failure;
+    this.outcomeUnknown = outcomeUnknown;
   }
 }
 
 /**
  * 500 `idempotency_response_not_storable` (transactional mode): the handler's response could not
- * be stored, so its writes were rolled back. `reason` is a client-safe summary.
+ * be stored (its status is not one `storeIf` stores), so its writes were rolled back. `reason` is
+ * a client-safe summary. A body that is too large or not replayable is not this error: its
+ * outcome is committed without the body ({@link IdempotencyResponseNotKeptError} on replay).
  * @publicApi
  */
 export class IdempotencyResponseNotStorableError extends IdempotencyError {
@@ -254,10 +284,39 @@ export class IdempotencyResponseNotStorableError extends IdempotencyError {
     /** Client-safe reason, e.g. "the response body is larger than the configured limit". */
     readonly reason: string,
   ) {
-    super(`The response of a transactional idempotent request could not be stored (${reason}), so its writes were rolled back; return a JSON-serialisable body within maxStoredBodyBytes, or drop transactional.`, {
+    super(`The response of a transactional idempotent request could not be stored (${reason}), so its writes were rolled back; let storeIf store this status, or drop transactional.`, {
       status: 500,
       title: 'Response could not be stored',
       detail: `The response of this transactional idempotent request could not be stored (${reason}), so its database writes were rolled back and nothing happened. Retrying with the same key runs it again.`,
+    });
+  }
+}
+
+/**
+ * The answer to a replay whose original response was kept without its body: the **original
+ * status** (a 2xx when it succeeded, so no client takes it for a failure and sends the operation
+ * again under a new key) with the problem `idempotency_response_not_kept`. The original was
+ * executed once; its replayable headers (`Location`, `ETag`…) are replayed with it.
+ * @publicApi
+ */
+export class IdempotencyResponseNotKeptError extends IdempotencyError {
+  readonly code = IdempotencyErrorCode.ResponseNotKept;
+  constructor(
+    /** The original response's status, answered again. */
+    status: number,
+    /** Why the body was not kept: `too_large` (over `maxResponseBytes`) or `unreplayable` (a stream, a file…). */
+    readonly reason: 'too_large' | 'unreplayable',
+    /** Size of the body that was not kept, in bytes (0 when unknown). */
+    readonly bytes: number,
+    headerName: string,
+  ) {
+    const outcome = status < 400 ? `succeeded (status ${status})` : `was answered ${status}`;
+    const why = reason === 'too_large' ? `its response body (${bytes} bytes) was larger than the server keeps for replay` : 'its response was a stream or a file, which the server does not keep for replay';
+    super(`A retry with this ${headerName} got the problem idempotency_response_not_kept: the original request ${outcome}, but ${why}.`, {
+      status,
+      title: 'Response not kept for replay',
+      detail: `The original request with this ${headerName} ${outcome} and was not executed again, but ${why}. Do not retry it: get the result another way (its Location, if one is given).`,
+      headerName,
     });
   }
 }

@@ -24,26 +24,29 @@ import type {
   TransactionalOutcome,
 } from './idempotency-store.interface.js';
 import {
+  IdempotencyErrorCode,
   IdempotencyKeyInvalidError,
   IdempotencyKeyMissingError,
   IdempotencyBodyTooDeepError,
   IdempotencyBodyTooLargeError,
   IdempotencyKeyReusedError,
   IdempotencyRequestInProgressError,
+  IdempotencyResponseNotKeptError,
   IdempotencyResponseNotStorableError,
   IdempotencyStoreUnavailableError,
   type IdempotencyError,
 } from './idempotency-core.errors.js';
 import { LeaseContext, LeaseHeartbeat } from './lease.js';
-import { decideStorage, type Decision } from './storage-decision.js';
+import { STORED_BYTES, STORED_KIND, STORED_NOT_KEPT, STORED_REASON, type NotStorable } from './response-encoding.js';
+import { decideStorage, NOT_STORED, type Decision } from './storage-decision.js';
 import { isStoreUnavailableError, storeFailureOf } from './store-failure.js';
 
 /** Longest `cause` message put in an `idempotency_store_error` event. */
 const MAX_CAUSE_LENGTH = 500;
 /** `Retry-After` of a 503 answered while the store is unreachable. */
 const STORE_UNAVAILABLE_RETRY_AFTER_MS = 1_000;
-/** Release reasons that, in transactional mode, mean "the handler's writes were rolled back although it succeeded". */
-const NOT_STORABLE_REASONS = new Set(['not_stored', 'unreplayable', 'too_large']);
+/** Distinct warnings given (and remembered) at most: one per route and kind. */
+const MAX_WARNINGS = 1_000;
 /** Longest scope stored as is; longer scopes are replaced by their sha256 (the column holds 255). */
 const MAX_SCOPE_LENGTH = 255;
 /** Methods that are safe by definition: idempotency keys have no meaning there. @internal */
@@ -69,11 +72,20 @@ interface Scoped {
  * transaction) and stores its outcome or releases the key.
  *
  * Storage policy: outcomes with `storeIf(status)` (default status < 500), HTTP errors the handler
- * threw included, are stored. Server errors, crashes, values a fallback produced, streams and
- * other unreplayable results and bodies over `maxStoredBodyBytes` are delivered but not stored:
- * the key is released so a retry runs again (with a warning for the last three). In
- * transactional mode a dropped connection, a lock or a statement timeout answers 503
- * `idempotency_store_unavailable`: the writes were rolled back and the key is free.
+ * threw included, are stored. Server errors, crashes and values a fallback produced are delivered
+ * but not stored: the key is released so a retry runs again. A body over `maxResponseBytes`, a
+ * stream and other unreplayable results are delivered and their outcome is stored **without the
+ * body** (an `idempotency_response_not_kept` event, and a warning once per route): the handler
+ * never runs again for the key, and replays answer the problem `idempotency_response_not_kept`
+ * with the original status ({@link notKeptProblemOf}). In transactional mode a dropped connection,
+ * a lock or a statement timeout answers 503 `idempotency_store_unavailable`: the writes were
+ * rolled back and the key is free (a COMMIT that got no answer is answered 503 too, and the retry
+ * learns from the record whether it happened).
+ *
+ * Silent store: a store operation that timed out is answered at once (503, or the handler's own
+ * outcome once it ran), never after another round trip to that store: a release owed after a
+ * handler that failed on an unanswering database runs in the background, and what it cannot do
+ * the lease undoes when it ends.
  * @example
  * const core = new IdempotencyCore({ store: new InMemoryIdempotencyStore(), clock: systemClock });
  * const answer = await core.execute(request, response, async () => ({ kind: 'value', value: await charge(), emissions: 1, fromHandler: true }));
@@ -86,6 +98,8 @@ export class IdempotencyCore {
 
   constructor(private readonly deps: IdempotencyCoreDeps) {
     this.heartbeats = new DeadlineQueue(deps.clock);
+    // a store with something to report (the in-memory store's evictions) reports to this app
+    deps.store.observe?.({ events: deps.events, warn: deps.warn });
   }
 
   /** Runs `run` at most once per key (it gets the execution, or `undefined` when idempotency does not apply). */
@@ -185,6 +199,7 @@ export class IdempotencyCore {
     if (decision.action === 'store') {
       heartbeat.stop();
       if (!heartbeat.lost) await this.complete(scoped, lease, decision.response);
+      if (decision.notKept) this.reportNotKept(scoped, decision.notKept);
     } else {
       this.reportRelease(scoped, decision);
       heartbeat.stop();
@@ -193,6 +208,10 @@ export class IdempotencyCore {
       // the key for good (a retry after that may overlap it, as after a crash).
       const release = () => (heartbeat.lost ? Promise.resolve() : this.release(scoped, lease));
       if (execution.running > 0) execution.onIdle = () => void release();
+      // The handler failed on a database that did not answer (often the store's own): a release
+      // now would wait as long again. The answer goes out at once; the release follows in the
+      // background, bounded by the store's own timeout, and if it cannot land the lease ends the claim.
+      else if (outcome.kind === 'error' && isStoreUnavailableError(outcome.error)) void release();
       else await release();
     }
     this.emitExecuted(scoped, outcome, decision);
@@ -288,14 +307,24 @@ export class IdempotencyCore {
   private reportRelease(scoped: Scoped, decision: Extract<Decision, { action: 'release' }>): void {
     if (!decision.warn) return;
     const { request } = scoped;
-    const fix =
-      decision.reason === 'too_large'
-        ? 'raise maxStoredBodyBytes or return a smaller body'
-        : 'return a JSON-serialisable value (not a stream, file, buffer or multi-value Observable)';
     const consequence = request.options.transactional
       ? 'its writes were rolled back and the client got a 500'
       : 'the response was delivered but not stored, so a retry with the same key runs the handler again';
-    this.warnOnce(`${decision.reason}:${request.route}`, `${request.route} (${request.name}): ${decision.detail}; ${consequence}. To make it replayable, ${fix}.`);
+    this.warnOnce(`${decision.reason}:${request.route}`, `${request.route} (${request.name}): ${decision.detail}; ${consequence}.`);
+  }
+
+  /** A response stored without its body: one event per request, and the route named once. */
+  private reportNotKept(scoped: Scoped, notKept: NotStorable): void {
+    const { request } = scoped;
+    this.emit('idempotency_response_not_kept', request, scoped.key, { outcome: notKept.reason, detail: notKept.detail, code: IdempotencyErrorCode.ResponseNotKept });
+    const fix =
+      notKept.reason === 'too_large'
+        ? 'raise maxResponseBytes (the store must hold it: memory, rows or Redis hashes) or return a smaller body'
+        : 'return a JSON-serialisable value (not a stream, file, buffer or multi-value Observable)';
+    this.warnOnce(
+      `not_kept:${notKept.reason}:${request.route}`,
+      `${request.route} (${request.name}): ${notKept.detail}; the response was delivered and its key completed without the body, so retries with the same key get idempotency_response_not_kept instead of the response (the handler does not run again). To replay the body, ${fix}.`,
+    );
   }
 
   private emitExecuted(scoped: Scoped, outcome: HandlerOutcome, decision: Decision): void {
@@ -336,22 +365,25 @@ export class IdempotencyCore {
           local = { outcome, decision };
           return { action: 'store', response: decision.response, value: undefined };
         }
-        const rollback = new Error(`Rolled back: ${decision.detail}.`);
+        // the handler's error travels along, so the store can tell a connection left without an answer
+        const rollback = new Error(`Rolled back: ${decision.detail}.`, outcome.kind === 'error' ? { cause: outcome.error } : undefined);
         local = { outcome, decision, rollback };
         return { action: 'rollback', error: rollback };
       });
     } catch (error) {
       if (!workStarted) return this.storeUnavailable(scoped, error, run);
       if (!local?.rollback || error !== local.rollback) {
-        // The handler ran but the transaction did not commit: its writes are gone, so a retry must run it again.
+        // The handler ran but the transaction did not commit (its writes are gone, a retry runs it
+        // again), or its COMMIT got no answer: then the retry finds out from the record, never a guess.
         const refusal = storeUnavailable(error);
-        this.storeError(scoped.request, scoped.key, error, 'commit', refusal);
+        this.storeError(scoped.request, scoped.key, error, refusal.outcomeUnknown ? 'commit_unknown' : 'commit', refusal);
         return rejected(refusal);
       }
     }
     if (local === undefined) return this.answerExisting(scoped, result! as Exclude<IdempotencyClaimResult, { state: 'acquired' }>);
     const { outcome, decision } = local as { outcome: HandlerOutcome; decision: Decision };
     if (decision.action === 'release') this.reportRelease(scoped, decision);
+    else if (decision.notKept) this.reportNotKept(scoped, decision.notKept);
     this.emitExecuted(scoped, outcome, decision);
     if (outcome.kind === 'error' && isStoreUnavailableError(outcome.error)) {
       // the database went away under the handler: its writes were rolled back, the key is free
@@ -359,8 +391,8 @@ export class IdempotencyCore {
       this.storeError(scoped.request, scoped.key, outcome.error, 'handler', refusal);
       return rejected(refusal);
     }
-    if (decision.action === 'release' && outcome.kind === 'value' && NOT_STORABLE_REASONS.has(decision.reason)) {
-      return rejected(new IdempotencyResponseNotStorableError(decision.reason === 'too_large' ? 'the body is larger than maxStoredBodyBytes' : decision.reason === 'not_stored' ? 'its status is not stored (storeIf)' : 'the body cannot be replayed'));
+    if (decision.action === 'release' && outcome.kind === 'value' && decision.reason === NOT_STORED) {
+      return rejected(new IdempotencyResponseNotStorableError('its status is not stored (storeIf)'));
     }
     return { kind: 'delivered', outcome };
   }
@@ -402,9 +434,24 @@ export class IdempotencyCore {
 
   private warnOnce(id: string, message: string): void {
     if (this.warned.has(id)) return;
+    // one per route and kind: a cap only matters when routes come from input (a message pattern per tenant)
+    if (this.warned.size >= MAX_WARNINGS) return;
     this.warned.add(id);
     this.deps.warn?.(message);
   }
+}
+
+/**
+ * The problem to answer instead of replaying `response`, when it was kept without its body (too
+ * large, or a stream); `undefined` for an ordinary stored response. Adapters call it on a
+ * `replay` answer: the original status goes out with the problem as the body.
+ * @publicApi
+ */
+export function notKeptProblemOf(response: StoredResponse, headerName = 'Idempotency-Key'): IdempotencyResponseNotKeptError | undefined {
+  const { headers } = response;
+  if (headers[STORED_KIND] !== STORED_NOT_KEPT) return undefined;
+  const reason = headers[STORED_REASON] === 'unreplayable' ? 'unreplayable' : 'too_large';
+  return new IdempotencyResponseNotKeptError(response.status, reason, Number(headers[STORED_BYTES] ?? 0) || 0, headerName);
 }
 
 function rejected(error: IdempotencyError): IdempotencyAnswer {

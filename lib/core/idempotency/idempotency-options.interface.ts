@@ -37,9 +37,18 @@ export interface IdempotentOptions {
    */
   storeIf?: (status: number, error?: unknown) => boolean;
   /**
-   * Largest response body stored for replay, in bytes. A larger response is delivered but not
-   * stored, so a retry with the same key runs again (the key is released and a warning is logged).
+   * Largest response body kept for replay, in UTF-8 bytes, in every store. A larger response is
+   * still delivered once, and its key completes without the body: the handler never runs again for
+   * that key, and its replays answer the original status with the problem
+   * `idempotency_response_not_kept` (the original succeeded; its body was not kept). An
+   * `idempotency_response_not_kept` event is emitted and the route is named once in a warning.
+   * Streams, files, buffers and multi-value Observables are treated the same way (never kept).
    * @default 1_048_576 (1 MiB)
+   */
+  maxResponseBytes?: number;
+  /**
+   * Former name of {@link maxResponseBytes} (same meaning); give one of them.
+   * @deprecated use `maxResponseBytes`.
    */
   maxStoredBodyBytes?: number;
   /**
@@ -115,7 +124,9 @@ export interface ResolvedIdempotencyOptions {
   readonly lease: number;
   /** Which handler outcomes are stored. */
   readonly storeIf: (status: number, error?: unknown) => boolean;
-  /** Largest stored body, in bytes. */
+  /** Largest response body kept for replay, in bytes. */
+  readonly maxResponseBytes: number;
+  /** @deprecated the same value as `maxResponseBytes`. */
   readonly maxStoredBodyBytes: number;
   /** Bounds on the request body that is fingerprinted. */
   readonly fingerprintLimits: FingerprintLimits;
@@ -171,7 +182,7 @@ const DEFAULTS = {
   required: true,
   ttl: 86_400_000,
   lease: 60_000,
-  maxStoredBodyBytes: 1_048_576,
+  maxResponseBytes: 1_048_576,
   namespace: 'default',
 };
 
@@ -196,9 +207,9 @@ export function resolveIdempotencyOptions(
   where = 'an @Idempotent() route',
 ): ResolvedIdempotencyOptions {
   const merged: IdempotencyModuleOptions = {
-    ...definedOnly(moduleOptions),
-    ...definedOnly(classOptions),
-    ...definedOnly(routeOptions),
+    ...withResponseLimit(moduleOptions, 'forRoot({ idempotency })'),
+    ...withResponseLimit(classOptions, where),
+    ...withResponseLimit(routeOptions, where),
   };
   const header = merged.header ?? DEFAULTS.header;
   if (!HEADER_NAME.test(header)) {
@@ -209,7 +220,7 @@ export function resolveIdempotencyOptions(
   if (lease < 3) {
     throw new ResilienceConfigError(`The idempotency lease of ${where} is ${lease} ms; it must be at least 3 ms (it is renewed every lease / 3).`);
   }
-  const maxStoredBodyBytes = positive(merged.maxStoredBodyBytes ?? DEFAULTS.maxStoredBodyBytes, 'maxStoredBodyBytes', where);
+  const maxResponseBytes = positive(merged.maxResponseBytes ?? DEFAULTS.maxResponseBytes, 'maxResponseBytes', where);
   const maxBodyBytes = positive(merged.maxBodyBytes ?? DEFAULT_FINGERPRINT_LIMITS.maxBytes, 'maxBodyBytes', where);
   const maxBodyDepth = merged.maxBodyDepth ?? DEFAULT_FINGERPRINT_LIMITS.maxDepth;
   if (!Number.isInteger(maxBodyDepth) || maxBodyDepth < 1 || maxBodyDepth > MAX_BODY_DEPTH) {
@@ -244,7 +255,8 @@ export function resolveIdempotencyOptions(
     ttl,
     lease,
     storeIf: merged.storeIf ?? storeBelow500,
-    maxStoredBodyBytes,
+    maxResponseBytes,
+    maxStoredBodyBytes: maxResponseBytes,
     fingerprintLimits: { maxDepth: maxBodyDepth, maxBytes: maxBodyBytes },
     replayHeaders,
     transactional,
@@ -259,6 +271,22 @@ function positive(value: number, name: string, where: string): number {
     throw new ResilienceConfigError(`The idempotency option ${name} of ${where} must be a positive number of ${name.endsWith('Bytes') ? 'bytes' : 'milliseconds'}; got ${String(value)}.`);
   }
   return value;
+}
+
+/**
+ * One level's options with `maxStoredBodyBytes` (the former name) read as `maxResponseBytes`, so
+ * a route's either name overrides the module's either name.
+ */
+function withResponseLimit(options: IdempotencyModuleOptions | undefined, where: string): Partial<IdempotencyModuleOptions> {
+  const defined = definedOnly(options);
+  const { maxStoredBodyBytes, ...rest } = defined;
+  if (maxStoredBodyBytes === undefined) return rest;
+  if (rest.maxResponseBytes !== undefined && rest.maxResponseBytes !== maxStoredBodyBytes) {
+    throw new ResilienceConfigError(
+      `The idempotency options of ${where} set both maxResponseBytes (${rest.maxResponseBytes}) and maxStoredBodyBytes (${maxStoredBodyBytes}), its former name; keep maxResponseBytes only.`,
+    );
+  }
+  return { ...rest, maxResponseBytes: maxStoredBodyBytes };
 }
 
 /** Drops `undefined` members so they do not override lower-precedence values when spread. */

@@ -1,3 +1,17 @@
+import type { ResilienceEventSink } from '../events.js';
+
+/**
+ * What a store may report to the application using it; the idempotency core hands it to
+ * {@link IdempotencyStore.observe} once.
+ * @publicApi
+ */
+export interface IdempotencyStoreObserver {
+  /** The application's event stream (`idempotency_evicted`, …). */
+  readonly events?: ResilienceEventSink;
+  /** Warnings for operators (a Nest `Logger.warn` in the Nest adapter). */
+  readonly warn?: (message: string) => void;
+}
+
 /**
  * What the store needs to claim a key. The caller (the idempotency core) has already validated the key
  * and computed the fingerprint; the store never sees the request body.
@@ -166,6 +180,12 @@ export interface IdempotencyStore {
   purgeExpired(options?: { batchSize?: number; exclusive?: boolean }): Promise<number>;
   /** One cheap round trip, for health checks. Throws when the store is unreachable. */
   ping(): Promise<void>;
+  /**
+   * Receives the event stream and warning log of an application that uses the store (called once
+   * per idempotency core). Stores with something to report (the in-memory store's evictions)
+   * implement it; others omit it.
+   */
+  observe?(observer: IdempotencyStoreObserver): void;
 }
 
 /**

@@ -11,6 +11,31 @@ import type { StoredResponse } from './idempotency-store.interface.js';
 export const STORED_KIND = ':kind';
 /** @internal marks a stored error whose body is a problem+json document. */
 export const STORED_PROBLEM = ':problem';
+/** @internal `STORED_KIND` of an outcome kept without its body (replays answer `idempotency_response_not_kept`). */
+export const STORED_NOT_KEPT = 'not_kept';
+/** @internal size in bytes of the body that was not kept. */
+export const STORED_BYTES = ':bytes';
+/** @internal why the body was not kept: `too_large` (over `maxResponseBytes` or the store's room) or `unreplayable` (a stream, a file…). */
+export const STORED_REASON = ':reason';
+
+/**
+ * The outcome of `response` without its body, for a body that is too large to keep or cannot be
+ * replayed: the status and the replayable headers (a `Location` still tells the client where the
+ * result is) are kept, so the key completes and the handler never runs again for it. `bytes` is
+ * the size of the body not kept (0 when unknown).
+ * @internal
+ */
+export function responseWithoutBody(response: StoredResponse, bytes: number, reason: 'too_large' | 'unreplayable' = 'too_large'): StoredResponse {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(response.headers)) {
+    // the replay's body is a problem document: the original media type and error markers do not apply
+    if (!name.startsWith(':') && name !== 'content-type') headers[name] = value;
+  }
+  headers[STORED_KIND] = STORED_NOT_KEPT;
+  headers[STORED_BYTES] = String(bytes);
+  headers[STORED_REASON] = reason;
+  return { status: response.status, headers, body: null, bodyEncoding: 'empty' };
+}
 
 /**
  * What the encoder needs of an HTTP error (a Nest `HttpException`, duck-typed so this file loads
@@ -30,8 +55,8 @@ export function isHttpErrorLike(error: unknown): error is HttpErrorLike {
   return typeof candidate === 'object' && candidate !== null && typeof candidate.getStatus === 'function' && typeof candidate.getResponse === 'function';
 }
 
-/** Why a handler result cannot be stored. @internal */
-export type NotStorable = { readonly storable: false; readonly reason: 'unreplayable' | 'too_large'; readonly detail: string };
+/** Why a handler result's body cannot be kept; `bytes` is its size when known. @internal */
+export type NotStorable = { readonly storable: false; readonly reason: 'unreplayable' | 'too_large'; readonly detail: string; readonly bytes?: number };
 
 /** @internal */
 export type Storable = { readonly storable: true; readonly response: StoredResponse };
@@ -74,7 +99,7 @@ export function encodeValue(
   }
   const bytes = body === null ? 0 : Buffer.byteLength(body, 'utf8');
   if (bytes > maxBytes) {
-    return { storable: false, reason: 'too_large', detail: `the body has ${bytes} bytes, more than maxStoredBodyBytes (${maxBytes})` };
+    return { storable: false, reason: 'too_large', detail: `the body has ${bytes} bytes, more than maxResponseBytes (${maxBytes})`, bytes };
   }
   return { storable: true, response: { status, headers, body, bodyEncoding } };
 }
@@ -101,7 +126,7 @@ export function encodeError(error: HttpErrorLike, headers: Record<string, string
   }
   const bytes = Buffer.byteLength(body, 'utf8');
   if (bytes > maxBytes) {
-    return { storable: false, reason: 'too_large', detail: `the error body has ${bytes} bytes, more than maxStoredBodyBytes (${maxBytes})` };
+    return { storable: false, reason: 'too_large', detail: `the error body has ${bytes} bytes, more than maxResponseBytes (${maxBytes})`, bytes };
   }
   return { storable: true, response: { status: error.getStatus(), headers: stored, body, bodyEncoding: 'json' } };
 }

@@ -10,10 +10,31 @@
  *   server's connection limit `53300`);
  * - `timeout`: a lock or statement waited too long or lost a race (`55P03`, `57014`, `40P01`,
  *   `40001`, the driver's query timeout, SQLite busy or locked; Redis: a command that timed out,
- *   `TRYAGAIN` during resharding).
+ *   `TRYAGAIN` during resharding);
+ * - `full`: a bounded store has no room for a new key without dropping a request still in
+ *   progress ({@link IdempotencyStoreFullError}, the in-memory store's `maxRecords` / `maxBytes`).
  * @publicApi
  */
-export type StoreFailure = 'unavailable' | 'pool_exhausted' | 'timeout';
+export type StoreFailure = 'unavailable' | 'pool_exhausted' | 'timeout' | 'full';
+
+/**
+ * A bounded store cannot take a new key now: every record it could drop is a request still in
+ * progress (the in-memory store evicts completed records only). Classified as `full` by
+ * {@link storeFailureOf}: the request is answered 503 `idempotency_store_full` with `Retry-After`,
+ * without running the handler.
+ * @example
+ * storeFailureOf(new IdempotencyStoreFullError('maxRecords (50000) records are in progress')); // 'full'
+ * @publicApi
+ */
+export class IdempotencyStoreFullError extends Error {
+  /** Stable code, recognised by `storeFailureOf`. */
+  readonly code = 'ERR_IDEMPOTENCY_STORE_FULL';
+  /** @param reason what is full, e.g. "all 50000 records (maxRecords) are requests in progress" */
+  constructor(readonly reason: string) {
+    super(`The idempotency store is full: ${reason}, and those are never evicted; the key was not claimed.`);
+    this.name = 'IdempotencyStoreFullError';
+  }
+}
 
 const FAILURE_BY_CODE: ReadonlyMap<string, StoreFailure> = new Map([
   ['ECONNREFUSED', 'unavailable'],
@@ -37,6 +58,7 @@ const FAILURE_BY_CODE: ReadonlyMap<string, StoreFailure> = new Map([
   // RedisIdempotencyStore's own errors (nest-resilience/redis)
   ['ERR_REDIS_STORE_UNAVAILABLE', 'unavailable'],
   ['ERR_REDIS_STORE_TIMEOUT', 'timeout'],
+  ['ERR_IDEMPOTENCY_STORE_FULL', 'full'],
 ]);
 
 /** Messages of errors that carry no code (node-postgres, pg-pool, ioredis, node-redis and Redis error replies). */
@@ -70,6 +92,7 @@ export function storeFailureOf(error: unknown, depth = 0): StoreFailure | undefi
   if (object.name === 'MaxRetriesPerRequestError') return 'unavailable';
   if (typeof object.code === 'string') {
     const code = object.code;
+    if (code === 'ERR_IDEMPOTENCY_COMMIT_OUTCOME_UNKNOWN') return storeFailureOf(object.cause, depth + 1) ?? 'unavailable';
     const known = FAILURE_BY_CODE.get(code) ?? (/^08[0-9A-Z]{3}$/.test(code) ? 'unavailable' : /^SQLITE_(BUSY|LOCKED)_/.test(code) ? 'timeout' : undefined);
     if (known) return known;
   }
@@ -86,4 +109,30 @@ export function storeFailureOf(error: unknown, depth = 0): StoreFailure | undefi
  */
 export function isStoreUnavailableError(error: unknown): boolean {
   return storeFailureOf(error) !== undefined;
+}
+
+/**
+ * Thrown by a store's `runInTransaction` when it sent COMMIT and got no answer (a timeout, a
+ * dropped connection): the transaction may have committed or not, and only the record can tell.
+ * The idempotency core answers 503 + `Retry-After` without guessing; the retry with the same key
+ * gets the stored response if the commit happened, or runs the handler if it did not. `cause` is
+ * the driver's error, so {@link storeFailureOf} classifies it as that failure.
+ * @publicApi
+ */
+export class CommitOutcomeUnknownError extends Error {
+  /** Stable code, recognised by {@link isCommitOutcomeUnknown}. */
+  readonly code = 'ERR_IDEMPOTENCY_COMMIT_OUTCOME_UNKNOWN';
+
+  constructor(cause: unknown) {
+    super(`COMMIT was sent but not answered (${cause instanceof Error ? cause.message : String(cause)}); whether the transaction committed is known only to the database.`, { cause });
+    this.name = 'CommitOutcomeUnknownError';
+  }
+}
+
+/**
+ * Whether `error` is a {@link CommitOutcomeUnknownError} (also across duplicated module copies).
+ * @publicApi
+ */
+export function isCommitOutcomeUnknown(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { code?: unknown }).code === 'ERR_IDEMPOTENCY_COMMIT_OUTCOME_UNKNOWN';
 }

@@ -298,19 +298,23 @@ describe.each(platforms)('@Idempotent() over HTTP (%s)', (platform) => {
       expect(runs.create).toBe(before + 1);
     });
 
-    it('delivers a body over maxStoredBodyBytes, does not store it (the retry runs again) and warns', async () => {
+    it('delivers a body over the limit once (maxStoredBodyBytes, the former name of maxResponseBytes), completes the key without it and warns: the retry gets idempotency_response_not_kept with the original status, the handler does not run again', async () => {
       const warn = vi.spyOn(Logger.prototype, 'warn');
       const key = newKey();
       const first = await http().post('/misc/big').set('Idempotency-Key', key).expect(201);
+      const runsAfterFirst = runs.big;
       const second = await http().post('/misc/big').set('Idempotency-Key', key).expect(201);
       expect(first.body.filler).toHaveLength(200);
-      expect(second.body.n).toBe(first.body.n + 1);
-      expect(second.headers['idempotent-replayed']).toBeUndefined();
-      expect(warn.mock.calls.some(([message]) => /more than maxStoredBodyBytes \(64\)/.test(String(message)))).toBe(true);
-      expect(harness.named('idempotency_released').at(-1)).toMatchObject({ outcome: 'too_large', policy: 'POST /misc/big' });
+      expect(runs.big).toBe(runsAfterFirst);
+      expect(second.headers['idempotent-replayed']).toBe('true');
+      expect(second.headers['content-type']).toMatch(PROBLEM);
+      expect(second.body).toMatchObject({ status: 201, code: 'idempotency_response_not_kept', title: 'Response not kept for replay' });
+      expect(second.body.detail).toMatch(/succeeded \(status 201\) and was not executed again, but its response body \(\d+ bytes\) was larger than the server keeps for replay/);
+      expect(warn.mock.calls.some(([message]) => /more than maxResponseBytes \(64\).*completed without the body/.test(String(message)))).toBe(true);
+      expect(harness.named('idempotency_response_not_kept').at(-1)).toMatchObject({ outcome: 'too_large', policy: 'POST /misc/big', code: 'idempotency_response_not_kept' });
     });
 
-    it('releases the key of a StreamableFile response with a warning; the stream is delivered', async () => {
+    it('delivers a StreamableFile once and completes its key without the body, with a warning: the retry gets idempotency_response_not_kept', async () => {
       const warn = vi.spyOn(Logger.prototype, 'warn');
       const key = newKey();
       const first = await http().post('/misc/stream').set('Idempotency-Key', key).buffer(true).parse((res, done) => {
@@ -319,8 +323,12 @@ describe.each(platforms)('@Idempotent() over HTTP (%s)', (platform) => {
         res.on('end', () => done(null, Buffer.concat(chunks).toString()));
       }).expect(201);
       expect(first.body).toMatch(/^chunk \d+$/);
+      const runsAfterFirst = runs.stream;
       const second = await http().post('/misc/stream').set('Idempotency-Key', key).expect(201);
-      expect(second.headers['idempotent-replayed']).toBeUndefined();
+      expect(runs.stream).toBe(runsAfterFirst);
+      expect(second.headers['idempotent-replayed']).toBe('true');
+      expect(second.body).toMatchObject({ code: 'idempotency_response_not_kept' });
+      expect(second.body.detail).toMatch(/a stream or a file/);
       expect(warn.mock.calls.some(([message]) => /returned a StreamableFile/.test(String(message)))).toBe(true);
     });
   });

@@ -23,7 +23,7 @@ const HOLD_LIMIT_MS = 3_000;
 @Controller('tx')
 class TransactionalController {
   @Post()
-  @Idempotent({ transactional: true, maxStoredBodyBytes: 1_000 })
+  @Idempotent({ transactional: true, maxResponseBytes: 1_000 })
   async create(@Body() body: CreateBody, @IdempotencyTransaction() manager: EntityManager) {
     runs.set(body.run, (runs.get(body.run) ?? 0) + 1);
     expect(currentIdempotencyTransaction()).toBe(manager);
@@ -110,12 +110,16 @@ describe.each(storeKinds.filter(isTransactional))('@Idempotent({ transactional: 
       expect(await rows(run)).toBe(1);
     });
 
-    it('answers 500 idempotency_response_not_storable and rolls back when the response cannot be stored', async () => {
+    it('commits a response over maxResponseBytes without its body: delivered once, its writes kept, the retry answers idempotency_response_not_kept', async () => {
       const run = `${kind}-${platform}-big`;
-      const res = await post(run, { run, title: 'Q3', big: true }).expect(500);
-      expect(res.headers['content-type']).toMatch(/^application\/problem\+json/);
-      expect(res.body.code).toBe('idempotency_response_not_storable');
-      expect(await rows(run)).toBe(0);
+      const first = await post(run, { run, title: 'Q3', big: true }).expect(201);
+      expect(first.body.filler).toHaveLength(2_000);
+      const retry = await post(run, { run, title: 'Q3', big: true }).expect(201);
+      expect(retry.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(retry.headers['idempotent-replayed']).toBe('true');
+      expect(retry.body.code).toBe('idempotency_response_not_kept');
+      expect(runs.get(run)).toBe(1);
+      expect(await rows(run)).toBe(1);
     });
   });
 });

@@ -2,8 +2,8 @@ import { Readable } from 'node:stream';
 import { beforeEach, describe, expect, it } from 'vitest';
 import type { ResilienceEvent, ResilienceEventName } from '../../../../lib/core/events.js';
 import { FakeClock } from '../../../../lib/testing/fake-clock.js';
-import { isStoreUnavailableError, storeFailureOf } from '../../../../lib/core/idempotency/store-failure.js';
-import { IdempotencyCore } from '../../../../lib/core/idempotency/idempotency-core.js';
+import { CommitOutcomeUnknownError, isStoreUnavailableError, storeFailureOf } from '../../../../lib/core/idempotency/store-failure.js';
+import { IdempotencyCore, notKeptProblemOf } from '../../../../lib/core/idempotency/idempotency-core.js';
 import type {
   HandlerOutcome,
   IdempotencyAnswer,
@@ -276,13 +276,29 @@ describe('IdempotencyCore', () => {
       expect(named('idempotency_released')[0]).toMatchObject({ outcome: 'not_handler_result' });
     });
 
-    it('releases an unreplayable value with one warning naming the fix', async () => {
+    it('completes the key of an unreplayable value without its body, with one warning naming the fix; the retry gets not_kept and does not run', async () => {
       const { run, calls } = runner(() => Promise.resolve(value(Readable.from(['a']))));
-      await core.execute(requestOf(), responseOf(200), run);
-      await core.execute(requestOf(), responseOf(200), run);
-      expect(calls).toHaveLength(2);
+      expect((await core.execute(requestOf(), responseOf(200), run)).kind).toBe('delivered');
+      const replay = await core.execute(requestOf(), responseOf(200), run);
+      expect(calls).toHaveLength(1);
+      expect(replay.kind).toBe('replay');
+      const problem = notKeptProblemOf((replay as Extract<IdempotencyAnswer, { kind: 'replay' }>).response);
+      expect(problem).toMatchObject({ code: IdempotencyErrorCode.ResponseNotKept, status: 200, reason: 'unreplayable' });
+      expect(named('idempotency_response_not_kept')).toMatchObject([{ outcome: 'unreplayable', code: 'idempotency_response_not_kept' }]);
       expect(warnings).toHaveLength(1);
-      expect(warnings[0]).toMatch(/returned a stream.*To make it replayable, return a JSON-serialisable value/);
+      expect(warnings[0]).toMatch(/returned a stream.*completed without the body.*To replay the body, return a JSON-serialisable value/);
+    });
+
+    it('completes the key of a body over maxResponseBytes without the body: its status and replayable headers are kept', async () => {
+      const { run, calls } = runner(value({ filler: 'x'.repeat(100) }));
+      const options: IdempotentOptions = { maxResponseBytes: 50 };
+      await core.execute(requestOf({ options }), responseOf(201, { location: '/reports/9', 'content-type': 'application/json' }), run);
+      const replay = (await core.execute(requestOf({ options }), responseOf(), run)) as Extract<IdempotencyAnswer, { kind: 'replay' }>;
+      expect(calls).toHaveLength(1);
+      expect(replay.response).toMatchObject({ status: 201, body: null, headers: { location: '/reports/9' } });
+      expect(replay.response.headers['content-type']).toBeUndefined();
+      expect(notKeptProblemOf(replay.response)).toMatchObject({ status: 201, reason: 'too_large', bytes: 113 });
+      expect(notKeptProblemOf(replay.response)!.detail).toMatch(/succeeded \(status 201\).*\(113 bytes\) was larger than the server keeps/);
     });
 
     it('renews the lease with a heartbeat, so a duplicate long after the lease still gets 409', async () => {
@@ -395,6 +411,41 @@ describe('IdempotencyCore', () => {
       expect(calls).toHaveLength(2);
     });
 
+    it('answers a handler that failed on a silent database at once, and releases the key in the background', async () => {
+      const silent = Object.assign(new Error('Query read timeout'), {});
+      const release = deferred<boolean>();
+      let released = 0;
+      const slowRelease: IdempotencyStore = Object.assign(Object.create(store) as IdempotencyStore, {
+        release: (lease: IdempotencyLease) => {
+          released++;
+          return release.promise.then(() => store.release(lease));
+        },
+      });
+      const stuck = coreWith(slowRelease);
+      // the release never settles until the test lets it: the answer must not wait for it
+      const answer = await stuck.execute(requestOf(), responseOf(), runner(failure(silent)).run);
+      expect(answer).toEqual({ kind: 'delivered', outcome: failure(silent) });
+      expect(released).toBe(1);
+      expect(rejectionOf(await stuck.execute(requestOf(), responseOf(), runner(value(1)).run)).code).toBe(IdempotencyErrorCode.RequestInProgress);
+      release.resolve(true);
+      await clock.flush();
+      expect(store.size).toBe(0);
+
+      // any other handler error: the release is awaited, so an immediate retry finds the key free
+      let awaited = false;
+      const awaitedRelease: IdempotencyStore = Object.assign(Object.create(store) as IdempotencyStore, {
+        release: async (lease: IdempotencyLease) => {
+          await new Promise<void>((resolve) => clock.setTimeout(resolve, 1));
+          awaited = true;
+          return store.release(lease);
+        },
+      });
+      const pending = coreWith(awaitedRelease).execute(requestOf({ key: 'key-2' }), responseOf(), runner(failure(new Error('bug'))).run);
+      await clock.advance(1);
+      await pending;
+      expect(awaited).toBe(true);
+    });
+
     it('treats a rejected run as an error outcome', async () => {
       const crash = new Error('adapter bug');
       const answer = await core.execute(requestOf(), responseOf(), () => Promise.reject(crash));
@@ -491,12 +542,29 @@ describe('IdempotencyCore', () => {
       expect(named('idempotency_store_error')).toMatchObject([{ detail: 'commit' }]);
     });
 
-    it('answers 500 response_not_storable when the response cannot be stored, with a client-safe detail', async () => {
+    it('answers 503 "outcome not known" when the COMMIT got no answer, so the retry reads the record', async () => {
+      transactional.commitError = new CommitOutcomeUnknownError(new Error('Query read timeout'));
+      const error = rejectionOf(await core.execute(requestOf({ options }), responseOf(), runner(value({ id: 9 })).run));
+      expect(error).toMatchObject({ code: IdempotencyErrorCode.StoreTimeout, status: 503, retryAfterMs: 1_000, outcomeUnknown: true });
+      expect(error.detail).toMatch(/not known yet.*you get its response if it was applied/);
+      expect(named('idempotency_store_error')).toMatchObject([{ detail: 'commit_unknown', outcome: 'timeout' }]);
+    });
+
+    it('commits a response that cannot be serialised without its body: its writes stay, a retry gets not_kept', async () => {
       const circular: Record<string, unknown> = {};
       circular.self = circular;
-      const error = rejectionOf(await core.execute(requestOf({ options }), responseOf(), runner(value(circular)).run));
+      const { run, calls } = runner(value(circular));
+      expect((await core.execute(requestOf({ options }), responseOf(), run)).kind).toBe('delivered');
+      expect(transactional.size).toBe(1);
+      const replay = (await core.execute(requestOf({ options }), responseOf(), run)) as Extract<IdempotencyAnswer, { kind: 'replay' }>;
+      expect(calls).toHaveLength(1);
+      expect(notKeptProblemOf(replay.response)).toMatchObject({ reason: 'unreplayable', status: 201 });
+    });
+
+    it('answers 500 response_not_storable when storeIf refuses the status of a value, with a client-safe detail', async () => {
+      const error = rejectionOf(await core.execute(requestOf({ options: { ...options, storeIf: () => false } }), responseOf(), runner(value({ id: 1 })).run));
       expect(error).toMatchObject({ code: IdempotencyErrorCode.ResponseNotStorable, status: 500 });
-      expect(error.detail).not.toContain('circular');
+      expect(error.detail).toContain('its status is not stored (storeIf)');
       expect(transactional.size).toBe(0);
     });
 
