@@ -34,7 +34,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: 'e2e',
-          include: ['test/e2e/**/*.{spec,e2e-spec}.ts', 'test/readme/**/*.{spec,e2e-spec}.ts'],
+          include: ['test/e2e/**/*.{spec,e2e-spec}.ts'],
           pool: 'forks',
         },
       },
@@ -50,6 +50,17 @@ export default defineConfig({
         // flood tests: heap after a full GC, so each file runs in a process of its own with gc() exposed
         extends: true,
         test: { name: 'bounds', include: ['test/bounds/**/*.spec.ts'], pool: 'forks', execArgv: ['--expose-gc'] },
+      },
+      {
+        extends: true,
+        test: {
+          // The docs' checks build and install whole apps (tsc, TypeDoc, npm from the registry):
+          // they run once the other projects are done, so their load cannot skew the timing tests.
+          name: 'docs',
+          include: ['test/docs/**/*.{spec,e2e-spec}.ts'],
+          pool: 'forks',
+          sequence: { groupOrder: 1 },
+        },
       },
     ],
   },

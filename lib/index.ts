@@ -1,3 +1,10 @@
+/**
+ * `nest-resilience`: `ResilienceModule`, the decorators (`@Timeout`, `@Retryable`, `@Idempotent`,
+ * `@CircuitBreaker`, `@Bulkhead`, `@Fallback`, `@UsePolicy`, `@AttemptSignal`), the services, the
+ * error mapper and the request context, plus everything `nest-resilience/core` exports.
+ * Guides: docs/README.md in the repository.
+ * @module nest-resilience
+ */
 // Root entry point. Never import typeorm or @nestjs/terminus from here (optional peers):
 // those live behind the `nest-resilience/typeorm` and `nest-resilience/health` subpaths.
 export * from './core/index.js';

@@ -19,7 +19,8 @@ const extraArgs = process.argv.slice(2);
  * What each vitest project (vitest.config.ts) needs before it runs. `build`: the npm script that
  * produces its files (`build` writes dist/, `build:sample` dist/ and build/, where the compiled
  * fixtures live); `servers`: PostgreSQL and Redis (its tests skip loudly without them); `brokers`:
- * NATS and RabbitMQ (the message-context tests).
+ * NATS and RabbitMQ (the message-context tests). `docs` compiles the snippets against dist/ and
+ * packs it; its outage test starts its own redis-server.
  */
 const PREREQUISITES = {
   unit: { build: undefined, servers: false, brokers: false },
@@ -28,6 +29,7 @@ const PREREQUISITES = {
   package: { build: 'build', servers: false, brokers: false },
   // flood tests of every per-key structure (heap after GC); the shared-state one needs Redis
   bounds: { build: undefined, servers: true, brokers: false },
+  docs: { build: 'build', servers: false, brokers: false },
 };
 const env = { ...process.env };
 let postgres;

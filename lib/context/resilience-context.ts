@@ -86,7 +86,7 @@ export function createContextStore(
 }
 
 /**
- * What {@link Resilience.current} returns: the signal, deadline and attempt of the work running now.
+ * What {@link Resilience | `Resilience.current()`} returns: the signal, deadline and attempt of the work running now.
  * @publicApi
  */
 export interface ResilienceCurrent {

@@ -21,6 +21,7 @@ export type CircuitBreakerState = 'closed' | 'open' | 'half_open' | 'isolated';
 export interface CircuitBreakerSnapshot {
   /** The policy key. */
   readonly key: string;
+  /** `closed`, `open`, `half_open` or `isolated`. */
   readonly state: CircuitBreakerState;
   /** Failure share of the calls currently judged (0 when there are none). */
   readonly failureRate: number;

@@ -1,3 +1,9 @@
+/**
+ * `nest-resilience/core`: the framework-free engine (policies, `createPipeline()`, clock and random
+ * sources, errors, events) and the idempotency core with its store contract and in-memory store.
+ * It loads no `@nestjs/*` module and no rxjs, for workers, scripts and other frameworks.
+ * @module nest-resilience/core
+ */
 export * from './clock.js';
 export * from './deadline-queue.js';
 export * from './random.js';

@@ -43,12 +43,13 @@ export type BackoffDelegate = (info: BackoffInfo) => number | undefined;
  * @publicApi
  */
 export interface ExponentialBackoffOptions {
+  /** Selects exponential backoff. */
   readonly type: 'exponential';
   /** Delay before the first retry (before jitter), in ms. @default 100 */
   readonly base?: number;
   /** Growth factor between retries. @default 2 */
   readonly factor?: number;
-  /** @default 'full' */
+  /** How the computed delay is randomised. @default 'full' */
   readonly jitter?: Jitter;
 }
 
@@ -57,10 +58,11 @@ export interface ExponentialBackoffOptions {
  * @publicApi
  */
 export interface ConstantBackoffOptions {
+  /** Selects a constant delay. */
   readonly type: 'constant';
   /** Delay before every retry (before jitter), in ms. */
   readonly delay: number;
-  /** @default 'none' */
+  /** How the delay is randomised. @default 'none' */
   readonly jitter?: Jitter;
 }
 
@@ -69,12 +71,13 @@ export interface ConstantBackoffOptions {
  * @publicApi
  */
 export interface LinearBackoffOptions {
+  /** Selects a linearly growing delay. */
   readonly type: 'linear';
   /** Delay before the first retry, in ms. @default 100 */
   readonly base?: number;
   /** Added per retry, in ms. @default the value of `base` */
   readonly step?: number;
-  /** @default 'none' */
+  /** How the delay is randomised. @default 'none' */
   readonly jitter?: Jitter;
 }
 
@@ -83,6 +86,7 @@ export interface LinearBackoffOptions {
  * @publicApi
  */
 export interface DecorrelatedBackoffOptions {
+  /** Selects decorrelated jitter. */
   readonly type: 'decorrelated';
   /** Lower bound of every delay and the seed of the sequence, in ms. @default 100 */
   readonly base?: number;
@@ -132,7 +136,7 @@ export interface RetryBudgetOptions {
 export interface RetryOptions {
   /** Total attempts, the first call included (>= 1). @default 3 */
   readonly maxAttempts?: number;
-  /** @default { type: 'exponential', base: 100, factor: 2, jitter: 'full' } */
+  /** How long to wait before each retry. @default { type: 'exponential', base: 100, factor: 2, jitter: 'full' } */
   readonly backoff?: BackoffOptions;
   /** Cap on every backoff delay, in ms (a `Retry-After` hint is capped only by the deadline). @default 5000 */
   readonly maxDelay?: number;
@@ -165,6 +169,7 @@ export interface TimeoutOptions {
  * @publicApi
  */
 export interface ConsecutiveBreakerStrategy {
+  /** Selects the consecutive-failures strategy. */
   readonly type: 'consecutive';
   /** Failures in a row that open the breaker. @default 5 */
   readonly threshold?: number;
@@ -175,6 +180,7 @@ export interface ConsecutiveBreakerStrategy {
  * @publicApi
  */
 export interface CountBreakerStrategy {
+  /** Selects the count-window strategy. */
   readonly type: 'count';
   /** Number of most recent calls judged. @default 100 */
   readonly size?: number;
@@ -190,6 +196,7 @@ export interface CountBreakerStrategy {
  * @publicApi
  */
 export interface TimeBreakerStrategy {
+  /** Selects the time-window strategy. */
   readonly type: 'time';
   /** Sampling window, in ms. @default 30_000 */
   readonly window?: number;
@@ -223,9 +230,9 @@ export interface SlowCallOptions {
  * @publicApi
  */
 export interface CircuitBreakerOptions {
-  /** @default { type: 'time', window: 30_000, minimumThroughput: 100, failureRatio: 0.1 } */
+  /** When the breaker opens. @default { type: 'time', window: 30_000, minimumThroughput: 100, failureRatio: 0.1 } */
   readonly strategy?: CircuitBreakerStrategy;
-  /** @default undefined (slow calls are not judged) */
+  /** Slow calls counted toward opening. @default undefined (slow calls are not judged) */
   readonly slowCall?: SlowCallOptions;
   /**
    * How long the breaker stays open before a probe, in ms; a backoff makes it grow with each
@@ -269,7 +276,7 @@ export interface BulkheadOptions {
 
 /**
  * Causes a fallback can catch by name: `timeout` (attempt timeout or total deadline), `circuit_open`,
- * `bulkhead_rejected`, `retries_exhausted`.
+ * `bulkhead_rejected`, `retries_exhausted`, and `transient` (what the retry classifier retries).
  * @publicApi
  */
 export type FallbackCause = 'timeout' | 'circuit_open' | 'bulkhead_rejected' | 'retries_exhausted' | 'transient';
@@ -291,13 +298,21 @@ export interface FallbackOptions<T = unknown> {
 
 /** {@link RetryOptions} with every default filled in. @publicApi */
 export interface ResolvedRetryOptions {
+  /** Total attempts, the first call included. */
   readonly maxAttempts: number;
+  /** How long to wait before each retry. */
   readonly backoff: BackoffOptions;
+  /** Cap on every backoff delay, in ms. */
   readonly maxDelay: number;
+  /** Error classes retried in addition to the classifier's choice. */
   readonly retryOn: ErrorClass[];
+  /** Error classes never retried. */
   readonly abortOn: ErrorClass[];
+  /** The classifier that replaces the default one, if any. */
   readonly retryIf: ((error: unknown, context: PolicyContext) => boolean) | undefined;
+  /** Whether a dependency's `Retry-After` hint is honoured. */
   readonly honorRetryAfter: boolean;
+  /** The retry budget, or `false` when disabled. */
   readonly budget: Required<RetryBudgetOptions> | false;
 }
 
@@ -306,25 +321,37 @@ export type RetryBudgetWindow = Required<Omit<RetryBudgetOptions, 'shared'>>;
 
 /** {@link CircuitBreakerOptions} with every default filled in. @publicApi */
 export interface ResolvedCircuitBreakerOptions {
+  /** When the breaker opens, with every field filled in. */
   readonly strategy: Required<ConsecutiveBreakerStrategy> | Required<CountBreakerStrategy> | Required<TimeBreakerStrategy>;
+  /** Slow-call detection, if configured. */
   readonly slowCall: SlowCallOptions | undefined;
+  /** How long the breaker stays open, in ms, or the backoff that computes it. */
   readonly breakDuration: number | BackoffOptions;
+  /** Cap on a backoff-computed break, in ms. */
   readonly maxBreakDuration: number;
+  /** Probes admitted in half-open. */
   readonly halfOpenProbes: number;
+  /** Whether an error counts against the dependency. */
   readonly isFailure: (error: unknown) => boolean;
+  /** Whether the breaker's window is shared by every instance. */
   readonly shared: boolean;
 }
 
 /** {@link BulkheadOptions} with every default filled in. @publicApi */
 export interface ResolvedBulkheadOptions {
+  /** Executions running at once. */
   readonly maxConcurrent: number;
+  /** Callers allowed to wait for a slot. */
   readonly maxQueue: number;
+  /** Longest wait in the queue, in ms, or `undefined` for the deadline only. */
   readonly queueTimeout: number | undefined;
 }
 
 /** {@link FallbackOptions} with the default `on` filled in. @publicApi */
 export interface ResolvedFallbackOptions<T = unknown> {
+  /** Produces the degraded result. */
   readonly handler: (error: unknown, context: PolicyContext) => T | Promise<T>;
+  /** Which errors trigger the fallback. */
   readonly on: Array<FallbackCause | ErrorClass> | ((error: unknown) => boolean);
 }
 
@@ -336,10 +363,15 @@ export interface ResolvedFallbackOptions<T = unknown> {
 export interface PipelineSpec {
   /** Policy key: keys the breaker, bulkhead and retry budget shared by all its callers. */
   readonly key: string;
+  /** Degraded result on the errors it catches; outermost stage. */
   readonly fallback?: FallbackOptions;
+  /** Concurrency cap of the key. */
   readonly bulkhead?: BulkheadOptions;
+  /** Total deadline and per-attempt timeout. */
   readonly timeout?: TimeoutOptions;
+  /** Retries of transient failures. */
   readonly retry?: RetryOptions;
+  /** Circuit breaker of the key. */
   readonly circuitBreaker?: CircuitBreakerOptions;
 }
 

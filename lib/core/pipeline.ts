@@ -22,16 +22,52 @@ import {
 } from './validate.js';
 
 /**
- * One stage of a pipeline with its resolved options (defaults filled in).
+ * One stage of a pipeline (`kind`) with its resolved options (defaults filled in).
  * @publicApi
  */
 export type PipelineStage =
-  | { readonly kind: 'fallback'; readonly options: ResolvedFallbackOptions }
-  | { readonly kind: 'bulkhead'; readonly options: ResolvedBulkheadOptions }
-  | { readonly kind: 'total-timeout'; readonly options: { readonly total: number } }
-  | { readonly kind: 'retry'; readonly options: ResolvedRetryOptions }
-  | { readonly kind: 'circuit-breaker'; readonly options: ResolvedCircuitBreakerOptions }
-  | { readonly kind: 'attempt-timeout'; readonly options: { readonly attempt: number } };
+  | {
+      /** The stage. */
+      readonly kind: 'fallback';
+      /** Its options. */
+      readonly options: ResolvedFallbackOptions;
+    }
+  | {
+      /** The stage. */
+      readonly kind: 'bulkhead';
+      /** Its options. */
+      readonly options: ResolvedBulkheadOptions;
+    }
+  | {
+      /** The stage. */
+      readonly kind: 'total-timeout';
+      /** Its options. */
+      readonly options: {
+        /** Deadline of the whole operation, in ms. */
+        readonly total: number;
+      };
+    }
+  | {
+      /** The stage. */
+      readonly kind: 'retry';
+      /** Its options. */
+      readonly options: ResolvedRetryOptions;
+    }
+  | {
+      /** The stage. */
+      readonly kind: 'circuit-breaker';
+      /** Its options. */
+      readonly options: ResolvedCircuitBreakerOptions;
+    }
+  | {
+      /** The stage. */
+      readonly kind: 'attempt-timeout';
+      /** Its options. */
+      readonly options: {
+        /** Limit of one attempt, in ms. */
+        readonly attempt: number;
+      };
+    };
 
 /** The kind of a {@link PipelineStage}. @publicApi */
 export type PipelineStageKind = PipelineStage['kind'];

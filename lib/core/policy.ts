@@ -39,8 +39,11 @@ export interface Policy {
  * @publicApi
  */
 export interface PolicyEnvironment {
+  /** Time source of timers, deadlines and windows. */
   readonly clock: Clock;
+  /** Randomness source of jitter. */
   readonly random: Random;
+  /** Where the policies report their events. */
   readonly events: ResilienceEventSink;
 }
 

@@ -59,7 +59,12 @@ export class RetryBudget {
    * Calls inside the window and retries overlapping it (for health and tests): the two figures the
    * next {@link tryAcquireRetry} compares.
    */
-  totals(): { calls: number; retries: number } {
+  totals(): {
+    /** Calls inside the window. */
+    calls: number;
+    /** Retries overlapping it. */
+    retries: number;
+  } {
     return this.count(this.epochOf(this.clock.now()));
   }
 

@@ -30,7 +30,9 @@ export interface SharedBreakerState {
 export interface SharedBreakerOutcome {
   /** The shared generation the call was admitted under (-1 before the instance heard of any). */
   readonly generation: number;
+  /** Whether the call failed (as the breaker's `isFailure` judges it). */
   readonly failure: boolean;
+  /** Whether the call was slow (lasted at least `slowCall.duration`). */
   readonly slow: boolean;
   /** Whether the call was a half-open probe. */
   readonly probe: boolean;
@@ -138,7 +140,9 @@ export const UNAVAILABLE: unique symbol = Symbol('shared state unavailable');
  * @publicApi
  */
 export class SharedStateGuard {
+  /** Longest wait for the backend, ms; a slower answer is decided in-process. */
   readonly maxWait: number;
+  /** How long outcomes and calls are batched before they are sent, ms. */
   readonly flushInterval: number;
   private readonly recoveryInterval: number;
   private readonly slowAnswersBeforeFallback: number;
@@ -149,6 +153,7 @@ export class SharedStateGuard {
   private pinging: unknown;
 
   constructor(
+    /** The backend this guard watches. */
     readonly backend: SharedPolicyState,
     private readonly env: PolicyEnvironment,
   ) {

@@ -49,7 +49,7 @@ export interface UpstreamErrorOptions {
 /**
  * Base of every failure of a call to a dependency: one type to catch, with a stable `code`, the
  * `status` when the dependency answered, whether a retry may help, and how many requests were sent.
- * The library's error mapper turns it into a problem+json answer (see the README's Errors section);
+ * The library's error mapper turns it into a problem+json answer (see docs/errors.md);
  * the retry classifier follows `retryable`.
  * @example
  * try { await client.get('/reports/1'); }

@@ -1,4 +1,8 @@
-// Subpath `nest-resilience/health`: the only part of the library that imports @nestjs/terminus.
+/**
+ * `nest-resilience/health`: `@nestjs/terminus` indicators for the idempotency store, dependencies,
+ * circuit breakers, HTTP clients and Redis. The only part of the library that imports terminus.
+ * @module nest-resilience/health
+ */
 export {
   CircuitBreakerHealthIndicator,
   type CircuitBreakerFailOn,

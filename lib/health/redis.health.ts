@@ -14,7 +14,12 @@ export interface RedisHealthOptions {
    * `store.client` of a `RedisIdempotencyStore`). Typed by what the check uses, so
    * `nest-resilience/health` needs neither client's types.
    */
-  client: { ping(): Promise<unknown>; readonly status?: string };
+  client: {
+    /** One PING round trip. */
+    ping(): Promise<unknown>;
+    /** ioredis' connection status (`ready`, `reconnecting`, `end`…); node-redis has none. */
+    readonly status?: string;
+  };
   /** How long PING may take before the check is down, in ms. @default 1000 */
   timeout?: number;
 }

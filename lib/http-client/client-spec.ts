@@ -45,7 +45,14 @@ export interface HttpClientDependencies {
   /** Module defaults. @default retry maxAttempts 3, timeout 30 s total / 10 s attempt, breaker defaults */
   readonly defaults?: HttpClientDefaults;
   /** Telemetry settings (`ResilienceModule.forRoot({ telemetry })`). @default enabled, tracer and meter `nest-resilience` */
-  readonly telemetry?: { readonly enabled?: boolean; readonly tracerName?: string; readonly meterName?: string };
+  readonly telemetry?: {
+    /** Record spans and metrics. */
+    readonly enabled?: boolean;
+    /** Instrumentation scope of the spans. */
+    readonly tracerName?: string;
+    /** Instrumentation scope of the metrics. */
+    readonly meterName?: string;
+  };
   /** Called once per call, when it ends (the structured log event). */
   readonly onCall?: (record: HttpCallRecord, error: UpstreamError | undefined) => void;
 }

@@ -198,7 +198,14 @@ export interface HttpResponse<T> {
 }
 
 /** The type a call's options make `data`: the schema's output when there is one. @publicApi */
-export type DataOf<O> = O extends { readonly schema: infer S } ? (S extends StandardSchemaV1 ? StandardSchemaV1.InferOutput<S> : unknown) : unknown;
+export type DataOf<O> = O extends {
+  /** The call's schema. */
+  readonly schema: infer S;
+}
+  ? S extends StandardSchemaV1
+    ? StandardSchemaV1.InferOutput<S>
+    : unknown
+  : unknown;
 
 /**
  * One structured record per call, for logs (`HttpClient` context) and your own hooks.

@@ -183,7 +183,12 @@ export class HttpClient {
    * The circuit breakers of this client, one per origin it called (and its base URL's origin once
    * called, or from the start with `circuitBreaker.shared`), for health checks.
    */
-  circuitBreakers(): Array<{ readonly origin: string; readonly snapshot: CircuitBreakerSnapshot }> {
+  circuitBreakers(): Array<{
+    /** The origin the breaker guards. */
+    readonly origin: string;
+    /** Its state now. */
+    readonly snapshot: CircuitBreakerSnapshot;
+  }> {
     const result: Array<{ origin: string; snapshot: CircuitBreakerSnapshot }> = [];
     for (const [origin, pipelines] of this.origins) {
       const breaker = this.registry.findCircuitBreaker(pipelines.key);
@@ -204,7 +209,12 @@ export class HttpClient {
    * @throws ResilienceConfigError when the client has no `ping` option.
    * @throws the network error, or a `TimeoutError` when no answer came within `ping.timeout`.
    */
-  async probe(): Promise<{ readonly status: number; readonly latencyMs: number }> {
+  async probe(): Promise<{
+    /** The answer's status code. */
+    readonly status: number;
+    /** Round trip, ms. */
+    readonly latencyMs: number;
+  }> {
     const ping = this.options.ping;
     if (ping === undefined) {
       throw new ResilienceConfigError(`The HTTP client "${this.name}" has no ping option to probe. Give it { ping: { path: '/health' } }.`);

@@ -1,5 +1,9 @@
-// `nest-resilience/http`: resilient outgoing HTTP clients on undici. Imports undici; the root entry
-// point does not, so apps that make no outgoing calls through it never load it.
+/**
+ * `nest-resilience/http`: resilient outgoing HTTP clients on undici (`ResilientHttpModule`,
+ * `HttpClient`, `@InjectHttpClient()`). Imports undici; the root entry point does not, so apps that
+ * make no outgoing calls through it never load it.
+ * @module nest-resilience/http
+ */
 export { HttpClient, type HttpClientDefaults, type HttpClientDependencies } from './http-client.js';
 export type {
   DataOf,

@@ -46,8 +46,11 @@ export const ResilienceProblemCode = {
  * @publicApi
  */
 export interface ErrorMapperSettings {
-  /** The status a timed-out request answers with (`forRoot({ timeout: { status } })`). */
-  readonly timeout: { readonly status: number };
+  /** The module's timeout settings that shape an answer. */
+  readonly timeout: {
+    /** The status a timed-out request answers with (`forRoot({ timeout: { status } })`). */
+    readonly status: number;
+  };
   /** Base of the problem `type` URI. */
   readonly problemTypeBase: string;
   /** Measures HTTP-date `Retry-After` hints. */
@@ -92,7 +95,10 @@ const MAX_DEPTH = 3;
  */
 @Injectable()
 export class ResilienceErrorMapper {
-  constructor(@Inject(RESOLVED_RESILIENCE_OPTIONS) protected readonly options: ErrorMapperSettings) {}
+  constructor(
+    /** The resolved module options the answers depend on: the timeout status, the problem type base, the clock. */
+    @Inject(RESOLVED_RESILIENCE_OPTIONS) protected readonly options: ErrorMapperSettings,
+  ) {}
 
   /**
    * What the client gets for `error`: a {@link ProblemDetailsException} for the library's errors

@@ -18,6 +18,7 @@ export {
   idempotencyKeyReused,
   idempotencyStoreUnavailable,
   idempotencyResponseNotStorable,
+  type ProblemOptions,
 } from '../http/idempotency-problems.js';
 export {
   IdempotencyTransaction,

@@ -89,6 +89,7 @@ export interface BulkheadDecoratorOptions extends BulkheadOptions {
  * @publicApi
  */
 export interface FallbackProvider<T = unknown> {
+  /** The degraded result for `error`; `args` are the failed call's arguments. */
   fallback(error: unknown, ...args: any[]): T | Promise<T>;
 }
 
@@ -100,12 +101,26 @@ export type FallbackFactory<T = unknown> = (error: unknown, ...args: any[]) => T
 
 /**
  * Where a fallback result comes from: a fixed value, a factory function, or a provider class.
- * Not exported from the package root.
  */
 export type FallbackSource =
-  | { readonly kind: 'value'; readonly value: unknown }
-  | { readonly kind: 'factory'; readonly factory: FallbackFactory }
-  | { readonly kind: 'provider'; readonly provider: Type<FallbackProvider> };
+  | {
+      /** A fixed value. */
+      readonly kind: 'value';
+      /** The value answered. */
+      readonly value: unknown;
+    }
+  | {
+      /** A factory. */
+      readonly kind: 'factory';
+      /** Called with the error and the call's arguments. */
+      readonly factory: FallbackFactory;
+    }
+  | {
+      /** A DI provider. */
+      readonly kind: 'provider';
+      /** The provider class, resolved through the injector. */
+      readonly provider: Type<FallbackProvider>;
+    };
 
 /**
  * Options of `@Fallback()` besides its source.
@@ -114,16 +129,16 @@ export type FallbackSource =
 export interface FallbackDecoratorOptions {
   /**
    * Which errors trigger the fallback: causes by name, error classes, or a predicate.
-   * @default ['timeout', 'circuit_open', 'bulkhead_rejected', 'retries_exhausted']
+   * @default ['timeout', 'circuit_open', 'bulkhead_rejected', 'retries_exhausted', 'transient']
    */
   readonly on?: FallbackOptions['on'];
 }
 
 /**
  * The metadata `@Fallback()` records.
- * Not exported from the package root.
  */
 export interface FallbackMetadata extends FallbackDecoratorOptions {
+  /** Where the fallback result comes from. */
   readonly source: FallbackSource;
 }
 
@@ -135,9 +150,30 @@ export interface FallbackMetadata extends FallbackDecoratorOptions {
  */
 export type NamedFallbackOptions = FallbackDecoratorOptions &
   (
-    | { readonly value: unknown; readonly factory?: never; readonly provider?: never }
-    | { readonly factory: FallbackFactory; readonly value?: never; readonly provider?: never }
-    | { readonly provider: Type<FallbackProvider>; readonly value?: never; readonly factory?: never }
+    | {
+        /** A fixed value. */
+        readonly value: unknown;
+        /** Not with `value`. */
+        readonly factory?: never;
+        /** Not with `value`. */
+        readonly provider?: never;
+      }
+    | {
+        /** A factory `(error, ...args)`. */
+        readonly factory: FallbackFactory;
+        /** Not with `factory`. */
+        readonly value?: never;
+        /** Not with `factory`. */
+        readonly provider?: never;
+      }
+    | {
+        /** A provider class implementing {@link FallbackProvider}. */
+        readonly provider: Type<FallbackProvider>;
+        /** Not with `provider`. */
+        readonly value?: never;
+        /** Not with `provider`. */
+        readonly factory?: never;
+      }
   );
 
 /**
@@ -213,7 +249,7 @@ export interface ResilienceModuleOptions extends ResilienceObservabilityOptions 
    * unreachable (or slower than its `maxWait`), shared policies use in-process state.
    * @default undefined (asking for shared state is a start-up error)
    * @example
-   * ResilienceModule.forRoot({ sharedState: new RedisPolicyState({ client: new Redis(process.env.REDIS_URL) }) })
+   * ResilienceModule.forRoot({ sharedState: new RedisPolicyState({ client: redis }) }) // redis: your app's client, with an 'error' listener
    */
   readonly sharedState?: SharedPolicyState;
 }
@@ -224,18 +260,38 @@ export interface ResilienceModuleOptions extends ResilienceObservabilityOptions 
  * @publicApi
  */
 export interface ResolvedResilienceOptions extends ResilienceObservabilityOptions {
+  /** `false` runs every decorated route and method as if undecorated. */
   readonly enabled: boolean;
+  /** Module-wide retry defaults. */
   readonly retry: RetryOptions;
-  readonly timeout: { readonly total: number; readonly attempt: number; readonly status: TimeoutStatus };
+  /** Module-wide timeouts, ms, and the status answered at a timeout. */
+  readonly timeout: {
+    /** Deadline of a decorated route or method. */
+    readonly total: number;
+    /** Per-attempt timeout. */
+    readonly attempt: number;
+    /** HTTP status answered at a timeout. */
+    readonly status: TimeoutStatus;
+  };
+  /** Module-wide circuit breaker defaults. */
   readonly circuitBreaker: CircuitBreakerOptions;
+  /** Module-wide bulkhead defaults. */
   readonly bulkhead: BulkheadDecoratorOptions;
+  /** Named policies, by name. */
   readonly policies: Readonly<Record<string, NamedPolicyOptions>>;
+  /** Idempotency options, or `undefined` for the defaults (in-memory store). */
   readonly idempotency: IdempotencyModuleOptions | undefined;
+  /** Time source of every policy. */
   readonly clock: Clock;
+  /** Randomness source of jitter. */
   readonly random: Random;
+  /** Most breaker, bulkhead and budget keys kept. */
   readonly maxPolicyKeys: number;
+  /** The custom error mapper, if any. */
   readonly errorMapper: ErrorMapperOption | undefined;
+  /** Base URI of problem+json `type`. */
   readonly problemTypeBase: string;
+  /** Backend of shared breakers and budgets, if any. */
   readonly sharedState: SharedPolicyState | undefined;
 }
 
@@ -250,5 +306,6 @@ export type ErrorMapperOption = ResilienceErrorMapper | (new (options: ResolvedR
  * @publicApi
  */
 export interface ResilienceOptionsFactory {
+  /** The module options; called once, at start-up. */
   createResilienceOptions(): ResilienceModuleOptions | Promise<ResilienceModuleOptions>;
 }

@@ -12,16 +12,25 @@ export interface NodeRedisClient {
   readonly isReady: boolean;
   /** Connected, connecting or reconnecting (not closed). */
   readonly isOpen: boolean;
+  /** Sends one raw command (the store's scripts: EVALSHA, EVAL, TIME…). */
   sendCommand(args: string[]): Promise<unknown>;
+  /** One PING round trip. */
   ping(): Promise<unknown>;
+  /** Waits for the next `ready`. */
   once(event: 'ready', listener: () => void): unknown;
+  /** Stops waiting for `ready`. */
   off(event: 'ready', listener: () => void): unknown;
+  /** Observes connection errors (node-redis throws an `error` event that has no listener). */
   on(event: 'error', listener: (error: Error) => void): unknown;
   /** A new client with the same options (pub/sub needs a connection of its own). */
   duplicate(): NodeRedisClient;
+  /** Opens the connection. */
   connect(): Promise<unknown>;
+  /** Subscribes to a pub/sub channel (on a connection of its own). */
   subscribe(channel: string, listener: (message: string) => void): Promise<unknown>;
+  /** Ends a subscription. */
   unsubscribe(channel: string): Promise<unknown>;
+  /** Closes the connection at once. */
   destroy(): void;
 }
 

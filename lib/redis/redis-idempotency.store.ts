@@ -109,12 +109,16 @@ const QUIT_TIMEOUT_MS = 1_000;
  * the `maxmemoryPolicy` option. No transactions, hence no `runInTransaction` (`@Idempotent({ transactional: true })`
  * needs `TypeOrmIdempotencyStore`).
  * @example
- * // with the ioredis client your app already has
+ * // with the ioredis client your app already has, its connection errors observed by the app
  * const redis = new Redis(process.env.REDIS_URL!, { enableOfflineQueue: false });
+ * redis.on('error', (error) => logger.warn(`Redis: ${error.message}`));
  * ResilienceModule.forRoot({ idempotency: { store: new RedisIdempotencyStore({ client: redis }) } });
  * @example
- * // with a node-redis client: the same store, less CPU per command
- * const redis = await createClient({ url: process.env.REDIS_URL, disableOfflineQueue: true }).connect();
+ * // with a node-redis client: the same store, less CPU per command. node-redis ends the process
+ * // at the first connection error that has no 'error' listener.
+ * const redis = createClient({ url: process.env.REDIS_URL, disableOfflineQueue: true });
+ * redis.on('error', (error) => logger.warn(`Redis: ${error.message}`));
+ * await redis.connect();
  * ResilienceModule.forRoot({ idempotency: { store: new RedisIdempotencyStore({ client: redis }) } });
  * @example
  * // the store opens and closes its own connection (ioredis)

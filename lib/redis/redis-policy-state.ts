@@ -72,6 +72,7 @@ export interface RedisPolicyStateOptions {
  * calls); one awaited script per retry. Pass it to `ResilienceModule.forRoot({ sharedState })`.
  * @example
  * const client = new Redis(process.env.REDIS_URL, { enableOfflineQueue: false });
+ * client.on('error', (error) => logger.warn(`Redis: ${error.message}`));
  * ResilienceModule.forRoot({ sharedState: new RedisPolicyState({ client }) })
  * @publicApi
  */

@@ -52,7 +52,7 @@ const HEADERS: Record<string, HeaderObject> = {
  * that carries a resilience decorator or `@Idempotent()`:
  * - the `Idempotency-Key` request header (required or optional as the route is configured);
  * - `Idempotent-Replayed` and the echoed key on its successful responses;
- * - one response per problem status it can answer (400, 409, 422, 500, 502, 503/504/408, 429),
+ * - one response per problem status it can answer (400, 409, 413, 422, 500, 502, 503/504/408, 429),
  *   each `application/problem+json` with the shared `components.schemas.ProblemDetails`, its codes
  *   as examples and `Retry-After` where the answer carries one.
  *

@@ -4,6 +4,7 @@ import { boundMethodsOf, isRouteHandler } from '../engine/binding/bound-method.j
 import type { FallbackCause } from '../core/options.js';
 import { ResilienceProblemCode } from '../http/resilience-error.mapper.js';
 import { IdempotencyErrorCode } from '../core/idempotency/idempotency-core.errors.js';
+import { IdempotencyStore } from '../core/idempotency/idempotency-store.interface.js';
 import { IdempotentRoutes } from '../engine/idempotent-routes.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
@@ -63,6 +64,10 @@ export function describeDecoratedRoutes(app: INestApplicationContext): Map<Funct
   if (!options.enabled) return answers;
   const pipelines = app.get(ResiliencePipelines, { strict: false });
   const idempotency = app.get(IdempotentRoutes, { strict: false });
+  // Only stores on a database connection pool (the SQL stores, the ones with transactions) can run
+  // out of connections; the Redis and in-memory stores never answer pool_exhausted.
+  const store = app.get<IdempotencyStore>(IdempotencyStore, { strict: false });
+  const pooled = typeof store.runInTransaction === 'function';
   for (const wrapper of app.get(DiscoveryService, { strict: false }).getControllers()) {
     const classRef = wrapper.metatype;
     if (typeof classRef !== 'function' || !classRef.prototype) continue;
@@ -110,9 +115,9 @@ export function describeDecoratedRoutes(app: INestApplicationContext): Map<Funct
         );
         if (!idempotent.failOpen) {
           problems.push(
-            { status: 503, code: IdempotencyErrorCode.StoreUnavailable, title: 'Idempotency store unavailable', when: 'The key could not be recorded (database unreachable or connection dropped); the request was not executed.', retryAfter: true },
-            { status: 503, code: IdempotencyErrorCode.StorePoolExhausted, title: 'Idempotency store busy', when: 'No database connection was free in time to record the key; the request was not executed.', retryAfter: true },
-            { status: 503, code: IdempotencyErrorCode.StoreTimeout, title: 'Idempotency store timed out', when: 'A lock or statement of the store timed out; the request was not executed (or its writes were rolled back).', retryAfter: true },
+            { status: 503, code: IdempotencyErrorCode.StoreUnavailable, title: 'Idempotency store unavailable', when: 'The key could not be recorded (the idempotency store was unreachable or its connection dropped); the request was not executed.', retryAfter: true },
+            ...(pooled ? [{ status: 503, code: IdempotencyErrorCode.StorePoolExhausted, title: 'Idempotency store busy', when: 'No database connection was free in time to record the key; the request was not executed.', retryAfter: true }] : []),
+            { status: 503, code: IdempotencyErrorCode.StoreTimeout, title: 'Idempotency store timed out', when: pooled ? 'A lock or statement of the store timed out; the request was not executed (or its writes were rolled back).' : 'An operation of the idempotency store took too long; the request was not executed.', retryAfter: true },
           );
         }
         if (idempotent.transactional) {

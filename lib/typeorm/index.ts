@@ -19,7 +19,7 @@
  * a pool (`poolSize`) sized for your concurrency. SQLite: a file database with `enableWAL: true`
  * and a busy timeout (`timeout`, default 5_000 ms; or `prepareDatabase: (db) => db.pragma('busy_timeout = 5000')`).
  * Optional: `startPurger(store, { interval })` deletes expired records in the background.
- * @module
+ * @module nest-resilience/typeorm
  */
 export { IdempotencyRecord, IDEMPOTENCY_RECORDS_TABLE } from './idempotency-record.entity.js';
 export {

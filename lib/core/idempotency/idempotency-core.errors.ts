@@ -211,7 +211,7 @@ const STORE_FAILURES = {
     code: IdempotencyErrorCode.StorePoolExhausted,
     title: 'Idempotency store busy',
     client: 'no database connection was free to record its idempotency key',
-    operator: 'no database connection was free within the pool\'s checkout timeout; size the pool for this instance\'s concurrency (README "Sizing the database pool") or cap the concurrency with @Bulkhead()',
+    operator: 'no database connection was free within the pool\'s checkout timeout; size the pool for this instance\'s concurrency (docs/stores.md#sizing-the-database-pool) or cap the concurrency with @Bulkhead()',
   },
   timeout: {
     code: IdempotencyErrorCode.StoreTimeout,

@@ -12,7 +12,9 @@ import type { IdempotencyStore, StoredResponse } from './idempotency-store.inter
  * @publicApi
  */
 export interface IdempotencyCoreDeps {
+  /** Where keys are claimed and responses stored. */
   readonly store: IdempotencyStore;
+  /** Time source of the core's own timers (heartbeats); lease times come from the store. */
   readonly clock: Clock;
   /** The event sink (`idempotency_*` events); absent, no events. */
   readonly events?: ResilienceEventSink;
@@ -28,6 +30,7 @@ export interface IdempotencyCoreDeps {
 export interface IdempotentRequest {
   /** `Class.method`, for messages. */
   readonly name: string;
+  /** The route's options, defaults filled in. */
   readonly options: ResolvedIdempotencyOptions;
   /** Upper-case HTTP method. */
   readonly method: string;
@@ -39,6 +42,7 @@ export interface IdempotentRequest {
   readonly body: unknown;
   /** `POST /reports/:id`: the `policy` and `route` of events. */
   readonly route: string;
+  /** The request id, carried by the events. */
   readonly requestId?: string;
   /** The platform request, handed to `options.keyResolver` and `options.scope`. */
   readonly request: unknown;
@@ -62,6 +66,7 @@ export interface IdempotentResponse {
   status(): number | undefined;
   /** The allow-listed replayable headers currently set on the response (lower-case names). */
   replayableHeaders(allowList: ReadonlySet<string> | readonly string[]): Record<string, string>;
+  /** Sets a response header (the echoed `Idempotency-Key`). */
   setHeader(name: string, value: string): void;
 }
 
@@ -71,14 +76,21 @@ export interface IdempotentResponse {
  */
 export type HandlerOutcome =
   | {
+      /** The handler produced a value. */
       readonly kind: 'value';
+      /** The value (the body, or what an Observable emitted). */
       readonly value: unknown;
       /** How many values an Observable emitted (1 for a plain value). */
       readonly emissions: number;
       /** `false` when a fallback answered instead of the handler. */
       readonly fromHandler: boolean;
     }
-  | { readonly kind: 'error'; readonly error: unknown };
+  | {
+      /** The handler threw (or the pipeline failed). */
+      readonly kind: 'error';
+      /** The error. */
+      readonly error: unknown;
+    };
 
 /**
  * What the caller does with the request.
@@ -86,11 +98,26 @@ export type HandlerOutcome =
  */
 export type IdempotencyAnswer =
   /** Deliver the handler's own outcome as it is (also when idempotency did not apply). */
-  | { readonly kind: 'delivered'; readonly outcome: HandlerOutcome }
+  | {
+      /** Deliver. */
+      readonly kind: 'delivered';
+      /** The handler's outcome. */
+      readonly outcome: HandlerOutcome;
+    }
   /** Replay this stored response (with `Idempotent-Replayed: true`). */
-  | { readonly kind: 'replay'; readonly response: StoredResponse }
+  | {
+      /** Replay. */
+      readonly kind: 'replay';
+      /** The stored response. */
+      readonly response: StoredResponse;
+    }
   /** Answer this error (400, 409, 422, 500 or 503); the handler did not run, or its effects were rolled back. */
-  | { readonly kind: 'rejected'; readonly error: IdempotencyError };
+  | {
+      /** Reject. */
+      readonly kind: 'rejected';
+      /** The problem to answer. */
+      readonly error: IdempotencyError;
+    };
 
 /**
  * State of one idempotent execution, shared by the core and whoever runs the handler.

@@ -3,8 +3,18 @@
  * @publicApi
  */
 export type IdempotencyKeyParseResult =
-  | { readonly ok: true; readonly key: string }
-  | { readonly ok: false; readonly reason: string };
+  | {
+      /** Valid. */
+      readonly ok: true;
+      /** The key (a string item's content, unquoted). */
+      readonly key: string;
+    }
+  | {
+      /** Refused. */
+      readonly ok: false;
+      /** Which rule of the grammar the value broke. */
+      readonly reason: string;
+    };
 
 /**
  * Longest key accepted, in characters (Stripe's limit and the storage column width).

@@ -74,9 +74,30 @@ export interface IdempotencyLease {
  * @publicApi
  */
 export type IdempotencyClaimResult =
-  | { readonly state: 'acquired'; readonly lease: IdempotencyLease; readonly takeover: boolean }
-  | { readonly state: 'completed'; readonly sameRequest: boolean; readonly response: StoredResponse }
-  | { readonly state: 'in_progress'; readonly sameRequest: boolean; readonly retryAfterMs: number };
+  | {
+      /** The key is this request's now: run the handler. */
+      readonly state: 'acquired';
+      /** The lease to heartbeat, complete or release. */
+      readonly lease: IdempotencyLease;
+      /** Whether an expired lease of another owner was taken over. */
+      readonly takeover: boolean;
+    }
+  | {
+      /** The key already has a stored response. */
+      readonly state: 'completed';
+      /** Whether the fingerprint matches (replay) or not (422). */
+      readonly sameRequest: boolean;
+      /** The stored response. */
+      readonly response: StoredResponse;
+    }
+  | {
+      /** Another request holds the key. */
+      readonly state: 'in_progress';
+      /** Whether the fingerprint matches (409) or not (422). */
+      readonly sameRequest: boolean;
+      /** Remaining lease of the holder, ms (the 409's `Retry-After`). */
+      readonly retryAfterMs: number;
+    };
 
 /**
  * Outcome of the work run by {@link IdempotencyStore.runInTransaction}: `store` keeps `response` in
@@ -85,8 +106,20 @@ export type IdempotencyClaimResult =
  * @publicApi
  */
 export type TransactionalOutcome<T> =
-  | { readonly action: 'store'; readonly response: StoredResponse; readonly value: T }
-  | { readonly action: 'rollback'; readonly error: unknown };
+  | {
+      /** Store the response and commit. */
+      readonly action: 'store';
+      /** The response to store. */
+      readonly response: StoredResponse;
+      /** What the work produced, returned to the caller. */
+      readonly value: T;
+    }
+  | {
+      /** Roll everything back. */
+      readonly action: 'rollback';
+      /** Why: rethrown to the caller after the rollback. */
+      readonly error: unknown;
+    };
 
 /**
  * Result of {@link IdempotencyStore.runInTransaction}: either the work ran (and was committed or
@@ -94,8 +127,19 @@ export type TransactionalOutcome<T> =
  * @publicApi
  */
 export type TransactionalResult<T> =
-  | { readonly state: 'executed'; readonly value: T }
-  | Exclude<IdempotencyClaimResult, { state: 'acquired' }>;
+  | {
+      /** The work ran and its transaction ended. */
+      readonly state: 'executed';
+      /** What the work produced. */
+      readonly value: T;
+    }
+  | Exclude<
+      IdempotencyClaimResult,
+      {
+        /** Every claim result but `acquired`: the key was taken and the work did not run. */
+        state: 'acquired';
+      }
+    >;
 
 /**
  * Durable record of idempotency keys. All lease and retention times are measured on the store's

@@ -14,7 +14,7 @@ const script = (path: string) => (path === '/inventory' ? { status: 503 } : { st
 
 const DEGRADED = { items: [], degraded: true };
 
-/** The README's `@Fallback` + `@CircuitBreaker` example, with the breaker's defaults. */
+/** The fallbacks guide's `@Fallback` + `@CircuitBreaker` example (docs/fallbacks.md), with the breaker's defaults. */
 @Controller('recommendations')
 class RecommendationsController {
   constructor(@Inject(UPSTREAM_URL) private readonly upstream: string) {}
@@ -69,7 +69,7 @@ describe.each(platforms)('error defaults with circuit breakers (%s)', (platform)
 
   const get = (path: string) => request(app.getHttpServer()).get(path);
 
-  it('answers the fallback to the very first request when the dependency fails with 500 (README example)', async () => {
+  it('answers the fallback to the very first request when the dependency fails with 500 (the fallbacks guide example)', async () => {
     const response = await get('/recommendations');
     expect({ status: response.status, body: response.body }).toEqual({ status: 200, body: DEGRADED });
     expect(upstream.callsTo('/recommender')).toBe(1);

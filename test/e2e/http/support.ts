@@ -5,7 +5,7 @@ import { assertOk, withDeadline } from 'nest-resilience';
 import type { Response as TestResponse } from 'supertest';
 
 /**
- * Calls a dependency the way the README tells users to: the attempt's signal and deadline headers,
+ * Calls a dependency the way the timeouts guide tells users to: the attempt's signal and deadline headers,
  * and `assertOk`, so a non-2xx answer becomes an `UpstreamHttpError` (status, body, `Retry-After`).
  */
 export async function fetchUpstream(url: string): Promise<unknown> {

@@ -5,7 +5,7 @@ import { RequestMethod, type INestApplication, type ModuleMetadata } from '@nest
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
 import { Logger, LoggerModule } from 'nestjs-pino';
-import { pinoHttp } from '../../readme/pino-http-options.js';
+import { pinoHttp } from '../../../docs/snippets/observability/pino-http.options.js';
 import type { Platform } from '../../support/app.js';
 
 /** One pino JSON line. */
@@ -41,10 +41,10 @@ export function requestIdFrom(req: IncomingMessage): string {
   return typeof header === 'string' && header ? header : randomUUID();
 }
 
-/** `LoggerModule.forRoot` with the README's pino-http options, writing to `stream`. */
+/** `LoggerModule.forRoot` with the observability guide's pino-http options, writing to `stream`. */
 export function pinoLoggerModule(stream: LogCapture) {
   return LoggerModule.forRoot({
-    // the README's options (request id, redaction of the key in request and response headers)
+    // the guide's options (request id, redaction of the key in request and response headers)
     pinoHttp: { ...pinoHttp, stream, level: 'debug' },
     // explicit: nestjs-pino's default route never matches under platform-fastify
     forRoutes: [{ path: '{*splat}', method: RequestMethod.ALL }],

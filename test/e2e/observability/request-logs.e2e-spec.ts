@@ -66,7 +66,7 @@ describe.each(platforms)('resilience events in nestjs-pino logs (%s)', (platform
     expect(replayed).toHaveLength(1);
     expect(replayed[0]).toMatchObject({ level: 30, requestId: 'second', route: 'POST /reports', key: expect.stringMatching(/^sha256:[0-9a-f]+$/) });
     expect(replayed[0]!.req.id).toBe('second');
-    // the library's own lines never carry the raw key; with the README's pino redaction, no line does
+    // the library's own lines never carry the raw key; with the observability guide's pino redaction, no line does
     expect(JSON.stringify(logs.resilience())).not.toContain(rawKey);
     expect(logs.lines.length).toBeGreaterThan(logs.resilience().length);
     expect(JSON.stringify(logs.lines)).not.toContain(rawKey);

@@ -7,6 +7,7 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FastifyAdapter, type NestFastifyApplication } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
+import { createStore } from '../idempotency/stores.js';
 import { createApp, platforms, type Platform } from '../../support/app.js';
 
 const PROBLEM = 'application/problem+json';
@@ -111,7 +112,9 @@ describe.each(platforms)('OpenAPI document of decorated routes (%s)', (platform)
     expect(codesOf(responses['409'])).toEqual(['idempotency_request_in_progress']);
     expect(codesOf(responses['422'])).toEqual(['idempotency_key_reused']);
     expect(codesOf(responses['502'])).toEqual(['upstream_rejected']);
-    expect(codesOf(responses['503'])).toEqual(['idempotency_store_pool_exhausted', 'idempotency_store_timeout', 'idempotency_store_unavailable', 'retries_exhausted', 'upstream_unavailable']);
+    // the in-memory store has no connection pool: no pool_exhausted, and no database in the texts
+    expect(codesOf(responses['503'])).toEqual(['idempotency_store_timeout', 'idempotency_store_unavailable', 'retries_exhausted', 'upstream_unavailable']);
+    expect(JSON.stringify(responses['503'])).not.toMatch(/database|statement/i);
     // forRoot({ timeout: { status: 504 } }) moves the timeout answer
     expect(codesOf(responses['504'])).toEqual(['timeout']);
     expect(responses['409'].headers).toEqual({ 'Retry-After': { $ref: '#/components/headers/Retry-After' } });
@@ -187,9 +190,23 @@ describe('OpenAPI document built before the application starts', () => {
       const document = ResilienceSwagger.createDocument(app, config);
       expect(operation(document, '/reports', 'post').parameters).toContainEqual(expect.objectContaining({ name: 'Idempotency-Key', required: true }));
       // the default timeout.status: 503
-      expect(codesOf(operation(document, '/reports', 'post').responses['503'])).toEqual(['idempotency_store_pool_exhausted', 'idempotency_store_timeout', 'idempotency_store_unavailable', 'retries_exhausted', 'timeout', 'upstream_unavailable']);
+      expect(codesOf(operation(document, '/reports', 'post').responses['503'])).toEqual(['idempotency_store_timeout', 'idempotency_store_unavailable', 'retries_exhausted', 'timeout', 'upstream_unavailable']);
     } finally {
       await app.close();
+    }
+  });
+
+  it('documents pool exhaustion and the database\'s lock and statement timeouts with a store on a connection pool (TypeORM)', async () => {
+    const sqlite = await createStore('sqlite');
+    const moduleRef = await Test.createTestingModule({ imports: [ResilienceModule.forRoot({ idempotency: { store: sqlite.store } })], controllers: [ReportsController] }).compile();
+    const app = moduleRef.createNestApplication({ logger: false });
+    try {
+      const responses = operation(ResilienceSwagger.createDocument(app, config), '/reports', 'post').responses;
+      expect(codesOf(responses['503'])).toEqual(['idempotency_store_pool_exhausted', 'idempotency_store_timeout', 'idempotency_store_unavailable', 'retries_exhausted', 'timeout', 'upstream_unavailable']);
+      expect(responses['503'].content[PROBLEM].examples.idempotency_store_timeout.value.detail).toMatch(/lock or statement/);
+    } finally {
+      await app.close();
+      await sqlite.close();
     }
   });
 });
