@@ -22,6 +22,9 @@ import request from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { fetchUpstream } from '../http/support.js';
 import { startDependency, type LoopbackServer } from '../engine/loopback-servers.js';
+import { registerTestSdk } from '../observability/otel-sdk.js';
+
+const sdk = registerTestSdk();
 
 // GraphQL over HTTP with real servers (Apollo on Express, Mercurius on Fastify), schema-first:
 // the issue's findings as acceptance tests. @Idempotent() on a mutation dedupes by the GraphQL
@@ -161,6 +164,7 @@ describe.each<Driver>(['apollo (express)', 'mercurius (fastify)'])('GraphQL on %
   afterAll(async () => {
     await app?.close();
     await upstream?.close();
+    if (driver === 'mercurius (fastify)') await sdk.shutdown();
   });
 
   beforeEach(() => {
@@ -234,9 +238,19 @@ describe.each<Driver>(['apollo (express)', 'mercurius (fastify)'])('GraphQL on %
     expect(ledger.runsOf('fragile')).toBe(runs);
   });
 
-  it('@Retryable retries the resolver, then the client gets a typed error with a retry hint', async () => {
-    const answer = await graphql('{ flaky healthy }');
+  it('@Retryable retries the resolver, then the client gets a typed error with a retry hint; each attempt span carries the graphql attributes and the request id reaches the events', async () => {
+    const before = sdk.spans().length;
+    const answer = await graphql('query Flaky { flaky healthy }', { 'x-request-id': `req-${driver}` });
     expect(ledger.runsOf('flaky')).toBe(3);
+    const attempts = sdk
+      .spans()
+      .slice(before)
+      .filter((span) => span.name === 'resilience.attempt' && span.attributes['graphql.field.path'] === 'Query.flaky');
+    expect(attempts.map((span) => span.attributes)).toEqual(
+      [1, 2, 3].map((attempt) => expect.objectContaining({ 'resilience.attempt': attempt, 'graphql.operation.type': 'query', 'graphql.operation.name': 'Flaky' })),
+    );
+    expect(attempts.some((span) => 'http.request.resend_count' in span.attributes)).toBe(false);
+    expect(events.find((event) => event.event === 'retry')).toMatchObject({ requestId: `req-${driver}`, contextType: 'graphql', operation: 'Query.flaky' });
     expect(answer.body.data).toEqual({ flaky: null, healthy: 'ok' });
     expect(answer.body.errors[0].extensions).toMatchObject({ code: expect.stringMatching(/^(retries_exhausted|upstream_unavailable)$/), retryAfterMs: expect.any(Number), http: { status: 503 } });
     expect(answer.body.errors[0].message).not.toMatch(/503|127\.0\.0\.1/);
