@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AddressInfo } from 'node:net';
-import { Injectable, type INestApplication } from '@nestjs/common';
+import type { INestApplication } from '@nestjs/common';
 import { ApolloDriver, type ApolloDriverConfig } from '@nestjs/apollo';
 import { Args, GraphQLModule, Mutation, Query, Resolver } from '@nestjs/graphql';
 import { WsAdapter } from '@nestjs/platform-ws';
@@ -12,27 +12,15 @@ import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { createStore, storeKinds, type StoreUnderTest } from '../idempotency/stores.js';
+import { Ledger } from './support.js';
 
 // The same store contract as HTTP for an idempotent GraphQL mutation and gateway message, on
 // every store that can run here (memory, SQLite, and PostgreSQL / Redis when their URLs are set):
 // one run per key, sequential and concurrent duplicates, the fencing token of the claim.
 
-@Injectable()
-class Effects {
-  readonly runs = new Map<string, number>();
-  run(key: string): number {
-    const count = (this.runs.get(key) ?? 0) + 1;
-    this.runs.set(key, count);
-    return count;
-  }
-  runsOf(key: string): number {
-    return this.runs.get(key) ?? 0;
-  }
-}
-
 @Resolver()
 class TransfersResolver {
-  constructor(private readonly effects: Effects) {}
+  constructor(private readonly effects: Ledger) {}
 
   @Query()
   ping(): string {
@@ -50,7 +38,7 @@ class TransfersResolver {
 
 @WebSocketGateway()
 class TransfersGateway {
-  constructor(private readonly effects: Effects) {}
+  constructor(private readonly effects: Ledger) {}
 
   @SubscribeMessage('transfer')
   @Idempotent({ key: (data: { transferId: string }) => data.transferId })
@@ -91,19 +79,19 @@ describe.each(storeKinds)('@Idempotent GraphQL mutations and gateway messages on
   let store: StoreUnderTest;
   let app: INestApplication;
   let url: string;
-  let effects: Effects;
+  let effects: Ledger;
 
   beforeAll(async () => {
     store = await createStore(kind);
     const moduleRef = await Test.createTestingModule({
       imports: [ResilienceModule.forRoot({ idempotency: { store: store.store } }), GraphQLModule.forRoot<ApolloDriverConfig>({ driver: ApolloDriver, typeDefs })],
-      providers: [TransfersResolver, TransfersGateway, Effects],
+      providers: [TransfersResolver, TransfersGateway, Ledger],
     }).compile();
     app = moduleRef.createNestApplication({ logger: false });
     app.useWebSocketAdapter(new WsAdapter(app));
     await app.listen(0, '127.0.0.1');
     url = `ws://127.0.0.1:${(app.getHttpServer().address() as AddressInfo).port}`;
-    effects = app.get(Effects);
+    effects = app.get(Ledger);
   });
 
   afterAll(async () => {

@@ -23,6 +23,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { fetchUpstream } from '../http/support.js';
 import { startDependency, type LoopbackServer } from '../engine/loopback-servers.js';
 import { registerTestSdk } from '../observability/otel-sdk.js';
+import { dependencyScript, Ledger } from './support.js';
 
 const sdk = registerTestSdk();
 
@@ -40,19 +41,6 @@ const typeDefs = `
   type Query { slow: String, fragile: String, flaky: String, degraded: String, healthy: String, guarded: String }
   type Mutation { createReport(title: String!): Report!, payInvoice(invoiceId: ID!, amount: Int!): Int! }
 `;
-
-@Injectable()
-class Ledger {
-  readonly runs = new Map<string, number>();
-  run(name: string): number {
-    const count = (this.runs.get(name) ?? 0) + 1;
-    this.runs.set(name, count);
-    return count;
-  }
-  runsOf(name: string): number {
-    return this.runs.get(name) ?? 0;
-  }
-}
 
 /** A decorated service method called by an undecorated resolver: the exception filter renders its errors. */
 @Injectable()
@@ -129,7 +117,6 @@ class ReportsResolver {
   }
 }
 
-const script = (path: string) => (path === '/down' ? { status: 503 } : path === '/busy' ? { status: 503, headers: { 'retry-after': '2' } } : { status: 200, body: 'ok' });
 
 type Driver = 'apollo (express)' | 'mercurius (fastify)';
 
@@ -155,7 +142,7 @@ describe.each<Driver>(['apollo (express)', 'mercurius (fastify)'])('GraphQL on %
   const events: ResilienceEvent[] = [];
 
   beforeAll(async () => {
-    upstream = await startDependency(script);
+    upstream = await startDependency(dependencyScript);
     app = await createGraphQlApp(driver, upstream.url);
     ledger = app.get(Ledger);
     app.get(ResilienceEvents).subscribe((event) => events.push(event));
