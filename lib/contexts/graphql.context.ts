@@ -6,10 +6,11 @@ import type { IdempotentRequest, IdempotentResponse } from '../core/idempotency/
 import type { ResolvedIdempotencyOptions } from '../core/idempotency/idempotency-options.interface.js';
 import type { StoredResponse } from '../core/idempotency/idempotency-store.interface.js';
 import { REQUEST_ID_HEADER, REQUEST_TIMEOUT_HEADER } from '../fetch/with-deadline.js';
-import { isProblemDetailsException, ProblemDetailsException } from '../http/problem-details.js';
+import { isProblemDetailsException, type ProblemDetailsException } from '../http/problem-details.js';
 import { rawRequestOf, requestIdOf, watchSocketClose } from '../http/request-info.js';
-import { decodeStoredBody, isProblemBody, isStoredError, isStoredProblem, setResponseHeader } from '../idempotency/stored-response.js';
+import { setResponseHeader } from '../idempotency/stored-response.js';
 import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile, IdempotentCall } from './context-adapter.js';
+import { replayStoredValue } from './value-replay.js';
 
 /** `graphql`'s `GraphQLError` class, as loaded from the application's own `graphql` package. */
 type GraphQLErrorClass = new (message: string, options: { extensions: Record<string, unknown> }) => Error;
@@ -280,16 +281,8 @@ class GraphQlIdempotentCall implements IdempotentCall, IdempotentResponse {
 
   replay(stored: StoredResponse, notKept?: unknown): unknown {
     this.setHeader('Idempotent-Replayed', 'true');
-    // the first call succeeded, but its data was not kept: say so instead of inventing it
-    if (notKept !== undefined) throw this.adapter.renderError(notKept);
-    const body = decodeStoredBody(stored);
-    if (!isStoredError(stored)) return body;
-    if (isStoredProblem(stored) && isProblemBody(body)) {
-      const retryAfter = stored.headers['retry-after'];
-      throw this.adapter.renderError(new ProblemDetailsException({ ...body, status: stored.status, ...(retryAfter === undefined ? {} : { headers: { 'retry-after': retryAfter } }) }));
-    }
-    // the resolver's own HttpException, as Nest's GraphQL driver rendered it the first time
-    throw new HttpException(body as object, stored.status);
+    // the resolver's own stored HttpException is rebuilt as Nest's GraphQL driver rendered it the first time
+    return replayStoredValue(stored, notKept, (error) => this.adapter.renderError(error), (body, status) => new HttpException(body as object, status));
   }
 
   renderError(error: unknown): unknown {

@@ -3,15 +3,15 @@ import type { RequestInfo, RequestInfoSource } from '../context/context-frame.js
 import type { Clock } from '../core/clock.js';
 import { ResilienceConfigError } from '../core/errors.js';
 import { REQUEST_ID_HEADER, REQUEST_TIMEOUT_HEADER } from '../fetch/with-deadline.js';
-import { isProblemDetailsException, ProblemDetailsException } from '../http/problem-details.js';
+import { isProblemDetailsException, type ProblemDetailsException } from '../http/problem-details.js';
 import { watchSocketClose } from '../http/request-info.js';
-import type { IdempotentRequest, IdempotentResponse } from '../core/idempotency/idempotency-core.interface.js';
+import type { IdempotentRequest } from '../core/idempotency/idempotency-core.interface.js';
 import type { ResolvedIdempotencyOptions } from '../core/idempotency/idempotency-options.interface.js';
 import type { StoredResponse } from '../core/idempotency/idempotency-store.interface.js';
-import { decodeStoredBody, isProblemBody, isStoredError, isStoredProblem } from '../idempotency/stored-response.js';
 import { isHttpErrorLike, type HttpErrorLike } from '../core/idempotency/response-encoding.js';
 import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile, IdempotentCall } from './context-adapter.js';
 import { MICROSERVICE_PATTERN } from '../engine/binding/context-type.js';
+import { NO_RESPONSE, replayStoredValue } from './value-replay.js';
 
 /** Nest's `RpcException` class, as loaded from the application's own `@nestjs/microservices`. */
 type RpcExceptionClass = new (error: string | object) => Error & { getError(): string | object };
@@ -259,7 +259,7 @@ class UnstorableRpcError extends Error {
 }
 
 /** One message or event of an `@Idempotent()` handler, and the (absent) response the core writes to. */
-class RpcIdempotentCall implements IdempotentCall, IdempotentResponse {
+class RpcIdempotentCall implements IdempotentCall {
   readonly request: IdempotentRequest;
   readonly waitsForInFlight = true;
 
@@ -291,32 +291,11 @@ class RpcIdempotentCall implements IdempotentCall, IdempotentResponse {
     };
   }
 
-  get response(): IdempotentResponse {
-    return this;
-  }
-
-  status(): number {
-    return 200;
-  }
-
-  replayableHeaders(): Record<string, string> {
-    return {};
-  }
-
-  setHeader(): void {
-    // a message has no response headers
-  }
+  // a message has no response headers
+  readonly response = NO_RESPONSE;
 
   replay(stored: StoredResponse, notKept?: unknown): unknown {
-    // the first delivery succeeded, but its answer was not kept: say so instead of inventing one
-    if (notKept !== undefined) throw this.adapter.renderError(notKept);
-    const body = decodeStoredBody(stored);
-    if (!isStoredError(stored)) return body;
-    if (isStoredProblem(stored) && isProblemBody(body)) {
-      const retryAfter = stored.headers['retry-after'];
-      throw this.adapter.renderError(new ProblemDetailsException({ ...body, status: stored.status, ...(retryAfter === undefined ? {} : { headers: { 'retry-after': retryAfter } }) }));
-    }
-    throw new (this.adapter.rpcException())(body as object);
+    return replayStoredValue(stored, notKept, (error) => this.adapter.renderError(error), (body) => new (this.adapter.rpcException())(body as object));
   }
 
   renderError(error: unknown): unknown {

@@ -1,13 +1,13 @@
 import type { RequestInfo, RequestInfoSource } from '../context/context-frame.js';
 import { ResilienceConfigError } from '../core/errors.js';
-import type { IdempotentRequest, IdempotentResponse } from '../core/idempotency/idempotency-core.interface.js';
+import type { IdempotentRequest } from '../core/idempotency/idempotency-core.interface.js';
 import type { IdempotentOptions, ResolvedIdempotencyOptions } from '../core/idempotency/idempotency-options.interface.js';
 import type { StoredResponse } from '../core/idempotency/idempotency-store.interface.js';
-import { isProblemDetailsException, ProblemDetailsException } from '../http/problem-details.js';
-import { decodeStoredBody, isProblemBody, isStoredError, isStoredProblem } from '../idempotency/stored-response.js';
+import { isProblemDetailsException } from '../http/problem-details.js';
 import { IDEMPOTENT_METADATA } from '../resilience.constants.js';
 import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile, IdempotentCall } from './context-adapter.js';
 import { rpcProblemOf, type RpcProblem } from './rpc.context.js';
+import { NO_RESPONSE, replayStoredValue } from './value-replay.js';
 
 /** Nest's `WsException` class, as loaded from the application's own `@nestjs/websockets`. */
 type WsExceptionClass = new (error: string | object) => Error & { getError(): string | object };
@@ -171,7 +171,7 @@ function wsInfo(host: ContextHost, profile: HandlerProfile): RequestInfo {
 }
 
 /** One message of an `@Idempotent()` gateway handler. */
-class WsIdempotentCall implements IdempotentCall, IdempotentResponse {
+class WsIdempotentCall implements IdempotentCall {
   readonly request: IdempotentRequest;
   // a client cannot be told to come back later: a duplicate in flight waits for the first
   readonly waitsForInFlight = true;
@@ -202,31 +202,11 @@ class WsIdempotentCall implements IdempotentCall, IdempotentResponse {
     };
   }
 
-  get response(): IdempotentResponse {
-    return this;
-  }
-
-  status(): number {
-    return 200;
-  }
-
-  replayableHeaders(): Record<string, string> {
-    return {};
-  }
-
-  setHeader(): void {
-    // a message has no response headers
-  }
+  // a message has no response headers
+  readonly response = NO_RESPONSE;
 
   replay(stored: StoredResponse, notKept?: unknown): unknown {
-    if (notKept !== undefined) throw this.adapter.renderError(notKept);
-    const body = decodeStoredBody(stored);
-    if (!isStoredError(stored)) return body;
-    if (isStoredProblem(stored) && isProblemBody(body)) {
-      const retryAfter = stored.headers['retry-after'];
-      throw this.adapter.renderError(new ProblemDetailsException({ ...body, status: stored.status, ...(retryAfter === undefined ? {} : { headers: { 'retry-after': retryAfter } }) }));
-    }
-    throw new (this.adapter.wsException())(body as object);
+    return replayStoredValue(stored, notKept, (error) => this.adapter.renderError(error), (body) => new (this.adapter.wsException())(body as object));
   }
 
   renderError(error: unknown): unknown {

@@ -22,6 +22,10 @@ import request from 'supertest';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { fetchUpstream } from '../http/support.js';
 import { startDependency, type LoopbackServer } from '../engine/loopback-servers.js';
+import { registerTestSdk } from '../observability/otel-sdk.js';
+import { dependencyScript, Ledger } from './support.js';
+
+const sdk = registerTestSdk();
 
 // GraphQL over HTTP with real servers (Apollo on Express, Mercurius on Fastify), schema-first:
 // the issue's findings as acceptance tests. @Idempotent() on a mutation dedupes by the GraphQL
@@ -37,19 +41,6 @@ const typeDefs = `
   type Query { slow: String, fragile: String, flaky: String, degraded: String, healthy: String, guarded: String }
   type Mutation { createReport(title: String!): Report!, payInvoice(invoiceId: ID!, amount: Int!): Int! }
 `;
-
-@Injectable()
-class Ledger {
-  readonly runs = new Map<string, number>();
-  run(name: string): number {
-    const count = (this.runs.get(name) ?? 0) + 1;
-    this.runs.set(name, count);
-    return count;
-  }
-  runsOf(name: string): number {
-    return this.runs.get(name) ?? 0;
-  }
-}
 
 /** A decorated service method called by an undecorated resolver: the exception filter renders its errors. */
 @Injectable()
@@ -126,7 +117,6 @@ class ReportsResolver {
   }
 }
 
-const script = (path: string) => (path === '/down' ? { status: 503 } : path === '/busy' ? { status: 503, headers: { 'retry-after': '2' } } : { status: 200, body: 'ok' });
 
 type Driver = 'apollo (express)' | 'mercurius (fastify)';
 
@@ -152,7 +142,7 @@ describe.each<Driver>(['apollo (express)', 'mercurius (fastify)'])('GraphQL on %
   const events: ResilienceEvent[] = [];
 
   beforeAll(async () => {
-    upstream = await startDependency(script);
+    upstream = await startDependency(dependencyScript);
     app = await createGraphQlApp(driver, upstream.url);
     ledger = app.get(Ledger);
     app.get(ResilienceEvents).subscribe((event) => events.push(event));
@@ -161,6 +151,7 @@ describe.each<Driver>(['apollo (express)', 'mercurius (fastify)'])('GraphQL on %
   afterAll(async () => {
     await app?.close();
     await upstream?.close();
+    if (driver === 'mercurius (fastify)') await sdk.shutdown();
   });
 
   beforeEach(() => {
@@ -234,9 +225,19 @@ describe.each<Driver>(['apollo (express)', 'mercurius (fastify)'])('GraphQL on %
     expect(ledger.runsOf('fragile')).toBe(runs);
   });
 
-  it('@Retryable retries the resolver, then the client gets a typed error with a retry hint', async () => {
-    const answer = await graphql('{ flaky healthy }');
+  it('@Retryable retries the resolver, then the client gets a typed error with a retry hint; each attempt span carries the graphql attributes and the request id reaches the events', async () => {
+    const before = sdk.spans().length;
+    const answer = await graphql('query Flaky { flaky healthy }', { 'x-request-id': `req-${driver}` });
     expect(ledger.runsOf('flaky')).toBe(3);
+    const attempts = sdk
+      .spans()
+      .slice(before)
+      .filter((span) => span.name === 'resilience.attempt' && span.attributes['graphql.field.path'] === 'Query.flaky');
+    expect(attempts.map((span) => span.attributes)).toEqual(
+      [1, 2, 3].map((attempt) => expect.objectContaining({ 'resilience.attempt': attempt, 'graphql.operation.type': 'query', 'graphql.operation.name': 'Flaky' })),
+    );
+    expect(attempts.some((span) => 'http.request.resend_count' in span.attributes)).toBe(false);
+    expect(events.find((event) => event.event === 'retry')).toMatchObject({ requestId: `req-${driver}`, contextType: 'graphql', operation: 'Query.flaky' });
     expect(answer.body.data).toEqual({ flaky: null, healthy: 'ok' });
     expect(answer.body.errors[0].extensions).toMatchObject({ code: expect.stringMatching(/^(retries_exhausted|upstream_unavailable)$/), retryAfterMs: expect.any(Number), http: { status: 503 } });
     expect(answer.body.errors[0].message).not.toMatch(/503|127\.0\.0\.1/);

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AddressInfo } from 'node:net';
-import { Inject, Injectable, type INestApplication } from '@nestjs/common';
+import { Inject, type INestApplication } from '@nestjs/common';
 import { IoAdapter } from '@nestjs/platform-socket.io';
 import { WsAdapter } from '@nestjs/platform-ws';
 import { Test } from '@nestjs/testing';
@@ -23,6 +23,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { fetchUpstream } from '../http/support.js';
 import { startDependency, type LoopbackServer } from '../engine/loopback-servers.js';
+import { dependencyScript, Ledger } from './support.js';
 
 // WebSocket gateways with real servers and clients on loopback (the `ws` adapter with a `ws`
 // client, socket.io with socket.io-client): the decorators hold on @SubscribeMessage handlers,
@@ -30,20 +31,6 @@ import { startDependency, type LoopbackServer } from '../engine/loopback-servers
 // reads its key from the message, and a client that disconnects aborts its messages' work.
 
 const UPSTREAM_URL = Symbol('UPSTREAM_URL');
-
-@Injectable()
-class Ledger {
-  readonly runs = new Map<string, number>();
-  readonly aborted: string[] = [];
-  run(name: string): number {
-    const count = (this.runs.get(name) ?? 0) + 1;
-    this.runs.set(name, count);
-    return count;
-  }
-  runsOf(name: string): number {
-    return this.runs.get(name) ?? 0;
-  }
-}
 
 @WebSocketGateway()
 class QuotesGateway {
@@ -104,7 +91,6 @@ class QuotesGateway {
   }
 }
 
-const script = (path: string) => (path === '/down' ? { status: 503 } : path === '/busy' ? { status: 503, headers: { 'retry-after': '2' } } : { status: 200, body: 'ok' });
 
 /** What a client got for one message: the handler's value, or the `exception` event's object. */
 type Answer = { value: unknown } | { exception: Record<string, unknown> };
@@ -190,7 +176,7 @@ describe.each<Library>(['ws', 'socket.io'])('WebSocket gateway on the %s adapter
   const connect = () => (library === 'ws' ? wsClient(url) : ioClient(url));
 
   beforeAll(async () => {
-    upstream = await startDependency(script);
+    upstream = await startDependency(dependencyScript);
     ({ app, url } = await createGatewayApp(library, upstream.url));
     ledger = app.get(Ledger);
     app.get(ResilienceEvents).subscribe((event) => events.push(event));
