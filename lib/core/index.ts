@@ -17,15 +17,16 @@ export { computeBackoffDelay } from './backoff.js';
 export { isTransientError, statusOf } from './classify.js';
 export { retryAfterMsOf } from './retry-after.js';
 export * from './upstream-http.error.js';
-export { RetryBudget } from './retry-budget.js';
+export { RetryBudget, type RetryBudgetSnapshot } from './retry-budget.js';
 export { RetryPolicy, type GiveUpReason, type RetryHooks } from './retry.policy.js';
 export { AttemptSettledError, TimeoutPolicy } from './timeout.policy.js';
 export {
   CircuitBreakerPolicy,
+  type CircuitBreakerCounters,
   type CircuitBreakerSnapshot,
   type CircuitBreakerState,
 } from './circuit-breaker.policy.js';
-export { BulkheadPolicy } from './bulkhead.policy.js';
+export { BulkheadPolicy, type BulkheadSnapshot } from './bulkhead.policy.js';
 export { FallbackPolicy, fallbackCauseOf } from './fallback.policy.js';
 export { PolicyRegistry, type PolicyRegistryOptions } from './policy-registry.js';
 export {
