@@ -102,3 +102,19 @@ export {
   type InMemoryIdempotencyStoreOptions,
 } from './idempotency/in-memory-idempotency.store.js';
 export { recordIdOf } from './idempotency/record-id.js';
+export {
+  ChaosControl,
+  DEFAULT_MAX_CHAOS_RULES,
+  validateChaosRule,
+  type ChaosControlOptions,
+  type ChaosExceptionFault,
+  type ChaosFault,
+  type ChaosHttpFault,
+  type ChaosLatencyFault,
+  type ChaosRule,
+  type ChaosRuleInit,
+  type ChaosSite,
+  type ChaosTarget,
+  type PipelineChaos,
+} from './fault-injection.js';
+export { InjectedFaultError, isInjectedFault, isInjectedFaultError } from './injected-fault.js';

@@ -9,7 +9,8 @@ import type {
   Span,
 } from '@opentelemetry/api';
 import { PolicyRegistry } from '../core/policy-registry.js';
-import { errorTypeOf, type ResilienceEvent, type ResilienceEventName } from '../core/events.js';
+import { isInjectedFault } from '../core/injected-fault.js';
+import { errorTypeOf, isChaosEvent, type ResilienceEvent, type ResilienceEventName } from '../core/events.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import {
   DEFAULT_INSTRUMENTATION_NAME,
@@ -93,6 +94,7 @@ const DEFAULT_OUTCOMES: Readonly<Record<ResilienceEventName, string>> = {
   idempotency_response_not_kept: 'not_kept',
   shared_state_unavailable: 'unavailable',
   shared_state_recovered: 'recovered',
+  fault_injected: 'injected',
 };
 
 /** Events counted by `idempotency.requests`, each a terminal outcome of one idempotent request. */
@@ -170,6 +172,7 @@ export function withAttemptSpan<T>(
       } catch (error) {
         const errorType = errorTypeOf(error) ?? 'unknown';
         span.setAttributes({ 'resilience.outcome': 'failure', 'error.type': errorType });
+        if (isInjectedFault(error)) span.setAttribute('resilience.chaos', true);
         span.setStatus({ code: api.SpanStatusCode.ERROR, message: errorType });
         throw error;
       } finally {
@@ -335,6 +338,7 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
       'resilience.event': event.event,
       'resilience.outcome': outcome,
     };
+    if (isChaosEvent(event)) attributes['resilience.chaos'] = true;
     // `attempt` of a retry event is the attempt that failed: the next one is resend number `attempt`
     if (event.event === 'retry' && event.attempt !== undefined) attributes['http.request.resend_count'] = event.attempt;
     span.setAttributes(attributes);
@@ -343,10 +347,13 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
   private recordMetrics(api: OpenTelemetryApi, event: ResilienceEvent): void {
     const instruments = this.currentInstruments(api);
     const outcome = outcomeOf(event);
-    instruments.events.add(1, { 'event.name': event.event, policy: event.policy, outcome });
+    const chaos = isChaosEvent(event);
+    // only events a chaos rule caused carry the attribute: no new series for anything else
+    instruments.events.add(1, chaos ? { 'event.name': event.event, policy: event.policy, outcome, 'resilience.chaos': true } : { 'event.name': event.event, policy: event.policy, outcome });
     if (event.event === 'attempt_end' && event.durationMs !== undefined) {
       const attributes: Attributes = { policy: event.policy, outcome };
       if (event.attempt !== undefined) attributes['attempt.number'] = event.attempt;
+      if (chaos) attributes['resilience.chaos'] = true;
       instruments.attemptDuration.record(event.durationMs, attributes);
     }
     if (IDEMPOTENCY_OUTCOMES.has(event.event)) {
@@ -411,5 +418,6 @@ function eventAttributes(event: ResilienceEvent, outcome: string): Attributes {
   if (event.errorType !== undefined) attributes['error.type'] = event.errorType;
   if (event.status !== undefined) attributes['resilience.status'] = event.status;
   if (event.from !== undefined) attributes['resilience.from_state'] = event.from;
+  if (isChaosEvent(event)) attributes['resilience.chaos'] = true;
   return attributes;
 }
