@@ -154,6 +154,8 @@ const MAX_TARGET_LENGTH = 512;
 const MAX_HEADERS = 20;
 /** Longest injected latency: an hour (an attempt timeout ends it much sooner in practice). */
 const MAX_LATENCY_MS = 3_600_000;
+/** Pipelines remembered as possible targets (the console's suggestions); the oldest go first. */
+const MAX_KNOWN_SITES = 1_000;
 
 /** A rule with its counter, as the control keeps it. */
 interface HeldRule {
@@ -172,6 +174,7 @@ interface HeldRule {
  */
 export class ChaosControl {
   private readonly held = new Map<string, HeldRule>();
+  private readonly knownSites = new Map<string, ChaosSite>();
   private random: Random;
   private readonly maxRules: number;
   private readonly now: () => number;
@@ -251,6 +254,22 @@ export class ChaosControl {
   /** Draws from `random` from now on (a seeded one makes a run reproducible). */
   useRandom(random: Random): void {
     this.random = random;
+  }
+
+  /**
+   * Pipelines built so far that rules could target (at most 1000, the most recently built), for
+   * suggestions: their policy keys, routes, methods and HTTP clients.
+   */
+  sites(): ChaosSite[] {
+    return [...this.knownSites.values()];
+  }
+
+  /** Remembers a pipeline's site (its injection stage was built). @internal */
+  noteSite(site: ChaosSite): void {
+    const key = [site.policy, site.route, site.method, site.httpClient, site.origin].join('\u0000');
+    this.knownSites.delete(key);
+    this.knownSites.set(key, site);
+    if (this.knownSites.size > MAX_KNOWN_SITES) this.knownSites.delete(this.knownSites.keys().next().value!);
   }
 
   /** The switched-on rules that apply to `site`, in order. @internal */
@@ -428,7 +447,9 @@ export class ChaosStep implements Step {
   private seen = -1;
   private rules: readonly HeldRuleRef[] = [];
 
-  constructor(private readonly chaos: PipelineChaos) {}
+  constructor(private readonly chaos: PipelineChaos) {
+    chaos.control.noteSite(chaos.site);
+  }
 
   run(next: Work, context: PolicyContext, settle: Settle): void {
     const { control } = this.chaos;

@@ -111,6 +111,11 @@ export class PolicyRegistry {
     return this.shared?.backend;
   }
 
+  /** Whether the shared state backend decides now (`false` during an outage); `undefined` without one. */
+  get sharedStateAvailable(): boolean | undefined {
+    return this.shared?.available;
+  }
+
   /**
    * The breaker of `key`, created with `options` on first use.
    * @throws ResilienceConfigError when `options.shared` is set and no shared state backend is configured.
