@@ -367,6 +367,8 @@ export class ResilienceConsole implements OnModuleInit, OnApplicationShutdown {
   }
 
   private record(event: ResilienceEvent): void {
+    // other listeners (metrics) may have these produced anyway: they are still not kept
+    if (QUIET_EVENTS.has(event.event)) return;
     const level = this.logging.levels[event.event];
     const entry = this.eventLog.push((seq) => ({ seq, at: Date.now(), level, ...toLogRecord(event, this.logging) }) as ConsoleEvent);
     if (this.streams.size === 0) return;

@@ -163,11 +163,22 @@
 
   // ── bulkheads, budgets, HTTP clients ────────────────────────────────────────────────────
 
+  /** A gauge of `used` out of `capacity`: amber from 80 %, red when full. */
   function bar(/** @type {number} */ used, /** @type {number} */ capacity, /** @type {string} */ kind = '') {
     const share = capacity > 0 ? Math.min(1, used / capacity) : used > 0 ? 1 : 0;
+    return meter(share, share >= 1 ? 'full' : share >= 0.8 ? 'high' : 'ok', kind);
+  }
+
+  /** What is left of `allowance`: green while plenty is, amber under half, red under a fifth. */
+  function remainingBar(/** @type {number} */ left, /** @type {number} */ allowance) {
+    const share = allowance > 0 ? Math.max(0, Math.min(1, left / allowance)) : 0;
+    return meter(share, share < 0.2 ? 'full' : share < 0.5 ? 'high' : 'ok', 'budget');
+  }
+
+  function meter(/** @type {number} */ share, /** @type {string} */ level, /** @type {string} */ kind) {
     const fill = el('span');
     fill.style.width = `${(share * 100).toFixed(1)}%`;
-    return el('div', { class: `bar ${kind}`, 'data-level': share >= 1 ? 'full' : share >= 0.8 ? 'high' : 'ok' }, fill);
+    return el('div', { class: `bar ${kind}`, 'data-level': level }, fill);
   }
 
   function renderBulkheads(/** @type {any[]} */ bulkheads) {
@@ -197,9 +208,9 @@
             'div',
             { class: 'label' },
             el('span', { class: 'key mono', text: budget.key }),
-            el('span', { class: 'value', text: `${budget.remaining} retries left · ${budget.retries} retries / ${budget.calls} calls in ${duration(budget.windowMs)}` }),
+            el('span', { class: 'value', text: `${budget.remaining} retries left · ${budget.retries} retries / ${budget.calls} calls in ${duration(budget.window)}` }),
           ),
-          bar(budget.remaining, Math.max(1, Math.floor(budget.allowance))),
+          remainingBar(budget.remaining, Math.max(1, Math.floor(budget.allowance))),
           fleet !== undefined &&
             el('div', {
               class: 'fleet',
