@@ -118,7 +118,7 @@ export interface ChaosRule {
 export interface ChaosSite {
   /** The pipeline's policy key. */
   readonly policy: string;
-  /** `METHOD /path` of a decorated route. */
+  /** `METHOD /path` of a decorated route, when fixed (pipelines of route handlers read it per call: {@link PipelineChaos.routeOf}). */
   readonly route?: string;
   /** `Class.method` of a decorated route handler or provider method. */
   readonly method?: string;
@@ -272,10 +272,15 @@ export class ChaosControl {
     if (this.knownSites.size > MAX_KNOWN_SITES) this.knownSites.delete(this.knownSites.keys().next().value!);
   }
 
-  /** The switched-on rules that apply to `site`, in order. @internal */
-  matching(site: ChaosSite): HeldRuleRef[] {
+  /**
+   * The switched-on rules that apply to `site`, in order. With `routeKnownPerCall`, rules naming a
+   * route are kept when everything else matches: the route is only known per call. @internal
+   */
+  matching(site: ChaosSite, routeKnownPerCall = false): HeldRuleRef[] {
     const matched: HeldRuleRef[] = [];
-    for (const held of this.held.values()) if (held.rule.enabled && matches(held.rule.target, site)) matched.push(held);
+    for (const held of this.held.values()) {
+      if (held.rule.enabled && matches(held.rule.target, site, routeKnownPerCall)) matched.push(held);
+    }
     return matched;
   }
 
@@ -312,19 +317,20 @@ function unknownRule(id: string, held: ReadonlyMap<string, HeldRule>): Resilienc
   return new ResilienceConfigError(`No chaos rule has the id "${id}". ${known.length === 0 ? 'There is no rule.' : `Known ids: ${known.map((k) => `"${k}"`).join(', ')}.`}`);
 }
 
-/** Whether every field of `target` matches `site`. */
-function matches(target: ChaosTarget, site: ChaosSite): boolean {
+/** Whether every field of `target` matches `site` (its route left for later with `routeLater`). */
+function matches(target: ChaosTarget, site: ChaosSite, routeLater = false): boolean {
   if (target.policy !== undefined && target.policy !== site.policy) return false;
   if (target.method !== undefined && target.method !== site.method) return false;
   if (target.httpClient !== undefined && target.httpClient !== site.httpClient) return false;
   if (target.origin !== undefined && target.origin !== site.origin) return false;
-  if (target.route !== undefined) {
-    if (site.route === undefined) return false;
-    // `/path` names the path under every method
-    const path = target.route.startsWith('/') ? site.route.slice(site.route.indexOf(' ') + 1) : site.route;
-    if (path !== target.route) return false;
-  }
+  if (target.route !== undefined && !routeLater && !routeMatches(target.route, site.route)) return false;
   return true;
+}
+
+/** Whether a rule's `route` names `route` (`METHOD /path`); a rule's `/path` names it under every method. */
+function routeMatches(wanted: string, route: string | undefined): boolean {
+  if (route === undefined) return false;
+  return wanted.startsWith('/') ? route.slice(route.indexOf(' ') + 1) === wanted : route === wanted;
 }
 
 /**
@@ -432,6 +438,11 @@ export type ChaosHttpAnswer = (fault: ChaosHttpFault, context: PolicyContext, se
 export interface PipelineChaos {
   readonly control: ChaosControl;
   readonly site: ChaosSite;
+  /**
+   * The route of the call being served (`METHOD /path` as the platform matched it, global prefix
+   * included), read per call by pipelines of route handlers: rules naming a route apply to them.
+   */
+  readonly routeOf?: () => string | undefined;
   /** How an injected HTTP fault is answered. @default an `UpstreamHttpError` of its status, headers and body @internal */
   readonly answer?: ChaosHttpAnswer;
 }
@@ -446,25 +457,51 @@ export interface PipelineChaos {
 export class ChaosStep implements Step {
   private seen = -1;
   private rules: readonly HeldRuleRef[] = [];
+  /** Whether some of `rules` name a route, to be checked against each call's route. */
+  private byRoute = false;
+  /** Whether the route of this pipeline was noted for the suggestions (on its first call). */
+  private routeNoted: boolean;
 
   constructor(private readonly chaos: PipelineChaos) {
     chaos.control.noteSite(chaos.site);
+    this.routeNoted = chaos.routeOf === undefined;
   }
 
   run(next: Work, context: PolicyContext, settle: Settle): void {
     const { control } = this.chaos;
-    if (control.version !== this.seen) {
-      this.rules = control.matching(this.chaos.site);
-      this.seen = control.version;
-    }
+    if (control.version !== this.seen) this.refresh(control);
+    if (!this.routeNoted) this.noteRoute();
     if (this.rules.length === 0) {
       next(context, settle);
       return;
     }
-    this.inject(this.rules, next, context, settle);
+    this.inject(this.byRoute ? this.forThisCall(this.rules) : this.rules, next, context, settle);
+  }
+
+  private refresh(control: ChaosControl): void {
+    const { site, routeOf } = this.chaos;
+    this.rules = control.matching(site, routeOf !== undefined);
+    this.byRoute = routeOf !== undefined && this.rules.some((held) => held.rule.target.route !== undefined);
+    this.seen = control.version;
+  }
+
+  /** The rules that apply to the call being served: those naming a route only when it is the call's. */
+  private forThisCall(rules: readonly HeldRuleRef[]): readonly HeldRuleRef[] {
+    const route = this.chaos.routeOf!();
+    return rules.filter((held) => held.rule.target.route === undefined || routeMatches(held.rule.target.route, route));
+  }
+
+  private noteRoute(): void {
+    this.routeNoted = true;
+    const route = this.chaos.routeOf!();
+    if (route !== undefined) this.chaos.control.noteSite({ ...this.chaos.site, route });
   }
 
   private inject(rules: readonly HeldRuleRef[], next: Work, context: PolicyContext, settle: Settle): void {
+    if (rules.length === 0) {
+      next(context, settle);
+      return;
+    }
     const { control, site } = this.chaos;
     const { events } = control.environment;
     let latency = 0;

@@ -228,6 +228,23 @@ describe('switching rules at runtime', () => {
     }
   });
 
+  it("a route handler's pipeline reads the route per call: a rule naming a route injects only into calls of that route", async () => {
+    const { control, env, registry } = setup();
+    let route: string | undefined = 'GET /reports/:id';
+    const pipeline = createPipeline({ key: 'ReportsController.get', chaos: { control, site: { policy: 'ReportsController.get', method: 'ReportsController.get' }, routeOf: () => route } }, env, registry);
+    await pipeline.execute(async () => 'ok');
+    // the route of the first call is remembered for the suggestions
+    expect(control.sites().map((where) => where.route)).toContain('GET /reports/:id');
+    control.inject({ target: { route: '/reports/:id' }, fault: { kind: 'exception' }, rate: 1 });
+    await expect(pipeline.execute(async () => 'ok')).rejects.toBeInstanceOf(InjectedFaultError);
+    route = 'GET /v2/reports/:id';
+    await expect(pipeline.execute(async () => 'ok')).resolves.toBe('ok');
+    // a pipeline that serves no route (a provider method) never matches a route rule
+    const method = createPipeline({ key: 'ReportsService.find', chaos: { control, site: { policy: 'ReportsService.find', method: 'ReportsService.find' } } }, env, registry);
+    route = 'GET /reports/:id';
+    await expect(method.execute(async () => 'ok')).resolves.toBe('ok');
+  });
+
   it('refuses rules that cannot work, naming the fix', () => {
     const { control } = setup();
     const fault = { kind: 'latency', ms: 10 } as const;
