@@ -9,7 +9,7 @@ import { ResilienceConfigError } from './errors.js';
 import { errorTypeOf, type ResilienceEventSink } from './events.js';
 import { InjectedFaultError, markInjectedFault } from './injected-fault.js';
 import type { PolicyContext } from './policy.js';
-import { systemRandom, type Random } from './random.js';
+import { seededRandom, systemRandom, type Random } from './random.js';
 import type { Settle, Step, Work } from './step.js';
 import { UpstreamHttpError } from './upstream-http.error.js';
 
@@ -148,6 +148,74 @@ export interface ChaosControlOptions {
 /** Default of {@link ChaosControlOptions.maxRules}. @publicApi */
 export const DEFAULT_MAX_CHAOS_RULES = 100;
 
+/**
+ * The `chaos` option of `ResilienceModule.forRoot()`: runtime chaos rules, off unless `enabled`.
+ * @example
+ * ResilienceModule.forRoot({ chaos: { enabled: process.env.CHAOS === 'on', seed: 42 } })
+ * @publicApi
+ */
+export interface ChaosOptions {
+  /** Builds the injection stage into every pipeline, so rules can be switched on at runtime. @default false */
+  readonly enabled?: boolean;
+  /** Allows `enabled` with `NODE_ENV=production` (refused at start-up otherwise). @default false */
+  readonly allowInProduction?: boolean;
+  /** Rules switched on at start-up (checked then: a rule that cannot work stops the application). @default [] */
+  readonly rules?: readonly ChaosRuleInit[];
+  /** Seed of the chaos random: the same injections, in the same order, on every run. @default unseeded */
+  readonly seed?: number;
+  /** Source of the chaos draws (wins over `seed`). @default systemRandom, or seededRandom(seed) */
+  readonly random?: Random;
+  /** Most rules held at once. @default 100 */
+  readonly maxRules?: number;
+}
+
+/** {@link ChaosOptions} of an application where chaos is enabled, checked. @publicApi */
+export interface ResolvedChaosOptions {
+  readonly random: Random;
+  readonly rules: readonly ChaosRuleInit[];
+  readonly maxRules: number;
+}
+
+/**
+ * Checks the `chaos` option: `undefined` unless chaos is enabled.
+ * @param environment `NODE_ENV` (enabling chaos in production needs `allowInProduction`).
+ * @throws ResilienceConfigError naming the fix (production without the flag, rules that cannot work, rules while chaos is off).
+ * @publicApi
+ */
+export function resolveChaosOptions(options: ChaosOptions | undefined, environment: string | undefined): ResolvedChaosOptions | undefined {
+  if (options === undefined) return undefined;
+  const { enabled = false, allowInProduction = false, rules = [], seed, random, maxRules = DEFAULT_MAX_CHAOS_RULES } = options;
+  if (typeof enabled !== 'boolean' || typeof allowInProduction !== 'boolean') {
+    throw new ResilienceConfigError('ResilienceModule option chaos.enabled and chaos.allowInProduction take true or false.');
+  }
+  if (!Array.isArray(rules)) throw new ResilienceConfigError('ResilienceModule option chaos.rules must be an array of rules { target, fault, rate }.');
+  if (!enabled) {
+    if (rules.length > 0) {
+      throw new ResilienceConfigError('ResilienceModule option chaos.rules is set but chaos.enabled is not true, so the rules would never run. Add chaos: { enabled: true } or remove the rules.');
+    }
+    return undefined;
+  }
+  if (environment === 'production' && !allowInProduction) {
+    throw new ResilienceConfigError(
+      'Runtime chaos is enabled (chaos.enabled: true) with NODE_ENV=production: its rules inject failures into real traffic. ' +
+        'Set chaos.allowInProduction: true if that is what you want, or enable chaos only outside production.',
+    );
+  }
+  if (!Number.isInteger(maxRules) || maxRules < 1 || maxRules > 10_000) {
+    throw new ResilienceConfigError(`ResilienceModule option chaos.maxRules is ${String(maxRules)}. Give a whole number from 1 to 10000 (default ${DEFAULT_MAX_CHAOS_RULES}).`);
+  }
+  if (seed !== undefined && !Number.isFinite(seed)) throw new ResilienceConfigError(`ResilienceModule option chaos.seed is ${String(seed)}. Give a number.`);
+  if (random !== undefined && typeof random?.next !== 'function') throw new ResilienceConfigError('ResilienceModule option chaos.random must be a Random ({ next(): number }).');
+  if (rules.length > maxRules) throw new ResilienceConfigError(`ResilienceModule option chaos.rules has ${rules.length} rules; at most chaos.maxRules (${maxRules}) are held.`);
+  const ids = new Set<string>();
+  rules.forEach((rule, index) => {
+    const { id } = validateChaosRule(rule, rule?.id ?? `chaos-${index + 1}`);
+    if (rule.id !== undefined && ids.has(id)) throw new ResilienceConfigError(`ResilienceModule option chaos.rules has two rules with the id "${id}". Give each rule its own id.`);
+    ids.add(id);
+  });
+  return { random: random ?? (seed === undefined ? systemRandom : seededRandom(seed)), rules, maxRules };
+}
+
 const RULE_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 const MAX_TARGET_LENGTH = 512;
@@ -186,6 +254,13 @@ export class ChaosControl {
     this.random = options.random ?? systemRandom;
     this.maxRules = options.maxRules ?? DEFAULT_MAX_CHAOS_RULES;
     this.now = options.now ?? Date.now;
+  }
+
+  /** The control of an application with `chaos` resolved, its start-up rules switched on (by `'options'`). */
+  static fromOptions(options: ResolvedChaosOptions, environment: Pick<ChaosControlOptions, 'clock' | 'events'>): ChaosControl {
+    const control = new ChaosControl({ ...environment, random: options.random, maxRules: options.maxRules });
+    for (const rule of options.rules) control.inject(rule, 'options');
+    return control;
   }
 
   /**

@@ -105,8 +105,11 @@ export { recordIdOf } from './idempotency/record-id.js';
 export {
   ChaosControl,
   DEFAULT_MAX_CHAOS_RULES,
+  resolveChaosOptions,
   validateChaosRule,
   type ChaosControlOptions,
+  type ChaosOptions,
+  type ResolvedChaosOptions,
   type ChaosExceptionFault,
   type ChaosFault,
   type ChaosHttpFault,

@@ -8,6 +8,7 @@ import type {
   ObservableResult,
   Span,
 } from '@opentelemetry/api';
+import { ChaosControl, type ChaosRule } from '../core/fault-injection.js';
 import { PolicyRegistry } from '../core/policy-registry.js';
 import { isInjectedFault } from '../core/injected-fault.js';
 import { errorTypeOf, isChaosEvent, type ResilienceEvent, type ResilienceEventName } from '../core/events.js';
@@ -37,6 +38,11 @@ export const TELEMETRY_NAMES = Object.freeze({
   idempotencyRequests: 'idempotency.requests',
   /** Child span around one attempt of an operation. */
   attemptSpan: 'resilience.attempt',
+  /**
+   * Observable gauge: the rate of each runtime chaos rule switched on (none while chaos is off or no
+   * rule is on). Attributes `chaos.rule` (its id), `chaos.fault` (`exception`, `latency`, `http`), `chaos.target`.
+   */
+  chaosInjectionRate: 'resilience.chaos.injection_rate',
 });
 
 /**
@@ -224,6 +230,7 @@ interface Instruments {
   readonly attemptDuration: Histogram;
   readonly idempotencyRequests: Counter;
   readonly circuitState: ObservableGauge;
+  readonly chaosRates: ObservableGauge;
 }
 
 /**
@@ -246,11 +253,15 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
   private unsubscribe?: () => void;
   private circuitSource?: CircuitStateSource;
   private readonly observeCircuits = (result: ObservableResult): void => this.reportCircuitStates(result);
+  private readonly observeChaos = (result: ObservableResult): void => this.reportChaosRules(result);
+  /** The chaos series reported at the last collection, by rule, fault and target. */
+  private chaosSeries = new Map<string, Attributes>();
 
   constructor(
     private readonly events: ResilienceEvents,
     @Optional() @Inject(RESOLVED_RESILIENCE_OPTIONS) options?: ResilienceObservabilityOptions,
     @Optional() registry?: PolicyRegistry,
+    @Optional() @Inject(ChaosControl) private readonly chaos?: ChaosControl | null,
   ) {
     this.options = resolveTelemetryOptions(options);
     if (registry) this.circuitSource = () => registry.circuitBreakers();
@@ -270,6 +281,7 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
     this.instruments?.circuitState.removeCallback(this.observeCircuits);
+    this.instruments?.chaosRates.removeCallback(this.observeChaos);
     this.instruments = undefined;
   }
 
@@ -367,14 +379,20 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
     const provider = api.metrics.getMeterProvider();
     if (this.instruments?.provider === provider) return this.instruments;
     this.instruments?.circuitState.removeCallback(this.observeCircuits);
+    this.instruments?.chaosRates.removeCallback(this.observeChaos);
     const meter = provider.getMeter(this.options.meterName);
     const circuitState = meter.createObservableGauge(TELEMETRY_NAMES.circuitState, {
       description: 'Circuit breaker state: 0 closed, 1 half-open, 2 open, 3 isolated.',
     });
     circuitState.addCallback(this.observeCircuits);
+    const chaosRates = meter.createObservableGauge(TELEMETRY_NAMES.chaosInjectionRate, {
+      description: 'Injection rate of each runtime chaos rule switched on (fault injection).',
+    });
+    chaosRates.addCallback(this.observeChaos);
     this.instruments = {
       provider,
       circuitState,
+      chaosRates,
       events: meter.createCounter(TELEMETRY_NAMES.eventsCounter, {
         description: 'Resilience events (retries, timeouts, breaker transitions, rejections, idempotency outcomes).',
       }),
@@ -397,6 +415,20 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
     }
   }
 
+  private reportChaosRules(result: ObservableResult): void {
+    const reported = new Map<string, Attributes>();
+    for (const rule of this.chaos?.rules() ?? []) {
+      if (!rule.enabled) continue;
+      const attributes: Attributes = { 'chaos.rule': rule.id, 'chaos.fault': rule.fault.kind, 'chaos.target': describeChaosTarget(rule) };
+      reported.set(JSON.stringify(attributes), attributes);
+      result.observe(rule.rate, attributes);
+    }
+    // the SDK keeps repeating a series that is no longer observed: a rule switched off or removed is
+    // reported once at 0, so "chaos left on" alerts resolve
+    for (const [key, attributes] of this.chaosSeries) if (!reported.has(key)) result.observe(0, attributes);
+    this.chaosSeries = reported;
+  }
+
   private circuitStates(): readonly CircuitStateSample[] {
     try {
       return this.circuitSource?.() ?? [];
@@ -404,6 +436,13 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
       return [];
     }
   }
+}
+
+/** `route GET /preview`, `httpClient model`: a rule's target as one attribute value. */
+function describeChaosTarget(rule: ChaosRule): string {
+  return Object.entries(rule.target)
+    .map(([kind, value]) => `${kind} ${String(value)}`)
+    .join(', ');
 }
 
 function outcomeOf(event: ResilienceEvent): string {
