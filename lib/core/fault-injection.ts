@@ -499,12 +499,24 @@ function validateFault(fault: ChaosFault | undefined, where: string): ChaosFault
   }
 }
 
+/** Where an injected HTTP fault rides to a work that answers it itself. */
+const CHAOS_ANSWER: unique symbol = Symbol('nest-resilience.chaos-answer');
+
 /**
- * Answers an injected HTTP fault in place of the work: what an `HttpClient` hands its pipelines, so
- * the answer goes through its own handling of a real answer (a 429/503 `Retry-After` pauses the origin).
+ * The HTTP fault a chaos rule injected into this attempt, for a work that answers it itself
+ * (`PipelineChaos.answersInWork`): an `HttpClient` treats it as the origin's answer.
  * @internal
  */
-export type ChaosHttpAnswer = (fault: ChaosHttpFault, context: PolicyContext, settle: Settle) => void;
+export function chaosAnswerOf(context: PolicyContext): ChaosHttpFault | undefined {
+  return (context as { readonly [CHAOS_ANSWER]?: ChaosHttpFault })[CHAOS_ANSWER];
+}
+
+/** `context` carrying `fault` (it keeps the token, signal and deadline it derives from). */
+function withChaosAnswer(context: PolicyContext, fault: ChaosHttpFault): PolicyContext {
+  const derived = Object.create(context) as PolicyContext & { [CHAOS_ANSWER]: ChaosHttpFault };
+  derived[CHAOS_ANSWER] = fault;
+  return derived;
+}
 
 /**
  * The chaos part of a pipeline spec: the rules' control and what the pipeline is.
@@ -518,8 +530,13 @@ export interface PipelineChaos {
    * included), read per call by pipelines of route handlers: rules naming a route apply to them.
    */
   readonly routeOf?: () => string | undefined;
-  /** How an injected HTTP fault is answered. @default an `UpstreamHttpError` of its status, headers and body @internal */
-  readonly answer?: ChaosHttpAnswer;
+  /**
+   * The work answers an injected HTTP fault itself ({@link chaosAnswerOf}): an `HttpClient` runs it
+   * through its handling of a real answer, so a 429/503 `Retry-After` pauses the origin.
+   * @default false: the attempt fails with the `UpstreamHttpError` of the fault's status, headers and body
+   * @internal
+   */
+  readonly answersInWork?: boolean;
 }
 
 /**
@@ -593,7 +610,7 @@ export class ChaosStep implements Step {
         failure = held;
       }
     }
-    const work: Work = failure === undefined ? next : (inner, innerSettle) => this.fail(failure.rule, inner, innerSettle);
+    const work: Work = failure === undefined ? next : (inner, innerSettle) => this.fail(failure.rule, next, inner, innerSettle);
     if (latency === 0) {
       work(context, settle);
       return;
@@ -601,15 +618,16 @@ export class ChaosStep implements Step {
     this.delay(latency, work, context, settle);
   }
 
-  /** Settles the attempt with the rule's fault (and emits `fault_injected`). */
-  private fail(rule: HeldRuleRef['rule'], context: PolicyContext, settle: Settle): void {
+  /** Settles the attempt with the rule's fault (and emits `fault_injected`); `next` only answers an HTTP fault it is handed. */
+  private fail(rule: HeldRuleRef['rule'], next: Work, context: PolicyContext, settle: Settle): void {
     const { control, site } = this.chaos;
     const { events } = control.environment;
     const { fault } = rule;
     if (fault.kind === 'http') {
       events({ event: 'fault_injected', policy: site.policy, attempt: context.attempt, outcome: 'http', status: fault.status, detail: `rule ${rule.id}`, chaos: true });
-      const answer = this.chaos.answer ?? defaultHttpAnswer(control);
-      answer(fault, context, (failed, outcome) => settle(failed, failed ? markInjectedFault(outcome) : outcome));
+      const marked: Settle = (failed, outcome) => settle(failed, failed ? markInjectedFault(outcome) : outcome);
+      if (this.chaos.answersInWork === true) next(withChaosAnswer(context, fault), marked);
+      else marked(true, httpFaultError(fault, control.environment.clock.now()));
       return;
     }
     if (fault.kind !== 'exception') return;
@@ -645,10 +663,8 @@ export class ChaosStep implements Step {
 }
 
 /** A route's or method's injected HTTP answer: the `UpstreamHttpError` the answer makes. */
-function defaultHttpAnswer(control: ChaosControl): ChaosHttpAnswer {
-  return (fault, _context, settle) => {
-    const headers = fault.headers ?? {};
-    const retryAfterMs = retryAfterMsOf({ headers }, control.environment.clock.now());
-    settle(true, new UpstreamHttpError(fault.status, { headers, ...(fault.body === undefined ? {} : { body: fault.body }), ...(retryAfterMs === undefined ? {} : { retryAfterMs }) }));
-  };
+function httpFaultError(fault: ChaosHttpFault, now: number): UpstreamHttpError {
+  const headers = fault.headers ?? {};
+  const retryAfterMs = retryAfterMsOf({ headers }, now);
+  return new UpstreamHttpError(fault.status, { headers, ...(fault.body === undefined ? {} : { body: fault.body }), ...(retryAfterMs === undefined ? {} : { retryAfterMs }) });
 }

@@ -77,6 +77,8 @@ describe.skipIf(chromiumPath === undefined)('the resilience console page in Chro
     await page.locator('#link[data-status="live"]').waitFor({ timeout: 5_000 });
     await card('model-service').waitFor({ timeout: 5_000 });
     expect(await card('model-service').getAttribute('data-state')).toBe('closed');
+    // the model's HTTP client and the origin it called at start-up (the health probe is outside its policies)
+    expect(await page.locator('[data-client="model"]').count()).toBe(1);
   });
 
   it('turns the breaker opened by the demo red within 2 s', async () => {
