@@ -60,6 +60,8 @@ export class AppModule implements NestModule {
           useFactory: (dataSource: DataSource) => ({
             policies: resiliencePolicies(options),
             idempotency: idempotencyOptions(options, dataSource),
+            // rules are switched at runtime (the console, `npm run demo`); none at start-up
+            chaos: { enabled: options.chaos ?? true },
           }),
         }),
         AccountsModule,

@@ -56,6 +56,11 @@ export interface SampleAppOptions {
    * @default { username: 'demo', password: 'demo' }
    */
   console?: DemoConsoleLogin | false;
+  /**
+   * Runtime chaos rules (`ResilienceModule.forRoot({ chaos })`), switched at runtime in the console
+   * or by `npm run demo`. `main.ts` turns it off with NODE_ENV=production. @default true
+   */
+  chaos?: boolean;
   /** Seams for tests; never set in production. */
   hooks?: SampleAppHooks;
 }
@@ -87,7 +92,8 @@ export const CONSOLE_PATH = 'resilience';
 
 /**
  * Reads the options from DATABASE_URL, SQLITE_FILE, REDIS_URL, MODEL_SERVICE_URL, LOG_LEVEL and
- * CONSOLE_USER / CONSOLE_PASSWORD (with NODE_ENV=production there is no console without a password).
+ * CONSOLE_USER / CONSOLE_PASSWORD (with NODE_ENV=production there is no console without a password,
+ * and no runtime chaos).
  */
 export function sampleAppOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): SampleAppOptions {
   const password = env.CONSOLE_PASSWORD || undefined;
@@ -97,6 +103,7 @@ export function sampleAppOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): S
     redisUrl: env.REDIS_URL || undefined,
     modelServiceUrl: env.MODEL_SERVICE_URL || DEFAULT_MODEL_SERVICE_URL,
     logLevel: env.LOG_LEVEL || undefined,
+    chaos: env.NODE_ENV !== 'production',
     console:
       password === undefined && env.NODE_ENV === 'production'
         ? false
