@@ -117,7 +117,7 @@ describe.skipIf(chromiumPath === undefined)('the resilience console page in Chro
     await card('model-service').and(page.locator('[data-state="closed"]')).waitFor({ timeout: 2_000 });
   });
 
-  it('shows the traffic in the sparkline and saves a screenshot of the page', async () => {
+  it('shows the traffic in the sparkline', async () => {
     for (let call = 0; call < 12; call++) await preview(`traffic-${call}`);
     // the page follows: the breaker judged the calls, and the next samples carry them into the sparkline
     await page.waitForFunction(() => Number(document.querySelector('[data-breaker="model-service"] .facts span:nth-child(2) b')?.textContent) >= 12, undefined, { timeout: 5_000 });
@@ -129,11 +129,34 @@ describe.skipIf(chromiumPath === undefined)('the resilience console page in Chro
       undefined,
       { timeout: 5_000 },
     );
+  });
+
+  it('switches a chaos rule on with the page\'s form: the model client slows down and the preview falls back, marked as chaos', async () => {
+    const form = page.locator('#chaos-form');
+    await form.locator('select[name="targetKind"]').selectOption('httpClient');
+    await form.locator('input[name="targetValue"]').fill('model');
+    await form.locator('select[name="faultKind"]').selectOption('latency');
+    await form.locator('input[name="ms"]').fill('1500');
+    await form.locator('input[name="rate"]').fill('1');
+    await form.getByRole('button', { name: 'Switch on' }).click();
+    await page.locator('#rules tr[data-enabled="true"]').waitFor({ timeout: 2_000 });
+    expect(await page.locator('#chaos-badge').textContent()).toBe('CHAOS ON · 1 rule');
+    const slow = await preview('auroras');
+    expect(await slow.json()).toEqual({ topic: 'auroras', text: null, degraded: 'the model is too slow right now' });
+    await page.locator('#events li[data-event="fault_injected"][data-chaos="true"]').first().waitFor({ timeout: 2_000 });
+    await page.locator('#events li[data-event="fallback_used"]').first().waitFor({ timeout: 2_000 });
+  });
+
+  it('saves a screenshot of the page with the chaos rule on, then removes the rule with its button', async () => {
     mkdirSync(dirname(SCREENSHOT), { recursive: true });
     await page.screenshot({ path: SCREENSHOT, fullPage: true });
     if (process.env.UPDATE_SCREENSHOTS === '1') {
       mkdirSync(dirname(DOCS_SCREENSHOT), { recursive: true });
       copyFileSync(SCREENSHOT, DOCS_SCREENSHOT);
     }
+    // and the rule goes with its Remove button
+    await page.locator('#rules tr[data-enabled="true"]').getByRole('button', { name: 'Remove' }).click();
+    await page.locator('#chaos-badge').waitFor({ state: 'hidden', timeout: 2_000 });
+    expect((await (await preview('after-chaos')).json()).text).toEqual(expect.any(String));
   });
 });
