@@ -65,7 +65,10 @@ export type ChaosFault = ChaosExceptionFault | ChaosLatencyFault | ChaosHttpFaul
 export interface ChaosTarget {
   /** A policy key: a named policy, `Class.method`, or `http:<client>@<origin>`. */
   readonly policy?: string;
-  /** A decorated route, `METHOD /path` as Nest declares it (`GET /reports/:id`), or `/path` for every method. */
+  /**
+   * A decorated route, `METHOD /path` as the platform matched it (`GET /reports/:id`: the `route` of
+   * the logs, global prefix included), or `/path` for every method.
+   */
   readonly route?: string;
   /** A decorated route handler or provider method, `Class.method`. */
   readonly method?: string;
