@@ -320,6 +320,7 @@ export class ResilienceConsole implements OnModuleInit, OnApplicationShutdown {
   /**
    * Adds a live page: it gets a state at once, then a state per sample, each event and each action.
    * @returns the function that removes it, or `undefined` when `maxStreams` pages are open already.
+   * @internal
    */
   openStream(stream: ConsoleStream): (() => void) | undefined {
     if (this.streams.size >= this.options.maxStreams) return undefined;
@@ -332,7 +333,7 @@ export class ResilienceConsole implements OnModuleInit, OnApplicationShutdown {
     };
   }
 
-  /** Live pages open now. */
+  /** Live pages open now. @internal */
   get streamCount(): number {
     return this.streams.size;
   }
