@@ -12,7 +12,7 @@ import { CapturingLogger, OperatorGuard, ShopController, openEventStream } from 
 const alice = { authorization: 'Bearer token-alice' };
 const bob = { authorization: 'Bearer token-bob' };
 
-async function startApp(platform: Platform, consoleOptions: Parameters<typeof ResilienceConsoleModule.register>[0], logger = new CapturingLogger()) {
+async function startApp(platform: Platform, consoleOptions: Parameters<typeof ResilienceConsoleModule.register>[0], logger = new CapturingLogger(), prefix?: string) {
   const moduleRef = await Test.createTestingModule({
     imports: [ResilienceModule.forRoot(), ResilienceConsoleModule.register(consoleOptions)],
     controllers: [ShopController],
@@ -21,6 +21,7 @@ async function startApp(platform: Platform, consoleOptions: Parameters<typeof Re
     platform === 'fastify'
       ? moduleRef.createNestApplication<NestFastifyApplication>(new FastifyAdapter(), { logger })
       : moduleRef.createNestApplication({ logger });
+  if (prefix !== undefined) app.setGlobalPrefix(prefix);
   await app.listen(0, '127.0.0.1');
   if (platform === 'fastify') await (app as NestFastifyApplication).getHttpAdapter().getInstance().ready();
   return { app, logger, url: await appUrl(app) };
@@ -175,6 +176,18 @@ describe('resilience console start-up and limits', () => {
       await request(app.getHttpServer()).get('/resilience').expect(200);
       const action = await request(app.getHttpServer()).post('/resilience/api/breakers/isolate').send({ key: 'payments' }).expect(200);
       expect(action.body.actor).toBe('anonymous');
+    } finally {
+      await app.close();
+    }
+  });
+
+  it.each(platforms)('serves under a global prefix: the page base URL and its relative requests follow it (%s)', async (platform) => {
+    const { app } = await startApp(platform, { guard: OperatorGuard }, new CapturingLogger(), 'v1');
+    try {
+      const page = await request(app.getHttpServer()).get('/v1/resilience').set(alice).expect(200);
+      expect(page.text).toContain('<base href="/v1/resilience/">');
+      await request(app.getHttpServer()).get('/v1/resilience/api/state').set(alice).expect(200);
+      await request(app.getHttpServer()).get('/v1/resilience/assets/console.css').set(alice).expect(200);
     } finally {
       await app.close();
     }
