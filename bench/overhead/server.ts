@@ -62,8 +62,9 @@ const controllers: Record<OverheadVariant, Type> = {
 function chaosOptions(): ResilienceModuleOptions {
   const mode = process.env.BENCH_CHAOS ?? 'off';
   if (mode === 'off') return {};
-  if (mode === 'enabled') return { chaos: { enabled: true } };
-  if (mode === 'rule') return { chaos: { enabled: true, rules: [{ target: { route: 'GET /hello' }, fault: { kind: 'exception' }, rate: 0 }] } };
+  // the bench servers run with NODE_ENV=production, where chaos needs allowInProduction
+  if (mode === 'enabled') return { chaos: { enabled: true, allowInProduction: true } };
+  if (mode === 'rule') return { chaos: { enabled: true, allowInProduction: true, rules: [{ target: { route: 'GET /hello' }, fault: { kind: 'exception' }, rate: 0 }] } };
   throw new Error(`BENCH_CHAOS must be off, enabled or rule (got "${mode}").`);
 }
 
