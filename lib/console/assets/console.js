@@ -392,6 +392,9 @@
     renderBudgets(state.budgets);
     renderClients(state.httpClients);
     renderChaos(state.chaos, state);
+    // a read-only console shows no action it would refuse
+    for (const control of document.querySelectorAll('.actions button, #rules button, #chaos-form button')) /** @type {HTMLButtonElement} */ (control).disabled = state.readOnly;
+    $('chaos-form').hidden = state.readOnly;
     document.body.setAttribute('data-generated-at', String(state.generatedAt));
   }
 
