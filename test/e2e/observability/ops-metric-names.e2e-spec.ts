@@ -10,10 +10,10 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp } from '../support/app.js';
+import { createApp } from '../../support/app.js';
 import { exactValuesOf, exposedMetrics, referencesOf, variableReferencesOf, type PromQlReferences } from './promql.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 const DASHBOARD = join(root, 'ops/grafana/nest-resilience.json');
 const RULES = join(root, 'ops/prometheus/nest-resilience.rules.yml');
 /** Labels Prometheus adds to every scraped series (the target's), besides the exporter's. */

@@ -18,8 +18,8 @@ import {
 import { ResilienceConsoleModule } from 'nest-resilience/console';
 import request from 'supertest';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { registerTestSdk } from '../e2e/observability/otel-sdk.js';
-import { platforms, type Platform } from '../support/app.js';
+import { registerTestSdk } from '../observability/otel-sdk.js';
+import { platforms, type Platform } from '../../support/app.js';
 import { CapturingLogger, OperatorGuard } from '../console/console-app.js';
 
 /** A provider method of its own: rules naming the method reach it, rules naming the route do not. */

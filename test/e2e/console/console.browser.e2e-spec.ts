@@ -6,14 +6,14 @@ import { fileURLToPath } from 'node:url';
 import { CircuitBreakerService, ResilienceEvents } from 'nest-resilience';
 import type { BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AppModule } from '../../sample-app/app.module.js';
-import { startModelService, type ModelService } from '../../sample-app/model-service/model-service.js';
-import { ReportQueue } from '../../sample-app/reports/report-queue.service.js';
-import { DEFAULT_CONSOLE_LOGIN } from '../../sample-app/sample-app.options.js';
-import { findChromium, launchChromium, reportMissingChromium } from '../support/browser.js';
-import { appUrl, createApp } from '../support/app.js';
+import { AppModule } from '../../../sample-app/app.module.js';
+import { startModelService, type ModelService } from '../../../sample-app/model-service/model-service.js';
+import { ReportQueue } from '../../../sample-app/reports/report-queue.service.js';
+import { DEFAULT_CONSOLE_LOGIN } from '../../../sample-app/sample-app.options.js';
+import { findChromium, launchChromium, reportMissingChromium } from '../../support/browser.js';
+import { appUrl, createApp } from '../../support/app.js';
 
-const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const root = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
 /** Written by every run; UPDATE_SCREENSHOTS=1 also replaces the one the docs show. */
 const SCREENSHOT = join(root, 'build/screenshots/resilience-console.png');
 const DOCS_SCREENSHOT = join(root, 'docs/images/resilience-console.png');

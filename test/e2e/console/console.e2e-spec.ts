@@ -6,7 +6,7 @@ import { ResilienceModule } from 'nest-resilience';
 import { ResilienceConsoleModule } from 'nest-resilience/console';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appUrl, platforms, type Platform } from '../support/app.js';
+import { appUrl, platforms, type Platform } from '../../support/app.js';
 import { CapturingLogger, OperatorGuard, ShopController, openEventStream } from './console-app.js';
 
 const alice = { authorization: 'Bearer token-alice' };

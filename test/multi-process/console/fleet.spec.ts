@@ -3,10 +3,10 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requireBuilt, spawnApp, type SpawnedApp } from '../fixtures/spawn-app.js';
-import { hasRedis, redisUrl, testKeyPrefix } from '../support/redis.js';
+import { requireBuilt, spawnApp, type SpawnedApp } from '../../fixtures/spawn-app.js';
+import { hasRedis, redisUrl, testKeyPrefix } from '../../support/redis.js';
 
-const root = fileURLToPath(new URL('../../', import.meta.url));
+const root = fileURLToPath(new URL('../../../', import.meta.url));
 const APP = join('build', 'test', 'fixtures', 'console', 'fleet.app.js');
 /** Each built file and the source it must not be older than. */
 const builtFrom: Array<[string, string]> = [

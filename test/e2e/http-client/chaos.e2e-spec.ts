@@ -6,8 +6,8 @@ import { HttpClient, InjectHttpClient, ResilientHttpModule, isUpstreamError } fr
 import request from 'supertest';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { OperatorGuard } from '../console/console-app.js';
-import { startUpstream, type Upstream } from '../e2e/http-client/upstreams.js';
-import { createApp, platforms } from '../support/app.js';
+import { startUpstream, type Upstream } from './upstreams.js';
+import { createApp, platforms } from '../../support/app.js';
 
 @Injectable()
 class InventoryService {
