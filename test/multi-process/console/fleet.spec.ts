@@ -14,6 +14,7 @@ const builtFrom: Array<[string, string]> = [
   [join(root, 'dist/console/resilience-console.service.js'), join(root, 'lib/console/resilience-console.service.ts')],
   [join(root, 'dist/console/assets/console.js'), join(root, 'lib/console/assets/console.js')],
   [join(root, 'dist/redis/redis-policy-state.js'), join(root, 'lib/redis/redis-policy-state.ts')],
+  [join(root, 'dist/redis/redis-policy-state.scripts.js'), join(root, 'lib/redis/redis-policy-state.scripts.ts')],
   [join(root, 'dist/core/shared-policy-state.js'), join(root, 'lib/core/shared-policy-state.ts')],
 ];
 const TOKEN = 'fleet-operator-token';
