@@ -26,6 +26,7 @@ const MAY_IMPORT = {
   typeorm: ['core', 'idempotency'],
   health: ['core', 'engine', 'http-client'],
   swagger: ['core', 'engine', 'engine/binding', 'http', 'idempotency', 'interfaces', 'constants'],
+  console: ['core', 'http', 'http-client', 'interfaces', 'observability', 'constants'],
 };
 /** The files at the root of lib/ (the module, its definition, the root entry) wire the root entry's folders. */
 const ROOT_MAY_IMPORT = ['core', 'context', 'contexts', 'fetch', 'decorators', 'engine', 'http', 'idempotency', 'interfaces', 'observability', 'constants'];

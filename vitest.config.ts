@@ -14,6 +14,7 @@ const alias = {
   'nest-resilience/swagger': here('./lib/swagger/index.ts'),
   'nest-resilience/http': here('./lib/http-client/index.ts'),
   'nest-resilience/redis': here('./lib/redis/index.ts'),
+  'nest-resilience/console': here('./lib/console/index.ts'),
   'nest-resilience': here('./lib/index.ts'),
 };
 

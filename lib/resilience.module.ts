@@ -2,6 +2,7 @@ import { Module, type DynamicModule, type Provider } from '@nestjs/common';
 import { APP_FILTER, DiscoveryModule } from '@nestjs/core';
 import { CircuitBreakerService } from './engine/circuit-breaker.service.js';
 import { ContextAdapters } from './contexts/context-adapters.js';
+import { ChaosControl } from './core/fault-injection.js';
 import type { PolicyEnvironment } from './core/policy.js';
 import { PolicyRegistry } from './core/policy-registry.js';
 import { SharedPolicyState } from './core/shared-policy-state.js';
@@ -50,6 +51,13 @@ const providers: Provider[] = [
     useFactory: (env: PolicyEnvironment, options: ResolvedResilienceOptions) =>
       new PolicyRegistry(env, { maxKeys: options.maxPolicyKeys, sharedState: options.sharedState }),
     inject: [RESILIENCE_POLICY_ENVIRONMENT, RESOLVED_RESILIENCE_OPTIONS],
+  },
+  {
+    // the runtime chaos rules (null unless chaos is enabled: then no pipeline has an injection stage)
+    provide: ChaosControl,
+    useFactory: (options: ResolvedResilienceOptions, env: PolicyEnvironment) =>
+      options.chaos === undefined ? null : ChaosControl.fromOptions(options.chaos, { clock: env.clock, events: env.events }),
+    inject: [RESOLVED_RESILIENCE_OPTIONS, RESILIENCE_POLICY_ENVIRONMENT],
   },
   {
     // the backend itself, for health checks and shutdown hooks (null when none is configured)
@@ -112,6 +120,7 @@ const providers: Provider[] = [
     ResilienceEvents,
     PolicyRegistry,
     SharedPolicyState,
+    ChaosControl,
     IdempotencyStore,
     ResilienceErrorMapper,
     CircuitBreakerService,

@@ -1,5 +1,5 @@
 import { Controller, Get, Inject } from '@nestjs/common';
-import { SAMPLE_APP_OPTIONS, type SampleAppOptions } from './sample-app.options.js';
+import { CONSOLE_PATH, SAMPLE_APP_OPTIONS, type SampleAppOptions } from './sample-app.options.js';
 
 /** `GET /`: what this instance is and where to go next. */
 @Controller()
@@ -20,6 +20,7 @@ export class AppController {
         'GET /health',
         'GET /health/live',
         'GET /metrics',
+        ...(this.options.console === false ? [] : [`GET /${CONSOLE_PATH} (the resilience console, demo login)`]),
       ],
     };
   }

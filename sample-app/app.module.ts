@@ -2,11 +2,13 @@ import { Global, Module, RequestMethod, type DynamicModule, type MiddlewareConsu
 import { APP_FILTER, APP_PIPE } from '@nestjs/core';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { ResilienceModule, type IdempotencyModuleOptions } from 'nest-resilience';
+import { ResilienceConsoleModule } from 'nest-resilience/console';
 import { RedisIdempotencyStore } from 'nest-resilience/redis';
 import { TypeOrmIdempotencyStore } from 'nest-resilience/typeorm';
 import { DataSource } from 'typeorm';
 import { AccountsModule } from './accounts/accounts.module.js';
 import { AppController } from './app.controller.js';
+import { DemoConsoleGuard } from './console/demo-console.guard.js';
 import { HostHeaderMiddleware } from './common/host-header.middleware.js';
 import { JsonBodyMiddleware } from './common/json-body.middleware.js';
 import { ProblemDetailsFilter } from './common/problem-details.filter.js';
@@ -18,7 +20,7 @@ import { MetricsController } from './metrics/metrics.controller.js';
 import { registerMetrics } from './metrics/telemetry.js';
 import { ReportsModule } from './reports/reports.module.js';
 import { resiliencePolicies } from './resilience/policies.js';
-import { SAMPLE_APP_OPTIONS, type SampleAppOptions } from './sample-app.options.js';
+import { CONSOLE_PATH, DEFAULT_CONSOLE_LOGIN, SAMPLE_APP_OPTIONS, type SampleAppOptions } from './sample-app.options.js';
 
 /** Makes the {@link SampleAppOptions} injectable everywhere. */
 @Global()
@@ -58,11 +60,14 @@ export class AppModule implements NestModule {
           useFactory: (dataSource: DataSource) => ({
             policies: resiliencePolicies(options),
             idempotency: idempotencyOptions(options, dataSource),
+            // rules are switched at runtime (the console, `npm run demo`); none at start-up
+            chaos: { enabled: options.chaos ?? true },
           }),
         }),
         AccountsModule,
         ReportsModule.register({ transactional: !options.redisUrl }),
         HealthModule,
+        ...consoleModule(options),
       ],
       controllers: [AppController, MetricsController],
       providers: [
@@ -71,6 +76,16 @@ export class AppModule implements NestModule {
       ],
     };
   }
+}
+
+/**
+ * The resilience console on `/resilience` behind the DEMO-ONLY shared login (`DemoConsoleGuard`):
+ * a real service guards it with its own operator authentication.
+ */
+function consoleModule(options: SampleAppOptions): DynamicModule[] {
+  const login = options.console ?? DEFAULT_CONSOLE_LOGIN;
+  if (login === false) return [];
+  return [ResilienceConsoleModule.register({ path: CONSOLE_PATH, guard: new DemoConsoleGuard(login) })];
 }
 
 /**

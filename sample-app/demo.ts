@@ -21,6 +21,8 @@ export interface DemoOptions {
   recoveryTimeoutMs?: number;
   /** How long the first of two concurrent duplicates holds its transaction, in ms. @default 2000 */
   holdMs?: number;
+  /** The resilience console's demo login (the chaos step switches a rule through it). @default CONSOLE_USER / CONSOLE_PASSWORD, else demo / demo */
+  consoleLogin?: { username: string; password: string };
 }
 
 /** One line of the demo table. */
@@ -55,6 +57,8 @@ export async function runDemo(options: DemoOptions): Promise<{ ok: boolean; rows
   const reportTimeoutMs = options.reportTimeoutMs ?? 20_000;
   const recoveryTimeoutMs = options.recoveryTimeoutMs ?? 20_000;
   const holdMs = options.holdMs ?? 2_000;
+  const login = options.consoleLogin ?? { username: process.env.CONSOLE_USER || 'demo', password: process.env.CONSOLE_PASSWORD || 'demo' };
+  const consoleUrl = `${base}/resilience`;
   const run = randomBytes(3).toString('hex');
   const key = (name: string) => `demo-${run}-${name}`;
   const rows: DemoRow[] = [];
@@ -81,6 +85,9 @@ export async function runDemo(options: DemoOptions): Promise<{ ok: boolean; rows
   const postReport = (idempotencyKey: string, topic: string, headers: Record<string, string> = {}) =>
     app('POST', '/reports', { topic }, { 'idempotency-key': idempotencyKey, ...headers });
   const chaos = (change: Record<string, unknown>) => http('POST', `${modelUrl}/chaos`, change);
+  /** The resilience console's JSON API, with the demo login. */
+  const consoleApi = (method: string, path: string, body?: unknown) =>
+    http(method, `${consoleUrl}/api${path}`, body, { authorization: `Basic ${Buffer.from(`${login.username}:${login.password}`).toString('base64')}` });
   const modelState = async () => (await http('GET', `${modelUrl}/state`)).body as Record<string, number>;
   const credits = async () => (await app('GET', `/accounts/${account}`)).body?.credits as number;
   const waitForReport = async (id: string) => {
@@ -111,6 +118,7 @@ export async function runDemo(options: DemoOptions): Promise<{ ok: boolean; rows
   const database = (await app('GET', '/')).body?.database === 'postgres' ? 'postgres' : 'sqlite';
 
   out(`nest-resilience sample app tour — app ${base} (${database}), model service ${modelUrl}, account "${account}", run ${run}`);
+  out(`Watch it live in the resilience console: ${consoleUrl} (login ${login.username} / ${login.password})`);
   out(formatHeader());
 
   // ── 1. a duplicate POST is replayed and charged once ──────────────────────────────────────
@@ -292,11 +300,36 @@ export async function runDemo(options: DemoOptions): Promise<{ ok: boolean; rows
   const recoveredReport = await waitForReport(recovered.body?.id);
   row('', 'POST /reports', describeReport(recoveredReport), 'completed', recoveredReport?.status === 'completed');
 
+  // ── 10. a slow model, made by a runtime chaos rule: the preview's fallback answers ─────────
+  // (the library's fault injection, switched on through the console's API: the model service is fine)
+  const ruleId = `demo-slow-model-${run}`;
+  const switched = await consoleApi('POST', '/chaos/rules', { id: ruleId, target: { httpClient: 'model' }, fault: { kind: 'latency', ms: 1_500 }, rate: 1 });
+  const slow = switched.status === 200 ? await app('GET', '/preview?topic=auroras') : undefined;
+  row(
+    'slow model (chaos)',
+    'GET /preview  (+1.5 s into model client)',
+    slow === undefined
+      ? `chaos rule refused: ${switched.status} ${switched.body?.code ?? switched.body?.detail ?? ''}`
+      : `${slow.status} ${slow.body?.degraded ? 'fallback, no text' : 'with text'} in ${(slow.ms / 1000).toFixed(1)} s`,
+    '200 fallback after the timeouts',
+    slow !== undefined && slow.status === 200 && slow.body?.text === null && typeof slow.body?.degraded === 'string' && slow.ms < 2_800,
+  );
+  const removed = await consoleApi('DELETE', `/chaos/rules/${ruleId}`);
+  const fastAgain = await app('GET', '/preview?topic=auroras');
+  row(
+    '',
+    'GET /preview  (rule removed)',
+    `${fastAgain.status} in ${fastAgain.ms} ms${typeof fastAgain.body?.text === 'string' ? ', text' : ''}`,
+    '200 with the text',
+    removed.status === 204 && fastAgain.status === 200 && typeof fastAgain.body?.text === 'string',
+  );
+
   const ok = rows.every((entry) => entry.ok);
   const failed = rows.filter((entry) => !entry.ok).length;
   out('');
   out(ok ? `All ${rows.length} checks passed.` : `${failed} of ${rows.length} checks did NOT behave as expected (marked ✘).`);
   out(`The app's log shows the same story as JSON lines: grep it for "retry", "breaker_opened" or "idempotency_replayed".`);
+  out(`The resilience console shows the breakers, the model client and every event of the tour: ${consoleUrl} (login ${login.username} / ${login.password}).`);
   return { ok, rows };
 }
 

@@ -5,7 +5,7 @@ import { Logger } from '@nestjs/common';
 import { createSampleApp, type SamplePlatform } from './create-sample-app.js';
 import { describeDatabase } from './database/database.options.js';
 import { modelServiceOptionsFromEnv, startModelService } from './model-service/model-service.js';
-import { sampleAppOptionsFromEnv } from './sample-app.options.js';
+import { CONSOLE_PATH, DEFAULT_CONSOLE_LOGIN, sampleAppOptionsFromEnv } from './sample-app.options.js';
 
 async function bootstrap(): Promise<void> {
   const options = sampleAppOptionsFromEnv();
@@ -34,6 +34,9 @@ async function bootstrap(): Promise<void> {
       `-H 'Content-Type: application/json' -d '{"topic":"tides"}' — or run \`npm run demo\` in another terminal. ` +
       `Health: ${base}/health, metrics: ${base}/metrics, API docs: ${base}/docs.`,
   );
+  const login = options.console ?? DEFAULT_CONSOLE_LOGIN;
+  if (login === false) logger.log('No resilience console: NODE_ENV=production and CONSOLE_PASSWORD is not set.');
+  else logger.log(`Resilience console: ${base}/${CONSOLE_PATH} — DEMO login "${login.username}" / "${login.password === DEFAULT_CONSOLE_LOGIN.password ? login.password : '(CONSOLE_PASSWORD)'}" (set CONSOLE_USER / CONSOLE_PASSWORD; a real service uses its own operator guard).`);
 }
 
 bootstrap().catch((error: unknown) => {

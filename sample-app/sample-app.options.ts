@@ -1,3 +1,4 @@
+import type { DemoConsoleLogin } from './console/demo-console.guard.js';
 import type { Report } from './reports/report.entity.js';
 
 /**
@@ -48,6 +49,18 @@ export interface SampleAppOptions {
    * `main.ts` turns it on unless NODE_ENV=production. @default false
    */
   demoHold?: boolean;
+  /**
+   * The resilience console on `/resilience`, behind the DEMO-ONLY login of {@link DemoConsoleLogin}
+   * (HTTP Basic), or `false` for none. `main.ts` reads CONSOLE_USER / CONSOLE_PASSWORD and, with
+   * NODE_ENV=production, serves no console unless CONSOLE_PASSWORD is set.
+   * @default { username: 'demo', password: 'demo' }
+   */
+  console?: DemoConsoleLogin | false;
+  /**
+   * Runtime chaos rules (`ResilienceModule.forRoot({ chaos })`), switched at runtime in the console
+   * or by `npm run demo`. `main.ts` turns it off with NODE_ENV=production. @default true
+   */
+  chaos?: boolean;
   /** Seams for tests; never set in production. */
   hooks?: SampleAppHooks;
 }
@@ -71,13 +84,29 @@ export const DEFAULT_SEED_ACCOUNTS: Readonly<Record<string, number>> = { acme: 1
 /** Default base URL of the model service `npm start` runs. */
 export const DEFAULT_MODEL_SERVICE_URL = 'http://127.0.0.1:3001';
 
-/** Reads the options from DATABASE_URL, SQLITE_FILE, REDIS_URL, MODEL_SERVICE_URL and LOG_LEVEL. */
+/** The demo console's login when nothing is configured (DEMO ONLY). */
+export const DEFAULT_CONSOLE_LOGIN: DemoConsoleLogin = { username: 'demo', password: 'demo' };
+
+/** Path of the resilience console in the sample app. */
+export const CONSOLE_PATH = 'resilience';
+
+/**
+ * Reads the options from DATABASE_URL, SQLITE_FILE, REDIS_URL, MODEL_SERVICE_URL, LOG_LEVEL and
+ * CONSOLE_USER / CONSOLE_PASSWORD (with NODE_ENV=production there is no console without a password,
+ * and no runtime chaos).
+ */
 export function sampleAppOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): SampleAppOptions {
+  const password = env.CONSOLE_PASSWORD || undefined;
   return {
     databaseUrl: env.DATABASE_URL || undefined,
     sqliteFile: env.SQLITE_FILE || undefined,
     redisUrl: env.REDIS_URL || undefined,
     modelServiceUrl: env.MODEL_SERVICE_URL || DEFAULT_MODEL_SERVICE_URL,
     logLevel: env.LOG_LEVEL || undefined,
+    chaos: env.NODE_ENV !== 'production',
+    console:
+      password === undefined && env.NODE_ENV === 'production'
+        ? false
+        : { username: env.CONSOLE_USER || DEFAULT_CONSOLE_LOGIN.username, password: password ?? DEFAULT_CONSOLE_LOGIN.password },
   };
 }

@@ -3,7 +3,7 @@
 import 'reflect-metadata';
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { Controller, Get, Module, type DynamicModule, type Type } from '@nestjs/common';
-import { ResilienceModule, Retryable, Timeout } from 'nest-resilience';
+import { ResilienceModule, Retryable, Timeout, type ResilienceModuleOptions } from 'nest-resilience';
 import { platformFromEnv, serveBenchApp } from '../shared/server-harness.js';
 import { OVERHEAD_VARIANTS, type OverheadVariant } from './variants.js';
 
@@ -55,12 +55,25 @@ const controllers: Record<OverheadVariant, Type> = {
   'both-context': BothController,
 };
 
+/**
+ * BENCH_CHAOS: `off` (the default, no `chaos` option), `enabled` (runtime chaos on, no rule), or
+ * `rule` (on, with a rule naming this route at rate 0: matched against the route of every attempt, never fires).
+ */
+function chaosOptions(): ResilienceModuleOptions {
+  const mode = process.env.BENCH_CHAOS ?? 'off';
+  if (mode === 'off') return {};
+  // the bench servers run with NODE_ENV=production, where chaos needs allowInProduction
+  if (mode === 'enabled') return { chaos: { enabled: true, allowInProduction: true } };
+  if (mode === 'rule') return { chaos: { enabled: true, allowInProduction: true, rules: [{ target: { route: 'GET /hello' }, fault: { kind: 'exception' }, rate: 0 }] } };
+  throw new Error(`BENCH_CHAOS must be off, enabled or rule (got "${mode}").`);
+}
+
 @Module({})
 class OverheadModule {
   static forVariant(variant: OverheadVariant): DynamicModule {
     return {
       module: OverheadModule,
-      imports: variant === 'no-library' ? [] : [ResilienceModule.forRoot()],
+      imports: variant === 'no-library' ? [] : [ResilienceModule.forRoot(chaosOptions())],
       controllers: [controllers[variant]],
     };
   }

@@ -10,6 +10,23 @@ import { resolveBulkheadOptions } from './validate.js';
 /** `retryAfterMs` hint of a rejection: slots usually free up within a second on a request path. */
 const REJECTION_RETRY_AFTER_MS = 1000;
 
+/**
+ * A point-in-time view of a bulkhead (the resilience console's gauges).
+ * @publicApi
+ */
+export interface BulkheadSnapshot {
+  /** The policy key. */
+  readonly key: string;
+  /** Executions running now. */
+  readonly active: number;
+  /** Callers waiting for a slot now. */
+  readonly queued: number;
+  /** Most executions running at once. */
+  readonly maxConcurrent: number;
+  /** Most callers waiting for a slot. */
+  readonly maxQueue: number;
+}
+
 interface Waiter {
   /** Hands the freed slot to this waiter. */
   grant(): void;
@@ -46,6 +63,12 @@ export class BulkheadPolicy implements Policy, Step {
   /** Callers waiting for a slot now. */
   get queued(): number {
     return this.waiters.size;
+  }
+
+  /** Occupancy and limits now. */
+  snapshot(): BulkheadSnapshot {
+    const { maxConcurrent, maxQueue } = this.options;
+    return { key: this.key, active: this.running, queued: this.waiters.size, maxConcurrent, maxQueue };
   }
 
   execute<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext): Promise<T> {

@@ -37,6 +37,20 @@ export interface CircuitBreakerSnapshot {
   readonly retryAfterMs?: number;
 }
 
+/**
+ * What a breaker has seen since it was created, never reset (the resilience console's sparklines
+ * are the differences between two readings).
+ * @publicApi
+ */
+export interface CircuitBreakerCounters {
+  /** Calls that ran and were judged (caller aborts are not counted). */
+  readonly calls: number;
+  /** Of those, calls judged failures. */
+  readonly failures: number;
+  /** Calls refused without running (open, half-open with its probes taken, isolated). */
+  readonly rejected: number;
+}
+
 interface Permit {
   readonly generation: number;
   readonly probe: boolean;
@@ -91,6 +105,9 @@ export class CircuitBreakerPolicy implements Policy, Step {
   private probesInFlight = 0;
   private probeSuccesses = 0;
   private notPermitted = 0;
+  private judgedCalls = 0;
+  private judgedFailures = 0;
+  private refusedCalls = 0;
   /** Whether the current open was decided by the in-process window during a shared-state outage. */
   private openedLocally = false;
   private readonly link: SharedLink | undefined;
@@ -141,6 +158,25 @@ export class CircuitBreakerPolicy implements Policy, Step {
       ...(state === 'closed' ? {} : { openedAt: this.openedAt }),
       ...(state === 'open' ? { retryAfterMs: Math.max(0, this.openUntil - now) } : {}),
     };
+  }
+
+  /** Calls, failures and refusals since the breaker was created. */
+  counters(): CircuitBreakerCounters {
+    return { calls: this.judgedCalls, failures: this.judgedFailures, rejected: this.refusedCalls };
+  }
+
+  /**
+   * The state every instance shares, as the backend holds it now (one round trip, bounded by the
+   * backend's `maxWait`): `undefined` for a breaker that is not shared, or while the backend does not
+   * answer (this instance then decides alone).
+   */
+  async readShared(): Promise<SharedBreakerState | undefined> {
+    const link = this.link;
+    if (link === undefined) return undefined;
+    const state = await link.guard.call(this.key, () => link.backend.read());
+    if (state === UNAVAILABLE) return undefined;
+    this.adopt(state);
+    return state;
   }
 
   /** Opens the breaker by hand until {@link reset} (for incident response or maintenance). */
@@ -232,11 +268,16 @@ export class CircuitBreakerPolicy implements Policy, Step {
 
   private reject(context: PolicyContext, retryAfterMs: number): CircuitOpenError {
     this.notPermitted++;
+    this.refusedCalls++;
     this.env.events({ event: 'breaker_rejected', policy: this.key, attempt: context.attempt, detail: this.current });
     return new CircuitOpenError(this.key, retryAfterMs);
   }
 
   private settle(permit: Permit, outcome: 'success' | 'failure' | 'ignored', started: number): void {
+    if (outcome !== 'ignored') {
+      this.judgedCalls++;
+      if (outcome === 'failure') this.judgedFailures++;
+    }
     if (permit.generation !== this.generation) return;
     const now = this.env.clock.now();
     const slow = this.options.slowCall !== undefined && outcome !== 'ignored' && now - started >= this.options.slowCall.duration;

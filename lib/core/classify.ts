@@ -1,4 +1,5 @@
 import { isResilienceError, OperationAbortedError } from './errors.js';
+import { isInjectedFaultError } from './injected-fault.js';
 import { isUpstreamError } from './upstream-http.error.js';
 
 const TRANSIENT_NETWORK_CODES = new Set([
@@ -76,14 +77,15 @@ function hasTransientNetworkCode(error: unknown, depth = 0): boolean {
  * The default retry classifier. Transient: network error codes (`ECONNRESET`, `ECONNREFUSED`,
  * `ETIMEDOUT`, `EPIPE`, `ENOTFOUND`, `EAI_AGAIN`, `ENETUNREACH`, `EHOSTUNREACH`, `ECONNABORTED`,
  * undici `UND_ERR_*` except misuse/abort codes) on the error or in its `cause` chain, HTTP 408, 429
- * and 5xx, and `AttemptTimeoutError`; an `UpstreamError` is transient when its `retryable` says so.
- * Never transient: other statuses, the library's other errors (open circuit, bulkhead rejection,
+ * and 5xx, `AttemptTimeoutError` and the `InjectedFaultError` of a chaos rule; an `UpstreamError` is
+ * transient when its `retryable` says so. Never transient: other statuses, the library's other errors (open circuit, bulkhead rejection,
  * total deadline, caller abort) and `AbortError`s.
  * @publicApi
  */
 export function isTransientError(error: unknown): boolean {
   if (isResilienceError(error)) return error.code === 'attempt_timeout';
   if (isUpstreamError(error)) return error.retryable;
+  if (isInjectedFaultError(error)) return true;
   const object = asObject(error);
   if (!object) return false;
   if (object.name === 'AbortError') return false;

@@ -1,3 +1,5 @@
+import { isInjectedFault } from './injected-fault.js';
+
 /**
  * Names of every event the library emits. Logs, OpenTelemetry and user hooks all consume the same
  * typed stream, so a name means the same thing everywhere.
@@ -28,7 +30,8 @@ export type ResilienceEventName =
   | 'idempotency_evicted'
   | 'idempotency_response_not_kept'
   | 'shared_state_unavailable'
-  | 'shared_state_recovered';
+  | 'shared_state_recovered'
+  | 'fault_injected';
 
 /**
  * One event. `event` names it; the other fields are present when they apply.
@@ -81,6 +84,12 @@ export interface ResilienceEvent {
    * exhausted" can be told apart in the log. Never sent to clients.
    */
   readonly cause?: string;
+  /**
+   * `true` on events a runtime chaos rule caused: `fault_injected` itself. Consumers also mark
+   * events whose `error` a rule injected (a retry, a give-up, a fallback of an injected fault):
+   * see {@link isChaosEvent}.
+   */
+  readonly chaos?: boolean;
 }
 
 /**
@@ -98,6 +107,15 @@ export interface ResilienceEventSink {
 
 /** A sink that drops everything. @publicApi */
 export const noopEventSink: ResilienceEventSink = () => undefined;
+
+/**
+ * Whether `event` was caused by a runtime chaos rule: `fault_injected`, or an event about an error
+ * a rule injected (logs, spans and metrics mark these `resilience.chaos=true`).
+ * @publicApi
+ */
+export function isChaosEvent(event: ResilienceEvent): boolean {
+  return event.chaos === true || (event.error !== undefined && isInjectedFault(event.error));
+}
 
 /** @internal the class name of a thrown value, for `errorType`. */
 export function errorTypeOf(error: unknown): string | undefined {

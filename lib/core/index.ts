@@ -23,15 +23,16 @@ export { computeBackoffDelay } from './backoff.js';
 export { isTransientError, statusOf } from './classify.js';
 export { retryAfterMsOf } from './retry-after.js';
 export * from './upstream-http.error.js';
-export { RetryBudget } from './retry-budget.js';
+export { RetryBudget, type RetryBudgetSnapshot } from './retry-budget.js';
 export { RetryPolicy, type GiveUpReason, type RetryHooks } from './retry.policy.js';
 export { AttemptSettledError, TimeoutPolicy } from './timeout.policy.js';
 export {
   CircuitBreakerPolicy,
+  type CircuitBreakerCounters,
   type CircuitBreakerSnapshot,
   type CircuitBreakerState,
 } from './circuit-breaker.policy.js';
-export { BulkheadPolicy } from './bulkhead.policy.js';
+export { BulkheadPolicy, type BulkheadSnapshot } from './bulkhead.policy.js';
 export { FallbackPolicy, fallbackCauseOf } from './fallback.policy.js';
 export { PolicyRegistry, type PolicyRegistryOptions } from './policy-registry.js';
 export {
@@ -107,3 +108,22 @@ export {
   type InMemoryIdempotencyStoreOptions,
 } from './idempotency/in-memory-idempotency.store.js';
 export { recordIdOf } from './idempotency/record-id.js';
+export {
+  ChaosControl,
+  DEFAULT_MAX_CHAOS_RULES,
+  resolveChaosOptions,
+  validateChaosRule,
+  type ChaosControlOptions,
+  type ChaosOptions,
+  type ResolvedChaosOptions,
+  type ChaosExceptionFault,
+  type ChaosFault,
+  type ChaosHttpFault,
+  type ChaosLatencyFault,
+  type ChaosRule,
+  type ChaosRuleInit,
+  type ChaosSite,
+  type ChaosTarget,
+  type PipelineChaos,
+} from './fault-injection.js';
+export { InjectedFaultError, isInjectedFault, isInjectedFaultError } from './injected-fault.js';

@@ -1,5 +1,6 @@
 import type { PolicyContext } from './policy.js';
 import type { Random } from './random.js';
+import type { PipelineChaos } from './fault-injection.js';
 
 /**
  * Any error class, abstract ones included, for `retryOn` / `abortOn` / fallback `on` lists.
@@ -373,6 +374,13 @@ export interface PipelineSpec {
   readonly retry?: RetryOptions;
   /** Circuit breaker of the key. */
   readonly circuitBreaker?: CircuitBreakerOptions;
+  /**
+   * Runtime chaos rules that may apply to this pipeline (`chaos: { enabled: true }`): an injection
+   * stage runs innermost, between the attempt timeout and the work. It is not one of
+   * {@link Pipeline.stages} (it injects faults, it does not guard against them). Absent, the
+   * pipeline has no injection stage at all.
+   */
+  readonly chaos?: PipelineChaos;
 }
 
 /** Why a breaker opened (`detail` of `breaker_opened`). @publicApi */

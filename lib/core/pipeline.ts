@@ -1,5 +1,6 @@
 import { Cancellation, contextWith } from './cancellation.js';
 import { abortErrorOf } from './classify.js';
+import { ChaosStep, type PipelineChaos } from './fault-injection.js';
 import { FallbackPolicy } from './fallback.policy.js';
 import type {
   PipelineSpec,
@@ -208,6 +209,12 @@ export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, regis
           deadlineGuard,
           ...runners.slice(guardIndex === -1 ? runners.length : guardIndex),
         ];
+  if (spec.chaos !== undefined) {
+    // innermost: an injected fault meets every policy on its way out, as a real one would
+    const chaos = new ChaosStep(spec.chaos);
+    if (guardedRunners !== runners) guardedRunners.push(chaos);
+    runners.push(chaos);
+  }
 
   /** Runs `chain[index]` and the stages after it, then `work`. */
   const runFrom = (chain: readonly Runner[], index: number, work: Work, context: PolicyContext, settle: Settle, hooks: RetryHooks): void => {

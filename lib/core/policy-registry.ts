@@ -1,8 +1,8 @@
-import { BulkheadPolicy } from './bulkhead.policy.js';
+import { BulkheadPolicy, type BulkheadSnapshot } from './bulkhead.policy.js';
 import { CircuitBreakerPolicy, type CircuitBreakerSnapshot } from './circuit-breaker.policy.js';
 import type { BulkheadOptions, CircuitBreakerOptions, RetryBudgetOptions } from './options.js';
 import type { PolicyEnvironment } from './policy.js';
-import { RetryBudget } from './retry-budget.js';
+import { RetryBudget, type RetryBudgetSnapshot } from './retry-budget.js';
 import { requireSharedState, SharedRetryBudget, SharedStateGuard, type RetryPermits, type SharedPolicyState } from './shared-policy-state.js';
 import { resolveRetryBudgetOptions } from './validate.js';
 
@@ -51,6 +51,10 @@ class LruMap<V> {
     return this.entries.values();
   }
 
+  keyed(): IterableIterator<[string, V]> {
+    return this.entries.entries();
+  }
+
   private evictOne(keep: string): void {
     let fallback: string | undefined;
     for (const [key, value] of this.entries) {
@@ -81,7 +85,7 @@ class LruMap<V> {
  */
 export class PolicyRegistry {
   private readonly breakers: LruMap<CircuitBreakerPolicy>;
-  private readonly bulkheads: LruMap<BulkheadPolicy>;
+  private readonly bulkheadsByKey: LruMap<BulkheadPolicy>;
   private readonly budgets: LruMap<RetryBudget>;
   private readonly sharedBudgets: LruMap<SharedRetryBudget>;
   private readonly shared: SharedStateGuard | undefined;
@@ -96,7 +100,7 @@ export class PolicyRegistry {
       (breaker) => breaker.state === 'closed',
       (breaker) => breaker.release(),
     );
-    this.bulkheads = new LruMap(maxKeys, (bulkhead) => bulkhead.active === 0 && bulkhead.queued === 0);
+    this.bulkheadsByKey = new LruMap(maxKeys, (bulkhead) => bulkhead.active === 0 && bulkhead.queued === 0);
     this.budgets = new LruMap(maxKeys);
     this.sharedBudgets = new LruMap(maxKeys);
     this.shared = options.sharedState === undefined ? undefined : new SharedStateGuard(options.sharedState, env);
@@ -105,6 +109,11 @@ export class PolicyRegistry {
   /** The shared state backend, when one is configured. */
   get sharedState(): SharedPolicyState | undefined {
     return this.shared?.backend;
+  }
+
+  /** Whether the shared state backend decides now (`false` during an outage); `undefined` without one. */
+  get sharedStateAvailable(): boolean | undefined {
+    return this.shared?.available;
   }
 
   /**
@@ -120,7 +129,7 @@ export class PolicyRegistry {
 
   /** The bulkhead of `key`, created with `options` on first use. */
   bulkhead(key: string, options: BulkheadOptions = {}): BulkheadPolicy {
-    return this.bulkheads.getOrCreate(key, () => new BulkheadPolicy(key, options, this.env));
+    return this.bulkheadsByKey.getOrCreate(key, () => new BulkheadPolicy(key, options, this.env));
   }
 
   /** The retry budget of `key`, created with `options` on first use. */
@@ -163,5 +172,23 @@ export class PolicyRegistry {
   /** The breaker of `key` if one exists (does not create one or refresh its recency). */
   findCircuitBreaker(key: string): CircuitBreakerPolicy | undefined {
     return this.breakers.get(key);
+  }
+
+  /** Snapshots of every kept bulkhead (does not refresh their recency). */
+  bulkheads(): BulkheadSnapshot[] {
+    return [...this.bulkheadsByKey.values()].map((bulkhead) => bulkhead.snapshot());
+  }
+
+  /**
+   * Every kept retry budget: its key, this instance's figures, and whether it is shared (then
+   * {@link findSharedRetryBudget} reads every instance's). Does not refresh their recency.
+   */
+  retryBudgets(): Array<RetryBudgetSnapshot & { readonly key: string; readonly shared: boolean }> {
+    return [...this.budgets.keyed()].map(([key, budget]) => ({ key, shared: this.sharedBudgets.get(key) !== undefined, ...budget.snapshot() }));
+  }
+
+  /** The shared retry budget of `key` if one exists (does not create one or refresh its recency). */
+  findSharedRetryBudget(key: string): SharedRetryBudget | undefined {
+    return this.sharedBudgets.get(key);
   }
 }

@@ -11,6 +11,27 @@ interface Bucket {
 }
 
 /**
+ * What a retry budget allows now (the resilience console's budget bars).
+ * @publicApi
+ */
+export interface RetryBudgetSnapshot {
+  /** Logical calls inside the window. */
+  readonly calls: number;
+  /** Retries granted in the buckets overlapping the window. */
+  readonly retries: number;
+  /** Retries the window allows in all: `ratio × calls + minRetriesPerSecond × window / 1000`. */
+  readonly allowance: number;
+  /** Retries the next calls may still take now (`allowance - retries`, rounded down, at least 0). */
+  readonly remaining: number;
+  /** Share of calls that may be retried. */
+  readonly ratio: number;
+  /** Retries per second allowed regardless of traffic. */
+  readonly minRetriesPerSecond: number;
+  /** Length of the window, in ms. */
+  readonly window: number;
+}
+
+/**
  * Finagle-style retry budget shared by every caller of one policy key. In **any** interval of
  * `window` ms, retries never exceed `ratio × calls in that interval + minRetriesPerSecond × window / 1000`;
  * memory stays constant (time buckets). Under a fully failing dependency this caps the calls of a
@@ -68,6 +89,13 @@ export class RetryBudget {
     return this.count(this.epochOf(this.clock.now()));
   }
 
+  /** The window's figures and what is left of it now. */
+  snapshot(): RetryBudgetSnapshot {
+    const { calls, retries } = this.totals();
+    const { ratio, minRetriesPerSecond, window } = this.options;
+    return { calls, retries, ...retryAllowance(calls, retries, ratio, this.floor), ratio, minRetriesPerSecond, window };
+  }
+
   private count(epoch: number): { calls: number; retries: number } {
     let calls = 0;
     let retries = 0;
@@ -94,4 +122,14 @@ export class RetryBudget {
     }
     return bucket;
   }
+}
+
+/**
+ * The allowance of a window and the retries left in it, by the rule of {@link RetryBudget.tryAcquireRetry}
+ * (a retry is granted while `retries + 1 <= ratio × calls + floor`).
+ * @internal
+ */
+export function retryAllowance(calls: number, retries: number, ratio: number, floor: number): { allowance: number; remaining: number } {
+  const allowance = ratio * calls + floor;
+  return { allowance, remaining: Math.max(0, Math.floor(allowance - retries)) };
 }

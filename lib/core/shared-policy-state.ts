@@ -1,7 +1,7 @@
 import { ResilienceConfigError } from './errors.js';
 import type { BreakerOpenReason, PipelineSpec, ResolvedCircuitBreakerOptions, RetryBudgetWindow } from './options.js';
 import type { PolicyEnvironment } from './policy.js';
-import type { RetryBudget } from './retry-budget.js';
+import { retryAllowance, type RetryBudget, type RetryBudgetSnapshot } from './retry-budget.js';
 import { once } from './step.js';
 
 /**
@@ -68,6 +68,12 @@ export interface SharedRetryBudgetBackend {
    * retries still fit `ratio × calls + floor` of the window, atomically.
    */
   acquire(calls: number): Promise<boolean>;
+  /**
+   * The calls inside the shared window and the retries overlapping it, of every instance (what the
+   * next {@link acquire} compares), for the resilience console's fleet view. Optional: a backend
+   * without it shows no fleet figures.
+   */
+  read?(): Promise<{ readonly calls: number; readonly retries: number }>;
 }
 
 /**
@@ -334,6 +340,25 @@ export class SharedRetryBudget implements RetryPermits {
     return this.guard.call(this.key, () => this.backend.acquire(calls)).then((granted) =>
       granted === UNAVAILABLE ? this.local.tryAcquireRetry() : granted,
     );
+  }
+
+  /** This instance's budget (what decides during an outage). */
+  snapshot(): RetryBudgetSnapshot {
+    return this.local.snapshot();
+  }
+
+  /**
+   * Every instance's window as the backend holds it now (one round trip, bounded by `maxWait`), with
+   * what is left of it; `undefined` while the backend does not answer or cannot tell.
+   */
+  async readShared(): Promise<RetryBudgetSnapshot | undefined> {
+    const read = this.backend.read;
+    if (read === undefined) return undefined;
+    const totals = await this.guard.call(this.key, () => read.call(this.backend));
+    if (totals === UNAVAILABLE) return undefined;
+    const { ratio, minRetriesPerSecond, window } = this.local.snapshot();
+    const { calls, retries } = totals;
+    return { calls, retries, ...retryAllowance(calls, retries, ratio, (minRetriesPerSecond * window) / 1000), ratio, minRetriesPerSecond, window };
   }
 
   private flush(): void {

@@ -1,6 +1,7 @@
 import { systemClock } from '../core/clock.js';
 import { DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_MAX_POLICY_KEYS, DEFAULT_TOTAL_TIMEOUT_MS } from '../core/defaults.js';
 import { ResilienceConfigError } from '../core/errors.js';
+import { resolveChaosOptions } from '../core/fault-injection.js';
 import type { BulkheadOptions, CircuitBreakerOptions, PipelineSpec, RetryOptions, TimeoutOptions } from '../core/options.js';
 import { systemRandom } from '../core/random.js';
 import { requireSharedState } from '../core/shared-policy-state.js';
@@ -88,6 +89,7 @@ export function resolveResilienceOptions(options: ResilienceModuleOptions | unde
     errorMapper: raw.errorMapper,
     problemTypeBase: raw.problemTypeBase ?? DEFAULT_PROBLEM_TYPE_BASE,
     sharedState: raw.sharedState,
+    chaos: resolveChaosOptions(raw.chaos, process.env.NODE_ENV),
     ...(raw.logging === undefined ? {} : { logging: raw.logging }),
     ...(raw.telemetry === undefined ? {} : { telemetry: raw.telemetry }),
   };

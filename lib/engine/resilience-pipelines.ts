@@ -1,6 +1,9 @@
 import { Inject, Injectable, Optional, type Type } from '@nestjs/common';
+import { PATH_METADATA } from '@nestjs/common/constants.js';
 import { ModuleRef } from '@nestjs/core';
 import { currentInFrame } from '../context/context-frame.js';
+import { getRequestInfo } from '../context/resilience-context.js';
+import { ChaosControl, type PipelineChaos } from '../core/fault-injection.js';
 import type { PipelineSpec } from '../core/options.js';
 import { createPipeline, describePipeline, type Pipeline, type PipelineStage } from '../core/pipeline.js';
 import type { PolicyEnvironment } from '../core/policy.js';
@@ -22,6 +25,11 @@ import {
 } from './resilience-options.resolver.js';
 import type { AttemptWrapper } from './pipeline-call.js';
 
+/** The route of the request being served (`METHOD /path`), as the logs show it. */
+function currentRoute(): string | undefined {
+  return getRequestInfo()?.route;
+}
+
 /**
  * Resolves the resilience settings of routes and provider methods once and keeps their pipelines,
  * so the engine, the start-up checks and `describe()` all see the same thing. Breaker, bulkhead
@@ -37,6 +45,8 @@ export class ResiliencePipelines {
   /** The pipeline of each target's own key: one lookup on the request path. */
   private readonly defaultPipelines = new WeakMap<ResolvedTargetPolicy, Pipeline>();
   private readonly fallbackProviders = new Map<Type<FallbackProvider>, Promise<FallbackProvider>>();
+  /** Targets that are route handlers: their pipelines read the route of each call for chaos rules. */
+  private readonly routeTargets = new WeakSet<ResolvedTargetPolicy>();
   private nextTargetId = 1;
 
   constructor(
@@ -45,6 +55,7 @@ export class ResiliencePipelines {
     private readonly registry: PolicyRegistry,
     private readonly moduleRef: ModuleRef,
     @Optional() private readonly telemetry?: ResilienceTelemetry,
+    @Optional() @Inject(ChaosControl) private readonly chaos?: ChaosControl | null,
   ) {}
 
   /** Runs each attempt in its own tracing span when telemetry is on (a plain call without a tracer). */
@@ -67,13 +78,17 @@ export class ResiliencePipelines {
     // the name is read only here: a function's `name` is a slow accessor on every request
     const metadata = readTargetMetadata(classRef, handler, methodName ?? handler.name);
     const target = isDecorated(metadata) ? resolveTargetPolicy(this.options, metadata) : undefined;
+    if (target !== undefined && Reflect.getMetadata(PATH_METADATA, handler) !== undefined) this.routeTargets.add(target);
     byClass.set(classRef, target ?? null);
     return target;
   }
 
-  /** The core spec of `target` for `key`, its fallback (if any) wired to DI and the call's arguments. */
+  /**
+   * The core spec of `target` for `key`, its fallback (if any) wired to DI and the call's arguments,
+   * and the chaos rules' injection stage when chaos is enabled.
+   */
   specFor(target: ResolvedTargetPolicy, key: string = target.key): PipelineSpec {
-    const spec = specWithoutFallback(target, key);
+    const spec = this.chaos ? { ...specWithoutFallback(target, key), chaos: this.chaosOf(target, key, this.chaos) } : specWithoutFallback(target, key);
     if (!target.fallback) return spec;
     const fallback = target.fallback;
     return {
@@ -83,6 +98,12 @@ export class ResiliencePipelines {
         ...(fallback.on === undefined ? {} : { on: fallback.on }),
       },
     };
+  }
+
+  /** What chaos rules see of `target`'s pipeline for `key`: the policy, the method and (per call) the route. */
+  private chaosOf(target: ResolvedTargetPolicy, key: string, control: ChaosControl): PipelineChaos {
+    const site = { policy: key, method: `${target.className}.${target.methodName}` };
+    return this.routeTargets.has(target) ? { control, site, routeOf: currentRoute } : { control, site };
   }
 
   /** The resolved stages of `target`, outer → inner. */

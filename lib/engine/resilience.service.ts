@@ -1,4 +1,6 @@
-import { Injectable, type Type } from '@nestjs/common';
+import { Inject, Injectable, Optional, type Type } from '@nestjs/common';
+import { ResilienceConfigError } from '../core/errors.js';
+import { ChaosControl } from '../core/fault-injection.js';
 import type { PipelineStage } from '../core/pipeline.js';
 import { ResiliencePipelines } from './resilience-pipelines.js';
 
@@ -8,7 +10,28 @@ import { ResiliencePipelines } from './resilience-pipelines.js';
  */
 @Injectable()
 export class ResilienceService {
-  constructor(private readonly pipelines: ResiliencePipelines) {}
+  constructor(
+    private readonly pipelines: ResiliencePipelines,
+    @Optional() @Inject(ChaosControl) private readonly chaosControl?: ChaosControl | null,
+  ) {}
+
+  /**
+   * The runtime chaos rules of the application (`forRoot({ chaos: { enabled: true } })`): switch
+   * rules on and off (`inject`, `switch`, `remove`, `clear`), list them, reseed the draws. An injected
+   * fault goes through the real policies (a retry retries it, a breaker counts it) and everything it
+   * causes is marked `resilience.chaos=true` in logs, spans and metrics.
+   * @example
+   * resilience.chaos().inject({ id: 'slow-model', target: { httpClient: 'model' }, fault: { kind: 'latency', ms: 1500 }, rate: 1 });
+   * @throws ResilienceConfigError when chaos is not enabled (no pipeline has an injection stage then).
+   */
+  chaos(): ChaosControl {
+    if (!this.chaosControl) {
+      throw new ResilienceConfigError(
+        'Runtime chaos is off in this application. Enable it with ResilienceModule.forRoot({ chaos: { enabled: true } }) (refused with NODE_ENV=production unless chaos.allowInProduction: true).',
+      );
+    }
+    return this.chaosControl;
+  }
 
   /**
    * The pipeline of a route or provider method as it runs: its stages outer → inner (fallback,

@@ -4,6 +4,7 @@
 
 import { ResilienceConfigError } from '../core/errors.js';
 import { DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_TOTAL_TIMEOUT_MS } from '../core/defaults.js';
+import type { ChaosControl } from '../core/fault-injection.js';
 import type { BulkheadOptions, CircuitBreakerOptions, PipelineSpec, RetryOptions, TimeoutOptions } from '../core/options.js';
 import type { PolicyEnvironment } from '../core/policy.js';
 import type { PolicyRegistry } from '../core/policy-registry.js';
@@ -55,6 +56,12 @@ export interface HttpClientDependencies {
   };
   /** Called once per call, when it ends (the structured log event). */
   readonly onCall?: (record: HttpCallRecord, error: UpstreamError | undefined) => void;
+  /**
+   * Runtime chaos rules (`ResilienceModule.forRoot({ chaos: { enabled: true } })`): the client's
+   * pipelines get the injection stage, and rules naming `httpClient` (and `origin`) apply to its calls.
+   * @default none (no injection stage)
+   */
+  readonly chaos?: ChaosControl | null;
 }
 
 /**

@@ -1,4 +1,5 @@
 import { randomUUID } from 'node:crypto';
+import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
 import { currentInFrame } from '../context/context-frame.js';
 import { getRequestInfo } from '../context/resilience-context.js';
@@ -7,6 +8,7 @@ import { abortErrorOf } from '../core/classify.js';
 import { systemClock } from '../core/clock.js';
 import { ResilienceConfigError } from '../core/errors.js';
 import type { ResilienceEventSink } from '../core/events.js';
+import { chaosAnswerOf, type ChaosControl, type ChaosHttpFault, type PipelineChaos } from '../core/fault-injection.js';
 import type { PipelineSpec } from '../core/options.js';
 import { createPipeline, type Pipeline } from '../core/pipeline.js';
 import type { PolicyEnvironment } from '../core/policy.js';
@@ -14,7 +16,7 @@ import { PolicyRegistry } from '../core/policy-registry.js';
 import { systemRandom } from '../core/random.js';
 import { retryAfterMsOf } from '../core/retry-after.js';
 import { requireSharedState } from '../core/shared-policy-state.js';
-import { once, promiseOf, type Settle } from '../core/step.js';
+import { once, promiseOf, type Settle, type Work } from '../core/step.js';
 import { isUpstreamError, UpstreamError, UpstreamHttpError } from '../core/upstream-http.error.js';
 import type { CircuitBreakerSnapshot } from '../core/circuit-breaker.policy.js';
 import { REQUEST_ID_HEADER, REQUEST_TIMEOUT_HEADER } from '../fetch/with-deadline.js';
@@ -37,6 +39,7 @@ import type {
   HttpRequestOptions,
   HttpResponse,
 } from './http-client.options.js';
+import { HTTP_CLIENT_STATE, type HttpClientOriginState } from './http-client-state.js';
 import { httpClientTelemetryOptions, startRequestTelemetry, type HttpClientTelemetryOptions } from './http-client.telemetry.js';
 import { OriginGate } from './origin-gate.js';
 import { callUrl, joinPath, serializeBody } from './request-parts.js';
@@ -83,6 +86,8 @@ const NO_EVENTS: ResilienceEventSink = Object.assign(() => undefined, { wants: (
  * @publicApi
  */
 export class HttpClient {
+  /** @internal marks a client for the resilience console (found among the application's providers). */
+  readonly [HTTP_CLIENT_STATE] = true as const;
   private readonly options: HttpClientOptions;
   private readonly base: URL;
   private readonly baseOrigin: string;
@@ -97,6 +102,7 @@ export class HttpClient {
   private readonly propagateDeadline: boolean;
   private readonly propagateRequestId: boolean;
   private readonly keyHeader: string;
+  private readonly chaos: ChaosControl | undefined;
   private closed = false;
 
   /**
@@ -129,6 +135,7 @@ export class HttpClient {
     this.telemetry = httpClientTelemetryOptions(dependencies.telemetry, propagate.traceContext ?? true);
     this.onCall = dependencies.onCall;
     this.keyHeader = (options.idempotencyKeyHeader ?? 'idempotency-key').toLowerCase();
+    this.chaos = dependencies.chaos ?? undefined;
     // a shared breaker reads the shared state when it is created: created with the client, it knows
     // at start-up whether the dependency's breaker is open elsewhere, instead of after its first call
     if (this.spec.circuitBreaker?.shared === true) this.pipelinesFor(this.baseOrigin);
@@ -195,6 +202,19 @@ export class HttpClient {
       if (breaker) result.push({ origin, snapshot: breaker.snapshot() });
     }
     return result;
+  }
+
+  /**
+   * Each origin the client called (and its base URL's from the start with `circuitBreaker.shared`):
+   * its breaker, the pause a `Retry-After` set, and the rate limit's tokens, now.
+   */
+  originStates(): HttpClientOriginState[] {
+    const states: HttpClientOriginState[] = [];
+    for (const [origin, pipelines] of this.origins) {
+      const breaker = this.registry.findCircuitBreaker(pipelines.key)?.snapshot();
+      states.push({ origin, policy: pipelines.key, ...(breaker === undefined ? {} : { breaker }), ...pipelines.gate.snapshot() });
+    }
+    return states;
   }
 
   /** Until when (clock ms) calls to `origin` (default: the base URL's) are paused by a `Retry-After`, if they are. */
@@ -307,8 +327,39 @@ export class HttpClient {
       // through `root`, with the caller's reason (its attempt timeout stays retryable for it). Had
       // the client's timer fired first at the same instant, the caller would see a deadline error
       // of the client's, which it never retries.
-      pipeline.run(hedgedAttempt(state, this.env.clock, this.reserve, this.send), { cancellation: root }, finish);
+      pipeline.run(this.attemptWork(state), { cancellation: root }, finish);
     });
+  }
+
+  /**
+   * One attempt: the request, hedged when the call asks for it. With chaos enabled, an HTTP answer a
+   * rule injected into the attempt stands in for the request.
+   */
+  private attemptWork(state: CallState): Work {
+    const attempt = hedgedAttempt(state, this.env.clock, this.reserve, this.send);
+    if (this.chaos === undefined) return attempt;
+    return (context, settle) => {
+      const injected = chaosAnswerOf(context);
+      if (injected === undefined) attempt(context, settle);
+      else this.answerInjected(state, injected, settle);
+    };
+  }
+
+  /**
+   * An HTTP answer a chaos rule injected in place of this attempt's request, handled as the origin's
+   * answer would be (a 429/503 `Retry-After` pauses the origin); nothing is sent.
+   */
+  private answerInjected(state: CallState, fault: ChaosHttpFault, settle: Settle): void {
+    // the first request's rate-limit token went to this answer: a retry reserves its own
+    state.firstReserved = false;
+    state.lastStatus = fault.status;
+    const json = fault.body !== undefined && typeof fault.body !== 'string';
+    const body = fault.body === undefined ? Buffer.alloc(0) : Buffer.from(json ? JSON.stringify(fault.body) : String(fault.body));
+    const headers: IncomingHttpHeaders = { ...(json ? { 'content-type': 'application/json' } : {}), ...fault.headers };
+    this.readAnswer(state, { status: fault.status, headers, body }).then(
+      (answer) => settle(false, answer),
+      (error: unknown) => settle(true, error),
+    );
   }
 
   /** Waits for the origin's gate (rate limit, `Retry-After` pause) within the call's deadline. */
@@ -390,10 +441,13 @@ export class HttpClient {
     if (pipelines === undefined) {
       const key = `http:${this.name}@${origin}`;
       const { retry, ...withoutRetry } = this.spec;
+      // chaos rules naming this client (and origin) inject into its attempts; an HTTP fault is answered by the client itself
+      const chaos: PipelineChaos | undefined = this.chaos && { control: this.chaos, site: { policy: key, httpClient: this.name, origin }, answersInWork: true };
+      const spec = chaos === undefined ? this.spec : { ...this.spec, chaos };
       pipelines = {
         key,
-        retrying: createPipeline({ key, ...this.spec }, this.env, this.registry),
-        single: retry === undefined ? createPipeline({ key, ...this.spec }, this.env, this.registry) : createPipeline({ key, ...withoutRetry }, this.env, this.registry),
+        retrying: createPipeline({ key, ...spec }, this.env, this.registry),
+        single: retry === undefined ? createPipeline({ key, ...spec }, this.env, this.registry) : createPipeline({ key, ...withoutRetry, ...(chaos === undefined ? {} : { chaos }) }, this.env, this.registry),
         gate: new OriginGate(this.env.clock, this.options.rateLimit || undefined),
       };
       this.origins.set(origin, pipelines);

@@ -42,6 +42,16 @@ export class OriginGate {
     return this.haltedUntil > this.clock.now() ? this.haltedUntil : undefined;
   }
 
+  /** The pause left and the rate limit's tokens now (the resilience console's view of the origin). */
+  snapshot(): { readonly pausedForMs?: number; readonly rateLimit?: { readonly tokens: number; readonly burst: number; readonly requestsPerSecond: number } } {
+    const now = this.clock.now();
+    const pausedForMs = this.haltedUntil > now ? this.haltedUntil - now : undefined;
+    if (this.rateLimit === undefined) return pausedForMs === undefined ? {} : { pausedForMs };
+    this.refill(now);
+    const rateLimit = { tokens: this.tokens, burst: this.burst, requestsPerSecond: this.rateLimit.requestsPerSecond };
+    return pausedForMs === undefined ? { rateLimit } : { pausedForMs, rateLimit };
+  }
+
   /** Pauses every request until `until` (clock ms); a later pause extends it, an earlier one is ignored. */
   halt(until: number): void {
     if (until > this.haltedUntil) this.haltedUntil = until;

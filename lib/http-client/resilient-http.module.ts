@@ -12,6 +12,7 @@ import {
   type OptionalFactoryDependency,
   type Provider,
 } from '@nestjs/common';
+import { ChaosControl } from '../core/fault-injection.js';
 import type { PolicyEnvironment } from '../core/policy.js';
 import { PolicyRegistry } from '../core/policy-registry.js';
 import { ResilienceConfigError } from '../core/errors.js';
@@ -97,11 +98,13 @@ export class HttpClients implements OnModuleInit, OnApplicationShutdown {
     @Optional() @Inject(RESILIENCE_POLICY_ENVIRONMENT) env?: PolicyEnvironment,
     @Optional() registry?: PolicyRegistry,
     @Optional() @Inject(LOG_OPTIONS) logCalls?: HttpCallLogOptions | false,
+    @Optional() @Inject(ChaosControl) chaos?: ChaosControl | null,
   ) {
     const logging = logCalls === false || options?.logging?.enabled === false ? false : { success: 'log' as const, failure: 'warn' as const, ...logCalls };
     this.dependencies = {
       ...(env === undefined ? {} : { env }),
       ...(registry === undefined ? {} : { registry }),
+      ...(chaos ? { chaos } : {}),
       ...(options === undefined
         ? {}
         : {

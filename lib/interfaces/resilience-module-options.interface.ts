@@ -1,6 +1,7 @@
 import type { ResilienceErrorMapper } from '../http/resilience-error.mapper.js';
 import type { Type } from '@nestjs/common';
 import type { Clock } from '../core/clock.js';
+import type { ChaosOptions, ResolvedChaosOptions } from '../core/fault-injection.js';
 import type {
   BulkheadOptions,
   CircuitBreakerOptions,
@@ -252,6 +253,16 @@ export interface ResilienceModuleOptions extends ResilienceObservabilityOptions 
    * ResilienceModule.forRoot({ sharedState: new RedisPolicyState({ client: redis }) }) // redis: your app's client, with an 'error' listener
    */
   readonly sharedState?: SharedPolicyState;
+  /**
+   * Runtime chaos (fault injection): rules that inject an exception, latency or an HTTP outcome into
+   * a policy, route, method or HTTP client at a rate, switched at runtime through
+   * `ResilienceService.chaos()` and the resilience console. Off unless `enabled`; refused at start-up
+   * with `NODE_ENV=production` unless `allowInProduction`. Without it, no pipeline has an injection stage.
+   * @default undefined (off)
+   * @example
+   * ResilienceModule.forRoot({ chaos: { enabled: process.env.CHAOS === 'on', seed: 42 } })
+   */
+  readonly chaos?: ChaosOptions;
 }
 
 /**
@@ -293,6 +304,8 @@ export interface ResolvedResilienceOptions extends ResilienceObservabilityOption
   readonly problemTypeBase: string;
   /** Backend of shared breakers and budgets, if any. */
   readonly sharedState: SharedPolicyState | undefined;
+  /** Runtime chaos, when enabled. */
+  readonly chaos: ResolvedChaosOptions | undefined;
 }
 
 /**

@@ -1,6 +1,6 @@
 import { redactKey } from '../core/redact-key.js';
 import { Inject, Injectable, Logger, Optional, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
-import type { ResilienceEvent, ResilienceEventName } from '../core/events.js';
+import { isChaosEvent, type ResilienceEvent, type ResilienceEventName } from '../core/events.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import type {
   ResilienceLogLevel,
@@ -16,7 +16,7 @@ import { ResilienceEvents } from './resilience-events.js';
  * |---|---|
  * | `error` | `idempotency_store_error` (the store is unreachable: requests fail closed) |
  * | `warn` | `give_up`, `attempt_timeout`, `deadline_exceeded`, `breaker_opened`, `bulkhead_rejected`, `budget_exhausted`, `idempotency_mismatch`, `idempotency_takeover`, `idempotency_lock_lost`, `shared_state_unavailable` (once per outage: shared policies use in-process state) |
- * | `log` (info) | `retry`, `breaker_half_opened`, `breaker_closed`, `fallback_used`, `idempotency_replayed`, `idempotency_conflict`, `shared_state_recovered` |
+ * | `log` (info) | `retry`, `breaker_half_opened`, `breaker_closed`, `fallback_used`, `idempotency_replayed`, `idempotency_conflict`, `shared_state_recovered`, `fault_injected` (a runtime chaos rule injected a fault) |
  * | `debug` | `breaker_rejected` (one per rejected call while open: the `breaker_opened` warning already said it), `idempotency_executed`, `idempotency_rejected`, `idempotency_released`, `idempotency_evicted` (one per record the bounded in-memory store evicts; the store warns once when it starts), `idempotency_response_not_kept` (one per response whose body was not kept; a warning names the route once) |
  * | never | `attempt_end` (one per attempt: metrics only) |
  *
@@ -49,6 +49,7 @@ export const DEFAULT_EVENT_LOG_LEVELS: Readonly<Record<ResilienceEventName, Resi
   idempotency_response_not_kept: 'debug',
   shared_state_unavailable: 'warn',
   shared_state_recovered: 'log',
+  fault_injected: 'log',
 });
 
 /**
@@ -76,7 +77,8 @@ export function resolveLoggingOptions(
 /**
  * The structured object logged for one event: a human sentence in `msg` plus the event's fields.
  * Never contains the raw `error` (only `errorType`, plus the `cause` message of store errors), and
- * never a raw idempotency key unless `logKeys` is set.
+ * never a raw idempotency key unless `logKeys` is set. Events a runtime chaos rule caused carry
+ * `chaos: true`.
  * @internal
  */
 export function toLogRecord(event: ResilienceEvent, { logKeys }: { logKeys: boolean }): Record<string, unknown> {
@@ -100,6 +102,7 @@ export function toLogRecord(event: ResilienceEvent, { logKeys }: { logKeys: bool
     detail: event.detail,
     code: event.code,
     cause: event.cause,
+    chaos: isChaosEvent(event) ? true : undefined,
   };
   for (const name of Object.keys(record)) {
     if (record[name] === undefined) delete record[name];
@@ -172,9 +175,18 @@ function describeEvent(e: ResilienceEvent): string {
       return `Shared policy state is unreachable (first noticed on ${e.policy}); each instance uses its own state until it answers again${e.cause ? `, caused by ${e.cause}` : ''}`;
     case 'shared_state_recovered':
       return 'Shared policy state answers again; shared policies use it again';
+    case 'fault_injected':
+      return `Chaos: ${describeFault(e)} injected into ${e.policy}${e.attempt !== undefined ? ` (attempt ${e.attempt})` : ''}${e.detail ? `, ${e.detail}` : ''}`;
     default:
       return `${String((e as ResilienceEvent).event)} on ${(e as ResilienceEvent).policy}`;
   }
+}
+
+/** What a `fault_injected` event injected, in words (`outcome` is the fault's kind). */
+function describeFault(e: ResilienceEvent): string {
+  if (e.outcome === 'latency') return `a latency of ${e.delayMs ?? '?'} ms`;
+  if (e.outcome === 'http') return `an HTTP ${e.status ?? '?'} answer`;
+  return `an exception (${e.errorType ?? 'error'})`;
 }
 
 /**

@@ -8,9 +8,11 @@ import type {
   ObservableResult,
   Span,
 } from '@opentelemetry/api';
+import { ChaosControl, type ChaosRule } from '../core/fault-injection.js';
 import { PolicyRegistry } from '../core/policy-registry.js';
 import { currentResilienceStore } from '../context/resilience-context.js';
-import { errorTypeOf, type ResilienceEvent, type ResilienceEventName } from '../core/events.js';
+import { isInjectedFault } from '../core/injected-fault.js';
+import { errorTypeOf, isChaosEvent, type ResilienceEvent, type ResilienceEventName } from '../core/events.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import {
   DEFAULT_INSTRUMENTATION_NAME,
@@ -37,6 +39,11 @@ export const TELEMETRY_NAMES = Object.freeze({
   idempotencyRequests: 'idempotency.requests',
   /** Child span around one attempt of an operation. */
   attemptSpan: 'resilience.attempt',
+  /**
+   * Observable gauge: the rate of each runtime chaos rule switched on (none while chaos is off or no
+   * rule is on). Attributes `chaos.rule` (its id), `chaos.fault` (`exception`, `latency`, `http`), `chaos.target`.
+   */
+  chaosInjectionRate: 'resilience.chaos.injection_rate',
 });
 
 /**
@@ -94,6 +101,7 @@ const DEFAULT_OUTCOMES: Readonly<Record<ResilienceEventName, string>> = {
   idempotency_response_not_kept: 'not_kept',
   shared_state_unavailable: 'unavailable',
   shared_state_recovered: 'recovered',
+  fault_injected: 'injected',
 };
 
 /** Events counted by `idempotency.requests`, each a terminal outcome of one idempotent request. */
@@ -174,6 +182,7 @@ export function withAttemptSpan<T>(
       } catch (error) {
         const errorType = errorTypeOf(error) ?? 'unknown';
         span.setAttributes({ 'resilience.outcome': 'failure', 'error.type': errorType });
+        if (isInjectedFault(error)) span.setAttribute('resilience.chaos', true);
         span.setStatus({ code: api.SpanStatusCode.ERROR, message: errorType });
         throw error;
       } finally {
@@ -225,6 +234,7 @@ interface Instruments {
   readonly attemptDuration: Histogram;
   readonly idempotencyRequests: Counter;
   readonly circuitState: ObservableGauge;
+  readonly chaosRates: ObservableGauge;
 }
 
 /**
@@ -247,11 +257,15 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
   private unsubscribe?: () => void;
   private circuitSource?: CircuitStateSource;
   private readonly observeCircuits = (result: ObservableResult): void => this.reportCircuitStates(result);
+  private readonly observeChaos = (result: ObservableResult): void => this.reportChaosRules(result);
+  /** The chaos series reported at the last collection, by rule, fault and target. */
+  private chaosSeries = new Map<string, Attributes>();
 
   constructor(
     private readonly events: ResilienceEvents,
     @Optional() @Inject(RESOLVED_RESILIENCE_OPTIONS) options?: ResilienceObservabilityOptions,
     @Optional() registry?: PolicyRegistry,
+    @Optional() @Inject(ChaosControl) private readonly chaos?: ChaosControl | null,
   ) {
     this.options = resolveTelemetryOptions(options);
     if (registry) this.circuitSource = () => registry.circuitBreakers();
@@ -271,6 +285,7 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
     this.unsubscribe?.();
     this.unsubscribe = undefined;
     this.instruments?.circuitState.removeCallback(this.observeCircuits);
+    this.instruments?.chaosRates.removeCallback(this.observeChaos);
     this.instruments = undefined;
   }
 
@@ -339,6 +354,7 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
       'resilience.event': event.event,
       'resilience.outcome': outcome,
     };
+    if (isChaosEvent(event)) attributes['resilience.chaos'] = true;
     if (event.attributes !== undefined) Object.assign(attributes, event.attributes);
     // `attempt` of a retry event is the attempt that failed: the next one is resend number `attempt`
     else if (event.event === 'retry' && event.attempt !== undefined) attributes['http.request.resend_count'] = event.attempt;
@@ -348,10 +364,13 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
   private recordMetrics(api: OpenTelemetryApi, event: ResilienceEvent): void {
     const instruments = this.currentInstruments(api);
     const outcome = outcomeOf(event);
-    instruments.events.add(1, { 'event.name': event.event, policy: event.policy, outcome });
+    const chaos = isChaosEvent(event);
+    // only events a chaos rule caused carry the attribute: no new series for anything else
+    instruments.events.add(1, chaos ? { 'event.name': event.event, policy: event.policy, outcome, 'resilience.chaos': true } : { 'event.name': event.event, policy: event.policy, outcome });
     if (event.event === 'attempt_end' && event.durationMs !== undefined) {
       const attributes: Attributes = { policy: event.policy, outcome };
       if (event.attempt !== undefined) attributes['attempt.number'] = event.attempt;
+      if (chaos) attributes['resilience.chaos'] = true;
       instruments.attemptDuration.record(event.durationMs, attributes);
     }
     if (IDEMPOTENCY_OUTCOMES.has(event.event)) {
@@ -365,14 +384,20 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
     const provider = api.metrics.getMeterProvider();
     if (this.instruments?.provider === provider) return this.instruments;
     this.instruments?.circuitState.removeCallback(this.observeCircuits);
+    this.instruments?.chaosRates.removeCallback(this.observeChaos);
     const meter = provider.getMeter(this.options.meterName);
     const circuitState = meter.createObservableGauge(TELEMETRY_NAMES.circuitState, {
       description: 'Circuit breaker state: 0 closed, 1 half-open, 2 open, 3 isolated.',
     });
     circuitState.addCallback(this.observeCircuits);
+    const chaosRates = meter.createObservableGauge(TELEMETRY_NAMES.chaosInjectionRate, {
+      description: 'Injection rate of each runtime chaos rule switched on (fault injection).',
+    });
+    chaosRates.addCallback(this.observeChaos);
     this.instruments = {
       provider,
       circuitState,
+      chaosRates,
       events: meter.createCounter(TELEMETRY_NAMES.eventsCounter, {
         description: 'Resilience events (retries, timeouts, breaker transitions, rejections, idempotency outcomes).',
       }),
@@ -395,6 +420,20 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
     }
   }
 
+  private reportChaosRules(result: ObservableResult): void {
+    const reported = new Map<string, Attributes>();
+    for (const rule of this.chaos?.rules() ?? []) {
+      if (!rule.enabled) continue;
+      const attributes: Attributes = { 'chaos.rule': rule.id, 'chaos.fault': rule.fault.kind, 'chaos.target': describeChaosTarget(rule) };
+      reported.set(JSON.stringify(attributes), attributes);
+      result.observe(rule.rate, attributes);
+    }
+    // the SDK keeps repeating a series that is no longer observed: a rule switched off or removed is
+    // reported once at 0, so "chaos left on" alerts resolve
+    for (const [key, attributes] of this.chaosSeries) if (!reported.has(key)) result.observe(0, attributes);
+    this.chaosSeries = reported;
+  }
+
   private circuitStates(): readonly CircuitStateSample[] {
     try {
       return this.circuitSource?.() ?? [];
@@ -402,6 +441,13 @@ export class ResilienceTelemetry implements OnModuleInit, OnModuleDestroy {
       return [];
     }
   }
+}
+
+/** `route GET /preview`, `httpClient model`: a rule's target as one attribute value. */
+function describeChaosTarget(rule: ChaosRule): string {
+  return Object.entries(rule.target)
+    .map(([kind, value]) => `${kind} ${String(value)}`)
+    .join(', ');
 }
 
 function outcomeOf(event: ResilienceEvent): string {
@@ -416,5 +462,6 @@ function eventAttributes(event: ResilienceEvent, outcome: string): Attributes {
   if (event.errorType !== undefined) attributes['error.type'] = event.errorType;
   if (event.status !== undefined) attributes['resilience.status'] = event.status;
   if (event.from !== undefined) attributes['resilience.from_state'] = event.from;
+  if (isChaosEvent(event)) attributes['resilience.chaos'] = true;
   return attributes;
 }

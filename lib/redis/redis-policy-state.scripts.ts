@@ -208,7 +208,8 @@ ${BREAKER_SAVE}
 
 /**
  * KEYS[1] budget hash (`c:<epoch>` calls, `r:<epoch>` retries). ARGV: now, bucket ms, ratio, floor,
- * calls to deposit, mode (`d` deposit only, `a` deposit then acquire), ttl.
+ * calls to deposit, mode (`d` deposit only, `a` deposit then acquire, `r` read: `{calls, retries}`
+ * without writing), ttl.
  * The same exact rule as the in-process `RetryBudget`: a retry is granted only when every retry of
  * the buckets overlapping the window still fits under ratio × the calls of the buckets inside it.
  */
@@ -227,17 +228,19 @@ if ARGV[6] == 'd' then
 end
 local fields = redis.call('HGETALL', KEYS[1])
 local calls, retries = 0, 0
+local reading = ARGV[6] == 'r'
 for i = 1, #fields, 2 do
   local kind, at = string.match(fields[i], '^(%a):(-?%d+)$')
   local age = epoch - tonumber(at)
   if age > ${BUDGET_BUCKETS} then
-    redis.call('HDEL', KEYS[1], fields[i])
+    if not reading then redis.call('HDEL', KEYS[1], fields[i]) end
   elseif kind == 'c' then
     if age < ${BUDGET_BUCKETS} then calls = calls + tonumber(fields[i + 1]) end
   else
     retries = retries + tonumber(fields[i + 1])
   end
 end
+if reading then return {calls, retries} end
 local granted = 0
 if retries + 1 <= ratio * calls + floor then
   redis.call('HINCRBY', KEYS[1], 'r:' .. epoch, 1)

@@ -157,13 +157,17 @@ export class RedisPolicyState implements SharedPolicyState {
     const bucketMs = options.window / BUDGET_BUCKETS;
     const floor = (options.minRetriesPerSecond * options.window) / 1000;
     const ttl = 2 * options.window;
-    const run = (calls: number, mode: 'd' | 'a') =>
+    const run = (calls: number, mode: 'd' | 'a' | 'r') =>
       SCRIPTS.budget.run(this.client, keys, [this.now?.() ?? '', bucketMs, options.ratio, floor, calls, mode, ttl]);
     return {
       deposit: async (calls) => {
         await run(calls, 'd');
       },
       acquire: async (calls) => Number(await run(calls, 'a')) === 1,
+      read: async () => {
+        const [calls, retries] = (await run(0, 'r')) as [unknown, unknown];
+        return { calls: Number(calls), retries: Number(retries) };
+      },
     };
   }
 

@@ -81,6 +81,17 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
     expect(result.urlError).toMatch(/opens its connection with ioredis, which could not be loaded .*; install it \(npm install ioredis\), or pass a client you created/);
   });
 
+  it('nest-resilience/console imports no optional peer and never loads undici (it finds HTTP clients by a marker), and its page ships next to it', () => {
+    const { files, packages } = graphOf('dist/console/index.js');
+    const peers = [...packages].filter((name) => OPTIONAL_PEERS.some((peer) => name === peer || name.startsWith(`${peer}/`)));
+    expect(peers).toEqual([]);
+    expect([...packages].filter((name) => name === 'undici' || name.startsWith('undici/'))).toEqual([]);
+    expect([...files].filter((file) => file.endsWith('/dist/http-client/http-client.js'))).toEqual([]);
+    for (const asset of ['index.html', 'console.css', 'console.js']) {
+      expect(readFileSync(join(root, 'dist/console/assets', asset), 'utf8')).toBe(readFileSync(join(root, 'lib/console/assets', asset), 'utf8'));
+    }
+  });
+
   it('nest-resilience/core imports no Nest, rxjs or optional peer, statically or when loaded in plain Node', () => {
     const { packages } = graphOf('dist/core/index.js');
     expect([...packages].filter((name) => !name.startsWith('node:'))).toEqual([]);
@@ -103,7 +114,8 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
     const result = spawnSync(process.execPath, [tsc, '-p', join(root, 'test/package/consumer/tsconfig.json')], { cwd: root, encoding: 'utf8' });
     expect(result.stdout + result.stderr).toBe('');
     expect(result.status).toBe(0);
-  });
+    // one tsc over every subpath's typings: 40 s and more on 2 shared cores
+  }, 120_000);
 
   it('each subpath of the exports map loads in plain Node and exposes its main API', () => {
     const script = `
@@ -115,6 +127,7 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
       const swagger = await import('nest-resilience/swagger');
       const http = await import('nest-resilience/http');
       const redis = await import('nest-resilience/redis');
+      const resilienceConsole = await import('nest-resilience/console');
       console.log(JSON.stringify({
         root: ['ResilienceModule', 'Retryable', 'Timeout', 'Idempotent', 'CircuitBreaker', 'Bulkhead', 'Fallback'].filter((n) => typeof root[n] === 'function'),
         typeorm: ['TypeOrmIdempotencyStore', 'IdempotencyRecord'].filter((n) => typeof typeorm[n] === 'function'),
@@ -125,6 +138,7 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
         http: ['HttpClient', 'ResilientHttpModule', 'InjectHttpClient', 'UpstreamError'].filter((n) => typeof http[n] === 'function'),
         redis: ['RedisIdempotencyStore', 'RedisStoreUnavailableError', 'RedisStoreTimeoutError'].filter((n) => typeof redis[n] === 'function'),
         redisHealth: typeof health.RedisHealthIndicator,
+        console: ['ResilienceConsoleModule', 'ResilienceConsole'].filter((n) => typeof resilienceConsole[n] === 'function'),
       }));`;
     const output = execFileSync(process.execPath, ['--input-type=module', '-e', `import 'reflect-metadata';${script}`], { cwd: root, encoding: 'utf8' });
     expect(JSON.parse(output.trim().split('\n').pop()!)).toEqual({
@@ -137,6 +151,7 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
       http: ['HttpClient', 'ResilientHttpModule', 'InjectHttpClient', 'UpstreamError'],
       redis: ['RedisIdempotencyStore', 'RedisStoreUnavailableError', 'RedisStoreTimeoutError'],
       redisHealth: 'function',
+      console: ['ResilienceConsoleModule', 'ResilienceConsole'],
     });
   });
 });

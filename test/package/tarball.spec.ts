@@ -89,6 +89,8 @@ describe('the packed tarball (npm pack from a clean clone)', () => {
 
   it('ships the build, README and LICENSE, and no tests', () => {
     expect(files).toEqual(expect.arrayContaining(['package.json', 'README.md', 'LICENSE', 'dist/index.js', 'dist/index.d.ts', 'dist/typeorm/index.js', 'dist/redis/index.js', 'dist/redis/index.d.ts']));
+    // the console's page is served from the package: no CDN, no build step for the user
+    expect(files).toEqual(expect.arrayContaining(['dist/console/index.js', 'dist/console/assets/index.html', 'dist/console/assets/console.css', 'dist/console/assets/console.js']));
     expect(files.filter((file) => file.endsWith('.spec.ts') || file.endsWith('.spec.js') || file.startsWith('test/'))).toEqual([]);
   });
 

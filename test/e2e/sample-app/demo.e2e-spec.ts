@@ -55,9 +55,11 @@ describe('npm run demo', () => {
     expect(result.rows.filter((row) => !row.ok)).toEqual([]);
     expect(result.ok).toBe(true);
     const output = lines.join('\n');
-    for (const step of ['duplicate POST', 'concurrent duplicate', 'same key, other body', 'flaky model', 'hung model', 'model breaks contract', 'model throttles (429)', 'model down', 'model back']) {
+    for (const step of ['duplicate POST', 'concurrent duplicate', 'same key, other body', 'flaky model', 'hung model', 'model breaks contract', 'model throttles (429)', 'model down', 'model back', 'slow model (chaos)']) {
       expect(output).toContain(step);
     }
+    const url = await appUrl(app);
+    expect(output).toContain(`Watch it live in the resilience console: ${url}/resilience (login demo / demo)`);
     expect(output).toContain(`All ${result.rows.length} checks passed.`);
   }, 60_000);
 });

@@ -11,6 +11,7 @@ import { ResilienceSwagger } from 'nest-resilience/swagger';
 import { FakeClock } from 'nest-resilience/testing';
 import { TypeOrmIdempotencyStore } from 'nest-resilience/typeorm';
 import { RedisIdempotencyStore, type RedisIdempotencyStoreOptions } from 'nest-resilience/redis';
+import { ResilienceConsoleModule, type ConsoleState } from 'nest-resilience/console';
 
 class PartnerErrorMapper extends ResilienceErrorMapper {}
 
@@ -33,6 +34,8 @@ export const core = new IdempotencyCore({ store: new InMemoryIdempotencyStore({ 
 export const used = [createPipeline, Idempotent, ResilienceService, TypeOrmIdempotencyStore, IdempotencyStoreHealthIndicator, ResilienceSwagger, RedisHealthIndicator];
 export const redisOptions: RedisIdempotencyStoreOptions = { url: 'redis://localhost:6379', keyPrefix: 'idempotency:reports:' };
 export const redisStore = (): RedisIdempotencyStore => new RedisIdempotencyStore(redisOptions);
+export const consoleModule = ResilienceConsoleModule.register({ allowUnauthenticated: true });
+export const breakerStates = (state: ConsoleState): string[] => state.breakers.map((breaker) => breaker.state);
 
 class ModelCaller {
   constructor(@InjectHttpClient('model') private readonly model: HttpClient) {}
