@@ -1,37 +1,36 @@
 /**
- * `nest-resilience`: `ResilienceModule`, the decorators (`@Timeout`, `@Retryable`, `@Idempotent`,
- * `@CircuitBreaker`, `@Bulkhead`, `@Fallback`, `@UsePolicy`, `@AttemptSignal`), the services, the
- * error mapper and the request context, plus everything `nest-resilience/core` exports.
+ * `nest-resilience`: the Nest surface. `ResilienceModule`, the decorators (`@Timeout`,
+ * `@Retryable`, `@Idempotent`, `@CircuitBreaker`, `@Bulkhead`, `@Fallback`, `@UsePolicy`,
+ * `@AttemptSignal`), the services, the errors an application catches, the request context and the
+ * option types. The framework-free engine (policies, `createPipeline()`, the idempotency core,
+ * defaults, clocks) is `nest-resilience/core`.
  * Guides: docs/README.md in the repository.
  * @module nest-resilience
  */
 // Root entry point. Never import typeorm or @nestjs/terminus from here (optional peers):
 // those live behind the `nest-resilience/typeorm` and `nest-resilience/health` subpaths.
-export * from './core/index.js';
-export * from './observability/index.js';
-export * from './core/idempotency/idempotency-store.interface.js';
-export * from './idempotency/index.js';
+// Its public surface is pinned in api-report/nest-resilience.api.md (npm run api:report).
 
-// Nest adapter: module, decorators, error mapper, services, request context, outbound helpers.
+// Module, its tokens and options
 export { ResilienceModule } from './resilience.module.js';
 export { RESILIENCE_MODULE_OPTIONS } from './resilience.module-definition.js';
-export { RESILIENCE_POLICY_ENVIRONMENT, RESOLVED_RESILIENCE_OPTIONS } from './resilience.constants.js';
+export { RESOLVED_RESILIENCE_OPTIONS } from './resilience.constants.js';
 export * from './interfaces/index.js';
+
+// Decorators
 export * from './decorators/index.js';
-export {
-  ResilienceErrorMapper,
-  ResilienceProblemCode,
-  type ErrorMapperSettings,
-  type ErrorMappingHints,
-} from './http/resilience-error.mapper.js';
-export { CircuitBreakerService, UnknownCircuitBreakerError } from './engine/circuit-breaker.service.js';
+export { Idempotent } from './idempotency/idempotent.decorator.js';
+
+// Services
 export { ResilienceService } from './engine/resilience.service.js';
-export { Resilience, currentSignal, getRequestInfo, type RequestInfo, type ResilienceCurrent } from './context/resilience-context.js';
-export type { ResilienceContextType } from './contexts/context-adapter.js';
-export type { RpcProblem } from './contexts/rpc.context.js';
-export type { GraphQLProblemExtensions } from './contexts/graphql.context.js';
-export type { WsProblem } from './contexts/ws.context.js';
-export { REQUEST_ID_HEADER, REQUEST_TIMEOUT_HEADER, resilientFetch, withDeadline } from './fetch/with-deadline.js';
+export { CircuitBreakerService, UnknownCircuitBreakerError } from './engine/circuit-breaker.service.js';
+export { ResilienceEvents, type ResilienceEventListener, type ResilienceEventSubscribeOptions } from './observability/resilience-events.js';
+export { DEFAULT_EVENT_LOG_LEVELS, ResilienceLogger } from './observability/resilience-logger.js';
+export { ResilienceTelemetry, TELEMETRY_NAMES, type CircuitStateSample, type CircuitStateSource } from './observability/resilience-telemetry.js';
+export type { ResilienceLogLevel, ResilienceLoggingOptions, ResilienceObservabilityOptions, ResilienceTelemetryOptions } from './observability/observability-options.interface.js';
+
+// Answers: the error mapper and problem+json
+export { ResilienceErrorMapper, ResilienceProblemCode, type ErrorMapperSettings, type ErrorMappingHints } from './http/resilience-error.mapper.js';
 export {
   DEFAULT_PROBLEM_TYPE_BASE,
   PROBLEM_JSON_CONTENT_TYPE,
@@ -41,3 +40,98 @@ export {
   type ProblemDetails,
   type ProblemDetailsInit,
 } from './http/problem-details.js';
+
+// The request: its context, signal and deadline, passed on to outgoing calls
+export { Resilience, currentSignal, getRequestInfo, type RequestInfo, type ResilienceCurrent } from './context/resilience-context.js';
+export { REQUEST_ID_HEADER, REQUEST_TIMEOUT_HEADER, resilientFetch, withDeadline } from './fetch/with-deadline.js';
+
+// Contexts beyond HTTP: the error each caller receives (see docs/contexts.md)
+export type { ResilienceContextType } from './contexts/context-adapter.js';
+export type { RpcProblem } from './contexts/rpc.context.js';
+export type { GraphQLProblemExtensions } from './contexts/graphql.context.js';
+export type { WsProblem } from './contexts/ws.context.js';
+export { throwIfAborted } from './core/signals.js';
+
+// Idempotency: the store token and the default store, the handler's transaction and context
+export { IdempotencyStore } from './core/idempotency/idempotency-store.interface.js';
+export type {
+  IdempotencyClaim,
+  IdempotencyClaimResult,
+  IdempotencyLease,
+  IdempotencyStoreObserver,
+  StoredResponse,
+  TransactionalOutcome,
+  TransactionalResult,
+} from './core/idempotency/idempotency-store.interface.js';
+export { InMemoryIdempotencyStore, type InMemoryIdempotencyStoreOptions } from './core/idempotency/in-memory-idempotency.store.js';
+export { IdempotencyTransaction, currentIdempotencyContext, currentIdempotencyTransaction } from './idempotency/transaction-context.js';
+export type { IdempotencyContext } from './core/idempotency/idempotency-core.interface.js';
+export type { IdempotencyModuleOptions, IdempotentOptions } from './core/idempotency/idempotency-options.interface.js';
+export { DEFAULT_REPLAY_HEADERS, storeBelow500 } from './core/idempotency/idempotency-options.interface.js';
+
+// Errors an application catches or throws, with their type guards
+export {
+  AttemptTimeoutError,
+  BulkheadRejectedError,
+  CircuitOpenError,
+  DeadlineExceededError,
+  OperationAbortedError,
+  ResilienceConfigError,
+  ResilienceError,
+  RetriesExhaustedError,
+  isAttemptTimeoutError,
+  isBulkheadRejectedError,
+  isCircuitOpenError,
+  isDeadlineExceededError,
+  isOperationAbortedError,
+  isResilienceConfigError,
+  isResilienceError,
+  isRetriesExhaustedError,
+} from './core/errors.js';
+export { IdempotencyError, IdempotencyErrorCode, isIdempotencyError, type IdempotencyErrorCodeValue } from './core/idempotency/idempotency-core.errors.js';
+export { UpstreamHttpError, assertOk, isUpstreamHttpError, type UpstreamHttpErrorOptions } from './core/upstream-http.error.js';
+
+// Option types of the policies, and the sources of time and randomness they take
+export type {
+  BackoffDelegate,
+  BackoffInfo,
+  BackoffOptions,
+  BreakerOpenReason,
+  BulkheadOptions,
+  CircuitBreakerOptions,
+  CircuitBreakerStrategy,
+  ConsecutiveBreakerStrategy,
+  ConstantBackoffOptions,
+  CountBreakerStrategy,
+  DecorrelatedBackoffOptions,
+  ErrorClass,
+  ExponentialBackoffOptions,
+  FallbackCause,
+  FallbackOptions,
+  Jitter,
+  LinearBackoffOptions,
+  RetryBudgetOptions,
+  RetryBudgetWindow,
+  RetryOptions,
+  SlowCallOptions,
+  TimeBreakerStrategy,
+  TimeoutOptions,
+} from './core/options.js';
+export type { CircuitBreakerSnapshot, CircuitBreakerState } from './core/circuit-breaker.policy.js';
+export type { ResilienceEvent, ResilienceEventName, ResilienceEventSink } from './core/events.js';
+export type { Clock, TimerHandle } from './core/clock.js';
+export type { Random } from './core/random.js';
+
+// Runtime chaos: the rules ResilienceModule.forRoot({ chaos }) and ResilienceService.chaos() take,
+// and the error an injected exception carries
+export type {
+  ChaosExceptionFault,
+  ChaosFault,
+  ChaosHttpFault,
+  ChaosLatencyFault,
+  ChaosOptions,
+  ChaosRule,
+  ChaosRuleInit,
+  ChaosTarget,
+} from './core/fault-injection.js';
+export { InjectedFaultError, isInjectedFaultError } from './core/injected-fault.js';

@@ -3,7 +3,7 @@
 // answers take), and the figure `upstream calls ÷ requests` held to the budget's documented bound.
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { DEFAULT_RETRY_BUDGET, type RetryBudgetOptions } from 'nest-resilience';
+import { DEFAULT_RETRY_BUDGET, type RetryBudgetOptions } from 'nest-resilience/core';
 import { classifyProblem, get, keepAliveAgent, networkError } from '../shared/http-client.js';
 
 /** A dependency that answers 503 to every call and counts them. */

@@ -8,7 +8,7 @@
 // Idempotent clients behave as the README asks: each sends one operation (a fresh Idempotency-Key)
 // and repeats it, honouring Retry-After, until it is acknowledged (2xx), then starts the next.
 // Clients of the shared-breaker route send one GET after the other.
-import { DEFAULT_SHARED_STATE_MAX_WAIT } from 'nest-resilience';
+import { DEFAULT_SHARED_STATE_MAX_WAIT } from 'nest-resilience/core';
 import type { ThrowawayRedis } from '../../scripts/redis.mjs';
 import { spawnApp, type SpawnedApp } from '../../test/fixtures/spawn-app.js';
 import { distributionOf, formatDistribution, percentile } from '../shared/distribution.js';

@@ -2,7 +2,7 @@
 // rate for two budget windows, on Express then on Fastify (each in its own process, with its own
 // dependency). No warm-up: warm-up calls would sit in the budget's window and let the
 // measured run retry more than its own traffic allows.
-import { DEFAULT_RETRY_BUDGET } from 'nest-resilience';
+import { DEFAULT_RETRY_BUDGET } from 'nest-resilience/core';
 import { startServer, type ServerChild } from '../../bench/shared/children.js';
 import { amplification, describeAmplification, offerFixedRate, startFailingUpstream, type FailingUpstream, type OfferedLoad } from '../budget/amplification.js';
 import { formatCounts } from '../fuzz/judge.js';

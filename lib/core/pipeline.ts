@@ -74,7 +74,8 @@ export type PipelineStage =
 export type PipelineStageKind = PipelineStage['kind'];
 
 /**
- * The canonical order of the stages, outer → inner (DESIGN §3).
+ * The canonical order of the stages, outer → inner: fallback, bulkhead, total timeout, retry,
+ * circuit breaker, attempt timeout (docs/decorators.md explains why).
  * @publicApi
  */
 export const PIPELINE_ORDER: readonly PipelineStageKind[] = Object.freeze([

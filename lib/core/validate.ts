@@ -45,7 +45,7 @@ export function resolveRetryBudgetOptions(options: RetryBudgetOptions = {}): Req
   };
 }
 
-/** Fills in every retry default (DESIGN §6). @publicApi */
+/** Fills in every retry default (the values are in core/defaults.ts). @publicApi */
 export function resolveRetryOptions(options: RetryOptions = {}): ResolvedRetryOptions {
   return {
     maxAttempts: options.maxAttempts ?? 3,
@@ -59,7 +59,7 @@ export function resolveRetryOptions(options: RetryOptions = {}): ResolvedRetryOp
   };
 }
 
-/** Fills in every circuit breaker default (DESIGN §6). @publicApi */
+/** Fills in every circuit breaker default (the values are in core/defaults.ts). @publicApi */
 export function resolveCircuitBreakerOptions(options: CircuitBreakerOptions = {}): ResolvedCircuitBreakerOptions {
   const strategy = options.strategy ?? { type: 'time' };
   return {
@@ -83,7 +83,7 @@ export function resolveCircuitBreakerOptions(options: CircuitBreakerOptions = {}
   };
 }
 
-/** Fills in every bulkhead default (DESIGN §6). @publicApi */
+/** Fills in every bulkhead default (the values are in core/defaults.ts). @publicApi */
 export function resolveBulkheadOptions(options: BulkheadOptions = {}): ResolvedBulkheadOptions {
   return { maxConcurrent: options.maxConcurrent ?? 1000, maxQueue: options.maxQueue ?? 0, queueTimeout: options.queueTimeout };
 }

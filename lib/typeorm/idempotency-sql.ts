@@ -1,5 +1,6 @@
 /**
- * The SQL of the idempotency state machine (research/idempotency.md §4.2) for PostgreSQL and SQLite.
+ * The SQL of the idempotency state machine (claim, heartbeat, complete, release; the contract is
+ * `IdempotencyStore` in core/idempotency/idempotency-store.interface.ts) for PostgreSQL and SQLite.
  * Every transition is one statement evaluated against the database clock, so instances with skewed
  * clocks never disagree about who owns a key. Times are epoch milliseconds in `bigint` columns.
  * @internal

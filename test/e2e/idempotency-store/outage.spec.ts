@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DataSource } from 'typeorm';
 import { Redis } from 'ioredis';
 import { createClient } from 'redis';
-import { storeFailureOf, type IdempotencyClaim, type IdempotencyStore } from 'nest-resilience';
+import { storeFailureOf, type IdempotencyClaim, type IdempotencyStore } from 'nest-resilience/core';
 import { RedisIdempotencyStore, RedisStoreUnavailableError, type RedisStoreClient } from 'nest-resilience/redis';
 import { IdempotencyRecord, TypeOrmIdempotencyStore } from 'nest-resilience/typeorm';
 import { hasPostgres, startOwnPostgres, type OwnPostgres } from '../../support/postgres.js';

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
 import { createClient } from 'redis';
-import { recordIdOf, type IdempotencyClaim, type IdempotencyLease } from 'nest-resilience';
+import { recordIdOf, type IdempotencyClaim, type IdempotencyLease } from 'nest-resilience/core';
 import { RedisIdempotencyStore, type RedisStoreClient } from 'nest-resilience/redis';
 import { IdempotencyRecord, type IdempotencyQueryEvent, type IdempotencyStoreOperation } from 'nest-resilience/typeorm';
 import { hasPostgres } from '../../support/postgres.js';

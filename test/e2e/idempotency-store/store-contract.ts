@@ -9,7 +9,7 @@ import {
   type StoredResponse,
   type TransactionalOutcome,
   type TransactionalResult,
-} from 'nest-resilience';
+} from 'nest-resilience/core';
 
 /** What the contract needs around a store under test. */
 export interface StoreHarness {
@@ -63,8 +63,8 @@ async function acquire(store: IdempotencyStore, claim: IdempotencyClaim): Promis
 }
 
 /**
- * The behaviour every {@link IdempotencyStore} must have (research/idempotency.md §4.2 state
- * machine). Runs against memory, SQLite and PostgreSQL.
+ * The behaviour every {@link IdempotencyStore} must have (the state machine its JSDoc describes:
+ * claim, heartbeat, complete, release). Runs against memory, SQLite and PostgreSQL.
  */
 export function describeIdempotencyStoreContract(
   name: string,

@@ -4,7 +4,8 @@
 import { Controller, Post, type INestApplication } from '@nestjs/common';
 import request from 'supertest';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Idempotent, InMemoryIdempotencyStore, recordIdOf } from 'nest-resilience';
+import { Idempotent, InMemoryIdempotencyStore } from 'nest-resilience';
+import { recordIdOf } from 'nest-resilience/core';
 import type { RedisIdempotencyStore } from 'nest-resilience/redis';
 import { IdempotencyRecord } from 'nest-resilience/typeorm';
 import { platforms } from '../../support/app.js';
