@@ -16,7 +16,7 @@ import { ResilienceEvents } from './resilience-events.js';
  * |---|---|
  * | `error` | `idempotency_store_error` (the store is unreachable: requests fail closed) |
  * | `warn` | `give_up`, `attempt_timeout`, `deadline_exceeded`, `breaker_opened`, `bulkhead_rejected`, `budget_exhausted`, `idempotency_mismatch`, `idempotency_takeover`, `idempotency_lock_lost`, `shared_state_unavailable` (once per outage: shared policies use in-process state) |
- * | `log` (info) | `retry`, `breaker_half_opened`, `breaker_closed`, `fallback_used`, `idempotency_replayed`, `idempotency_conflict`, `shared_state_recovered` |
+ * | `log` (info) | `retry`, `breaker_state_loaded` (a shared breaker found open at start-up: no transition), `breaker_half_opened`, `breaker_closed`, `fallback_used`, `idempotency_replayed`, `idempotency_conflict`, `shared_state_recovered` |
  * | `debug` | `breaker_rejected` (one per rejected call while open: the `breaker_opened` warning already said it), `idempotency_executed`, `idempotency_rejected`, `idempotency_released`, `idempotency_evicted` (one per record the bounded in-memory store evicts; the store warns once when it starts), `idempotency_response_not_kept` (one per response whose body was not kept; a warning names the route once) |
  * | never | `attempt_end` (one per attempt: metrics only) |
  *
@@ -31,6 +31,7 @@ export const DEFAULT_EVENT_LOG_LEVELS: Readonly<Record<ResilienceEventName, Resi
   attempt_end: false,
   budget_exhausted: 'warn',
   breaker_opened: 'warn',
+  breaker_state_loaded: 'log',
   breaker_half_opened: 'log',
   breaker_closed: 'log',
   breaker_rejected: 'debug',
@@ -133,6 +134,8 @@ function describeEvent(e: ResilienceEvent): string {
       return `Retry budget of ${e.policy} is exhausted; the failure is returned without retrying`;
     case 'breaker_opened':
       return `Circuit breaker ${e.policy} opened${e.from ? ` (was ${e.from})` : ''}; calls fail fast`;
+    case 'breaker_state_loaded':
+      return `Circuit breaker ${e.policy} is open in the shared state (opened before this instance started); calls fail fast for ${e.delayMs ?? 0} ms more`;
     case 'breaker_half_opened':
       return `Circuit breaker ${e.policy} is half-open; probing the dependency`;
     case 'breaker_closed':

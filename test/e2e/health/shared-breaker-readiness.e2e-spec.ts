@@ -133,4 +133,19 @@ describe.skipIf(!hasRedis)('readiness with breakers shared on Redis by two insta
     expect(strict.body.details.circuit_breakers).toMatchObject({ status: 'down', open: expect.arrayContaining(['ModelController.predict']) });
     expect(strict.body.details.partner).toMatchObject({ status: 'down' });
   });
+
+  it('an instance started while the shared breakers are open reports breaker_state_loaded for each, not breaker_opened', async () => {
+    // the previous test left both breakers open in Redis (60 s break)
+    await instance();
+    const third = instances;
+    const ofThird = () => breakerEvents.filter((event) => event.instance === third);
+    const deadline = Date.now() + 5_000;
+    while (ofThird().filter((event) => event.event === 'breaker_state_loaded').length < 2 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(ofThird().filter((event) => event.event === 'breaker_opened')).toEqual([]);
+    expect(ofThird().filter((event) => event.event === 'breaker_state_loaded').map((event) => event.policy).sort()).toEqual(
+      ['ModelController.predict', expect.stringContaining('partner')].sort(),
+    );
+  });
 });
