@@ -1,5 +1,5 @@
 import { redactKey } from '../core/redact-key.js';
-import { Inject, Injectable, Logger, Optional, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { ConsoleLogger, Inject, Injectable, Logger, Optional, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import type { ResilienceEvent, ResilienceEventName } from '../core/events.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import type {
@@ -147,7 +147,9 @@ function describeEvent(e: ResilienceEvent): string {
     case 'fallback_used':
       return `${e.policy} answered with its fallback${cause}`;
     case 'idempotency_executed':
-      return `Idempotent request on ${e.policy} executed and stored`;
+      return e.outcome === 'released'
+        ? `Idempotent request on ${e.policy} ran and answered ${e.status ?? '?'}${e.errorType ? ` (${e.errorType})` : ''}; not stored, its key was released so a retry runs again`
+        : `Idempotent request on ${e.policy} ran and its ${e.status ?? '?'} response was stored for replay`;
     case 'idempotency_replayed':
       return `Idempotent request on ${e.policy} replayed from the stored response`;
     case 'idempotency_conflict':
@@ -223,8 +225,25 @@ export class ResilienceLogger implements OnModuleInit, OnModuleDestroy {
   write(event: ResilienceEvent): void {
     const level = this.options.levels[event.event];
     if (level === false || !isLogLevelEnabled(level)) return;
-    this.logger[level](toLogRecord(event, this.options));
+    const record = toLogRecord(event, this.options);
+    if (!writesTextLines()) {
+      this.logger[level](record);
+      return;
+    }
+    // Nest's text logger prints an object over one line per field: one line per event instead
+    const { msg, ...fields } = record;
+    this.logger[level](`${msg as string} ${JSON.stringify(fields)}`);
   }
+}
+
+/**
+ * Whether the app logs through Nest's own `ConsoleLogger` in text mode (the default logger): it
+ * prints an object message as a block of lines, where JSON loggers (`ConsoleLogger({ json: true })`,
+ * nestjs-pino) write it as the one structured line they are made for.
+ */
+function writesTextLines(): boolean {
+  const logger = (Logger as unknown as { staticInstanceRef?: unknown }).staticInstanceRef;
+  return logger instanceof ConsoleLogger && (logger as unknown as { options?: { json?: boolean } }).options?.json !== true;
 }
 
 /** Nest's level names in pino's words (nestjs-pino maps them the same way). */
