@@ -103,10 +103,12 @@ export class ResilienceEngine implements MethodInvoker {
   }
 
   private createPlan(classRef: Function, method: BoundMethod): MethodPlan {
+    const target = this.pipelines.targetFor(classRef, method.wrapper, method.name);
     return {
       classRef,
-      target: this.pipelines.targetFor(classRef, method.wrapper, method.name),
-      idempotent: this.idempotency.planFor(classRef, method),
+      target,
+      // the route's deadline sets its default lease and bounds its 409s' Retry-After
+      idempotent: this.idempotency.planFor(classRef, method, target?.timeout.total),
       slots: undefined,
     };
   }

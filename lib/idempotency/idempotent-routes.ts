@@ -56,13 +56,16 @@ export class IdempotentRoutes {
     });
   }
 
-  /** The merged settings of `method` on `classRef`, or `undefined` when it is not `@Idempotent()`. */
-  planFor(classRef: Function, method: BoundMethod): IdempotentRoutePlan | undefined {
+  /**
+   * The merged settings of `method` on `classRef`, or `undefined` when it is not `@Idempotent()`.
+   * `deadlineMs` is the route's total timeout, when it has one (it sets the default lease).
+   */
+  planFor(classRef: Function, method: BoundMethod, deadlineMs?: number): IdempotentRoutePlan | undefined {
     const routeOptions = Reflect.getMetadata(IDEMPOTENT_METADATA, method.wrapper) as IdempotentOptions | undefined;
     const classOptions = Reflect.getMetadata(IDEMPOTENT_METADATA, classRef) as IdempotentOptions | undefined;
     if (!routeOptions && !classOptions) return undefined;
     const name = `${classRef.name}.${method.name}`;
-    const options = resolveIdempotencyOptions(this.options.idempotency, routeOptions, classOptions, name);
+    const options = resolveIdempotencyOptions(this.options.idempotency, routeOptions, classOptions, name, deadlineMs);
     if (options.transactional && typeof this.store.runInTransaction !== 'function') {
       throw new ResilienceConfigError(
         `${name} uses @Idempotent({ transactional: true }) but the idempotency store (${this.store.constructor?.name ?? 'custom store'}) has no runInTransaction(). Use TypeOrmIdempotencyStore from nest-resilience/typeorm (forRoot({ idempotency: { store } })), or drop transactional.`,

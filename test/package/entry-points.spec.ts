@@ -66,9 +66,10 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
       };
       const { RedisIdempotencyStore } = await import('nest-resilience/redis');
       const sent = [];
-      // the part of a node-redis client the store uses, answering as Redis would for a fresh key
+      // the part of a node-redis client the store uses, answering as Redis would: its eviction
+      // policy (read once before the first operation), then a claim of a fresh key
       const client = { isReady: true, isOpen: true, once() {}, off() {}, ping: async () => 'PONG',
-        sendCommand: async (args) => { sent.push(args[0]); return ['acquired', 1, 0]; } };
+        sendCommand: async (args) => { sent.push(args[0]); return args[0] === 'CONFIG' ? ['maxmemory-policy', 'noeviction'] : ['acquired', 1, 0]; } };
       const store = new RedisIdempotencyStore({ client });
       const claim = await store.claim({ namespace: 'n', scope: '', key: 'k', fingerprint: 'f', method: 'POST', path: '/p', leaseMs: 1000, ttlMs: 60000 });
       let urlError;
@@ -76,7 +77,7 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
       console.log(JSON.stringify({ state: claim.state, fence: claim.lease?.fence, sent, urlError }));`;
     const output = execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: root, encoding: 'utf8' });
     const result = JSON.parse(output.trim().split('\n').pop()!);
-    expect(result).toMatchObject({ state: 'acquired', fence: 1, sent: ['EVALSHA'] });
+    expect(result).toMatchObject({ state: 'acquired', fence: 1, sent: ['CONFIG', 'EVALSHA'] });
     expect(result.urlError).toMatch(/opens its connection with ioredis, which could not be loaded .*; install it \(npm install ioredis\), or pass a client you created/);
   });
 
