@@ -18,6 +18,7 @@ export interface NodeRedisClient {
   once(event: 'ready', listener: () => void): unknown;
   off(event: 'ready', listener: () => void): unknown;
   on(event: 'error', listener: (error: Error) => void): unknown;
+  /** Removes an `error` listener (the store and the shared state add one of their own to every client they are given). */
   off(event: 'error', listener: (error: Error) => void): unknown;
   /** A new client with the same options (pub/sub needs a connection of its own). */
   duplicate(): NodeRedisClient;
