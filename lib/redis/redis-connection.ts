@@ -23,6 +23,7 @@ export interface NodeRedisClient {
   off(event: 'ready', listener: () => void): unknown;
   /** Observes connection errors (node-redis throws an `error` event that has no listener). */
   on(event: 'error', listener: (error: Error) => void): unknown;
+  /** Removes an `error` listener (the store and the shared state add one of their own to every client they are given). */
   off(event: 'error', listener: (error: Error) => void): unknown;
   /** A new client with the same options (pub/sub needs a connection of its own). */
   duplicate(): NodeRedisClient;
