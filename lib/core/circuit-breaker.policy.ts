@@ -123,11 +123,11 @@ export class CircuitBreakerPolicy implements Policy, Step {
     this.options = resolveCircuitBreakerOptions(options);
     this.window = createWindow(this.options);
     if (this.options.shared && shared !== undefined) {
-      const backend = shared.backend.circuitBreaker(key, this.options, (state) => this.adopt(state));
+      const backend = shared.backend.circuitBreaker(key, this.options, (state) => this.adopt(state, 'read'));
       this.link = { backend, guard: shared, generation: -1, opens: 0, queue: [], flushTimer: undefined };
       // an instance that starts while the breaker is open elsewhere learns it before its first outcome
       void shared.call(key, () => backend.read()).then((state) => {
-        if (state !== UNAVAILABLE) this.adopt(state);
+        if (state !== UNAVAILABLE) this.adopt(state, 'read');
       });
     }
   }
@@ -201,7 +201,7 @@ export class CircuitBreakerPolicy implements Policy, Step {
     const link = this.link;
     if (link !== undefined) {
       void link.guard.call(this.key, () => link.backend.reset()).then((state) => {
-        if (state !== UNAVAILABLE) this.adopt(state);
+        if (state !== UNAVAILABLE) this.adopt(state, 'read');
       });
     }
   }
@@ -342,18 +342,22 @@ export class CircuitBreakerPolicy implements Policy, Step {
     link.queue = [];
     const nextBreakMs = this.nextBreakMs(link.opens + 1);
     void link.guard.call(this.key, () => link.backend.record(batch, nextBreakMs)).then((state) => {
-      if (state !== UNAVAILABLE) this.adopt(state);
+      if (state !== UNAVAILABLE) this.adopt(state, 'batch');
     });
   }
 
   /**
    * Follows the shared state: an open elsewhere opens this instance for the remaining break, a close
    * elsewhere closes it. Answers older than the newest adopted generation are stale and ignored; an
-   * open this instance decided alone during an outage lasts its own break.
+   * open this instance decided alone during an outage lasts its own break. The first state an
+   * instance hears other than in answer to its own outcomes (its start-up read, or a push that beats
+   * it) was decided before it started: an open one is `breaker_state_loaded`, not `breaker_opened`,
+   * so alerts on transitions do not fire on every deploy during (or just after) a shared break.
    */
-  private adopt(state: SharedBreakerState): void {
+  private adopt(state: SharedBreakerState, source: 'read' | 'batch'): void {
     const link = this.link;
     if (link === undefined || state.generation < link.generation) return;
+    const loaded = link.generation === -1 && source === 'read';
     const changed = state.generation > link.generation;
     link.generation = state.generation;
     link.opens = state.opens;
@@ -379,7 +383,7 @@ export class CircuitBreakerPolicy implements Policy, Step {
       this.probesInFlight = 0;
       this.probeSuccesses = 0;
       this.openedLocally = false;
-      this.env.events({ event: 'breaker_opened', policy: this.key, from, detail: state.reason ?? 'failure_rate', delayMs: state.remainingMs });
+      this.env.events({ event: loaded ? 'breaker_state_loaded' : 'breaker_opened', policy: this.key, from, detail: state.reason ?? 'failure_rate', delayMs: state.remainingMs });
       return;
     }
     if (this.current === 'closed' || this.openedLocally || !changed) return;

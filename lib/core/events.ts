@@ -13,6 +13,7 @@ export type ResilienceEventName =
   | 'attempt_end'
   | 'budget_exhausted'
   | 'breaker_opened'
+  | 'breaker_state_loaded'
   | 'breaker_half_opened'
   | 'breaker_closed'
   | 'breaker_rejected'

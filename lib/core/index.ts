@@ -87,6 +87,7 @@ export type {
 } from './idempotency/idempotency-core.interface.js';
 export * from './idempotency/idempotency-store.interface.js';
 export {
+  DEADLINE_LEASE_MARGIN_MS,
   resolveIdempotencyOptions,
   type IdempotencyModuleOptions,
   type IdempotentOptions,

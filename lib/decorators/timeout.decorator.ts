@@ -8,7 +8,9 @@ import { TIMEOUT_METADATA } from '../resilience.constants.js';
  * - `@Timeout({ total, attempt })`: `total` is the deadline of the whole call (queue wait and every
  *   retry included, never retried); `attempt` bounds each attempt (retried like a transient error).
  * - `@Timeout(ms)` is shorthand: `{ attempt: ms }` when the target also retries (`@Retryable()`
- *   or a named policy with `retry`), `{ total: ms }` otherwise.
+ *   or a named policy with `retry`), `{ total: ms }` otherwise. Because the same number means two
+ *   things, a bare number on a retried target logs a warning at start-up: write `{ attempt }` or
+ *   `{ total }` there.
  *
  * At expiry the response goes out (503 problem+json `code: "timeout"` by default, see
  * `forRoot({ timeout: { status } })`) even if the handler ignores the signal. Every decorated route
@@ -17,7 +19,7 @@ import { TIMEOUT_METADATA } from '../resilience.constants.js';
  * Careful: `@nestjs/schedule` also exports a `Timeout`; alias one of them on import.
  * @example
  * @Get(':id')
- * @Timeout(2_000)
+ * @Timeout({ total: 2_000 })
  * find(@Param('id') id: string, @AttemptSignal() signal: AbortSignal) { ... }
  * @example
  * @Retryable()

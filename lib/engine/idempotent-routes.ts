@@ -66,14 +66,15 @@ export class IdempotentRoutes {
 
   /**
    * The merged settings of `method` on `classRef` in its context (an HTTP route unless `adapter`
-   * says otherwise), or `undefined` when it is not `@Idempotent()`.
+   * says otherwise), or `undefined` when it is not `@Idempotent()`. `deadlineMs` is the route's
+   * total timeout, when it has one (it sets the default lease and bounds a 409's Retry-After).
    */
-  planFor(classRef: Function, method: BoundMethod, adapter: ContextAdapter = httpContext): IdempotentRoutePlan | undefined {
+  planFor(classRef: Function, method: BoundMethod, adapter: ContextAdapter = httpContext, deadlineMs?: number): IdempotentRoutePlan | undefined {
     const routeOptions = Reflect.getMetadata(IDEMPOTENT_METADATA, method.wrapper) as IdempotentOptions | undefined;
     const classOptions = Reflect.getMetadata(IDEMPOTENT_METADATA, classRef) as IdempotentOptions | undefined;
     if (!routeOptions && !classOptions) return undefined;
     const name = `${classRef.name}.${method.name}`;
-    const options = adapter.idempotencyOptions(resolveIdempotencyOptions(this.options.idempotency, routeOptions, classOptions, name));
+    const options = adapter.idempotencyOptions(resolveIdempotencyOptions(this.options.idempotency, routeOptions, classOptions, name, deadlineMs));
     if (options.transactional && typeof this.store.runInTransaction !== 'function') {
       throw new ResilienceConfigError(
         `${name} uses @Idempotent({ transactional: true }) but the idempotency store (${this.store.constructor?.name ?? 'custom store'}) has no runInTransaction(). Use TypeOrmIdempotencyStore from nest-resilience/typeorm (forRoot({ idempotency: { store } })), or drop transactional.`,

@@ -1,4 +1,4 @@
-import { Injectable, Optional, RequestMethod, type OnModuleInit } from '@nestjs/common';
+import { Injectable, Logger, Optional, RequestMethod, type OnModuleInit } from '@nestjs/common';
 import { METHOD_METADATA } from '@nestjs/common/constants.js';
 import { DiscoveryService } from '@nestjs/core';
 import type { InstanceWrapper } from '@nestjs/core/injector/instance-wrapper.js';
@@ -14,7 +14,7 @@ import { resolveRetryOptions, validatePipelineSpec } from '../core/validate.js';
 import { IdempotentRoutes } from './idempotent-routes.js';
 import { ResilienceEvents } from '../observability/resilience-events.js';
 import { ResilienceTelemetry } from '../observability/resilience-telemetry.js';
-import { IDEMPOTENT_METADATA } from '../resilience.constants.js';
+import { IDEMPOTENT_METADATA, TIMEOUT_METADATA } from '../resilience.constants.js';
 import { ResilienceEngine } from './resilience-engine.js';
 import { RESILIENCE_METADATA_KEYS, type ResolvedTargetPolicy } from './resilience-options.resolver.js';
 import { ResiliencePipelines } from './resilience-pipelines.js';
@@ -136,6 +136,7 @@ export class ResilienceBinder implements OnModuleInit {
     }
     const requestMethod = Reflect.getMetadata(METHOD_METADATA, method.wrapper) as RequestMethod | undefined;
     this.validate(target, `${RequestMethod[requestMethod ?? RequestMethod.GET] ?? 'GET'} ${target.where}`);
+    warnBareTimeoutOnRetries(target, classRef, method.wrapper);
     this.checkRetriedUnsafeMethod(target, requestMethod, classRef, method.wrapper);
   }
 
@@ -144,6 +145,7 @@ export class ResilienceBinder implements OnModuleInit {
     if (!target) return;
     if (hasOwnResilienceMetadata(method.wrapper)) assertAsynchronous(classRef, method, target.where);
     this.validate(target, target.where);
+    warnBareTimeoutOnRetries(target, classRef, method.wrapper);
   }
 
   private validate(target: ResolvedTargetPolicy, where: string): void {
@@ -166,6 +168,20 @@ export class ResilienceBinder implements OnModuleInit {
         'Add @Idempotent() to the route, or opt in with @Retryable({ allowNonIdempotentMethod: true }) if repeating is safe.',
     );
   }
+}
+
+/**
+ * `@Timeout(2_000)` reads as "2 s for the call", but on a target that retries it bounds each attempt
+ * and the call may take its whole total (30 s by default): said once at start-up, with both
+ * unambiguous spellings. The number keeps its meaning, so nothing changes for code that wanted it.
+ */
+function warnBareTimeoutOnRetries(target: ResolvedTargetPolicy, classRef: Function, handler: Function): void {
+  const bare: unknown = Reflect.getMetadata(TIMEOUT_METADATA, handler) ?? Reflect.getMetadata(TIMEOUT_METADATA, classRef);
+  if (typeof bare !== 'number' || !target.retry || resolveRetryOptions(target.retry).maxAttempts <= 1) return;
+  new Logger('ResilienceModule').warn(
+    `@Timeout(${bare}) on ${target.where} bounds each attempt, not the whole call, because ${target.where} also retries: the call may take up to its total timeout (${target.timeout.total} ms). ` +
+      `Write @Timeout({ attempt: ${bare} }) to keep that meaning (and silence this warning), or @Timeout({ total: ${bare} }) to bound the whole call, retries included.`,
+  );
 }
 
 /** The class of a wrapper's instances: its metatype, or the prototype of a factory's instance. */

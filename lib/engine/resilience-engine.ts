@@ -132,10 +132,12 @@ export class ResilienceEngine implements MethodInvoker {
     const profile = this.contexts.profile(handler, idempotent);
     const adapter = this.contexts.adapterFor(handler.type);
     const context = adapter !== undefined && profile !== undefined ? { adapter, profile } : undefined;
+    const target = this.pipelines.targetFor(classRef, method.wrapper, method.name);
     return {
       classRef,
-      target: this.pipelines.targetFor(classRef, method.wrapper, method.name),
-      idempotent: idempotent && context !== undefined ? this.idempotency.planFor(classRef, method, context.adapter) : undefined,
+      target,
+      // the route's deadline sets its default lease and bounds its 409s' Retry-After
+      idempotent: idempotent && context !== undefined ? this.idempotency.planFor(classRef, method, context.adapter, target?.timeout.total) : undefined,
       context,
       otherContexts: undefined,
       slots: undefined,

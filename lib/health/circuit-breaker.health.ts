@@ -5,8 +5,8 @@ import { CircuitBreakerService } from '../engine/circuit-breaker.service.js';
 
 /**
  * Which breakers make {@link CircuitBreakerHealthIndicator.isHealthy} report `down`:
+ * - `'never'` (the default): none, open breakers only make the indicator `degraded`;
  * - `'open'`: any breaker that is open or isolated (half-open breakers are recovering: not down);
- * - `'never'`: none (open breakers only make the indicator `degraded`);
  * - a list of breaker keys: only those, when open or isolated (others are `degraded`).
  * @publicApi
  */
@@ -17,7 +17,13 @@ export type CircuitBreakerFailOn = 'open' | 'never' | readonly string[];
  * @publicApi
  */
 export interface CircuitBreakerHealthOptions {
-  /** Which open breakers make the indicator `down`. @default 'open' */
+  /**
+   * Which open breakers make the indicator `down` (a 503 from `HealthCheckService`). Opt in only for
+   * a breaker without which the instance can serve nothing: every instance sees the same dependency
+   * (and with `shared: true` the same breaker), so a `down` here takes the whole fleet out of the
+   * load balancer at once.
+   * @default 'never'
+   */
   failOn?: CircuitBreakerFailOn;
 }
 
@@ -57,14 +63,15 @@ export function classifyBreakers(
 }
 
 /**
- * Lists every circuit breaker with its state, failure rate, buffered and refused calls, and
- * reports `down` when a breaker selected by `failOn` is open or isolated (`degraded` when only
- * other breakers are open; `up` otherwise). An open breaker means a dependency is failing: use the
- * indicator in the **readiness** probe (or only as information with `failOn: 'never'`), never in
- * the liveness probe — the breaker already protects the instance, and restarting it would reset
- * the breaker and hit the sick dependency again.
+ * Lists every circuit breaker (local or shared) with its state, failure rate, buffered and refused
+ * calls. An open breaker means a dependency is failing, not this instance: the indicator is then
+ * `degraded` (HTTP 200, the breakers in details), and `down` only for the breakers `failOn` opts in
+ * to; `up` otherwise. Use it in a dependency dashboard, or in readiness where `degraded` keeps the
+ * instance in rotation; never in liveness (a restart resets the breaker and hits the sick
+ * dependency again).
  * @example
- * () => this.breakers.isHealthy('circuit_breakers', { failOn: ['ModelService'] })
+ * () => this.breakers.isHealthy('circuit_breakers')                              // degraded while a breaker is open
+ * () => this.breakers.isHealthy('circuit_breakers', { failOn: ['ModelService'] }) // down while ModelService's is open
  * @publicApi
  */
 @Injectable()
@@ -80,7 +87,7 @@ export class CircuitBreakerHealthIndicator {
    */
   async isHealthy<const Key extends string = 'circuit_breakers'>(
     key: Key = 'circuit_breakers' as Key,
-    { failOn = 'open' }: CircuitBreakerHealthOptions = {},
+    { failOn = 'never' }: CircuitBreakerHealthOptions = {},
   ): Promise<HealthIndicatorResult<Key>> {
     const check = this.healthIndicatorService.check(key);
     const snapshots = this.circuitBreakers.list();

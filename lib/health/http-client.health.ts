@@ -8,26 +8,44 @@ import { toDetail, type CircuitBreakerHealthDetail } from './circuit-breaker.hea
 import { describeFailure } from './health-timeout.js';
 
 /**
+ * What makes {@link HttpClientHealthIndicator.isHealthy} report `down` instead of `degraded`:
+ * `'open'` a breaker of the client that is open or isolated, `'ping'` a failed `ping` probe.
+ * `'never'` (the default): neither, the dependency's trouble only degrades the report.
+ * @publicApi
+ */
+export type HttpClientFailOn = 'never' | readonly ('open' | 'ping')[];
+
+/**
  * Options of {@link HttpClientHealthIndicator.isHealthy}.
  * @publicApi
  */
 export interface HttpClientHealthOptions {
   /**
-   * Probe the client's `ping` path (outside its policies): `down` when it does not answer 2xx or 3xx
-   * within `ping.timeout`.
+   * Probe the client's `ping` path (outside its policies): `degraded` (or `down` with
+   * `failOn: ['ping']`) when it does not answer 2xx or 3xx within `ping.timeout`.
    * @default true when the client has a `ping` option
    */
   readonly ping?: boolean;
+  /**
+   * Opt in to failing the check (`down`, a 503 from `HealthCheckService`) on an open breaker or a
+   * failed ping. Only for a check whose failure should take the instance out of rotation, e.g. an
+   * instance that can serve nothing without this dependency; every instance sees the same dependency,
+   * so with it one outage takes the whole fleet out of the load balancer (with shared breakers, at once).
+   * @default 'never'
+   */
+  readonly failOn?: HttpClientFailOn;
 }
 
 /**
- * The health of one `ResilientHttpModule` client: `down` when its circuit breaker for an origin is
- * open (the client refuses calls there) or its `ping` probe fails, `degraded` while an origin asked
- * for a pause (`Retry-After`), `up` otherwise; the details list each origin's breaker, the pause and
- * the probe's status and latency. Like the other dependency indicators it belongs in the
- * **readiness** probe, never the liveness probe.
+ * The health of one `ResilientHttpModule` client, as details: each origin's breaker, a
+ * `Retry-After` pause, the `ping` probe's status and latency. An open breaker, a pause or a failed
+ * ping makes it `degraded` (HTTP 200: the instance still serves, and the breaker is what protects
+ * it); `up` otherwise. It is `down` only for what `failOn` opts in to. Use it in a dependency
+ * dashboard or in readiness (where `degraded` keeps the instance in rotation), never in liveness.
  * @example
  * () => this.clients.isHealthy('model', 'model')   // the key in the report, then the client's name
+ * @example
+ * () => this.clients.isHealthy('model', 'model', { failOn: ['open'] })   // opt in: down while a breaker is open
  * @publicApi
  */
 @Injectable()
@@ -45,6 +63,7 @@ export class HttpClientHealthIndicator {
   async isHealthy<const Key extends string>(key: Key, client: string | HttpClient, options: HttpClientHealthOptions = {}): Promise<HealthIndicatorResult<Key>> {
     const check = this.healthIndicatorService.check(key);
     const instance = typeof client === 'string' ? this.clientNamed(client) : client;
+    const failOn = options.failOn ?? 'never';
     const breakers: Record<string, CircuitBreakerHealthDetail> = {};
     const open: string[] = [];
     for (const { origin, snapshot } of instance.circuitBreakers()) {
@@ -53,20 +72,30 @@ export class HttpClientHealthIndicator {
     }
     const pausedUntil = instance.pausedUntil();
     const details: Record<string, unknown> = { client: instance.name, breakers, ...(pausedUntil === undefined ? {} : { pausedUntil: new Date(pausedUntil).toISOString() }) };
-    if (open.length > 0) return check.down({ ...details, message: `The circuit breaker of HTTP client "${instance.name}" is open for ${open.join(', ')}.` });
+    const problems: string[] = [];
+    let failing = false;
+    if (open.length > 0) {
+      problems.push(`The circuit breaker of HTTP client "${instance.name}" is open for ${open.join(', ')}.`);
+      failing ||= failOn !== 'never' && failOn.includes('open');
+    }
     if (options.ping ?? instance.ping !== undefined) {
+      let pingFailure: string | undefined;
       try {
         const { status, latencyMs } = await instance.probe();
         Object.assign(details, { statusCode: status, latencyMs });
-        if (status < 200 || status >= 400) {
-          return check.down({ ...details, message: `The ping of HTTP client "${instance.name}" answered HTTP ${status}; expected a 2xx or 3xx status.` });
-        }
+        if (status < 200 || status >= 400) pingFailure = `The ping of HTTP client "${instance.name}" answered HTTP ${status}; expected a 2xx or 3xx status.`;
       } catch (error) {
-        return check.down({ ...details, message: `The ping of HTTP client "${instance.name}" failed: ${describeFailure(error)}.` });
+        pingFailure = `The ping of HTTP client "${instance.name}" failed: ${describeFailure(error)}.`;
+      }
+      if (pingFailure !== undefined) {
+        problems.push(pingFailure);
+        failing ||= failOn !== 'never' && failOn.includes('ping');
       }
     }
-    if (pausedUntil !== undefined) return check.degraded({ ...details, message: `HTTP client "${instance.name}" is paused by a Retry-After until ${details.pausedUntil as string}.` });
-    return check.up(details);
+    if (pausedUntil !== undefined) problems.push(`HTTP client "${instance.name}" is paused by a Retry-After until ${details.pausedUntil as string}.`);
+    if (problems.length === 0) return check.up(details);
+    const report = { ...details, message: problems.join(' ') };
+    return failing ? check.down(report) : check.degraded(report);
   }
 
   private clientNamed(name: string): HttpClient {

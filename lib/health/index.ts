@@ -15,7 +15,7 @@ export {
   type TcpAddress,
   type TcpPingOptions,
 } from './dependency.health.js';
-export { HttpClientHealthIndicator, type HttpClientHealthOptions } from './http-client.health.js';
+export { HttpClientHealthIndicator, type HttpClientFailOn, type HttpClientHealthOptions } from './http-client.health.js';
 export { IdempotencyStoreHealthIndicator, type IdempotencyStoreHealthOptions } from './idempotency-store.health.js';
 export { RedisHealthIndicator, type RedisHealthOptions } from './redis.health.js';
 export { ResilienceHealthModule } from './resilience-health.module.js';

@@ -11,12 +11,16 @@ import { RedisHealthIndicator } from './redis.health.js';
  * (so `HealthCheckService` is available to your health controller). The idempotency store and the
  * circuit breakers come from the global `ResilienceModule`, which must be imported too.
  *
- * Readiness vs liveness: put {@link IdempotencyStoreHealthIndicator},
- * {@link DependencyHealthIndicator}, {@link CircuitBreakerHealthIndicator} and
- * {@link HttpClientHealthIndicator} (and {@link RedisHealthIndicator} with the Redis store) in the **readiness**
- * probe (stop routing traffic to an instance that cannot serve), and keep the **liveness** probe
- * free of dependencies (the process is alive and its event loop turns): a dependency outage must
- * never make the orchestrator restart every instance.
+ * Liveness, readiness and a dependency dashboard ask three different questions:
+ * - **liveness** (is the process alive? a failure restarts it): no dependency at all;
+ * - **readiness** (can this instance serve? a failure takes it out of the load balancer): what the
+ *   instance itself cannot do without, such as its own idempotency store
+ *   ({@link IdempotencyStoreHealthIndicator}, {@link RedisHealthIndicator} with the Redis store);
+ *   {@link CircuitBreakerHealthIndicator} and {@link HttpClientHealthIndicator} may sit there too,
+ *   since an open breaker only makes them `degraded` (HTTP 200) unless `failOn` opts in;
+ * - a **dependency dashboard** (what is failing around us?): every indicator, breakers included.
+ * A dependency's outage is every instance's outage (with shared breakers, at the same moment): if it
+ * failed readiness, the whole fleet would leave the load balancer at once.
  * @example
  * @Module({ imports: [ResilienceModule.forRoot({ ... }), ResilienceHealthModule], controllers: [HealthController] })
  * export class AppModule {}

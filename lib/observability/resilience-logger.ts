@@ -1,5 +1,5 @@
 import { redactKey } from '../core/redact-key.js';
-import { Inject, Injectable, Logger, Optional, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { ConsoleLogger, Inject, Injectable, Logger, Optional, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { isChaosEvent, type ResilienceEvent, type ResilienceEventName } from '../core/events.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import type {
@@ -16,7 +16,7 @@ import { ResilienceEvents } from './resilience-events.js';
  * |---|---|
  * | `error` | `idempotency_store_error` (the store is unreachable: requests fail closed) |
  * | `warn` | `give_up`, `attempt_timeout`, `deadline_exceeded`, `breaker_opened`, `bulkhead_rejected`, `budget_exhausted`, `idempotency_mismatch`, `idempotency_takeover`, `idempotency_lock_lost`, `shared_state_unavailable` (once per outage: shared policies use in-process state) |
- * | `log` (info) | `retry`, `breaker_half_opened`, `breaker_closed`, `fallback_used`, `idempotency_replayed`, `idempotency_conflict`, `shared_state_recovered`, `fault_injected` (a runtime chaos rule injected a fault) |
+ * | `log` (info) | `retry`, `breaker_state_loaded` (a shared breaker found open at start-up: no transition), `breaker_half_opened`, `breaker_closed`, `fallback_used`, `idempotency_replayed`, `idempotency_conflict`, `shared_state_recovered`, `fault_injected` (a runtime chaos rule injected a fault) |
  * | `debug` | `breaker_rejected` (one per rejected call while open: the `breaker_opened` warning already said it), `idempotency_executed`, `idempotency_rejected`, `idempotency_released`, `idempotency_evicted` (one per record the bounded in-memory store evicts; the store warns once when it starts), `idempotency_response_not_kept` (one per response whose body was not kept; a warning names the route once) |
  * | never | `attempt_end` (one per attempt: metrics only) |
  *
@@ -31,6 +31,7 @@ export const DEFAULT_EVENT_LOG_LEVELS: Readonly<Record<ResilienceEventName, Resi
   attempt_end: false,
   budget_exhausted: 'warn',
   breaker_opened: 'warn',
+  breaker_state_loaded: 'log',
   breaker_half_opened: 'log',
   breaker_closed: 'log',
   breaker_rejected: 'debug',
@@ -139,6 +140,8 @@ function describeEvent(e: ResilienceEvent): string {
       return `Retry budget of ${e.policy} is exhausted; the failure is returned without retrying`;
     case 'breaker_opened':
       return `Circuit breaker ${e.policy} opened${e.from ? ` (was ${e.from})` : ''}; calls fail fast`;
+    case 'breaker_state_loaded':
+      return `Circuit breaker ${e.policy} is open in the shared state (opened before this instance started); calls fail fast for ${e.delayMs ?? 0} ms more`;
     case 'breaker_half_opened':
       return `Circuit breaker ${e.policy} is half-open; probing the dependency`;
     case 'breaker_closed':
@@ -150,7 +153,9 @@ function describeEvent(e: ResilienceEvent): string {
     case 'fallback_used':
       return `${e.policy} answered with its fallback${cause}`;
     case 'idempotency_executed':
-      return `Idempotent request on ${e.policy} executed and stored`;
+      return e.outcome === 'released'
+        ? `Idempotent request on ${e.policy} ran and answered ${e.status ?? '?'}${e.errorType ? ` (${e.errorType})` : ''}; not stored, its key was released so a retry runs again`
+        : `Idempotent request on ${e.policy} ran and its ${e.status ?? '?'} response was stored for replay`;
     case 'idempotency_replayed':
       return `Idempotent request on ${e.policy} replayed from the stored response`;
     case 'idempotency_conflict':
@@ -235,8 +240,25 @@ export class ResilienceLogger implements OnModuleInit, OnModuleDestroy {
   write(event: ResilienceEvent): void {
     const level = this.options.levels[event.event];
     if (level === false || !isLogLevelEnabled(level)) return;
-    this.logger[level](toLogRecord(event, this.options));
+    const record = toLogRecord(event, this.options);
+    if (!writesTextLines()) {
+      this.logger[level](record);
+      return;
+    }
+    // Nest's text logger prints an object over one line per field: one line per event instead
+    const { msg, ...fields } = record;
+    this.logger[level](`${msg as string} ${JSON.stringify(fields)}`);
   }
+}
+
+/**
+ * Whether the app logs through Nest's own `ConsoleLogger` in text mode (the default logger): it
+ * prints an object message as a block of lines, where JSON loggers (`ConsoleLogger({ json: true })`,
+ * nestjs-pino) write it as the one structured line they are made for.
+ */
+function writesTextLines(): boolean {
+  const logger = (Logger as unknown as { staticInstanceRef?: unknown }).staticInstanceRef;
+  return logger instanceof ConsoleLogger && (logger as unknown as { options?: { json?: boolean } }).options?.json !== true;
 }
 
 /** Nest's level names in pino's words (nestjs-pino maps them the same way). */

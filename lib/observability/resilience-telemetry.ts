@@ -83,6 +83,7 @@ const DEFAULT_OUTCOMES: Readonly<Record<ResilienceEventName, string>> = {
   attempt_end: 'unknown',
   budget_exhausted: 'rejected',
   breaker_opened: 'open',
+  breaker_state_loaded: 'open',
   breaker_half_opened: 'half_open',
   breaker_closed: 'closed',
   breaker_rejected: 'rejected',

@@ -1,3 +1,4 @@
+import { Logger } from '@nestjs/common';
 import type { Cluster, Redis } from 'ioredis';
 import { ResilienceConfigError } from '../core/errors.js';
 
@@ -22,6 +23,8 @@ export interface NodeRedisClient {
   off(event: 'ready', listener: () => void): unknown;
   /** Observes connection errors (node-redis throws an `error` event that has no listener). */
   on(event: 'error', listener: (error: Error) => void): unknown;
+  /** Removes an `error` listener (the store and the shared state add one of their own to every client they are given). */
+  off(event: 'error', listener: (error: Error) => void): unknown;
   /** A new client with the same options (pub/sub needs a connection of its own). */
   duplicate(): NodeRedisClient;
   /** Opens the connection. */
@@ -50,6 +53,8 @@ export interface ScriptConnection {
   readonly status: string;
   /** Closed, and not coming back by itself. */
   readonly ended: boolean;
+  /** The newest connection error the client reported (`Name: message`), if any since it was wrapped. */
+  readonly lastError: string | undefined;
   /** Runs a script known by its sha1 (`EVALSHA`) on `keys`. */
   evalsha(sha: string, keys: readonly string[], args: readonly (string | number)[]): Promise<unknown>;
   /** Runs a script by its source (`EVAL`), which also loads it into the server's script cache. */
@@ -70,17 +75,71 @@ export interface ScriptConnection {
  * @internal
  */
 export function scriptConnectionOf(client: RedisStoreClient, owner: string): ScriptConnection {
-  if (typeof (client as Redis).status === 'string' && typeof (client as Redis).evalsha === 'function') return new IoredisConnection(client as Redis | Cluster);
+  if (typeof (client as Redis).status === 'string' && typeof (client as Redis).evalsha === 'function') {
+    return new IoredisConnection(client as Redis | Cluster, observeErrors(client, owner));
+  }
   if (typeof (client as NodeRedisClient).sendCommand === 'function' && typeof (client as NodeRedisClient).isReady === 'boolean') {
-    return new NodeRedisConnection(client as NodeRedisClient);
+    return new NodeRedisConnection(client as NodeRedisClient, observeErrors(client, owner));
   }
   throw new ResilienceConfigError(
     `${owner} got a client that is neither an ioredis Redis/Cluster nor a node-redis client; pass new Redis(url) from ioredis 5, or createClient({ url }) from redis 5 (connected with await client.connect()).`,
   );
 }
 
+/**
+ * What the library knows of one client's connection errors. One per client, however many stores
+ * and states use it, so a client shared by many never collects listeners.
+ */
+class ClientErrors {
+  last: string | undefined;
+  /** Set while a warning about the current outage was written; cleared when the client is ready again. */
+  private warned = false;
+
+  constructor(
+    private readonly client: RedisStoreClient,
+    private readonly owner: string,
+  ) {}
+
+  readonly onError = (error: Error): void => {
+    // node-redis names its errors by class only (SocketClosedUnexpectedlyError has name 'Error')
+    const name = error?.constructor?.name && error.constructor.name !== 'Error' ? error.constructor.name : (error?.name ?? 'Error');
+    this.last = `${name}: ${error?.message ?? String(error)}`.slice(0, 500);
+    if (this.warned) return;
+    this.warned = true;
+    (this.client as Redis).once('ready', () => (this.warned = false));
+    new Logger(this.owner).warn(
+      `The Redis client reported a connection error (${this.last}); until it reconnects by itself, idempotent routes on the Redis store answer 503 and shared policies use in-process state. Your own 'error' listeners on the client still run; this warning repeats once per outage.`,
+    );
+  };
+}
+
+const observed = new WeakMap<object, ClientErrors>();
+
+/**
+ * Listens to `client`'s 'error' events, once per client. A node-redis client without any 'error'
+ * listener throws each connection error as an unhandled 'error' event, which ends the process, and
+ * ioredis prints each one: the outage is the store's to report (503s, events, one warning), not a
+ * crash. Listeners of the app run as before (an EventEmitter calls every listener).
+ */
+function observeErrors(client: RedisStoreClient, owner: string): ClientErrors {
+  let errors = observed.get(client);
+  if (errors === undefined) {
+    errors = new ClientErrors(client, owner);
+    observed.set(client, errors);
+    (client as NodeRedisClient).on('error', errors.onError);
+  }
+  return errors;
+}
+
 class IoredisConnection implements ScriptConnection {
-  constructor(private readonly client: Redis | Cluster) {}
+  constructor(
+    private readonly client: Redis | Cluster,
+    private readonly errors: ClientErrors,
+  ) {}
+
+  get lastError(): string | undefined {
+    return this.errors.last;
+  }
 
   get status(): string {
     return this.client.status;
@@ -128,7 +187,14 @@ class IoredisConnection implements ScriptConnection {
  * per-command parsing layer. Its client is connected by its owner (`await client.connect()`).
  */
 class NodeRedisConnection implements ScriptConnection {
-  constructor(private readonly client: NodeRedisClient) {}
+  constructor(
+    private readonly client: NodeRedisClient,
+    private readonly errors: ClientErrors,
+  ) {}
+
+  get lastError(): string | undefined {
+    return this.errors.last;
+  }
 
   get status(): string {
     return this.client.isReady ? 'ready' : this.client.isOpen ? 'reconnecting' : 'closed';

@@ -163,10 +163,8 @@ export class RedisIdempotencyStore<C extends RedisStoreClient = Redis | Cluster>
     }
     this.ownClient = client === undefined ? ownedClient(url!, this.commandTimeoutMs) : undefined;
     this.client = client ?? (this.ownClient as C);
+    // also listens to the client's 'error' events (yours or its own): an outage answers 503, never a crash
     this.connection = scriptConnectionOf(this.client, 'RedisIdempotencyStore');
-    // Connection errors reach the app through the operations that fail (503s and their logs);
-    // without a listener ioredis would also print each reconnect failure to stderr.
-    this.ownClient?.on('error', () => undefined);
     this.connectedOnce = this.connection.status === 'ready';
     if (!this.connectedOnce) this.connection.onceReady(() => (this.connectedOnce = true));
   }
@@ -265,7 +263,7 @@ export class RedisIdempotencyStore<C extends RedisStoreClient = Redis | Cluster>
     // the first operations wait for the eviction policy check, within the same deadline
     const checked = this.evictionChecked ? command : () => this.checkEviction().then(command);
     if (connection.status === 'ready') return this.within(this.commandTimeoutMs, checked, onNoScript);
-    if (this.connectedOnce || connection.ended) return Promise.reject(new RedisStoreUnavailableError(connection.status));
+    if (this.connectedOnce || connection.ended) return Promise.reject(new RedisStoreUnavailableError(connection.status, undefined, connection.lastError));
     const started = performance.now();
     return this.firstConnection(this.commandTimeoutMs).then(() =>
       this.within(Math.max(1, Math.ceil(this.commandTimeoutMs - (performance.now() - started))), checked, onNoScript),
@@ -325,7 +323,7 @@ export class RedisIdempotencyStore<C extends RedisStoreClient = Redis | Cluster>
       };
       const timer = setTimeout(() => {
         connection.offReady(onReady);
-        reject(new RedisStoreUnavailableError(connection.status, timeoutMs));
+        reject(new RedisStoreUnavailableError(connection.status, timeoutMs, connection.lastError));
       }, timeoutMs);
       connection.onceReady(onReady);
     });

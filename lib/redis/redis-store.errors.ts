@@ -12,15 +12,18 @@ export class RedisStoreUnavailableError extends Error {
   /**
    * @param status the client's connection status at that moment (ioredis: `reconnecting`, `connecting`, `end`…; node-redis: `reconnecting`, `closed`)
    * @param waitedMs how long the store waited for the first connection, if it did
+   * @param lastError the newest connection error the client reported (`Name: message`), if any
    */
   constructor(
     readonly status: string,
     waitedMs?: number,
+    readonly lastError?: string,
   ) {
+    const reported = lastError === undefined ? '' : `; the client's last connection error: ${lastError}`;
     super(
       waitedMs === undefined
-        ? `Redis is not connected (connection status "${status}"), so the command was not sent; the client reconnects by itself and the request can be retried then.`
-        : `Redis did not become ready within ${waitedMs} ms (connection status "${status}"); check that it is reachable at the configured address (a node-redis client must also have been connected: await client.connect()).`,
+        ? `Redis is not connected (connection status "${status}"${reported}), so the command was not sent; the client reconnects by itself and the request can be retried then.`
+        : `Redis did not become ready within ${waitedMs} ms (connection status "${status}"${reported}); check that it is reachable at the configured address (a node-redis client must also have been connected: await client.connect()).`,
     );
     this.name = 'RedisStoreUnavailableError';
   }

@@ -9,8 +9,10 @@ import { SAMPLE_APP_OPTIONS, type SampleAppOptions } from '../sample-app.options
 /**
  * Probes for a load balancer or Kubernetes.
  * - `GET /health` (readiness): can this instance serve? Database, idempotency store (and Redis,
- *   when the records live there), model service and breakers. A dependency outage takes the
- *   instance out of rotation (503).
+ *   when the records live there) answer 503 when unreachable. The model service and the breakers
+ *   are reported in the details: while the model is down or a breaker is open the check is
+ *   `degraded` (200), since every instance shares that outage and taking them all out of rotation
+ *   would turn it into a full one.
  * - `GET /health/live` (liveness): is the process alive? Dependencies are deliberately left out:
  *   restarting the app repairs no database and no model service.
  */

@@ -31,8 +31,8 @@ export class HealthController {
     return this.health.check([
       // the idempotency store: without it every @Idempotent() route answers 503
       () => this.store.isHealthy('idempotency_store', { timeout: 500 }),
-      // open breakers are reported (status "degraded", HTTP 200), never a reason to leave the load balancer
-      () => this.breakers.isHealthy('circuit_breakers', { failOn: 'never' }),
+      // open breakers are reported (status "degraded", HTTP 200), never a reason to leave the load balancer (the default)
+      () => this.breakers.isHealthy('circuit_breakers'),
     ]);
   }
 
@@ -41,10 +41,10 @@ export class HealthController {
   @HealthCheck()
   dependencyReport() {
     return this.health.check([
-      () => this.clients.isHealthy('model_service', 'model'), // down while its breaker is open or its ping fails
+      () => this.clients.isHealthy('model_service', 'model', { failOn: ['open', 'ping'] }), // down while its breaker is open or its ping fails
       () => this.dependencies.pingHttp('billing', 'http://billing.internal/healthz', { timeout: 500 }),
       () => this.dependencies.pingTcp('search', { host: 'search.internal', port: 9200 }, { timeout: 500 }),
-      () => this.breakers.isHealthy('circuit_breakers'), // down when any breaker is open
+      () => this.breakers.isHealthy('circuit_breakers', { failOn: 'open' }), // down when any breaker is open
     ]);
   }
 }

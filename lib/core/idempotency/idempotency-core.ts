@@ -228,7 +228,7 @@ export class IdempotencyCore {
     }
     if (result.state === 'in_progress') {
       this.emit('idempotency_conflict', request, key, { status: 409 });
-      return rejected(new IdempotencyRequestInProgressError(headerName, result.retryAfterMs));
+      return rejected(new IdempotencyRequestInProgressError(headerName, inProgressRetryAfterMs(result.retryAfterMs, request.options.deadline)));
     }
     this.emit('idempotency_replayed', request, key, { status: result.response.status });
     return { kind: 'replay', response: result.response };
@@ -454,6 +454,18 @@ export function notKeptProblemOf(response: StoredResponse, headerName = 'Idempot
   if (headers[STORED_KIND] !== STORED_NOT_KEPT) return undefined;
   const reason = headers[STORED_REASON] === 'unreplayable' ? 'unreplayable' : 'too_large';
   return new IdempotencyResponseNotKeptError(response.status, reason, Number(headers[STORED_BYTES] ?? 0) || 0, headerName);
+}
+
+/** Shortest wait a 409 asks for when the route's deadline shortens it: a retry sooner would meet the same 409. */
+const MIN_IN_PROGRESS_RETRY_AFTER_MS = 1_000;
+
+/**
+ * How long a 409 asks the client to wait: the lease still held, but never more than the route's
+ * deadline (the request in flight answers by then, or timed out), and not under one second.
+ */
+function inProgressRetryAfterMs(remainingLeaseMs: number, deadlineMs: number | undefined): number {
+  if (deadlineMs === undefined) return remainingLeaseMs;
+  return Math.max(MIN_IN_PROGRESS_RETRY_AFTER_MS, Math.min(remainingLeaseMs, deadlineMs));
 }
 
 function rejected(error: IdempotencyError): IdempotencyAnswer {

@@ -40,7 +40,13 @@ export interface IdempotentOptions {
   scope?: ((request: any, context?: any) => string | undefined | Promise<string | undefined>) | false;
   /** How long a completed response is replayed, in ms. @default 86_400_000 (24 h) */
   ttl?: number;
-  /** Lease length in ms; renewed by a heartbeat every `lease / 3` while the handler runs. @default 60_000 */
+  /**
+   * Lease length in ms; renewed by a heartbeat every `lease / 3` while the handler runs. It is how
+   * long a request that crashed (or whose instance froze) keeps its key "in progress" (409).
+   * @default the route's total deadline + 5 s ({@link DEADLINE_LEASE_MARGIN_MS}) when the route has
+   * one (`@Timeout({ total })`, 30 s on any route with a resilience decorator), else 60_000. A
+   * lease you set is used as it is.
+   */
   lease?: number;
   /**
    * Which handler outcomes are stored for replay. `error` is the `HttpException` the handler threw
@@ -136,6 +142,11 @@ export interface ResolvedIdempotencyOptions {
   readonly ttl: number;
   /** Lease length, in ms (heartbeat every `lease / 3`). */
   readonly lease: number;
+  /**
+   * The route's total deadline, in ms, when it has one: no request of the route can still be
+   * running longer than this, so a 409's `Retry-After` never asks to wait more.
+   */
+  readonly deadline: number | undefined;
   /** Which handler outcomes are stored. */
   readonly storeIf: (status: number, error?: unknown) => boolean;
   /** Largest response body kept for replay, in bytes. */
@@ -200,6 +211,14 @@ const DEFAULTS = {
   namespace: 'default',
 };
 
+/**
+ * What the default lease adds to a route's total deadline: the time a request timed out at its
+ * deadline may still take to answer and release its key, plus clock differences between instances
+ * and the store. A crashed request's key is free this long after its deadline.
+ * @publicApi
+ */
+export const DEADLINE_LEASE_MARGIN_MS = 5_000;
+
 /** Default of `storeIf`: everything but server errors. @publicApi */
 export const storeBelow500 = (status: number): boolean => status < 500;
 
@@ -211,7 +230,9 @@ const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 /**
  * Merges route, class and module options (in that precedence) with the defaults and validates the
  * result. Throws a {@link ResilienceConfigError} naming the fix for a configuration that cannot
- * work; `where` (e.g. `ReportsController.create`) is put in the message.
+ * work; `where` (e.g. `ReportsController.create`) is put in the message. `routeDeadlineMs`, the
+ * route's total timeout when it has one, sets the default lease (deadline +
+ * {@link DEADLINE_LEASE_MARGIN_MS}) and bounds a 409's `Retry-After`.
  * @publicApi
  */
 export function resolveIdempotencyOptions(
@@ -219,6 +240,7 @@ export function resolveIdempotencyOptions(
   routeOptions: IdempotentOptions | undefined,
   classOptions: IdempotentOptions | undefined,
   where = 'an @Idempotent() route',
+  routeDeadlineMs?: number,
 ): ResolvedIdempotencyOptions {
   const merged: IdempotencyModuleOptions = {
     ...withResponseLimit(moduleOptions, 'forRoot({ idempotency })'),
@@ -230,7 +252,8 @@ export function resolveIdempotencyOptions(
     throw new ResilienceConfigError(`The idempotency header name "${header}" of ${where} is not a valid HTTP header name; use a token such as "Idempotency-Key".`);
   }
   const ttl = positive(merged.ttl ?? DEFAULTS.ttl, 'ttl', where);
-  const lease = positive(merged.lease ?? DEFAULTS.lease, 'lease', where);
+  const deadline = routeDeadlineMs !== undefined && Number.isFinite(routeDeadlineMs) && routeDeadlineMs > 0 ? routeDeadlineMs : undefined;
+  const lease = positive(merged.lease ?? (deadline === undefined ? DEFAULTS.lease : deadline + DEADLINE_LEASE_MARGIN_MS), 'lease', where);
   if (lease < 3) {
     throw new ResilienceConfigError(`The idempotency lease of ${where} is ${lease} ms; it must be at least 3 ms (it is renewed every lease / 3).`);
   }
@@ -275,6 +298,7 @@ export function resolveIdempotencyOptions(
     scope: merged.scope,
     ttl,
     lease,
+    deadline,
     storeIf: merged.storeIf ?? storeBelow500,
     maxResponseBytes,
     maxStoredBodyBytes: maxResponseBytes,

@@ -24,6 +24,13 @@ class HealthController {
   check() {
     return this.health.check([() => this.clients.isHealthy('partner', 'partner')]);
   }
+
+  /** Opted in to failing on an open breaker or a failed ping. */
+  @Get('strict')
+  @HealthCheck()
+  strict() {
+    return this.health.check([() => this.clients.isHealthy('partner', 'partner', { failOn: ['open', 'ping'] })]);
+  }
 }
 
 describe.each(platforms)('HttpClientHealthIndicator on %s', (platform) => {
@@ -57,19 +64,26 @@ describe.each(platforms)('HttpClientHealthIndicator on %s', (platform) => {
     expect(typeof response.body.details.partner.latencyMs).toBe('number');
   });
 
-  it('is down when the ping answers 5xx, without touching the breaker', async () => {
+  it('is degraded (200) when the ping answers 5xx, down only when failOn opts in, without touching the breaker', async () => {
     upstreamHealth.status = 503;
-    const response = await request(app.getHttpServer()).get('/health').expect(503);
-    expect(response.body.details.partner).toMatchObject({ status: 'down', statusCode: 503 });
+    const response = await request(app.getHttpServer()).get('/health').expect(200);
+    expect(response.body.status).toBe('degraded');
+    expect(response.body.details.partner).toMatchObject({ status: 'degraded', statusCode: 503 });
     expect(response.body.details.partner.message).toContain('answered HTTP 503');
+    const strict = await request(app.getHttpServer()).get('/health/strict').expect(503);
+    expect(strict.body.details.partner).toMatchObject({ status: 'down', statusCode: 503 });
     upstreamHealth.status = 200;
-    await request(app.getHttpServer()).get('/health').expect(200);
+    const recovered = await request(app.getHttpServer()).get('/health').expect(200);
+    expect(recovered.body.details.partner.status).toBe('up');
   });
 
-  it("is down once the client's breaker for an origin opened", async () => {
+  it("is degraded (200) once the client's breaker for an origin opened, with the breaker in details; down only when failOn opts in", async () => {
     const client = app.get<HttpClient>(getHttpClientToken('partner'), { strict: false });
     await expect(client.get('/boom')).rejects.toMatchObject({ code: 'http_status' });
-    const response = await request(app.getHttpServer()).get('/health').expect(503);
-    expect(response.body.details.partner).toMatchObject({ status: 'down', breakers: { [upstream.url]: { state: 'open' } } });
+    const response = await request(app.getHttpServer()).get('/health').expect(200);
+    expect(response.body.details.partner).toMatchObject({ status: 'degraded', breakers: { [upstream.url]: { state: 'open' } } });
+    expect(response.body.details.partner.message).toContain('is open for');
+    const strict = await request(app.getHttpServer()).get('/health/strict').expect(503);
+    expect(strict.body.details.partner).toMatchObject({ status: 'down', breakers: { [upstream.url]: { state: 'open' } } });
   });
 });

@@ -100,6 +100,33 @@ describe('shared policy state (core seam, scripted backend)', () => {
     expect(backend.batches.at(-1)).toEqual([{ generation: 101, failure: false, slow: false, probe: true }]);
   });
 
+  it('an open read at start-up is breaker_state_loaded, not breaker_opened: no alert fires on a deploy during (or just after) a break', async () => {
+    const { clock, events, backend, registry } = setUp();
+    // another instance opened the breaker before this one started
+    backend.state = { generation: 101, state: 'open', remainingMs: 400, reason: 'consecutive', opens: 1 };
+    const breaker = registry.circuitBreaker('dep', consecutive(5));
+    await clock.flush(); // the start-up read
+    expect(breaker.state).toBe('open');
+    await expect(breaker.execute(ok, rootContext('dep'))).rejects.toMatchObject({ retryAfterMs: 400 });
+    expect(events.named('breaker_opened')).toEqual([]);
+    expect(events.named('breaker_state_loaded')).toMatchObject([{ policy: 'dep', from: 'closed', detail: 'consecutive', delayMs: 400 }]);
+    // a transition after start-up is one
+    await clock.advance(400);
+    backend.state = { generation: 102, state: 'closed', remainingMs: 0, opens: 0 };
+    await breaker.execute(ok, rootContext('dep'));
+    backend.push({ generation: 103, state: 'open', remainingMs: 1_000, reason: 'consecutive', opens: 1 });
+    expect(events.named('breaker_opened')).toMatchObject([{ policy: 'dep', delayMs: 1_000 }]);
+
+    // a break that ended before anyone probed it (a stale state, remainingMs 0) is no open at all
+    const { clock: clock2, events: events2, backend: stale, registry: registry2 } = setUp();
+    stale.state = { generation: 101, state: 'open', remainingMs: 0, reason: 'consecutive', opens: 1 };
+    const restarted = registry2.circuitBreaker('dep', consecutive(5));
+    await clock2.flush();
+    expect(events2.named('breaker_opened')).toEqual([]);
+    stale.state = { generation: 102, state: 'closed', remainingMs: 0, opens: 0 };
+    await expect(restarted.execute(ok, rootContext('dep'))).resolves.toBe('ok');
+  });
+
   it('a close pushed by another instance closes this one', async () => {
     const { clock, events, backend, registry } = setUp();
     const breaker = registry.circuitBreaker('dep', consecutive(5));

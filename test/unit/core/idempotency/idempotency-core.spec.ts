@@ -12,7 +12,7 @@ import type {
   IdempotentResponse,
 } from '../../../../lib/core/idempotency/idempotency-core.interface.js';
 import { IdempotencyErrorCode, IdempotencyStoreUnavailableError, isIdempotencyError } from '../../../../lib/core/idempotency/idempotency-core.errors.js';
-import { resolveIdempotencyOptions, type IdempotentOptions } from '../../../../lib/core/idempotency/idempotency-options.interface.js';
+import { DEADLINE_LEASE_MARGIN_MS, resolveIdempotencyOptions, type IdempotentOptions } from '../../../../lib/core/idempotency/idempotency-options.interface.js';
 import type {
   IdempotencyClaim,
   IdempotencyLease,
@@ -299,6 +299,43 @@ describe('IdempotencyCore', () => {
       expect(replay.response.headers['content-type']).toBeUndefined();
       expect(notKeptProblemOf(replay.response)).toMatchObject({ status: 201, reason: 'too_large', bytes: 113 });
       expect(notKeptProblemOf(replay.response)!.detail).toMatch(/succeeded \(status 201\).*\(113 bytes\) was larger than the server keeps/);
+    });
+
+    it('on a route with a deadline, the lease follows it and a 409 never asks to wait longer than the deadline', async () => {
+      const deadlineMs = 2_000;
+      const options = resolveIdempotencyOptions({ logKeys: false }, undefined, undefined, 'PaymentsController.pay', deadlineMs);
+      expect(options.lease).toBe(deadlineMs + DEADLINE_LEASE_MARGIN_MS);
+      const onRoute = { ...requestOf(), options };
+      const gate = deferred<HandlerOutcome>();
+      const { run } = runner(() => gate.promise);
+      const first = core.execute(onRoute, responseOf(), run);
+      await clock.flush();
+      await clock.advance(500);
+      const duplicate = rejectionOf(await core.execute(onRoute, responseOf(), run));
+      // at most the route's deadline (the request in flight cannot take longer), never under 1 s
+      expect(duplicate).toMatchObject({ code: IdempotencyErrorCode.RequestInProgress, status: 409, retryAfterMs: deadlineMs });
+      gate.resolve(value({ id: 1 }));
+      await first;
+
+      // an instance that froze mid-request (its handler never ends, its heartbeats never land) frees
+      // the key one margin after the deadline, not one default lease (60 s) later
+      const frozen = coreWith({
+        claim: (claim) => store.claim(claim),
+        heartbeat: () => new Promise<boolean>(() => undefined),
+        complete: (lease, response, ttlMs) => store.complete(lease, response, ttlMs),
+        release: (lease) => store.release(lease),
+        purgeExpired: () => store.purgeExpired(),
+        ping: () => store.ping(),
+      });
+      const crashedRequest = { ...onRoute, headers: { 'idempotency-key': 'crashed' } };
+      void frozen.execute(crashedRequest, responseOf(), runner(() => new Promise<HandlerOutcome>(() => undefined)).run);
+      await clock.flush();
+      await clock.advance(deadlineMs + DEADLINE_LEASE_MARGIN_MS - 1);
+      expect(rejectionOf(await core.execute(crashedRequest, responseOf(), runner(value({ id: 2 })).run)).code).toBe(IdempotencyErrorCode.RequestInProgress);
+      await clock.advance(1);
+      const retried = await core.execute(crashedRequest, responseOf(), runner(value({ id: 2 })).run);
+      expect(retried.kind).toBe('delivered');
+      expect(named('idempotency_takeover')).toHaveLength(1);
     });
 
     it('renews the lease with a heartbeat, so a duplicate long after the lease still gets 409', async () => {
