@@ -134,4 +134,4 @@ export type {
   ChaosRuleInit,
   ChaosTarget,
 } from './core/fault-injection.js';
-export { InjectedFaultError, isInjectedFaultError } from './core/injected-fault.js';
+export { InjectedFaultError, isInjectedFault, isInjectedFaultError } from './core/injected-fault.js';

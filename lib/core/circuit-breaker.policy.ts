@@ -175,7 +175,7 @@ export class CircuitBreakerPolicy implements Policy, Step {
     if (link === undefined) return undefined;
     const state = await link.guard.call(this.key, () => link.backend.read());
     if (state === UNAVAILABLE) return undefined;
-    this.adopt(state);
+    this.adopt(state, 'read');
     return state;
   }
 
