@@ -1,13 +1,18 @@
 // `npm test`: runs the vitest projects (all of them, or those named with `--project`), after
 // building and starting what they need: a throwaway PostgreSQL unless DATABASE_URL is set and a
 // throwaway redis-server unless REDIS_URL is set, dist/ and build/. Stops both servers and ends
-// with the plain line `N passed, N failed`. Extra arguments go to vitest.
+// with the plain line `N passed, N failed`. Extra arguments go to vitest. vitest runs on the Node that
+// runs this script (through npm, the pinned one: see scripts/node-runtime/check.mjs), which it names
+// first and last.
 import { spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { nodeRuntime, unsupportedMessage } from './node-runtime/check.mjs';
 import { findPostgresBin, startPostgres } from './postgres.mjs';
 import { findRedisServer, startRedis } from './redis.mjs';
+import { summarizeVitestReport } from './vitest-summary.mjs';
 
 const ci = process.env.CI === 'true' || process.env.CI === '1';
 const extraArgs = process.argv.slice(2);
@@ -33,6 +38,14 @@ function loud(message) {
   const bar = '!'.repeat(78);
   console.error(`\n${bar}\n${message}\n${bar}\n`);
 }
+
+const runtime = nodeRuntime();
+if (!runtime.supported) {
+  console.error(unsupportedMessage(runtime));
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+}
+console.log(`Running the suite on ${runtime.summary}`);
 
 const projects = selectedProjects(extraArgs);
 const needs = projects.map((name) => PREREQUISITES[name]);
@@ -103,9 +116,13 @@ function stopPostgres() {
 const report = join(tmpdir(), `nest-resilience-vitest-${process.pid}.json`);
 let status = 1;
 try {
+  // vitest's own bin on this process's Node: `npx vitest` would put node_modules/.bin first on PATH
+  // and so run the pinned Node even when this script was started on another one (CI's Node 22 run)
+  const vitestPackage = createRequire(import.meta.url).resolve('vitest/package.json');
+  const vitest = join(dirname(vitestPackage), JSON.parse(readFileSync(vitestPackage, 'utf8')).bin.vitest);
   const run = spawnSync(
-    'npx',
-    ['--no', 'vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...extraArgs],
+    process.execPath,
+    [vitest, 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...extraArgs],
     { stdio: 'inherit', env },
   );
   status = run.status ?? 1;
@@ -118,13 +135,16 @@ let passed = 0;
 let failed = 0;
 let skipped = 0;
 try {
-  const result = JSON.parse(readFileSync(report, 'utf8'));
-  passed = result.numPassedTests;
-  failed = result.numFailedTests + (result.numFailedTestSuites ?? 0);
-  skipped = result.numPendingTests + (result.numTodoTests ?? 0);
+  const summary = summarizeVitestReport(JSON.parse(readFileSync(report, 'utf8')));
+  ({ passed, failed, skipped } = summary);
+  for (const file of summary.failedFiles) console.error(`Failed outside any test (could not load, or a hook threw): ${file}`);
   rmSync(report, { force: true });
 } catch {
   failed = Math.max(failed, 1);
+}
+if (status !== 0 && failed === 0) {
+  loud('vitest failed outside every test (an unhandled error; see above): counted as one failure.');
+  failed = 1;
 }
 if (needsServers && !env.DATABASE_URL) loud('Reminder: the PostgreSQL tests were SKIPPED (no PostgreSQL binaries, no DATABASE_URL).');
 if (needsServers && !env.REDIS_URL) loud('Reminder: the Redis tests were SKIPPED (no redis-server, no REDIS_URL).');
@@ -133,5 +153,6 @@ if (ci && skipped > 0) {
   failed += skipped;
   status = status || 1;
 }
+console.log(`Ran on ${runtime.summary}`);
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
 process.exit(status !== 0 ? status : failed > 0 ? 1 : 0);
