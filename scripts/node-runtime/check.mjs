@@ -62,10 +62,11 @@ export function nodeRuntime() {
 
 /** The start-up error for a Node outside the range: what runs, what is needed, how to get it. */
 export function unsupportedMessage(runtime) {
+  const major = runtime.pinnedVersion.split('.')[0];
   return [
     `${runtime.summary}`,
-    `nest-resilience needs Node ${runtime.range} (package.json "engines"); Node 20 and older are not supported.`,
-    `Install Node 24 (the reference runtime) or 22.12+, e.g. \`nvm install 24\` or https://nodejs.org, and run the command again.`,
+    `nest-resilience needs Node ${runtime.range} (package.json "engines").`,
+    `Install Node ${major} (the reference runtime) or another Node ${runtime.range}, e.g. \`nvm install ${major}\` or https://nodejs.org, and run the command again.`,
   ].join('\n');
 }
 
