@@ -59,20 +59,20 @@ function installedPackage(name: string, from: string): string {
  * network and no registry metadata in its cache (a fresh machine has none).
  */
 async function packDependencies(packageDir: string, into: string): Promise<string[]> {
-  const folders = new Map<string, string>();
+  const folders = new Set<string>();
   const visit = (dir: string) => {
     const { dependencies = {} } = JSON.parse(readFileSync(join(dir, 'package.json'), 'utf8')) as { dependencies?: Record<string, string> };
     for (const name of Object.keys(dependencies)) {
       const installed = installedPackage(name, dir === packageDir ? root : dir);
       if (folders.has(installed)) continue;
-      folders.set(installed, name);
+      folders.add(installed);
       visit(installed);
     }
   };
   visit(packageDir);
   if (folders.size === 0) return [];
   mkdirSync(into, { recursive: true });
-  const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--pack-destination', into, ...folders.keys()], { cwd: into });
+  const { stdout } = await run('npm', ['pack', '--ignore-scripts', '--pack-destination', into, ...folders], { cwd: into });
   return stdout.trim().split('\n').map((file) => join(into, file.trim()));
 }
 
