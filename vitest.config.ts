@@ -47,6 +47,11 @@ export default defineConfig({
         test: { name: 'package', include: ['test/package/**/*.spec.ts'], pool: 'forks' },
       },
       {
+        // the repository's own scripts: the pinned Node (scripts/node-runtime) and npm test's counts
+        extends: true,
+        test: { name: 'tooling', include: ['test/tooling/**/*.spec.ts'], pool: 'forks' },
+      },
+      {
         // flood tests: heap after a full GC, so each file runs in a process of its own with gc() exposed
         extends: true,
         test: { name: 'bounds', include: ['test/bounds/**/*.spec.ts'], pool: 'forks', execArgv: ['--expose-gc'] },

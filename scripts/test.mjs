@@ -27,6 +27,7 @@ const PREREQUISITES = {
   e2e: { build: undefined, servers: true },
   'multi-process': { build: 'build:sample', servers: true },
   package: { build: 'build', servers: false },
+  tooling: { build: undefined, servers: false },
   // flood tests of every per-key structure (heap after GC); the shared-state one needs Redis
   bounds: { build: undefined, servers: true },
 };
