@@ -2,15 +2,20 @@
 // building and starting what they need: a throwaway PostgreSQL unless DATABASE_URL is set, a
 // throwaway redis-server unless REDIS_URL is set, a nats-server with JetStream unless NATS_URL is
 // set, a RabbitMQ node unless AMQP_URL is set, dist/ and build/. Stops them all and ends with the
-// plain line `N passed, N failed`. Extra arguments go to vitest.
+// plain line `N passed, N failed`. Extra arguments go to vitest. vitest runs on the Node that runs
+// this script (through npm, the pinned one: see scripts/node-runtime/check.mjs), which it names
+// first and last.
 import { spawn, spawnSync } from 'node:child_process';
 import { readFileSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { nodeRuntime, unsupportedMessage } from './node-runtime/check.mjs';
 import { findPostgresBin, startPostgres } from './postgres.mjs';
 import { findNatsServer, startNats } from './nats.mjs';
 import { findRabbitMqServer, startRabbitMq } from './rabbitmq.mjs';
 import { findRedisServer, startRedis } from './redis.mjs';
+import { summarizeVitestReport } from './vitest-summary.mjs';
 
 const ci = process.env.CI === 'true' || process.env.CI === '1';
 const extraArgs = process.argv.slice(2);
@@ -27,6 +32,7 @@ const PREREQUISITES = {
   e2e: { build: undefined, servers: true, brokers: true },
   'multi-process': { build: 'build:sample', servers: true, brokers: false },
   package: { build: 'build', servers: false, brokers: false },
+  tooling: { build: undefined, servers: false, brokers: false },
   // flood tests of every per-key structure (heap after GC); the shared-state one needs Redis
   bounds: { build: undefined, servers: true, brokers: false },
   docs: { build: 'build', servers: false, brokers: false },
@@ -41,6 +47,14 @@ function loud(message) {
   const bar = '!'.repeat(78);
   console.error(`\n${bar}\n${message}\n${bar}\n`);
 }
+
+const runtime = nodeRuntime();
+if (!runtime.supported) {
+  console.error(unsupportedMessage(runtime));
+  console.log('0 passed, 1 failed');
+  process.exit(1);
+}
+console.log(`Running the suite on ${runtime.summary}`);
 
 const projects = selectedProjects(extraArgs);
 const needs = projects.map((name) => PREREQUISITES[name]);
@@ -177,9 +191,13 @@ async function failEarly() {
 const report = join(tmpdir(), `nest-resilience-vitest-${process.pid}.json`);
 let status = 1;
 try {
+  // vitest's own bin on this process's Node: `npx vitest` would put node_modules/.bin first on PATH
+  // and so run the pinned Node even when this script was started on another one (CI's Node 22 run)
+  const vitestPackage = createRequire(import.meta.url).resolve('vitest/package.json');
+  const vitest = join(dirname(vitestPackage), JSON.parse(readFileSync(vitestPackage, 'utf8')).bin.vitest);
   const run = spawnSync(
-    'npx',
-    ['--no', 'vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...extraArgs],
+    process.execPath,
+    [vitest, 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${report}`, ...extraArgs],
     { stdio: 'inherit', env },
   );
   status = run.status ?? 1;
@@ -191,13 +209,16 @@ let passed = 0;
 let failed = 0;
 let skipped = 0;
 try {
-  const result = JSON.parse(readFileSync(report, 'utf8'));
-  passed = result.numPassedTests;
-  failed = result.numFailedTests + (result.numFailedTestSuites ?? 0);
-  skipped = result.numPendingTests + (result.numTodoTests ?? 0);
+  const summary = summarizeVitestReport(JSON.parse(readFileSync(report, 'utf8')));
+  ({ passed, failed, skipped } = summary);
+  for (const file of summary.failedFiles) console.error(`Failed outside any test (could not load, or a hook threw): ${file}`);
   rmSync(report, { force: true });
 } catch {
   failed = Math.max(failed, 1);
+}
+if (status !== 0 && failed === 0) {
+  loud('vitest failed outside every test (an unhandled error; see above): counted as one failure.');
+  failed = 1;
 }
 if (needsServers && !env.DATABASE_URL) loud('Reminder: the PostgreSQL tests were SKIPPED (no PostgreSQL binaries, no DATABASE_URL).');
 if (needsServers && !env.REDIS_URL) loud('Reminder: the Redis tests were SKIPPED (no redis-server, no REDIS_URL).');
@@ -208,5 +229,6 @@ if (ci && skipped > 0) {
   failed += skipped;
   status = status || 1;
 }
+console.log(`Ran on ${runtime.summary}`);
 console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
 process.exit(status !== 0 ? status : failed > 0 ? 1 : 0);

@@ -228,7 +228,10 @@ async function drive(processes: readonly RunningProcess[], redis: Pick<Throwaway
   /** Waits like `sleep`, but no longer than until the clients are stopped. */
   const pause = async (ms: number) => {
     const until = now() + ms;
-    while (!stopped && now() < until) await sleep(Math.min(100, until - now()));
+    // The time left is read once per step: read twice (once to test, once to wait), a loaded machine
+    // can deschedule the process between the readings and the wait turns negative
+    // (TimeoutNegativeWarning).
+    for (let left = ms; !stopped && left > 0; left = until - now()) await sleep(Math.min(100, left));
   };
 
   const idempotentClient = async (processIndex: number, client: number) => {

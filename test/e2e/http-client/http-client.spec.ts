@@ -87,7 +87,9 @@ describe('HttpClient against a real loopback upstream', () => {
 
   it('cancels a hanging attempt at its attempt timeout (the socket closes) and retries it', async () => {
     upstream = await startUpstream((_req, n) => (n === 1 ? { hang: true } : { body: { late: false } }));
-    const response = await client('svc', { timeout: { total: 5_000, attempt: 100 } }).get('/slow');
+    // the second attempt must answer within the attempt timeout too: 100 ms was too short for a
+    // loopback answer with stress --cpu 2 on the shared 2-core machine (load average ~30)
+    const response = await client('svc', { timeout: { total: 10_000, attempt: 1_000 } }).get('/slow');
     expect(response).toMatchObject({ data: { late: false }, attempts: 2 });
     await upstream.socketClosed(1);
   });

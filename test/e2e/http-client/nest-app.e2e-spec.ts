@@ -25,8 +25,10 @@ class CallsController {
     @InjectHttpClient('configured') private readonly configured: HttpClient,
   ) {}
 
+  // 300 ms did not cover a loopback call with stress --cpu 2 on the shared 2-core machine (load
+  // average ~30); the hang test waits out this deadline
   @Get('partner/:path')
-  @Timeout(300)
+  @Timeout(2_000)
   partner(@Param('path') path: string) {
     return this.service.fetch(path);
   }
@@ -86,7 +88,7 @@ describe.each(platforms)('HttpClient inside a Nest app on %s', (platform) => {
     const response = await request(app.getHttpServer()).get('/calls/partner/ok').set('x-request-id', 'req-42').expect(200);
     expect(response.body).toMatchObject({ path: '/ok', requestId: 'req-42' });
     expect(Number(response.body.budget)).toBeGreaterThan(0);
-    expect(Number(response.body.budget)).toBeLessThanOrEqual(300);
+    expect(Number(response.body.budget)).toBeLessThanOrEqual(2_000);
     // outside a decorated route the budget sent is the client's own attempt timeout (10 s by default)
     const configured = await request(app.getHttpServer()).get('/calls/configured').expect(200);
     expect(configured.body).toMatchObject({ path: '/hello' });

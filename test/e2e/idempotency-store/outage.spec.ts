@@ -217,11 +217,14 @@ describe.skipIf(!hasRedis)('RedisIdempotencyStore through a Redis outage', () =>
     const blocker = new Redis(redis.url);
     try {
       await store.ping();
-      // The server holds every other client's commands for 600 ms: a stall like a long script or a slow KEYS *.
-      await blocker.client('PAUSE', 600);
+      // The server holds every other client's commands for 3 s: a stall like a long script or a slow
+      // KEYS *. Long beside commandTimeoutMs because the claim must reach the server inside the
+      // pause: with 600 ms it went out after the pause had ended with stress --cpu 2 on the shared
+      // 2-core machine (load average ~30).
+      await blocker.client('PAUSE', 3_000);
       const failure = await failureOf(store.claim(claimOf()));
       expect(storeFailureOf(failure)).toBe('timeout');
-      await until(async () => (await failureOf(store.ping())) === 'resolved', 5_000, 'the pause to end');
+      await until(async () => (await failureOf(store.ping())) === 'resolved', 10_000, 'the pause to end');
       await claimAndComplete(store);
     } finally {
       blocker.disconnect();

@@ -65,7 +65,9 @@ for (const target of targets) describe.skipIf(target.skip)(target.title, () => {
       launch('i2', 'express', SERVING_LEASE_MS),
       launch('i3', 'fastify', SERVING_LEASE_MS),
     ]);
-  }, 60_000);
+    // four Nest processes starting at once: over 60 s at a load average of 34 (stress --cpu 2 on a
+    // shared 2-core machine)
+  }, 240_000);
 
   afterAll(async () => {
     await Promise.all(children.filter(isRunning).map(kill));
@@ -81,11 +83,23 @@ for (const target of targets) describe.skipIf(target.skip)(target.title, () => {
         return { key, answer: await post(instances[i % 4], '/reports', key, { title: `title of ${key}` }) };
       }),
     );
-    expect(await dataSource.getRepository(MultiInstanceReport).count()).toBe(20);
+    // On a loaded machine a claimer can fail before its handler writes (a 5xx, its claim released;
+    // e.g. a pool connection waiting past the fixture's connectTimeoutMS of 2 s) after the key's other
+    // requests were told 409 (npm test at a load average of 21 ended with 17 and 18 rows of 20). A
+    // client retries those keys, as it would; each key must still run exactly once.
+    const failedFirst = answers.filter((a) => a.answer.status !== 201 && a.answer.status !== 409);
+    const tally = [...new Set(failedFirst.map((a) => a.answer.status))].map((status) => `${failedFirst.filter((a) => a.answer.status === status).length}× ${status}`).join(', ');
+    expect(failedFirst.every((a) => a.answer.status >= 500), `answers other than 201 and 409: ${tally}`).toBe(true);
+    for (const key of keys) {
+      for (let attempt = 0; !answers.some((a) => a.key === key && a.answer.status === 201) && attempt < 10; attempt++) {
+        if (attempt > 0) await sleep(500);
+        answers.push({ key, answer: await post(instances[attempt % 4], '/reports', key, { title: `title of ${key}` }) });
+      }
+    }
+    expect(await dataSource.getRepository(MultiInstanceReport).count(), `retried after ${tally || 'no failure'}`).toBe(20);
     for (const key of keys) {
       expect(await rowsFor(key)).toBe(1);
       const forKey = answers.filter((a) => a.key === key).map((a) => a.answer);
-      expect(forKey.every((a) => a.status === 201 || a.status === 409)).toBe(true);
       const bodies = new Set(forKey.filter((a) => a.status === 201).map((a) => JSON.stringify(a.body)));
       expect(bodies.size).toBe(1);
       expect(JSON.parse([...bodies][0])).toMatchObject({ title: `title of ${key}` });
