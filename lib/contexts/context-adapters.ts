@@ -21,8 +21,7 @@ export class ContextAdapters {
   readonly rpc = new RpcContextAdapter();
   /** The GraphQL context (the exception filter renders the library's errors reaching undecorated resolvers with it). */
   readonly graphql = new GraphQlContextAdapter();
-  /** The WebSocket context (the exception filter renders the library's errors reaching undecorated gateway handlers with it). */
-  readonly ws = new WsContextAdapter();
+  private readonly ws = new WsContextAdapter();
   private readonly adapters = new Map<ResilienceContextType, ContextAdapter>([
     ['http', httpContext],
     ['rpc', this.rpc],
