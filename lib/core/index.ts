@@ -101,3 +101,4 @@ export {
   type InMemoryIdempotencyStoreOptions,
 } from './idempotency/in-memory-idempotency.store.js';
 export { recordIdOf } from './idempotency/record-id.js';
+export { idempotent, IdempotentReplayedError, type IdempotentFunctionOptions } from './idempotent.js';
