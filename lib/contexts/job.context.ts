@@ -36,8 +36,12 @@ interface BullErrors {
   readonly UnrecoverableError: new (message?: string) => Error;
 }
 
-/** Problems whose handler never ran (the call was refused before it): their delays burn no attempt of the job's own. */
-const REFUSED_BEFORE_RUNNING: ReadonlySet<string> = new Set(['circuit_open', 'bulkhead_rejected']);
+/**
+ * Problems whose handler never ran (the call was refused before it: an open circuit, a full
+ * bulkhead, a duplicate whose first delivery still runs, the idempotency store down): delayed
+ * whatever the job's attempts and the processor's retries say.
+ */
+const REFUSED_BEFORE_RUNNING: ReadonlySet<string> = new Set(['circuit_open', 'bulkhead_rejected', 'idempotency_request_in_progress', 'idempotency_store_unavailable']);
 
 /**
  * The error a BullMQ processor's job fails with when the library gives up on it for good: BullMQ's
