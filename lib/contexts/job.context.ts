@@ -4,8 +4,8 @@ import { isProblemDetailsException, ProblemDetailsException } from '../http/prob
 import type { IdempotentRequest, IdempotentResponse } from '../core/idempotency/idempotency-core.interface.js';
 import type { ResolvedIdempotencyOptions } from '../core/idempotency/idempotency-options.interface.js';
 import type { StoredResponse } from '../core/idempotency/idempotency-store.interface.js';
-import { decodeStoredBody, isProblemBody, isStoredError, isStoredProblem } from '../idempotency/stored-response.js';
 import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile, IdempotentCall } from './context-adapter.js';
+import { replayStoredValue } from './value-replay.js';
 
 /** `@Processor()` metadata of `@nestjs/bullmq` (read by name, so classifying never loads it). */
 const BULLMQ_PROCESSOR = 'bullmq:processor_metadata';
@@ -280,11 +280,11 @@ class JobIdempotentCall implements IdempotentCall, IdempotentResponse {
   }
 
   /** A duplicate of a completed job completes with the stored value; a stored problem fails it again, for good. */
-  replay(stored: StoredResponse): unknown {
-    const body = decodeStoredBody(stored);
-    if (!isStoredError(stored)) return body;
-    const problem = isStoredProblem(stored) && isProblemBody(body) ? new ProblemDetailsException({ ...body, status: stored.status }) : new ProblemDetailsException({ status: stored.status, code: 'stored_error', title: 'Stored failure', detail: 'An earlier run of this job failed; the failure was stored.' });
-    throw this.adapter.renderJobError(problem, this.host, true);
+  replay(stored: StoredResponse, notKept?: unknown): unknown {
+    const forGood = (error: unknown) => this.adapter.renderJobError(error, this.host, true);
+    return replayStoredValue(stored, notKept, forGood, (_body, status) =>
+      forGood(new ProblemDetailsException({ status, code: 'stored_error', title: 'Stored failure', detail: 'An earlier run of this job failed; the failure was stored.' })),
+    );
   }
 
   renderError(error: unknown): unknown {

@@ -5,8 +5,8 @@ import type { IdempotentRequest, IdempotentResponse } from '../core/idempotency/
 import type { IdempotentOptions, ResolvedIdempotencyOptions } from '../core/idempotency/idempotency-options.interface.js';
 import { IDEMPOTENT_METADATA } from '../resilience.constants.js';
 import type { StoredResponse } from '../core/idempotency/idempotency-store.interface.js';
-import { decodeStoredBody, isProblemBody, isStoredError } from '../idempotency/stored-response.js';
 import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile, IdempotentCall } from './context-adapter.js';
+import { replayStoredValue } from './value-replay.js';
 
 /**
  * `@Idempotent({ key: (...args) => … })` on a plain provider method (a service called by a route,
@@ -130,11 +130,10 @@ class MethodIdempotentCall implements IdempotentCall, IdempotentResponse {
   }
 
   /** The stored value, or the stored error (an `HttpException` the method threw, stored by `storeIf`) thrown again as a problem. */
-  replay(stored: StoredResponse): unknown {
-    const body = decodeStoredBody(stored);
-    if (!isStoredError(stored)) return body;
-    if (isProblemBody(body)) throw new ProblemDetailsException({ ...body, status: stored.status });
-    throw new ProblemDetailsException({ status: stored.status, code: 'stored_error', title: 'Stored failure', detail: typeof body === 'string' ? body : 'An earlier call with this key failed; the failure was stored.' });
+  replay(stored: StoredResponse, notKept?: unknown): unknown {
+    return replayStoredValue(stored, notKept, (error) => error, (body, status) =>
+      new ProblemDetailsException({ status, code: 'stored_error', title: 'Stored failure', detail: typeof body === 'string' ? body : 'An earlier call with this key failed; the failure was stored.' }),
+    );
   }
 
   renderError(error: unknown): unknown {
