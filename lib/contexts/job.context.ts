@@ -1,11 +1,11 @@
 import type { RequestInfo, RequestInfoSource } from '../context/context-frame.js';
 import { ResilienceConfigError } from '../core/errors.js';
 import { isProblemDetailsException, ProblemDetailsException } from '../http/problem-details.js';
-import type { IdempotentRequest, IdempotentResponse } from '../core/idempotency/idempotency-core.interface.js';
+import type { IdempotentRequest } from '../core/idempotency/idempotency-core.interface.js';
 import type { ResolvedIdempotencyOptions } from '../core/idempotency/idempotency-options.interface.js';
 import type { StoredResponse } from '../core/idempotency/idempotency-store.interface.js';
 import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile, IdempotentCall } from './context-adapter.js';
-import { replayStoredValue } from './value-replay.js';
+import { NO_RESPONSE, replayStoredValue } from './value-replay.js';
 
 /** `@Processor()` metadata of `@nestjs/bullmq` (read by name, so classifying never loads it). */
 const BULLMQ_PROCESSOR = 'bullmq:processor_metadata';
@@ -231,8 +231,9 @@ function jobInfo(job: JobLike | undefined, profile: JobProfile): RequestInfo {
 }
 
 /** One job of an `@Idempotent()` processor: keyed by the job, fingerprinted by its name and data. */
-class JobIdempotentCall implements IdempotentCall, IdempotentResponse {
+class JobIdempotentCall implements IdempotentCall {
   readonly request: IdempotentRequest;
+  readonly response = NO_RESPONSE;
   readonly waitsForInFlight = true;
 
   constructor(
@@ -261,22 +262,6 @@ class JobIdempotentCall implements IdempotentCall, IdempotentResponse {
       hasUser: false,
       contextType: 'job',
     };
-  }
-
-  get response(): IdempotentResponse {
-    return this;
-  }
-
-  status(): number {
-    return 200;
-  }
-
-  replayableHeaders(): Record<string, string> {
-    return {};
-  }
-
-  setHeader(): void {
-    // a job has no response headers
   }
 
   /** A duplicate of a completed job completes with the stored value; a stored problem fails it again, for good. */

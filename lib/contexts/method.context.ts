@@ -1,12 +1,12 @@
 import { currentInFrame, type RequestInfo, type RequestInfoSource } from '../context/context-frame.js';
 import { ResilienceConfigError } from '../core/errors.js';
 import { ProblemDetailsException } from '../http/problem-details.js';
-import type { IdempotentRequest, IdempotentResponse } from '../core/idempotency/idempotency-core.interface.js';
+import type { IdempotentRequest } from '../core/idempotency/idempotency-core.interface.js';
 import type { IdempotentOptions, ResolvedIdempotencyOptions } from '../core/idempotency/idempotency-options.interface.js';
 import { IDEMPOTENT_METADATA } from '../resilience.constants.js';
 import type { StoredResponse } from '../core/idempotency/idempotency-store.interface.js';
 import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile, IdempotentCall } from './context-adapter.js';
-import { replayStoredValue } from './value-replay.js';
+import { NO_RESPONSE, replayStoredValue } from './value-replay.js';
 
 /**
  * `@Idempotent({ key: (...args) => … })` on a plain provider method (a service called by a route,
@@ -88,8 +88,9 @@ function keyOf(target: Function): unknown {
 }
 
 /** One call of an `@Idempotent()` provider method. */
-class MethodIdempotentCall implements IdempotentCall, IdempotentResponse {
+class MethodIdempotentCall implements IdempotentCall {
   readonly request: IdempotentRequest;
+  readonly response = NO_RESPONSE;
   readonly waitsForInFlight = true;
 
   constructor(host: ContextHost, profile: HandlerProfile, options: ResolvedIdempotencyOptions, readonly source: RequestInfoSource) {
@@ -111,22 +112,6 @@ class MethodIdempotentCall implements IdempotentCall, IdempotentResponse {
       hasUser: false,
       contextType: 'method',
     };
-  }
-
-  get response(): IdempotentResponse {
-    return this;
-  }
-
-  status(): number {
-    return 200;
-  }
-
-  replayableHeaders(): Record<string, string> {
-    return {};
-  }
-
-  setHeader(): void {
-    // a method call has no response headers
   }
 
   /** The stored value, or the stored error (an `HttpException` the method threw, stored by `storeIf`) thrown again as a problem. */
