@@ -6,13 +6,16 @@ import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile, Resil
 import { contextTypeOf } from '../engine/binding/context-type.js';
 import { httpContext } from './http.context.js';
 import { GraphQlContextAdapter } from './graphql.context.js';
+import { JobContextAdapter } from './job.context.js';
+import { MethodContextAdapter } from './method.context.js';
 import { RpcContextAdapter } from './rpc.context.js';
 import { WsContextAdapter } from './ws.context.js';
 
 /**
  * The context adapters of one application, and which context a handler belongs to: HTTP, RPC,
- * GraphQL and WebSocket gateways have full adapters. `@Idempotent()` is refused at start-up on
- * queue processors and plain provider methods, where no adapter reads a key yet.
+ * GraphQL, WebSocket gateways, BullMQ processors (`job`) and `@Idempotent()` provider methods
+ * have full adapters. A provider method without `@Idempotent()` has no adapter: its policies run
+ * as they always did.
  * @internal
  */
 @Injectable()
@@ -21,13 +24,16 @@ export class ContextAdapters {
   readonly rpc = new RpcContextAdapter();
   /** The GraphQL context (the exception filter renders the library's errors reaching undecorated resolvers with it). */
   readonly graphql = new GraphQlContextAdapter();
-  /** The WebSocket context (the exception filter renders the library's errors reaching undecorated gateway handlers with it). */
-  readonly ws = new WsContextAdapter();
+  private readonly ws = new WsContextAdapter();
+  /** BullMQ processors (the engine settles their jobs with it: delayed, or failed for good). */
+  readonly job = new JobContextAdapter();
+  private readonly method = new MethodContextAdapter();
   private readonly adapters = new Map<ResilienceContextType, ContextAdapter>([
     ['http', httpContext],
     ['rpc', this.rpc],
     ['graphql', this.graphql],
     ['ws', this.ws],
+    ['job', this.job],
   ]);
   private readonly others = new Map<string, ContextAdapter>();
 
@@ -48,12 +54,18 @@ export class ContextAdapters {
     return contextTypeOf(classRef, handler, methodName);
   }
 
+  /**
+   * The adapter of a handler's declared context: `method` only for an `@Idempotent()` provider
+   * method (the others keep their plain path).
+   */
+  adapterOf(handler: ContextHandler, idempotent: boolean): ContextAdapter | undefined {
+    if (handler.type === 'method') return idempotent ? this.method : undefined;
+    return this.adapters.get(handler.type);
+  }
+
   /** The start-up description of a handler in its context (throws when a decorator cannot hold there). */
   profile(handler: ContextHandler, idempotent: boolean): HandlerProfile | undefined {
-    const adapter = this.adapters.get(handler.type);
-    if (adapter !== undefined) return adapter.profile(handler, idempotent);
-    if (idempotent) refuseIdempotency(handler, handler.type === 'job' ? 'BullMQ job processor' : 'provider method');
-    return undefined;
+    return this.adapterOf(handler, idempotent)?.profile(handler, idempotent);
   }
 
   /** Loads what the adapters of `types` render errors with (optional peers), once per application. */
@@ -74,7 +86,7 @@ export class ContextAdapters {
 function refuseIdempotency(handler: ContextHandler, noun: string): never {
   throw new ResilienceConfigError(
     `@Idempotent() on ${handler.where} (a ${noun}) cannot hold: nothing reads an idempotency key there, so a duplicate would run the handler again. ` +
-      'Put @Idempotent() on the HTTP route or the microservice message handler (@MessagePattern / @EventPattern with key: (data) => data.id) that starts this work, and remove it here.',
+      'Put @Idempotent() on the HTTP route, the microservice message handler (@MessagePattern / @EventPattern with key: (data) => data.id) or the service method (key: (...args) => …) that does this work, and remove it here.',
   );
 }
 

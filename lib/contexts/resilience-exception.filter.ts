@@ -12,7 +12,8 @@ import { ResilienceErrorMapper } from '../http/resilience-error.mapper.js';
  * or message handler calling a decorated service method whose circuit is open, say) through the
  * {@link ResilienceErrorMapper} and the context's rendering, like decorated handlers do: problem+json
  * on HTTP, an `RpcException` carrying the problem for a microservice caller, a `GraphQLError` with
-the problem's extensions for a resolver, the `exception` event for a gateway. It only catches the library's own error
+the problem's extensions for a resolver (Nest applies no global filter to gateways: there, a
+decorator on the handler renders them). It only catches the library's own error
  * classes, and only runs when one is thrown: it costs nothing on the success path, and every other
  * error goes to your filters or Nest's as before. `ResilienceModule` registers it globally (`APP_FILTER`);
  * a filter of yours bound to a controller or route, or registered globally before the module, takes
@@ -41,13 +42,6 @@ export class ResilienceExceptionFilter extends BaseExceptionFilter {
       // thrown: graphql-js puts it in errors[] with the field's path, the other fields' data kept
       const graphql = this.contexts.graphql;
       throw graphql.prepared ? graphql.renderError(this.mapper.map(exception)) : exception;
-    }
-    if (type === 'ws') {
-      const ws = this.contexts.ws;
-      if (!ws.prepared) throw exception;
-      const answer = ws.renderError(this.mapper.map(exception));
-      ws.emitException(host.switchToWs().getClient(), isRpcException(answer) ? answer.getError() : answer);
-      return undefined;
     }
     if (type !== 'http') throw exception;
     const mapped = this.mapper.map(exception);

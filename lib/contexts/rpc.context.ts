@@ -143,10 +143,12 @@ export class RpcContextAdapter implements ContextAdapter {
   }
 
   idempotencyOptions(options: ResolvedIdempotencyOptions): ResolvedIdempotencyOptions {
-    const { key, scope } = options;
+    const { key, scope, header } = options;
     return {
       ...options,
-      keyResolver: key === undefined ? undefined : (source: RpcKeySource) => key(source.data, source.context),
+      // without a key function: the key header, else the broker's message id (JetStream's
+      // Nats-Msg-Id header, RabbitMQ's messageId property), which a redelivery keeps
+      keyResolver: key === undefined ? (source: RpcKeySource) => headerOf(source.context, header) ?? messageIdOf(source.context) : (source: RpcKeySource) => key(source.data, source.context),
       scope: typeof scope === 'function' ? (source: RpcKeySource) => scope(source.data, source.context) : scope,
     };
   }
@@ -211,6 +213,20 @@ function headersOf(context: unknown): Record<string, string> {
 
 function headerOf(context: unknown, name: string): string | undefined {
   return headersOf(context)[name];
+}
+
+/** The header JetStream deduplicates publishes by, and keeps on every redelivery. */
+const NATS_MESSAGE_ID = 'nats-msg-id';
+
+/** The broker's id of a message: JetStream's `Nats-Msg-Id` header, RabbitMQ's `messageId` property. */
+function messageIdOf(context: unknown): string | undefined {
+  const ctx = context as RpcContextLike | undefined;
+  if (typeof ctx?.getHeaders === 'function') return headerOf(ctx, NATS_MESSAGE_ID);
+  if (typeof ctx?.getMessage === 'function') {
+    const id = ctx.getMessage()?.properties?.messageId;
+    return typeof id === 'string' && id !== '' ? id : undefined;
+  }
+  return undefined;
 }
 
 /** Request id, operation and OpenTelemetry attributes of one message or event. */

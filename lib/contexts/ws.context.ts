@@ -122,13 +122,6 @@ export class WsContextAdapter implements ContextAdapter {
     return new WsIdempotentCall(this, host, profile as WsProfile, options, this.describe(host, profile));
   }
 
-  /** Sends `problem` to `client` as Nest's `exception` event (what `BaseWsExceptionFilter` does with a `WsException`). */
-  emitException(client: unknown, problem: unknown): void {
-    const target = client as WsClientLike | undefined;
-    if (typeof target?.readyState === 'number' && typeof target.send === 'function') target.send(JSON.stringify({ event: 'exception', data: problem }));
-    else if (typeof target?.emit === 'function') target.emit('exception', problem);
-  }
-
   /** Nest's `WsException`, loaded at start-up; a filter of the application that checks `instanceof WsException` sees the real class. */
   wsException(): WsExceptionClass {
     if (this.WsException === undefined) {

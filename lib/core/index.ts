@@ -128,3 +128,4 @@ export {
   type PipelineChaos,
 } from './fault-injection.js';
 export { InjectedFaultError, isInjectedFault, isInjectedFaultError } from './injected-fault.js';
+export { idempotent, IdempotentReplayedError, type IdempotentFunctionOptions } from './idempotent.js';

@@ -84,7 +84,8 @@ export class ResilienceBinder implements OnModuleInit {
       if (plan.idempotent !== undefined) this.idempotency.validate(classRef, method, plan.idempotent);
       const type = plan.context?.adapter.type;
       if (type !== undefined) contexts.add(type);
-      if (type === undefined) this.validateMethod(classRef, method);
+      // an @Idempotent() provider method is still a provider method: its callers await what it returns
+      if (type === undefined || type === 'method') this.validateMethod(classRef, method, type === 'method');
       else this.validateHandler(classRef, method, type);
     }
     this.bindInstances(wrapper);
@@ -140,12 +141,11 @@ export class ResilienceBinder implements OnModuleInit {
     this.checkRetriedUnsafeMethod(target, requestMethod, classRef, method.wrapper);
   }
 
-  private validateMethod(classRef: Function, method: BoundMethod): void {
+  private validateMethod(classRef: Function, method: BoundMethod, idempotent: boolean): void {
     const target = this.pipelines.targetFor(classRef, method.wrapper, method.name);
-    if (!target) return;
-    if (hasOwnResilienceMetadata(method.wrapper)) assertAsynchronous(classRef, method, target.where);
-    this.validate(target, target.where);
-    warnBareTimeoutOnRetries(target, classRef, method.wrapper);
+    if (idempotent || (target !== undefined && hasOwnResilienceMetadata(method.wrapper))) assertAsynchronous(classRef, method, target?.where ?? `${classRef.name}.${method.name}`);
+    if (target !== undefined) this.validate(target, target.where);
+    if (target !== undefined) warnBareTimeoutOnRetries(target, classRef, method.wrapper);
   }
 
   private validate(target: ResolvedTargetPolicy, where: string): void {

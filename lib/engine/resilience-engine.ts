@@ -8,9 +8,11 @@ import {
 } from './binding/bound-method.js';
 import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile } from '../contexts/context-adapter.js';
 import { ContextAdapters } from '../contexts/context-adapters.js';
+import type { JobProfile } from '../contexts/job.context.js';
 import type { ResilienceContextStore } from '../context/context-frame.js';
 import { currentResilienceStore, getRequestInfo } from '../context/resilience-context.js';
 import { Cancellation } from '../core/cancellation.js';
+import { resolveRetryOptions } from '../core/validate.js';
 import { OperationAbortedError } from '../core/errors.js';
 import { AttemptSettledError } from '../core/timeout.policy.js';
 import { ResilienceErrorMapper } from '../http/resilience-error.mapper.js';
@@ -129,10 +131,11 @@ export class ResilienceEngine implements MethodInvoker {
   private createPlan(classRef: Function, method: BoundMethod): MethodPlan {
     const handler = this.handlerOf(classRef, method, this.contexts.typeOf(classRef, method.wrapper, method.name));
     const idempotent = this.idempotency.isIdempotent(classRef, method);
-    const profile = this.contexts.profile(handler, idempotent);
-    const adapter = this.contexts.adapterFor(handler.type);
-    const context = adapter !== undefined && profile !== undefined ? { adapter, profile } : undefined;
+    const adapter = this.contexts.adapterOf(handler, idempotent);
+    let profile = adapter?.profile(handler, idempotent);
     const target = this.pipelines.targetFor(classRef, method.wrapper, method.name);
+    if (profile !== undefined && adapter === this.contexts.job) profile = this.contexts.job.withRetries(profile, target?.retry !== undefined && resolveRetryOptions(target.retry).maxAttempts > 1);
+    const context = adapter !== undefined && profile !== undefined ? { adapter, profile } : undefined;
     return {
       classRef,
       target,
@@ -281,10 +284,67 @@ export class ResilienceEngine implements MethodInvoker {
     return this.errors.map(error, { bulkheadRejectStatus: target?.bulkheadRejectStatus });
   }
 
-  /** A decorated provider method: its pipeline, under the attempt (deadline, signal) of its caller. */
+  /**
+   * A decorated method Nest does not route: a provider method (its pipeline, under the attempt of
+   * its caller), an `@Idempotent()` one (inside the idempotency layer), or a BullMQ processor's
+   * `process(job, token)` (the job context: the job settles as BullMQ expects).
+   */
   private invokeMethod(self: object, method: BoundMethod, args: unknown[]): unknown {
-    const { target } = this.planOf(self, method);
-    if (target === undefined) return method.original.apply(self, args);
+    const plan = this.planOf(self, method);
+    if (plan.context !== undefined) {
+      return plan.context.adapter === this.contexts.job ? this.invokeJob(plan, plan.context, self, method, args) : this.invokeIdempotentMethod(plan, plan.context, self, method, args);
+    }
+    return this.runMethod(plan.target, self, method, args, undefined);
+  }
+
+  /**
+   * One job of a BullMQ processor: its pipeline (inside the idempotency layer when `@Idempotent()`),
+   * then what BullMQ acts on: a transient problem with a known delay moves the job to delayed (and
+   * an open circuit pauses the worker), another problem fails it for good, the handler's own
+   * errors go to the queue's attempts as they are.
+   */
+  private async invokeJob(plan: MethodPlan, context: PlanContext, self: object, method: BoundMethod, args: unknown[]): Promise<unknown> {
+    const { adapter, profile } = context;
+    const jobs = this.contexts.job;
+    plan.slots ??= [];
+    const route: RouteCall = { plan, self, method, args, host: args, adapter, profile };
+    try {
+      if (plan.idempotent !== undefined) {
+        return await this.idempotency.run(plan.idempotent, adapter.idempotentCall(args, profile, plan.idempotent.options), (execution) => this.routeOutcome(route, execution));
+      }
+      try {
+        return await this.runRoute(route, undefined, undefined, false);
+      } catch (error) {
+        throw jobs.renderJobError(error, args, (profile as JobProfile).retriedInProcess);
+      }
+    } catch (error) {
+      return jobs.settle(error, args, workerOf(self));
+    }
+  }
+
+  /** A call of an `@Idempotent({ key })` provider method: the first call with a key runs, the others get its stored outcome. */
+  private invokeIdempotentMethod(plan: MethodPlan, context: PlanContext, self: object, method: BoundMethod, args: unknown[]): Promise<unknown> {
+    const idempotent = plan.idempotent!;
+    const { target } = plan;
+    return this.idempotency.run(idempotent, context.adapter.idempotentCall(args, context.profile, idempotent.options), (execution) => {
+      const run: HandlerRun = { succeeded: false };
+      const call = () => tracked(execution, run, () => method.original.apply(self, args));
+      let result: unknown;
+      try {
+        result = this.runMethod(target, self, method, args, call);
+      } catch (error) {
+        return Promise.resolve({ kind: 'error', error });
+      }
+      return collect(result).then(
+        ({ value, emissions }): HandlerOutcome => ({ kind: 'value', value, emissions, fromHandler: run.succeeded }),
+        (error: unknown): HandlerOutcome => ({ kind: 'error', error }),
+      );
+    });
+  }
+
+  /** A decorated provider method's pipeline, under the attempt (deadline, signal) of its caller; `call` runs the method itself. */
+  private runMethod(target: ResolvedTargetPolicy | undefined, self: object, method: BoundMethod, args: unknown[], run: (() => unknown) | undefined): unknown {
+    if (target === undefined) return run === undefined ? method.original.apply(self, args) : run();
     const parent = liveParentOf(currentResilienceStore());
     const request = getRequestInfo();
     const key = this.pipelines.keyFor(target, args);
@@ -298,7 +358,7 @@ export class ResilienceEngine implements MethodInvoker {
       wrapAttempt: this.pipelines.wrapAttempt,
       store: { policy: key, clock: this.pipelines.env.clock, request: request && { info: () => request } },
     };
-    const work = () => method.original.apply(self, args);
+    const work = run ?? (() => method.original.apply(self, args));
     if (method.returnsObservable) {
       return executeObservable(pipeline, work, { ...call, mapError: (error) => error });
     }
@@ -338,6 +398,17 @@ function tracked(execution: IdempotencyExecution | undefined, run: HandlerRun, c
     settle();
   }
   return result;
+}
+
+/** The worker of a BullMQ processor (`WorkerHost.worker`), if it has one yet. */
+function workerOf(processor: object): { pause(doNotWaitActive?: boolean): Promise<void>; resume(): Promise<void> | void; isPaused(): boolean } | undefined {
+  try {
+    const worker = (processor as { worker?: unknown }).worker;
+    return typeof worker === 'object' && worker !== null && typeof (worker as { pause?: unknown }).pause === 'function' ? (worker as ReturnType<typeof workerOf>) : undefined;
+  } catch {
+    // WorkerHost.worker throws before the worker exists
+    return undefined;
+  }
 }
 
 /** The value (and how many were emitted) of a handler result: a plain value, a promise or an Observable. */

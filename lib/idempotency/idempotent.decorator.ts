@@ -4,6 +4,7 @@ import { IDEMPOTENT_METADATA } from '../resilience.constants.js';
 import type { IdempotentOptions } from '../core/idempotency/idempotency-options.interface.js';
 import { recordAndBind } from '../engine/binding/bind.decorator.js';
 import { MICROSERVICE_PATTERN } from '../engine/binding/context-type.js';
+import { bindClass } from '../engine/binding/bound-method.js';
 
 const SAFE_REQUEST_METHODS: ReadonlySet<RequestMethod> = new Set([RequestMethod.GET, RequestMethod.HEAD, RequestMethod.OPTIONS]);
 
@@ -19,8 +20,11 @@ const SAFE_REQUEST_METHODS: ReadonlySet<RequestMethod> = new Set([RequestMethod.
  * `key: (data, ctx) => …` or, by default, from the message's `idempotency-key` metadata or header;
  * the fingerprint is the payload's. A duplicate message gets the stored answer, a duplicate event
  * is acknowledged without running the handler, and a duplicate arriving while the first one runs
- * waits for it: never two runs at once. Where no key can be read (GraphQL resolvers, gateways,
- * queue processors, plain provider methods), the application refuses to start.
+ * waits for it: never two runs at once. On a BullMQ processor (on the class or on `process`) the
+ * key is the job's deduplication id or id, or `key: (job) => …`; a duplicate job completes with
+ * the stored value without running. On a provider method it needs `key: (...args) => …` (read
+ * from the method's arguments). Where no key can be read (GraphQL resolvers, gateways, a provider
+ * method without `key`), the application refuses to start.
  *
  * The key is claimed right around the handler, after guards, interceptors and pipes: a request that
  * a guard or a `ValidationPipe` refuses never touches the store, and a corrected retry with the same
@@ -37,7 +41,22 @@ const SAFE_REQUEST_METHODS: ReadonlySet<RequestMethod> = new Set([RequestMethod.
  * @publicApi
  */
 export function Idempotent(options: IdempotentOptions = {}): ClassDecorator & MethodDecorator {
-  return recordAndBind(IDEMPOTENT_METADATA, options, isUnsafeRoute);
+  const decorate = recordAndBind(IDEMPOTENT_METADATA, options, isUnsafeRoute);
+  return ((target: object, propertyKey?: string | symbol, descriptor?: PropertyDescriptor) => {
+    const result = decorate(target as Function, propertyKey as string | symbol, descriptor as PropertyDescriptor);
+    // a BullMQ processor's `process` (its @Processor() metadata is written after this decorator runs)
+    if (descriptor === undefined && typeof target === 'function' && isWorkerHost(target)) bindClass(target, (_method, name) => name === 'process');
+    return result;
+  }) as ClassDecorator & MethodDecorator;
+}
+
+/** Whether `classRef` extends `@nestjs/bullmq`'s `WorkerHost` (a `process` method and a `worker` accessor), read by shape. */
+function isWorkerHost(classRef: Function): boolean {
+  let hasWorker = false;
+  for (let level: object | null = classRef.prototype as object; level && level !== Object.prototype; level = Object.getPrototypeOf(level)) {
+    if (typeof Object.getOwnPropertyDescriptor(level, 'worker')?.get === 'function') hasWorker = true;
+  }
+  return hasWorker && typeof (classRef.prototype as { process?: unknown }).process === 'function';
 }
 
 /**

@@ -17,15 +17,17 @@ export interface IdempotentOptions {
   keyResolver?: (request: any) => string | undefined;
   /**
    * Reads the key from what the handler receives, in every context: `(body, request)` on HTTP,
-   * `(data, rpcContext)` for a `@MessagePattern` / `@EventPattern`. Checked like a header value
+   * `(data, rpcContext)` for a `@MessagePattern` / `@EventPattern`, `(job)` for a BullMQ
+   * processor, the method's own arguments on a provider method. Checked like a header value
    * (1–255 printable ASCII); `undefined` means "no key". Cannot be combined with `keyResolver`.
    * Without it, the key is read from the `header` (the packet metadata or message headers of a
-   * microservice message).
+   * microservice message), from the job's deduplication id or id for a BullMQ job; a provider
+   * method must have one.
    * @example
    * @EventPattern('payment.settled')
    * @Idempotent({ key: (event: PaymentSettled) => event.eventId })
    */
-  key?: (payload: any, context: any) => string | undefined;
+  key?: (payload: any, context: any, ...more: any[]) => string | undefined;
   /** Whether a request without a key is rejected with 400 `idempotency_key_missing`. @default true */
   required?: boolean;
   /**
@@ -33,11 +35,12 @@ export interface IdempotentOptions {
    * out of scoping (and of the warning logged once per route when `request.user` exists but no
    * scope is configured). Keys of different scopes never meet: user A's key never replays to B.
    * @default undefined (one global scope, with the warning above)
-   * Outside HTTP it is called like `key`: `(data, rpcContext)` for a microservice message.
+   * Outside HTTP it is called like `key`: `(data, rpcContext)` for a microservice message, `(job)`
+   * for a BullMQ job, the arguments of a provider method.
    * @example
    * @Idempotent({ scope: (req) => req.user.tenantId })
    */
-  scope?: ((request: any, context?: any) => string | undefined | Promise<string | undefined>) | false;
+  scope?: ((request: any, context?: any, ...more: any[]) => string | undefined | Promise<string | undefined>) | false;
   /** How long a completed response is replayed, in ms. @default 86_400_000 (24 h) */
   ttl?: number;
   /**
@@ -133,11 +136,11 @@ export interface ResolvedIdempotencyOptions {
   /** Reads the key instead of the header, when configured. */
   readonly keyResolver?: (request: any) => string | undefined;
   /** Reads the key from the handler's payload and context (the context's adapter turns it into a `keyResolver`). */
-  readonly key?: (payload: any, context: any) => string | undefined;
+  readonly key?: (payload: any, context: any, ...more: any[]) => string | undefined;
   /** Whether a request without a key is refused (400). */
   readonly required: boolean;
   /** The scope resolver, `false` (explicit opt-out) or `undefined` (not configured). */
-  readonly scope: ((request: any, context?: any) => string | undefined | Promise<string | undefined>) | false | undefined;
+  readonly scope: ((request: any, context?: any, ...more: any[]) => string | undefined | Promise<string | undefined>) | false | undefined;
   /** Retention of a completed response, in ms. */
   readonly ttl: number;
   /** Lease length, in ms (heartbeat every `lease / 3`). */

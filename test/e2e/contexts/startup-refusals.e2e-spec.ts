@@ -1,7 +1,5 @@
 import 'reflect-metadata';
 import { Controller, Injectable, type Type } from '@nestjs/common';
-import { Processor, WorkerHost } from '@nestjs/bullmq';
-import type { Job } from 'bullmq';
 import { Query, ResolveField, Resolver, Subscription } from '@nestjs/graphql';
 import { ClientProxyFactory, MessagePattern, Transport } from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
@@ -31,17 +29,17 @@ async function startFailure(providers: Type<unknown>[], controllers: Type<unknow
 
 @Injectable()
 class ReportsService {
-  @Idempotent({ key: (id: string) => id })
+  @Idempotent()
   async generate(id: string): Promise<string> {
     return id;
   }
 }
 
-@Processor('reports')
-class ReportsProcessor extends WorkerHost {
-  @Idempotent({ key: (job: Job) => job.id })
-  async process(job: Job): Promise<string | undefined> {
-    return job.id;
+@Injectable()
+class SyncReportsService {
+  @Idempotent({ key: (id: string) => id })
+  generate(id: string): string {
+    return id;
   }
 }
 
@@ -91,16 +89,16 @@ class ReportsResolverKeyGateway {
 }
 
 describe('start-up refusals of decorators that cannot hold in their context', () => {
-  it('refuses @Idempotent() on a plain provider method, naming it and where to put the decorator instead', async () => {
+  it('refuses @Idempotent() without key on a plain provider method (no request carries a key there), naming it and the fix', async () => {
     const message = await startFailure([ReportsService]);
-    expect(message).toMatch(/@Idempotent\(\) on ReportsService\.generate \(a provider method\) cannot hold/);
-    expect(message).toMatch(/Put @Idempotent\(\) on the HTTP route or the microservice message handler/);
+    expect(message).toMatch(/@Idempotent\(\) on ReportsService\.generate \(a provider method\) has no key/);
+    expect(message).toMatch(/Give it key: \(\.\.\.args\) => …/);
   });
 
-  it('refuses @Idempotent() on a BullMQ processor, whose duplicate jobs would run again', async () => {
-    const message = await startFailure([ReportsProcessor]);
-    expect(message).toMatch(/@Idempotent\(\) on ReportsProcessor\.process \(a BullMQ job processor\) cannot hold/);
-    expect(message).toMatch(/a duplicate would run the handler again/);
+  it('refuses @Idempotent({ key }) on a synchronous provider method (its callers would get a Promise)', async () => {
+    const message = await startFailure([SyncReportsService]);
+    expect(message).toMatch(/SyncReportsService\.generate/);
+    expect(message).toMatch(/Make the method async/);
   });
 
   it('refuses @Idempotent() on a GraphQL query: only a mutation changes state', async () => {

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AddressInfo } from 'node:net';
-import { Inject, type INestApplication } from '@nestjs/common';
+import { Inject, Injectable, type INestApplication } from '@nestjs/common';
 import { IoAdapter } from '@nestjs/platform-socket.io';
 import { WsAdapter } from '@nestjs/platform-ws';
 import { Test } from '@nestjs/testing';
@@ -32,12 +32,32 @@ import { dependencyScript, Ledger } from './support.js';
 
 const UPSTREAM_URL = Symbol('UPSTREAM_URL');
 
+/** A decorated service method called by a gateway handler. */
+@Injectable()
+class StockService {
+  constructor(@Inject(UPSTREAM_URL) private readonly upstream: string) {}
+
+  @CircuitBreaker({ strategy: { type: 'consecutive', threshold: 1 }, breakDuration: 60_000 })
+  async reserve(): Promise<unknown> {
+    return fetchUpstream(`${this.upstream}/busy`);
+  }
+}
+
 @WebSocketGateway()
 class QuotesGateway {
   constructor(
     @Inject(UPSTREAM_URL) private readonly upstream: string,
     private readonly ledger: Ledger,
+    private readonly stock: StockService,
   ) {}
+
+  // Nest applies no global exception filter to gateways: a decorator on the handler (any) is what
+  // makes the adapter render a service's error for the client
+  @SubscribeMessage('stock.reserve')
+  @Timeout(5_000)
+  async reserve(): Promise<unknown> {
+    return this.stock.reserve();
+  }
 
   @SubscribeMessage('quote.slow')
   @Timeout(150)
@@ -157,7 +177,7 @@ type Library = 'ws' | 'socket.io';
 async function createGatewayApp(library: Library, upstream: string): Promise<{ app: INestApplication; url: string }> {
   const moduleRef = await Test.createTestingModule({
     imports: [ResilienceModule.forRoot({ idempotency: { store: new InMemoryIdempotencyStore() } })],
-    providers: [QuotesGateway, Ledger, { provide: UPSTREAM_URL, useValue: upstream }],
+    providers: [QuotesGateway, StockService, Ledger, { provide: UPSTREAM_URL, useValue: upstream }],
   }).compile();
   const app = moduleRef.createNestApplication({ logger: false });
   app.useWebSocketAdapter(library === 'ws' ? new WsAdapter(app) : new IoAdapter(app));
@@ -236,6 +256,12 @@ describe.each<Library>(['ws', 'socket.io'])('WebSocket gateway on the %s adapter
     const answer = await client.call('order.place', { orderId: 'o-3', amount: 6 });
     expect(answer).toEqual({ exception: expect.objectContaining({ status: 422, code: 'idempotency_key_reused' }) });
     expect(ledger.runsOf('place:o-3')).toBe(1);
+  });
+
+  it("a decorated handler calling a decorated service whose circuit is open answers the typed exception event", async () => {
+    await client.call('stock.reserve');
+    const answer = await client.call('stock.reserve');
+    expect(answer).toEqual({ exception: expect.objectContaining({ status: 503, code: 'circuit_open', retryAfterMs: expect.any(Number) }) });
   });
 
   it("a client that disconnects aborts its messages' work", async () => {
