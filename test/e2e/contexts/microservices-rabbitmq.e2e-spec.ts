@@ -4,58 +4,26 @@ import { Controller, Inject, type INestMicroservice } from '@nestjs/common';
 import { ClientProxyFactory, EventPattern, MessagePattern, Payload, RmqRecordBuilder, RpcException, Transport, type ClientProxy } from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
 import amqp from 'amqplib';
-import { CircuitBreaker, Fallback, Idempotent, ResilienceEvents, ResilienceModule, Retryable, Timeout, currentSignal, type ResilienceEvent } from 'nest-resilience';
+import { Idempotent, ResilienceEvents, ResilienceModule, Retryable, Timeout, currentSignal, type ResilienceEvent } from 'nest-resilience';
 import { firstValueFrom } from 'rxjs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { fetchUpstream } from '../http/support.js';
 import { startDependency, type LoopbackServer } from '../engine/loopback-servers.js';
 import { until } from '../idempotency/support.js';
 import { amqpUrl, hasRabbitMq, rabbitMqName } from '../../support/rabbitmq.js';
-import { dependencyScript, Ledger } from './support.js';
+import { dependencyScript, errorOf, itAnswersQuotesWithTypedErrors, Ledger, QuotesController, UPSTREAM_URL } from './support.js';
 
 // Nest's own RabbitMQ transport (Transport.RMQ: amqplib through amqp-connection-manager) against the
 // test RabbitMQ node: the typed errors of request-response and events, the messaging attributes,
 // and idempotent consumers keyed by the AMQP messageId property (the default) or a key function.
 
-const UPSTREAM_URL = Symbol('UPSTREAM_URL');
-
+/** The idempotent and event handlers of the RabbitMQ tests (the request-response ones are the shared QuotesController). */
 @Controller()
 class BillingController {
   constructor(
     @Inject(UPSTREAM_URL) private readonly upstream: string,
     private readonly ledger: Ledger,
   ) {}
-
-  @MessagePattern('quote.flaky')
-  @Retryable({ maxAttempts: 3, backoff: { type: 'constant', delay: 10 } })
-  async flakyQuote(@Payload() _data: unknown): Promise<unknown> {
-    this.ledger.run('quote.flaky');
-    return fetchUpstream(`${this.upstream}/down`);
-  }
-
-  @MessagePattern('quote.slow')
-  @Timeout(200)
-  async slowQuote(@Payload() _data: unknown): Promise<unknown> {
-    this.ledger.run('quote.slow');
-    // ignores the signal on purpose: the caller must still get its answer at the deadline
-    await sleep(2_000);
-    return { late: true };
-  }
-
-  @MessagePattern('quote.fragile')
-  @CircuitBreaker({ strategy: { type: 'consecutive', threshold: 1 }, breakDuration: 60_000 })
-  async fragileQuote(@Payload() _data: unknown): Promise<unknown> {
-    this.ledger.run('quote.fragile');
-    return fetchUpstream(`${this.upstream}/busy`);
-  }
-
-  @MessagePattern('quote.degraded')
-  @Fallback(() => ({ degraded: true }))
-  @Retryable({ maxAttempts: 2, backoff: { type: 'constant', delay: 10 } })
-  async degradedQuote(@Payload() _data: unknown): Promise<unknown> {
-    this.ledger.run('quote.degraded');
-    return fetchUpstream(`${this.upstream}/down`);
-  }
 
   /** Keyed by the message's AMQP messageId property (no key function). */
   @MessagePattern('invoice.issue')
@@ -107,16 +75,6 @@ class BillingController {
   }
 }
 
-/** The error a `ClientProxy` caller receives: the error object the server sent. */
-async function errorOf(call: Promise<unknown>): Promise<Record<string, unknown>> {
-  try {
-    const value = await call;
-    throw new Error(`expected an error, got ${JSON.stringify(value)}`);
-  } catch (error) {
-    return error as Record<string, unknown>;
-  }
-}
-
 /** A payload with AMQP properties (the messageId a publisher sets, which a redelivery keeps). */
 const withMessageId = <T>(data: T, messageId: string) => new RmqRecordBuilder(data).setOptions({ messageId }).build();
 
@@ -134,7 +92,7 @@ describe.skipIf(!hasRabbitMq)('microservices over RabbitMQ (Transport.RMQ): type
     upstream = await startDependency(dependencyScript);
     const moduleRef = await Test.createTestingModule({
       imports: [ResilienceModule.forRoot()],
-      controllers: [BillingController],
+      controllers: [QuotesController, BillingController],
       providers: [Ledger, { provide: UPSTREAM_URL, useValue: upstream.url }],
     }).compile();
     const rmq = { urls: [amqpUrl!], queue, queueOptions: { durable: false, autoDelete: true } };
@@ -164,28 +122,7 @@ describe.skipIf(!hasRabbitMq)('microservices over RabbitMQ (Transport.RMQ): type
     expect(new RpcException(error).getError()).toBe(error);
   });
 
-  it('@Timeout answers the caller at the deadline with code timeout, even when the handler ignores the signal', async () => {
-    const started = Date.now();
-    const error = await errorOf(send('quote.slow', {}));
-    const elapsed = Date.now() - started;
-    expect(error).toMatchObject({ status: 503, code: 'timeout', detail: expect.any(String) });
-    expect(elapsed).toBeGreaterThanOrEqual(190);
-    expect(elapsed).toBeLessThan(1_800);
-  });
-
-  it('an open @CircuitBreaker refuses without calling the handler: code circuit_open with retryAfterMs', async () => {
-    const tripping = await errorOf(send('quote.fragile', {}));
-    expect(tripping).toMatchObject({ status: 503, code: 'upstream_unavailable', retryAfterMs: 2000 });
-    const refused = await errorOf(send('quote.fragile', {}));
-    expect(refused).toMatchObject({ status: 503, code: 'circuit_open', retryAfterMs: expect.any(Number) });
-    expect(refused.retryAfterMs as number).toBeGreaterThan(50_000);
-    expect(ledger.runsOf('quote.fragile')).toBe(1);
-  });
-
-  it('@Fallback answers the caller with the fallback value once the retries are spent', async () => {
-    await expect(send('quote.degraded', {})).resolves.toEqual({ degraded: true });
-    expect(ledger.runsOf('quote.degraded')).toBe(2);
-  });
+  itAnswersQuotesWithTypedErrors(() => ({ send, ledger }));
 
   it('events and logs carry messaging.system rabbitmq, the destination (the queue) and the routing key, never an HTTP route', async () => {
     await errorOf(send('quote.flaky', {}));
