@@ -2,30 +2,15 @@
 // wait is bounded by lockTimeout on the store's clock (a FakeClock here, so only time logic is
 // stepped; the database and its lock are real), its queue is bounded, and the app's own
 // busy_timeout is left as it configured it.
-import { randomBytes } from 'node:crypto';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { isStoreUnavailableError, storeFailureOf, type IdempotencyClaim } from 'nest-resilience/core';
+import { isStoreUnavailableError, storeFailureOf } from 'nest-resilience/core';
 import { FakeClock, observe } from 'nest-resilience/testing';
 import { SqliteLockTimeoutError, SqliteStoreQueueFullError, type IdempotencyQueryEvent, type TypeOrmIdempotencyStoreOptions } from 'nest-resilience/typeorm';
 import { sqliteWriteLock, type SqliteWriteLock } from '../../support/sqlite-lock.js';
+import { claimOf } from './store-contract.js';
 import { ContractBusinessRow, sqliteHarness, type SqlHarness } from './support.js';
 
 const LOCK_TIMEOUT_MS = 1_000;
-
-let claims = 0;
-function claimOf(overrides: Partial<IdempotencyClaim> = {}): IdempotencyClaim {
-  return {
-    namespace: 'lock-wait',
-    scope: '',
-    key: `key-${randomBytes(6).toString('hex')}-${claims++}`,
-    fingerprint: 'f'.repeat(64),
-    method: 'POST',
-    path: '/orders',
-    leaseMs: 60_000,
-    ttlMs: 86_400_000,
-    ...overrides,
-  };
-}
 
 describe('TypeOrmIdempotencyStore on SQLite while another connection holds the write lock (fake clock)', () => {
   let clock: FakeClock;
