@@ -93,11 +93,6 @@ export class SqliteOperationQueue {
     private readonly maxQueued: number,
   ) {}
 
-  /** Number of operations queued behind the running one. */
-  get size(): number {
-    return this.waiting;
-  }
-
   run<T>(operation: (deadline: number) => Promise<T>): Promise<T> {
     const deadline = this.clock.now() + this.lockTimeout;
     if (!this.running) {
