@@ -12,6 +12,8 @@ export class AppController {
       service: 'nest-resilience sample app',
       database: this.options.databaseUrl ? 'postgres' : 'sqlite',
       modelService: this.options.modelServiceUrl,
+      reportJobs: this.options.queueRedisUrl ? 'bullmq' : 'in-process',
+      reportReadyEvents: this.options.natsUrl ? 'nats' : 'direct',
       routes: [
         'POST /reports (X-Account-Id, Idempotency-Key, { "topic": string })',
         'GET /reports/:id (X-Account-Id)',

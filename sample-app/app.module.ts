@@ -65,7 +65,7 @@ export class AppModule implements NestModule {
           }),
         }),
         AccountsModule,
-        ReportsModule.register({ transactional: !options.redisUrl }),
+        ReportsModule.register({ transactional: !options.redisUrl, queueRedisUrl: options.queueRedisUrl, natsUrl: options.natsUrl }),
         HealthModule,
         ...consoleModule(options),
       ],

@@ -1,6 +1,7 @@
 import type { INestApplication } from '@nestjs/common';
 import type { Server } from 'node:http';
 import { NestFactory } from '@nestjs/core';
+import { Transport, type MicroserviceOptions } from '@nestjs/microservices';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { PROBLEM_JSON_CONTENT_TYPE } from 'nest-resilience';
 import { Logger } from 'nestjs-pino';
@@ -14,13 +15,15 @@ import type { SampleAppOptions } from './sample-app.options.js';
 export type SamplePlatform = 'express' | 'fastify';
 
 /**
- * Builds the sample app (not listening yet) with pino as the Nest logger, shutdown hooks on and
- * the OpenAPI document on `/docs`.
- * `main.ts` uses it; so can a test that wants the real bootstrap.
+ * Builds the sample app (not listening yet) with pino as the Nest logger, the OpenAPI document on
+ * `/docs`, shutdown hooks on unless `shutdownHooks: false` (its caller handles the signals), and,
+ * with `options.natsUrl`, the NATS microservice of the "report ready" consumer connected (a hybrid
+ * app: `app.listen()` is followed by `app.startAllMicroservices()`).
+ * `main.ts` uses it (through `startSample`); so can a test that wants the real bootstrap.
  */
 export async function createSampleApp(
   options: SampleAppOptions,
-  { platform = 'express' }: { platform?: SamplePlatform } = {},
+  { platform = 'express', shutdownHooks = true }: { platform?: SamplePlatform; shutdownHooks?: boolean } = {},
 ): Promise<INestApplication> {
   const module = AppModule.forRoot(options);
   let app: INestApplication;
@@ -43,7 +46,11 @@ export async function createSampleApp(
   // Fastify takes its handler as an option (above); Express leaves the server's to Node.
   if (platform === 'express') server.on('clientError', answerClientError);
   app.useLogger(app.get(Logger));
-  app.enableShutdownHooks();
+  if (shutdownHooks) app.enableShutdownHooks();
+  if (options.natsUrl) {
+    // inheritAppConfig: the app's global pipe and filters apply to the consumer too
+    app.connectMicroservice<MicroserviceOptions>({ transport: Transport.NATS, options: { servers: [options.natsUrl] } }, { inheritAppConfig: true });
+  }
   serveApiDocs(app, { ui: platform === 'express' });
   return app;
 }

@@ -1,35 +1,35 @@
 // `npm start`: the sample app on PORT (3000) and, unless MODEL_SERVICE_URL points at one that is
-// already running, the model service on MODEL_PORT (3001), both on loopback.
+// already running, the model service on MODEL_PORT (3001), both on loopback; report jobs on REDIS_URL
+// and "report ready" events over NATS_URL, or on throwaway redis-server and nats-server it starts
+// and stops itself, or in process when those are not installed (see start-sample.ts).
 import 'reflect-metadata';
 import { Logger } from '@nestjs/common';
-import { createSampleApp, type SamplePlatform } from './create-sample-app.js';
 import { describeDatabase } from './database/database.options.js';
-import { modelServiceOptionsFromEnv, startModelService } from './model-service/model-service.js';
-import { CONSOLE_PATH, DEFAULT_CONSOLE_LOGIN, sampleAppOptionsFromEnv } from './sample-app.options.js';
+import { CONSOLE_PATH, DEFAULT_CONSOLE_LOGIN } from './sample-app.options.js';
+import { startSample, type RunningSample } from './start-sample.js';
 
-async function bootstrap(): Promise<void> {
-  const options = sampleAppOptionsFromEnv();
-  const modelOptions = modelServiceOptionsFromEnv();
-  const runModel = !process.env.MODEL_SERVICE_URL;
-  if (runModel) options.modelServiceUrl = `http://127.0.0.1:${modelOptions.port}`;
-  // Outside production, POST /reports honours X-Demo-Hold-Ms so `npm run demo` can show a 409.
-  options.demoHold = process.env.NODE_ENV !== 'production';
+const logger = new Logger('Bootstrap');
+const starting = startSample({ log: (line) => new Logger('Start').log(line) });
 
-  const platform: SamplePlatform = process.env.PLATFORM === 'fastify' ? 'fastify' : 'express';
-  const app = await createSampleApp(options, { platform });
-  const logger = new Logger('Bootstrap');
+// Ctrl-C or a SIGTERM stops the app first (its jobs and consumer), then the servers it started,
+// so no redis-server or nats-server outlives it; a signal during start-up waits for it to finish.
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    void starting
+      .then((sample) => sample.close(), () => undefined)
+      .finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  });
+}
 
-  if (runModel) {
-    const modelLogger = new Logger('ModelService');
-    await startModelService({ ...modelOptions, host: '127.0.0.1', log: (line) => modelLogger.log(line) });
-  }
+starting.then(announce, (error: unknown) => {
+  console.error(`The sample app could not start: ${error instanceof Error ? error.message : String(error)}`);
+  if (error instanceof Error && error.stack) console.error(error.stack);
+  process.exit(1);
+});
 
-  const port = Number(process.env.PORT || 3000);
-  const host = process.env.HOST || '127.0.0.1';
-  await app.listen(port, host);
-  const base = `http://${host}:${port}`;
+function announce({ url: base, options, platform, brokers, modelStarted }: RunningSample): void {
   logger.log(
-    `Sample app on ${base} (${platform}, ${describeDatabase(options)}); model service ${runModel ? 'started' : 'expected'} on ${options.modelServiceUrl}. ` +
+    `Sample app on ${base} (${platform}, ${describeDatabase(options)}; ${brokers.description}); model service ${modelStarted ? 'started' : 'expected'} on ${options.modelServiceUrl}. ` +
       `Try: curl -i -X POST ${base}/reports -H 'X-Account-Id: acme' -H 'Idempotency-Key: first-report' ` +
       `-H 'Content-Type: application/json' -d '{"topic":"tides"}' — or run \`npm run demo\` in another terminal. ` +
       `Health: ${base}/health, metrics: ${base}/metrics, API docs: ${base}/docs.`,
@@ -38,9 +38,3 @@ async function bootstrap(): Promise<void> {
   if (login === false) logger.log('No resilience console: NODE_ENV=production and CONSOLE_PASSWORD is not set.');
   else logger.log(`Resilience console: ${base}/${CONSOLE_PATH} — DEMO login "${login.username}" / "${login.password === DEFAULT_CONSOLE_LOGIN.password ? login.password : '(CONSOLE_PASSWORD)'}" (set CONSOLE_USER / CONSOLE_PASSWORD; a real service uses its own operator guard).`);
 }
-
-bootstrap().catch((error: unknown) => {
-  console.error(`The sample app could not start: ${error instanceof Error ? error.message : String(error)}`);
-  if (error instanceof Error && error.stack) console.error(error.stack);
-  process.exit(1);
-});

@@ -1,4 +1,5 @@
 import type { DemoConsoleLogin } from './console/demo-console.guard.js';
+import type { ReportReadyMessage } from './report-events/report-ready.js';
 import type { Report } from './reports/report.entity.js';
 
 /**
@@ -17,6 +18,16 @@ export interface SampleAppOptions {
    * transaction as the report (transactional mode).
    */
   redisUrl?: string;
+  /**
+   * Redis of the BullMQ queue the reports are generated on (`main.ts`: REDIS_URL, else a throwaway
+   * redis-server). Unset: reports are generated in process.
+   */
+  queueRedisUrl?: string;
+  /**
+   * NATS the "report ready" events go over, to the app's `@EventPattern` consumer (`main.ts`:
+   * NATS_URL, else a throwaway nats-server). Unset: the events are recorded directly.
+   */
+  natsUrl?: string;
   /** Key prefix of the idempotency records in Redis. @default 'sample-app:idempotency:' */
   redisKeyPrefix?: string;
   /** Base URL of the model service. */
@@ -73,6 +84,8 @@ export interface SampleAppHooks {
    * duplicate deterministic.
    */
   afterReportRecorded?: (report: Report) => Promise<void> | void;
+  /** Awaited before the row of a "report ready" event is inserted: tests count the consumer's runs here. */
+  reportReadyRecording?: (event: ReportReadyMessage) => Promise<void> | void;
 }
 
 /** Injection token of the {@link SampleAppOptions}. */

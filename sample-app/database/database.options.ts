@@ -1,9 +1,11 @@
 import type { TypeOrmModuleOptions } from '@nestjs/typeorm';
 import { IdempotencyRecord, idempotencyMigrations } from 'nest-resilience/typeorm';
 import { Account } from '../accounts/account.entity.js';
+import { ReportReadyEvent } from '../report-events/report-ready-event.entity.js';
 import { Report } from '../reports/report.entity.js';
 import type { SampleAppOptions } from '../sample-app.options.js';
 import { CreateAccountsAndReports1767000000000 } from './migrations/1767000000000-create-accounts-and-reports.migration.js';
+import { CreateReportReadyEvents1767000000001 } from './migrations/1767000000001-create-report-ready-events.migration.js';
 
 /** Default SQLite file, created in the working directory on first start. */
 export const DEFAULT_SQLITE_FILE = 'sample-app.sqlite';
@@ -14,8 +16,8 @@ export const DEFAULT_SQLITE_FILE = 'sample-app.sqlite';
  */
 export function databaseOptions(options: SampleAppOptions): TypeOrmModuleOptions {
   const common: Pick<TypeOrmModuleOptions, 'entities' | 'migrations' | 'migrationsRun' | 'synchronize' | 'retryAttempts'> = {
-    entities: [Account, Report, IdempotencyRecord],
-    migrations: [...idempotencyMigrations, CreateAccountsAndReports1767000000000],
+    entities: [Account, Report, ReportReadyEvent, IdempotencyRecord],
+    migrations: [...idempotencyMigrations, CreateAccountsAndReports1767000000000, CreateReportReadyEvents1767000000001],
     migrationsRun: true,
     synchronize: false,
     // Fail start-up at once instead of retrying the connection nine times.

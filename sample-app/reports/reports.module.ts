@@ -1,18 +1,25 @@
+import { BullModule } from '@nestjs/bullmq';
 import { Module, type DynamicModule } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { ResilientHttpModule } from 'nest-resilience/http';
 import { AccountsModule } from '../accounts/accounts.module.js';
+import { redisConnection } from '../brokers/sample-brokers.js';
 import { AfterCommit } from '../database/after-commit.js';
+import { ReportEventsModule } from '../report-events/report-events.module.js';
 import { SAMPLE_APP_OPTIONS, type SampleAppOptions } from '../sample-app.options.js';
 import { MODEL_HTTP_CLIENT, ModelClient } from './model-client.js';
 import { PreviewController } from './preview.controller.js';
 import { Report } from './report.entity.js';
 import { ReportGenerator } from './report-generator.service.js';
-import { ReportQueue } from './report-queue.service.js';
+import { BullReportQueue, REPORT_JOBS_QUEUE, ReportJobProcessor } from './report-jobs.js';
+import { InProcessReportQueue, ReportQueue } from './report-queue.service.js';
 import { LeaseReportsController, ReportsController } from './reports.controller.js';
 import { ReportsService } from './reports.service.js';
 
-/** Reports: accept (idempotent, charged), generate in the background, read; plus `GET /preview`. */
+/**
+ * Reports: accept (idempotent, charged), generate in the background (a BullMQ job, or in process
+ * without Redis), announce ("report ready" over NATS, or recorded directly), read; plus `GET /preview`.
+ */
 @Module({
   imports: [
     TypeOrmModule.forFeature([Report]),
@@ -36,15 +43,29 @@ import { ReportsService } from './reports.service.js';
     }),
   ],
   controllers: [PreviewController],
-  providers: [ReportsService, ReportGenerator, ReportQueue, ModelClient, AfterCommit],
-  exports: [ReportQueue, ModelClient],
+  providers: [ReportsService, ReportGenerator, ModelClient, AfterCommit],
+  exports: [ModelClient],
 })
 export class ReportsModule {
   /**
    * `transactional`: `POST /reports` claims its key in the report's own transaction (the key is
-   * in the database); otherwise in lease mode (the key is in Redis).
+   * in the database); otherwise in lease mode (the key is in Redis). `queueRedisUrl`: generation
+   * runs as BullMQ jobs on that Redis (else in process); `natsUrl`: "report ready" events go over
+   * that NATS (else straight to the recorder).
    */
-  static register({ transactional }: { transactional: boolean }): DynamicModule {
-    return { module: ReportsModule, controllers: [transactional ? ReportsController : LeaseReportsController] };
+  static register({ transactional, queueRedisUrl, natsUrl }: { transactional: boolean; queueRedisUrl?: string; natsUrl?: string }): DynamicModule {
+    const queue = queueRedisUrl
+      ? {
+          imports: [BullModule.forRoot({ connection: redisConnection(queueRedisUrl) }), BullModule.registerQueue({ name: REPORT_JOBS_QUEUE })],
+          providers: [ReportJobProcessor, { provide: ReportQueue, useClass: BullReportQueue }],
+        }
+      : { imports: [], providers: [{ provide: ReportQueue, useClass: InProcessReportQueue }] };
+    return {
+      module: ReportsModule,
+      imports: [...queue.imports, ReportEventsModule.register({ natsUrl })],
+      controllers: [transactional ? ReportsController : LeaseReportsController],
+      providers: queue.providers,
+      exports: [ReportQueue],
+    };
   }
 }
