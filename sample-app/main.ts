@@ -9,7 +9,9 @@ import { CONSOLE_PATH, DEFAULT_CONSOLE_LOGIN } from './sample-app.options.js';
 import { startSample, type RunningSample } from './start-sample.js';
 
 const logger = new Logger('Bootstrap');
-const starting = startSample({ log: (line) => new Logger('Start').log(line) });
+// Lines logged before the app exists wait for its pino logger, so that every line is JSON.
+Logger.attachBuffer();
+const starting = startSample({ log: (line) => new Logger('SampleBrokers').warn(line), modelLog: (line) => new Logger('ModelService').log(line) });
 
 // Ctrl-C or a SIGTERM stops the app first (its jobs and consumer), then the servers it started,
 // so no redis-server or nats-server outlives it; a signal during start-up waits for it to finish.
@@ -22,6 +24,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 }
 
 starting.then(announce, (error: unknown) => {
+  Logger.flush();
   console.error(`The sample app could not start: ${error instanceof Error ? error.message : String(error)}`);
   if (error instanceof Error && error.stack) console.error(error.stack);
   process.exit(1);

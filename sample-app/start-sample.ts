@@ -14,8 +14,10 @@ export interface StartSampleOptions {
   env?: NodeJS.ProcessEnv;
   /** Replaces options read from `env` (tests shorten budgets, silence logs). */
   overrides?: Partial<SampleAppOptions>;
-  /** Start-up lines: a missing server binary and the fallback it means, the model service's lines. */
+  /** The one start-up line that says which server binary is missing and what the sample does instead. */
   log: (line: string) => void;
+  /** The model service's lines (when the sample starts it). @default log */
+  modelLog?: (line: string) => void;
 }
 
 /** A running sample. */
@@ -41,7 +43,7 @@ const CLOSE_TIMEOUT_MS = 10_000;
  * what {@link sampleAppOptionsFromEnv} reads). Whatever it started is stopped again if a later
  * step fails, and by `close()`.
  */
-export async function startSample({ env = process.env, overrides = {}, log }: StartSampleOptions): Promise<RunningSample> {
+export async function startSample({ env = process.env, overrides = {}, log, modelLog = log }: StartSampleOptions): Promise<RunningSample> {
   const options: SampleAppOptions = { ...sampleAppOptionsFromEnv(env), ...overrides };
   const modelOptions = modelServiceOptionsFromEnv(env);
   const modelStarted = !env.MODEL_SERVICE_URL && overrides.modelServiceUrl === undefined;
@@ -54,7 +56,7 @@ export async function startSample({ env = process.env, overrides = {}, log }: St
   // the servers and the model service start side by side: they are independent
   const [brokers, model] = await Promise.allSettled([
     startSampleBrokers({ env, log }),
-    modelStarted ? startModelService({ ...modelOptions, host: '127.0.0.1', log }) : Promise.resolve(undefined),
+    modelStarted ? startModelService({ ...modelOptions, host: '127.0.0.1', log: modelLog }) : Promise.resolve(undefined),
   ]);
   const stopStarted = async (app?: INestApplication) => {
     if (app) await withTimeout(app.close(), CLOSE_TIMEOUT_MS);
