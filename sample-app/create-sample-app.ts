@@ -1,7 +1,7 @@
 import type { INestApplication } from '@nestjs/common';
 import type { Server } from 'node:http';
 import { NestFactory } from '@nestjs/core';
-import { Transport, type MicroserviceOptions } from '@nestjs/microservices';
+import type { MicroserviceOptions } from '@nestjs/microservices';
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { PROBLEM_JSON_CONTENT_TYPE } from 'nest-resilience';
 import { Logger } from 'nestjs-pino';
@@ -48,6 +48,7 @@ export async function createSampleApp(
   app.useLogger(app.get(Logger));
   if (shutdownHooks) app.enableShutdownHooks();
   if (options.natsUrl) {
+    const { Transport } = await import('@nestjs/microservices');
     // inheritAppConfig: the app's global pipe and filters apply to the consumer too
     app.connectMicroservice<MicroserviceOptions>({ transport: Transport.NATS, options: { servers: [options.natsUrl] } }, { inheritAppConfig: true });
   }

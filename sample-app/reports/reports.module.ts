@@ -1,4 +1,3 @@
-import { BullModule } from '@nestjs/bullmq';
 import { Module, type DynamicModule } from '@nestjs/common';
 import { TypeOrmModule } from '@nestjs/typeorm';
 import { ResilientHttpModule } from 'nest-resilience/http';
@@ -11,7 +10,6 @@ import { MODEL_HTTP_CLIENT, ModelClient } from './model-client.js';
 import { PreviewController } from './preview.controller.js';
 import { Report } from './report.entity.js';
 import { ReportGenerator } from './report-generator.service.js';
-import { BullReportQueue, REPORT_JOBS_QUEUE, ReportJobProcessor } from './report-jobs.js';
 import { InProcessReportQueue, ReportQueue } from './report-queue.service.js';
 import { LeaseReportsController, ReportsController } from './reports.controller.js';
 import { ReportsService } from './reports.service.js';
@@ -53,19 +51,24 @@ export class ReportsModule {
    * runs as BullMQ jobs on that Redis (else in process); `natsUrl`: "report ready" events go over
    * that NATS (else straight to the recorder).
    */
-  static register({ transactional, queueRedisUrl, natsUrl }: { transactional: boolean; queueRedisUrl?: string; natsUrl?: string }): DynamicModule {
-    const queue = queueRedisUrl
-      ? {
-          imports: [BullModule.forRoot({ connection: redisConnection(queueRedisUrl) }), BullModule.registerQueue({ name: REPORT_JOBS_QUEUE })],
-          providers: [ReportJobProcessor, { provide: ReportQueue, useClass: BullReportQueue }],
-        }
-      : { imports: [], providers: [{ provide: ReportQueue, useClass: InProcessReportQueue }] };
+  static async register({ transactional, queueRedisUrl, natsUrl }: { transactional: boolean; queueRedisUrl?: string; natsUrl?: string }): Promise<DynamicModule> {
+    // BullMQ is loaded only when it is used: it adds about a second to the start-up on a small machine
+    const queue = queueRedisUrl ? await bullQueue(queueRedisUrl) : { imports: [], providers: [{ provide: ReportQueue, useClass: InProcessReportQueue }] };
     return {
       module: ReportsModule,
-      imports: [...queue.imports, ReportEventsModule.register({ natsUrl })],
+      imports: [...(queue.imports ?? []), await ReportEventsModule.register({ natsUrl })],
       controllers: [transactional ? ReportsController : LeaseReportsController],
       providers: queue.providers,
       exports: [ReportQueue],
     };
   }
+}
+
+/** The BullMQ queue of the reports and its processor, on `url`. */
+async function bullQueue(url: string): Promise<Pick<DynamicModule, 'imports' | 'providers'>> {
+  const [{ BullModule }, { BullReportQueue, REPORT_JOBS_QUEUE, ReportJobProcessor }] = await Promise.all([import('@nestjs/bullmq'), import('./report-jobs.js')]);
+  return {
+    imports: [BullModule.forRoot({ connection: redisConnection(url) }), BullModule.registerQueue({ name: REPORT_JOBS_QUEUE })],
+    providers: [ReportJobProcessor, { provide: ReportQueue, useClass: BullReportQueue }],
+  };
 }
