@@ -16,6 +16,7 @@ import { lastValueFrom } from 'rxjs';
 import { DataSource } from 'typeorm';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findServerBinary } from '../../../sample-app/brokers/sample-brokers.js';
+import { runDemo } from '../../../sample-app/demo.js';
 import { startModelService, type ModelService } from '../../../sample-app/model-service/model-service.js';
 import { REPORT_READY_PATTERN, reportReadyEventId, type ReportReadyMessage } from '../../../sample-app/report-events/report-ready.js';
 import { ReportReadyPublisher } from '../../../sample-app/report-events/report-ready.publisher.js';
@@ -224,6 +225,39 @@ describe('sample app consumers (startSample, as `npm start`)', () => {
       await other.sample.close();
       expect(await Promise.all(ports.map(listening))).toEqual([false, false]);
     }, 60_000);
+  });
+
+  describe.skipIf(!haveServers)('npm run demo, with reports as BullMQ jobs', () => {
+    let demoModel: ModelService;
+    let sample: RunningSample;
+
+    beforeAll(async () => {
+      demoModel = await startModelService({ port: 0, log: () => undefined });
+      sample = await startSample({
+        env: sampleEnv(join(dir, 'demo.sqlite'), demoModel, process.env.PATH),
+        log: () => undefined,
+        overrides: { logLevel: 'silent', generation: { totalMs: 1_500, attemptMs: 400 }, breaker: { breakDurationMs: 500 } },
+      });
+    }, 60_000);
+
+    afterAll(async () => {
+      await sample?.close();
+      await demoModel?.close();
+    });
+
+    it('walks every step: the report that meets the open breaker waits in the queue and completes once the model is back', async () => {
+      const lines: string[] = [];
+      const result = await runDemo({ baseUrl: sample.url, modelUrl: demoModel.url, out: (line) => lines.push(line), holdMs: 1_000, recoveryTimeoutMs: 10_000 });
+      expect(result.rows.filter((row) => !row.ok), lines.join('\n')).toEqual([]);
+      const output = lines.join('\n');
+      expect(output).toContain('reports as BullMQ jobs');
+      expect(result.rows.map((row) => [row.request, row.expected])).toEqual(
+        expect.arrayContaining([
+          ['POST /reports  (again)', 'processing (waits)'],
+          ['(the job that waited)', 'completed'],
+        ]),
+      );
+    }, 90_000);
   });
 
   describe('without redis-server and nats-server (a PATH without them)', () => {
