@@ -55,13 +55,16 @@ const NATS: ServerKind = {
  */
 export async function startSampleBrokers({ env = process.env, log }: { env?: NodeJS.ProcessEnv; log: (line: string) => void }): Promise<SampleBrokers> {
   const [redis, nats] = await Promise.all([obtain(REDIS, env), obtain(NATS, env)]);
-  const missing = [redis, nats].flatMap((server) => ('missing' in server ? [server.missing] : []));
+  const missing = [redis, nats].filter((server) => 'missing' in server);
   if (missing.length > 0) {
-    const fallbacks = [
+    const instead = [
       'missing' in redis ? 'reports are generated in process instead of as BullMQ jobs' : undefined,
       'missing' in nats ? '"report ready" events are recorded directly instead of over NATS (still once per event)' : undefined,
     ].filter(Boolean);
-    log(`${missing.join('; ')}: ${fallbacks.join(', and ')}. Install ${[redis, nats].flatMap((server) => ('missing' in server ? [server.kind.names[0]] : [])).join(' and ')} or set ${[redis, nats].flatMap((server) => ('missing' in server ? [server.kind.urlVar] : [])).join(' / ')} for the real consumers.`);
+    log(
+      `${missing.map((server) => server.missing).join('; ')}: ${instead.join(', and ')}. ` +
+        `Install ${missing.map((server) => server.kind.names[0]).join(' and ')} or set ${missing.map((server) => server.kind.urlVar).join(' / ')} for the real consumers.`,
+    );
   }
   const started = [redis, nats].flatMap((server) => ('throwaway' in server && server.throwaway ? [server.throwaway] : []));
   return {
@@ -74,6 +77,7 @@ export async function startSampleBrokers({ env = process.env, log }: { env?: Nod
   };
 }
 
+/** A server to use (`url`), or why there is none (`missing`: one clause of the fallback line). */
 type Obtained =
   | { kind: ServerKind; url: string; source: string; throwaway?: Throwaway }
   | { kind: ServerKind; missing: string };

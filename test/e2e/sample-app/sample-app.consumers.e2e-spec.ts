@@ -8,7 +8,6 @@ import { ClientProxyFactory, Transport, type ClientProxy } from '@nestjs/microse
 import type { Queue } from 'bullmq';
 import { randomUUID } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { ResilienceEvents, type ResilienceEvent } from 'nest-resilience';
@@ -22,6 +21,7 @@ import { REPORT_READY_PATTERN, reportReadyEventId, type ReportReadyMessage } fro
 import { ReportReadyPublisher } from '../../../sample-app/report-events/report-ready.publisher.js';
 import { REPORT_JOBS_QUEUE } from '../../../sample-app/reports/report-jobs.js';
 import { startSample, type RunningSample } from '../../../sample-app/start-sample.js';
+import { listening } from '../../support/net.js';
 
 const redisServer = findServerBinary({ binVar: 'REDIS_SERVER', names: ['redis-server', 'valkey-server'] }, process.env);
 const natsServer = findServerBinary({ binVar: 'NATS_SERVER', names: ['nats-server'] }, process.env);
@@ -40,18 +40,6 @@ async function eventually<T>(read: () => Promise<T>, done: (value: T) => boolean
     if (Date.now() > end) throw new Error(`still not there after ${timeoutMs} ms: ${JSON.stringify(value)}`);
     await new Promise((resolve) => setTimeout(resolve, 25));
   }
-}
-
-/** Whether something accepts TCP connections on 127.0.0.1:`port`. */
-function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
 }
 
 /** The sample's settings in a test: no REDIS_URL / NATS_URL (it starts its own), a loopback port, its own SQLite file. */

@@ -5,13 +5,14 @@
 // (test/e2e/sample-app/sample-app.consumers.e2e-spec.ts); this covers the process and its signals.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { findServerBinary } from '../../../sample-app/brokers/sample-brokers.js';
+import { freePort } from '../../../scripts/postgres.mjs';
 import { requireBuilt } from '../../fixtures/spawn-app.js';
+import { listening } from '../../support/net.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
 const MAIN = join(root, 'build/sample-app/main.js');
@@ -20,28 +21,6 @@ const haveServers = Boolean(
     findServerBinary({ binVar: 'NATS_SERVER', names: ['nats-server'] }, process.env),
 );
 if (!haveServers) console.warn('SKIPPED npm start with its own redis-server and nats-server: a binary is not installed.');
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-function listening(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 interface Started {
   child: ChildProcess;
