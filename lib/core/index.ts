@@ -29,6 +29,21 @@ export { BulkheadPolicy } from './bulkhead.policy.js';
 export { FallbackPolicy, fallbackCauseOf } from './fallback.policy.js';
 export { PolicyRegistry, type PolicyRegistryOptions } from './policy-registry.js';
 export {
+  LocalRateLimiter,
+  RateLimitedError,
+  resolveRate,
+  resolveRateLimit,
+  type RateLimiter,
+  type RateLimitOptions,
+  type RateLimitPermit,
+  type RateLimitRefusal,
+  type RateOptions,
+  type ResolvedRate,
+  type SharedRateLimitAnswer,
+  type SharedRateLimitBackend,
+} from './rate-limiter.js';
+export { SharedRateLimiter } from './shared-rate-limiter.js';
+export {
   DEFAULT_SHARED_STATE_FLUSH_INTERVAL,
   DEFAULT_SHARED_STATE_MAX_WAIT,
   DEFAULT_SHARED_STATE_RECOVERY_INTERVAL,

@@ -2,8 +2,10 @@ import { BulkheadPolicy } from './bulkhead.policy.js';
 import { CircuitBreakerPolicy, type CircuitBreakerSnapshot } from './circuit-breaker.policy.js';
 import type { BulkheadOptions, CircuitBreakerOptions, RetryBudgetOptions } from './options.js';
 import type { PolicyEnvironment } from './policy.js';
+import { LocalRateLimiter, resolveRateLimit, type RateLimiter, type RateLimitOptions } from './rate-limiter.js';
 import { RetryBudget } from './retry-budget.js';
 import { requireSharedState, SharedRetryBudget, SharedStateGuard, type RetryPermits, type SharedPolicyState } from './shared-policy-state.js';
+import { SharedRateLimiter } from './shared-rate-limiter.js';
 import { resolveRetryBudgetOptions } from './validate.js';
 
 /**
@@ -84,6 +86,7 @@ export class PolicyRegistry {
   private readonly bulkheads: LruMap<BulkheadPolicy>;
   private readonly budgets: LruMap<RetryBudget>;
   private readonly sharedBudgets: LruMap<SharedRetryBudget>;
+  private readonly rateLimiters: LruMap<RateLimiter>;
   private readonly shared: SharedStateGuard | undefined;
 
   constructor(
@@ -99,6 +102,8 @@ export class PolicyRegistry {
     this.bulkheads = new LruMap(maxKeys, (bulkhead) => bulkhead.active === 0 && bulkhead.queued === 0);
     this.budgets = new LruMap(maxKeys);
     this.sharedBudgets = new LruMap(maxKeys);
+    // a limiter still paused by a Retry-After is kept while any other can go
+    this.rateLimiters = new LruMap(maxKeys, (limiter) => limiter.pausedUntil === undefined);
     this.shared = options.sharedState === undefined ? undefined : new SharedStateGuard(options.sharedState, env);
   }
 
@@ -142,6 +147,30 @@ export class PolicyRegistry {
       const { shared: _shared, ...numbers } = window;
       return new SharedRetryBudget(this.retryBudget(key, options), shared!.backend.retryBudget(key, numbers), shared!, key);
     });
+  }
+
+  /**
+   * The rate limiter of `key`, created with `options` on first use: an in-process token bucket, or
+   * with `options.shared` one bucket for every instance on the shared state backend (its
+   * `fallback` bucket decides here while the backend is down or slow).
+   * @throws ResilienceConfigError when the options can never work, or `options.shared` is set and no
+   * shared state backend with a `rateLimiter()` is configured.
+   */
+  rateLimiter(key: string, options: RateLimitOptions): RateLimiter {
+    return this.rateLimiters.getOrCreate(key, () => {
+      const where = `The rate limit "${key}"`;
+      const { rate, fallback } = resolveRateLimit(options, where);
+      requireSharedState({ rateLimit: options }, where, this.shared?.backend);
+      const local = new LocalRateLimiter(this.env.clock, fallback);
+      if (options.shared !== true) return local;
+      const shared = this.shared!;
+      return new SharedRateLimiter(key, local, shared.backend.rateLimiter!(key, rate), shared);
+    });
+  }
+
+  /** The rate limiter of `key` if one exists (does not create one or refresh its recency). */
+  findRateLimiter(key: string): RateLimiter | undefined {
+    return this.rateLimiters.get(key);
   }
 
   /** Stops the shared state's background work (recovery pings) and releases every shared breaker. */

@@ -11,6 +11,7 @@ import type { PipelineSpec } from '../core/options.js';
 import { createPipeline, type Pipeline } from '../core/pipeline.js';
 import type { PolicyEnvironment } from '../core/policy.js';
 import { PolicyRegistry } from '../core/policy-registry.js';
+import { LocalRateLimiter, resolveRateLimit } from '../core/rate-limiter.js';
 import { systemRandom } from '../core/random.js';
 import { retryAfterMsOf } from '../core/retry-after.js';
 import { requireSharedState } from '../core/shared-policy-state.js';
@@ -116,7 +117,7 @@ export class HttpClient {
     this.registry = dependencies.registry ?? new PolicyRegistry(this.env);
     this.spec = resolveClientSpec(name, options, dependencies);
     validateClientOptions(name, options);
-    requireSharedState(this.spec, `The HTTP client "${name}"`, this.registry.sharedState);
+    requireSharedState({ ...this.spec, rateLimit: options.rateLimit }, `The HTTP client "${name}"`, this.registry.sharedState);
     // one validation at construction: a bad combination fails at start-up, not on the first call.
     // Its throwaway registry has no backend, so shared state is left out: checked above, and building
     // it would subscribe to the backend for a breaker no call ever uses.
@@ -384,13 +385,23 @@ export class HttpClient {
         key,
         retrying: createPipeline({ key, ...this.spec }, this.env, this.registry),
         single: retry === undefined ? createPipeline({ key, ...this.spec }, this.env, this.registry) : createPipeline({ key, ...withoutRetry }, this.env, this.registry),
-        gate: new OriginGate(this.env.clock, this.options.rateLimit || undefined),
+        gate: new OriginGate(this.env.clock, this.rateLimiterOf(key)),
       };
       this.origins.set(origin, pipelines);
       // calls to absolute URLs could name any number of origins: keep the most recent ones
       if (this.origins.size > MAX_ORIGINS) this.origins.delete(this.origins.keys().next().value!);
     }
     return pipelines;
+  }
+
+  /**
+   * The rate limit and pause of one origin: the registry's shared limiter with `rateLimit.shared`
+   * (one per key for every instance), else a bucket of this client's own.
+   */
+  private rateLimiterOf(key: string) {
+    const { rateLimit } = this.options;
+    if (rateLimit && rateLimit.shared === true) return this.registry.rateLimiter(key, rateLimit);
+    return new LocalRateLimiter(this.env.clock, rateLimit ? resolveRateLimit(rateLimit, `The HTTP client "${this.name}"`).rate : undefined);
   }
 
   private headersOf(options: HttpRequestOptions, method: HttpMethod, route: string): Record<string, string> {
