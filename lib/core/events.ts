@@ -15,6 +15,7 @@ export type ResilienceEventName =
   | 'breaker_closed'
   | 'breaker_rejected'
   | 'bulkhead_rejected'
+  | 'rate_limited'
   | 'fallback_used'
   | 'idempotency_executed'
   | 'idempotency_replayed'

@@ -1,3 +1,4 @@
+import type { RateLimitOptions } from './rate-limiter.js';
 import type { PolicyContext } from './policy.js';
 import type { Random } from './random.js';
 
@@ -341,6 +342,8 @@ export interface PipelineSpec {
   readonly timeout?: TimeoutOptions;
   readonly retry?: RetryOptions;
   readonly circuitBreaker?: CircuitBreakerOptions;
+  /** Outgoing rate limit of the key: each attempt waits for its turn (`@RateLimit()`). */
+  readonly rateLimit?: RateLimitOptions;
 }
 
 /** Why a breaker opened (`detail` of `breaker_opened`). @publicApi */

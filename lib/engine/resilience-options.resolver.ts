@@ -2,12 +2,14 @@ import { systemClock } from '../core/clock.js';
 import { DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_MAX_POLICY_KEYS, DEFAULT_TOTAL_TIMEOUT_MS } from '../core/defaults.js';
 import { ResilienceConfigError } from '../core/errors.js';
 import type { BulkheadOptions, CircuitBreakerOptions, PipelineSpec, RetryOptions, TimeoutOptions } from '../core/options.js';
+import type { RateLimitOptions } from '../core/rate-limiter.js';
 import { systemRandom } from '../core/random.js';
 import { requireSharedState } from '../core/shared-policy-state.js';
 import { validatePipelineSpec } from '../core/validate.js';
 import type {
   BulkheadDecoratorOptions,
   CircuitBreakerDecoratorOptions,
+  RateLimitDecoratorOptions,
   FallbackMetadata,
   NamedFallbackOptions,
   NamedPolicyOptions,
@@ -22,6 +24,7 @@ import {
   BULKHEAD_METADATA,
   CIRCUIT_BREAKER_METADATA,
   FALLBACK_METADATA,
+  RATE_LIMIT_METADATA,
   RETRYABLE_METADATA,
   TIMEOUT_METADATA,
   USE_POLICY_METADATA,
@@ -129,7 +132,7 @@ function validateNamedPolicy(options: ResolvedResilienceOptions, name: string, p
       );
     }
   }
-  const referenced = policy.retry?.policy ?? policy.circuitBreaker?.policy ?? policy.bulkhead?.policy;
+  const referenced = policy.retry?.policy ?? policy.circuitBreaker?.policy ?? policy.bulkhead?.policy ?? policy.rateLimit?.policy;
   if (referenced !== undefined) {
     throw new ResilienceConfigError(
       `The named policy "${name}" refers to the policy "${referenced}". Named policies cannot refer to each other; copy the options instead.`,
@@ -176,6 +179,7 @@ export interface ResolvedTargetPolicy {
   readonly retry?: RetryOptions;
   readonly circuitBreaker?: CircuitBreakerOptions;
   readonly bulkhead?: BulkheadOptions;
+  readonly rateLimit?: RateLimitOptions;
   readonly fallback?: FallbackMetadata;
   /** `@Retryable({ allowNonIdempotentMethod: true })`. */
   readonly allowNonIdempotentMethod: boolean;
@@ -189,6 +193,7 @@ export const RESILIENCE_METADATA_KEYS: readonly string[] = [
   RETRYABLE_METADATA,
   CIRCUIT_BREAKER_METADATA,
   BULKHEAD_METADATA,
+  RATE_LIMIT_METADATA,
   FALLBACK_METADATA,
   USE_POLICY_METADATA,
 ];
@@ -236,7 +241,7 @@ function partLayers<T extends { policy?: string }>(
   options: ResolvedResilienceOptions,
   metadata: TargetMetadata,
   key: string,
-  part: 'retry' | 'circuitBreaker' | 'bulkhead',
+  part: 'retry' | 'circuitBreaker' | 'bulkhead' | 'rateLimit',
   decoratorName: string,
 ): Array<PartLayer<T>> {
   const layers: Array<PartLayer<T>> = [];
@@ -289,6 +294,10 @@ export function resolveTargetPolicy(options: ResolvedResilienceOptions, metadata
     ? merge<CircuitBreakerDecoratorOptions>(options.circuitBreaker, usePolicy?.circuitBreaker, ...breakerLayers.map((l) => l.value))
     : undefined;
 
+  const rateLimitLayers = partLayers<RateLimitDecoratorOptions>(options, metadata, RATE_LIMIT_METADATA, 'rateLimit', 'RateLimit');
+  const rateLimitMerged =
+    usePolicy?.rateLimit !== undefined || rateLimitLayers.length > 0 ? merge<RateLimitDecoratorOptions>(usePolicy?.rateLimit, ...rateLimitLayers.map((l) => l.value)) : undefined;
+
   const bulkheadOn = usePolicy?.bulkhead !== undefined || bulkheadLayers.length > 0;
   const bulkheadMerged = bulkheadOn
     ? merge<BulkheadDecoratorOptions>(options.bulkhead, usePolicy?.bulkhead, ...bulkheadLayers.map((l) => l.value))
@@ -306,7 +315,7 @@ export function resolveTargetPolicy(options: ResolvedResilienceOptions, metadata
 
   const keySetting = breakerMerged?.key;
   const referencedPolicy =
-    usePolicyName ?? [...retryLayers, ...breakerLayers, ...bulkheadLayers].reverse().find((layer) => layer.policyName)?.policyName;
+    usePolicyName ?? [...retryLayers, ...breakerLayers, ...bulkheadLayers, ...rateLimitLayers].reverse().find((layer) => layer.policyName)?.policyName;
   const key = typeof keySetting === 'string' ? keySetting : (referencedPolicy ?? where);
 
   const rejectStatus = bulkheadMerged?.rejectStatus ?? 503;
@@ -327,6 +336,7 @@ export function resolveTargetPolicy(options: ResolvedResilienceOptions, metadata
     retry: retryMerged ? stripRetry(retryMerged) : undefined,
     circuitBreaker: breakerMerged ? stripBreaker(breakerMerged) : undefined,
     bulkhead: bulkheadMerged ? stripBulkhead(bulkheadMerged) : undefined,
+    rateLimit: rateLimitMerged ? stripPolicy(rateLimitMerged) : undefined,
     fallback: fallback ?? (usePolicy?.fallback ? namedFallback(usePolicy.fallback) : undefined),
     allowNonIdempotentMethod: retryMerged?.allowNonIdempotentMethod === true,
     bulkheadRejectStatus: rejectStatus,
@@ -345,6 +355,7 @@ export function specWithoutFallback(target: ResolvedTargetPolicy, key: string = 
     ...(target.retry ? { retry: target.retry } : {}),
     ...(target.circuitBreaker ? { circuitBreaker: target.circuitBreaker } : {}),
     ...(target.bulkhead ? { bulkhead: target.bulkhead } : {}),
+    ...(target.rateLimit ? { rateLimit: target.rateLimit } : {}),
   };
 }
 
@@ -363,6 +374,11 @@ function stripRetry(options: RetryableOptions): RetryOptions {
 function stripBreaker(options: CircuitBreakerDecoratorOptions): CircuitBreakerOptions {
   const { key: _key, policy: _policy, ...breaker } = options;
   return breaker;
+}
+
+function stripPolicy<T extends { readonly policy?: string }>(options: T): Omit<T, 'policy'> {
+  const { policy: _policy, ...rest } = options;
+  return rest;
 }
 
 function stripBulkhead(options: BulkheadDecoratorOptions): BulkheadOptions {

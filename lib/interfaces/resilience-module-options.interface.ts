@@ -10,6 +10,7 @@ import type {
 } from '../core/options.js';
 import type { Random } from '../core/random.js';
 import type { SharedPolicyState } from '../core/shared-policy-state.js';
+import type { RateLimitOptions } from '../core/rate-limiter.js';
 import type { IdempotencyModuleOptions } from '../core/idempotency/idempotency-options.interface.js';
 import type { ResilienceObservabilityOptions } from '../observability/observability-options.interface.js';
 
@@ -141,6 +142,15 @@ export type NamedFallbackOptions = FallbackDecoratorOptions &
   );
 
 /**
+ * Options of `@RateLimit()`.
+ * @publicApi
+ */
+export interface RateLimitDecoratorOptions extends RateLimitOptions {
+  /** Start from this named policy's `rateLimit` (`@RateLimit('llm')`); these options win. */
+  readonly policy?: string;
+}
+
+/**
  * One named policy of `forRoot({ policies })`, selected with `@UsePolicy('name')` or
  * `@Retryable('name')`. Route and class decorators override its fields.
  * @publicApi
@@ -154,6 +164,8 @@ export interface NamedPolicyOptions {
   readonly circuitBreaker?: CircuitBreakerDecoratorOptions;
   /** Bulkhead options; presence turns the bulkhead on. */
   readonly bulkhead?: BulkheadDecoratorOptions;
+  /** Outgoing rate limit; presence turns it on (`@RateLimit()`). */
+  readonly rateLimit?: RateLimitDecoratorOptions;
   /** Fallback value, factory or provider class; presence turns the fallback on. */
   readonly fallback?: NamedFallbackOptions;
 }

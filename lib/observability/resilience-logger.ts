@@ -15,7 +15,7 @@ import { ResilienceEvents } from './resilience-events.js';
  * | level | events |
  * |---|---|
  * | `error` | `idempotency_store_error` (the store is unreachable: requests fail closed) |
- * | `warn` | `give_up`, `attempt_timeout`, `deadline_exceeded`, `breaker_opened`, `bulkhead_rejected`, `budget_exhausted`, `idempotency_mismatch`, `idempotency_takeover`, `idempotency_lock_lost`, `shared_state_unavailable` (once per outage: shared policies use in-process state) |
+ * | `warn` | `give_up`, `attempt_timeout`, `deadline_exceeded`, `breaker_opened`, `bulkhead_rejected`, `rate_limited` (a `@RateLimit()` turn past the deadline), `budget_exhausted`, `idempotency_mismatch`, `idempotency_takeover`, `idempotency_lock_lost`, `shared_state_unavailable` (once per outage: shared policies use in-process state) |
  * | `log` (info) | `retry`, `breaker_half_opened`, `breaker_closed`, `fallback_used`, `idempotency_replayed`, `idempotency_conflict`, `shared_state_recovered` |
  * | `debug` | `breaker_rejected` (one per rejected call while open: the `breaker_opened` warning already said it), `idempotency_executed`, `idempotency_rejected`, `idempotency_released`, `idempotency_evicted` (one per record the bounded in-memory store evicts; the store warns once when it starts), `idempotency_response_not_kept` (one per response whose body was not kept; a warning names the route once) |
  * | never | `attempt_end` (one per attempt: metrics only) |
@@ -35,6 +35,7 @@ export const DEFAULT_EVENT_LOG_LEVELS: Readonly<Record<ResilienceEventName, Resi
   breaker_closed: 'log',
   breaker_rejected: 'debug',
   bulkhead_rejected: 'warn',
+  rate_limited: 'warn',
   fallback_used: 'log',
   idempotency_executed: 'debug',
   idempotency_replayed: 'log',
@@ -141,6 +142,8 @@ function describeEvent(e: ResilienceEvent): string {
       return `Circuit breaker ${e.policy} is open; call rejected`;
     case 'bulkhead_rejected':
       return `Bulkhead ${e.policy} is full; call rejected`;
+    case 'rate_limited':
+      return `Rate limit ${e.policy} refused a call: its turn ${e.detail === 'halted' ? "(after the dependency's Retry-After pause) " : ''}came ${e.delayMs ?? '?'} ms later, past its deadline`;
     case 'fallback_used':
       return `${e.policy} answered with its fallback${cause}`;
     case 'idempotency_executed':

@@ -79,6 +79,7 @@ const DEFAULT_OUTCOMES: Readonly<Record<ResilienceEventName, string>> = {
   breaker_closed: 'closed',
   breaker_rejected: 'rejected',
   bulkhead_rejected: 'rejected',
+  rate_limited: 'rejected',
   fallback_used: 'fallback',
   idempotency_executed: 'executed',
   idempotency_replayed: 'replayed',
