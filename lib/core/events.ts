@@ -29,7 +29,9 @@ export type ResilienceEventName =
   | 'idempotency_evicted'
   | 'idempotency_response_not_kept'
   | 'shared_state_unavailable'
-  | 'shared_state_recovered';
+  | 'shared_state_recovered'
+  | 'options_reloaded'
+  | 'options_reload_refused';
 
 /**
  * One event. `event` names it; the other fields are present when they apply.

@@ -19,6 +19,7 @@ import {
   resolveTargetPolicy,
   specWithoutFallback,
   type ResolvedTargetPolicy,
+  type TargetMetadata,
 } from './resilience-options.resolver.js';
 import type { AttemptWrapper } from './pipeline-call.js';
 
@@ -35,7 +36,9 @@ export class ResiliencePipelines {
   /** Pipelines of per-call keys (`key` option as a function), least recently used first. */
   private readonly pipelines = new Map<string, Pipeline>();
   /** The pipeline of each target's own key: one lookup on the request path. */
-  private readonly defaultPipelines = new WeakMap<ResolvedTargetPolicy, Pipeline>();
+  private defaultPipelines = new WeakMap<ResolvedTargetPolicy, Pipeline>();
+  /** Every decorated target resolved so far, with what it was read from: re-resolved by a reload. */
+  private readonly known: Array<{ readonly metadata: TargetMetadata & { readonly handler: Function }; readonly target: ResolvedTargetPolicy }> = [];
   private readonly fallbackProviders = new Map<Type<FallbackProvider>, Promise<FallbackProvider>>();
   private nextTargetId = 1;
 
@@ -65,10 +68,43 @@ export class ResiliencePipelines {
     const cached = byClass.get(classRef);
     if (cached !== undefined) return cached ?? undefined;
     // the name is read only here: a function's `name` is a slow accessor on every request
-    const metadata = readTargetMetadata(classRef, handler, methodName ?? handler.name);
+    const metadata = { ...readTargetMetadata(classRef, handler, methodName ?? handler.name), handler };
     const target = isDecorated(metadata) ? resolveTargetPolicy(this.options, metadata) : undefined;
     byClass.set(classRef, target ?? null);
+    if (target !== undefined) this.known.push({ metadata, target });
     return target;
+  }
+
+  /** The handler a known target was read from (by class and method name), if any. */
+  handlerOf(className: string, methodName: string): Function | undefined {
+    return this.known.find(({ metadata }) => metadata.className === className && metadata.methodName === methodName)?.metadata.handler;
+  }
+
+  /**
+   * Every decorated target resolved against `options` (a reload's), each with the spec it would
+   * run with, without changing anything.
+   * @throws ResilienceConfigError naming the target and the fix, as at start-up.
+   */
+  resolveAll(options: ResolvedResilienceOptions): Array<{ readonly current: ResolvedTargetPolicy; readonly next: ResolvedTargetPolicy }> {
+    return this.known.map(({ metadata, target }) => ({ current: target, next: resolveTargetPolicy(options, metadata) }));
+  }
+
+  /**
+   * Switches every target to its reloaded settings at once (resolved by {@link resolveAll}): each
+   * target object is updated in place (callers holding it see the new settings), the pipelines are
+   * rebuilt from them, and the registry's policies take their new options keeping their state
+   * (`PolicyRegistry.reconfigure`). Per-call keys rebuild their pipeline on their next call.
+   */
+  apply(options: ResolvedResilienceOptions, resolved: ReadonlyArray<{ readonly current: ResolvedTargetPolicy; readonly next: ResolvedTargetPolicy }>): void {
+    Object.assign(this.options as object, options);
+    for (const { current, next } of resolved) {
+      for (const field of Object.keys(current)) if (!(field in next)) delete (current as unknown as Record<string, unknown>)[field];
+      Object.assign(current, next);
+    }
+    this.registry.reconfigure();
+    this.defaultPipelines = new WeakMap();
+    this.pipelines.clear();
+    for (const { current } of resolved) if (!current.keyFn) this.pipelineFor(current);
   }
 
   /** The core spec of `target` for `key`, its fallback (if any) wired to DI and the call's arguments. */

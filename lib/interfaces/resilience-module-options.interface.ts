@@ -228,7 +228,34 @@ export interface ResilienceModuleOptions extends ResilienceObservabilityOptions 
    * ResilienceModule.forRoot({ sharedState: new RedisPolicyState({ client: new Redis(process.env.REDIS_URL) }) })
    */
   readonly sharedState?: SharedPolicyState;
+  /**
+   * A source of new options applied without a restart, each value as with
+   * `ResilienceService.reload()` (an RxJS Observable, or anything with such a `subscribe`): a
+   * configuration watcher, a feature-flag stream. Subscribed once the application has started,
+   * unsubscribed at shutdown. An invalid value is refused (`options_reload_refused`, logged) and the
+   * options in force stay.
+   * @default undefined
+   * @example
+   * ResilienceModule.forRootAsync({ inject: [ConfigWatcher], useFactory: (watcher: ConfigWatcher) => ({ ...watcher.current(), reloads: watcher.changes$ }) })
+   */
+  readonly reloads?: OptionsSource;
 }
+
+/**
+ * Something that pushes new options: an RxJS `Observable<ResilienceModuleOptions>` fits.
+ * @publicApi
+ */
+export interface OptionsSource {
+  subscribe(next: (options: ReloadableResilienceOptions) => void): { unsubscribe(): void };
+}
+
+/**
+ * The options `ResilienceService.reload()` accepts: every module option that decides how calls run.
+ * Infrastructure chosen at start-up (clock, randomness, shared state, idempotency store, error
+ * mapper, key limit, telemetry, logging, the source of reloads) needs a restart.
+ * @publicApi
+ */
+export type ReloadableResilienceOptions = Pick<ResilienceModuleOptions, 'enabled' | 'retry' | 'timeout' | 'circuitBreaker' | 'bulkhead' | 'policies' | 'problemTypeBase'>;
 
 /**
  * The module options after defaults were merged and validated (inject with

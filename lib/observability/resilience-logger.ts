@@ -15,8 +15,8 @@ import { ResilienceEvents } from './resilience-events.js';
  * | level | events |
  * |---|---|
  * | `error` | `idempotency_store_error` (the store is unreachable: requests fail closed) |
- * | `warn` | `give_up`, `attempt_timeout`, `deadline_exceeded`, `breaker_opened`, `bulkhead_rejected`, `rate_limited` (a `@RateLimit()` turn past the deadline), `budget_exhausted`, `idempotency_mismatch`, `idempotency_takeover`, `idempotency_lock_lost`, `shared_state_unavailable` (once per outage: shared policies use in-process state) |
- * | `log` (info) | `retry`, `breaker_half_opened`, `breaker_closed`, `fallback_used`, `idempotency_replayed`, `idempotency_conflict`, `shared_state_recovered` |
+ * | `warn` | `give_up`, `attempt_timeout`, `deadline_exceeded`, `breaker_opened`, `bulkhead_rejected`, `rate_limited` (a `@RateLimit()` turn past the deadline), `budget_exhausted`, `idempotency_mismatch`, `idempotency_takeover`, `idempotency_lock_lost`, `shared_state_unavailable` (once per outage: shared policies use in-process state), `options_reload_refused` |
+ * | `log` (info) | `retry`, `breaker_half_opened`, `breaker_closed`, `fallback_used`, `idempotency_replayed`, `idempotency_conflict`, `shared_state_recovered`, `options_reloaded` |
  * | `debug` | `breaker_rejected` (one per rejected call while open: the `breaker_opened` warning already said it), `idempotency_executed`, `idempotency_rejected`, `idempotency_released`, `idempotency_evicted` (one per record the bounded in-memory store evicts; the store warns once when it starts), `idempotency_response_not_kept` (one per response whose body was not kept; a warning names the route once) |
  * | never | `attempt_end` (one per attempt: metrics only) |
  *
@@ -50,6 +50,8 @@ export const DEFAULT_EVENT_LOG_LEVELS: Readonly<Record<ResilienceEventName, Resi
   idempotency_response_not_kept: 'debug',
   shared_state_unavailable: 'warn',
   shared_state_recovered: 'log',
+  options_reloaded: 'log',
+  options_reload_refused: 'warn',
 });
 
 /**
@@ -172,6 +174,10 @@ function describeEvent(e: ResilienceEvent): string {
       return `Shared policy state is unreachable (first noticed on ${e.policy}); each instance uses its own state until it answers again${e.cause ? `, caused by ${e.cause}` : ''}`;
     case 'shared_state_recovered':
       return 'Shared policy state answers again; shared policies use it again';
+    case 'options_reloaded':
+      return `Resilience options reloaded${e.detail ? ` (${e.detail})` : ''}`;
+    case 'options_reload_refused':
+      return `Resilience options reload refused; the options in force stay: ${e.detail ?? ''}`;
     default:
       return `${String((e as ResilienceEvent).event)} on ${(e as ResilienceEvent).policy}`;
   }

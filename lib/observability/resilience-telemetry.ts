@@ -94,6 +94,8 @@ const DEFAULT_OUTCOMES: Readonly<Record<ResilienceEventName, string>> = {
   idempotency_response_not_kept: 'not_kept',
   shared_state_unavailable: 'unavailable',
   shared_state_recovered: 'recovered',
+  options_reloaded: 'reloaded',
+  options_reload_refused: 'refused',
 };
 
 /** Events counted by `idempotency.requests`, each a terminal outcome of one idempotent request. */
