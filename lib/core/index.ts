@@ -43,6 +43,7 @@ export {
   type SharedRateLimitBackend,
 } from './rate-limiter.js';
 export { SharedRateLimiter } from './shared-rate-limiter.js';
+export { DEFAULT_LAST_GOOD_ENTRIES, isStaleWorthy, LastGoodCache, resolveLastGood, STALE_HEADER, StaleAnswer, type LastGoodOptions } from './last-good.js';
 export {
   DEFAULT_SHARED_STATE_FLUSH_INTERVAL,
   DEFAULT_SHARED_STATE_MAX_WAIT,

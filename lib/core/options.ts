@@ -288,6 +288,8 @@ export interface FallbackOptions<T = unknown> {
    * @default ['timeout', 'circuit_open', 'bulkhead_rejected', 'retries_exhausted', 'transient']
    */
   readonly on?: Array<FallbackCause | ErrorClass> | ((error: unknown) => boolean);
+  /** Called with the result of each call that succeeded without the fallback (a last-good cache keeps it). */
+  readonly onSuccess?: (value: unknown, context: PolicyContext) => void;
 }
 
 /** {@link RetryOptions} with every default filled in. @publicApi */
@@ -327,6 +329,7 @@ export interface ResolvedBulkheadOptions {
 export interface ResolvedFallbackOptions<T = unknown> {
   readonly handler: (error: unknown, context: PolicyContext) => T | Promise<T>;
   readonly on: Array<FallbackCause | ErrorClass> | ((error: unknown) => boolean);
+  readonly onSuccess?: (value: unknown, context: PolicyContext) => void;
 }
 
 /**

@@ -10,12 +10,14 @@ import type { ResilienceContextStore } from '../context/context-frame.js';
 import { currentResilienceStore, getRequestInfo } from '../context/resilience-context.js';
 import { Cancellation } from '../core/cancellation.js';
 import { OperationAbortedError } from '../core/errors.js';
+import { STALE_HEADER, StaleAnswer } from '../core/last-good.js';
 import { AttemptSettledError } from '../core/timeout.policy.js';
 import { applyProblemHeaders, isProblemDetailsException } from '../http/problem-details.js';
 import { onClientDisconnect, rawResponseOf, requestInfoSource } from '../http/request-info.js';
 import { ResilienceErrorMapper } from '../http/resilience-error.mapper.js';
 import type { HandlerOutcome, IdempotencyExecution } from '../core/idempotency/idempotency-core.interface.js';
 import { IdempotentRoutes, type IdempotentRoutePlan } from '../idempotency/idempotent-routes.js';
+import { setResponseHeader } from '../idempotency/stored-response.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import type { ResolvedTargetPolicy } from './resilience-options.resolver.js';
@@ -191,6 +193,10 @@ export class ResilienceEngine implements MethodInvoker {
     return executePromise(pipeline, work, call).then(
       (value) => {
         stopWatching();
+        if (value instanceof StaleAnswer) {
+          setResponseHeader(response, STALE_HEADER, String(Math.floor(value.ageMs / 1000)));
+          return value.value;
+        }
         return value;
       },
       (error: unknown) => {
@@ -241,7 +247,9 @@ export class ResilienceEngine implements MethodInvoker {
     if (method.returnsObservable) {
       return executeObservable(pipeline, work, { ...call, mapError: (error) => error });
     }
-    return executePromise(pipeline, work, call);
+    const result = executePromise(pipeline, work, call);
+    // only a last-good fallback answers a StaleAnswer: other methods pay no extra promise
+    return target.fallback?.lastGood === undefined ? result : result.then((value) => (value instanceof StaleAnswer ? value.value : value));
   }
 }
 

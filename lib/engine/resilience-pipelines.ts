@@ -2,6 +2,8 @@ import { Inject, Injectable, Optional, type Type } from '@nestjs/common';
 import { ModuleRef } from '@nestjs/core';
 import { currentInFrame } from '../context/context-frame.js';
 import type { PipelineSpec } from '../core/options.js';
+import { FallbackPolicy } from '../core/fallback.policy.js';
+import { isStaleWorthy, LastGoodCache, resolveLastGood, type LastGoodOptions } from '../core/last-good.js';
 import { createPipeline, describePipeline, type Pipeline, type PipelineStage } from '../core/pipeline.js';
 import type { PolicyEnvironment } from '../core/policy.js';
 import { PolicyRegistry } from '../core/policy-registry.js';
@@ -40,6 +42,7 @@ export class ResiliencePipelines {
   /** Every decorated target resolved so far, with what it was read from: re-resolved by a reload. */
   private readonly known: Array<{ readonly metadata: TargetMetadata & { readonly handler: Function }; readonly target: ResolvedTargetPolicy }> = [];
   private readonly fallbackProviders = new Map<Type<FallbackProvider>, Promise<FallbackProvider>>();
+  private readonly lastGoodCaches = new Map<string, LastGoodCache>();
   private nextTargetId = 1;
 
   constructor(
@@ -112,13 +115,43 @@ export class ResiliencePipelines {
     const spec = specWithoutFallback(target, key);
     if (!target.fallback) return spec;
     const fallback = target.fallback;
+    const args = () => currentInFrame('callArguments') ?? [];
+    if (fallback.lastGood === undefined) {
+      return {
+        ...spec,
+        fallback: {
+          handler: (error: unknown) => this.runFallback(fallback, error, args()),
+          ...(fallback.on === undefined ? {} : { on: fallback.on }),
+        },
+      };
+    }
+    const cache = this.lastGoodCacheFor(key, fallback.lastGood, target.where);
+    const keyFn = fallback.lastGood.key;
+    const callKey = () => lastGoodKeyOf(keyFn, args());
+    // the fallback's own source decides by `on`; the last good result by isStaleWorthy
+    const own = new FallbackPolicy({ handler: () => undefined, ...(fallback.on === undefined ? {} : { on: fallback.on }) }, this.env);
+    const hasOwn = fallback.source.kind !== 'none';
     return {
       ...spec,
       fallback: {
-        handler: (error: unknown) => this.runFallback(fallback, error, currentInFrame('callArguments') ?? []),
-        ...(fallback.on === undefined ? {} : { on: fallback.on }),
+        on: (error) => (isStaleWorthy(error) && cache.get(callKey()) !== undefined) || (hasOwn && own.handles(error)),
+        handler: (error: unknown) => {
+          const stale = isStaleWorthy(error) ? cache.get(callKey()) : undefined;
+          return stale ?? this.runFallback(fallback, error, args());
+        },
+        onSuccess: (value) => cache.set(callKey(), value),
       },
     };
+  }
+
+  /** The last-good cache of one policy key (kept as long as the app). */
+  private lastGoodCacheFor(key: string, options: LastGoodOptions, where: string): LastGoodCache {
+    let cache = this.lastGoodCaches.get(key);
+    if (cache === undefined) {
+      cache = new LastGoodCache(this.env.clock, resolveLastGood(options, `@Fallback() on ${where}`));
+      this.lastGoodCaches.set(key, cache);
+    }
+    return cache;
   }
 
   /** The resolved stages of `target`, outer → inner. */
@@ -174,6 +207,8 @@ export class ResiliencePipelines {
   private async runFallback(fallback: FallbackMetadata, error: unknown, args: readonly unknown[]): Promise<unknown> {
     const { source } = fallback;
     switch (source.kind) {
+      case 'none':
+        throw error;
       case 'value':
         return source.value;
       case 'factory':
@@ -202,5 +237,15 @@ export class ResiliencePipelines {
     } catch {
       return this.moduleRef.create(type);
     }
+  }
+}
+
+/** The last-good key of a call: the `key` option's answer, else its arguments as JSON ('' when they are not plain data). */
+function lastGoodKeyOf(keyFn: ((...args: any[]) => string) | undefined, args: readonly unknown[]): string {
+  if (keyFn !== undefined) return String(keyFn(...args));
+  try {
+    return JSON.stringify(args) ?? '';
+  } catch {
+    return '';
   }
 }

@@ -11,6 +11,7 @@ import type {
 import type { Random } from '../core/random.js';
 import type { SharedPolicyState } from '../core/shared-policy-state.js';
 import type { RateLimitOptions } from '../core/rate-limiter.js';
+import type { LastGoodOptions } from '../core/last-good.js';
 import type { IdempotencyModuleOptions } from '../core/idempotency/idempotency-options.interface.js';
 import type { ResilienceObservabilityOptions } from '../observability/observability-options.interface.js';
 
@@ -105,6 +106,7 @@ export type FallbackFactory<T = unknown> = (error: unknown, ...args: any[]) => T
  */
 export type FallbackSource =
   | { readonly kind: 'value'; readonly value: unknown }
+  | { readonly kind: 'none' }
   | { readonly kind: 'factory'; readonly factory: FallbackFactory }
   | { readonly kind: 'provider'; readonly provider: Type<FallbackProvider> };
 
@@ -118,6 +120,19 @@ export interface FallbackDecoratorOptions {
    * @default ['timeout', 'circuit_open', 'bulkhead_rejected', 'retries_exhausted']
    */
   readonly on?: FallbackOptions['on'];
+  /**
+   * Serve the last good result of the same call (same `key`) while the breaker is open or the call
+   * fails transiently (timeout, network error, 408/429/5xx, retries exhausted on those), never older
+   * than `ttl`; only then the fallback's own source (if any). Results are kept per policy key, at
+   * most `maxEntries`. A route answers it with the header `Resilience-Stale: <age in seconds>`.
+   * Refused at start-up on `@Idempotent()` routes (a replayed answer must be the one produced).
+   * @example
+   * @Fallback({ lastGood: { ttl: 60_000, key: (city: string) => city } })
+   */
+  readonly lastGood?: LastGoodOptions & {
+    /** The call's key from its arguments. @default the arguments as JSON (one entry when they are not plain data) */
+    readonly key?: (...args: any[]) => string;
+  };
 }
 
 /**
