@@ -2,6 +2,7 @@
 import type { Clock } from './clock.js';
 import { isTransientError } from './classify.js';
 import { ResilienceConfigError, isResilienceError } from './errors.js';
+import { isUpstreamError } from './upstream-http.error.js';
 
 /**
  * Options of a last-good cache (`@Fallback({ lastGood })`).
@@ -43,6 +44,7 @@ export function resolveLastGood(options: LastGoodOptions, where: string): Requir
  * @publicApi
  */
 export function isStaleWorthy(error: unknown): boolean {
+  if (isUpstreamError(error)) return error.code === 'circuit_open' || error.code === 'timeout' || error.retryable;
   if (isResilienceError(error)) {
     if (error.code === 'retries_exhausted') return isStaleWorthy(error.cause);
     return error.code === 'circuit_open' || error.code === 'timeout' || error.code === 'attempt_timeout';

@@ -2,6 +2,7 @@ import type { StandardSchemaV1 } from '@standard-schema/spec';
 import type { Dispatcher } from 'undici';
 import type { BulkheadOptions, CircuitBreakerOptions, RetryOptions, TimeoutOptions } from '../core/options.js';
 import type { RateLimitOptions } from '../core/rate-limiter.js';
+import type { LastGoodOptions } from '../core/last-good.js';
 
 /**
  * HTTP methods an `HttpClient` sends.
@@ -111,6 +112,16 @@ export interface HttpClientOptions {
    * @default true
    */
   readonly haltOnRetryAfter?: boolean;
+  /**
+   * Serve the last good answer of a GET of the same URL while the origin's breaker is open or the
+   * call fails transiently (timeout, network error, 408/429/5xx), never older than `ttl`: the answer
+   * carries `stale: { ageMs }` and the header `resilience-stale: <age in seconds>`. At most
+   * `maxEntries` URLs are kept per client, least recently used dropped first. Other methods never.
+   * @default undefined (off)
+   * @example
+   * { lastGood: { ttl: 300_000, maxEntries: 500 } }
+   */
+  readonly lastGood?: LastGoodOptions;
   /** Hedged requests for idempotent reads, or `false`. @default false */
   readonly hedging?: HedgingOptions | false;
   /**
@@ -201,6 +212,8 @@ export interface HttpResponse<T> {
   readonly data: T;
   /** Requests sent for the call, retries and hedges included. */
   readonly attempts: number;
+  /** Set when the answer is the last good one of this URL (`lastGood`), served because the call failed. */
+  readonly stale?: { readonly ageMs: number };
 }
 
 /** The type a call's options make `data`: the schema's output when there is one. @publicApi */

@@ -12,6 +12,7 @@ import { createPipeline, type Pipeline } from '../core/pipeline.js';
 import type { PolicyEnvironment } from '../core/policy.js';
 import { PolicyRegistry } from '../core/policy-registry.js';
 import { LocalRateLimiter, resolveRateLimit } from '../core/rate-limiter.js';
+import { isStaleWorthy, LastGoodCache, resolveLastGood, STALE_HEADER } from '../core/last-good.js';
 import { systemRandom } from '../core/random.js';
 import { retryAfterMsOf } from '../core/retry-after.js';
 import { requireSharedState } from '../core/shared-policy-state.js';
@@ -99,6 +100,7 @@ export class HttpClient {
   private readonly propagateRequestId: boolean;
   private readonly keyHeader: string;
   private closed = false;
+  private readonly lastGood: LastGoodCache | undefined;
 
   /**
    * @throws ResilienceConfigError when an option can never work, or asks for shared state and the
@@ -130,6 +132,7 @@ export class HttpClient {
     this.telemetry = httpClientTelemetryOptions(dependencies.telemetry, propagate.traceContext ?? true);
     this.onCall = dependencies.onCall;
     this.keyHeader = (options.idempotencyKeyHeader ?? 'idempotency-key').toLowerCase();
+    this.lastGood = options.lastGood === undefined ? undefined : new LastGoodCache(this.env.clock, resolveLastGood(options.lastGood, `The HTTP client "${name}"`));
     // a shared breaker reads the shared state when it is created: created with the client, it knows
     // at start-up whether the dependency's breaker is open elsewhere, instead of after its first call
     if (this.spec.circuitBreaker?.shared === true) this.pipelinesFor(this.baseOrigin);
@@ -280,6 +283,18 @@ export class HttpClient {
       release();
       const error = failed ? toUpstreamError(outcome, state, this.name) : undefined;
       this.report(state, started, error);
+      if (this.lastGood !== undefined && state.method === 'GET') {
+        if (error === undefined) this.lastGood.set(state.href, outcome);
+        else if (isStaleWorthy(error)) {
+          const stale = this.lastGood.get(state.href);
+          if (stale !== undefined) {
+            this.env.events({ event: 'fallback_used', policy: `http:${this.name}@${state.origin}`, outcome: 'last_good', detail: `age ${stale.ageMs} ms`, errorType: error.name, error });
+            const answer = stale.value as HttpResponse<unknown>;
+            settle(false, { ...answer, headers: { ...answer.headers, [STALE_HEADER]: String(Math.floor(stale.ageMs / 1000)) }, stale: { ageMs: stale.ageMs } });
+            return;
+          }
+        }
+      }
       settle(failed, error ?? outcome);
     };
     // the rate limit or a Retry-After pause is waited for before the pipeline's clocks start,
