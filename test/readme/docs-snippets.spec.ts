@@ -28,8 +28,12 @@ describe('docs/ guides show their snippets verbatim', () => {
     }
   });
 
-  it('docs/steering.md includes both of its snippets', () => {
-    expect(includes('steering.md').map((snippet) => snippet.path)).toEqual(['docs/snippets/steering-rate-limit.ts', 'docs/snippets/steering-reload.ts']);
+  it('docs/steering.md includes its three snippets', () => {
+    expect(includes('steering.md').map((snippet) => snippet.path)).toEqual([
+      'docs/snippets/steering-rate-limit.ts',
+      'docs/snippets/steering-reload.ts',
+      'docs/snippets/steering-last-good.ts',
+    ]);
   });
 });
 
