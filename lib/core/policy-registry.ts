@@ -186,14 +186,16 @@ export class PolicyRegistry {
     return resets;
   }
 
+  // Until the first reload nothing is recorded per policy: a flood of keys costs what it did before
+  // (a WeakMap's table keeps its size after its keys were collected).
   private configured<T extends object>(policy: T): T {
-    this.configuredAt.set(policy, this.generation);
+    if (this.generation > 0) this.configuredAt.set(policy, this.generation);
     return policy;
   }
 
   /** Whether `policy` was configured before the last {@link reconfigure} (and marks it configured now). */
   private stale(policy: object): boolean {
-    if ((this.configuredAt.get(policy) ?? 0) >= this.generation) return false;
+    if (this.generation === 0 || (this.configuredAt.get(policy) ?? 0) >= this.generation) return false;
     this.configuredAt.set(policy, this.generation);
     return true;
   }
