@@ -51,6 +51,13 @@ export class FallbackPolicy<R = unknown> implements Policy, Step {
   run(next: Work, context: PolicyContext, settle: Settle): void {
     next(context, (failed, error) => {
       if (!failed || !this.handles(error)) {
+        if (!failed && this.options.onSuccess !== undefined) {
+          try {
+            this.options.onSuccess(error, context);
+          } catch {
+            // keeping a result must never fail the call
+          }
+        }
         settle(failed, error);
         return;
       }

@@ -1,3 +1,4 @@
+import type { RateLimitOptions } from './rate-limiter.js';
 import type { PolicyContext } from './policy.js';
 import type { Random } from './random.js';
 import type { PipelineChaos } from './fault-injection.js';
@@ -295,6 +296,8 @@ export interface FallbackOptions<T = unknown> {
    * @default ['timeout', 'circuit_open', 'bulkhead_rejected', 'retries_exhausted', 'transient']
    */
   readonly on?: Array<FallbackCause | ErrorClass> | ((error: unknown) => boolean);
+  /** Called with the result of each call that succeeded without the fallback (a last-good cache keeps it). */
+  readonly onSuccess?: (value: unknown, context: PolicyContext) => void;
 }
 
 /** {@link RetryOptions} with every default filled in. @publicApi */
@@ -354,6 +357,8 @@ export interface ResolvedFallbackOptions<T = unknown> {
   readonly handler: (error: unknown, context: PolicyContext) => T | Promise<T>;
   /** Which errors trigger the fallback. */
   readonly on: Array<FallbackCause | ErrorClass> | ((error: unknown) => boolean);
+  /** Called with the result of each call that succeeded without the fallback. */
+  readonly onSuccess?: (value: unknown, context: PolicyContext) => void;
 }
 
 /**
@@ -374,6 +379,8 @@ export interface PipelineSpec {
   readonly retry?: RetryOptions;
   /** Circuit breaker of the key. */
   readonly circuitBreaker?: CircuitBreakerOptions;
+  /** Outgoing rate limit of the key: each attempt waits for its turn (`@RateLimit()`). */
+  readonly rateLimit?: RateLimitOptions;
   /**
    * Runtime chaos rules that may apply to this pipeline (`chaos: { enabled: true }`): an injection
    * stage runs innermost, between the attempt timeout and the work. It is not one of

@@ -139,6 +139,7 @@ export class ResilienceBinder implements OnModuleInit {
     this.validate(target, `${RequestMethod[requestMethod ?? RequestMethod.GET] ?? 'GET'} ${target.where}`);
     warnBareTimeoutOnRetries(target, classRef, method.wrapper);
     this.checkRetriedUnsafeMethod(target, requestMethod, classRef, method.wrapper);
+    this.checkLastGoodNotIdempotent(target, requestMethod, classRef, method.wrapper);
   }
 
   private validateMethod(classRef: Function, method: BoundMethod, idempotent: boolean): void {
@@ -155,6 +156,17 @@ export class ResilienceBinder implements OnModuleInit {
     requireSharedState(spec, where, this.pipelines.options.sharedState);
     // Create the pipeline now (not on the first call) so its breaker is listed from the start.
     if (!target.keyFn) this.pipelines.pipelineFor(target);
+  }
+
+  /** A replay of an `@Idempotent()` route must answer what its handler produced: no stale answer there. */
+  private checkLastGoodNotIdempotent(target: ResolvedTargetPolicy, requestMethod: RequestMethod | undefined, classRef: Function, handler: Function): void {
+    if (target.fallback?.lastGood === undefined) return;
+    const idempotent = Reflect.getMetadata(IDEMPOTENT_METADATA, handler) ?? Reflect.getMetadata(IDEMPOTENT_METADATA, classRef);
+    if (idempotent === undefined || idempotent === false) return;
+    throw new ResilienceConfigError(
+      `@Fallback({ lastGood }) on ${RequestMethod[requestMethod ?? RequestMethod.GET] ?? 'GET'} ${target.where} would answer an @Idempotent() request with an older result, ` +
+        'which its key would then replay as if the handler had produced it. Remove lastGood from this route, or remove @Idempotent().',
+    );
   }
 
   private checkRetriedUnsafeMethod(target: ResolvedTargetPolicy, requestMethod: RequestMethod | undefined, classRef: Function, handler: Function): void {

@@ -5,6 +5,8 @@ import { currentInFrame } from '../context/context-frame.js';
 import { getRequestInfo } from '../context/resilience-context.js';
 import { ChaosControl, type PipelineChaos } from '../core/fault-injection.js';
 import type { PipelineSpec } from '../core/options.js';
+import { FallbackPolicy } from '../core/fallback.policy.js';
+import { isStaleWorthy, LastGoodCache, resolveLastGood, type LastGoodOptions } from '../core/last-good.js';
 import { createPipeline, describePipeline, type Pipeline, type PipelineStage } from '../core/pipeline.js';
 import type { PolicyEnvironment } from '../core/policy.js';
 import { PolicyRegistry } from '../core/policy-registry.js';
@@ -22,6 +24,7 @@ import {
   resolveTargetPolicy,
   specWithoutFallback,
   type ResolvedTargetPolicy,
+  type TargetMetadata,
 } from './resilience-options.resolver.js';
 import type { AttemptWrapper } from './pipeline-call.js';
 
@@ -43,10 +46,14 @@ export class ResiliencePipelines {
   /** Pipelines of per-call keys (`key` option as a function), least recently used first. */
   private readonly pipelines = new Map<string, Pipeline>();
   /** The pipeline of each target's own key: one lookup on the request path. */
-  private readonly defaultPipelines = new WeakMap<ResolvedTargetPolicy, Pipeline>();
+  private defaultPipelines = new WeakMap<ResolvedTargetPolicy, Pipeline>();
+  /** Every decorated target resolved so far, with what it was read from: re-resolved by a reload. */
+  private readonly known: Array<{ readonly metadata: TargetMetadata & { readonly handler: Function }; readonly target: ResolvedTargetPolicy }> = [];
   private readonly fallbackProviders = new Map<Type<FallbackProvider>, Promise<FallbackProvider>>();
   /** Targets that are route handlers: their pipelines read the route of each call for chaos rules. */
   private readonly routeTargets = new WeakSet<ResolvedTargetPolicy>();
+  /** The last-good cache of each policy key with `@Fallback({ lastGood })`. */
+  private readonly lastGoodCaches = new Map<string, LastGoodCache>();
   private nextTargetId = 1;
 
   constructor(
@@ -76,11 +83,44 @@ export class ResiliencePipelines {
     const cached = byClass.get(classRef);
     if (cached !== undefined) return cached ?? undefined;
     // the name is read only here: a function's `name` is a slow accessor on every request
-    const metadata = readTargetMetadata(classRef, handler, methodName ?? handler.name);
+    const metadata = { ...readTargetMetadata(classRef, handler, methodName ?? handler.name), handler };
     const target = isDecorated(metadata) ? resolveTargetPolicy(this.options, metadata) : undefined;
     if (target !== undefined && Reflect.getMetadata(PATH_METADATA, handler) !== undefined) this.routeTargets.add(target);
     byClass.set(classRef, target ?? null);
+    if (target !== undefined) this.known.push({ metadata, target });
     return target;
+  }
+
+  /** The handler a known target was read from (by class and method name), if any. */
+  handlerOf(className: string, methodName: string): Function | undefined {
+    return this.known.find(({ metadata }) => metadata.className === className && metadata.methodName === methodName)?.metadata.handler;
+  }
+
+  /**
+   * Every decorated target resolved against `options` (a reload's), each with the spec it would
+   * run with, without changing anything.
+   * @throws ResilienceConfigError naming the target and the fix, as at start-up.
+   */
+  resolveAll(options: ResolvedResilienceOptions): Array<{ readonly current: ResolvedTargetPolicy; readonly next: ResolvedTargetPolicy }> {
+    return this.known.map(({ metadata, target }) => ({ current: target, next: resolveTargetPolicy(options, metadata) }));
+  }
+
+  /**
+   * Switches every target to its reloaded settings at once (resolved by {@link resolveAll}): each
+   * target object is updated in place (callers holding it see the new settings), the pipelines are
+   * rebuilt from them, and the registry's policies take their new options keeping their state
+   * (`PolicyRegistry.reconfigure`). Per-call keys rebuild their pipeline on their next call.
+   */
+  apply(options: ResolvedResilienceOptions, resolved: ReadonlyArray<{ readonly current: ResolvedTargetPolicy; readonly next: ResolvedTargetPolicy }>): void {
+    Object.assign(this.options as object, options);
+    for (const { current, next } of resolved) {
+      for (const field of Object.keys(current)) if (!(field in next)) delete (current as unknown as Record<string, unknown>)[field];
+      Object.assign(current, next);
+    }
+    this.registry.reconfigure();
+    this.defaultPipelines = new WeakMap();
+    this.pipelines.clear();
+    for (const { current } of resolved) if (!current.keyFn) this.pipelineFor(current);
   }
 
   /**
@@ -91,11 +131,31 @@ export class ResiliencePipelines {
     const spec = this.chaos ? { ...specWithoutFallback(target, key), chaos: this.chaosOf(target, key, this.chaos) } : specWithoutFallback(target, key);
     if (!target.fallback) return spec;
     const fallback = target.fallback;
+    const args = () => currentInFrame('callArguments') ?? [];
+    if (fallback.lastGood === undefined) {
+      return {
+        ...spec,
+        fallback: {
+          handler: (error: unknown) => this.runFallback(fallback, error, args()),
+          ...(fallback.on === undefined ? {} : { on: fallback.on }),
+        },
+      };
+    }
+    const cache = this.lastGoodCacheFor(key, fallback.lastGood, target.where);
+    const keyFn = fallback.lastGood.key;
+    const callKey = () => lastGoodKeyOf(keyFn, args());
+    // the fallback's own source decides by `on`; the last good result by isStaleWorthy
+    const own = new FallbackPolicy({ handler: () => undefined, ...(fallback.on === undefined ? {} : { on: fallback.on }) }, this.env);
+    const hasOwn = fallback.source.kind !== 'none';
     return {
       ...spec,
       fallback: {
-        handler: (error: unknown) => this.runFallback(fallback, error, currentInFrame('callArguments') ?? []),
-        ...(fallback.on === undefined ? {} : { on: fallback.on }),
+        on: (error) => (isStaleWorthy(error) && cache.get(callKey()) !== undefined) || (hasOwn && own.handles(error)),
+        handler: (error: unknown) => {
+          const stale = isStaleWorthy(error) ? cache.get(callKey()) : undefined;
+          return stale ?? this.runFallback(fallback, error, args());
+        },
+        onSuccess: (value) => cache.set(callKey(), value),
       },
     };
   }
@@ -104,6 +164,16 @@ export class ResiliencePipelines {
   private chaosOf(target: ResolvedTargetPolicy, key: string, control: ChaosControl): PipelineChaos {
     const site = { policy: key, method: `${target.className}.${target.methodName}` };
     return this.routeTargets.has(target) ? { control, site, routeOf: currentRoute } : { control, site };
+  }
+
+  /** The last-good cache of one policy key (kept as long as the app). */
+  private lastGoodCacheFor(key: string, options: LastGoodOptions, where: string): LastGoodCache {
+    let cache = this.lastGoodCaches.get(key);
+    if (cache === undefined) {
+      cache = new LastGoodCache(this.env.clock, resolveLastGood(options, `@Fallback() on ${where}`));
+      this.lastGoodCaches.set(key, cache);
+    }
+    return cache;
   }
 
   /** The resolved stages of `target`, outer → inner. */
@@ -159,6 +229,8 @@ export class ResiliencePipelines {
   private async runFallback(fallback: FallbackMetadata, error: unknown, args: readonly unknown[]): Promise<unknown> {
     const { source } = fallback;
     switch (source.kind) {
+      case 'none':
+        throw error;
       case 'value':
         return source.value;
       case 'factory':
@@ -187,5 +259,15 @@ export class ResiliencePipelines {
     } catch {
       return this.moduleRef.create(type);
     }
+  }
+}
+
+/** The last-good key of a call: the `key` option's answer, else its arguments as JSON ('' when they are not plain data). */
+function lastGoodKeyOf(keyFn: ((...args: any[]) => string) | undefined, args: readonly unknown[]): string {
+  if (keyFn !== undefined) return String(keyFn(...args));
+  try {
+    return JSON.stringify(args) ?? '';
+  } catch {
+    return '';
   }
 }

@@ -1,6 +1,7 @@
 import type { Redis } from 'ioredis';
 import { ResilienceConfigError } from '../core/errors.js';
 import type { RetryBudgetWindow } from '../core/options.js';
+import type { ResolvedRate, SharedRateLimitBackend } from '../core/rate-limiter.js';
 import {
   DEFAULT_SHARED_STATE_FLUSH_INTERVAL,
   DEFAULT_SHARED_STATE_MAX_WAIT,
@@ -68,8 +69,12 @@ export interface RedisPolicyStateOptions {
  *   and each retry is granted by the script against the calls and retries of all instances. TTL:
  *   twice the window.
  *
- * Costs: no round trip on the admission path; one script per `flushInterval` per busy key (outcomes,
- * calls); one awaited script per retry. Pass it to `ResilienceModule.forRoot({ sharedState })`.
+ * - **Rate limit** (`<prefix>{<key>}:rl` hash, `rateLimit.shared`): GCRA on Redis' clock, one
+ *   script per permit, which also carries the dependency's `Retry-After` pause to every instance.
+ *   Kept as long as it decides anything (until the next turn or the pause's end).
+ *
+ * Costs: no round trip on the admission path of breakers; one script per `flushInterval` per busy
+ * key (outcomes, calls); one awaited script per retry and per rate-limited request. Pass it to `ResilienceModule.forRoot({ sharedState })`.
  * @example
  * const client = new Redis(process.env.REDIS_URL, { enableOfflineQueue: false });
  * client.on('error', (error) => logger.warn(`Redis: ${error.message}`));
@@ -167,6 +172,27 @@ export class RedisPolicyState implements SharedPolicyState {
       read: async () => {
         const [calls, retries] = (await run(0, 'r')) as [unknown, unknown];
         return { calls: Number(calls), retries: Number(retries) };
+      },
+    };
+  }
+
+  rateLimiter(key: string, rate: ResolvedRate): SharedRateLimitBackend {
+    const keys = [`${this.prefix}{${key}}:rl`];
+    const run = async (mode: 'a' | 'p', maxWaitMs: number, pauseMs: number) => {
+      const reply = (await SCRIPTS.rateLimit.run(this.client, keys, [
+        this.now?.() ?? '',
+        rate.intervalMs,
+        rate.burst,
+        Number.isFinite(maxWaitMs) ? Math.max(0, Math.floor(maxWaitMs)) : -1,
+        mode,
+        pauseMs,
+      ])) as [number, number, number];
+      return { granted: Number(reply[0]) === 1, waitMs: Number(reply[1]), pausedMs: Number(reply[2]) };
+    };
+    return {
+      acquire: (maxWaitMs) => run('a', maxWaitMs, 0),
+      pause: async (pauseMs) => {
+        await run('p', Infinity, Math.max(1, Math.ceil(pauseMs)));
       },
     };
   }
