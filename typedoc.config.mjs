@@ -40,7 +40,7 @@ export default {
   // Internal plumbing that appears in the published typings only as the type of a member users
   // never call (the policies' callback-form `run`, constructors Nest's injector calls): documented
   // where it is defined, deliberately not importable.
-  intentionallyNotExported: ['Step', 'Work', 'Settle', 'IdempotencyErrorInit', 'ResiliencePipelines'],
+  intentionallyNotExported: ['Step', 'Work', 'Settle', 'IdempotencyErrorInit', 'ResiliencePipelines', 'ResolvedConsoleOptions'],
   treatWarningsAsErrors: true,
   treatValidationWarningsAsErrors: true,
   // typedoc-plugin-markdown: one page per class, interface, function…; tables for option members

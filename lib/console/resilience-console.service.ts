@@ -28,9 +28,27 @@ export interface ConsoleBreaker extends CircuitBreakerSnapshot {
   /** Whether its outcomes go to the shared state backend (`circuitBreaker.shared`). */
   readonly shared: boolean;
   /** Calls, failures and refusals per sample (oldest first), one sample per `sampleInterval`. */
-  readonly history: { readonly calls: readonly number[]; readonly failures: readonly number[]; readonly rejected: readonly number[] };
+  readonly history: {
+    /** Calls the breaker judged in each sample. */
+    readonly calls: readonly number[];
+    /** Of those, the ones that counted as failures. */
+    readonly failures: readonly number[];
+    /** Calls refused without running because the breaker was open. */
+    readonly rejected: readonly number[];
+  };
   /** The shared state every instance follows, for a shared breaker (`available: false` while the backend does not answer). */
-  readonly fleet?: { readonly available: boolean; readonly state?: 'closed' | 'open'; readonly remainingMs?: number; readonly reason?: string; readonly opens?: number };
+  readonly fleet?: {
+    /** Whether the backend answered the read; the other fields are absent when it did not. */
+    readonly available: boolean;
+    /** The shared state (`open` also covers the wait for a probe: half-open is per instance). */
+    readonly state?: 'closed' | 'open';
+    /** How long the shared break still lasts, in ms (0 once a probe may run). */
+    readonly remainingMs?: number;
+    /** Why the shared breaker opened, while it is open. */
+    readonly reason?: string;
+    /** Consecutive opens without a close (what a backoff `breakDuration` grows with). */
+    readonly opens?: number;
+  };
 }
 
 /**
@@ -43,7 +61,18 @@ export interface ConsoleBudget extends RetryBudgetSnapshot {
   /** Whether every instance shares its window (`retry.budget.shared`). */
   readonly shared: boolean;
   /** The shared window of every instance, for a shared budget. */
-  readonly fleet?: { readonly available: boolean; readonly calls?: number; readonly retries?: number; readonly remaining?: number; readonly allowance?: number };
+  readonly fleet?: {
+    /** Whether the backend answered the read; the figures are absent when it did not. */
+    readonly available: boolean;
+    /** Logical calls of every instance inside the shared window. */
+    readonly calls?: number;
+    /** Retries granted to every instance in the shared window. */
+    readonly retries?: number;
+    /** Retries the fleet may still take now (`allowance - retries`, rounded down, at least 0). */
+    readonly remaining?: number;
+    /** Retries the shared window allows in all (`ratio × calls + floor`). */
+    readonly allowance?: number;
+  };
 }
 
 /**
@@ -51,7 +80,15 @@ export interface ConsoleBudget extends RetryBudgetSnapshot {
  * @publicApi
  */
 export interface ConsoleChaosRule extends Omit<ChaosRule, 'fault'> {
-  readonly fault: Exclude<ChaosFault, { kind: 'exception' }> | { readonly kind: 'exception'; readonly error: string };
+  /** What it injects; an exception fault shows its error by name only. */
+  readonly fault:
+    | Exclude<ChaosFault, { kind: 'exception' }>
+    | {
+        /** Marks this fault as a thrown exception. */
+        readonly kind: 'exception';
+        /** Name of the error it throws (`InjectedFaultError` by default), or `'error factory'` when a function makes it. */
+        readonly error: string;
+      };
 }
 
 /**
@@ -62,17 +99,47 @@ export interface ConsoleState {
   /** When it was taken (wall clock ms). */
   readonly generatedAt: number;
   /** The process that answered. */
-  readonly instance: { readonly hostname: string; readonly pid: number; readonly startedAt: number };
+  readonly instance: {
+    /** Host name of the machine or container it runs on. */
+    readonly hostname: string;
+    /** Its operating-system process id. */
+    readonly pid: number;
+    /** When its console started (wall clock ms). */
+    readonly startedAt: number;
+  };
   /** Time between two samples of the sparklines, in ms. */
   readonly sampleInterval: number;
+  /** Every circuit breaker the registry keeps, with its sparkline and fleet view. */
   readonly breakers: readonly ConsoleBreaker[];
+  /** Every bulkhead the registry keeps: calls running and queued against its limits. */
   readonly bulkheads: readonly BulkheadSnapshot[];
+  /** Every retry budget the registry keeps, with its fleet view when shared. */
   readonly budgets: readonly ConsoleBudget[];
-  readonly httpClients: ReadonlyArray<{ readonly name: string; readonly baseUrl: string; readonly origins: readonly HttpClientOriginState[] }>;
+  /** The `HttpClient`s among the application's providers and the origins each has called. */
+  readonly httpClients: ReadonlyArray<{
+    /** The client's name (`@InjectHttpClient(name)`). */
+    readonly name: string;
+    /** The URL its relative paths resolve against. */
+    readonly baseUrl: string;
+    /** Each origin it called, with its breaker, pause and rate limit. */
+    readonly origins: readonly HttpClientOriginState[];
+  }>;
   /** The shared state backend (`forRoot({ sharedState })`): whether one is configured and answers. */
-  readonly sharedState: { readonly configured: boolean; readonly available: boolean };
+  readonly sharedState: {
+    /** Whether `forRoot({ sharedState })` was given a backend. */
+    readonly configured: boolean;
+    /** Whether that backend answers now (false while shared policies use their in-process state). */
+    readonly available: boolean;
+  };
   /** Runtime chaos: whether it is enabled (`forRoot({ chaos: { enabled: true } })`), its rules, and names rules could target. */
-  readonly chaos: { readonly enabled: boolean; readonly rules: readonly ConsoleChaosRule[]; readonly targets: readonly string[] };
+  readonly chaos: {
+    /** Whether runtime chaos is built into the pipelines, so rules can be added. */
+    readonly enabled: boolean;
+    /** The rules the application holds, switched on or off. */
+    readonly rules: readonly ConsoleChaosRule[];
+    /** Policy keys, routes, methods and HTTP client names a new rule could target, sorted. */
+    readonly targets: readonly string[];
+  };
   /** Whether actions are refused (`readOnly`). */
   readonly readOnly: boolean;
 }
@@ -87,11 +154,13 @@ export interface ConsoleEvent {
   readonly seq: number;
   /** When it arrived (wall clock ms). */
   readonly at: number;
+  /** Which resilience event it is (`breaker_opened`, `retry`, `give_up`…). */
   readonly event: ResilienceEventName;
   /** Its log level (`false`: not logged). */
   readonly level: ResilienceLogLevel;
   /** The log sentence. */
   readonly msg: string;
+  /** The policy key the event happened on. */
   readonly policy: string;
   /** Set when a chaos rule caused it. */
   readonly chaos?: true;
@@ -103,11 +172,13 @@ export interface ConsoleEvent {
  * @publicApi
  */
 export interface ConsoleAction {
+  /** Order in which it was taken, from 1. */
   readonly seq: number;
   /** When (wall clock ms). */
   readonly at: number;
   /** Who, from the guard's request user. */
   readonly actor: string;
+  /** What was done: a breaker isolated or reset, or a chaos rule switched on, off, removed, or all cleared. */
   readonly action: 'isolate' | 'reset' | 'chaos_on' | 'chaos_off' | 'chaos_remove' | 'chaos_clear';
   /** The breaker key or chaos rule id. */
   readonly target: string;

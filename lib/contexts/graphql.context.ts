@@ -33,7 +33,12 @@ export interface GraphQLProblemExtensions {
    * GraphQL response itself stays `200` with the other fields' data (`headers` is a plain record,
    * so Apollo Server does not take it as an instruction to change the response's status).
    */
-  readonly http: { readonly status: number; readonly headers: Readonly<Record<string, string>> };
+  readonly http: {
+    /** The HTTP status the problem would have on a REST route (429, 503, 504…). */
+    readonly status: number;
+    /** Headers that status would carry, such as `retry-after` in seconds (empty when there are none). */
+    readonly headers: Readonly<Record<string, string>>;
+  };
   /** Short summary of the problem type. */
   readonly title: string;
   /** URI naming the problem type (`problemTypeBase` + `code`). */

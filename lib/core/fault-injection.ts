@@ -19,6 +19,7 @@ import { UpstreamHttpError } from './upstream-http.error.js';
  * @publicApi
  */
 export interface ChaosExceptionFault {
+  /** Marks this fault as a thrown exception. */
   readonly kind: 'exception';
   /** The error to throw, or a function that returns it (called once per injection). @default a new InjectedFaultError */
   readonly error?: Error | ((site: ChaosSite) => unknown);
@@ -29,6 +30,7 @@ export interface ChaosExceptionFault {
  * @publicApi
  */
 export interface ChaosLatencyFault {
+  /** Marks this fault as an added delay. */
   readonly kind: 'latency';
   /** The delay, in ms. */
   readonly ms: number;
@@ -41,6 +43,7 @@ export interface ChaosLatencyFault {
  * @publicApi
  */
 export interface ChaosHttpFault {
+  /** Marks this fault as a failing HTTP answer. */
   readonly kind: 'http';
   /** The status, 400 to 599. */
   readonly status: number;
@@ -100,10 +103,15 @@ export interface ChaosRuleInit {
  * @publicApi
  */
 export interface ChaosRule {
+  /** Stable id, given or generated (`chaos-<n>`): the handle to switch the rule off or remove it. */
   readonly id: string;
+  /** Which pipelines it applies to. */
   readonly target: ChaosTarget;
+  /** What it injects. */
   readonly fault: ChaosFault;
+  /** Share of attempts it injects into, 0 to 1. */
   readonly rate: number;
+  /** Whether it injects now (a rule switched off stays listed). */
   readonly enabled: boolean;
   /** Faults it injected since it was switched on. */
   readonly injected: number;
@@ -174,8 +182,11 @@ export interface ChaosOptions {
 
 /** {@link ChaosOptions} of an application where chaos is enabled, checked. @publicApi */
 export interface ResolvedChaosOptions {
+  /** Source of the chaos draws: `random` if given, else seeded from `seed`, else the system random. */
   readonly random: Random;
+  /** Rules switched on at start-up, already checked. */
   readonly rules: readonly ChaosRuleInit[];
+  /** Most rules held at once, checked to be from 1 to 10000. */
   readonly maxRules: number;
 }
 
@@ -526,7 +537,9 @@ function withChaosAnswer(context: PolicyContext, fault: ChaosHttpFault): PolicyC
  * @publicApi
  */
 export interface PipelineChaos {
+  /** The application's chaos rules, asked on every attempt whether one fires. */
   readonly control: ChaosControl;
+  /** What this pipeline is (policy key, route, method, HTTP client), matched against the rules' targets. */
   readonly site: ChaosSite;
   /**
    * The route of the call being served (`METHOD /path` as the platform matched it, global prefix

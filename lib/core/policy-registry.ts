@@ -293,7 +293,14 @@ export class PolicyRegistry {
    * Every kept retry budget: its key, this instance's figures, and whether it is shared (then
    * {@link findSharedRetryBudget} reads every instance's). Does not refresh their recency.
    */
-  retryBudgets(): Array<RetryBudgetSnapshot & { readonly key: string; readonly shared: boolean }> {
+  retryBudgets(): Array<
+    RetryBudgetSnapshot & {
+      /** The policy key the budget belongs to. */
+      readonly key: string;
+      /** Whether its window is shared by every instance (`retry.budget.shared`). */
+      readonly shared: boolean;
+    }
+  > {
     return [...this.budgets.keyed()].map(([key, budget]) => ({ key, shared: this.sharedBudgets.get(key) !== undefined, ...budget.snapshot() }));
   }
 

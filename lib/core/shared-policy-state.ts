@@ -74,7 +74,12 @@ export interface SharedRetryBudgetBackend {
    * next {@link acquire} compares), for the resilience console's fleet view. Optional: a backend
    * without it shows no fleet figures.
    */
-  read?(): Promise<{ readonly calls: number; readonly retries: number }>;
+  read?(): Promise<{
+    /** Logical calls of every instance inside the shared window. */
+    readonly calls: number;
+    /** Retries every instance was granted in the buckets overlapping the window. */
+    readonly retries: number;
+  }>;
 }
 
 /**

@@ -18,7 +18,14 @@ export interface HttpClientOriginState {
   /** How long calls stay paused by the origin's `Retry-After` (ms), while they are. */
   readonly pausedForMs?: number;
   /** The client's rate limit for this origin: tokens left now (below 0 while requests wait), burst and rate. */
-  readonly rateLimit?: { readonly tokens: number; readonly burst: number; readonly requestsPerSecond: number };
+  readonly rateLimit?: {
+    /** Requests that may start now without waiting (below 0 while requests queue for a token). */
+    readonly tokens: number;
+    /** Most requests that may start at once after a quiet spell (the bucket's size). */
+    readonly burst: number;
+    /** Sustained rate the bucket refills at. */
+    readonly requestsPerSecond: number;
+  };
 }
 
 /** An `HttpClient` as the console reads it. @internal */
