@@ -67,8 +67,9 @@ describe.skipIf(!existsSync(join(root, 'dist/index.js')))('published entry point
       const { RedisIdempotencyStore } = await import('nest-resilience/redis');
       const sent = [];
       // the part of a node-redis client the store uses, answering as Redis would: its eviction
-      // policy (read once before the first operation), then a claim of a fresh key
-      const client = { isReady: true, isOpen: true, once() {}, off() {}, ping: async () => 'PONG',
+      // policy (read once before the first operation), then a claim of a fresh key; on() is where
+      // the store attaches its connection-error listener
+      const client = { isReady: true, isOpen: true, on() {}, once() {}, off() {}, ping: async () => 'PONG',
         sendCommand: async (args) => { sent.push(args[0]); return args[0] === 'CONFIG' ? ['maxmemory-policy', 'noeviction'] : ['acquired', 1, 0]; } };
       const store = new RedisIdempotencyStore({ client });
       const claim = await store.claim({ namespace: 'n', scope: '', key: 'k', fingerprint: 'f', method: 'POST', path: '/p', leaseMs: 1000, ttlMs: 60000 });

