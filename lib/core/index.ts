@@ -52,7 +52,19 @@ export {
   type SharedRateLimitBackend,
 } from './rate-limiter.js';
 export { SharedRateLimiter } from './shared-rate-limiter.js';
-export { DEFAULT_LAST_GOOD_ENTRIES, isStaleWorthy, LastGoodCache, resolveLastGood, STALE_HEADER, StaleAnswer, type LastGoodOptions } from './last-good.js';
+export {
+  DEFAULT_LAST_GOOD_ENTRIES,
+  isStaleWorthy,
+  LastGoodCache,
+  resolveLastGood,
+  STALE_HEADER,
+  StaleAnswer,
+  type LastGoodOptions,
+  type LastGoodStore,
+  type SharedLastGoodBackend,
+  type SharedLastGoodEntry,
+} from './last-good.js';
+export { SharedLastGoodCache } from './shared-last-good.js';
 export {
   DEFAULT_SHARED_STATE_FLUSH_INTERVAL,
   DEFAULT_SHARED_STATE_MAX_WAIT,

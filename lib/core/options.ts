@@ -298,7 +298,21 @@ export interface FallbackOptions<T = unknown> {
   readonly on?: Array<FallbackCause | ErrorClass> | ((error: unknown) => boolean);
   /** Called with the result of each call that succeeded without the fallback (a last-good cache keeps it). */
   readonly onSuccess?: (value: unknown, context: PolicyContext) => void;
+  /**
+   * Whether `handler` may answer (or resolve to) {@link NO_FALLBACK} when it finds nothing to answer
+   * with (a last-good cache on a shared backend, which `on` cannot ask synchronously): the call then
+   * fails with its own error and no `fallback_used` is emitted. With it, `fallback_used` is emitted
+   * once the handler's answer is known instead of before it runs. @default false
+   */
+  readonly mayDecline?: boolean;
 }
+
+/**
+ * What a fallback `handler` with {@link FallbackOptions.mayDecline} answers when it has nothing: the
+ * call fails with its own error.
+ * @publicApi
+ */
+export const NO_FALLBACK: unique symbol = Symbol('no fallback');
 
 /** {@link RetryOptions} with every default filled in. @publicApi */
 export interface ResolvedRetryOptions {
@@ -359,6 +373,8 @@ export interface ResolvedFallbackOptions<T = unknown> {
   readonly on: Array<FallbackCause | ErrorClass> | ((error: unknown) => boolean);
   /** Called with the result of each call that succeeded without the fallback. */
   readonly onSuccess?: (value: unknown, context: PolicyContext) => void;
+  /** Whether `handler` may answer {@link NO_FALLBACK}. */
+  readonly mayDecline?: boolean;
 }
 
 /**

@@ -2,9 +2,12 @@ import { BulkheadPolicy, type BulkheadSnapshot } from './bulkhead.policy.js';
 import { CircuitBreakerPolicy, type CircuitBreakerSnapshot } from './circuit-breaker.policy.js';
 import type { BulkheadOptions, CircuitBreakerOptions, RetryBudgetOptions } from './options.js';
 import type { PolicyEnvironment } from './policy.js';
+import { ResilienceConfigError } from './errors.js';
+import { LastGoodCache, type LastGoodOptions, type LastGoodStore } from './last-good.js';
 import { LocalRateLimiter, resolveRateLimit, type RateLimiter, type RateLimitOptions } from './rate-limiter.js';
 import { RetryBudget, type RetryBudgetSnapshot } from './retry-budget.js';
 import { requireSharedState, SharedRetryBudget, SharedStateGuard, type RetryPermits, type SharedPolicyState } from './shared-policy-state.js';
+import { SharedLastGoodCache } from './shared-last-good.js';
 import { SharedRateLimiter } from './shared-rate-limiter.js';
 import { resolveRetryBudgetOptions } from './validate.js';
 
@@ -256,6 +259,26 @@ export class PolicyRegistry {
     this.rateLimiters.replace(key, replaced);
     this.resets.push(`rate limit "${key}": in-process bucket (rate changed; a Retry-After pause is kept)`);
     return replaced.limiter;
+  }
+
+  /**
+   * A new last-good cache for the results of `key` (`@Fallback({ lastGood })`): in-process, or with
+   * `options.shared` one for every instance on the shared state backend (this instance's own
+   * results answer while the backend is down or slow). The caller keeps it.
+   * @throws ResilienceConfigError when `options.shared` is set and no shared state backend with a
+   * `lastGood()` is configured (the message names the fix and `where`).
+   */
+  lastGoodCache(key: string, options: Required<LastGoodOptions>, where: string): LastGoodStore {
+    const local = new LastGoodCache(this.env.clock, options);
+    if (!options.shared) return local;
+    const backend = this.shared?.backend;
+    if (backend === undefined || typeof backend.lastGood !== 'function') {
+      throw new ResilienceConfigError(
+        `${where} sets lastGood.shared: true, but ${backend === undefined ? 'no shared state backend is configured' : 'the shared state backend has no lastGood()'}. ` +
+          `Pass one to ResilienceModule.forRoot({ sharedState: new RedisPolicyState({ client }) }) (from 'nest-resilience/redis'), or remove lastGood.shared.`,
+      );
+    }
+    return new SharedLastGoodCache(key, local, backend.lastGood(key, { ttl: options.ttl, maxEntries: options.maxEntries }), this.shared!);
   }
 
   /** The rate limiter of `key` if one exists (does not create one or refresh its recency). */

@@ -1,5 +1,6 @@
 import { ResilienceConfigError } from './errors.js';
 import type { BreakerOpenReason, PipelineSpec, ResolvedCircuitBreakerOptions, RetryBudgetWindow } from './options.js';
+import type { SharedLastGoodBackend } from './last-good.js';
 import type { PolicyEnvironment } from './policy.js';
 import type { RateLimitOptions, ResolvedRate, SharedRateLimitBackend } from './rate-limiter.js';
 import { retryAllowance, type RetryBudget, type RetryBudgetSnapshot } from './retry-budget.js';
@@ -111,6 +112,12 @@ export interface SharedPolicyState {
    * pause for every instance. Optional: a backend without it refuses `rateLimit.shared` at start-up.
    */
   rateLimiter?(key: string, rate: ResolvedRate): SharedRateLimitBackend;
+  /**
+   * The shared side of the last-good cache of `key` (`@Fallback({ lastGood: { shared: true } })`):
+   * at most `maxEntries` results, each dropped `ttl` ms after it was produced. Optional: a backend
+   * without it refuses `lastGood.shared` at start-up.
+   */
+  lastGood?(key: string, options: { readonly ttl: number; readonly maxEntries: number }): SharedLastGoodBackend;
   /** Resolves when the backend answers (used to notice it came back after an outage). */
   ping(): Promise<void>;
   /** Longest wait for the backend before a policy uses its in-process state, in ms. @default 50 */

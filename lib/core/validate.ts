@@ -91,7 +91,12 @@ export function resolveBulkheadOptions(options: BulkheadOptions = {}): ResolvedB
 
 /** Fills in the fallback's default `on`. @publicApi */
 export function resolveFallbackOptions<T>(options: FallbackOptions<T>): ResolvedFallbackOptions<T> {
-  return { handler: options.handler, on: options.on ?? [...DEFAULT_FALLBACK_ON], ...(options.onSuccess === undefined ? {} : { onSuccess: options.onSuccess }) };
+  return {
+    handler: options.handler,
+    on: options.on ?? [...DEFAULT_FALLBACK_ON],
+    ...(options.onSuccess === undefined ? {} : { onSuccess: options.onSuccess }),
+    ...(options.mayDecline === true ? { mayDecline: true } : {}),
+  };
 }
 
 type Problem = string | undefined;

@@ -6,7 +6,8 @@ import { getRequestInfo } from '../context/resilience-context.js';
 import { ChaosControl, type PipelineChaos } from '../core/fault-injection.js';
 import type { PipelineSpec } from '../core/options.js';
 import { FallbackPolicy } from '../core/fallback.policy.js';
-import { isStaleWorthy, LastGoodCache, resolveLastGood, type LastGoodOptions } from '../core/last-good.js';
+import { isStaleWorthy, resolveLastGood, type LastGoodOptions, type LastGoodStore } from '../core/last-good.js';
+import { NO_FALLBACK } from '../core/options.js';
 import { createPipeline, describePipeline, type Pipeline, type PipelineStage } from '../core/pipeline.js';
 import type { PolicyEnvironment } from '../core/policy.js';
 import { PolicyRegistry } from '../core/policy-registry.js';
@@ -52,8 +53,8 @@ export class ResiliencePipelines {
   private readonly fallbackProviders = new Map<Type<FallbackProvider>, Promise<FallbackProvider>>();
   /** Targets that are route handlers: their pipelines read the route of each call for chaos rules. */
   private readonly routeTargets = new WeakSet<ResolvedTargetPolicy>();
-  /** The last-good cache of each policy key with `@Fallback({ lastGood })`. */
-  private readonly lastGoodCaches = new Map<string, LastGoodCache>();
+  /** The last-good cache of each method with `@Fallback({ lastGood })` (`Class.method`), whatever its policy keys. */
+  private readonly lastGoodCaches = new Map<string, LastGoodStore>();
   private nextTargetId = 1;
 
   constructor(
@@ -141,19 +142,24 @@ export class ResiliencePipelines {
         },
       };
     }
-    const cache = this.lastGoodCacheFor(key, fallback.lastGood, target.where);
+    const cache = this.lastGoodCacheFor(target.where, fallback.lastGood);
     const keyFn = fallback.lastGood.key;
     const callKey = () => lastGoodKeyOf(keyFn, args());
     // the fallback's own source decides by `on`; the last good result by isStaleWorthy
     const own = new FallbackPolicy({ handler: () => undefined, ...(fallback.on === undefined ? {} : { on: fallback.on }) }, this.env);
     const hasOwn = fallback.source.kind !== 'none';
+    const ownOrNothing = (error: unknown) => (hasOwn && own.handles(error) ? this.runFallback(fallback, error, args()) : NO_FALLBACK);
     return {
       ...spec,
       fallback: {
-        on: (error) => (isStaleWorthy(error) && cache.get(callKey()) !== undefined) || (hasOwn && own.handles(error)),
+        on: (error) => (isStaleWorthy(error) && cache.mayHave(callKey())) || (hasOwn && own.handles(error)),
+        // a shared cache is asked asynchronously: when it has nothing after all, the call fails as
+        // it would have without a fallback (no fallback_used)
+        mayDecline: true,
         handler: (error: unknown) => {
-          const stale = isStaleWorthy(error) ? cache.get(callKey()) : undefined;
-          return stale ?? this.runFallback(fallback, error, args());
+          if (!isStaleWorthy(error)) return ownOrNothing(error);
+          const stale = cache.lookup(callKey());
+          return stale instanceof Promise ? stale.then((found) => found ?? ownOrNothing(error)) : (stale ?? ownOrNothing(error));
         },
         onSuccess: (value) => cache.set(callKey(), value),
       },
@@ -166,12 +172,13 @@ export class ResiliencePipelines {
     return this.routeTargets.has(target) ? { control, site, routeOf: currentRoute } : { control, site };
   }
 
-  /** The last-good cache of one policy key (kept as long as the app). */
-  private lastGoodCacheFor(key: string, options: LastGoodOptions, where: string): LastGoodCache {
-    let cache = this.lastGoodCaches.get(key);
+  /** The last-good cache of one method (kept as long as the app). */
+  private lastGoodCacheFor(where: string, options: LastGoodOptions): LastGoodStore {
+    let cache = this.lastGoodCaches.get(where);
     if (cache === undefined) {
-      cache = new LastGoodCache(this.env.clock, resolveLastGood(options, `@Fallback() on ${where}`));
-      this.lastGoodCaches.set(key, cache);
+      const at = `@Fallback() on ${where}`;
+      cache = this.registry.lastGoodCache(where, resolveLastGood(options, at), at);
+      this.lastGoodCaches.set(where, cache);
     }
     return cache;
   }

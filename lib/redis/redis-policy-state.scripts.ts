@@ -294,6 +294,57 @@ redis.call('PEXPIRE', KEYS[1], math.ceil(math.max(paused, tat) - now) + 1)
 return {1, math.ceil(wait), pause_left}
 `;
 
+// Last-good cache (`lastGood.shared`). KEYS[1] the index (sorted set of entry ids, scored by last
+// use), KEYS[2] the entry (hash: v the JSON, at when it was produced), named KEYS[1] .. ':' .. id.
+// An entry expires (PEXPIRE) `ttl` after it was produced, so Redis itself drops what may no longer
+// be served; the index keeps at most `maxEntries` ids, and an id pushed out takes its entry with it
+// (a key not in KEYS, but with KEYS[1]'s hash tag: the same slot). Scores are strictly increasing, so
+// entries used in one millisecond still leave in the order they were used.
+const LAST_GOOD_SCORE = `
+local function next_score(now)
+  local top = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if top[2] and tonumber(top[2]) >= now then return tonumber(top[2]) + 0.001 end
+  return now
+end
+`;
+
+// ARGV: now, ttl, maxEntries, id, json. Replies 1.
+const LAST_GOOD_SET = `
+${NOW}
+local ttl = tonumber(ARGV[2])
+redis.call('HSET', KEYS[2], 'v', ARGV[5], 'at', now)
+redis.call('PEXPIRE', KEYS[2], ttl)
+${LAST_GOOD_SCORE}
+redis.call('ZADD', KEYS[1], next_score(now), ARGV[4])
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+if over > 0 then
+  local out = redis.call('ZPOPMIN', KEYS[1], over)
+  for i = 1, #out, 2 do redis.call('DEL', KEYS[1] .. ':' .. out[i]) end
+end
+-- every entry expires within ttl of the newest write: so may the index
+redis.call('PEXPIRE', KEYS[1], ttl)
+return 1
+`;
+
+// ARGV: now, ttl, id. Replies { json, age ms } or nil; a hit becomes the most recently used.
+const LAST_GOOD_GET = `
+${NOW}
+local h = redis.call('HMGET', KEYS[2], 'v', 'at')
+if not h[1] then
+  redis.call('ZREM', KEYS[1], ARGV[3])
+  return false
+end
+local age = math.max(0, now - tonumber(h[2]))
+if age >= tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREM', KEYS[1], ARGV[3])
+  return false
+end
+${LAST_GOOD_SCORE}
+redis.call('ZADD', KEYS[1], 'XX', next_score(now), ARGV[3])
+return {h[1], age}
+`;
+
 /** A Lua script with its SHA1, run with EVALSHA (EVAL after a NOSCRIPT, such as after a restart). */
 class Script {
   private sha: string | undefined;
@@ -323,6 +374,8 @@ export const SCRIPTS = {
   breakerReset: new Script(BREAKER_RESET),
   budget: new Script(BUDGET),
   rateLimit: new Script(RATE_LIMIT),
+  lastGoodSet: new Script(LAST_GOOD_SET),
+  lastGoodGet: new Script(LAST_GOOD_GET),
 };
 
 type StateReply = [number, string, number, string, number];

@@ -1,5 +1,7 @@
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ResilienceConfigError } from '../core/errors.js';
+import type { SharedLastGoodBackend } from '../core/last-good.js';
 import type { RetryBudgetWindow } from '../core/options.js';
 import type { ResolvedRate, SharedRateLimitBackend } from '../core/rate-limiter.js';
 import {
@@ -72,6 +74,11 @@ export interface RedisPolicyStateOptions {
  * - **Rate limit** (`<prefix>{<key>}:rl` hash, `rateLimit.shared`): GCRA on Redis' clock, one
  *   script per permit, which also carries the dependency's `Retry-After` pause to every instance.
  *   Kept as long as it decides anything (until the next turn or the pause's end).
+ * - **Last good results** (`@Fallback({ lastGood: { shared: true } })`): `<prefix>{<key>}:lg` (a
+ *   sorted set of at most `maxEntries` entries, least recently used dropped first) and one hash per
+ *   entry (`:lg:<sha256 of the call key>`, the result as JSON and when it was produced), which Redis
+ *   expires `ttl` after it was produced. One script per success (not awaited by the call) and one per
+ *   failure that may be answered from it.
  *
  * Costs: no round trip on the admission path of breakers; one script per `flushInterval` per busy
  * key (outcomes, calls); one awaited script per retry and per rate-limited request. Pass it to `ResilienceModule.forRoot({ sharedState })`.
@@ -193,6 +200,25 @@ export class RedisPolicyState implements SharedPolicyState {
       acquire: (maxWaitMs) => run('a', maxWaitMs, 0),
       pause: async (pauseMs) => {
         await run('p', Infinity, Math.max(1, Math.ceil(pauseMs)));
+      },
+    };
+  }
+
+  lastGood(key: string, options: { readonly ttl: number; readonly maxEntries: number }): SharedLastGoodBackend {
+    const index = `${this.prefix}{${key}}:lg`;
+    // a call key can be long (arguments as JSON): entries are named by its digest
+    const idOf = (callKey: string) => createHash('sha256').update(callKey).digest('base64url');
+    const ttl = Math.max(1, Math.ceil(options.ttl));
+    return {
+      set: async (callKey, json) => {
+        const id = idOf(callKey);
+        await SCRIPTS.lastGoodSet.run(this.client, [index, `${index}:${id}`], [this.now?.() ?? '', ttl, options.maxEntries, id, json]);
+      },
+      get: async (callKey) => {
+        const id = idOf(callKey);
+        const reply = (await SCRIPTS.lastGoodGet.run(this.client, [index, `${index}:${id}`], [this.now?.() ?? '', ttl, id])) as [unknown, unknown] | null;
+        if (reply === null || reply === undefined) return undefined;
+        return { json: String(reply[0]), ageMs: Number(reply[1]) };
       },
     };
   }

@@ -1,7 +1,7 @@
 import 'reflect-metadata';
 import { Controller, Get, Injectable, Param, Post, type INestApplication } from '@nestjs/common';
 import request from 'supertest';
-import { CircuitBreaker, Fallback, Idempotent, ResilienceEvents, ResilienceModule, type ResilienceEvent } from 'nest-resilience';
+import { CircuitBreaker, Fallback, Idempotent, InMemoryIdempotencyStore, ResilienceEvents, ResilienceModule, type ResilienceEvent } from 'nest-resilience';
 import { FakeClock } from 'nest-resilience/testing';
 import { afterEach, describe, expect, it } from 'vitest';
 import { createApp, platforms } from '../../support/app.js';
@@ -92,6 +92,20 @@ describe('@Fallback({ lastGood }) on a provider method (fake clock)', () => {
     await expect(weather.forecast('paris')).rejects.toMatchObject({ code: 'ECONNRESET' });
     expect(await weather.forecast('berlin')).toMatchObject({ city: 'berlin' });
     expect(await weather.forecast('rome')).toMatchObject({ city: 'rome' });
+  });
+
+  it('is refused at start-up on an @Idempotent() provider method, naming the method and the fix', async () => {
+    @Injectable()
+    class Payouts {
+      @Idempotent({ key: (payoutId: string) => payoutId })
+      @Fallback({ lastGood: { ttl: 1_000 } })
+      async send(payoutId: string): Promise<{ payoutId: string }> {
+        return { payoutId };
+      }
+    }
+    await expect(createApp('express', { imports: [ResilienceModule.forRoot({ idempotency: { store: new InMemoryIdempotencyStore() } })], providers: [Payouts] })).rejects.toThrow(
+      '@Fallback({ lastGood }) on Payouts.send would answer an @Idempotent() call with an older result, which its key would then replay as if the method had produced it. Remove lastGood from this method, or remove @Idempotent().',
+    );
   });
 
   it('never answers a permanent failure from it', async () => {
