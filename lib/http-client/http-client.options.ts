@@ -117,6 +117,8 @@ export interface HttpClientOptions {
    * call fails transiently (timeout, network error, 408/429/5xx), never older than `ttl`: the answer
    * carries `stale: { ageMs }` and the header `resilience-stale: <age in seconds>`. At most
    * `maxEntries` URLs are kept per client, least recently used dropped first. Other methods never.
+   * Kept in-process (`shared` is refused here: share the results of the provider method that calls
+   * the client with `@Fallback({ lastGood: { shared: true } })`).
    * @default undefined (off)
    * @example
    * { lastGood: { ttl: 300_000, maxEntries: 500 } }

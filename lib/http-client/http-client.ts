@@ -140,6 +140,13 @@ export class HttpClient {
     this.keyHeader = (options.idempotencyKeyHeader ?? 'idempotency-key').toLowerCase();
     this.chaos = dependencies.chaos ?? undefined;
     this.lastGood = options.lastGood === undefined ? undefined : new LastGoodCache(this.env.clock, resolveLastGood(options.lastGood, `The HTTP client "${name}"`));
+    if (options.lastGood?.shared === true) {
+      // an answer carries headers and a body of any type (a stream, bytes): not a JSON value to share
+      throw new ResilienceConfigError(
+        `The HTTP client "${name}" sets lastGood.shared: true, which HTTP clients do not support (their answers stay in-process). ` +
+          'Remove lastGood.shared, and put @Fallback({ lastGood: { ttl, shared: true } }) on the provider method that calls the client to share its results.',
+      );
+    }
     // a shared breaker reads the shared state when it is created: created with the client, it knows
     // at start-up whether the dependency's breaker is open elsewhere, instead of after its first call
     if (this.spec.circuitBreaker?.shared === true) this.pipelinesFor(this.baseOrigin);

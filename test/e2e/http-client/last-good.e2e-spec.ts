@@ -72,4 +72,11 @@ describe('HttpClient lastGood: the last good answer of a GET while the origin fa
       'The HTTP client "weather" has lastGood.ttl -1. Give how long a result may be served, in ms (> 0).',
     );
   });
+
+  it('refuses lastGood.shared at construction, naming where sharing is done instead', () => {
+    expect(() => new HttpClient('weather', { baseUrl: upstream.url, lastGood: { ttl: 1_000, shared: true } })).toThrow(
+      'The HTTP client "weather" sets lastGood.shared: true, which HTTP clients do not support (their answers stay in-process). ' +
+        'Remove lastGood.shared, and put @Fallback({ lastGood: { ttl, shared: true } }) on the provider method that calls the client to share its results.',
+    );
+  });
 });
