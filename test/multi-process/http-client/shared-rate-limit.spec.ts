@@ -86,7 +86,7 @@ async function until(condition: () => boolean, what: string, timeoutMs = 5_000):
 }
 
 const drive = async (instance: SpawnedApp, ms: number, concurrency: number) =>
-  (await (await fetch(`${instance.url}/drive?ms=${ms}&concurrency=${concurrency}`)).json()) as { outcomes: Record<string, number>; maxLagMs: number };
+  (await (await fetch(`${instance.url}/drive?ms=${ms}&concurrency=${concurrency}`)).json()) as { outcomes: Record<string, number>; maxLagMs: number; maxCallMs: number };
 
 /**
  * Drives every instance at once and measures how late timers fired, in the instances and in this
@@ -101,7 +101,13 @@ async function driveAll(instances: readonly SpawnedApp[], ms: number, concurrenc
   const [reports] = await Promise.all([Promise.all(instances.map((instance) => drive(instance, ms, concurrency))), meanwhile?.()]);
   here.disable();
   const lagMs = Math.max(...reports.map((report) => report.maxLagMs)) + Math.round(here.max / 1e6);
-  return { outcomes: reports.map((report) => report.outcomes), lagMs, lagAllowance: (rate: number) => Math.ceil((rate * lagMs) / 1000) };
+  return {
+    outcomes: reports.map((report) => report.outcomes),
+    lagMs,
+    lagAllowance: (rate: number) => Math.ceil((rate * lagMs) / 1000),
+    maxCallMs: reports.map((report) => report.maxCallMs),
+    maxLagMs: reports.map((report) => report.maxLagMs),
+  };
 }
 
 const env = (redis: string, dependency: string, extra: Record<string, string> = {}) => ({
@@ -218,5 +224,46 @@ describe.skipIf(!hasRedis)('rateLimit.shared when Redis is killed mid-run (three
       expect(own.length).toBeGreaterThan(0);
       expect(busiestWindow(own, 1_000), `instance ${name} after the kill`).toBeLessThanOrEqual(FALLBACK_BURST + FALLBACK_RATE + lagAllowance(FALLBACK_RATE));
     }
+  }, 60_000);
+});
+
+describe.skipIf(!hasRedis)('rateLimit.shared when Redis hangs (SIGSTOP) mid-run (three instances, a Redis of this file)', () => {
+  const MAX_WAIT = 50;
+  let server: Awaited<ReturnType<typeof startOwnRedis>>;
+  let dependency: Awaited<ReturnType<typeof recordingDependency>>;
+  let instances: SpawnedApp[] = [];
+
+  beforeAll(async () => {
+    requireBuilt(builtFrom);
+    server = await startOwnRedis();
+    dependency = await recordingDependency();
+    // a limit no call waits for, shared or not: a call's time is its wait for Redis and the request
+    const shared = env(server.url, dependency.url, { MAX_WAIT: String(MAX_WAIT), RATE: '10000', BURST: '1000', FALLBACK_RATE: '10000', FALLBACK_BURST: '1000' });
+    instances = await Promise.all(['a', 'b', 'c'].map((name) => spawnApp(root, APP, name, shared)));
+  }, 60_000);
+
+  afterAll(async () => {
+    server?.thaw();
+    await stopAll(instances);
+    await server?.stop();
+    await dependency?.close();
+  });
+
+  it(`no call of any instance waits for the hung Redis longer than maxWait (${MAX_WAIT} ms); every instance then decides without it`, async () => {
+    let frozenAt = 0;
+    const { outcomes, maxCallMs, maxLagMs } = await driveAll(instances, 5_000, 2, async () => {
+      await new Promise((resolve) => setTimeout(resolve, 1_500));
+      server.freeze();
+      frozenAt = performance.now();
+      await until(() => instances.every((instance) => events(instance, 'shared_state_unavailable').length === 1), 'every instance to stop asking Redis', 3_000);
+    });
+    for (const outcome of outcomes) expect(Object.keys(outcome)).toEqual(['success']);
+    const after = dependency.arrivals.filter((arrival) => arrival.path === '/hit' && arrival.at > frozenAt);
+    console.log(
+      `Redis hung after 1.5 s: longest call per instance ${maxCallMs.join('/')} ms (maxWait ${MAX_WAIT} ms; timers late by at most ${maxLagMs.join('/')} ms); ${after.length} requests after the freeze`,
+    );
+    for (const name of ['a', 'b', 'c']) expect(after.filter((hit) => hit.instance === name).length).toBeGreaterThan(10);
+    // maxWait, plus how late that instance's timers fired, plus one loopback request (100 ms on a loaded machine)
+    maxCallMs.forEach((ms, index) => expect(ms, `instance ${'abc'[index]}`).toBeLessThanOrEqual(MAX_WAIT + maxLagMs[index]! + 100));
   }, 60_000);
 });
