@@ -208,4 +208,35 @@ describe('ResilienceModule.forRootAsync() with a changing source (reloads)', () 
     app = undefined;
     expect(changes.observed).toBe(false);
   });
+
+  it('a new breaker threshold from the source keeps an open breaker open and judges the calls after it closed; an invalid value leaves it as it was', async () => {
+    const clock = new FakeClock();
+    const changes = new Subject<ReloadableResilienceOptions>();
+    app = await createApp('express', {
+      imports: [ResilienceModule.forRootAsync({ useFactory: async () => ({ clock, circuitBreaker: consecutive(2), reloads: changes }) })],
+      controllers: [DependencyController],
+    });
+    const server = app.getHttpServer();
+    const controller = app.get(DependencyController);
+    const breakers = app.get(CircuitBreakerService);
+    await request(server).get('/dependency').expect(500);
+    await request(server).get('/dependency').expect(500);
+    expect(breakers.get('DependencyController.get')?.state).toBe('open');
+
+    changes.next({ circuitBreaker: consecutive(4) });
+    changes.next({ circuitBreaker: { strategy: { type: 'consecutive', threshold: 0 } } });
+    expect(breakers.get('DependencyController.get')?.state).toBe('open');
+    expect((await request(server).get('/dependency').expect(503)).body).toMatchObject({ code: 'circuit_open' });
+    expect(controller.calls).toBe(2);
+
+    // closed by a probe; then 4 failures in a row open it (the refused threshold 0 never applied)
+    await clock.advance(10_000);
+    controller.failing = false;
+    await request(server).get('/dependency').expect(200);
+    controller.failing = true;
+    for (let n = 0; n < 3; n++) await request(server).get('/dependency').expect(500);
+    expect(breakers.get('DependencyController.get')?.state).toBe('closed');
+    await request(server).get('/dependency').expect(500);
+    expect(breakers.get('DependencyController.get')?.state).toBe('open');
+  });
 });
