@@ -348,7 +348,10 @@ function judge(observed: Observed): RedisOutageResult {
   const forecastsDuringOutage = forecasts.filter((f) => f.sentAt >= killDone && f.answeredAt <= restartAt);
   const forecastP99 = percentile(forecastsDuringOutage.map((f) => f.answeredAt - f.sentAt), 0.99);
   const forecastP99Before = percentile(forecasts.filter((f) => f.answeredAt < killAt).map((f) => f.answeredAt - f.sentAt), 0.99);
-  const forecastBoundMs = DEFAULT_SHARED_STATE_MAX_WAIT + FORECAST_MARGIN_MS;
+  // the outage may add at most maxWait + the margin to what the route cost before it: on a loaded
+  // machine (a shared CI runner) the route's own p99 is already hundreds of ms, and that is not
+  // time spent waiting on Redis
+  const forecastBoundMs = DEFAULT_SHARED_STATE_MAX_WAIT + FORECAST_MARGIN_MS + Math.round(forecastP99Before);
   const recoveryLimitMs = plan.recoveryLimitMs ?? RECOVERY_LIMIT_MS;
   const forecastsNot200 = forecasts.filter((f) => f.status !== 200);
 
@@ -408,7 +411,7 @@ function judge(observed: Observed): RedisOutageResult {
       detail: `slowest ${Math.round(slowest)} ms; ${hung.length} over the bound: ${summarize(hung.map((a) => `${a.key} ${Math.round(a.answeredAt - a.sentAt)} ms (${a.detail})`))}`,
     },
     {
-      name: `the shared-breaker route kept answering 200, p99 during the outage ≤ maxWait (${DEFAULT_SHARED_STATE_MAX_WAIT} ms) + ${FORECAST_MARGIN_MS} ms`,
+      name: `the shared-breaker route kept answering 200, p99 during the outage ≤ maxWait (${DEFAULT_SHARED_STATE_MAX_WAIT} ms) + ${FORECAST_MARGIN_MS} ms + its p99 before the outage`,
       pass: forecastsDuringOutage.length > 0 && forecastP99 <= forecastBoundMs && forecastsNot200.length === 0,
       detail: `${forecastsDuringOutage.length} calls during the outage, p99 ${Math.round(forecastP99)} ms (before it ${Math.round(forecastP99Before)} ms); ${forecastsNot200.length} of ${forecasts.length} not 200: ${summarize(forecastsNot200.map((f) => String(f.status)))}`,
     },

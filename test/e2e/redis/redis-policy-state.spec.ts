@@ -19,7 +19,8 @@ const at = (generation: number, outcome: SharedBreakerOutcome, probe = false): S
 
 const fail = () => Promise.reject(new Error('down'));
 
-async function until(condition: () => boolean, what: string, timeoutMs = 3_000): Promise<void> {
+// generous: a pub/sub round trip takes milliseconds, but a loaded CI runner can stall one for seconds
+async function until(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}.`);
