@@ -53,6 +53,24 @@ class Gate {
   }
 }
 
+/**
+ * Once the break of 10 s is over, a successful probe closes DependencyController's breaker, three
+ * failures in a row keep it closed and the fourth opens it (a threshold of 4 is in force).
+ */
+async function expectClosedThenOpenedByFourFailures(app: INestApplication, clock: FakeClock): Promise<void> {
+  const server = app.getHttpServer();
+  const controller = app.get(DependencyController);
+  const breakers = app.get(CircuitBreakerService);
+  await clock.advance(10_000);
+  controller.failing = false;
+  await request(server).get('/dependency').expect(200);
+  controller.failing = true;
+  for (let n = 0; n < 3; n++) await request(server).get('/dependency').expect(500);
+  expect(breakers.get('DependencyController.get')?.state).toBe('closed');
+  await request(server).get('/dependency').expect(500);
+  expect(breakers.get('DependencyController.get')?.state).toBe('open');
+}
+
 const consecutive = (threshold: number) => ({ strategy: { type: 'consecutive' as const, threshold }, breakDuration: 10_000 });
 const noDelay = { backoff: { type: 'constant' as const, delay: 0 } };
 
@@ -94,14 +112,7 @@ describe('ResilienceService.reload()', () => {
     expect(controller.calls).toBe(2);
 
     // the break ends; a successful probe closes it; from now on 4 failures in a row open it, not 2
-    await clock.advance(10_000);
-    controller.failing = false;
-    await request(server).get('/dependency').expect(200);
-    controller.failing = true;
-    for (let n = 0; n < 3; n++) await request(server).get('/dependency').expect(500);
-    expect(breakers.get('DependencyController.get')?.state).toBe('closed');
-    await request(server).get('/dependency').expect(500);
-    expect(breakers.get('DependencyController.get')?.state).toBe('open');
+    await expectClosedThenOpenedByFourFailures(app, clock);
   });
 
   it('a breakDuration change keeps the window and state: nothing is reset', async () => {
@@ -230,13 +241,6 @@ describe('ResilienceModule.forRootAsync() with a changing source (reloads)', () 
     expect(controller.calls).toBe(2);
 
     // closed by a probe; then 4 failures in a row open it (the refused threshold 0 never applied)
-    await clock.advance(10_000);
-    controller.failing = false;
-    await request(server).get('/dependency').expect(200);
-    controller.failing = true;
-    for (let n = 0; n < 3; n++) await request(server).get('/dependency').expect(500);
-    expect(breakers.get('DependencyController.get')?.state).toBe('closed');
-    await request(server).get('/dependency').expect(500);
-    expect(breakers.get('DependencyController.get')?.state).toBe('open');
+    await expectClosedThenOpenedByFourFailures(app, clock);
   });
 });

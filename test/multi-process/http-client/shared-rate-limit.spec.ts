@@ -173,18 +173,24 @@ describe.skipIf(!hasRedis)('rateLimit.shared: three app instances (separate Node
   }, 30_000);
 });
 
+/** A redis-server of the test's own (to kill or freeze), a recording dependency and three instances on them. */
+async function fleetOnOwnRedis(extra: Record<string, string>) {
+  requireBuilt(builtFrom);
+  const server = await startOwnRedis();
+  const dependency = await recordingDependency();
+  const shared = env(server.url, dependency.url, extra);
+  const instances = await Promise.all(['a', 'b', 'c'].map((name) => spawnApp(root, APP, name, shared)));
+  return { server, dependency, instances };
+}
+
 describe.skipIf(!hasRedis)('rateLimit.shared when Redis is killed mid-run (three instances, a Redis of this file)', () => {
   let server: Awaited<ReturnType<typeof startOwnRedis>>;
   let dependency: Awaited<ReturnType<typeof recordingDependency>>;
   let instances: SpawnedApp[] = [];
 
   beforeAll(async () => {
-    requireBuilt(builtFrom);
-    server = await startOwnRedis();
-    dependency = await recordingDependency();
     // the documented default maxWait: an answer later than 50 ms counts as slow
-    const shared = env(server.url, dependency.url, { MAX_WAIT: '50' });
-    instances = await Promise.all(['a', 'b', 'c'].map((name) => spawnApp(root, APP, name, shared)));
+    ({ server, dependency, instances } = await fleetOnOwnRedis({ MAX_WAIT: '50' }));
   }, 60_000);
 
   afterEach(async () => {
@@ -234,12 +240,8 @@ describe.skipIf(!hasRedis)('rateLimit.shared when Redis hangs (SIGSTOP) mid-run 
   let instances: SpawnedApp[] = [];
 
   beforeAll(async () => {
-    requireBuilt(builtFrom);
-    server = await startOwnRedis();
-    dependency = await recordingDependency();
     // a limit no call waits for, shared or not: a call's time is its wait for Redis and the request
-    const shared = env(server.url, dependency.url, { MAX_WAIT: String(MAX_WAIT), RATE: '10000', BURST: '1000', FALLBACK_RATE: '10000', FALLBACK_BURST: '1000' });
-    instances = await Promise.all(['a', 'b', 'c'].map((name) => spawnApp(root, APP, name, shared)));
+    ({ server, dependency, instances } = await fleetOnOwnRedis({ MAX_WAIT: String(MAX_WAIT), RATE: '10000', BURST: '1000', FALLBACK_RATE: '10000', FALLBACK_BURST: '1000' }));
   }, 60_000);
 
   afterAll(async () => {
