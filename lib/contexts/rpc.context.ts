@@ -55,7 +55,7 @@ export function rpcProblemOf(problem: ProblemDetailsException): RpcProblem {
 interface RpcContextLike {
   getMetadata?(): Record<string, unknown> | undefined;
   getHeaders?(): { get?(name: string): string; keys?(): Iterable<string> } | undefined;
-  getMessage?(): { properties?: { headers?: Record<string, unknown>; messageId?: unknown } } | undefined;
+  getMessage?(): { properties?: { headers?: Record<string, unknown>; messageId?: unknown }; fields?: { exchange?: unknown; routingKey?: unknown } } | undefined;
   getSocketRef?(): { socket?: unknown } | undefined;
   getPattern?(): unknown;
   getSubject?(): unknown;
@@ -229,15 +229,28 @@ function messageIdOf(context: unknown): string | undefined {
   return undefined;
 }
 
+/**
+ * Where a RabbitMQ message was sent: its exchange, or, through the default exchange (Nest's
+ * `ClientRMQ` without `exchange`), its routing key, which is the queue's name.
+ */
+function rabbitMqDestination(context: RpcContextLike | undefined): string | undefined {
+  const fields = context?.getMessage?.()?.fields;
+  if (fields === undefined) return undefined;
+  if (typeof fields.exchange === 'string' && fields.exchange !== '') return fields.exchange;
+  return typeof fields.routingKey === 'string' && fields.routingKey !== '' ? fields.routingKey : undefined;
+}
+
 /** Request id, operation and OpenTelemetry attributes of one message or event. */
 function rpcInfo(host: ContextHost, profile: HandlerProfile): RequestInfo {
   const context = host[1] as RpcContextLike | undefined;
   const transport = TRANSPORTS[(context as object | undefined)?.constructor?.name ?? ''];
   const attributes: Record<string, string> = {};
   if (transport?.broker) {
-    const destination = context?.getSubject?.() ?? context?.getChannel?.() ?? context?.getTopic?.() ?? context?.getPattern?.();
+    const destination = context?.getSubject?.() ?? context?.getChannel?.() ?? context?.getTopic?.() ?? rabbitMqDestination(context) ?? context?.getPattern?.();
     attributes['messaging.system'] = transport.system;
     attributes['messaging.destination.name'] = typeof destination === 'string' ? destination : profile.operation;
+    const routingKey = context?.getMessage?.()?.fields?.routingKey;
+    if (typeof routingKey === 'string' && routingKey !== '') attributes['messaging.rabbitmq.destination.routing_key'] = routingKey;
     attributes['messaging.operation.type'] = 'process';
     if (profile.answersCaller) attributes['rpc.method'] = profile.operation;
   } else {

@@ -16,8 +16,9 @@
  * ```
  * DataSource settings that matter: PostgreSQL `connectTimeoutMS` (e.g. 2_000) and
  * `extra: { query_timeout: 5_000 }` so an unreachable database fails fast (503) instead of hanging;
- * a pool (`poolSize`) sized for your concurrency. SQLite: a file database with `enableWAL: true`
- * and a busy timeout (`timeout`, default 5_000 ms; or `prepareDatabase: (db) => db.pragma('busy_timeout = 5000')`).
+ * a pool (`poolSize`) sized for your concurrency. SQLite: a file database with `enableWAL: true`;
+ * the store waits for the write lock up to its own `lockTimeout` without blocking the event loop
+ * (better-sqlite3's `timeout` only applies to your app's own statements).
  * Optional: `startPurger(store, { interval })` deletes expired records in the background.
  * @module nest-resilience/typeorm
  */
@@ -34,5 +35,6 @@ export {
   type PurgeExpiredOptions,
   type TypeOrmIdempotencyStoreOptions,
 } from './typeorm-idempotency.store.js';
+export { SqliteLockTimeoutError, SqliteStoreQueueFullError } from './sqlite-store.errors.js';
 // The purger works with any store; re-exported here because it is mostly used with this one.
 export { startPurger, type IdempotencyPurgerOptions } from '../idempotency/idempotency-purger.js';

@@ -9,10 +9,13 @@ import type {
   TransactionalOutcome,
   TransactionalResult,
 } from '../core/idempotency/idempotency-store.interface.js';
+import { systemClock, type Clock } from '../core/clock.js';
 import { recordIdOf } from '../core/idempotency/record-id.js';
 import { CommitOutcomeUnknownError, storeFailureOf } from '../core/idempotency/store-failure.js';
+import { systemRandom } from '../core/random.js';
 import { IDEMPOTENCY_RECORDS_TABLE } from './idempotency-record.entity.js';
 import { idempotencyStatements, type IdempotencyStatements, type SqlDialect } from './idempotency-sql.js';
+import { retryWhileBusy, SqliteOperationQueue, SqliteStatementRunner, type BetterSqliteDatabase } from './sqlite-lock-wait.js';
 
 /**
  * What a database round trip of {@link TypeOrmIdempotencyStore} was for.
@@ -50,14 +53,37 @@ export interface TypeOrmIdempotencyStoreOptions {
   /** Table holding the records (`schema.table` allowed on PostgreSQL). @default 'idempotency_records' */
   tableName?: string;
   /**
+   * The longest a store operation waits for a lock, ms.
+   *
    * PostgreSQL, transactional mode: the longest a claim inside `runInTransaction` waits for a row
    * lock (`SET LOCAL lock_timeout`) before it is answered "in progress" (409). A safety net only:
    * a duplicate of a transactional run still in flight is answered at once (advisory lock); this
    * bounds the rarer waits, e.g. on a lease-mode claim of the same key being written, or on a lock
    * your own code holds on the record.
+   *
+   * SQLite, every operation: the longest it waits for the database's write lock (held by another
+   * connection or process), counted from when it was queued behind this store's other operations,
+   * before it fails with `SqliteLockTimeoutError` (503 `idempotency_store_timeout`, nothing written).
+   * The store never lets better-sqlite3 busy-wait (which blocks the event loop): its statements run
+   * with `busy_timeout` 0 and are retried after 1–20 ms sleeps. A `COMMIT` refused for busy readers
+   * (rollback-journal mode) gets `lockTimeout` of its own, then the transaction is rolled back.
    * @default 5_000
    */
   lockTimeout?: number;
+  /**
+   * SQLite: how many operations may wait for the store's one connection (behind one that waits for
+   * the write lock, or a transactional request in progress); one more is refused at once with
+   * `SqliteStoreQueueFullError` (503 `idempotency_store_pool_exhausted`). Ignored on PostgreSQL,
+   * where the pool's own checkout timeout bounds the wait.
+   * @default 1_000
+   */
+  maxQueuedOperations?: number;
+  /**
+   * The clock of the store's own waits (SQLite's lock-wait deadlines and sleeps); records are timed
+   * by the database clock whatever it is. Tests pass the `FakeClock` of `nest-resilience/testing`.
+   * @default systemClock
+   */
+  clock?: Clock;
   /** Called once per statement sent to the database (round-trip counting in benchmarks, metrics). */
   onQuery?: (event: IdempotencyQueryEvent) => void;
 }
@@ -106,24 +132,6 @@ interface QueryOutcome {
 }
 
 /**
- * Runs one operation at a time. TypeORM's SQLite drivers share ONE connection among all query
- * runners, so a transaction would otherwise swallow (and on rollback undo) the store's other
- * statements issued meanwhile, and two transactions would nest as savepoints.
- */
-class SerialQueue {
-  private tail: Promise<unknown> = Promise.resolve();
-
-  run<T>(operation: () => Promise<T>): Promise<T> {
-    const result = this.tail.then(operation);
-    this.tail = result.then(
-      () => undefined,
-      () => undefined,
-    );
-    return result;
-  }
-}
-
-/**
  * The durable {@link IdempotencyStore}: one table (`IdempotencyRecord`) on PostgreSQL or SQLite
  * (`better-sqlite3`, `sqlite`) through your TypeORM `DataSource`. Every state change is one atomic
  * statement timed by the database clock, so any number of app instances can share it.
@@ -147,7 +155,7 @@ class SerialQueue {
  *
  * Configure the DataSource so a dead database fails fast instead of hanging requests: on
  * PostgreSQL set `connectTimeoutMS` (e.g. 2_000) and `extra: { query_timeout: 5_000 }`; on SQLite
- * use a file with `enableWAL: true` and a busy timeout (`timeout`, better-sqlite3 default 5 s).
+ * use a file with `enableWAL: true`.
  *
  * A silent PostgreSQL (hung, paused, partitioned: connections open, no answer): a request is
  * answered once its statement times out, never after another round trip. A connection still
@@ -165,6 +173,15 @@ class SerialQueue {
  * transactions short or off the idempotent paths. Several processes on one SQLite file do not see
  * each other's open runs (a duplicate in another process waits for the file's write lock).
  *
+ * SQLite lock waits never block the event loop: on better-sqlite3 the store runs its statements
+ * itself on TypeORM's connection with `busy_timeout` 0 (your own statements keep the `timeout` you
+ * configured), retries a busy database after 1–20 ms sleeps, and fails an operation that got no
+ * write lock within `lockTimeout` of being queued (503 `idempotency_store_timeout`, nothing
+ * written); at most `maxQueuedOperations` wait, the next one is refused at once. A transaction
+ * takes the write lock with its first statement, the store's claim (retried after a ROLLBACK, as
+ * `BEGIN IMMEDIATE` would be), so nothing a handler writes waits for the lock. Statements the store
+ * runs itself do not go through TypeORM's logger; `onQuery` reports them.
+ *
  * PostgreSQL note: lease-mode claims take the record's advisory lock shared, for the length of
  * their one statement (they never block one another), so a lease-mode claim of a key whose
  * transactional run is open is answered `in_progress` at once too; a transactional run that meets
@@ -181,10 +198,20 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
   private readonly dialect: SqlDialect;
   private readonly sql: IdempotencyStatements;
   private readonly lockTimeout: number;
+  private readonly clock: Clock;
   private readonly onQuery?: (event: IdempotencyQueryEvent) => void;
-  private readonly queue?: SerialQueue;
+  /**
+   * SQLite: the store's operations, one at a time. TypeORM's SQLite drivers share ONE connection
+   * among all query runners, so a transaction would otherwise swallow (and on rollback undo) the
+   * store's other statements issued meanwhile, and two transactions would nest as savepoints.
+   */
+  private readonly queue?: SqliteOperationQueue;
+  /** better-sqlite3: the store's statements on the DataSource's current connection. */
+  private sqliteRunner?: SqliteStatementRunner;
   /** SQLite: the transactional run queued or open for each record id. */
   private readonly openRuns?: Map<string, OpenRun>;
+  /** SQLite: how a busy database is waited for. */
+  private readonly lockWait: Parameters<typeof retryWhileBusy>[2];
   private readonly purgeLockName: string;
   /** Mixed into every advisory lock key, so two stores' tables in one database never share locks. */
   private readonly lockSalt: bigint;
@@ -206,9 +233,11 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
     this.purgeLockName = `nest-resilience:purge:${tableName}`;
     this.lockSalt = createHash('sha256').update(`nest-resilience:idempotency:${tableName}`).digest().readBigInt64BE(0);
     this.lockTimeout = positiveInteger(options.lockTimeout ?? 5_000, 'lockTimeout');
+    this.clock = options.clock ?? systemClock;
+    this.lockWait = { clock: this.clock, random: systemRandom, lockTimeout: this.lockTimeout };
     this.onQuery = options.onQuery;
     if (this.dialect === 'sqlite') {
-      this.queue = new SerialQueue();
+      this.queue = new SqliteOperationQueue(this.clock, this.lockTimeout, positiveInteger(options.maxQueuedOperations ?? 1_000, 'maxQueuedOperations'));
       this.openRuns = new Map();
     }
   }
@@ -297,18 +326,20 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
   ): Promise<TransactionalResult<T>> {
     // Registered before queueing, so a duplicate never queues behind the run it duplicates.
     const decide = this.registerRun(recordId, claim.fingerprint);
-    return this.serial(async () => {
+    const run = async (deadline: number | undefined): Promise<TransactionalResult<T>> => {
       const queryRunner = this.dataSource.createQueryRunner();
       let failure: unknown;
       try {
-        return await this.transaction(queryRunner, recordId, claim, work, decide);
+        return await this.transaction(queryRunner, recordId, claim, work, decide, deadline);
       } catch (error) {
         failure = error;
         throw error;
       } finally {
         await this.endTransaction(queryRunner, failure);
       }
-    }).finally(() => decide(false));
+    };
+    // never retried as a whole: a busy database is retried step by step, never the handler's work
+    return (this.queue ? this.queue.run(run) : run(undefined)).finally(() => decide(false));
   }
 
   /**
@@ -381,11 +412,11 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
     claim: IdempotencyClaim,
     work: (transaction: EntityManager, lease: IdempotencyLease) => Promise<TransactionalOutcome<T>>,
     claimDecided: (holdsKey: boolean) => void,
+    deadline: number | undefined,
   ): Promise<TransactionalResult<T>> {
-    await this.begin(queryRunner);
     let claimed: IdempotencyClaimResult;
     try {
-      claimed = await this.claimWith(queryRunner, recordId, claim);
+      claimed = await this.beginAndClaim(queryRunner, recordId, claim, deadline);
     } catch (error) {
       if (!isLockConflict(error)) throw error;
       return { state: 'in_progress', sameRequest: true, retryAfterMs: UNKNOWN_OWNER_RETRY_AFTER_MS };
@@ -399,13 +430,44 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
     }
     this.notify('commit', 'COMMIT');
     try {
-      await queryRunner.commitTransaction();
+      await this.commit(queryRunner);
     } catch (error) {
       // Sent but not answered: it may have committed. Only the record can tell (the retry reads it).
       if (this.awaitsAnswer(queryRunner, error)) throw new CommitOutcomeUnknownError(error);
       throw error;
     }
     return { state: 'executed', value: outcome.value };
+  }
+
+  /**
+   * Opens the transaction and claims the key in it. SQLite (`deadline` set): the claim is the
+   * transaction's first statement and a write, so it takes the database's write lock before
+   * anything is read, as `BEGIN IMMEDIATE` would (TypeORM only sends `BEGIN`); while another
+   * connection holds that lock the transaction is rolled back and tried again after a short sleep,
+   * until `deadline` ({@link SqliteLockTimeoutError}). SQLite's advice for `SQLITE_BUSY` inside a
+   * transaction is that rollback; the handler's work never runs before the claim holds the lock.
+   */
+  private beginAndClaim(queryRunner: QueryRunner, recordId: string, claim: IdempotencyClaim, deadline: number | undefined): Promise<IdempotencyClaimResult> {
+    const attempt = async () => {
+      await this.begin(queryRunner);
+      return this.claimWith(queryRunner, recordId, claim);
+    };
+    if (deadline === undefined) return attempt();
+    return retryWhileBusy(attempt, deadline, this.lockWait, async () => {
+      if (queryRunner.isTransactionActive) await this.rollback(queryRunner);
+    });
+  }
+
+  /**
+   * COMMIT. SQLite: with `busy_timeout` 0 and retried after short sleeps for `lockTimeout` (in
+   * rollback-journal mode a COMMIT waits for other connections' readers; in WAL mode it never
+   * waits); still refused then, it throws and the transaction is rolled back: nothing was kept.
+   */
+  private async commit(queryRunner: QueryRunner): Promise<void> {
+    const statements = this.sqliteStatements();
+    if (!statements) return queryRunner.commitTransaction();
+    const deadline = this.clock.now() + this.lockTimeout;
+    await retryWhileBusy(() => statements.withoutBusyWait(() => queryRunner.commitTransaction()), deadline, this.lockWait);
   }
 
   private async begin(queryRunner: QueryRunner): Promise<void> {
@@ -503,8 +565,15 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
     return BigInt.asIntN(64, BigInt(`0x${recordId.slice(0, 16)}`) ^ this.lockSalt).toString();
   }
 
+  /**
+   * A lease-mode operation (statements of the store only). SQLite: queued behind the store's other
+   * operations and, while another connection holds the write lock, tried again after short sleeps
+   * until `lockTimeout` after it was queued (each try is undone by SQLite when refused).
+   */
   private serial<T>(operation: () => Promise<T>): Promise<T> {
-    return this.queue ? this.queue.run(operation) : operation();
+    const queue = this.queue;
+    if (!queue) return operation();
+    return queue.run((deadline) => retryWhileBusy(operation, deadline, this.lockWait));
   }
 
   private async execute(
@@ -514,6 +583,10 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
     queryRunner?: QueryRunner,
   ): Promise<QueryOutcome> {
     this.notify(operation, sql);
+    // better-sqlite3: run here, synchronously, without a busy wait (inside the store's transaction
+    // too: TypeORM has one connection, so it is the transaction's)
+    const statements = this.sqliteStatements();
+    if (statements) return statements.run(sql, parameters ?? []);
     const pool = queryRunner || !PREPARED_OPERATIONS.has(operation) ? undefined : this.postgresPool();
     if (pool) {
       // A named statement is parsed and planned once per connection; sent unnamed (what TypeORM
@@ -532,6 +605,18 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
     } finally {
       if (!queryRunner) await this.returnConnection(runner, failure);
     }
+  }
+
+  /**
+   * better-sqlite3: the store's statements on the DataSource's connection (a new one after the
+   * DataSource was re-initialised); `undefined` on other drivers, or before it is initialised.
+   */
+  private sqliteStatements(): SqliteStatementRunner | undefined {
+    if (this.dataSource.options.type !== 'better-sqlite3') return undefined;
+    const database = (this.dataSource.driver as unknown as { databaseConnection?: BetterSqliteDatabase }).databaseConnection;
+    if (!database) return undefined;
+    if (this.sqliteRunner?.database !== database) this.sqliteRunner = new SqliteStatementRunner(database);
+    return this.sqliteRunner;
   }
 
   /** node-postgres' pool behind TypeORM's PostgreSQL driver (`undefined` on SQLite). */

@@ -12,7 +12,7 @@ import { TransactionalPaymentsController } from './transactional-payments.contro
       type: 'better-sqlite3',
       database: 'app.sqlite', // a file: WAL needs one
       enableWAL: true,
-      timeout: 5_000, // busy timeout, ms
+      timeout: 1_000, // how long YOUR statements wait for the write lock (blocking); the store has its own lockTimeout
       entities: [IdempotencyRecord, Payment],
       synchronize: true, // or run idempotencyMigrations
     }),

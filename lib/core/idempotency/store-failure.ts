@@ -7,9 +7,9 @@
  *   closed-socket, offline and closed-client errors, a server that is `LOADING`, `BUSY` with a
  *   script, `MASTERDOWN`, `CLUSTERDOWN`, `READONLY` after a failover or out of memory (`OOM`));
  * - `pool_exhausted`: no connection was free in time (the pool's checkout timeout, or the
- *   server's connection limit `53300`);
+ *   server's connection limit `53300`; SQLite: the store's queue for its one connection is full);
  * - `timeout`: a lock or statement waited too long or lost a race (`55P03`, `57014`, `40P01`,
- *   `40001`, the driver's query timeout, SQLite busy or locked; Redis: a command that timed out,
+ *   `40001`, the driver's query timeout, SQLite busy or locked past the store's `lockTimeout`; Redis: a command that timed out,
  *   `TRYAGAIN` during resharding);
  * - `full`: a bounded store has no room for a new key without dropping a request still in
  *   progress ({@link IdempotencyStoreFullError}, the in-memory store's `maxRecords` / `maxBytes`).
@@ -58,6 +58,9 @@ const FAILURE_BY_CODE: ReadonlyMap<string, StoreFailure> = new Map([
   // RedisIdempotencyStore's own errors (nest-resilience/redis)
   ['ERR_REDIS_STORE_UNAVAILABLE', 'unavailable'],
   ['ERR_REDIS_STORE_TIMEOUT', 'timeout'],
+  // TypeOrmIdempotencyStore on SQLite (nest-resilience/typeorm): the write lock's wait, the queue's bound
+  ['ERR_SQLITE_LOCK_TIMEOUT', 'timeout'],
+  ['ERR_SQLITE_STORE_QUEUE_FULL', 'pool_exhausted'],
   ['ERR_IDEMPOTENCY_STORE_FULL', 'full'],
 ]);
 

@@ -6,6 +6,7 @@ import { Args, GraphQLModule, Mutation, Query, Resolver } from '@nestjs/graphql'
 import { MercuriusDriver, type MercuriusDriverConfig } from '@nestjs/mercurius';
 import { FastifyAdapter } from '@nestjs/platform-fastify';
 import { Test } from '@nestjs/testing';
+import type { FastifyReply, FastifyRequest } from 'fastify';
 import {
   CircuitBreaker,
   Fallback,
@@ -27,7 +28,8 @@ import { dependencyScript, Ledger } from './support.js';
 
 const sdk = registerTestSdk();
 
-// GraphQL over HTTP with real servers (Apollo on Express, Mercurius on Fastify), schema-first:
+// GraphQL over HTTP with real servers (Apollo on Express and on Fastify through
+// @as-integrations/fastify, Mercurius on Fastify), schema-first:
 // the issue's findings as acceptance tests. @Idempotent() on a mutation dedupes by the GraphQL
 // request's Idempotency-Key header (or a key function of the field's arguments); @Timeout,
 // @Retryable, an open breaker and idempotency refusals reach the client as GraphQLErrors with
@@ -118,24 +120,29 @@ class ReportsResolver {
 }
 
 
-type Driver = 'apollo (express)' | 'mercurius (fastify)';
+type Driver = 'apollo (express)' | 'apollo (fastify)' | 'mercurius (fastify)';
+const DRIVERS: readonly Driver[] = ['apollo (express)', 'apollo (fastify)', 'mercurius (fastify)'];
 
 async function createGraphQlApp(driver: Driver, upstream: string): Promise<INestApplication> {
   const graphQlModule =
-    driver === 'apollo (express)'
-      ? GraphQLModule.forRoot<ApolloDriverConfig>({ driver: ApolloDriver, typeDefs })
-      : GraphQLModule.forRoot<MercuriusDriverConfig>({ driver: MercuriusDriver, typeDefs });
+    driver === 'mercurius (fastify)'
+      ? GraphQLModule.forRoot<MercuriusDriverConfig>({ driver: MercuriusDriver, typeDefs })
+      : driver === 'apollo (fastify)'
+        ? // the Fastify reply in the context, where the library sets Idempotent-Replayed (Nest's default context has the request only)
+          GraphQLModule.forRoot<ApolloDriverConfig>({ driver: ApolloDriver, typeDefs, context: (req: FastifyRequest, reply: FastifyReply) => ({ req, reply }) })
+        : GraphQLModule.forRoot<ApolloDriverConfig>({ driver: ApolloDriver, typeDefs });
   const moduleRef = await Test.createTestingModule({
     imports: [ResilienceModule.forRoot({ idempotency: { store: new InMemoryIdempotencyStore() } }), graphQlModule],
     providers: [ReportsResolver, GuardedService, Ledger, { provide: UPSTREAM_URL, useValue: upstream }],
   }).compile();
-  const app = driver === 'apollo (express)' ? moduleRef.createNestApplication({ logger: false }) : moduleRef.createNestApplication(new FastifyAdapter(), { logger: false });
+  const onFastify = driver.endsWith('(fastify)');
+  const app = onFastify ? moduleRef.createNestApplication(new FastifyAdapter(), { logger: false }) : moduleRef.createNestApplication({ logger: false });
   await app.init();
-  if (driver === 'mercurius (fastify)') await app.getHttpAdapter().getInstance().ready();
+  if (onFastify) await app.getHttpAdapter().getInstance().ready();
   return app;
 }
 
-describe.each<Driver>(['apollo (express)', 'mercurius (fastify)'])('GraphQL on %s (schema-first)', (driver) => {
+describe.each<Driver>(DRIVERS)('GraphQL on %s (schema-first)', (driver) => {
   let upstream: LoopbackServer;
   let app: INestApplication;
   let ledger: Ledger;
@@ -151,7 +158,7 @@ describe.each<Driver>(['apollo (express)', 'mercurius (fastify)'])('GraphQL on %
   afterAll(async () => {
     await app?.close();
     await upstream?.close();
-    if (driver === 'mercurius (fastify)') await sdk.shutdown();
+    if (driver === DRIVERS.at(-1)) await sdk.shutdown();
   });
 
   beforeEach(() => {

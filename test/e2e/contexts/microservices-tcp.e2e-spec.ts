@@ -1,42 +1,18 @@
 import 'reflect-metadata';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Controller, Inject, type INestMicroservice } from '@nestjs/common';
+import { Controller, type INestMicroservice } from '@nestjs/common';
 import { ClientProxyFactory, Ctx, EventPattern, MessagePattern, Payload, RpcException, Transport, type ClientProxy, type TcpContext } from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
-import {
-  Bulkhead,
-  CircuitBreaker,
-  Fallback,
-  Idempotent,
-  ResilienceEvents,
-  ResilienceModule,
-  Retryable,
-  Timeout,
-  currentSignal,
-  type ResilienceEvent,
-} from 'nest-resilience';
+import { Bulkhead, Idempotent, ResilienceEvents, ResilienceModule, Timeout, currentSignal, type ResilienceEvent } from 'nest-resilience';
 import { firstValueFrom } from 'rxjs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { freePort } from '../../../scripts/postgres.mjs';
-import { fetchUpstream } from '../http/support.js';
 import { startDependency, type LoopbackServer } from '../engine/loopback-servers.js';
+import { errorOf, itAnswersQuotesWithTypedErrors, Ledger as RunLedger, QuotesController, UPSTREAM_URL } from './support.js';
 
-const UPSTREAM_URL = Symbol('UPSTREAM_URL');
-
-/** What the handlers did, for assertions: runs per handler and effects per idempotency key. */
-class Ledger {
-  readonly runs = new Map<string, number>();
+/** What the handlers did, for assertions: runs per handler (the shared Ledger) and effects per idempotency key. */
+class Ledger extends RunLedger {
   readonly effects: string[] = [];
-
-  run(name: string): number {
-    const count = (this.runs.get(name) ?? 0) + 1;
-    this.runs.set(name, count);
-    return count;
-  }
-
-  runsOf(name: string): number {
-    return this.runs.get(name) ?? 0;
-  }
 }
 
 // The dependency answers 503 on /down, 503 + Retry-After: 2 on /busy, 200 elsewhere.
@@ -45,33 +21,7 @@ const script = (path: string) =>
 
 @Controller()
 class PaymentsController {
-  constructor(
-    @Inject(UPSTREAM_URL) private readonly upstream: string,
-    private readonly ledger: Ledger,
-  ) {}
-
-  @MessagePattern('quote.flaky')
-  @Retryable({ maxAttempts: 3, backoff: { type: 'constant', delay: 10 } })
-  async flakyQuote(@Payload() _data: unknown): Promise<unknown> {
-    this.ledger.run('quote.flaky');
-    return fetchUpstream(`${this.upstream}/down`);
-  }
-
-  @MessagePattern('quote.slow')
-  @Timeout(200)
-  async slowQuote(@Payload() _data: unknown): Promise<unknown> {
-    this.ledger.run('quote.slow');
-    // ignores the signal on purpose: the caller must still get its answer at the deadline
-    await sleep(2_000);
-    return { late: true };
-  }
-
-  @MessagePattern('quote.fragile')
-  @CircuitBreaker({ strategy: { type: 'consecutive', threshold: 1 }, breakDuration: 60_000 })
-  async fragileQuote(@Payload() _data: unknown): Promise<unknown> {
-    this.ledger.run('quote.fragile');
-    return fetchUpstream(`${this.upstream}/busy`);
-  }
+  constructor(private readonly ledger: Ledger) {}
 
   @MessagePattern('quote.crowded')
   @Bulkhead({ maxConcurrent: 1 })
@@ -79,14 +29,6 @@ class PaymentsController {
     this.ledger.run('quote.crowded');
     await sleep(data.holdMs, undefined, { signal: currentSignal() });
     return { served: true };
-  }
-
-  @MessagePattern('quote.degraded')
-  @Fallback(() => ({ degraded: true }))
-  @Retryable({ maxAttempts: 2, backoff: { type: 'constant', delay: 10 } })
-  async degradedQuote(@Payload() _data: unknown): Promise<unknown> {
-    this.ledger.run('quote.degraded');
-    return fetchUpstream(`${this.upstream}/down`);
   }
 
   @MessagePattern('payment.charge')
@@ -122,16 +64,6 @@ class PaymentsController {
   }
 }
 
-/** The error a `ClientProxy` caller receives: the error object the server sent. */
-async function errorOf(call: Promise<unknown>): Promise<Record<string, unknown>> {
-  try {
-    const value = await call;
-    throw new Error(`expected an error, got ${JSON.stringify(value)}`);
-  } catch (error) {
-    return error as Record<string, unknown>;
-  }
-}
-
 /** Waits until `check` holds (events are one-way: the caller learns nothing of the handler's end). */
 async function eventually(check: () => boolean, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -156,8 +88,9 @@ describe('microservices over TCP: the same decorators and typed errors as HTTP',
     port = await freePort();
     const moduleRef = await Test.createTestingModule({
       imports: [ResilienceModule.forRoot()],
-      controllers: [PaymentsController],
-      providers: [Ledger, { provide: UPSTREAM_URL, useValue: upstream.url }],
+      controllers: [QuotesController, PaymentsController],
+      // the shared QuotesController counts its runs in the same ledger
+      providers: [Ledger, { provide: RunLedger, useExisting: Ledger }, { provide: UPSTREAM_URL, useValue: upstream.url }],
     }).compile();
     app = moduleRef.createNestMicroservice({ transport: Transport.TCP, options: { host: '127.0.0.1', port }, logger: false });
     await app.listen();
@@ -184,23 +117,7 @@ describe('microservices over TCP: the same decorators and typed errors as HTTP',
     expect(String(error.detail)).not.toMatch(/127\.0\.0\.1|ECONN|503 Service/);
   });
 
-  it('@Timeout answers the caller at the deadline with code timeout, even when the handler ignores the signal', async () => {
-    const started = Date.now();
-    const error = await errorOf(send('quote.slow', {}));
-    const elapsed = Date.now() - started;
-    expect(error).toMatchObject({ status: 503, code: 'timeout', detail: expect.any(String) });
-    expect(elapsed).toBeGreaterThanOrEqual(190);
-    expect(elapsed).toBeLessThan(1_500);
-  });
-
-  it('an open @CircuitBreaker refuses without calling the handler: code circuit_open with retryAfterMs', async () => {
-    const tripping = await errorOf(send('quote.fragile', {}));
-    expect(tripping).toMatchObject({ status: 503, code: 'upstream_unavailable', retryAfterMs: 2000 });
-    const refused = await errorOf(send('quote.fragile', {}));
-    expect(refused).toMatchObject({ status: 503, code: 'circuit_open', retryAfterMs: expect.any(Number) });
-    expect(refused.retryAfterMs as number).toBeGreaterThan(50_000);
-    expect(ledger.runsOf('quote.fragile')).toBe(1);
-  });
+  itAnswersQuotesWithTypedErrors(() => ({ send, ledger }));
 
   it('a full @Bulkhead refuses the second concurrent message: code bulkhead_rejected', async () => {
     const first = send('quote.crowded', { holdMs: 300 });
@@ -208,11 +125,6 @@ describe('microservices over TCP: the same decorators and typed errors as HTTP',
     const second = await errorOf(send('quote.crowded', { holdMs: 0 }));
     expect(second).toMatchObject({ status: 503, code: 'bulkhead_rejected' });
     await expect(first).resolves.toEqual({ served: true });
-  });
-
-  it('@Fallback answers the caller with the fallback value once the retries are spent', async () => {
-    await expect(send('quote.degraded', {})).resolves.toEqual({ degraded: true });
-    expect(ledger.runsOf('quote.degraded')).toBe(2);
   });
 
   it('the RpcException reaching the caller is the one Nest clients expect (RpcException on the server side, its error object on the wire)', async () => {

@@ -42,7 +42,8 @@ const response: StoredResponse = {
 };
 
 let keys = 0;
-function claimOf(overrides: Partial<IdempotencyClaim> = {}): IdempotencyClaim {
+/** A claim of a fresh key (lease and retention long enough never to end during a test). */
+export function claimOf(overrides: Partial<IdempotencyClaim> = {}): IdempotencyClaim {
   return {
     namespace: 'contract',
     scope: 'tenant-a',

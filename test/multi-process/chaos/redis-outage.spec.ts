@@ -37,5 +37,7 @@ describe.skipIf(!hasRedis)('Redis killed under traffic and restarted (2 app proc
     const failed = result.checks.filter((check) => !check.pass).map((check) => `${check.name}: ${check.detail}`);
     expect(failed, `${result.figure}\n${lines.join('\n')}`).toEqual([]);
     expect(result.checks.length).toBeGreaterThanOrEqual(9);
-  }, 30_000);
+    // ~12 s on a quiet machine (two app processes started, three phases, the drain); 24–30 s on a
+    // runner whose cores are busy with other work, where the checks' bounds still hold
+  }, 90_000);
 });

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import amqp from 'amqplib';
 import { Queue } from 'bullmq';
 import { IdempotencyRecord } from 'nest-resilience/typeorm';
 import { DataSource, type DataSourceOptions } from 'typeorm';
@@ -11,6 +12,7 @@ import { requireBuilt, spawnApp, type SpawnedApp } from '../../fixtures/spawn-ap
 import { until } from '../../e2e/idempotency/support.js';
 import { hasNats, natsUrl } from '../../support/nats.js';
 import { createTestDatabase, hasPostgres } from '../../support/postgres.js';
+import { amqpUrl, hasRabbitMq, rabbitMqName } from '../../support/rabbitmq.js';
 import { hasRedis, redisUrl } from '../../support/redis.js';
 
 // Two consumer processes on one queue; the first is killed (SIGKILL) inside its handler, after it
@@ -35,6 +37,8 @@ interface Broker {
   send(reportId: string, copy: number): Promise<void>;
   /** Resolves once the broker has nothing left to deliver or in flight. */
   drained(): Promise<void>;
+  /** Messages the broker still holds once every consumer process is gone (never acknowledged), where it can tell. */
+  leftOver?(): Promise<number>;
   close(): Promise<void>;
 }
 
@@ -69,6 +73,30 @@ async function jetStreamBroker(): Promise<Broker> {
   };
 }
 
+async function rabbitMqBroker(): Promise<Broker> {
+  const queue = rabbitMqName('reports');
+  const pattern = 'reports.ready';
+  const connection = await amqp.connect(amqpUrl!);
+  const channel = await connection.createConfirmChannel();
+  await channel.assertQueue(queue, { durable: true });
+  return {
+    env: { CONSUMER: 'rmq', AMQP_URL: amqpUrl!, QUEUE: queue, SUBJECT: pattern },
+    // Nest's RMQ packet, persistent; every copy carries the same AMQP messageId, the default key
+    send: async (reportId) => {
+      channel.sendToQueue(queue, Buffer.from(JSON.stringify({ pattern, data: { reportId } })), { messageId: `msg-${reportId}`, persistent: true });
+      await channel.waitForConfirms();
+    },
+    // nothing ready (AMQP does not count the unacknowledged ones: see leftOver)
+    drained: () => until(async () => (await channel.checkQueue(queue)).messageCount === 0, 20_000, 'every message delivered'),
+    // once every consumer is gone, a message delivered and never acknowledged is ready again
+    leftOver: async () => (await channel.checkQueue(queue)).messageCount,
+    close: async () => {
+      await channel.deleteQueue(queue).catch(() => undefined);
+      await connection.close();
+    },
+  };
+}
+
 async function bullBroker(): Promise<Broker> {
   const prefix = `consumers-${randomBytes(4).toString('hex')}`;
   const queue = new Queue('reports', { connection: { url: redisUrl }, prefix });
@@ -87,6 +115,7 @@ async function bullBroker(): Promise<Broker> {
 
 const brokers = [
   { name: 'NATS JetStream (durable pull consumer, default key Nats-Msg-Id)', create: jetStreamBroker, skip: !hasNats },
+  { name: 'RabbitMQ (Nest Transport.RMQ, noAck: false, default key the AMQP messageId)', create: rabbitMqBroker, skip: !hasRabbitMq },
   { name: 'BullMQ (stalled job taken over, key: (job) => job.data.reportId)', create: bullBroker, skip: !hasRedis },
 ];
 
@@ -147,6 +176,18 @@ for (const { name, create, skip } of brokers) {
       expect(await rowsOf('r-2')).toHaveLength(1);
       expect(await rowsOf('r-3')).toHaveLength(1);
       expect(await rowsOf('r-1')).toHaveLength(1);
+      if (broker.leftOver) {
+        // every duplicate was acknowledged, the ones answered without running the handler included
+        for (const spawned of processes) {
+          const exited = new Promise((resolve) => spawned.child.once('exit', resolve));
+          if (spawned.child.exitCode === null && spawned.child.signalCode === null) {
+            spawned.child.kill('SIGKILL');
+            await exited;
+          }
+        }
+        await sleep(500);
+        expect(await broker.leftOver()).toBe(0);
+      }
     }, 120_000);
   });
 }
