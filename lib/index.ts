@@ -1,7 +1,7 @@
 /**
  * `nest-resilience`: the Nest surface. `ResilienceModule`, the decorators (`@Timeout`,
- * `@Retryable`, `@Idempotent`, `@CircuitBreaker`, `@Bulkhead`, `@Fallback`, `@UsePolicy`,
- * `@AttemptSignal`), the services, the errors an application catches, the request context and the
+ * `@Retryable`, `@Idempotent`, `@CircuitBreaker`, `@Bulkhead`, `@RateLimit`, `@Fallback`,
+ * `@UsePolicy`, `@AttemptSignal`), the services, the errors an application catches, the request context and the
  * option types. The framework-free engine (policies, `createPipeline()`, the idempotency core,
  * defaults, clocks) is `nest-resilience/core`.
  * Guides: docs/README.md in the repository.
@@ -22,7 +22,7 @@ export * from './decorators/index.js';
 export { Idempotent } from './idempotency/idempotent.decorator.js';
 
 // Services
-export { ResilienceService } from './engine/resilience.service.js';
+export { ResilienceService, type OptionsReloadResult } from './engine/resilience.service.js';
 export { CircuitBreakerService, UnknownCircuitBreakerError } from './engine/circuit-breaker.service.js';
 export { ResilienceEvents, type ResilienceEventListener, type ResilienceEventSubscribeOptions } from './observability/resilience-events.js';
 export { DEFAULT_EVENT_LOG_LEVELS, ResilienceLogger } from './observability/resilience-logger.js';
@@ -90,6 +90,7 @@ export {
 } from './core/errors.js';
 export { IdempotencyError, IdempotencyErrorCode, isIdempotencyError, type IdempotencyErrorCodeValue } from './core/idempotency/idempotency-core.errors.js';
 export { UpstreamHttpError, assertOk, isUpstreamHttpError, type UpstreamHttpErrorOptions } from './core/upstream-http.error.js';
+export { RateLimitedError, isRateLimitedError } from './core/rate-limiter.js';
 
 // Option types of the policies, and the sources of time and randomness they take
 export type {
@@ -117,6 +118,8 @@ export type {
   TimeBreakerStrategy,
   TimeoutOptions,
 } from './core/options.js';
+export type { RateLimitOptions, RateOptions } from './core/rate-limiter.js';
+export type { LastGoodOptions } from './core/last-good.js';
 export type { CircuitBreakerSnapshot, CircuitBreakerState } from './core/circuit-breaker.policy.js';
 export type { ResilienceEvent, ResilienceEventName, ResilienceEventSink } from './core/events.js';
 export type { Clock, TimerHandle } from './core/clock.js';

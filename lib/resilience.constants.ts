@@ -16,6 +16,9 @@ export const BULKHEAD_METADATA = 'nest-resilience:bulkhead';
 /** Metadata key written by `@Fallback()`. @internal */
 export const FALLBACK_METADATA = 'nest-resilience:fallback';
 /** Metadata key written by `@UsePolicy()`. @internal */
+/** Metadata key of `@RateLimit()`. @internal */
+export const RATE_LIMIT_METADATA = 'nest-resilience:rate-limit';
+/** Metadata key of `@UsePolicy()`. @internal */
 export const USE_POLICY_METADATA = 'nest-resilience:use-policy';
 /** Metadata key written by `@Idempotent()`. @internal */
 export const IDEMPOTENT_METADATA = 'nest-resilience:idempotent';

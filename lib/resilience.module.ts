@@ -89,7 +89,17 @@ const providers: Provider[] = [
   { provide: APP_FILTER, useClass: ResilienceExceptionFilter },
   ...observabilityProviders,
   CircuitBreakerService,
-  ResilienceService,
+  {
+    provide: ResilienceService,
+    useFactory: (
+      pipelines: ResiliencePipelines,
+      env: PolicyEnvironment,
+      registry: PolicyRegistry,
+      options: ResilienceModuleOptions | undefined,
+      chaos: ChaosControl | null | undefined,
+    ) => new ResilienceService(pipelines, env, registry, options, chaos),
+    inject: [ResiliencePipelines, RESILIENCE_POLICY_ENVIRONMENT, PolicyRegistry, RESILIENCE_MODULE_OPTIONS, { token: ChaosControl, optional: true }],
+  },
   ResilienceBinder,
 ];
 
@@ -98,8 +108,8 @@ const providers: Provider[] = [
  * fallbacks for a Nest application. Import it once in the root module; it is global by default
  * (`isGlobal: false` to opt out). It binds nothing globally on the request path: only routes and
  * provider methods that carry one of its decorators run through it, and every other route runs
- * exactly as without the module. Options are merged with the defaults and validated once at
- * start-up.
+ * exactly as without the module. Options are merged with the defaults and validated at start-up,
+ * and again by each reload (`ResilienceService.reload()`, or a `reloads` source).
  * @example
  * @Module({ imports: [ResilienceModule.forRoot({ timeout: { status: 504 } })] })
  * export class AppModule {}

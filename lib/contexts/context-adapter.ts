@@ -125,6 +125,13 @@ export interface ContextAdapter {
   renderError(error: unknown, host: ContextHost): unknown;
 
   /**
+   * Tells the caller that the answer is a stale last good result `ageMs` old (`@Fallback({ lastGood })`),
+   * when the transport has a place for it (HTTP: the `Resilience-Stale` header); absent, the value
+   * is answered as it is.
+   */
+  markStale?(host: ContextHost, ageMs: number): void;
+
+  /**
    * The `@Idempotent()` options of a handler of this context, once, at start-up: where the key
    * comes from by default, and the `key` / `scope` functions called with this context's arguments.
    */

@@ -1,6 +1,7 @@
 import { RESPONSE_PASSTHROUGH_METADATA, ROUTE_ARGS_METADATA, SSE_METADATA } from '@nestjs/common/constants.js';
 import type { RequestInfoSource } from '../context/context-frame.js';
 import { ResilienceConfigError } from '../core/errors.js';
+import { STALE_HEADER } from '../core/last-good.js';
 import { applyProblemHeaders, isProblemDetailsException } from '../http/problem-details.js';
 import { httpMethodOf, onClientDisconnect, rawResponseOf, requestInfoSource } from '../http/request-info.js';
 import { SAFE_METHODS } from '../core/idempotency/idempotency-core.js';
@@ -46,6 +47,10 @@ export const httpContext: ContextAdapter = {
   renderError(error: unknown, host: ContextHost): unknown {
     if (isProblemDetailsException(error)) applyProblemHeaders(host[1], error);
     return error;
+  },
+
+  markStale(host: ContextHost, ageMs: number): void {
+    setResponseHeader(host[1] as Record<string, unknown>, STALE_HEADER, String(Math.floor(ageMs / 1000)));
   },
 
   idempotencyOptions(options: ResolvedIdempotencyOptions): ResolvedIdempotencyOptions {

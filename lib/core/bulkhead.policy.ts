@@ -42,7 +42,7 @@ interface Waiter {
  */
 export class BulkheadPolicy implements Policy, Step {
   /** The options with defaults filled in. */
-  readonly options: ResolvedBulkheadOptions;
+  options: ResolvedBulkheadOptions;
   private running = 0;
   private readonly waiters = new Set<Waiter>();
 
@@ -53,6 +53,19 @@ export class BulkheadPolicy implements Policy, Step {
     private readonly env: PolicyEnvironment,
   ) {
     this.options = resolveBulkheadOptions(options);
+  }
+
+  /**
+   * Applies new options (an options reload) keeping the calls running and queued: a larger
+   * `maxConcurrent` starts queued calls at once; a smaller one lets the running calls finish and
+   * admits new ones once they fit; a smaller `maxQueue` only turns away new arrivals.
+   */
+  reconfigure(options: BulkheadOptions): void {
+    this.options = resolveBulkheadOptions(options);
+    while (this.running < this.options.maxConcurrent && this.waiters.size > 0) {
+      this.running++;
+      this.release();
+    }
   }
 
   /** Executions running now. */

@@ -93,9 +93,8 @@ const HALF_OPEN_RETRY_AFTER_MS = 1000;
  * @publicApi
  */
 export class CircuitBreakerPolicy implements Policy, Step {
-  /** The options with defaults filled in. */
-  readonly options: ResolvedCircuitBreakerOptions;
-  private readonly window: OutcomeWindow;
+  private resolved: ResolvedCircuitBreakerOptions;
+  private window: OutcomeWindow;
   private current: CircuitBreakerState = 'closed';
   private generation = 0;
   private consecutiveOpens = 0;
@@ -120,8 +119,8 @@ export class CircuitBreakerPolicy implements Policy, Step {
     /** The registry's shared state (from the `PolicyRegistry`), used when `options.shared` is set. */
     shared?: SharedStateGuard,
   ) {
-    this.options = resolveCircuitBreakerOptions(options);
-    this.window = createWindow(this.options);
+    this.resolved = resolveCircuitBreakerOptions(options);
+    this.window = createWindow(this.resolved);
     if (this.options.shared && shared !== undefined) {
       const backend = shared.backend.circuitBreaker(key, this.options, (state) => this.adopt(state, 'read'));
       this.link = { backend, guard: shared, generation: -1, opens: 0, queue: [], flushTimer: undefined };
@@ -130,6 +129,28 @@ export class CircuitBreakerPolicy implements Policy, Step {
         if (state !== UNAVAILABLE) this.adopt(state, 'read');
       });
     }
+  }
+
+  /** The options with defaults filled in. */
+  get options(): ResolvedCircuitBreakerOptions {
+    return this.resolved;
+  }
+
+  /**
+   * Applies new options (an options reload) keeping the state: an open breaker stays open until its
+   * current break ends (a new `breakDuration` applies from the next open), a closed one keeps its
+   * window. A different `strategy` or `slowCall` cannot judge the outcomes counted so far: the window
+   * starts empty then (the answer says so). `shared` cannot change here (the registry replaces the
+   * breaker, state included).
+   * @returns `['window']` when the window was reset, else `[]`.
+   */
+  reconfigure(options: CircuitBreakerOptions): string[] {
+    const next = resolveCircuitBreakerOptions(options);
+    const sameJudging = sameSettings(next.strategy, this.resolved.strategy) && sameSettings(next.slowCall, this.resolved.slowCall);
+    this.resolved = next;
+    if (sameJudging) return [];
+    this.window = createWindow(next);
+    return ['window'];
   }
 
   /** Whether outcomes go to a shared window (`shared: true` with a backend configured). */
@@ -431,4 +452,15 @@ export class CircuitBreakerPolicy implements Policy, Step {
 function classifyNonFailure(error: unknown): 'success' | 'ignored' {
   if (isOperationAbortedError(error)) return 'ignored';
   return typeof error === 'object' && error !== null && (error as { name?: unknown }).name === 'AbortError' ? 'ignored' : 'success';
+}
+
+/** Whether two option objects hold the same settings (functions compared by identity). */
+function sameSettings(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false;
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  for (const key of keys) {
+    if (!sameSettings((a as Record<string, unknown>)[key], (b as Record<string, unknown>)[key])) return false;
+  }
+  return true;
 }

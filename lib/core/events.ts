@@ -18,6 +18,7 @@ export type ResilienceEventName =
   | 'breaker_closed'
   | 'breaker_rejected'
   | 'bulkhead_rejected'
+  | 'rate_limited'
   | 'fallback_used'
   | 'idempotency_executed'
   | 'idempotency_replayed'
@@ -32,7 +33,9 @@ export type ResilienceEventName =
   | 'idempotency_response_not_kept'
   | 'shared_state_unavailable'
   | 'shared_state_recovered'
-  | 'fault_injected';
+  | 'fault_injected'
+  | 'options_reloaded'
+  | 'options_reload_refused';
 
 /**
  * One event. `event` names it; the other fields are present when they apply.

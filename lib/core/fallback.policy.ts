@@ -1,7 +1,7 @@
 import { isOperationAbortedError, isResilienceError } from './errors.js';
 import { errorTypeOf } from './events.js';
 import { isTransientError } from './classify.js';
-import type { FallbackCause, FallbackOptions, ResolvedFallbackOptions } from './options.js';
+import { NO_FALLBACK, type FallbackCause, type FallbackOptions, type ResolvedFallbackOptions } from './options.js';
 import type { PolicyContext, Policy, PolicyEnvironment } from './policy.js';
 import { promiseOf, settleWith, workOf, type Settle, type Step, type Work } from './step.js';
 import { resolveFallbackOptions } from './validate.js';
@@ -51,24 +51,47 @@ export class FallbackPolicy<R = unknown> implements Policy, Step {
   run(next: Work, context: PolicyContext, settle: Settle): void {
     next(context, (failed, error) => {
       if (!failed || !this.handles(error)) {
+        if (!failed && this.options.onSuccess !== undefined) {
+          try {
+            this.options.onSuccess(error, context);
+          } catch {
+            // keeping a result must never fail the call
+          }
+        }
         settle(failed, error);
         return;
       }
-      this.env.events({
-        event: 'fallback_used',
-        policy: context.policy,
-        outcome: fallbackCauseOf(error) ?? 'error',
-        errorType: errorTypeOf(error),
-        error,
-      });
+      const used = () =>
+        this.env.events({
+          event: 'fallback_used',
+          policy: context.policy,
+          outcome: fallbackCauseOf(error) ?? 'error',
+          errorType: errorTypeOf(error),
+          error,
+        });
+      const { mayDecline } = this.options;
+      if (!mayDecline) used();
       let result: unknown;
       try {
         result = this.options.handler(error, context);
       } catch (handlerError) {
+        if (mayDecline) used();
         settle(true, handlerError);
         return;
       }
-      settleWith(result, settle);
+      if (!mayDecline) {
+        settleWith(result, settle);
+        return;
+      }
+      // the handler may have had nothing to answer with: then the call fails as if it had not run
+      settleWith(result, (handlerFailed, value) => {
+        if (!handlerFailed && value === NO_FALLBACK) {
+          settle(true, error);
+          return;
+        }
+        used();
+        settle(handlerFailed, value);
+      });
     });
   }
 

@@ -36,6 +36,36 @@ export { BulkheadPolicy, type BulkheadSnapshot } from './bulkhead.policy.js';
 export { FallbackPolicy, fallbackCauseOf } from './fallback.policy.js';
 export { PolicyRegistry, type PolicyRegistryOptions } from './policy-registry.js';
 export {
+  LocalRateLimiter,
+  RateLimitedError,
+  isRateLimitedError,
+  resolveRate,
+  resolveRateLimit,
+  type RateLimiter,
+  type RateLimiterSnapshot,
+  type RateLimitOptions,
+  type RateLimitPermit,
+  type RateLimitRefusal,
+  type RateOptions,
+  type ResolvedRate,
+  type SharedRateLimitAnswer,
+  type SharedRateLimitBackend,
+} from './rate-limiter.js';
+export { SharedRateLimiter } from './shared-rate-limiter.js';
+export {
+  DEFAULT_LAST_GOOD_ENTRIES,
+  isStaleWorthy,
+  LastGoodCache,
+  resolveLastGood,
+  STALE_HEADER,
+  StaleAnswer,
+  type LastGoodOptions,
+  type LastGoodStore,
+  type SharedLastGoodBackend,
+  type SharedLastGoodEntry,
+} from './last-good.js';
+export { SharedLastGoodCache } from './shared-last-good.js';
+export {
   DEFAULT_SHARED_STATE_FLUSH_INTERVAL,
   DEFAULT_SHARED_STATE_MAX_WAIT,
   DEFAULT_SHARED_STATE_RECOVERY_INTERVAL,

@@ -1,3 +1,4 @@
+import type { RateLimitOptions } from './rate-limiter.js';
 import type { PolicyContext } from './policy.js';
 import type { Random } from './random.js';
 import type { PipelineChaos } from './fault-injection.js';
@@ -295,7 +296,23 @@ export interface FallbackOptions<T = unknown> {
    * @default ['timeout', 'circuit_open', 'bulkhead_rejected', 'retries_exhausted', 'transient']
    */
   readonly on?: Array<FallbackCause | ErrorClass> | ((error: unknown) => boolean);
+  /** Called with the result of each call that succeeded without the fallback (a last-good cache keeps it). */
+  readonly onSuccess?: (value: unknown, context: PolicyContext) => void;
+  /**
+   * Whether `handler` may answer (or resolve to) {@link NO_FALLBACK} when it finds nothing to answer
+   * with (a last-good cache on a shared backend, which `on` cannot ask synchronously): the call then
+   * fails with its own error and no `fallback_used` is emitted. With it, `fallback_used` is emitted
+   * once the handler's answer is known instead of before it runs. @default false
+   */
+  readonly mayDecline?: boolean;
 }
+
+/**
+ * What a fallback `handler` with {@link FallbackOptions.mayDecline} answers when it has nothing: the
+ * call fails with its own error.
+ * @publicApi
+ */
+export const NO_FALLBACK: unique symbol = Symbol('no fallback');
 
 /** {@link RetryOptions} with every default filled in. @publicApi */
 export interface ResolvedRetryOptions {
@@ -354,6 +371,10 @@ export interface ResolvedFallbackOptions<T = unknown> {
   readonly handler: (error: unknown, context: PolicyContext) => T | Promise<T>;
   /** Which errors trigger the fallback. */
   readonly on: Array<FallbackCause | ErrorClass> | ((error: unknown) => boolean);
+  /** Called with the result of each call that succeeded without the fallback. */
+  readonly onSuccess?: (value: unknown, context: PolicyContext) => void;
+  /** Whether `handler` may answer {@link NO_FALLBACK}. */
+  readonly mayDecline?: boolean;
 }
 
 /**
@@ -374,6 +395,8 @@ export interface PipelineSpec {
   readonly retry?: RetryOptions;
   /** Circuit breaker of the key. */
   readonly circuitBreaker?: CircuitBreakerOptions;
+  /** Outgoing rate limit of the key: each attempt waits for its turn (`@RateLimit()`). */
+  readonly rateLimit?: RateLimitOptions;
   /**
    * Runtime chaos rules that may apply to this pipeline (`chaos: { enabled: true }`): an injection
    * stage runs innermost, between the attempt timeout and the work. It is not one of

@@ -11,6 +11,8 @@ import type {
 } from './options.js';
 import type { PolicyContext, PolicyEnvironment } from './policy.js';
 import type { PolicyRegistry } from './policy-registry.js';
+import { RateLimitPolicy } from './rate-limit.policy.js';
+import { resolveRateLimit, type ResolvedRate } from './rate-limiter.js';
 import { RetryPolicy, type RetryHooks } from './retry.policy.js';
 import { TimeoutPolicy } from './timeout.policy.js';
 import { once, promiseOf, workOf, type Settle, type Step, type Work } from './step.js';
@@ -62,6 +64,19 @@ export type PipelineStage =
     }
   | {
       /** The stage. */
+      readonly kind: 'rate-limit';
+      /** Its options. */
+      readonly options: {
+        /** The rate and burst while the limit is kept. */
+        readonly rate: ResolvedRate;
+        /** The rate each instance keeps alone while the shared state is unreachable. */
+        readonly fallback: ResolvedRate;
+        /** Whether the limit is fleet-wide (on the shared policy state). */
+        readonly shared: boolean;
+      };
+    }
+  | {
+      /** The stage. */
       readonly kind: 'attempt-timeout';
       /** Its options. */
       readonly options: {
@@ -75,7 +90,9 @@ export type PipelineStageKind = PipelineStage['kind'];
 
 /**
  * The canonical order of the stages, outer → inner: fallback, bulkhead, total timeout, retry,
- * circuit breaker, attempt timeout (docs/decorators.md explains why).
+ * circuit breaker, rate limit, attempt timeout (docs/decorators.md explains why). A rate limit sits
+ * inside the breaker (an open breaker refuses without spending a turn) and outside the attempt
+ * timeout (the wait for a turn is not part of the attempt).
  * @publicApi
  */
 export const PIPELINE_ORDER: readonly PipelineStageKind[] = Object.freeze([
@@ -84,6 +101,7 @@ export const PIPELINE_ORDER: readonly PipelineStageKind[] = Object.freeze([
   'total-timeout',
   'retry',
   'circuit-breaker',
+  'rate-limit',
   'attempt-timeout',
 ]);
 
@@ -137,6 +155,7 @@ export function describePipeline(spec: PipelineSpec): PipelineStage[] {
   if (spec.timeout?.total !== undefined) stages.push({ kind: 'total-timeout', options: { total: spec.timeout.total } });
   if (spec.retry) stages.push({ kind: 'retry', options: resolveRetryOptions(spec.retry) });
   if (spec.circuitBreaker) stages.push({ kind: 'circuit-breaker', options: resolveCircuitBreakerOptions(spec.circuitBreaker) });
+  if (spec.rateLimit) stages.push({ kind: 'rate-limit', options: { ...resolveRateLimit(spec.rateLimit, `policy "${spec.key}"`), shared: spec.rateLimit.shared === true } });
   if (spec.timeout?.attempt !== undefined) stages.push({ kind: 'attempt-timeout', options: { attempt: spec.timeout.attempt } });
   return stages;
 }
@@ -163,6 +182,8 @@ function runnerFor(
       return retryPolicy!;
     case 'circuit-breaker':
       return registry.circuitBreaker(key, spec.circuitBreaker);
+    case 'rate-limit':
+      return new RateLimitPolicy(key, registry.rateLimiter(key, spec.rateLimit!), env);
     case 'attempt-timeout':
       return new TimeoutPolicy('attempt', stage.options.attempt, env);
   }
@@ -170,7 +191,7 @@ function runnerFor(
 
 /**
  * Builds the pipeline of `spec` in the canonical order (fallback → bulkhead → total timeout →
- * retry (+ budget) → circuit breaker → attempt timeout → fn). Breaker, bulkhead and budget come
+ * retry (+ budget) → circuit breaker → rate limit → attempt timeout → fn). Breaker, bulkhead and budget come
  * from `registry`, so every pipeline with the same key shares them. The operation's deadline is
  * fixed when `execute` is called (`min(options.deadline, now + total)`), so time spent queued in the
  * bulkhead counts against it. Validates `spec` first.

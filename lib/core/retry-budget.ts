@@ -48,15 +48,31 @@ export class RetryBudget {
   /** One more bucket than the window holds: the oldest straddles the window's start. */
   private readonly buckets: Bucket[];
   private readonly bucketMs: number;
-  private readonly floor: number;
+  private floor: number;
 
   constructor(
-    private readonly options: RetryBudgetWindow,
+    private options: RetryBudgetWindow,
     private readonly clock: Clock,
   ) {
     this.bucketMs = options.window / BUCKETS;
     this.floor = (options.minRetriesPerSecond * options.window) / 1000;
     this.buckets = Array.from({ length: BUCKETS + 1 }, () => ({ epoch: -Infinity, calls: 0, retries: 0 }));
+  }
+
+  /** The window, ratio and floor it decides with. */
+  get settings(): RetryBudgetWindow {
+    return this.options;
+  }
+
+  /**
+   * Applies a new `ratio` and `minRetriesPerSecond` (an options reload) keeping the calls and
+   * retries counted so far. A different `window` cannot keep them (the buckets are sized by it):
+   * the registry replaces the budget then.
+   */
+  reconfigure(options: RetryBudgetWindow): void {
+    if (options.window !== this.options.window) throw new Error('RetryBudget.reconfigure cannot change the window; create a new budget.');
+    this.options = options;
+    this.floor = (options.minRetriesPerSecond * options.window) / 1000;
   }
 
   /**

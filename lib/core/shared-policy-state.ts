@@ -1,6 +1,8 @@
 import { ResilienceConfigError } from './errors.js';
 import type { BreakerOpenReason, PipelineSpec, ResolvedCircuitBreakerOptions, RetryBudgetWindow } from './options.js';
+import type { SharedLastGoodBackend } from './last-good.js';
 import type { PolicyEnvironment } from './policy.js';
+import type { RateLimitOptions, ResolvedRate, SharedRateLimitBackend } from './rate-limiter.js';
 import { retryAllowance, type RetryBudget, type RetryBudgetSnapshot } from './retry-budget.js';
 import { once } from './step.js';
 
@@ -105,6 +107,17 @@ export interface SharedPolicyState {
   circuitBreaker(key: string, settings: SharedBreakerSettings, onChange: (state: SharedBreakerState) => void): SharedBreakerBackend;
   /** The shared side of retry budget `key`. */
   retryBudget(key: string, options: RetryBudgetWindow): SharedRetryBudgetBackend;
+  /**
+   * The shared side of rate limit `key` (`rateLimit.shared`): one bucket and one `Retry-After`
+   * pause for every instance. Optional: a backend without it refuses `rateLimit.shared` at start-up.
+   */
+  rateLimiter?(key: string, rate: ResolvedRate): SharedRateLimitBackend;
+  /**
+   * The shared side of the last-good cache of `key` (`@Fallback({ lastGood: { shared: true } })`):
+   * at most `maxEntries` results, each dropped `ttl` ms after it was produced. Optional: a backend
+   * without it refuses `lastGood.shared` at start-up.
+   */
+  lastGood?(key: string, options: { readonly ttl: number; readonly maxEntries: number }): SharedLastGoodBackend;
   /** Resolves when the backend answers (used to notice it came back after an outage). */
   ping(): Promise<void>;
   /** Longest wait for the backend before a policy uses its in-process state, in ms. @default 50 */
@@ -388,10 +401,26 @@ export class SharedRetryBudget implements RetryPermits {
  * @throws ResilienceConfigError naming the fix.
  * @internal
  */
-export function requireSharedState(spec: Pick<PipelineSpec, 'retry' | 'circuitBreaker'>, where: string, backend: SharedPolicyState | undefined): void {
+export function requireSharedState(
+  spec: Pick<PipelineSpec, 'retry' | 'circuitBreaker'> & { readonly rateLimit?: RateLimitOptions | false },
+  where: string,
+  backend: SharedPolicyState | undefined,
+): void {
+  if (spec.rateLimit && spec.rateLimit.shared === true && backend !== undefined && typeof backend.rateLimiter !== 'function') {
+    throw new ResilienceConfigError(
+      `${where} sets rateLimit.shared: true, but the shared state backend has no rateLimiter(). Use RedisPolicyState from 'nest-resilience/redis', or remove rateLimit.shared.`,
+    );
+  }
   if (backend !== undefined) return;
   const budget = spec.retry?.budget;
-  const asks = spec.circuitBreaker?.shared === true ? 'circuitBreaker.shared' : budget && budget.shared === true ? 'retry.budget.shared' : undefined;
+  const asks =
+    spec.circuitBreaker?.shared === true
+      ? 'circuitBreaker.shared'
+      : budget && budget.shared === true
+        ? 'retry.budget.shared'
+        : spec.rateLimit && spec.rateLimit.shared === true
+          ? 'rateLimit.shared'
+          : undefined;
   if (asks === undefined) return;
   throw new ResilienceConfigError(
     `${where} sets ${asks}: true, but no shared state backend is configured. ` +

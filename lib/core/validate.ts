@@ -1,3 +1,4 @@
+import { resolveRateLimit } from './rate-limiter.js';
 import { maxBackoffDelay } from './backoff.js';
 import { DEFAULT_BACKOFF, DEFAULT_FALLBACK_ON, DEFAULT_RETRY_BUDGET } from './defaults.js';
 import { statusOf } from './classify.js';
@@ -90,7 +91,12 @@ export function resolveBulkheadOptions(options: BulkheadOptions = {}): ResolvedB
 
 /** Fills in the fallback's default `on`. @publicApi */
 export function resolveFallbackOptions<T>(options: FallbackOptions<T>): ResolvedFallbackOptions<T> {
-  return { handler: options.handler, on: options.on ?? [...DEFAULT_FALLBACK_ON] };
+  return {
+    handler: options.handler,
+    on: options.on ?? [...DEFAULT_FALLBACK_ON],
+    ...(options.onSuccess === undefined ? {} : { onSuccess: options.onSuccess }),
+    ...(options.mayDecline === true ? { mayDecline: true } : {}),
+  };
 }
 
 type Problem = string | undefined;
@@ -262,5 +268,6 @@ export function validatePipelineSpec(spec: PipelineSpec, where: string): void {
     (spec.bulkhead ? checkBulkhead(spec.bulkhead) : undefined) ??
     (spec.circuitBreaker ? checkCircuitBreaker(spec.circuitBreaker) : undefined) ??
     (spec.fallback ? checkFallback(spec.fallback) : undefined);
+  if (problem === undefined && spec.rateLimit) resolveRateLimit(spec.rateLimit, where.charAt(0).toUpperCase() + where.slice(1));
   if (problem) throw new ResilienceConfigError(`Invalid resilience configuration for ${where}: ${problem}`);
 }

@@ -18,7 +18,10 @@ import { FALLBACK_METADATA } from '../resilience.constants.js';
  *   (for routes, the handler's own arguments, after pipes: add `@Req()` to the handler to get the request);
  * - a provider class implementing `FallbackProvider`, resolved through DI, whose
  *   `fallback(error, ...args)` is called.
- * A client disconnect never triggers it. Works on methods and classes; the method wins.
+ * With `lastGood`, the last good result of the same call is served first while the breaker is open
+ * or the call fails transiently (never past its `ttl`; a route adds `Resilience-Stale: <age s>`);
+ * `@Fallback({ lastGood: { ttl } })` serves it alone. A client disconnect never triggers it. Works
+ * on methods and classes; the method wins.
  * @example
  * @Get('recommendations')
  * @Timeout(800)
@@ -28,14 +31,25 @@ import { FALLBACK_METADATA } from '../resilience.constants.js';
  * @Fallback((error, userId: string) => ({ userId, status: 'unknown' }), { on: ['timeout'] })
  * @example
  * @Fallback(CachedQuoteFallback)
+ * @example
+ * @Fallback({ lastGood: { ttl: 60_000, key: (city: string) => city } })
  * @publicApi
  */
 export function Fallback<T = unknown>(
   source: T | FallbackFactory<T> | Type<FallbackProvider<T>>,
   options: FallbackDecoratorOptions = {},
 ): MethodDecorator & ClassDecorator {
-  const metadata: FallbackMetadata = { ...options, source: toFallbackSource(source) };
+  // `@Fallback({ lastGood })`: the last good result alone, no other source
+  const lastGoodOnly = isLastGoodOnly(source);
+  const metadata: FallbackMetadata = lastGoodOnly ? { ...(source as FallbackDecoratorOptions), ...options, source: { kind: 'none' } } : { ...options, source: toFallbackSource(source) };
   return recordAndBind(FALLBACK_METADATA, metadata);
+}
+
+/** Whether `@Fallback()`'s first argument is `{ lastGood, on? }` alone (options, not a value). */
+function isLastGoodOnly(source: unknown): boolean {
+  if (source === null || typeof source !== 'object' || Object.getPrototypeOf(source) !== Object.prototype) return false;
+  const keys = Object.keys(source);
+  return keys.includes('lastGood') && keys.every((key) => key === 'lastGood' || key === 'on');
 }
 
 /**

@@ -133,12 +133,14 @@ export class ResilienceBinder implements OnModuleInit {
     if (!target) return;
     if (type !== 'http') {
       this.validate(target, target.where);
+      this.checkLastGoodNotIdempotent(target, undefined, classRef, method.wrapper);
       return;
     }
     const requestMethod = Reflect.getMetadata(METHOD_METADATA, method.wrapper) as RequestMethod | undefined;
     this.validate(target, `${RequestMethod[requestMethod ?? RequestMethod.GET] ?? 'GET'} ${target.where}`);
     warnBareTimeoutOnRetries(target, classRef, method.wrapper);
     this.checkRetriedUnsafeMethod(target, requestMethod, classRef, method.wrapper);
+    this.checkLastGoodNotIdempotent(target, requestMethod ?? RequestMethod.GET, classRef, method.wrapper);
   }
 
   private validateMethod(classRef: Function, method: BoundMethod, idempotent: boolean): void {
@@ -146,6 +148,7 @@ export class ResilienceBinder implements OnModuleInit {
     if (idempotent || (target !== undefined && hasOwnResilienceMetadata(method.wrapper))) assertAsynchronous(classRef, method, target?.where ?? `${classRef.name}.${method.name}`);
     if (target !== undefined) this.validate(target, target.where);
     if (target !== undefined) warnBareTimeoutOnRetries(target, classRef, method.wrapper);
+    if (target !== undefined) this.checkLastGoodNotIdempotent(target, undefined, classRef, method.wrapper);
   }
 
   private validate(target: ResolvedTargetPolicy, where: string): void {
@@ -155,6 +158,26 @@ export class ResilienceBinder implements OnModuleInit {
     requireSharedState(spec, where, this.pipelines.options.sharedState);
     // Create the pipeline now (not on the first call) so its breaker is listed from the start.
     if (!target.keyFn) this.pipelines.pipelineFor(target);
+  }
+
+  /**
+   * A replay of an `@Idempotent()` route or method must answer what its handler produced: no stale
+   * answer there (`requestMethod` undefined: a provider method or a message handler).
+   */
+  private checkLastGoodNotIdempotent(target: ResolvedTargetPolicy, requestMethod: RequestMethod | undefined, classRef: Function, handler: Function): void {
+    if (target.fallback?.lastGood === undefined) return;
+    const idempotent = Reflect.getMetadata(IDEMPOTENT_METADATA, handler) ?? Reflect.getMetadata(IDEMPOTENT_METADATA, classRef);
+    if (idempotent === undefined || idempotent === false) return;
+    if (requestMethod === undefined) {
+      throw new ResilienceConfigError(
+        `@Fallback({ lastGood }) on ${target.where} would answer an @Idempotent() call with an older result, ` +
+          'which its key would then replay as if the method had produced it. Remove lastGood from this method, or remove @Idempotent().',
+      );
+    }
+    throw new ResilienceConfigError(
+      `@Fallback({ lastGood }) on ${RequestMethod[requestMethod] ?? 'GET'} ${target.where} would answer an @Idempotent() request with an older result, ` +
+        'which its key would then replay as if the handler had produced it. Remove lastGood from this route, or remove @Idempotent().',
+    );
   }
 
   private checkRetriedUnsafeMethod(target: ResolvedTargetPolicy, requestMethod: RequestMethod | undefined, classRef: Function, handler: Function): void {

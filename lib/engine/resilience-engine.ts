@@ -14,6 +14,7 @@ import { currentResilienceStore, getRequestInfo } from '../context/resilience-co
 import { Cancellation } from '../core/cancellation.js';
 import { resolveRetryOptions } from '../core/validate.js';
 import { OperationAbortedError } from '../core/errors.js';
+import { StaleAnswer } from '../core/last-good.js';
 import { AttemptSettledError } from '../core/timeout.policy.js';
 import { ResilienceErrorMapper } from '../http/resilience-error.mapper.js';
 import type { HandlerOutcome, IdempotencyExecution } from '../core/idempotency/idempotency-core.interface.js';
@@ -257,6 +258,10 @@ export class ResilienceEngine implements MethodInvoker {
     return executePromise(pipeline, work, call).then(
       (value) => {
         stopWatching();
+        if (value instanceof StaleAnswer) {
+          adapter.markStale?.(host, value.ageMs);
+          return value.value;
+        }
         return value;
       },
       (error: unknown) => {
@@ -362,7 +367,9 @@ export class ResilienceEngine implements MethodInvoker {
     if (method.returnsObservable) {
       return executeObservable(pipeline, work, { ...call, mapError: (error) => error });
     }
-    return executePromise(pipeline, work, call);
+    const result = executePromise(pipeline, work, call);
+    // only a last-good fallback answers a StaleAnswer: other methods pay no extra promise
+    return target.fallback?.lastGood === undefined ? result : result.then((value) => (value instanceof StaleAnswer ? value.value : value));
   }
 }
 

@@ -3,12 +3,14 @@ import { DEFAULT_ATTEMPT_TIMEOUT_MS, DEFAULT_MAX_POLICY_KEYS, DEFAULT_TOTAL_TIME
 import { ResilienceConfigError } from '../core/errors.js';
 import { resolveChaosOptions } from '../core/fault-injection.js';
 import type { BulkheadOptions, CircuitBreakerOptions, PipelineSpec, RetryOptions, TimeoutOptions } from '../core/options.js';
+import type { RateLimitOptions } from '../core/rate-limiter.js';
 import { systemRandom } from '../core/random.js';
 import { requireSharedState } from '../core/shared-policy-state.js';
 import { validatePipelineSpec } from '../core/validate.js';
 import type {
   BulkheadDecoratorOptions,
   CircuitBreakerDecoratorOptions,
+  RateLimitDecoratorOptions,
   FallbackMetadata,
   NamedFallbackOptions,
   NamedPolicyOptions,
@@ -23,6 +25,7 @@ import {
   BULKHEAD_METADATA,
   CIRCUIT_BREAKER_METADATA,
   FALLBACK_METADATA,
+  RATE_LIMIT_METADATA,
   RETRYABLE_METADATA,
   TIMEOUT_METADATA,
   USE_POLICY_METADATA,
@@ -131,7 +134,7 @@ function validateNamedPolicy(options: ResolvedResilienceOptions, name: string, p
       );
     }
   }
-  const referenced = policy.retry?.policy ?? policy.circuitBreaker?.policy ?? policy.bulkhead?.policy;
+  const referenced = policy.retry?.policy ?? policy.circuitBreaker?.policy ?? policy.bulkhead?.policy ?? policy.rateLimit?.policy;
   if (referenced !== undefined) {
     throw new ResilienceConfigError(
       `The named policy "${name}" refers to the policy "${referenced}". Named policies cannot refer to each other; copy the options instead.`,
@@ -178,6 +181,7 @@ export interface ResolvedTargetPolicy {
   readonly retry?: RetryOptions;
   readonly circuitBreaker?: CircuitBreakerOptions;
   readonly bulkhead?: BulkheadOptions;
+  readonly rateLimit?: RateLimitOptions;
   readonly fallback?: FallbackMetadata;
   /** `@Retryable({ allowNonIdempotentMethod: true })`. */
   readonly allowNonIdempotentMethod: boolean;
@@ -191,6 +195,7 @@ export const RESILIENCE_METADATA_KEYS: readonly string[] = [
   RETRYABLE_METADATA,
   CIRCUIT_BREAKER_METADATA,
   BULKHEAD_METADATA,
+  RATE_LIMIT_METADATA,
   FALLBACK_METADATA,
   USE_POLICY_METADATA,
 ];
@@ -238,7 +243,7 @@ function partLayers<T extends { policy?: string }>(
   options: ResolvedResilienceOptions,
   metadata: TargetMetadata,
   key: string,
-  part: 'retry' | 'circuitBreaker' | 'bulkhead',
+  part: 'retry' | 'circuitBreaker' | 'bulkhead' | 'rateLimit',
   decoratorName: string,
 ): Array<PartLayer<T>> {
   const layers: Array<PartLayer<T>> = [];
@@ -291,6 +296,10 @@ export function resolveTargetPolicy(options: ResolvedResilienceOptions, metadata
     ? merge<CircuitBreakerDecoratorOptions>(options.circuitBreaker, usePolicy?.circuitBreaker, ...breakerLayers.map((l) => l.value))
     : undefined;
 
+  const rateLimitLayers = partLayers<RateLimitDecoratorOptions>(options, metadata, RATE_LIMIT_METADATA, 'rateLimit', 'RateLimit');
+  const rateLimitMerged =
+    usePolicy?.rateLimit !== undefined || rateLimitLayers.length > 0 ? merge<RateLimitDecoratorOptions>(usePolicy?.rateLimit, ...rateLimitLayers.map((l) => l.value)) : undefined;
+
   const bulkheadOn = usePolicy?.bulkhead !== undefined || bulkheadLayers.length > 0;
   const bulkheadMerged = bulkheadOn
     ? merge<BulkheadDecoratorOptions>(options.bulkhead, usePolicy?.bulkhead, ...bulkheadLayers.map((l) => l.value))
@@ -308,7 +317,7 @@ export function resolveTargetPolicy(options: ResolvedResilienceOptions, metadata
 
   const keySetting = breakerMerged?.key;
   const referencedPolicy =
-    usePolicyName ?? [...retryLayers, ...breakerLayers, ...bulkheadLayers].reverse().find((layer) => layer.policyName)?.policyName;
+    usePolicyName ?? [...retryLayers, ...breakerLayers, ...bulkheadLayers, ...rateLimitLayers].reverse().find((layer) => layer.policyName)?.policyName;
   const key = typeof keySetting === 'string' ? keySetting : (referencedPolicy ?? where);
 
   const rejectStatus = bulkheadMerged?.rejectStatus ?? 503;
@@ -329,6 +338,7 @@ export function resolveTargetPolicy(options: ResolvedResilienceOptions, metadata
     retry: retryMerged ? stripRetry(retryMerged) : undefined,
     circuitBreaker: breakerMerged ? stripBreaker(breakerMerged) : undefined,
     bulkhead: bulkheadMerged ? stripBulkhead(bulkheadMerged) : undefined,
+    rateLimit: rateLimitMerged ? stripPolicy(rateLimitMerged) : undefined,
     fallback: fallback ?? (usePolicy?.fallback ? namedFallback(usePolicy.fallback) : undefined),
     allowNonIdempotentMethod: retryMerged?.allowNonIdempotentMethod === true,
     bulkheadRejectStatus: rejectStatus,
@@ -347,6 +357,7 @@ export function specWithoutFallback(target: ResolvedTargetPolicy, key: string = 
     ...(target.retry ? { retry: target.retry } : {}),
     ...(target.circuitBreaker ? { circuitBreaker: target.circuitBreaker } : {}),
     ...(target.bulkhead ? { bulkhead: target.bulkhead } : {}),
+    ...(target.rateLimit ? { rateLimit: target.rateLimit } : {}),
   };
 }
 
@@ -365,6 +376,11 @@ function stripRetry(options: RetryableOptions): RetryOptions {
 function stripBreaker(options: CircuitBreakerDecoratorOptions): CircuitBreakerOptions {
   const { key: _key, policy: _policy, ...breaker } = options;
   return breaker;
+}
+
+function stripPolicy<T extends { readonly policy?: string }>(options: T): Omit<T, 'policy'> {
+  const { policy: _policy, ...rest } = options;
+  return rest;
 }
 
 function stripBulkhead(options: BulkheadDecoratorOptions): BulkheadOptions {

@@ -5,6 +5,9 @@ import { currentInFrame } from '../context/context-frame.js';
 import { getRequestInfo } from '../context/resilience-context.js';
 import { ChaosControl, type PipelineChaos } from '../core/fault-injection.js';
 import type { PipelineSpec } from '../core/options.js';
+import { FallbackPolicy } from '../core/fallback.policy.js';
+import { isStaleWorthy, resolveLastGood, type LastGoodOptions, type LastGoodStore } from '../core/last-good.js';
+import { NO_FALLBACK } from '../core/options.js';
 import { createPipeline, describePipeline, type Pipeline, type PipelineStage } from '../core/pipeline.js';
 import type { PolicyEnvironment } from '../core/policy.js';
 import { PolicyRegistry } from '../core/policy-registry.js';
@@ -22,6 +25,7 @@ import {
   resolveTargetPolicy,
   specWithoutFallback,
   type ResolvedTargetPolicy,
+  type TargetMetadata,
 } from './resilience-options.resolver.js';
 import type { AttemptWrapper } from './pipeline-call.js';
 
@@ -43,10 +47,14 @@ export class ResiliencePipelines {
   /** Pipelines of per-call keys (`key` option as a function), least recently used first. */
   private readonly pipelines = new Map<string, Pipeline>();
   /** The pipeline of each target's own key: one lookup on the request path. */
-  private readonly defaultPipelines = new WeakMap<ResolvedTargetPolicy, Pipeline>();
+  private defaultPipelines = new WeakMap<ResolvedTargetPolicy, Pipeline>();
+  /** Every decorated target resolved so far, with what it was read from: re-resolved by a reload. */
+  private readonly known: Array<{ readonly metadata: TargetMetadata & { readonly handler: Function }; readonly target: ResolvedTargetPolicy }> = [];
   private readonly fallbackProviders = new Map<Type<FallbackProvider>, Promise<FallbackProvider>>();
   /** Targets that are route handlers: their pipelines read the route of each call for chaos rules. */
   private readonly routeTargets = new WeakSet<ResolvedTargetPolicy>();
+  /** The last-good cache of each method with `@Fallback({ lastGood })` (`Class.method`), whatever its policy keys. */
+  private readonly lastGoodCaches = new Map<string, LastGoodStore>();
   private nextTargetId = 1;
 
   constructor(
@@ -76,11 +84,44 @@ export class ResiliencePipelines {
     const cached = byClass.get(classRef);
     if (cached !== undefined) return cached ?? undefined;
     // the name is read only here: a function's `name` is a slow accessor on every request
-    const metadata = readTargetMetadata(classRef, handler, methodName ?? handler.name);
+    const metadata = { ...readTargetMetadata(classRef, handler, methodName ?? handler.name), handler };
     const target = isDecorated(metadata) ? resolveTargetPolicy(this.options, metadata) : undefined;
     if (target !== undefined && Reflect.getMetadata(PATH_METADATA, handler) !== undefined) this.routeTargets.add(target);
     byClass.set(classRef, target ?? null);
+    if (target !== undefined) this.known.push({ metadata, target });
     return target;
+  }
+
+  /** The handler a known target was read from (by class and method name), if any. */
+  handlerOf(className: string, methodName: string): Function | undefined {
+    return this.known.find(({ metadata }) => metadata.className === className && metadata.methodName === methodName)?.metadata.handler;
+  }
+
+  /**
+   * Every decorated target resolved against `options` (a reload's), each with the spec it would
+   * run with, without changing anything.
+   * @throws ResilienceConfigError naming the target and the fix, as at start-up.
+   */
+  resolveAll(options: ResolvedResilienceOptions): Array<{ readonly current: ResolvedTargetPolicy; readonly next: ResolvedTargetPolicy }> {
+    return this.known.map(({ metadata, target }) => ({ current: target, next: resolveTargetPolicy(options, metadata) }));
+  }
+
+  /**
+   * Switches every target to its reloaded settings at once (resolved by {@link resolveAll}): each
+   * target object is updated in place (callers holding it see the new settings), the pipelines are
+   * rebuilt from them, and the registry's policies take their new options keeping their state
+   * (`PolicyRegistry.reconfigure`). Per-call keys rebuild their pipeline on their next call.
+   */
+  apply(options: ResolvedResilienceOptions, resolved: ReadonlyArray<{ readonly current: ResolvedTargetPolicy; readonly next: ResolvedTargetPolicy }>): void {
+    Object.assign(this.options as object, options);
+    for (const { current, next } of resolved) {
+      for (const field of Object.keys(current)) if (!(field in next)) delete (current as unknown as Record<string, unknown>)[field];
+      Object.assign(current, next);
+    }
+    this.registry.reconfigure();
+    this.defaultPipelines = new WeakMap();
+    this.pipelines.clear();
+    for (const { current } of resolved) if (!current.keyFn) this.pipelineFor(current);
   }
 
   /**
@@ -91,11 +132,36 @@ export class ResiliencePipelines {
     const spec = this.chaos ? { ...specWithoutFallback(target, key), chaos: this.chaosOf(target, key, this.chaos) } : specWithoutFallback(target, key);
     if (!target.fallback) return spec;
     const fallback = target.fallback;
+    const args = () => currentInFrame('callArguments') ?? [];
+    if (fallback.lastGood === undefined) {
+      return {
+        ...spec,
+        fallback: {
+          handler: (error: unknown) => this.runFallback(fallback, error, args()),
+          ...(fallback.on === undefined ? {} : { on: fallback.on }),
+        },
+      };
+    }
+    const cache = this.lastGoodCacheFor(target.where, fallback.lastGood);
+    const keyFn = fallback.lastGood.key;
+    const callKey = () => lastGoodKeyOf(keyFn, args());
+    // the fallback's own source decides by `on`; the last good result by isStaleWorthy
+    const own = new FallbackPolicy({ handler: () => undefined, ...(fallback.on === undefined ? {} : { on: fallback.on }) }, this.env);
+    const hasOwn = fallback.source.kind !== 'none';
+    const ownOrNothing = (error: unknown) => (hasOwn && own.handles(error) ? this.runFallback(fallback, error, args()) : NO_FALLBACK);
     return {
       ...spec,
       fallback: {
-        handler: (error: unknown) => this.runFallback(fallback, error, currentInFrame('callArguments') ?? []),
-        ...(fallback.on === undefined ? {} : { on: fallback.on }),
+        on: (error) => (isStaleWorthy(error) && cache.mayHave(callKey())) || (hasOwn && own.handles(error)),
+        // a shared cache is asked asynchronously: when it has nothing after all, the call fails as
+        // it would have without a fallback (no fallback_used)
+        mayDecline: true,
+        handler: (error: unknown) => {
+          if (!isStaleWorthy(error)) return ownOrNothing(error);
+          const stale = cache.lookup(callKey());
+          return stale instanceof Promise ? stale.then((found) => found ?? ownOrNothing(error)) : (stale ?? ownOrNothing(error));
+        },
+        onSuccess: (value) => cache.set(callKey(), value),
       },
     };
   }
@@ -104,6 +170,17 @@ export class ResiliencePipelines {
   private chaosOf(target: ResolvedTargetPolicy, key: string, control: ChaosControl): PipelineChaos {
     const site = { policy: key, method: `${target.className}.${target.methodName}` };
     return this.routeTargets.has(target) ? { control, site, routeOf: currentRoute } : { control, site };
+  }
+
+  /** The last-good cache of one method (kept as long as the app). */
+  private lastGoodCacheFor(where: string, options: LastGoodOptions): LastGoodStore {
+    let cache = this.lastGoodCaches.get(where);
+    if (cache === undefined) {
+      const at = `@Fallback() on ${where}`;
+      cache = this.registry.lastGoodCache(where, resolveLastGood(options, at), at);
+      this.lastGoodCaches.set(where, cache);
+    }
+    return cache;
   }
 
   /** The resolved stages of `target`, outer → inner. */
@@ -159,6 +236,8 @@ export class ResiliencePipelines {
   private async runFallback(fallback: FallbackMetadata, error: unknown, args: readonly unknown[]): Promise<unknown> {
     const { source } = fallback;
     switch (source.kind) {
+      case 'none':
+        throw error;
       case 'value':
         return source.value;
       case 'factory':
@@ -187,5 +266,15 @@ export class ResiliencePipelines {
     } catch {
       return this.moduleRef.create(type);
     }
+  }
+}
+
+/** The last-good key of a call: the `key` option's answer, else its arguments as JSON ('' when they are not plain data). */
+function lastGoodKeyOf(keyFn: ((...args: any[]) => string) | undefined, args: readonly unknown[]): string {
+  if (keyFn !== undefined) return String(keyFn(...args));
+  try {
+    return JSON.stringify(args) ?? '';
+  } catch {
+    return '';
   }
 }

@@ -8,6 +8,7 @@ import type { ChaosControl } from '../core/fault-injection.js';
 import type { BulkheadOptions, CircuitBreakerOptions, PipelineSpec, RetryOptions, TimeoutOptions } from '../core/options.js';
 import type { PolicyEnvironment } from '../core/policy.js';
 import type { PolicyRegistry } from '../core/policy-registry.js';
+import { resolveRateLimit } from '../core/rate-limiter.js';
 import type { UpstreamError } from '../core/upstream-http.error.js';
 import type { NamedPolicyOptions } from '../interfaces/resilience-module-options.interface.js';
 import type { HttpCallRecord, HttpClientOptions } from './http-client.options.js';
@@ -90,14 +91,7 @@ export function parseBaseUrl(name: string, baseUrl: string): URL {
 export function validateClientOptions(name: string, options: HttpClientOptions): void {
   const where = `The HTTP client "${name}"`;
   const { rateLimit, hedging, connections } = options;
-  if (rateLimit) {
-    if (!(rateLimit.requestsPerSecond > 0) || !Number.isFinite(rateLimit.requestsPerSecond)) {
-      throw new ResilienceConfigError(`${where} has rateLimit.requestsPerSecond ${String(rateLimit.requestsPerSecond)}. Give a number > 0, or rateLimit: false.`);
-    }
-    if (rateLimit.burst !== undefined && !(Number.isInteger(rateLimit.burst) && rateLimit.burst >= 1)) {
-      throw new ResilienceConfigError(`${where} has rateLimit.burst ${String(rateLimit.burst)}. Give a whole number >= 1.`);
-    }
-  }
+  if (rateLimit) resolveRateLimit(rateLimit, where);
   if (hedging) {
     if (!(hedging.delay > 0) || !Number.isFinite(hedging.delay)) {
       throw new ResilienceConfigError(`${where} has hedging.delay ${String(hedging.delay)}. Give a delay in ms > 0, or hedging: false.`);

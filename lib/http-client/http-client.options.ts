@@ -1,6 +1,8 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import type { Dispatcher } from 'undici';
 import type { BulkheadOptions, CircuitBreakerOptions, RetryOptions, TimeoutOptions } from '../core/options.js';
+import type { RateLimitOptions } from '../core/rate-limiter.js';
+import type { LastGoodOptions } from '../core/last-good.js';
 
 /**
  * HTTP methods an `HttpClient` sends.
@@ -9,16 +11,12 @@ import type { BulkheadOptions, CircuitBreakerOptions, RetryOptions, TimeoutOptio
 export type HttpMethod = 'GET' | 'HEAD' | 'OPTIONS' | 'POST' | 'PUT' | 'PATCH' | 'DELETE';
 
 /**
- * Client-side rate limit: a token bucket per client and origin. A call that would have to wait
- * past its deadline for a token fails at once with an `UpstreamError` of code `rate_limited`.
+ * Client-side rate limit per origin: `requestsPerSecond` or `requestsPerMinute`, `burst`, and with
+ * `shared: true` one limit for every instance of the application (needs
+ * `ResilienceModule.forRoot({ sharedState })`), whose `Retry-After` pause is shared as well.
  * @publicApi
  */
-export interface RateLimitOptions {
-  /** Requests sent per second, retries and hedges included (> 0). */
-  readonly requestsPerSecond: number;
-  /** Requests that may be sent at once after a quiet period. @default requestsPerSecond (at least 1) */
-  readonly burst?: number;
-}
+export type { RateLimitOptions } from '../core/rate-limiter.js';
 
 /**
  * Hedging for idempotent reads: when an attempt has not answered after `delay` ms, a second request
@@ -97,14 +95,35 @@ export interface HttpClientOptions {
   readonly circuitBreaker?: CircuitBreakerOptions | false;
   /** Concurrency cap per client and origin with a queue bounded by each call's deadline, or `false`. @default false */
   readonly bulkhead?: BulkheadOptions | false;
-  /** Client-side token-bucket rate limit per origin, or `false`. @default false */
+  /**
+   * Client-side rate limit per origin (retries and hedges included), or `false`. With
+   * `shared: true` the limit holds for every instance of the application together: each request
+   * takes its turn from Redis (one round trip, bounded by the shared state's `maxWait`; during an
+   * outage each instance uses its `fallback` limit), and a `Retry-After` pause reaches every instance.
+   * @default false
+   * @example
+   * { requestsPerMinute: 600, burst: 10, shared: true }
+   */
   readonly rateLimit?: RateLimitOptions | false;
   /**
    * Pause every call of this client to an origin that answered 429 or 503 with `Retry-After` until
-   * that time; a call whose deadline would pass first fails at once (`rate_limited`).
+   * that time; a call whose deadline would pass first fails at once (`rate_limited`). With
+   * `rateLimit.shared`, the pause is shared: one instance's 429 pauses the origin for the fleet.
    * @default true
    */
   readonly haltOnRetryAfter?: boolean;
+  /**
+   * Serve the last good answer of a GET of the same URL while the origin's breaker is open or the
+   * call fails transiently (timeout, network error, 408/429/5xx), never older than `ttl`: the answer
+   * carries `stale: { ageMs }` and the header `resilience-stale: <age in seconds>`. At most
+   * `maxEntries` URLs are kept per client, least recently used dropped first. Other methods never.
+   * Kept in-process (`shared` is refused here: share the results of the provider method that calls
+   * the client with `@Fallback({ lastGood: { shared: true } })`).
+   * @default undefined (off)
+   * @example
+   * { lastGood: { ttl: 300_000, maxEntries: 500 } }
+   */
+  readonly lastGood?: LastGoodOptions;
   /** Hedged requests for idempotent reads, or `false`. @default false */
   readonly hedging?: HedgingOptions | false;
   /**
@@ -195,6 +214,11 @@ export interface HttpResponse<T> {
   readonly data: T;
   /** Requests sent for the call, retries and hedges included. */
   readonly attempts: number;
+  /** Set when the answer is the last good one of this URL (`lastGood`), served because the call failed. */
+  readonly stale?: {
+    /** How old the answer is, in ms on the client's clock. */
+    readonly ageMs: number;
+  };
 }
 
 /** The type a call's options make `data`: the schema's output when there is one. @publicApi */

@@ -13,6 +13,8 @@ import type { PipelineSpec } from '../core/options.js';
 import { createPipeline, type Pipeline } from '../core/pipeline.js';
 import type { PolicyEnvironment } from '../core/policy.js';
 import { PolicyRegistry } from '../core/policy-registry.js';
+import { LocalRateLimiter, resolveRateLimit } from '../core/rate-limiter.js';
+import { isStaleWorthy, LastGoodCache, resolveLastGood, STALE_HEADER } from '../core/last-good.js';
 import { systemRandom } from '../core/random.js';
 import { retryAfterMsOf } from '../core/retry-after.js';
 import { requireSharedState } from '../core/shared-policy-state.js';
@@ -104,6 +106,7 @@ export class HttpClient {
   private readonly keyHeader: string;
   private readonly chaos: ChaosControl | undefined;
   private closed = false;
+  private readonly lastGood: LastGoodCache | undefined;
 
   /**
    * @throws ResilienceConfigError when an option can never work, or asks for shared state and the
@@ -122,7 +125,7 @@ export class HttpClient {
     this.registry = dependencies.registry ?? new PolicyRegistry(this.env);
     this.spec = resolveClientSpec(name, options, dependencies);
     validateClientOptions(name, options);
-    requireSharedState(this.spec, `The HTTP client "${name}"`, this.registry.sharedState);
+    requireSharedState({ ...this.spec, rateLimit: options.rateLimit }, `The HTTP client "${name}"`, this.registry.sharedState);
     // one validation at construction: a bad combination fails at start-up, not on the first call.
     // Its throwaway registry has no backend, so shared state is left out: checked above, and building
     // it would subscribe to the backend for a breaker no call ever uses.
@@ -136,6 +139,14 @@ export class HttpClient {
     this.onCall = dependencies.onCall;
     this.keyHeader = (options.idempotencyKeyHeader ?? 'idempotency-key').toLowerCase();
     this.chaos = dependencies.chaos ?? undefined;
+    this.lastGood = options.lastGood === undefined ? undefined : new LastGoodCache(this.env.clock, resolveLastGood(options.lastGood, `The HTTP client "${name}"`));
+    if (options.lastGood?.shared === true) {
+      // an answer carries headers and a body of any type (a stream, bytes): not a JSON value to share
+      throw new ResilienceConfigError(
+        `The HTTP client "${name}" sets lastGood.shared: true, which HTTP clients do not support (their answers stay in-process). ` +
+          'Remove lastGood.shared, and put @Fallback({ lastGood: { ttl, shared: true } }) on the provider method that calls the client to share its results.',
+      );
+    }
     // a shared breaker reads the shared state when it is created: created with the client, it knows
     // at start-up whether the dependency's breaker is open elsewhere, instead of after its first call
     if (this.spec.circuitBreaker?.shared === true) this.pipelinesFor(this.baseOrigin);
@@ -309,6 +320,18 @@ export class HttpClient {
       release();
       const error = failed ? toUpstreamError(outcome, state, this.name) : undefined;
       this.report(state, started, error);
+      if (this.lastGood !== undefined && state.method === 'GET') {
+        if (error === undefined) this.lastGood.set(state.href, outcome);
+        else if (isStaleWorthy(error)) {
+          const stale = this.lastGood.get(state.href);
+          if (stale !== undefined) {
+            this.env.events({ event: 'fallback_used', policy: `http:${this.name}@${state.origin}`, outcome: 'last_good', detail: `age ${stale.ageMs} ms`, errorType: error.name, error });
+            const answer = stale.value as HttpResponse<unknown>;
+            settle(false, { ...answer, headers: { ...answer.headers, [STALE_HEADER]: String(Math.floor(stale.ageMs / 1000)) }, stale: { ageMs: stale.ageMs } });
+            return;
+          }
+        }
+      }
       settle(failed, error ?? outcome);
     };
     // the rate limit or a Retry-After pause is waited for before the pipeline's clocks start,
@@ -448,13 +471,23 @@ export class HttpClient {
         key,
         retrying: createPipeline({ key, ...spec }, this.env, this.registry),
         single: retry === undefined ? createPipeline({ key, ...spec }, this.env, this.registry) : createPipeline({ key, ...withoutRetry, ...(chaos === undefined ? {} : { chaos }) }, this.env, this.registry),
-        gate: new OriginGate(this.env.clock, this.options.rateLimit || undefined),
+        gate: new OriginGate(this.env.clock, this.rateLimiterOf(key)),
       };
       this.origins.set(origin, pipelines);
       // calls to absolute URLs could name any number of origins: keep the most recent ones
       if (this.origins.size > MAX_ORIGINS) this.origins.delete(this.origins.keys().next().value!);
     }
     return pipelines;
+  }
+
+  /**
+   * The rate limit and pause of one origin: the registry's shared limiter with `rateLimit.shared`
+   * (one per key for every instance), else a bucket of this client's own.
+   */
+  private rateLimiterOf(key: string) {
+    const { rateLimit } = this.options;
+    if (rateLimit && rateLimit.shared === true) return this.registry.rateLimiter(key, rateLimit);
+    return new LocalRateLimiter(this.env.clock, rateLimit ? resolveRateLimit(rateLimit, `The HTTP client "${this.name}"`).rate : undefined);
   }
 
   private headersOf(options: HttpRequestOptions, method: HttpMethod, route: string): Record<string, string> {

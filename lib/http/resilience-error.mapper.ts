@@ -26,6 +26,8 @@ export const ResilienceProblemCode = {
   CircuitOpen: 'circuit_open',
   /** The bulkhead was full. */
   BulkheadRejected: 'bulkhead_rejected',
+  /** A `@RateLimit()` turn would come after the call's deadline. */
+  RateLimited: 'rate_limited',
   /** Every permitted attempt failed and nothing more specific is known. */
   RetriesExhausted: 'retries_exhausted',
   /** A dependency failed transiently (5xx, 408, 429, a network error) and no retry could fix it. */
@@ -74,6 +76,7 @@ const MAX_DEPTH = 3;
  * | deadline or attempt timeout | `forRoot({ timeout: { status } })` (503), `timeout` |
  * | open circuit | 503 `circuit_open` + `Retry-After` (until the breaker lets a probe through) |
  * | bulkhead full | 503 (or the route's `rejectStatus`) `bulkhead_rejected` + `Retry-After` |
+ * | `@RateLimit()` turn past the deadline (`RateLimitedError`) | 503 `rate_limited` + `Retry-After` (the wait) |
  * | dependency failed transiently (5xx/408/429 `UpstreamHttpError`, a network error), retry refused or exhausted | 503 `upstream_unavailable` + `Retry-After` (the dependency's, else 1 s) |
  * | dependency refused the call (another 4xx) | 502 `upstream_rejected` |
  * | dependency's answer broke its schema (`UpstreamContractError`) | 502 `upstream_contract`, listing the failing paths (never the payload) |
@@ -134,6 +137,11 @@ export class ResilienceErrorMapper {
       case 'bulkhead_rejected':
         return this.problem(
           { status: hints.bulkheadRejectStatus ?? 503, code: 'bulkhead_rejected', title: 'Too many concurrent requests', detail: 'The service is at its concurrency limit for this operation. Try again later.', retryAfterMs: retryAfterMsOr(withStatus.retryAfterMs) },
+          error,
+        );
+      case 'rate_limited':
+        return this.problem(
+          { status: 503, code: 'rate_limited', title: 'Outgoing rate limit reached', detail: 'This operation is at its rate limit and its turn would come after its deadline. Try again later.', retryAfterMs: retryAfterMsOr(withStatus.retryAfterMs) },
           error,
         );
       case 'retries_exhausted': {

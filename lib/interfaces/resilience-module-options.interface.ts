@@ -11,6 +11,8 @@ import type {
 } from '../core/options.js';
 import type { Random } from '../core/random.js';
 import type { SharedPolicyState } from '../core/shared-policy-state.js';
+import type { RateLimitOptions } from '../core/rate-limiter.js';
+import type { LastGoodOptions } from '../core/last-good.js';
 import type { IdempotencyModuleOptions } from '../core/idempotency/idempotency-options.interface.js';
 import type { ResilienceObservabilityOptions } from '../observability/observability-options.interface.js';
 
@@ -111,6 +113,10 @@ export type FallbackSource =
       readonly value: unknown;
     }
   | {
+      /** No source of its own (`@Fallback({ lastGood })` alone): the last good result or the error. */
+      readonly kind: 'none';
+    }
+  | {
       /** A factory. */
       readonly kind: 'factory';
       /** Called with the error and the call's arguments. */
@@ -133,6 +139,19 @@ export interface FallbackDecoratorOptions {
    * @default ['timeout', 'circuit_open', 'bulkhead_rejected', 'retries_exhausted', 'transient']
    */
   readonly on?: FallbackOptions['on'];
+  /**
+   * Serve the last good result of the same call (same `key`) while the breaker is open or the call
+   * fails transiently (timeout, network error, 408/429/5xx, retries exhausted on those), never older
+   * than `ttl`; only then the fallback's own source (if any). Results are kept per policy key, at
+   * most `maxEntries`. A route answers it with the header `Resilience-Stale: <age in seconds>`.
+   * Refused at start-up on `@Idempotent()` routes (a replayed answer must be the one produced).
+   * @example
+   * @Fallback({ lastGood: { ttl: 60_000, key: (city: string) => city } })
+   */
+  readonly lastGood?: LastGoodOptions & {
+    /** The call's key from its arguments. @default the arguments as JSON (one entry when they are not plain data) */
+    readonly key?: (...args: any[]) => string;
+  };
 }
 
 /**
@@ -178,6 +197,15 @@ export type NamedFallbackOptions = FallbackDecoratorOptions &
   );
 
 /**
+ * Options of `@RateLimit()`.
+ * @publicApi
+ */
+export interface RateLimitDecoratorOptions extends RateLimitOptions {
+  /** Start from this named policy's `rateLimit` (`@RateLimit('llm')`); these options win. */
+  readonly policy?: string;
+}
+
+/**
  * One named policy of `forRoot({ policies })`, selected with `@UsePolicy('name')` or
  * `@Retryable('name')`. Route and class decorators override its fields.
  * @publicApi
@@ -191,6 +219,8 @@ export interface NamedPolicyOptions {
   readonly circuitBreaker?: CircuitBreakerDecoratorOptions;
   /** Bulkhead options; presence turns the bulkhead on. */
   readonly bulkhead?: BulkheadDecoratorOptions;
+  /** Outgoing rate limit; presence turns it on (`@RateLimit()`). */
+  readonly rateLimit?: RateLimitDecoratorOptions;
   /** Fallback value, factory or provider class; presence turns the fallback on. */
   readonly fallback?: NamedFallbackOptions;
 }
@@ -263,7 +293,38 @@ export interface ResilienceModuleOptions extends ResilienceObservabilityOptions 
    * ResilienceModule.forRoot({ chaos: { enabled: process.env.CHAOS === 'on', seed: 42 } })
    */
   readonly chaos?: ChaosOptions;
+  /**
+   * A source of new options applied without a restart, each value as with
+   * `ResilienceService.reload()` (an RxJS Observable, or anything with such a `subscribe`): a
+   * configuration watcher, a feature-flag stream. Subscribed once the application has started,
+   * unsubscribed at shutdown. An invalid value is refused (`options_reload_refused`, logged) and the
+   * options in force stay.
+   * @default undefined
+   * @example
+   * ResilienceModule.forRootAsync({ inject: [ConfigWatcher], useFactory: (watcher: ConfigWatcher) => ({ ...watcher.current(), reloads: watcher.changes$ }) })
+   */
+  readonly reloads?: OptionsSource;
 }
+
+/**
+ * Something that pushes new options: an RxJS `Observable<ResilienceModuleOptions>` fits.
+ * @publicApi
+ */
+export interface OptionsSource {
+  /** Calls `next` with each new value; the returned subscription is ended at shutdown. */
+  subscribe(next: (options: ReloadableResilienceOptions) => void): {
+    /** Stops the values. */
+    unsubscribe(): void;
+  };
+}
+
+/**
+ * The options `ResilienceService.reload()` accepts: every module option that decides how calls run.
+ * Infrastructure chosen at start-up (clock, randomness, shared state, idempotency store, error
+ * mapper, key limit, telemetry, logging, the source of reloads) needs a restart.
+ * @publicApi
+ */
+export type ReloadableResilienceOptions = Pick<ResilienceModuleOptions, 'enabled' | 'retry' | 'timeout' | 'circuitBreaker' | 'bulkhead' | 'policies' | 'problemTypeBase'>;
 
 /**
  * The module options after defaults were merged and validated (inject with

@@ -15,8 +15,8 @@ import { ResilienceEvents } from './resilience-events.js';
  * | level | events |
  * |---|---|
  * | `error` | `idempotency_store_error` (the store is unreachable: requests fail closed) |
- * | `warn` | `give_up`, `attempt_timeout`, `deadline_exceeded`, `breaker_opened`, `bulkhead_rejected`, `budget_exhausted`, `idempotency_mismatch`, `idempotency_takeover`, `idempotency_lock_lost`, `shared_state_unavailable` (once per outage: shared policies use in-process state) |
- * | `log` (info) | `retry`, `breaker_state_loaded` (a shared breaker found open at start-up: no transition), `breaker_half_opened`, `breaker_closed`, `fallback_used`, `idempotency_replayed`, `idempotency_conflict`, `shared_state_recovered`, `fault_injected` (a runtime chaos rule injected a fault) |
+ * | `warn` | `give_up`, `attempt_timeout`, `deadline_exceeded`, `breaker_opened`, `bulkhead_rejected`, `rate_limited` (a `@RateLimit()` turn past the deadline), `budget_exhausted`, `idempotency_mismatch`, `idempotency_takeover`, `idempotency_lock_lost`, `shared_state_unavailable` (once per outage: shared policies use in-process state), `options_reload_refused` |
+ * | `log` (info) | `retry`, `breaker_state_loaded` (a shared breaker found open at start-up: no transition), `breaker_half_opened`, `breaker_closed`, `fallback_used`, `idempotency_replayed`, `idempotency_conflict`, `shared_state_recovered`, `fault_injected` (a runtime chaos rule injected a fault), `options_reloaded` |
  * | `debug` | `breaker_rejected` (one per rejected call while open: the `breaker_opened` warning already said it), `idempotency_executed`, `idempotency_rejected`, `idempotency_released`, `idempotency_evicted` (one per record the bounded in-memory store evicts; the store warns once when it starts), `idempotency_response_not_kept` (one per response whose body was not kept; a warning names the route once) |
  * | never | `attempt_end` (one per attempt: metrics only) |
  *
@@ -36,6 +36,7 @@ export const DEFAULT_EVENT_LOG_LEVELS: Readonly<Record<ResilienceEventName, Resi
   breaker_closed: 'log',
   breaker_rejected: 'debug',
   bulkhead_rejected: 'warn',
+  rate_limited: 'warn',
   fallback_used: 'log',
   idempotency_executed: 'debug',
   idempotency_replayed: 'log',
@@ -51,6 +52,8 @@ export const DEFAULT_EVENT_LOG_LEVELS: Readonly<Record<ResilienceEventName, Resi
   shared_state_unavailable: 'warn',
   shared_state_recovered: 'log',
   fault_injected: 'log',
+  options_reloaded: 'log',
+  options_reload_refused: 'warn',
 });
 
 /**
@@ -150,6 +153,8 @@ function describeEvent(e: ResilienceEvent): string {
       return `Circuit breaker ${e.policy} is open; call rejected`;
     case 'bulkhead_rejected':
       return `Bulkhead ${e.policy} is full; call rejected`;
+    case 'rate_limited':
+      return `Rate limit ${e.policy} refused a call: its turn ${e.detail === 'halted' ? "(after the dependency's Retry-After pause) " : ''}came ${e.delayMs ?? '?'} ms later, past its deadline`;
     case 'fallback_used':
       return `${e.policy} answered with its fallback${cause}`;
     case 'idempotency_executed':
@@ -182,6 +187,10 @@ function describeEvent(e: ResilienceEvent): string {
       return 'Shared policy state answers again; shared policies use it again';
     case 'fault_injected':
       return `Chaos: ${describeFault(e)} injected into ${e.policy}${e.attempt !== undefined ? ` (attempt ${e.attempt})` : ''}${e.detail ? `, ${e.detail}` : ''}`;
+    case 'options_reloaded':
+      return `Resilience options reloaded${e.detail ? ` (${e.detail})` : ''}`;
+    case 'options_reload_refused':
+      return `Resilience options reload refused; the options in force stay: ${e.detail ?? ''}`;
     default:
       return `${String((e as ResilienceEvent).event)} on ${(e as ResilienceEvent).policy}`;
   }

@@ -88,6 +88,7 @@ const DEFAULT_OUTCOMES: Readonly<Record<ResilienceEventName, string>> = {
   breaker_closed: 'closed',
   breaker_rejected: 'rejected',
   bulkhead_rejected: 'rejected',
+  rate_limited: 'rejected',
   fallback_used: 'fallback',
   idempotency_executed: 'executed',
   idempotency_replayed: 'replayed',
@@ -103,6 +104,8 @@ const DEFAULT_OUTCOMES: Readonly<Record<ResilienceEventName, string>> = {
   shared_state_unavailable: 'unavailable',
   shared_state_recovered: 'recovered',
   fault_injected: 'injected',
+  options_reloaded: 'reloaded',
+  options_reload_refused: 'refused',
 };
 
 /** Events counted by `idempotency.requests`, each a terminal outcome of one idempotent request. */

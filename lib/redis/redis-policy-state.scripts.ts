@@ -250,6 +250,101 @@ redis.call('PEXPIRE', KEYS[1], ttl)
 return granted
 `;
 
+/**
+ * KEYS[1] rate limit hash: `t` the theoretical arrival time of the next request (GCRA), `p` until
+ * when the dependency's `Retry-After` pauses every instance, both in ms on Redis' clock.
+ * ARGV: now, interval ms, burst, max wait ms (-1: none), mode (`a` acquire, `p` pause), pause ms.
+ * Acquire: the turn goes `burst` intervals ahead of the arrival time at most, never before the
+ * pause ends; it is reserved (the arrival time moves one interval on) unless it comes at or after
+ * the max wait. In any `t` ms at most `burst + t / interval` turns are granted, whatever the
+ * number of instances. Replies { granted 0/1, wait ms, pause left ms }. The hash lives as long as
+ * it decides anything: past its arrival time and pause it equals an absent one.
+ * Times are kept in fractions of a ms (`%.3f`): Lua's own number to text rounds to 14 digits.
+ */
+const RATE_LIMIT = `
+local now = tonumber(ARGV[1])
+if not now then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000 + tonumber(t[2]) / 1000
+end
+local h = redis.call('HMGET', KEYS[1], 't', 'p')
+local tat = tonumber(h[1]) or 0
+local paused = tonumber(h[2]) or 0
+if ARGV[5] == 'p' then
+  local until_ms = now + tonumber(ARGV[6])
+  if until_ms > paused then
+    paused = until_ms
+    redis.call('HSET', KEYS[1], 'p', string.format('%.3f', paused))
+  end
+  redis.call('PEXPIRE', KEYS[1], math.ceil(math.max(paused, tat) - now) + 1)
+  return {1, 0, math.ceil(paused - now)}
+end
+local interval = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+local max_wait = tonumber(ARGV[4])
+local send_at = math.max(now, paused, tat - (burst - 1) * interval)
+local wait = send_at - now
+local pause_left = math.max(0, math.ceil(paused - now))
+if max_wait >= 0 and wait > 0 and wait >= max_wait then
+  return {0, math.ceil(wait), pause_left}
+end
+tat = math.max(tat, send_at) + interval
+redis.call('HSET', KEYS[1], 't', string.format('%.3f', tat))
+redis.call('PEXPIRE', KEYS[1], math.ceil(math.max(paused, tat) - now) + 1)
+return {1, math.ceil(wait), pause_left}
+`;
+
+// Last-good cache (`lastGood.shared`). KEYS[1] the index (sorted set of entry ids, scored by last
+// use), KEYS[2] the entry (hash: v the JSON, at when it was produced), named KEYS[1] .. ':' .. id.
+// An entry expires (PEXPIRE) `ttl` after it was produced, so Redis itself drops what may no longer
+// be served; the index keeps at most `maxEntries` ids, and an id pushed out takes its entry with it
+// (a key not in KEYS, but with KEYS[1]'s hash tag: the same slot). Scores are strictly increasing, so
+// entries used in one millisecond still leave in the order they were used.
+const LAST_GOOD_SCORE = `
+local function next_score(now)
+  local top = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  if top[2] and tonumber(top[2]) >= now then return tonumber(top[2]) + 0.001 end
+  return now
+end
+`;
+
+// ARGV: now, ttl, maxEntries, id, json. Replies 1.
+const LAST_GOOD_SET = `
+${NOW}
+local ttl = tonumber(ARGV[2])
+redis.call('HSET', KEYS[2], 'v', ARGV[5], 'at', now)
+redis.call('PEXPIRE', KEYS[2], ttl)
+${LAST_GOOD_SCORE}
+redis.call('ZADD', KEYS[1], next_score(now), ARGV[4])
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+if over > 0 then
+  local out = redis.call('ZPOPMIN', KEYS[1], over)
+  for i = 1, #out, 2 do redis.call('DEL', KEYS[1] .. ':' .. out[i]) end
+end
+-- every entry expires within ttl of the newest write: so may the index
+redis.call('PEXPIRE', KEYS[1], ttl)
+return 1
+`;
+
+// ARGV: now, ttl, id. Replies { json, age ms } or nil; a hit becomes the most recently used.
+const LAST_GOOD_GET = `
+${NOW}
+local h = redis.call('HMGET', KEYS[2], 'v', 'at')
+if not h[1] then
+  redis.call('ZREM', KEYS[1], ARGV[3])
+  return false
+end
+local age = math.max(0, now - tonumber(h[2]))
+if age >= tonumber(ARGV[2]) then
+  redis.call('DEL', KEYS[2])
+  redis.call('ZREM', KEYS[1], ARGV[3])
+  return false
+end
+${LAST_GOOD_SCORE}
+redis.call('ZADD', KEYS[1], 'XX', next_score(now), ARGV[3])
+return {h[1], age}
+`;
+
 /** A Lua script with its SHA1, run with EVALSHA (EVAL after a NOSCRIPT, such as after a restart). */
 class Script {
   private sha: string | undefined;
@@ -278,6 +373,9 @@ export const SCRIPTS = {
   breakerRead: new Script(BREAKER_READ),
   breakerReset: new Script(BREAKER_RESET),
   budget: new Script(BUDGET),
+  rateLimit: new Script(RATE_LIMIT),
+  lastGoodSet: new Script(LAST_GOOD_SET),
+  lastGoodGet: new Script(LAST_GOOD_GET),
 };
 
 type StateReply = [number, string, number, string, number];

@@ -1,6 +1,9 @@
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import { ResilienceConfigError } from '../core/errors.js';
+import type { SharedLastGoodBackend } from '../core/last-good.js';
 import type { RetryBudgetWindow } from '../core/options.js';
+import type { ResolvedRate, SharedRateLimitBackend } from '../core/rate-limiter.js';
 import {
   DEFAULT_SHARED_STATE_FLUSH_INTERVAL,
   DEFAULT_SHARED_STATE_MAX_WAIT,
@@ -68,8 +71,17 @@ export interface RedisPolicyStateOptions {
  *   and each retry is granted by the script against the calls and retries of all instances. TTL:
  *   twice the window.
  *
- * Costs: no round trip on the admission path; one script per `flushInterval` per busy key (outcomes,
- * calls); one awaited script per retry. Pass it to `ResilienceModule.forRoot({ sharedState })`.
+ * - **Rate limit** (`<prefix>{<key>}:rl` hash, `rateLimit.shared`): GCRA on Redis' clock, one
+ *   script per permit, which also carries the dependency's `Retry-After` pause to every instance.
+ *   Kept as long as it decides anything (until the next turn or the pause's end).
+ * - **Last good results** (`@Fallback({ lastGood: { shared: true } })`): `<prefix>{<key>}:lg` (a
+ *   sorted set of at most `maxEntries` entries, least recently used dropped first) and one hash per
+ *   entry (`:lg:<sha256 of the call key>`, the result as JSON and when it was produced), which Redis
+ *   expires `ttl` after it was produced. One script per success (not awaited by the call) and one per
+ *   failure that may be answered from it.
+ *
+ * Costs: no round trip on the admission path of breakers; one script per `flushInterval` per busy
+ * key (outcomes, calls); one awaited script per retry and per rate-limited request. Pass it to `ResilienceModule.forRoot({ sharedState })`.
  * @example
  * const client = new Redis(process.env.REDIS_URL, { enableOfflineQueue: false });
  * client.on('error', (error) => logger.warn(`Redis: ${error.message}`));
@@ -167,6 +179,46 @@ export class RedisPolicyState implements SharedPolicyState {
       read: async () => {
         const [calls, retries] = (await run(0, 'r')) as [unknown, unknown];
         return { calls: Number(calls), retries: Number(retries) };
+      },
+    };
+  }
+
+  rateLimiter(key: string, rate: ResolvedRate): SharedRateLimitBackend {
+    const keys = [`${this.prefix}{${key}}:rl`];
+    const run = async (mode: 'a' | 'p', maxWaitMs: number, pauseMs: number) => {
+      const reply = (await SCRIPTS.rateLimit.run(this.client, keys, [
+        this.now?.() ?? '',
+        rate.intervalMs,
+        rate.burst,
+        Number.isFinite(maxWaitMs) ? Math.max(0, Math.floor(maxWaitMs)) : -1,
+        mode,
+        pauseMs,
+      ])) as [number, number, number];
+      return { granted: Number(reply[0]) === 1, waitMs: Number(reply[1]), pausedMs: Number(reply[2]) };
+    };
+    return {
+      acquire: (maxWaitMs) => run('a', maxWaitMs, 0),
+      pause: async (pauseMs) => {
+        await run('p', Infinity, Math.max(1, Math.ceil(pauseMs)));
+      },
+    };
+  }
+
+  lastGood(key: string, options: { readonly ttl: number; readonly maxEntries: number }): SharedLastGoodBackend {
+    const index = `${this.prefix}{${key}}:lg`;
+    // a call key can be long (arguments as JSON): entries are named by its digest
+    const idOf = (callKey: string) => createHash('sha256').update(callKey).digest('base64url');
+    const ttl = Math.max(1, Math.ceil(options.ttl));
+    return {
+      set: async (callKey, json) => {
+        const id = idOf(callKey);
+        await SCRIPTS.lastGoodSet.run(this.client, [index, `${index}:${id}`], [this.now?.() ?? '', ttl, options.maxEntries, id, json]);
+      },
+      get: async (callKey) => {
+        const id = idOf(callKey);
+        const reply = (await SCRIPTS.lastGoodGet.run(this.client, [index, `${index}:${id}`], [this.now?.() ?? '', ttl, id])) as [unknown, unknown] | null;
+        if (reply === null || reply === undefined) return undefined;
+        return { json: String(reply[0]), ageMs: Number(reply[1]) };
       },
     };
   }

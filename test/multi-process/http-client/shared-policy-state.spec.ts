@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { requireBuilt, spawnApp, type SpawnedApp } from '../../fixtures/spawn-app.js';
+import { requireBuilt, spawnApp, stopAll, type SpawnedApp } from '../../fixtures/spawn-app.js';
 import { hasRedis, redisUrl, startOwnRedis, testKeyPrefix } from '../../support/redis.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -71,19 +71,6 @@ async function until(condition: () => boolean, what: string, timeoutMs = 5_000):
     if (Date.now() > deadline) throw new Error(`Timed out waiting for ${what}.`);
     await new Promise((resolve) => setTimeout(resolve, 10));
   }
-}
-
-async function stopAll(instances: readonly SpawnedApp[]): Promise<void> {
-  await Promise.all(
-    instances.map(
-      (instance) =>
-        new Promise<void>((resolve) => {
-          if (instance.child.exitCode !== null) return resolve();
-          instance.child.once('exit', () => resolve());
-          instance.child.kill('SIGTERM');
-        }),
-    ),
-  );
 }
 
 describe.skipIf(!hasRedis)('HttpClient with shared state: two app instances (separate Node processes) sharing one Redis', () => {

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { requireBuilt, spawnApp, type SpawnedApp } from '../../fixtures/spawn-app.js';
+import { requireBuilt, spawnApp, stopAll, type SpawnedApp } from '../../fixtures/spawn-app.js';
 import { hasRedis, redisUrl, testKeyPrefix } from '../../support/redis.js';
 
 const root = fileURLToPath(new URL('../../../', import.meta.url));
@@ -93,16 +93,7 @@ describe.skipIf(!hasRedis).each(FLEETS)('three app instances (separate Node proc
   }, 60_000);
 
   afterAll(async () => {
-    await Promise.all(
-      instances.map(
-        (instance) =>
-          new Promise<void>((resolve) => {
-            if (instance.child.exitCode !== null) return resolve();
-            instance.child.once('exit', () => resolve());
-            instance.child.kill('SIGTERM');
-          }),
-      ),
-    );
+    await stopAll(instances);
     await dependency.stop();
   });
 

@@ -23,6 +23,7 @@ const never = () => new Promise<never>(() => undefined);
 
 describe('describePipeline', () => {
   const parts = {
+    rateLimit: { requestsPerSecond: 5 },
     circuitBreaker: { strategy: { type: 'consecutive' as const } },
     retry: { maxAttempts: 2 },
     timeout: { total: 3000, attempt: 1000 },
@@ -34,7 +35,7 @@ describe('describePipeline', () => {
     const forward: PipelineSpec = { key: 'k', ...parts };
     const reversed = Object.fromEntries(Object.entries({ key: 'k', ...parts }).reverse()) as unknown as PipelineSpec;
     expect(Object.keys(reversed)[0]).toBe('fallback');
-    const expected = ['fallback', 'bulkhead', 'total-timeout', 'retry', 'circuit-breaker', 'attempt-timeout'];
+    const expected = ['fallback', 'bulkhead', 'total-timeout', 'retry', 'circuit-breaker', 'rate-limit', 'attempt-timeout'];
     expect(describePipeline(forward).map((s) => s.kind)).toEqual(expected);
     expect(describePipeline(reversed).map((s) => s.kind)).toEqual(expected);
     expect(PIPELINE_ORDER).toEqual(expected);
