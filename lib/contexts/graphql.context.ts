@@ -10,6 +10,7 @@ import { isProblemDetailsException, type ProblemDetailsException } from '../http
 import { rawRequestOf, requestIdOf, watchSocketClose } from '../http/request-info.js';
 import { setResponseHeader } from '../idempotency/stored-response.js';
 import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile, IdempotentCall } from './context-adapter.js';
+import { contextRequest } from './context-request.js';
 import { replayStoredValue } from './value-replay.js';
 
 /** `graphql`'s `GraphQLError` class, as loaded from the application's own `graphql` package. */
@@ -246,24 +247,15 @@ class GraphQlIdempotentCall implements IdempotentCall, IdempotentResponse {
     const info = host[3] as ResolveInfoLike | undefined;
     const field = info?.fieldName !== undefined ? `Mutation.${info.fieldName}` : profile.operation;
     const http = httpRequestOf(host);
-    this.request = {
-      name: profile.handler.where,
-      options,
+    this.request = contextRequest('graphql', profile, options, source, {
       method: 'MUTATION',
       url: field,
       headers: headersOf(http),
       body: host[1],
       route: field,
-      get requestId() {
-        return source.info().requestId;
-      },
-      get attributes() {
-        return source.info().attributes;
-      },
       request: keySource,
       hasUser: (http as { user?: unknown } | undefined)?.user != null,
-      contextType: 'graphql',
-    };
+    });
   }
 
   get response(): IdempotentResponse {

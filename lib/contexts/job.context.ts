@@ -5,6 +5,7 @@ import type { IdempotentRequest } from '../core/idempotency/idempotency-core.int
 import type { ResolvedIdempotencyOptions } from '../core/idempotency/idempotency-options.interface.js';
 import type { StoredResponse } from '../core/idempotency/idempotency-store.interface.js';
 import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile, IdempotentCall } from './context-adapter.js';
+import { contextRequest } from './context-request.js';
 import { NO_RESPONSE, replayStoredValue } from './value-replay.js';
 
 /** `@Processor()` metadata of `@nestjs/bullmq` (read by name, so classifying never loads it). */
@@ -244,24 +245,7 @@ class JobIdempotentCall implements IdempotentCall {
     readonly source: RequestInfoSource,
   ) {
     const job = host[0] as JobLike;
-    this.request = {
-      name: profile.handler.where,
-      options,
-      method: 'JOB',
-      url: `${profile.queue}/${job?.name ?? ''}`,
-      headers: {},
-      body: job?.data,
-      route: profile.operation,
-      get requestId() {
-        return source.info().requestId;
-      },
-      get attributes() {
-        return source.info().attributes;
-      },
-      request: job,
-      hasUser: false,
-      contextType: 'job',
-    };
+    this.request = contextRequest('job', profile, options, source, { method: 'JOB', url: `${profile.queue}/${job?.name ?? ''}`, body: job?.data, request: job });
   }
 
   /** A duplicate of a completed job completes with the stored value; a stored problem fails it again, for good. */

@@ -6,6 +6,7 @@ import type { IdempotentOptions, ResolvedIdempotencyOptions } from '../core/idem
 import { IDEMPOTENT_METADATA } from '../resilience.constants.js';
 import type { StoredResponse } from '../core/idempotency/idempotency-store.interface.js';
 import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile, IdempotentCall } from './context-adapter.js';
+import { contextRequest } from './context-request.js';
 import { NO_RESPONSE, replayStoredValue } from './value-replay.js';
 
 /**
@@ -94,24 +95,7 @@ class MethodIdempotentCall implements IdempotentCall {
   readonly waitsForInFlight = true;
 
   constructor(host: ContextHost, profile: HandlerProfile, options: ResolvedIdempotencyOptions, readonly source: RequestInfoSource) {
-    this.request = {
-      name: profile.handler.where,
-      options,
-      method: 'CALL',
-      url: profile.operation,
-      headers: {},
-      body: host,
-      route: profile.operation,
-      get requestId() {
-        return source.info().requestId;
-      },
-      get attributes() {
-        return source.info().attributes;
-      },
-      request: host,
-      hasUser: false,
-      contextType: 'method',
-    };
+    this.request = contextRequest('method', profile, options, source, { method: 'CALL', url: profile.operation, body: host, request: host });
   }
 
   /** The stored value, or the stored error (an `HttpException` the method threw, stored by `storeIf`) thrown again as a problem. */

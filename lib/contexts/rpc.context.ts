@@ -10,6 +10,7 @@ import type { ResolvedIdempotencyOptions } from '../core/idempotency/idempotency
 import type { StoredResponse } from '../core/idempotency/idempotency-store.interface.js';
 import { isHttpErrorLike, type HttpErrorLike } from '../core/idempotency/response-encoding.js';
 import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile, IdempotentCall } from './context-adapter.js';
+import { contextRequest } from './context-request.js';
 import { MICROSERVICE_PATTERN } from '../engine/binding/context-type.js';
 import { NO_RESPONSE, replayStoredValue } from './value-replay.js';
 
@@ -300,24 +301,13 @@ class RpcIdempotentCall implements IdempotentCall {
     readonly source: RequestInfoSource,
   ) {
     const keySource: RpcKeySource = { data: host[0], context: host[1] };
-    this.request = {
-      name: profile.handler.where,
-      options,
+    this.request = contextRequest('rpc', profile, options, source, {
       method: profile.answersCaller ? 'MESSAGE' : 'EVENT',
       url: profile.pattern,
       headers: headersOf(host[1]),
       body: host[0],
-      route: profile.operation,
-      get requestId() {
-        return source.info().requestId;
-      },
-      get attributes() {
-        return source.info().attributes;
-      },
       request: keySource,
-      hasUser: false,
-      contextType: 'rpc',
-    };
+    });
   }
 
   // a message has no response headers

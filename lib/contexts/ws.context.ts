@@ -6,6 +6,7 @@ import type { StoredResponse } from '../core/idempotency/idempotency-store.inter
 import { isProblemDetailsException } from '../http/problem-details.js';
 import { IDEMPOTENT_METADATA } from '../resilience.constants.js';
 import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile, IdempotentCall } from './context-adapter.js';
+import { contextRequest } from './context-request.js';
 import { rpcProblemOf, type RpcProblem } from './rpc.context.js';
 import { NO_RESPONSE, replayStoredValue } from './value-replay.js';
 
@@ -177,22 +178,8 @@ class WsIdempotentCall implements IdempotentCall {
     readonly source: RequestInfoSource,
   ) {
     const keySource: WsKeySource = { data: host[1], client: host[0] };
-    this.request = {
-      name: profile.handler.where,
-      options,
-      method: 'MESSAGE',
-      url: profile.event,
-      headers: {},
-      body: host[1],
-      route: profile.operation,
-      requestId: undefined,
-      get attributes() {
-        return source.info().attributes;
-      },
-      request: keySource,
-      hasUser: false,
-      contextType: 'ws',
-    };
+    // a message carries no request id: the source's info has none
+    this.request = contextRequest('ws', profile, options, source, { method: 'MESSAGE', url: profile.event, body: host[1], request: keySource });
   }
 
   // a message has no response headers
