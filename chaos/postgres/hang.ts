@@ -17,6 +17,7 @@ import { distributionOf, formatDistribution } from '../shared/distribution.js';
 import { readReportRows, type ReportRows } from '../shared/report-rows.js';
 import { checkProblem, isRetryAfter } from '../shared/problem.js';
 import { count, sleep, summarize } from '../shared/scenario.js';
+import { inFlightCheck, logFailedChecks, recoveries, secondsOrNever, succeeded, type FaultCheck } from '../shared/fault-report.js';
 
 /** The app processes: both platforms; the first one's handlers work longer, so some are inside them when the fault starts. */
 const PROCESSES = [
@@ -84,14 +85,6 @@ export interface PostgresFaultDatabases {
   /** The cluster that stays up (the lease-mode route's rows), as the apps reach it. */
   readonly effectsUrl: string;
   readonly effectsJudgeUrl: string;
-}
-
-/** One check of the figure. */
-export interface FaultCheck {
-  readonly name: string;
-  readonly pass: boolean;
-  /** What was measured, in words (shown when it fails). */
-  readonly detail: string;
 }
 
 export interface PostgresFaultResult {
@@ -233,17 +226,15 @@ interface Observed {
 
 function judge(observed: Observed): PostgresFaultResult {
   const { instances, pids, attempts, acknowledged, keysStarted, drained, plan, fault, faultStart, slowAt, silentAt, answeringAt, rows, log } = observed;
-  const ok = (a: Attempt) => a.status >= 200 && a.status < 300;
-  const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
   // Sent once the database was silent and answered before it answered again: nothing can have succeeded.
   const duringFault = attempts.filter((a) => a.sentAt >= silentAt && a.answeredAt <= answeringAt);
   const wrongDuringFault = duringFault.filter((a) => !a.retryable);
   // In flight when it went silent: a 2xx (finished just before), or 503/409 + Retry-After.
   const caught = attempts.filter((a) => a.sentAt < silentAt && a.answeredAt >= silentAt);
-  const wrongCaught = caught.filter((a) => !ok(a) && !a.retryable);
+  const wrongCaught = caught.filter((a) => !succeeded(a) && !a.retryable);
   // The whole run: 2xx, or 503/409 problem+json with Retry-After; never a hang or another error.
-  const wrongAnywhere = attempts.filter((a) => !ok(a) && !a.retryable);
+  const wrongAnywhere = attempts.filter((a) => !succeeded(a) && !a.retryable);
 
   // The bound: once the database is silent, a request waits at most its handler's work, one
   // query_timeout and the margin (counted from when it was sent, or from the silence if later).
@@ -256,7 +247,7 @@ function judge(observed: Observed): PostgresFaultResult {
   const distribution = distributionOf(waits);
 
   const perProcess = instances.map((instance, i) => {
-    const first = attempts.filter((a) => a.process === i && ok(a) && a.sentAt >= answeringAt).sort((a, b) => a.answeredAt - b.answeredAt)[0];
+    const first = attempts.filter((a) => a.process === i && succeeded(a) && a.sentAt >= answeringAt).sort((a, b) => a.answeredAt - b.answeredAt)[0];
     return {
       name: instance.name,
       recoveryMs: first ? first.answeredAt - answeringAt : Number.POSITIVE_INFINITY,
@@ -280,11 +271,7 @@ function judge(observed: Observed): PostgresFaultResult {
       pass: wrongDuringFault.length === 0,
       detail: `${duringFault.length} answered during the fault, ${wrongDuringFault.length} otherwise: ${summarize(wrongDuringFault.map((a) => a.detail))}`,
     },
-    {
-      name: 'requests in flight when it went silent answered 2xx or 503/409 + Retry-After',
-      pass: wrongCaught.length === 0,
-      detail: `${caught.length} in flight, ${wrongCaught.length} otherwise: ${summarize(wrongCaught.map((a) => a.detail))}`,
-    },
+    inFlightCheck('requests in flight when it went silent answered 2xx or 503/409 + Retry-After', caught, wrongCaught),
     {
       name: `every request answered within its handler's work + query_timeout (${plan.queryTimeoutMs} ms) + ${plan.marginMs} ms of the silence (or of its sending, if later)`,
       pass: overBound.length === 0,
@@ -298,7 +285,7 @@ function judge(observed: Observed): PostgresFaultResult {
     {
       name: `each process acknowledged a new write within ${plan.recoveryLimitMs / 1000} s of the database answering again, without a restart`,
       pass: recoveryMs <= plan.recoveryLimitMs && perProcess.every((p) => p.sameProcess),
-      detail: perProcess.map((p) => `${p.name} ${Number.isFinite(p.recoveryMs) ? seconds(p.recoveryMs) : 'never'}${p.sameProcess ? '' : ' (process EXITED)'}`).join(', '),
+      detail: recoveries(perProcess),
     },
     {
       name: 'counted from outside: every acknowledged row is there (0 lost), no key has two rows (0 duplicates), every operation acknowledged',
@@ -308,19 +295,19 @@ function judge(observed: Observed): PostgresFaultResult {
   ];
   log(
     `${count(attempts.length)} requests for ${count(keysStarted.length)} operations (${[...statuses].map(([detail, n]) => `${detail} × ${n}`).join(', ')}); ` +
-      `${caught.length} in flight when it went silent (${caught.filter(ok).length} → 2xx); ` +
+      `${caught.length} in flight when it went silent (${caught.filter(succeeded).length} → 2xx); ` +
       `waits past the handler's work once silent: transactional ${formatDistribution(byMode('transactional'))}, lease ${formatDistribution(byMode('lease'))}` +
       (Number.isFinite(slowAt) ? `; while slow but answering: ${formatDistribution(slowWaits)}` : ''),
   );
-  for (const check of checks) if (!check.pass) log(`FAILED ${check.name}: ${check.detail}`);
+  logFailedChecks(checks, log);
 
   return {
     figure:
-      `${fault.describe()}: ${count(duringFault.length)} answers during it, ${wrongDuringFault.length} not 503/409 + Retry-After; ${caught.length} in flight when it went silent (${caught.filter(ok).length} → 2xx, ${wrongCaught.length} other); ` +
+      `${fault.describe()}: ${count(duringFault.length)} answers during it, ${wrongDuringFault.length} not 503/409 + Retry-After; ${caught.length} in flight when it went silent (${caught.filter(succeeded).length} → 2xx, ${wrongCaught.length} other); ` +
       `wait past the handler's work p50 ${Math.round(distribution.p50)} / p99 ${Math.round(distribution.p99)} / max ${Math.round(distribution.max)} ms over ${exposed.length} requests (bound ${plan.queryTimeoutMs} + ${plan.marginMs} ms, ${overBound.length} over)` +
       (Number.isFinite(slowAt) ? `, while slow but answering ${formatDistribution(slowWaits)}` : '') +
       '; ' +
-      `recovered ${Number.isFinite(recoveryMs) ? seconds(recoveryMs) : 'never'} after it without a restart; ` +
+      `recovered ${secondsOrNever(recoveryMs)} after it without a restart; ` +
       `${lost.length} lost of ${count(acknowledged.size)} acknowledged writes, ${duplicates.length} duplicates (rows counted per key), ${neverAcknowledged} never acknowledged, ${wrongAnywhere.length} other answers`,
     threshold: `only 503/409 + Retry-After during the fault, every wait ≤ work + ${plan.queryTimeoutMs} + ${plan.marginMs} ms, recovery ≤ ${plan.recoveryLimitMs / 1000} s, 0 lost, 0 duplicates`,
     checks,

@@ -14,6 +14,7 @@ import { spawnApp, type SpawnedApp } from '../../test/fixtures/spawn-app.js';
 import { distributionOf, formatDistribution, percentile } from '../shared/distribution.js';
 import { checkProblem, isRetryAfter } from '../shared/problem.js';
 import { count, sleep, summarize } from '../shared/scenario.js';
+import { inFlightCheck, logFailedChecks, recoveries, seconds, secondsOrNever, succeeded, type FaultCheck } from '../shared/fault-report.js';
 
 /** Where `npm run build:sample` puts the app, relative to the package root. */
 export const REDIS_OUTAGE_APP = 'build/chaos/redis/redis-outage.app.js';
@@ -131,18 +132,10 @@ function faultOf(plan: RedisOutagePlan, redis: Pick<ThrowawayRedis, 'kill' | 'st
   return { ...fault, silent: true, begin: (log, silent, slow) => fault.begin(log, silent, slow), end: (log) => fault.end(log) };
 }
 
-/** One check of the figure. */
-export interface RedisOutageCheck {
-  readonly name: string;
-  readonly pass: boolean;
-  /** What was measured, in words (shown when it fails). */
-  readonly detail: string;
-}
-
 export interface RedisOutageResult {
   readonly figure: string;
   readonly threshold: string;
-  readonly checks: readonly RedisOutageCheck[];
+  readonly checks: readonly FaultCheck[];
   readonly data: Record<string, unknown>;
 }
 
@@ -314,8 +307,6 @@ interface Observed {
 
 function judge(observed: Observed): RedisOutageResult {
   const { processes, attempts, forecasts, acknowledged, keysStarted, drained, plan, fault, slowFrom, killAt, killDone, restartAt, restartDone, log } = observed;
-  const ok = (a: Attempt) => a.status >= 200 && a.status < 300;
-  const seconds = (ms: number) => `${(ms / 1000).toFixed(2)} s`;
 
   // Sent once the server was gone, answered before it was started again.
   const duringOutage = attempts.filter((a) => a.sentAt >= killDone && a.answeredAt <= restartAt);
@@ -324,8 +315,8 @@ function judge(observed: Observed): RedisOutageResult {
   const wrongDuringOutage = duringOutage.filter((a) => !a.retryable503 || !storeCodes.includes(a.code ?? ''));
   // In flight at the kill: a 2xx (the handler had run: its response is delivered even when storing it fails) or a 503 to retry.
   const caught = attempts.filter((a) => a.sentAt < killDone && a.answeredAt >= killAt);
-  const wrongCaught = caught.filter((a) => !ok(a) && !a.retryable503);
-  const caughtInsideHandler = caught.filter((a) => a.workMs === SLOW_WORK_MS && ok(a));
+  const wrongCaught = caught.filter((a) => !succeeded(a) && !a.retryable503);
+  const caughtInsideHandler = caught.filter((a) => a.workMs === SLOW_WORK_MS && succeeded(a));
 
   const executions = processes.flatMap(({ timed }) => timed.filter((l) => l.text.startsWith('EXECUTED ')).map((l) => ({ at: l.at, key: l.text.slice('EXECUTED '.length) })));
   const runsWhileDown = executions.filter((e) => e.at > killDone + PIPE_SLACK_MS && e.at < restartAt);
@@ -368,7 +359,7 @@ function judge(observed: Observed): RedisOutageResult {
     const inOutage = shared.filter((e) => e.at >= killAt && e.at < restartAt);
     const unavailable = inOutage.filter((e) => e.event === 'shared_state_unavailable');
     const recovered = shared.filter((e) => e.event === 'shared_state_recovered' && e.at >= restartAt);
-    const firstAck = attempts.filter((a) => a.process === i && ok(a) && a.sentAt >= restartDone).sort((a, b) => a.answeredAt - b.answeredAt)[0];
+    const firstAck = attempts.filter((a) => a.process === i && succeeded(a) && a.sentAt >= restartDone).sort((a, b) => a.answeredAt - b.answeredAt)[0];
     return {
       label,
       recoveryMs: firstAck ? firstAck.answeredAt - restartDone : Number.POSITIVE_INFINITY,
@@ -389,17 +380,13 @@ function judge(observed: Observed): RedisOutageResult {
   const heldAfterRestart = new Set(attempts.filter((a) => a.status === 409 && a.sentAt >= restartDone).map((a) => a.key));
   const otherErrors = attempts.filter((a) => a.status === 0 || (a.status >= 500 && !a.retryable503) || (a.status >= 400 && a.status < 500 && a.status !== 409));
 
-  const checks: RedisOutageCheck[] = [
+  const checks: FaultCheck[] = [
     {
       name: `every idempotent request during the outage answered 503 problem+json ${storeCodes.join(' or ')} with Retry-After`,
       pass: duringOutage.length > 0 && wrongDuringOutage.length === 0,
       detail: `${duringOutage.length} answered during the outage, ${wrongDuringOutage.length} otherwise: ${summarize(wrongDuringOutage.map((a) => a.detail))}`,
     },
-    {
-      name: 'requests in flight at the kill answered 2xx (handler ran) or 503 + Retry-After',
-      pass: wrongCaught.length === 0,
-      detail: `${caught.length} in flight, ${wrongCaught.length} otherwise: ${summarize(wrongCaught.map((a) => a.detail))}`,
-    },
+    inFlightCheck('requests in flight at the kill answered 2xx (handler ran) or 503 + Retry-After', caught, wrongCaught),
     {
       name: 'no idempotent handler ran while Redis was down',
       pass: runsWhileDown.length === 0,
@@ -428,7 +415,7 @@ function judge(observed: Observed): RedisOutageResult {
     {
       name: `idempotent requests succeeded again within ${recoveryLimitMs / 1000} s of the restart, without restarting the app`,
       pass: recoveryMs <= recoveryLimitMs && perProcess.every((p) => p.sameProcess) && drained,
-      detail: `${perProcess.map((p) => `${p.label} ${Number.isFinite(p.recoveryMs) ? seconds(p.recoveryMs) : 'never'}${p.sameProcess ? '' : ' (process EXITED)'}`).join(', ')}; drained ${drained ? 'in time' : `NOT within ${plan.drainLimitMs / 1000} s`}`,
+      detail: `${recoveries(perProcess.map((p) => ({ ...p, name: p.label })))}; drained ${drained ? 'in time' : `NOT within ${plan.drainLimitMs / 1000} s`}`,
     },
     {
       name: 'exactly once: no key ran twice, every acknowledged key ran once, every operation acknowledged',
@@ -448,10 +435,10 @@ function judge(observed: Observed): RedisOutageResult {
       `${heldAfterRestart.size} keys answered 409 after the restart (a claim resent by the client after it reconnected holds the key until its lease ends)`,
   );
   for (const p of perProcess) {
-    log(`${p.label}: in-process state ${Number.isFinite(p.fallbackMs) ? `${Math.round(p.fallbackMs)} ms` : 'never'} after the kill, shared state back ${Number.isFinite(p.sharedBackMs) ? seconds(p.sharedBackMs) : 'never'} after the restart, idempotent 2xx again ${Number.isFinite(p.recoveryMs) ? seconds(p.recoveryMs) : 'never'} after it`);
+    log(`${p.label}: in-process state ${Number.isFinite(p.fallbackMs) ? `${Math.round(p.fallbackMs)} ms` : 'never'} after the kill, shared state back ${secondsOrNever(p.sharedBackMs)} after the restart, idempotent 2xx again ${secondsOrNever(p.recoveryMs)} after it`);
     if (p.fallbacksWhileUp > 0) log(`${p.label}: ${p.fallbacksWhileUp} fallback(s) to in-process state while Redis was up (late answers)`);
   }
-  for (const check of checks) if (!check.pass) log(`FAILED ${check.name}: ${check.detail}`);
+  logFailedChecks(checks, log);
 
   return {
     figure:
@@ -461,7 +448,7 @@ function judge(observed: Observed): RedisOutageResult {
       `slowest idempotent answer ${Math.round(slowest)} ms (${hung.length} over work + ${COMMAND_TIMEOUT_MS} + ${HANG_MARGIN_MS} ms; waits past the work once down ${formatDistribution(exposedWaits)}); ` +
       `shared-breaker route p99 ${Math.round(forecastP99)} ms during the outage over ${count(forecastsDuringOutage.length)} calls (${Math.round(forecastP99Before)} ms before), ${forecastsNot200.length} not 200; ` +
       `shared state ${perProcess.every((p) => p.eventsOk) ? 'fell back once in the outage and came back after the restart in every process' : `NOT one fallback and one recovery (${perProcess.map((p) => `${p.label}: ${p.events}`).join('; ')})`} (${perProcess.reduce((n, p) => n + p.fallbacksWhileUp, 0)} fallbacks while Redis was up), ${perProcess.reduce((n, p) => n + p.unhandledClientErrors, 0)} unhandled client errors; ` +
-      `recovered ${Number.isFinite(recoveryMs) ? seconds(recoveryMs) : 'never'} after the restart without restarting the app; ` +
+      `recovered ${secondsOrNever(recoveryMs)} after the restart without restarting the app; ` +
       `${count(acknowledged.size)} operations acknowledged (${heldAfterRestart.size} after a 409 until the lease ended), ${ranTwice.length} keys run twice, ${neverAcknowledged} never acknowledged, ${otherErrors.length} other errors`,
     threshold:
       `only 503 ${storeCodes.join('/')} + Retry-After and no handler run during the outage, every idempotent answer ≤ work + ${(COMMAND_TIMEOUT_MS + HANG_MARGIN_MS) / 1000} s${Number.isFinite(slowFrom) ? ` (+ ${COMMAND_TIMEOUT_MS / 1000} s while slow but answering)` : ''}, ` +

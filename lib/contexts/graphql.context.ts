@@ -10,6 +10,8 @@ import { isProblemDetailsException, type ProblemDetailsException } from '../http
 import { rawRequestOf, requestIdOf, watchSocketClose } from '../http/request-info.js';
 import { setResponseHeader } from '../idempotency/stored-response.js';
 import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile, IdempotentCall } from './context-adapter.js';
+import { contextRequest } from './context-request.js';
+import { PeerExport } from './value-call.js';
 import { replayStoredValue } from './value-replay.js';
 
 /** `graphql`'s `GraphQLError` class, as loaded from the application's own `graphql` package. */
@@ -89,15 +91,18 @@ interface GraphQLProfile extends HandlerProfile {
 export class GraphQlContextAdapter implements ContextAdapter {
   readonly type = 'graphql' as const;
   readonly handlerNoun = 'GraphQL resolver';
-  private GraphQLError: GraphQLErrorClass | undefined;
+  private readonly GraphQLError = new PeerExport(
+    async () => (await import('graphql')).GraphQLError as unknown as GraphQLErrorClass,
+    'A GraphQL resolver ran before ResilienceModule prepared the GraphQL context. Import ResilienceModule in the root module of the application.',
+  );
 
-  async prepare(): Promise<void> {
-    this.GraphQLError ??= (await import('graphql')).GraphQLError as unknown as GraphQLErrorClass;
+  prepare(): Promise<void> {
+    return this.GraphQLError.prepare();
   }
 
   /** Whether `graphql` was loaded (the application has resolvers). */
   get prepared(): boolean {
-    return this.GraphQLError !== undefined;
+    return this.GraphQLError.prepared;
   }
 
   profile(handler: ContextHandler, idempotent: boolean): GraphQLProfile {
@@ -175,10 +180,7 @@ export class GraphQlContextAdapter implements ContextAdapter {
 
   /** `GraphQLError`, loaded at start-up from the application's `graphql` (one copy of the class with the server's). */
   graphQlError(): GraphQLErrorClass {
-    if (this.GraphQLError === undefined) {
-      throw new ResilienceConfigError('A GraphQL resolver ran before ResilienceModule prepared the GraphQL context. Import ResilienceModule in the root module of the application.');
-    }
-    return this.GraphQLError;
+    return this.GraphQLError.get();
   }
 }
 
@@ -246,24 +248,15 @@ class GraphQlIdempotentCall implements IdempotentCall, IdempotentResponse {
     const info = host[3] as ResolveInfoLike | undefined;
     const field = info?.fieldName !== undefined ? `Mutation.${info.fieldName}` : profile.operation;
     const http = httpRequestOf(host);
-    this.request = {
-      name: profile.handler.where,
-      options,
+    this.request = contextRequest('graphql', profile, options, source, {
       method: 'MUTATION',
       url: field,
       headers: headersOf(http),
       body: host[1],
       route: field,
-      get requestId() {
-        return source.info().requestId;
-      },
-      get attributes() {
-        return source.info().attributes;
-      },
       request: keySource,
       hasUser: (http as { user?: unknown } | undefined)?.user != null,
-      contextType: 'graphql',
-    };
+    });
   }
 
   get response(): IdempotentResponse {

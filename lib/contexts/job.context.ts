@@ -1,11 +1,10 @@
 import type { RequestInfo, RequestInfoSource } from '../context/context-frame.js';
-import { ResilienceConfigError } from '../core/errors.js';
 import { isProblemDetailsException, ProblemDetailsException } from '../http/problem-details.js';
-import type { IdempotentRequest } from '../core/idempotency/idempotency-core.interface.js';
 import type { ResolvedIdempotencyOptions } from '../core/idempotency/idempotency-options.interface.js';
-import type { StoredResponse } from '../core/idempotency/idempotency-store.interface.js';
 import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile, IdempotentCall } from './context-adapter.js';
-import { NO_RESPONSE, replayStoredValue } from './value-replay.js';
+import { contextRequest } from './context-request.js';
+import { DetachedCallerHooks, PeerExport, ValueIdempotentCall } from './value-call.js';
+import { storedFailureProblem } from './value-replay.js';
 
 /** `@Processor()` metadata of `@nestjs/bullmq` (read by name, so classifying never loads it). */
 const BULLMQ_PROCESSOR = 'bullmq:processor_metadata';
@@ -92,17 +91,21 @@ export interface JobProfile extends HandlerProfile {
  * `@Idempotent()` keys a job by its deduplication id or its id (`key: (job) => …` to choose).
  * @internal
  */
-export class JobContextAdapter implements ContextAdapter {
+export class JobContextAdapter extends DetachedCallerHooks implements ContextAdapter {
   readonly type = 'job' as const;
   readonly handlerNoun = 'BullMQ job processor';
-  private errors: BullErrors | undefined;
+  private readonly errors = new PeerExport<BullErrors>(
+    async () => {
+      const bullmq = (await import('bullmq')) as unknown as BullErrors;
+      return { DelayedError: bullmq.DelayedError, UnrecoverableError: bullmq.UnrecoverableError };
+    },
+    'A BullMQ processor ran before ResilienceModule prepared the job context. Import ResilienceModule in the root module of the application that registers the processor.',
+  );
   /** Resume timers of the workers paused while a circuit is open. */
   private readonly paused = new WeakMap<object, ReturnType<typeof setTimeout>>();
 
-  async prepare(): Promise<void> {
-    if (this.errors !== undefined) return;
-    const bullmq = (await import('bullmq')) as unknown as BullErrors;
-    this.errors = { DelayedError: bullmq.DelayedError, UnrecoverableError: bullmq.UnrecoverableError };
+  prepare(): Promise<void> {
+    return this.errors.prepare();
   }
 
   /** `retriedInProcess` is filled in by {@link withRetries} once the handler's policy is known. */
@@ -120,18 +123,6 @@ export class JobContextAdapter implements ContextAdapter {
   describe(host: ContextHost, profile: HandlerProfile): RequestInfoSource {
     let info: RequestInfo | undefined;
     return { request: host[0], contextType: 'job', info: () => (info ??= jobInfo(host[0] as JobLike | undefined, profile as JobProfile)) };
-  }
-
-  watchCaller(): () => void {
-    return noop;
-  }
-
-  deadlineOf(): undefined {
-    return undefined;
-  }
-
-  commitCheck(): undefined {
-    return undefined;
   }
 
   renderError(error: unknown, host: ContextHost): unknown {
@@ -186,10 +177,7 @@ export class JobContextAdapter implements ContextAdapter {
   }
 
   private bull(): BullErrors {
-    if (this.errors === undefined) {
-      throw new ResilienceConfigError('A BullMQ processor ran before ResilienceModule prepared the job context. Import ResilienceModule in the root module of the application that registers the processor.');
-    }
-    return this.errors;
+    return this.errors.get();
   }
 
   idempotencyOptions(options: ResolvedIdempotencyOptions): ResolvedIdempotencyOptions {
@@ -200,10 +188,6 @@ export class JobContextAdapter implements ContextAdapter {
       keyResolver: key === undefined ? (job: JobLike) => job.deduplicationId ?? job.opts?.deduplication?.id ?? job.id : (job: JobLike) => (key as (job: unknown) => string | undefined)(job),
       scope: typeof scope === 'function' ? (job: JobLike) => (scope as (job: unknown) => string | undefined)(job) : scope,
     };
-  }
-
-  idempotencyApplies(): boolean {
-    return true;
   }
 
   idempotentCall(host: ContextHost, profile: HandlerProfile, options: ResolvedIdempotencyOptions): IdempotentCall {
@@ -231,45 +215,25 @@ function jobInfo(job: JobLike | undefined, profile: JobProfile): RequestInfo {
 }
 
 /** One job of an `@Idempotent()` processor: keyed by the job, fingerprinted by its name and data. */
-class JobIdempotentCall implements IdempotentCall {
-  readonly request: IdempotentRequest;
-  readonly response = NO_RESPONSE;
-  readonly waitsForInFlight = true;
-
+class JobIdempotentCall extends ValueIdempotentCall {
   constructor(
     private readonly adapter: JobContextAdapter,
     private readonly host: ContextHost,
     private readonly profile: JobProfile,
     options: ResolvedIdempotencyOptions,
-    readonly source: RequestInfoSource,
+    source: RequestInfoSource,
   ) {
     const job = host[0] as JobLike;
-    this.request = {
-      name: profile.handler.where,
-      options,
-      method: 'JOB',
-      url: `${profile.queue}/${job?.name ?? ''}`,
-      headers: {},
-      body: job?.data,
-      route: profile.operation,
-      get requestId() {
-        return source.info().requestId;
-      },
-      get attributes() {
-        return source.info().attributes;
-      },
-      request: job,
-      hasUser: false,
-      contextType: 'job',
-    };
+    super(contextRequest('job', profile, options, source, { method: 'JOB', url: `${profile.queue}/${job?.name ?? ''}`, body: job?.data, request: job }), source);
   }
 
   /** A duplicate of a completed job completes with the stored value; a stored problem fails it again, for good. */
-  replay(stored: StoredResponse, notKept?: unknown): unknown {
-    const forGood = (error: unknown) => this.adapter.renderJobError(error, this.host, true);
-    return replayStoredValue(stored, notKept, forGood, (_body, status) =>
-      forGood(new ProblemDetailsException({ status, code: 'stored_error', title: 'Stored failure', detail: 'An earlier run of this job failed; the failure was stored.' })),
-    );
+  protected override renderReplayed(error: unknown): unknown {
+    return this.adapter.renderJobError(error, this.host, true);
+  }
+
+  protected storedError(_body: unknown, status: number): unknown {
+    return this.renderReplayed(storedFailureProblem(status, 'An earlier run of this job failed; the failure was stored.'));
   }
 
   renderError(error: unknown): unknown {

@@ -1,12 +1,11 @@
 import { currentInFrame, type RequestInfo, type RequestInfoSource } from '../context/context-frame.js';
 import { ResilienceConfigError } from '../core/errors.js';
-import { ProblemDetailsException } from '../http/problem-details.js';
-import type { IdempotentRequest } from '../core/idempotency/idempotency-core.interface.js';
 import type { IdempotentOptions, ResolvedIdempotencyOptions } from '../core/idempotency/idempotency-options.interface.js';
 import { IDEMPOTENT_METADATA } from '../resilience.constants.js';
-import type { StoredResponse } from '../core/idempotency/idempotency-store.interface.js';
 import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile, IdempotentCall } from './context-adapter.js';
-import { NO_RESPONSE, replayStoredValue } from './value-replay.js';
+import { contextRequest } from './context-request.js';
+import { DetachedCallerHooks, ValueIdempotentCall } from './value-call.js';
+import { storedFailureProblem } from './value-replay.js';
 
 /**
  * `@Idempotent({ key: (...args) => … })` on a plain provider method (a service called by a route,
@@ -20,7 +19,7 @@ import { NO_RESPONSE, replayStoredValue } from './value-replay.js';
  * The policies of a decorated method without `@Idempotent()` never come here (no adapter, no cost).
  * @internal
  */
-export class MethodContextAdapter implements ContextAdapter {
+export class MethodContextAdapter extends DetachedCallerHooks implements ContextAdapter {
   readonly type = 'method' as const;
   readonly handlerNoun = 'provider method';
 
@@ -45,18 +44,6 @@ export class MethodContextAdapter implements ContextAdapter {
     return { contextType: 'method', info: () => info };
   }
 
-  watchCaller(): () => void {
-    return noop;
-  }
-
-  deadlineOf(): undefined {
-    return undefined;
-  }
-
-  commitCheck(): undefined {
-    return undefined;
-  }
-
   renderError(error: unknown): unknown {
     return error;
   }
@@ -71,16 +58,10 @@ export class MethodContextAdapter implements ContextAdapter {
     };
   }
 
-  idempotencyApplies(): boolean {
-    return true;
-  }
-
   idempotentCall(host: ContextHost, profile: HandlerProfile, options: ResolvedIdempotencyOptions): IdempotentCall {
     return new MethodIdempotentCall(host, profile, options, this.describe(host, profile));
   }
 }
-
-function noop(): void {}
 
 /** The `key` function of the `@Idempotent()` options on a method or class, if any. */
 function keyOf(target: Function): unknown {
@@ -88,37 +69,14 @@ function keyOf(target: Function): unknown {
 }
 
 /** One call of an `@Idempotent()` provider method. */
-class MethodIdempotentCall implements IdempotentCall {
-  readonly request: IdempotentRequest;
-  readonly response = NO_RESPONSE;
-  readonly waitsForInFlight = true;
-
-  constructor(host: ContextHost, profile: HandlerProfile, options: ResolvedIdempotencyOptions, readonly source: RequestInfoSource) {
-    this.request = {
-      name: profile.handler.where,
-      options,
-      method: 'CALL',
-      url: profile.operation,
-      headers: {},
-      body: host,
-      route: profile.operation,
-      get requestId() {
-        return source.info().requestId;
-      },
-      get attributes() {
-        return source.info().attributes;
-      },
-      request: host,
-      hasUser: false,
-      contextType: 'method',
-    };
+class MethodIdempotentCall extends ValueIdempotentCall {
+  constructor(host: ContextHost, profile: HandlerProfile, options: ResolvedIdempotencyOptions, source: RequestInfoSource) {
+    super(contextRequest('method', profile, options, source, { method: 'CALL', url: profile.operation, body: host, request: host }), source);
   }
 
-  /** The stored value, or the stored error (an `HttpException` the method threw, stored by `storeIf`) thrown again as a problem. */
-  replay(stored: StoredResponse, notKept?: unknown): unknown {
-    return replayStoredValue(stored, notKept, (error) => error, (body, status) =>
-      new ProblemDetailsException({ status, code: 'stored_error', title: 'Stored failure', detail: typeof body === 'string' ? body : 'An earlier call with this key failed; the failure was stored.' }),
-    );
+  /** The stored error (an `HttpException` the method threw, stored by `storeIf`) thrown again as a problem. */
+  protected storedError(body: unknown, status: number): unknown {
+    return storedFailureProblem(status, typeof body === 'string' ? body : 'An earlier call with this key failed; the failure was stored.');
   }
 
   renderError(error: unknown): unknown {

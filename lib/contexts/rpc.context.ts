@@ -1,17 +1,15 @@
 import { Socket } from 'node:net';
 import type { RequestInfo, RequestInfoSource } from '../context/context-frame.js';
 import type { Clock } from '../core/clock.js';
-import { ResilienceConfigError } from '../core/errors.js';
 import { REQUEST_ID_HEADER, REQUEST_TIMEOUT_HEADER } from '../fetch/with-deadline.js';
 import { isProblemDetailsException, type ProblemDetailsException } from '../http/problem-details.js';
 import { watchSocketClose } from '../http/request-info.js';
-import type { IdempotentRequest } from '../core/idempotency/idempotency-core.interface.js';
 import type { ResolvedIdempotencyOptions } from '../core/idempotency/idempotency-options.interface.js';
-import type { StoredResponse } from '../core/idempotency/idempotency-store.interface.js';
 import { isHttpErrorLike, type HttpErrorLike } from '../core/idempotency/response-encoding.js';
 import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile, IdempotentCall } from './context-adapter.js';
+import { contextRequest } from './context-request.js';
 import { MICROSERVICE_PATTERN } from '../engine/binding/context-type.js';
-import { NO_RESPONSE, replayStoredValue } from './value-replay.js';
+import { PeerExport, ValueIdempotentCall } from './value-call.js';
 
 /** Nest's `RpcException` class, as loaded from the application's own `@nestjs/microservices`. */
 type RpcExceptionClass = new (error: string | object) => Error & { getError(): string | object };
@@ -92,15 +90,18 @@ interface RpcProfile extends HandlerProfile {
 export class RpcContextAdapter implements ContextAdapter {
   readonly type = 'rpc' as const;
   readonly handlerNoun = 'message handler';
-  private RpcException: RpcExceptionClass | undefined;
+  private readonly RpcException = new PeerExport(
+    async () => (await import('@nestjs/microservices')).RpcException as RpcExceptionClass,
+    'A microservice handler ran before ResilienceModule prepared the RPC context. Import ResilienceModule in the root module of the microservice.',
+  );
 
-  async prepare(): Promise<void> {
-    this.RpcException ??= (await import('@nestjs/microservices')).RpcException as RpcExceptionClass;
+  prepare(): Promise<void> {
+    return this.RpcException.prepare();
   }
 
   /** Whether `@nestjs/microservices` was loaded (the application has microservice handlers). */
   get prepared(): boolean {
-    return this.RpcException !== undefined;
+    return this.RpcException.prepared;
   }
 
   profile(handler: ContextHandler): RpcProfile {
@@ -163,10 +164,7 @@ export class RpcContextAdapter implements ContextAdapter {
 
   /** Nest's `RpcException`, loaded at start-up; a filter of the application that checks `instanceof RpcException` sees the real class. */
   rpcException(): RpcExceptionClass {
-    if (this.RpcException === undefined) {
-      throw new ResilienceConfigError('A microservice handler ran before ResilienceModule prepared the RPC context. Import ResilienceModule in the root module of the microservice.');
-    }
-    return this.RpcException;
+    return this.RpcException.get();
   }
 }
 
@@ -288,43 +286,21 @@ class UnstorableRpcError extends Error {
 }
 
 /** One message or event of an `@Idempotent()` handler, and the (absent) response the core writes to. */
-class RpcIdempotentCall implements IdempotentCall {
-  readonly request: IdempotentRequest;
-  readonly waitsForInFlight = true;
-
+class RpcIdempotentCall extends ValueIdempotentCall {
   constructor(
     private readonly adapter: RpcContextAdapter,
     host: ContextHost,
     profile: RpcProfile,
     options: ResolvedIdempotencyOptions,
-    readonly source: RequestInfoSource,
+    source: RequestInfoSource,
   ) {
     const keySource: RpcKeySource = { data: host[0], context: host[1] };
-    this.request = {
-      name: profile.handler.where,
-      options,
-      method: profile.answersCaller ? 'MESSAGE' : 'EVENT',
-      url: profile.pattern,
-      headers: headersOf(host[1]),
-      body: host[0],
-      route: profile.operation,
-      get requestId() {
-        return source.info().requestId;
-      },
-      get attributes() {
-        return source.info().attributes;
-      },
-      request: keySource,
-      hasUser: false,
-      contextType: 'rpc',
-    };
+    const method = profile.answersCaller ? 'MESSAGE' : 'EVENT';
+    super(contextRequest('rpc', profile, options, source, { method, url: profile.pattern, headers: headersOf(host[1]), body: host[0], request: keySource }), source);
   }
 
-  // a message has no response headers
-  readonly response = NO_RESPONSE;
-
-  replay(stored: StoredResponse, notKept?: unknown): unknown {
-    return replayStoredValue(stored, notKept, (error) => this.adapter.renderError(error), (body) => new (this.adapter.rpcException())(body as object));
+  protected storedError(body: unknown): unknown {
+    return new (this.adapter.rpcException())(body as object);
   }
 
   renderError(error: unknown): unknown {

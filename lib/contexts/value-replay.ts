@@ -36,3 +36,12 @@ export function replayStoredValue(
   }
   throw storedError(body, stored.status);
 }
+
+/**
+ * The problem a stored failure of the handler's own is answered with where the caller gets no
+ * rebuilt error of its transport (a job, a provider method): `stored_error` with the stored status.
+ * @internal
+ */
+export function storedFailureProblem(status: number, detail: string): ProblemDetailsException {
+  return new ProblemDetailsException({ status, code: 'stored_error', title: 'Stored failure', detail });
+}

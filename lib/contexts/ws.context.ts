@@ -1,13 +1,12 @@
 import type { RequestInfo, RequestInfoSource } from '../context/context-frame.js';
 import { ResilienceConfigError } from '../core/errors.js';
-import type { IdempotentRequest } from '../core/idempotency/idempotency-core.interface.js';
 import type { IdempotentOptions, ResolvedIdempotencyOptions } from '../core/idempotency/idempotency-options.interface.js';
-import type { StoredResponse } from '../core/idempotency/idempotency-store.interface.js';
 import { isProblemDetailsException } from '../http/problem-details.js';
 import { IDEMPOTENT_METADATA } from '../resilience.constants.js';
 import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile, IdempotentCall } from './context-adapter.js';
+import { contextRequest } from './context-request.js';
 import { rpcProblemOf, type RpcProblem } from './rpc.context.js';
-import { NO_RESPONSE, replayStoredValue } from './value-replay.js';
+import { PeerExport, ValueIdempotentCall } from './value-call.js';
 
 /** Nest's `WsException` class, as loaded from the application's own `@nestjs/websockets`. */
 type WsExceptionClass = new (error: string | object) => Error & { getError(): string | object };
@@ -51,15 +50,18 @@ interface WsProfile extends HandlerProfile {
 export class WsContextAdapter implements ContextAdapter {
   readonly type = 'ws' as const;
   readonly handlerNoun = 'WebSocket message handler';
-  private WsException: WsExceptionClass | undefined;
+  private readonly WsException = new PeerExport(
+    async () => (await import('@nestjs/websockets')).WsException as WsExceptionClass,
+    'A gateway message handler ran before ResilienceModule prepared the WebSocket context. Import ResilienceModule in the root module of the application.',
+  );
 
-  async prepare(): Promise<void> {
-    this.WsException ??= (await import('@nestjs/websockets')).WsException as WsExceptionClass;
+  prepare(): Promise<void> {
+    return this.WsException.prepare();
   }
 
   /** Whether `@nestjs/websockets` was loaded (the application has gateways). */
   get prepared(): boolean {
-    return this.WsException !== undefined;
+    return this.WsException.prepared;
   }
 
   profile(handler: ContextHandler, idempotent: boolean): WsProfile {
@@ -124,10 +126,7 @@ export class WsContextAdapter implements ContextAdapter {
 
   /** Nest's `WsException`, loaded at start-up; a filter of the application that checks `instanceof WsException` sees the real class. */
   wsException(): WsExceptionClass {
-    if (this.WsException === undefined) {
-      throw new ResilienceConfigError('A gateway message handler ran before ResilienceModule prepared the WebSocket context. Import ResilienceModule in the root module of the application.');
-    }
-    return this.WsException;
+    return this.WsException.get();
   }
 }
 
@@ -164,42 +163,21 @@ function wsInfo(host: ContextHost, profile: HandlerProfile): RequestInfo {
 }
 
 /** One message of an `@Idempotent()` gateway handler. */
-class WsIdempotentCall implements IdempotentCall {
-  readonly request: IdempotentRequest;
-  // a client cannot be told to come back later: a duplicate in flight waits for the first
-  readonly waitsForInFlight = true;
-
+class WsIdempotentCall extends ValueIdempotentCall {
   constructor(
     private readonly adapter: WsContextAdapter,
     host: ContextHost,
     profile: WsProfile,
     options: ResolvedIdempotencyOptions,
-    readonly source: RequestInfoSource,
+    source: RequestInfoSource,
   ) {
     const keySource: WsKeySource = { data: host[1], client: host[0] };
-    this.request = {
-      name: profile.handler.where,
-      options,
-      method: 'MESSAGE',
-      url: profile.event,
-      headers: {},
-      body: host[1],
-      route: profile.operation,
-      requestId: undefined,
-      get attributes() {
-        return source.info().attributes;
-      },
-      request: keySource,
-      hasUser: false,
-      contextType: 'ws',
-    };
+    // a message carries no request id: the source's info has none
+    super(contextRequest('ws', profile, options, source, { method: 'MESSAGE', url: profile.event, body: host[1], request: keySource }), source);
   }
 
-  // a message has no response headers
-  readonly response = NO_RESPONSE;
-
-  replay(stored: StoredResponse, notKept?: unknown): unknown {
-    return replayStoredValue(stored, notKept, (error) => this.adapter.renderError(error), (body) => new (this.adapter.wsException())(body as object));
+  protected storedError(body: unknown): unknown {
+    return new (this.adapter.wsException())(body as object);
   }
 
   renderError(error: unknown): unknown {

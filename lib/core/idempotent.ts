@@ -1,16 +1,12 @@
 import { systemClock, type Clock } from './clock.js';
 import { ResilienceConfigError } from './errors.js';
 import type { ResilienceEventSink } from './events.js';
-import { IdempotencyErrorCode, type IdempotencyError } from './idempotency/idempotency-core.errors.js';
 import { IdempotencyCore } from './idempotency/idempotency-core.js';
-import type { IdempotencyAnswer, IdempotentRequest, IdempotentResponse } from './idempotency/idempotency-core.interface.js';
+import type { IdempotentRequest, IdempotentResponse } from './idempotency/idempotency-core.interface.js';
+import { waitWhileInFlight } from './idempotency/in-flight-wait.js';
 import { resolveIdempotencyOptions } from './idempotency/idempotency-options.interface.js';
 import type { IdempotencyStore, StoredResponse } from './idempotency/idempotency-store.interface.js';
 import { STORED_KIND } from './idempotency/response-encoding.js';
-
-/** First wait of a call that found its key in flight; doubled up to the cap. */
-const FIRST_IN_FLIGHT_POLL_MS = 10;
-const MAX_IN_FLIGHT_POLL_MS = 250;
 
 /**
  * Options of {@link idempotent}.
@@ -101,15 +97,7 @@ export function idempotent<A extends unknown[], R>(fn: (...args: A) => R | Promi
     const request: IdempotentRequest = { name, options: resolved, method: 'CALL', url: name, headers: {}, body: args, route: name, request: args, hasUser: false };
     const execute = () =>
       core.execute(request, response, async () => ({ kind: 'value', value: await fn(...args), emissions: 1, fromHandler: true }));
-    let answer = await execute();
-    const giveUpAt = clock.now() + resolved.lease;
-    let pause = FIRST_IN_FLIGHT_POLL_MS;
-    while (isInFlight(answer) && clock.now() < giveUpAt) {
-      const wait = Math.min(pause, Math.max(1, giveUpAt - clock.now()));
-      await new Promise<void>((resolve) => clock.setTimeout(resolve, wait));
-      pause = Math.min(pause * 2, MAX_IN_FLIGHT_POLL_MS);
-      answer = await execute();
-    }
+    const answer = await waitWhileInFlight(await execute(), execute, clock, resolved.lease);
     switch (answer.kind) {
       case 'delivered':
         if (answer.outcome.kind === 'error') throw answer.outcome.error;
@@ -120,10 +108,6 @@ export function idempotent<A extends unknown[], R>(fn: (...args: A) => R | Promi
         throw answer.error;
     }
   };
-}
-
-function isInFlight(answer: IdempotencyAnswer): boolean {
-  return answer.kind === 'rejected' && (answer.error as IdempotencyError).code === IdempotencyErrorCode.RequestInProgress;
 }
 
 /** The stored result, or the stored error thrown again. */

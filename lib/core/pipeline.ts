@@ -1,6 +1,7 @@
 import { Cancellation, contextWith } from './cancellation.js';
 import { abortErrorOf } from './classify.js';
-import { ChaosStep, type PipelineChaos } from './fault-injection.js';
+import { ChaosStep } from './chaos-step.js';
+import type { PipelineChaos } from './fault-injection.js';
 import { FallbackPolicy } from './fallback.policy.js';
 import type {
   PipelineSpec,

@@ -9,17 +9,13 @@ import { ResilienceErrorMapper } from '../http/resilience-error.mapper.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { ResilienceEvents } from '../observability/resilience-events.js';
 import { IDEMPOTENT_METADATA, RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
-import { IdempotencyErrorCode } from '../core/idempotency/idempotency-core.errors.js';
 import { IdempotencyCore, notKeptProblemOf } from '../core/idempotency/idempotency-core.js';
-import type { HandlerOutcome, IdempotencyAnswer, IdempotencyExecution } from '../core/idempotency/idempotency-core.interface.js';
+import type { HandlerOutcome, IdempotencyExecution } from '../core/idempotency/idempotency-core.interface.js';
 import { resolveIdempotencyOptions, type IdempotentOptions, type ResolvedIdempotencyOptions } from '../core/idempotency/idempotency-options.interface.js';
 import { IdempotencyStore } from '../core/idempotency/idempotency-store.interface.js';
 import { InMemoryIdempotencyStore } from '../core/idempotency/in-memory-idempotency.store.js';
+import { waitWhileInFlight } from '../core/idempotency/in-flight-wait.js';
 import { runIdempotentExecution } from '../idempotency/transaction-context.js';
-
-/** First wait of a duplicate that found its key in flight (messages, events); doubled up to the cap. */
-const FIRST_IN_FLIGHT_POLL_MS = 10;
-const MAX_IN_FLIGHT_POLL_MS = 250;
 
 /**
  * The idempotency settings of one `@Idempotent()` handler, merged once.
@@ -130,7 +126,8 @@ export class IdempotentRoutes {
     const claim = () => this.core.execute(call.request, call.response, handle);
     const execute = () => (transactional ? runWithRequestInfo(source, claim) : claim());
     let answer = await execute();
-    if (call.waitsForInFlight && isInFlight(answer)) answer = await this.waitForInFlight(plan, answer, execute);
+    // a message or an event waits for the first one with its key (HTTP refuses it with 409)
+    if (call.waitsForInFlight) answer = await waitWhileInFlight(answer, execute, this.options.clock, plan.options.lease);
     switch (answer.kind) {
       case 'delivered': {
         const { outcome } = answer;
@@ -146,27 +143,4 @@ export class IdempotentRoutes {
         throw call.renderError(this.errors.map(answer.error));
     }
   }
-
-  /**
-   * A duplicate message or event whose key is in flight waits for the first one, asking the store
-   * again with growing pauses, for at most one lease: then it answers the stored outcome, or runs
-   * the handler itself if the first one failed and released the key. Never runs it twice at once.
-   */
-  private async waitForInFlight(plan: IdempotentRoutePlan, first: IdempotencyAnswer, execute: () => Promise<IdempotencyAnswer>): Promise<IdempotencyAnswer> {
-    const { clock } = this.options;
-    const giveUpAt = clock.now() + plan.options.lease;
-    let answer = first;
-    let pause = FIRST_IN_FLIGHT_POLL_MS;
-    while (isInFlight(answer) && clock.now() < giveUpAt) {
-      const wait = Math.min(pause, Math.max(1, giveUpAt - clock.now()));
-      await new Promise<void>((resolve) => clock.setTimeout(resolve, wait));
-      pause = Math.min(pause * 2, MAX_IN_FLIGHT_POLL_MS);
-      answer = await execute();
-    }
-    return answer;
-  }
-}
-
-function isInFlight(answer: IdempotencyAnswer): boolean {
-  return answer.kind === 'rejected' && answer.error.code === IdempotencyErrorCode.RequestInProgress;
 }

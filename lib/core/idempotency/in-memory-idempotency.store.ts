@@ -13,6 +13,7 @@ import type {
 import { recordIdOf } from './record-id.js';
 import { responseWithoutBody } from './response-encoding.js';
 import { IdempotencyStoreFullError } from './store-failure.js';
+import { ExpiryHeap } from './expiry-heap.js';
 
 /**
  * Options of {@link InMemoryIdempotencyStore}.
@@ -105,7 +106,7 @@ export class InMemoryIdempotencyStore implements IdempotencyStore {
   /** The records under a lease, by the lease's owner token (unique per claim). */
   private readonly leased = new Map<string, MemoryRecord>();
   /** Completed records, the one whose retention ends first on top: what is evicted next. */
-  private readonly completed = new ExpiryHeap();
+  private readonly completed = new ExpiryHeap<MemoryRecord>();
   private storedBytes = 0;
   private lastSweep: number;
   private readonly observers: IdempotencyStoreObserver[] = [];
@@ -360,75 +361,6 @@ function wholeNumber(name: string, value: number, min: number, example: number):
     );
   }
   return value;
-}
-
-/**
- * A binary min-heap of completed records by `expiresAt`, each record knowing its slot so it can be
- * removed from the middle in O(log n). Records complete in retention order when every route has
- * the same `ttl`, so an insert usually stops at once.
- */
-class ExpiryHeap {
-  private readonly items: MemoryRecord[] = [];
-
-  peek(): MemoryRecord | undefined {
-    return this.items[0];
-  }
-
-  push(record: MemoryRecord): void {
-    record.slot = this.items.length;
-    this.items.push(record);
-    this.up(record.slot);
-  }
-
-  remove(record: MemoryRecord): void {
-    const { items } = this;
-    const slot = record.slot;
-    record.slot = -1;
-    const last = items.pop()!;
-    if (last === record) return;
-    items[slot] = last;
-    last.slot = slot;
-    if (slot > 0 && items[(slot - 1) >> 1]!.expiresAt > last.expiresAt) this.up(slot);
-    else this.down(slot);
-  }
-
-  clear(): void {
-    for (const record of this.items) record.slot = -1;
-    this.items.length = 0;
-  }
-
-  private up(slot: number): void {
-    const { items } = this;
-    const record = items[slot]!;
-    while (slot > 0) {
-      const parentSlot = (slot - 1) >> 1;
-      const parent = items[parentSlot]!;
-      if (parent.expiresAt <= record.expiresAt) break;
-      items[slot] = parent;
-      parent.slot = slot;
-      slot = parentSlot;
-    }
-    items[slot] = record;
-    record.slot = slot;
-  }
-
-  private down(slot: number): void {
-    const { items } = this;
-    const record = items[slot]!;
-    const half = items.length >> 1;
-    while (slot < half) {
-      let childSlot = 2 * slot + 1;
-      const right = childSlot + 1;
-      if (right < items.length && items[right]!.expiresAt < items[childSlot]!.expiresAt) childSlot = right;
-      const child = items[childSlot]!;
-      if (record.expiresAt <= child.expiresAt) break;
-      items[slot] = child;
-      child.slot = slot;
-      slot = childSlot;
-    }
-    items[slot] = record;
-    record.slot = slot;
-  }
 }
 
 /** A lease of the in-memory store: its record id is hashed on first read (most requests never ask). */

@@ -7,6 +7,7 @@ import { Job, Queue } from 'bullmq';
 import { CircuitBreaker, Idempotent, ResilienceEvents, ResilienceModule, Retryable, type ResilienceEvent } from 'nest-resilience';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { until } from '../idempotency/support.js';
+import { Ledger } from './support.js';
 import { hasRedis, redisUrl, testKeyPrefix } from '../../support/redis.js';
 
 const prefix = testKeyPrefix('bullmq').replace(/:$/, '');
@@ -19,24 +20,13 @@ const names = {
   plain: 'plain',
 } as const;
 
-/** What the processors did: runs per key, in order. */
+/** What the processors did: runs per key, and the breaker's dependency. */
 @Injectable()
-class Effects {
-  readonly runs = new Map<string, number>();
+class Effects extends Ledger {
   /** Whether the breaker's dependency is down. */
   dependencyDown = true;
   /** When each breaker job ran (ms since the epoch). */
   readonly breakerRuns: number[] = [];
-
-  run(key: string): number {
-    const count = (this.runs.get(key) ?? 0) + 1;
-    this.runs.set(key, count);
-    return count;
-  }
-
-  runsOf(key: string): number {
-    return this.runs.get(key) ?? 0;
-  }
 }
 
 /** An HTTP-like failure of a dependency (status, optional Retry-After). */

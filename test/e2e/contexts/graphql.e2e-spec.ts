@@ -12,19 +12,17 @@ import {
   Fallback,
   Idempotent,
   InMemoryIdempotencyStore,
-  ResilienceEvents,
   ResilienceModule,
   Retryable,
   Timeout,
   currentSignal,
-  type ResilienceEvent,
 } from 'nest-resilience';
 import request from 'supertest';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fetchUpstream } from '../http/support.js';
 import { startDependency, type LoopbackServer } from '../engine/loopback-servers.js';
 import { registerTestSdk } from '../observability/otel-sdk.js';
-import { dependencyScript, Ledger } from './support.js';
+import { closeAll, dependencyScript, eventLog, GuardedDependency, Ledger, UPSTREAM_URL } from './support.js';
 
 const sdk = registerTestSdk();
 
@@ -36,31 +34,18 @@ const sdk = registerTestSdk();
 // extensions { code, retryAfterMs, http: { status } }, the other fields' data kept; @Fallback
 // answers the field; events name the GraphQL field, never an HTTP route.
 
-const UPSTREAM_URL = Symbol('UPSTREAM_URL');
-
 const typeDefs = `
   type Report { id: ID!, title: String!, n: Int! }
   type Query { slow: String, fragile: String, flaky: String, degraded: String, healthy: String, guarded: String }
   type Mutation { createReport(title: String!): Report!, payInvoice(invoiceId: ID!, amount: Int!): Int! }
 `;
 
-/** A decorated service method called by an undecorated resolver: the exception filter renders its errors. */
-@Injectable()
-class GuardedService {
-  constructor(@Inject(UPSTREAM_URL) private readonly upstream: string) {}
-
-  @CircuitBreaker({ strategy: { type: 'consecutive', threshold: 1 }, breakDuration: 60_000 })
-  async read(): Promise<unknown> {
-    return fetchUpstream(`${this.upstream}/busy`);
-  }
-}
-
 @Resolver()
 class ReportsResolver {
   constructor(
     @Inject(UPSTREAM_URL) private readonly upstream: string,
     private readonly ledger: Ledger,
-    private readonly guardedService: GuardedService,
+    private readonly guardedService: GuardedDependency,
   ) {}
 
   @Query()
@@ -100,7 +85,7 @@ class ReportsResolver {
 
   @Query()
   async guarded(): Promise<unknown> {
-    return this.guardedService.read();
+    return this.guardedService.call();
   }
 
   @Mutation()
@@ -133,7 +118,7 @@ async function createGraphQlApp(driver: Driver, upstream: string): Promise<INest
         : GraphQLModule.forRoot<ApolloDriverConfig>({ driver: ApolloDriver, typeDefs });
   const moduleRef = await Test.createTestingModule({
     imports: [ResilienceModule.forRoot({ idempotency: { store: new InMemoryIdempotencyStore() } }), graphQlModule],
-    providers: [ReportsResolver, GuardedService, Ledger, { provide: UPSTREAM_URL, useValue: upstream }],
+    providers: [ReportsResolver, GuardedDependency, Ledger, { provide: UPSTREAM_URL, useValue: upstream }],
   }).compile();
   const onFastify = driver.endsWith('(fastify)');
   const app = onFastify ? moduleRef.createNestApplication(new FastifyAdapter(), { logger: false }) : moduleRef.createNestApplication({ logger: false });
@@ -146,23 +131,18 @@ describe.each<Driver>(DRIVERS)('GraphQL on %s (schema-first)', (driver) => {
   let upstream: LoopbackServer;
   let app: INestApplication;
   let ledger: Ledger;
-  const events: ResilienceEvent[] = [];
+  const { events, listen } = eventLog();
 
   beforeAll(async () => {
     upstream = await startDependency(dependencyScript);
     app = await createGraphQlApp(driver, upstream.url);
     ledger = app.get(Ledger);
-    app.get(ResilienceEvents).subscribe((event) => events.push(event));
+    listen(app);
   });
 
   afterAll(async () => {
-    await app?.close();
-    await upstream?.close();
+    await closeAll(app, upstream);
     if (driver === DRIVERS.at(-1)) await sdk.shutdown();
-  });
-
-  beforeEach(() => {
-    events.length = 0;
   });
 
   const graphql = (query: string, headers: Record<string, string> = {}) => request(app.getHttpServer()).post('/graphql').set(headers).send({ query });

@@ -10,23 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../../scripts/postgres.mjs';
 import { createStore, isTransactional, storeKinds, TestReport, type StoreUnderTest } from '../idempotency/stores.js';
 import { until } from '../idempotency/support.js';
-
-/** What the handlers did: runs per key, and the effects they made. */
-@Injectable()
-class Effects {
-  readonly runs = new Map<string, number>();
-  readonly done: string[] = [];
-
-  run(key: string): number {
-    const count = (this.runs.get(key) ?? 0) + 1;
-    this.runs.set(key, count);
-    return count;
-  }
-
-  runsOf(key: string): number {
-    return this.runs.get(key) ?? 0;
-  }
-}
+import { Ledger } from './support.js';
 
 interface Order {
   readonly orderId: string;
@@ -41,7 +25,7 @@ interface Order {
 @Controller()
 @Idempotent({ key: (order: Order) => order.orderId })
 class OrdersController {
-  constructor(private readonly effects: Effects) {}
+  constructor(private readonly effects: Ledger) {}
 
   @MessagePattern('orders.place')
   async place(@Payload() order: Order): Promise<unknown> {
@@ -50,7 +34,7 @@ class OrdersController {
     if (order.outcome === 'refuse') throw new RpcException({ status: 402, code: 'insufficient_funds', detail: 'The card was declined.' });
     if (order.outcome === 'crash') throw new Error('bug after the effect');
     if (order.outcome === 'http') throw new NotFoundException('no such customer');
-    this.effects.done.push(order.orderId);
+    this.effects.effects.push(order.orderId);
     return { orderId: order.orderId, amount: order.amount, n, fence: currentIdempotencyContext()?.fence };
   }
 
@@ -59,14 +43,14 @@ class OrdersController {
     this.effects.run(`shipped:${order.orderId}`);
     await sleep(order.holdMs ?? 20);
     if (order.outcome === 'crash') throw new Error('bug before the effect');
-    this.effects.done.push(`shipped:${order.orderId}`);
+    this.effects.effects.push(`shipped:${order.orderId}`);
   }
 }
 
 /** The record and the handler's own row commit in one transaction. */
 @Controller()
 class LedgerController {
-  constructor(private readonly effects: Effects) {}
+  constructor(private readonly effects: Ledger) {}
 
   @MessagePattern('ledger.book')
   @Idempotent({ key: (order: Order) => order.orderId, transactional: true })
@@ -83,7 +67,7 @@ async function startMicroservice(store: IdempotencyStore, controllers: Type<unkn
   const moduleRef = await Test.createTestingModule({
     imports: [ResilienceModule.forRoot({ idempotency: { store } })],
     controllers,
-    providers: [Effects],
+    providers: [Ledger],
   }).compile();
   const app: INestMicroservice = moduleRef.createNestMicroservice({ transport: Transport.TCP, options: { host: '127.0.0.1', port }, logger: false });
   await app.listen();
@@ -95,7 +79,7 @@ async function startMicroservice(store: IdempotencyStore, controllers: Type<unkn
     app,
     client,
     events,
-    effects: app.get(Effects),
+    effects: app.get(Ledger),
     async close() {
       await client.close();
       await app.close();
@@ -185,11 +169,11 @@ describe.each(storeKinds)('@Idempotent message and event handlers over TCP, on t
   it('acknowledges duplicate events without running the handler, sequential and concurrent; a failed event runs again', async () => {
     const orderId = `${kind}-event`;
     await emit({ orderId, amount: 1 });
-    await until(() => service.effects.done.includes(`shipped:${orderId}`));
+    await until(() => service.effects.effects.includes(`shipped:${orderId}`));
     await Promise.all([emit({ orderId, amount: 1 }), emit({ orderId, amount: 1 }), emit({ orderId, amount: 1 })]);
     const concurrentId = `${kind}-event-concurrent`;
     await Promise.all(Array.from({ length: 4 }, () => emit({ orderId: concurrentId, amount: 1, holdMs: 100 })));
-    await until(() => service.effects.done.includes(`shipped:${concurrentId}`));
+    await until(() => service.effects.effects.includes(`shipped:${concurrentId}`));
     await until(() => service.events.filter((event) => event.event === 'idempotency_replayed' && event.policy === 'orders.shipped').length >= 6);
     expect(service.effects.runsOf(`shipped:${orderId}`)).toBe(1);
     expect(service.effects.runsOf(`shipped:${concurrentId}`)).toBe(1);
@@ -199,7 +183,7 @@ describe.each(storeKinds)('@Idempotent message and event handlers over TCP, on t
     await until(() => service.effects.runsOf(`shipped:${failingId}`) === 1);
     await until(() => service.events.some((event) => event.event === 'idempotency_released' && event.policy === 'orders.shipped'));
     await emit({ orderId: failingId, amount: 1 });
-    await until(() => service.effects.done.includes(`shipped:${failingId}`));
+    await until(() => service.effects.effects.includes(`shipped:${failingId}`));
     expect(service.effects.runsOf(`shipped:${failingId}`)).toBe(2);
   });
 });

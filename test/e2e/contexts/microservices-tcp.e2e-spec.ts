@@ -3,17 +3,12 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Controller, type INestMicroservice } from '@nestjs/common';
 import { ClientProxyFactory, Ctx, EventPattern, MessagePattern, Payload, RpcException, Transport, type ClientProxy, type TcpContext } from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
-import { Bulkhead, Idempotent, ResilienceEvents, ResilienceModule, Timeout, currentSignal, type ResilienceEvent } from 'nest-resilience';
+import { Bulkhead, Idempotent, ResilienceModule, Timeout, currentSignal } from 'nest-resilience';
 import { firstValueFrom } from 'rxjs';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from '../../../scripts/postgres.mjs';
 import { startDependency, type LoopbackServer } from '../engine/loopback-servers.js';
-import { errorOf, itAnswersQuotesWithTypedErrors, Ledger as RunLedger, QuotesController, UPSTREAM_URL } from './support.js';
-
-/** What the handlers did, for assertions: runs per handler (the shared Ledger) and effects per idempotency key. */
-class Ledger extends RunLedger {
-  readonly effects: string[] = [];
-}
+import { closeAll, errorOf, eventLog, itAnswersQuotesWithTypedErrors, Ledger, QuotesController, UPSTREAM_URL } from './support.js';
 
 // The dependency answers 503 on /down, 503 + Retry-After: 2 on /busy, 200 elsewhere.
 const script = (path: string) =>
@@ -79,7 +74,7 @@ describe('microservices over TCP: the same decorators and typed errors as HTTP',
   let client: ClientProxy;
   let ledger: Ledger;
   let port: number;
-  const events: ResilienceEvent[] = [];
+  const { events, listen } = eventLog();
 
   const send = (pattern: string, data: unknown) => firstValueFrom(client.send(pattern, data));
 
@@ -90,24 +85,18 @@ describe('microservices over TCP: the same decorators and typed errors as HTTP',
       imports: [ResilienceModule.forRoot()],
       controllers: [QuotesController, PaymentsController],
       // the shared QuotesController counts its runs in the same ledger
-      providers: [Ledger, { provide: RunLedger, useExisting: Ledger }, { provide: UPSTREAM_URL, useValue: upstream.url }],
+      providers: [Ledger, { provide: UPSTREAM_URL, useValue: upstream.url }],
     }).compile();
     app = moduleRef.createNestMicroservice({ transport: Transport.TCP, options: { host: '127.0.0.1', port }, logger: false });
     await app.listen();
     ledger = app.get(Ledger);
-    app.get(ResilienceEvents).subscribe((event) => events.push(event));
+    listen(app);
     client = ClientProxyFactory.create({ transport: Transport.TCP, options: { host: '127.0.0.1', port } });
     await client.connect();
   });
 
   afterAll(async () => {
-    await client?.close();
-    await app?.close();
-    await upstream?.close();
-  });
-
-  beforeEach(() => {
-    events.length = 0;
+    await closeAll(client, app, upstream);
   });
 
   it('@Retryable retries a failing dependency, then the caller gets a typed error: status 503, code, retryAfterMs, a client-safe detail', async () => {

@@ -1,8 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Controller, Inject, Injectable } from '@nestjs/common';
+import { Controller, Inject, Injectable, type INestApplicationContext } from '@nestjs/common';
 import { MessagePattern, Payload } from '@nestjs/microservices';
-import { CircuitBreaker, Fallback, Retryable, Timeout } from 'nest-resilience';
-import { expect, it } from 'vitest';
+import { CircuitBreaker, Fallback, ResilienceEvents, Retryable, Timeout, type ResilienceEvent } from 'nest-resilience';
+import { beforeEach, expect, it } from 'vitest';
 import { fetchUpstream } from '../http/support.js';
 
 /** What the handlers of a context test did: runs per name (a handler, a handler and key), and the work they saw aborted. */
@@ -10,6 +10,8 @@ import { fetchUpstream } from '../http/support.js';
 export class Ledger {
   readonly runs = new Map<string, number>();
   readonly aborted: string[] = [];
+  /** What the handlers changed, in order (`charge:p-1`, an order id, …). */
+  readonly effects: string[] = [];
 
   /** Counts one run of `name`; returns how many runs it has had. */
   run(name: string): number {
@@ -114,4 +116,36 @@ export function itAnswersQuotesWithTypedErrors(get: () => { send(pattern: string
     await expect(send('quote.degraded', {})).resolves.toEqual({ degraded: true });
     expect(ledger.runsOf('quote.degraded')).toBe(2);
   });
+}
+
+/**
+ * A decorated service method called by a handler of the context under test (a resolver, a
+ * gateway): its breaker opens on the dependency's first 503 + Retry-After, so the next call is
+ * refused with `circuit_open`, which the context must render for its caller.
+ */
+@Injectable()
+export class GuardedDependency {
+  constructor(@Inject(UPSTREAM_URL) private readonly upstream: string) {}
+
+  @CircuitBreaker({ strategy: { type: 'consecutive', threshold: 1 }, breakDuration: 60_000 })
+  async call(): Promise<unknown> {
+    return fetchUpstream(`${this.upstream}/busy`);
+  }
+}
+
+/**
+ * The resilience events of the app a describe block tests, emptied before each of its tests. Call
+ * it in the describe body; `listen(app)` once the app is built.
+ */
+export function eventLog(): { readonly events: ResilienceEvent[]; listen(app: INestApplicationContext): void } {
+  const events: ResilienceEvent[] = [];
+  beforeEach(() => {
+    events.length = 0;
+  });
+  return { events, listen: (app) => void app.get(ResilienceEvents).subscribe((event) => events.push(event)) };
+}
+
+/** Closes what a test started, in the order given (clients, then the app, then its dependency), skipping what never started. */
+export async function closeAll(...resources: readonly ({ close(): unknown } | undefined)[]): Promise<void> {
+  for (const resource of resources) await resource?.close();
 }

@@ -11,44 +11,29 @@ import {
   Fallback,
   Idempotent,
   InMemoryIdempotencyStore,
-  ResilienceEvents,
   ResilienceModule,
   Retryable,
   Timeout,
   currentSignal,
-  type ResilienceEvent,
 } from 'nest-resilience';
 import { io, type Socket as IoSocket } from 'socket.io-client';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { fetchUpstream } from '../http/support.js';
 import { startDependency, type LoopbackServer } from '../engine/loopback-servers.js';
-import { dependencyScript, Ledger } from './support.js';
+import { closeAll, dependencyScript, eventLog, GuardedDependency, Ledger, UPSTREAM_URL } from './support.js';
 
 // WebSocket gateways with real servers and clients on loopback (the `ws` adapter with a `ws`
 // client, socket.io with socket.io-client): the decorators hold on @SubscribeMessage handlers,
 // errors reach the client as Nest's `exception` event carrying the problem object, @Idempotent
 // reads its key from the message, and a client that disconnects aborts its messages' work.
 
-const UPSTREAM_URL = Symbol('UPSTREAM_URL');
-
-/** A decorated service method called by a gateway handler. */
-@Injectable()
-class StockService {
-  constructor(@Inject(UPSTREAM_URL) private readonly upstream: string) {}
-
-  @CircuitBreaker({ strategy: { type: 'consecutive', threshold: 1 }, breakDuration: 60_000 })
-  async reserve(): Promise<unknown> {
-    return fetchUpstream(`${this.upstream}/busy`);
-  }
-}
-
 @WebSocketGateway()
 class QuotesGateway {
   constructor(
     @Inject(UPSTREAM_URL) private readonly upstream: string,
     private readonly ledger: Ledger,
-    private readonly stock: StockService,
+    private readonly stock: GuardedDependency,
   ) {}
 
   // Nest applies no global exception filter to gateways: a decorator on the handler (any) is what
@@ -56,7 +41,7 @@ class QuotesGateway {
   @SubscribeMessage('stock.reserve')
   @Timeout(5_000)
   async reserve(): Promise<unknown> {
-    return this.stock.reserve();
+    return this.stock.call();
   }
 
   @SubscribeMessage('quote.slow')
@@ -177,7 +162,7 @@ type Library = 'ws' | 'socket.io';
 async function createGatewayApp(library: Library, upstream: string): Promise<{ app: INestApplication; url: string }> {
   const moduleRef = await Test.createTestingModule({
     imports: [ResilienceModule.forRoot({ idempotency: { store: new InMemoryIdempotencyStore() } })],
-    providers: [QuotesGateway, StockService, Ledger, { provide: UPSTREAM_URL, useValue: upstream }],
+    providers: [QuotesGateway, GuardedDependency, Ledger, { provide: UPSTREAM_URL, useValue: upstream }],
   }).compile();
   const app = moduleRef.createNestApplication({ logger: false });
   app.useWebSocketAdapter(library === 'ws' ? new WsAdapter(app) : new IoAdapter(app));
@@ -192,25 +177,19 @@ describe.each<Library>(['ws', 'socket.io'])('WebSocket gateway on the %s adapter
   let url: string;
   let client: TestClient;
   let ledger: Ledger;
-  const events: ResilienceEvent[] = [];
+  const { events, listen } = eventLog();
   const connect = () => (library === 'ws' ? wsClient(url) : ioClient(url));
 
   beforeAll(async () => {
     upstream = await startDependency(dependencyScript);
     ({ app, url } = await createGatewayApp(library, upstream.url));
     ledger = app.get(Ledger);
-    app.get(ResilienceEvents).subscribe((event) => events.push(event));
+    listen(app);
     client = await connect();
   });
 
   afterAll(async () => {
-    await client?.close();
-    await app?.close();
-    await upstream?.close();
-  });
-
-  beforeEach(() => {
-    events.length = 0;
+    await closeAll(client, app, upstream);
   });
 
   it('@Timeout reaches the client as the exception event { status: 503, code: timeout }; the event names the gateway message', async () => {

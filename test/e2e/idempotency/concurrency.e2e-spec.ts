@@ -46,6 +46,21 @@ async function fire(url: string, key: string, body: object, count: number) {
   );
 }
 
+/** What came back, for a failure message: `201 × 1, 409 × 48, 500 × 1 (internal_error)`. */
+function statusesOf(results: readonly { status: number; body: { code?: unknown } }[]): string {
+  const counts = new Map<string, number>();
+  for (const { status, body } of results) {
+    const answer = status === 201 || status === 409 ? String(status) : `${status} (${String(body?.code ?? JSON.stringify(body))})`;
+    counts.set(answer, (counts.get(answer) ?? 0) + 1);
+  }
+  return [...counts].map(([answer, n]) => `${answer} × ${n}`).join(', ');
+}
+
+/** Fails naming every status that came back when one is neither 201 nor 409. */
+function expectOnly201Or409(results: readonly { status: number; body: { code?: unknown } }[]): void {
+  expect(results.filter((r) => r.status !== 201 && r.status !== 409).map((r) => r.status), `statuses: ${statusesOf(results)}`).toEqual([]);
+}
+
 describe.each(storeKinds)('50 concurrent requests with one key (%s store)', (kind) => {
   let store: StoreUnderTest;
   beforeAll(async () => {
@@ -69,8 +84,8 @@ describe.each(storeKinds)('50 concurrent requests with one key (%s store)', (kin
     it('runs the handler exactly once; the others get 409 or the same replayed body, never a 5xx', async () => {
       const run = `${kind}-${platform}-lease`;
       const results = await fire(`${url}/reports`, `key-${run}`, { title: 'Q3', run }, 50);
-      expect(executions.get(run)).toBe(1);
-      expect(results.every((r) => r.status === 201 || r.status === 409)).toBe(true);
+      expect(executions.get(run), `statuses: ${statusesOf(results)}`).toBe(1);
+      expectOnly201Or409(results);
       const created = results.filter((r) => r.status === 201);
       expect(created.length).toBeGreaterThanOrEqual(1);
       expect(created.filter((r) => r.replayed !== 'true')).toHaveLength(1);
@@ -85,9 +100,9 @@ describe.each(storeKinds)('50 concurrent requests with one key (%s store)', (kin
     if (isTransactional(kind)) it('transactional: one business row and one execution', async () => {
       const run = `${kind}-${platform}-tx`;
       const results = await fire(`${url}/reports/tx`, `key-${run}`, { title: 'Q3', run }, 50);
-      expect(results.every((r) => r.status === 201 || r.status === 409)).toBe(true);
-      expect(executions.get(run)).toBe(1);
-      expect(await store.dataSource!.getRepository(TestReport).countBy({ requestKey: run })).toBe(1);
+      expectOnly201Or409(results);
+      expect(executions.get(run), `statuses: ${statusesOf(results)}`).toBe(1);
+      expect(await store.dataSource!.getRepository(TestReport).countBy({ requestKey: run }), `statuses: ${statusesOf(results)}`).toBe(1);
       const bodies = new Set(results.filter((r) => r.status === 201).map((r) => JSON.stringify(r.body)));
       expect(bodies.size).toBe(1);
       // Duplicates that arrived while the first transaction was open were told so at once.

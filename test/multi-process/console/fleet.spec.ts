@@ -1,8 +1,7 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CountingDependency } from '../../fixtures/counting-dependency.js';
 import { requireBuilt, spawnApp, type SpawnedApp } from '../../fixtures/spawn-app.js';
 import { hasRedis, redisUrl, testKeyPrefix } from '../../support/redis.js';
 
@@ -18,33 +17,6 @@ const builtFrom: Array<[string, string]> = [
   [join(root, 'dist/core/shared-policy-state.js'), join(root, 'lib/core/shared-policy-state.ts')],
 ];
 const TOKEN = 'fleet-operator-token';
-
-/** The loopback dependency: counts the requests per instance; every path fails while `failing`. */
-class Dependency {
-  readonly hits = new Map<string, number>();
-  failing = true;
-  private server!: Server;
-  url = '';
-
-  async start(): Promise<void> {
-    this.server = createServer((req, res) => {
-      const key = `${String(req.headers['x-instance'])} ${req.url}`;
-      this.hits.set(key, (this.hits.get(key) ?? 0) + 1);
-      res.statusCode = this.failing ? 503 : 200;
-      res.end(this.failing ? 'down' : 'ok');
-    });
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-
-  hitsOf(instance: string, path: string): number {
-    return this.hits.get(`${instance} ${path}`) ?? 0;
-  }
-
-  stop(): Promise<void> {
-    return new Promise((resolve) => this.server.close(() => resolve()));
-  }
-}
 
 /** The console state of `instance` (JSON endpoint, with the operator's token). */
 async function consoleState(instance: SpawnedApp): Promise<any> {
@@ -66,7 +38,7 @@ async function eventually<T>(read: () => Promise<T>, accept: (value: T) => boole
 
 // Two app processes on one redis-server: the console of each shows the fleet's shared breaker and budget.
 describe.skipIf(!hasRedis)('the console fleet view: two processes sharing a breaker and a budget on Redis', () => {
-  const dependency = new Dependency();
+  const dependency = new CountingDependency();
   let a: SpawnedApp;
   let b: SpawnedApp;
 
@@ -79,7 +51,7 @@ describe.skipIf(!hasRedis)('the console fleet view: two processes sharing a brea
 
   afterAll(async () => {
     for (const instance of [a, b]) instance?.child.kill('SIGTERM');
-    await dependency.stop();
+    await dependency.close();
   });
 
   it("shows a breaker opened by A's failures as open in B's console, from the fleet's state, before B called the dependency", async () => {
@@ -93,15 +65,15 @@ describe.skipIf(!hasRedis)('the console fleet view: two processes sharing a brea
     expect(orders).toMatchObject({ shared: true, bufferedCalls: 0, fleet: { available: true, state: 'open', reason: 'consecutive', opens: 1 } });
     expect(orders.fleet.remainingMs).toBeGreaterThan(50_000);
     expect(state.sharedState).toEqual({ configured: true, available: true });
-    expect(dependency.hitsOf('b', '/orders')).toBe(0);
+    expect(dependency.hitsOf('/orders', 'b')).toBe(0);
     expect((await fetch(`${b.url}/orders`)).status).toBe(503);
   });
 
   it("counts the budget's calls and retries of both instances in the fleet view, and each instance's own beside it", async () => {
     for (let call = 0; call < 4; call++) expect((await fetch(`${a.url}/stock`)).status).toBe(502);
     for (let call = 0; call < 2; call++) expect((await fetch(`${b.url}/stock`)).status).toBe(502);
-    const retriesA = dependency.hitsOf('a', '/stock') - 4;
-    const retriesB = dependency.hitsOf('b', '/stock') - 2;
+    const retriesA = dependency.hitsOf('/stock', 'a') - 4;
+    const retriesB = dependency.hitsOf('/stock', 'b') - 2;
     expect(retriesA + retriesB).toBeGreaterThan(0);
     // calls are deposited in batches: the fleet view has them once the last batch landed
     const state = await eventually(

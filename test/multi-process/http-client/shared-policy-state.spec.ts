@@ -1,9 +1,8 @@
-import { createServer } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { CountingDependency } from '../../fixtures/counting-dependency.js';
 import { requireBuilt, spawnApp, stopAll, type SpawnedApp } from '../../fixtures/spawn-app.js';
 import { hasRedis, redisUrl, startOwnRedis, testKeyPrefix } from '../../support/redis.js';
 
@@ -26,32 +25,8 @@ interface CallReport {
   readonly durationMs: number;
 }
 
-/** A loopback dependency that answers every request with 503 and counts the requests per path. */
-interface Upstream {
-  readonly url: string;
-  hitsOf(path: string): number;
-  close(): Promise<void>;
-}
-
-async function failingDependency(): Promise<Upstream> {
-  const hits = new Map<string, number>();
-  const server = createServer((req, res) => {
-    hits.set(req.url ?? '/', (hits.get(req.url ?? '/') ?? 0) + 1);
-    res.writeHead(503, { 'content-type': 'application/json' }).end('{"error":"down"}');
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    hitsOf: (path) => hits.get(path) ?? 0,
-    close: () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-}
-
-const hitsOf = (upstream: Upstream, path: string) => upstream.hitsOf(path);
+/** A dependency that answers every request with 503 and a JSON body that is not a problem, counted per path. */
+const failingDependency = () => new CountingDependency({ contentType: 'application/json', body: '{"error":"down"}' }).start();
 
 async function call(instance: SpawnedApp, client: string, path: string, origin?: 'second'): Promise<CallReport> {
   const res = await fetch(`${instance.url}/call/${client}/${path}${origin === undefined ? '' : `?origin=${origin}`}`);
@@ -74,8 +49,8 @@ async function until(condition: () => boolean, what: string, timeoutMs = 5_000):
 }
 
 describe.skipIf(!hasRedis)('HttpClient with shared state: two app instances (separate Node processes) sharing one Redis', () => {
-  let dependency: Upstream;
-  let secondOrigin: Upstream;
+  let dependency: CountingDependency;
+  let secondOrigin: CountingDependency;
   let a: SpawnedApp;
   let b: SpawnedApp;
 
@@ -99,7 +74,7 @@ describe.skipIf(!hasRedis)('HttpClient with shared state: two app instances (sep
     await until(() => events(b, 'breaker_opened', policy).length === 1, "B's breaker to open");
     expect(await call(b, 'sharedBreaker', 'only-a')).toMatchObject({ outcome: 'circuit_open', attempts: 0 });
     expect(await call(a, 'sharedBreaker', 'only-a')).toMatchObject({ outcome: 'circuit_open', attempts: 0 });
-    expect(hitsOf(dependency, '/only-a')).toBe(6);
+    expect(dependency.hitsOf('/only-a')).toBe(6);
   });
 
   it('the breaker of another origin is its own; it opens on both once their failures together reach the threshold, each alone under it', async () => {
@@ -110,13 +85,13 @@ describe.skipIf(!hasRedis)('HttpClient with shared state: two app instances (sep
     }
     await until(() => [a, b].every((instance) => events(instance, 'breaker_opened', policy).length === 1), 'both breakers of the second origin to open');
     for (const instance of [a, b]) expect(await call(instance, 'sharedBreaker', 'across', 'second')).toMatchObject({ outcome: 'circuit_open', attempts: 0 });
-    expect(hitsOf(secondOrigin, '/across')).toBe(6);
+    expect(secondOrigin.hitsOf('/across')).toBe(6);
 
     // the same traffic through the client with an in-process breaker: neither instance reached 6
     for (let round = 0; round < 4; round++) {
       for (const instance of [a, b]) expect((await call(instance, 'localBreaker', 'across-local')).outcome).toBe('http_status');
     }
-    expect(hitsOf(dependency, '/across-local')).toBe(8);
+    expect(dependency.hitsOf('/across-local')).toBe(8);
     expect([a, b].every((instance) => events(instance, 'breaker_opened', `http:localBreaker@${dependency.url}`).length === 0)).toBe(true);
   });
 
@@ -127,7 +102,7 @@ describe.skipIf(!hasRedis)('HttpClient with shared state: two app instances (sep
         const reports = await Promise.all([a, b].map((instance) => call(instance, client, path)));
         expect(reports.every((report) => report.outcome === 'http_status' && report.status === 503)).toBe(true);
       }
-      return hitsOf(dependency, `/${path}`) - 2 * callsPerInstance;
+      return dependency.hitsOf(`/${path}`) - 2 * callsPerInstance;
     };
     // bound = 0.1 × 80 calls + 0.05/s × 60 s floor = 11 retries in all
     const bound = 0.1 * 2 * callsPerInstance + 3;
@@ -151,8 +126,8 @@ describe.skipIf(!hasRedis)('HttpClient with shared state when Redis hangs or sto
   /** `maxWait` of the instances: RedisPolicyState's documented default. */
   const MAX_WAIT = 50;
   let server: Awaited<ReturnType<typeof startOwnRedis>>;
-  let dependency: Upstream;
-  let secondOrigin: Upstream;
+  let dependency: CountingDependency;
+  let secondOrigin: CountingDependency;
   let a: SpawnedApp;
   let b: SpawnedApp;
 
@@ -227,7 +202,7 @@ describe.skipIf(!hasRedis)('HttpClient with shared state when Redis hangs or sto
     expect(await call(a, 'sharedBreaker', 'stopped')).toMatchObject({ outcome: 'circuit_open', attempts: 0 });
     // with Redis up, A's six failures would have opened B's breaker too; B's own window is empty
     expect(await call(b, 'sharedBreaker', 'stopped')).toMatchObject(failure);
-    expect(hitsOf(dependency, '/stopped')).toBe(7);
+    expect(dependency.hitsOf('/stopped')).toBe(7);
     expect(events(b, 'breaker_opened')).toEqual([]);
     expect(Date.now() - started).toBeLessThan(10_000);
   });

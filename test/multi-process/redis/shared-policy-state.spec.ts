@@ -1,8 +1,7 @@
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CountingDependency } from '../../fixtures/counting-dependency.js';
 import { requireBuilt, spawnApp, stopAll, type SpawnedApp } from '../../fixtures/spawn-app.js';
 import { hasRedis, redisUrl, testKeyPrefix } from '../../support/redis.js';
 
@@ -17,33 +16,6 @@ const builtFrom: Array<[string, string]> = [
 ];
 
 type Instance = SpawnedApp;
-
-/** The loopback dependency: counts the requests per path; every path fails while `failing`. */
-class Dependency {
-  readonly hits = new Map<string, number>();
-  failing = true;
-  private server!: Server;
-  url = '';
-
-  async start(): Promise<void> {
-    this.server = createServer((req, res) => {
-      const path = req.url ?? '/';
-      this.hits.set(path, (this.hits.get(path) ?? 0) + 1);
-      res.statusCode = this.failing ? 503 : 200;
-      res.end(this.failing ? 'down' : 'ok');
-    });
-    await new Promise<void>((resolve) => this.server.listen(0, '127.0.0.1', resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-
-  hitsOf(path: string): number {
-    return this.hits.get(path) ?? 0;
-  }
-
-  stop(): Promise<void> {
-    return new Promise((resolve) => this.server.close(() => resolve()));
-  }
-}
 
 async function until(condition: () => boolean, what: string, timeoutMs = 5_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -82,7 +54,7 @@ const FLEETS = [
 ] as const;
 
 describe.skipIf(!hasRedis).each(FLEETS)('three app instances (separate Node processes) sharing one Redis, clients %s, %s, %s', (...clients) => {
-  const dependency = new Dependency();
+  const dependency = new CountingDependency();
   let instances: Instance[] = [];
 
   beforeAll(async () => {
@@ -94,7 +66,7 @@ describe.skipIf(!hasRedis).each(FLEETS)('three app instances (separate Node proc
 
   afterAll(async () => {
     await stopAll(instances);
-    await dependency.stop();
+    await dependency.close();
   });
 
   it('the shared breaker opens on all three once their failures together reach the threshold; each alone stays under it', async () => {
