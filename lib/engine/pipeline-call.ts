@@ -134,6 +134,51 @@ export function executePromise<T>(pipeline: Pipeline, work: () => unknown, call:
 }
 
 /**
+ * {@link executePromise} for a route handler, whose caller (Nest) takes a value or a promise: the
+ * value itself when the pipeline settled before returning (a synchronous handler costs no
+ * promise), else one promise. `stopWatching` ends the watch on what may abort the call (the
+ * caller going away) and is called once, when the call settles. Errors pass through `mapError`.
+ * @internal
+ */
+export function executeRoute(
+  pipeline: Pipeline,
+  work: () => unknown,
+  call: PipelineCall & { readonly cancellation: Cancellation },
+  stopWatching: () => void,
+  mapError: (error: unknown) => unknown,
+): unknown {
+  const root = call.cancellation;
+  // 0 running, 1 succeeded, 2 failed, before the promise exists
+  let state = 0;
+  let outcome: unknown;
+  let resolve: ((value: unknown) => void) | undefined;
+  let reject: ((error: unknown) => void) | undefined;
+  const settle: Settle = (failed, result) => {
+    stopWatching();
+    if (resolve === undefined) {
+      state = failed ? 2 : 1;
+      outcome = result;
+      return;
+    }
+    if (failed) reject!(mapError(result));
+    else resolve(result);
+  };
+  runCall(pipeline, call, root, () =>
+    pipeline.run(
+      attemptWork(call, (settleAttempt) => callWork(work, settleAttempt)),
+      { cancellation: root, deadline: finiteOrUndefined(call.deadline), isCommitted: call.isCommitted },
+      settle,
+    ),
+  );
+  if (state === 1) return outcome;
+  if (state === 2) return Promise.reject(mapError(outcome));
+  return new Promise((onValue, onError) => {
+    resolve = onValue;
+    reject = onError;
+  });
+}
+
+/**
  * Runs an Observable-producing operation through `pipeline`. Each attempt subscribes to a fresh
  * source (created inside the attempt's resilience context). Emissions are forwarded as they come;
  * the first emission (or completion) ends the attempt successfully, so nothing is retried once

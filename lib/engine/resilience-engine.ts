@@ -21,7 +21,7 @@ import { IdempotentRoutes, type IdempotentRoutePlan } from './idempotent-routes.
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import type { ResolvedTargetPolicy } from './resilience-options.resolver.js';
-import { executeObservable, executePromise, runObservable, type PipelineCall } from './pipeline-call.js';
+import { executeObservable, executePromise, executeRoute, runObservable, type PipelineCall } from './pipeline-call.js';
 import { ResiliencePipelines } from './resilience-pipelines.js';
 
 /** A handler's context as the engine uses it: its adapter and what the adapter made of it at start-up. */
@@ -234,9 +234,8 @@ export class ResilienceEngine implements MethodInvoker {
     const pipeline = this.pipelines.pipelineFor(target, key);
     // a token, not an AbortController: the signal is only created if the handler asks for it
     const client = new Cancellation();
-    const stopWatching = adapter.watchCaller(host, () => client.abort(new OperationAbortedError('the client closed the connection')), profile);
     const clock = this.pipelines.env.clock;
-    const call: PipelineCall = {
+    const call = {
       cancellation: client,
       deadline: adapter.deadlineOf(host, clock),
       isCommitted: adapter.commitCheck(host),
@@ -244,7 +243,9 @@ export class ResilienceEngine implements MethodInvoker {
       store: { policy: key, clock, request: adapter.describe(host, profile) },
       outerContext: true,
       wrapAttempt: this.pipelines.wrapAttempt,
-    };
+    } satisfies PipelineCall;
+    // watching starts before the handler: a caller already gone stops the call before it runs
+    const stopWatching = adapter.watchCaller(host, () => client.abort(new OperationAbortedError('the client closed the connection')), profile);
     if (method.returnsObservable) {
       return new Observable<unknown>((subscriber) => {
         const teardown = runObservable(pipeline, work, { ...call, mapError }, subscriber);
@@ -254,16 +255,7 @@ export class ResilienceEngine implements MethodInvoker {
         };
       });
     }
-    return executePromise(pipeline, work, call).then(
-      (value) => {
-        stopWatching();
-        return value;
-      },
-      (error: unknown) => {
-        stopWatching();
-        throw mapError(error);
-      },
-    );
+    return executeRoute(pipeline, work, call, stopWatching, mapError);
   }
 
   /** One attempt's call of the handler, its parameter slots filled in from the call's context. */
