@@ -242,7 +242,7 @@ export class ResilienceEngine implements MethodInvoker {
       args,
       store: { policy: key, clock, request: adapter.describe(host, profile) },
       outerContext: true,
-      wrapAttempt: this.pipelines.wrapAttempt,
+      wrapAttempt: this.pipelines.attemptWrapper(),
     } satisfies PipelineCall;
     // watching starts before the handler: a caller already gone stops the call before it runs
     const stopWatching = adapter.watchCaller(host, () => client.abort(new OperationAbortedError('the client closed the connection')), profile);
@@ -347,7 +347,7 @@ export class ResilienceEngine implements MethodInvoker {
       signal: parent !== undefined && parent.cancellation === undefined ? parent.signal : undefined,
       deadline: parent?.deadline,
       args,
-      wrapAttempt: this.pipelines.wrapAttempt,
+      wrapAttempt: this.pipelines.attemptWrapper(),
       store: { policy: key, clock: this.pipelines.env.clock, request: request && { info: () => request } },
     };
     const work = run ?? (() => method.original.apply(self, args));
