@@ -4,6 +4,7 @@ import { abortErrorOf } from './classify.js';
 import { AttemptTimeoutError, DeadlineExceededError, isResilienceError } from './errors.js';
 import type { TimerHandle } from './clock.js';
 import type { PolicyContext, Policy, PolicyEnvironment } from './policy.js';
+import type { RetryHooks } from './retry.policy.js';
 import { promiseOf, workOf, type Settle, type Step, type Work } from './step.js';
 
 /**
@@ -47,7 +48,7 @@ export class TimeoutPolicy implements Policy, Step {
    * stop through its signal), and cleans up either way.
    * The callback form of {@link execute}, which pipelines compose.
    */
-  run(next: Work, context: PolicyContext, settle: Settle): void {
+  run(next: Work, context: PolicyContext, settle: Settle, hooks?: RetryHooks): void {
     const attached = cancellationOf(context);
     // a context made by hand: follow its signal, and stop listening to it once done
     const parent = attached ?? Cancellation.from(context.signal);
@@ -57,7 +58,8 @@ export class TimeoutPolicy implements Policy, Step {
       return;
     }
     const { clock } = this.env;
-    const started = clock.now();
+    // a total timeout runs once per call, in the pipeline's first pass when nothing queues before it
+    const started = (this.kind === 'total' ? hooks?.callStartedAt : undefined) ?? clock.now();
     const limit = this.kind === 'total' ? Math.min(this.timeoutMs, context.deadline - started) : this.timeoutMs;
     const reportedMs = Number.isFinite(this.timeoutMs) ? this.timeoutMs : Math.max(0, limit);
     if (this.kind === 'total' && limit <= 0) {
