@@ -1,0 +1,201 @@
+// CPU instructions per call of the engine alone: a decorated route's wrapper called in-process,
+// the way Nest's router calls it, with no HTTP server, client or framework around it.
+//   npm run bench:engine                           every variant (~3–6 min on a busy 2-core machine)
+//   BENCH_VARIANTS=both,both-context npm run bench:engine
+// Each variant runs in its own process under valgrind's callgrind: warm-up calls with counting off,
+// then one counted window (every thread of the process: JIT and garbage collector included).
+// Instruction counts do not depend on what else the machine is doing, so this is the figure to
+// iterate on when changing the engine's hot path; bench:instructions then gives the whole-request
+// ratios the goals are stated in.
+import 'reflect-metadata';
+import { execFile, spawnSync } from 'node:child_process';
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { IncomingMessage, ServerResponse } from 'node:http';
+import { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { Controller, Get, Module, type Type } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-host.js';
+import { ResilienceModule, Retryable, Timeout } from 'nest-resilience';
+import { markdownTable } from '../shared/report.js';
+
+/**
+ * The variants: `bare` is the same call of an undecorated handler (what the harness itself costs),
+ * the others carry the overhead benchmark's decorators; `-context` runs in a process where an
+ * AsyncLocalStorage was entered once at start-up, as nestjs-pino, nestjs-cls or OpenTelemetry do.
+ */
+const VARIANTS = ['bare', 'timeout', 'retryable', 'both', 'both-context'] as const;
+type EngineVariant = (typeof VARIANTS)[number];
+
+const DEFAULT_WARMUP_CALLS = 50_000;
+const DEFAULT_CALLS = 30_000;
+
+/**
+ * V8 flags of the measured process: compilation on the main thread, so the counted window holds
+ * the same JIT work run after run (concurrent compiler threads made two runs differ by up to 2×).
+ */
+const NODE_FLAGS = ['--no-concurrent-recompilation', '--no-concurrent-osr', '--no-concurrent-sparkplug'];
+
+const PAYLOAD = { hello: 'world' };
+
+@Controller()
+class BareController {
+  @Get('hello')
+  hello() {
+    return PAYLOAD;
+  }
+}
+
+@Controller()
+class TimeoutController {
+  @Get('hello')
+  @Timeout(5000)
+  hello() {
+    return PAYLOAD;
+  }
+}
+
+@Controller()
+class RetryableController {
+  @Get('hello')
+  @Retryable()
+  hello() {
+    return PAYLOAD;
+  }
+}
+
+@Controller()
+class BothController {
+  @Get('hello')
+  @Timeout(5000)
+  @Retryable()
+  hello() {
+    return PAYLOAD;
+  }
+}
+
+const CONTROLLERS: Record<EngineVariant, Type> = {
+  bare: BareController,
+  timeout: TimeoutController,
+  retryable: RetryableController,
+  both: BothController,
+  'both-context': BothController,
+};
+
+/** The child: builds the app, warms the route up, and has callgrind count `calls` calls of it. */
+async function measure(variant: EngineVariant, warmupCalls: number, calls: number): Promise<void> {
+  if (variant.endsWith('-context')) new AsyncLocalStorage().enterWith({});
+  const controller = CONTROLLERS[variant];
+  @Module({ imports: [ResilienceModule.forRoot()], controllers: [controller] })
+  class EngineCallsModule {}
+  const app = await NestFactory.createApplicationContext(EngineCallsModule, { logger: false });
+  // the hidden argument through which Nest's router hands a bound route its call: internal, so
+  // taken from the same build the package entry point resolves to
+  const { RouteInvocation } = (await import(new URL('../../../dist/engine/binding/bound-method.js', import.meta.url).href)) as {
+    RouteInvocation: new (context: ExecutionContextHost) => unknown;
+  };
+  const instance = app.get(controller) as { hello(invocation?: unknown): unknown };
+  const socket = new Socket();
+  const request = new IncomingMessage(socket);
+  request.method = 'GET';
+  request.url = '/hello';
+  const response = new ServerResponse(request);
+  response.assignSocket(socket);
+  const handler = controller.prototype.hello as Function;
+  // what Nest's router does per request: a context for the call, the handler called with its
+  // parameters (here only the hidden one) and its result awaited
+  const decorated = variant !== 'bare';
+  const loop = async (count: number) => {
+    for (let index = 0; index < count; index++) {
+      const context = new ExecutionContextHost([request, response, undefined], controller, handler);
+      const result = decorated ? instance.hello(new RouteInvocation(context)) : instance.hello();
+      if ((await result) !== PAYLOAD) throw new Error(`${variant}: the route answered something else than its payload.`);
+    }
+  };
+  await loop(warmupCalls);
+  const control = (command: string) => promisify(execFile)('callgrind_control', [command, String(process.pid)]);
+  await control('--instr=on');
+  await control('--zero');
+  await loop(calls);
+  await control('--dump');
+  await control('--instr=off');
+  await app.close();
+}
+
+/** The parent: one callgrind process per variant, then the table. */
+function main(): void {
+  const warmupCalls = count('BENCH_WARMUP_CALLS', DEFAULT_WARMUP_CALLS);
+  const calls = count('BENCH_CALLS', DEFAULT_CALLS);
+  const variants = variantsToCount();
+  if (spawnSync('valgrind', ['--version']).status !== 0) {
+    throw new Error('bench:engine needs valgrind (callgrind) on PATH: apt-get install valgrind.');
+  }
+  console.error(`engine calls: ${variants.join(', ')}; ${warmupCalls} warm-up calls, ${calls} counted, Node ${process.version}`);
+  const outputDir = mkdtempSync(join(tmpdir(), 'nest-resilience-engine-calls-'));
+  const perCall = new Map<EngineVariant, number>();
+  try {
+    for (const variant of variants) {
+      const child = spawnSync(
+        'valgrind',
+        [
+          '--quiet',
+          '--tool=callgrind',
+          // JIT code rewrites itself: valgrind must re-check every non-file mapping for changes
+          '--smc-check=all-non-file',
+          '--instr-atstart=no',
+          `--callgrind-out-file=${join(outputDir, `${variant}.%p`)}`,
+          process.execPath,
+          ...NODE_FLAGS,
+          fileURLToPath(import.meta.url),
+        ],
+        { env: { ...process.env, ENGINE_CALLS_VARIANT: variant, BENCH_WARMUP_CALLS: String(warmupCalls), BENCH_CALLS: String(calls) }, stdio: ['ignore', 'inherit', 'inherit'] },
+      );
+      if (child.status !== 0) throw new Error(`${variant}: the measured process exited with ${child.status ?? child.signal}.`);
+      const dump = readdirSync(outputDir).find((name) => name.startsWith(`${variant}.`) && name.endsWith('.1'));
+      if (dump === undefined) throw new Error(`${variant}: callgrind wrote no dump of the counted window.`);
+      const totals = /^(?:totals|summary): (\d+)/m.exec(readFileSync(join(outputDir, dump), 'utf8'));
+      if (!totals) throw new Error(`${variant}: the callgrind dump ${dump} has no totals line.`);
+      perCall.set(variant, Number(totals[1]) / calls);
+      console.error(`  ${variant.padEnd(12)} ${Math.round(perCall.get(variant)!).toLocaleString('en-US')} instructions/call`);
+    }
+  } finally {
+    rmSync(outputDir, { recursive: true, force: true });
+  }
+  const bare = perCall.get('bare');
+  const rows = variants.map((variant) => {
+    const value = perCall.get(variant)!;
+    return [variant, Math.round(value).toLocaleString('en-US'), bare === undefined || variant === 'bare' ? '–' : Math.round(value - bare).toLocaleString('en-US')];
+  });
+  console.log(`\n## Engine instructions per call (callgrind, ${calls} calls after ${warmupCalls} warm-up, Node ${process.version})\n`);
+  console.log(markdownTable(['variant', 'instructions / call', 'engine (− bare)'], rows));
+}
+
+function variantsToCount(): EngineVariant[] {
+  const raw = process.env.BENCH_VARIANTS;
+  if (raw === undefined || raw === '') return [...VARIANTS];
+  const named = raw.split(',').map((name) => name.trim());
+  const unknown = named.filter((name) => !VARIANTS.includes(name as EngineVariant));
+  if (unknown.length > 0) throw new Error(`BENCH_VARIANTS names unknown variants: ${unknown.join(', ')}. Known: ${VARIANTS.join(', ')}.`);
+  // the bare call is always counted: it is what the others are compared with
+  return VARIANTS.filter((variant) => variant === 'bare' || named.includes(variant));
+}
+
+function count(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer; got ${raw}.`);
+  return value;
+}
+
+const childVariant = process.env.ENGINE_CALLS_VARIANT as EngineVariant | undefined;
+if (childVariant !== undefined) {
+  await measure(childVariant, count('BENCH_WARMUP_CALLS', DEFAULT_WARMUP_CALLS), count('BENCH_CALLS', DEFAULT_CALLS));
+  process.exit(0);
+} else {
+  main();
+}
