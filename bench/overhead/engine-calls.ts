@@ -3,7 +3,9 @@
 //   npm run bench:engine                           every variant (~3–6 min on a busy 2-core machine)
 //   BENCH_VARIANTS=both,both-context npm run bench:engine
 // Each variant runs in its own process under valgrind's callgrind: warm-up calls with counting off,
-// then one counted window (every thread of the process: JIT and garbage collector included).
+// then counted windows (every thread of the process: JIT and garbage collector included); the
+// median window is the figure, since a window that a full garbage collection or a recompilation
+// landed in counts far more (the mean is shown beside it).
 // Instruction counts do not depend on what else the machine is doing, so this is the figure to
 // iterate on when changing the engine's hot path; bench:instructions then gives the whole-request
 // ratios the goals are stated in.
@@ -21,6 +23,7 @@ import { Controller, Get, Module, type Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-host.js';
 import { ResilienceModule, Retryable, Timeout } from 'nest-resilience';
+import { median } from '../shared/load.js';
 import { markdownTable } from '../shared/report.js';
 
 /**
@@ -32,7 +35,9 @@ const VARIANTS = ['bare', 'timeout', 'retryable', 'both', 'both-context'] as con
 type EngineVariant = (typeof VARIANTS)[number];
 
 const DEFAULT_WARMUP_CALLS = 50_000;
-const DEFAULT_CALLS = 30_000;
+/** Calls per counted window. */
+const DEFAULT_CALLS = 6_000;
+const DEFAULT_WINDOWS = 5;
 
 /**
  * V8 flags of the measured process: compilation on the main thread, so the counted window holds
@@ -87,7 +92,7 @@ const CONTROLLERS: Record<EngineVariant, Type> = {
 };
 
 /** The child: builds the app, warms the route up, and has callgrind count `calls` calls of it. */
-async function measure(variant: EngineVariant, warmupCalls: number, calls: number): Promise<void> {
+async function measure(variant: EngineVariant, warmupCalls: number, calls: number, windows: number): Promise<void> {
   if (variant.endsWith('-context')) new AsyncLocalStorage().enterWith({});
   const controller = CONTROLLERS[variant];
   @Module({ imports: [ResilienceModule.forRoot()], controllers: [controller] })
@@ -109,20 +114,35 @@ async function measure(variant: EngineVariant, warmupCalls: number, calls: numbe
   // what Nest's router does per request: a context for the call, the handler called with its
   // parameters (here only the hidden one) and its result awaited
   const decorated = variant !== 'bare';
-  const loop = async (count: number) => {
+  // Under valgrind a call can stall for seconds while freshly compiled code is translated, so
+  // `@Timeout(5000)` may really expire: such a call is counted and reported, not fatal.
+  const loop = async (count: number): Promise<number> => {
+    let failed = 0;
     for (let index = 0; index < count; index++) {
       const context = new ExecutionContextHost([request, response, undefined], controller, handler);
-      const result = decorated ? instance.hello(new RouteInvocation(context)) : instance.hello();
-      if ((await result) !== PAYLOAD) throw new Error(`${variant}: the route answered something else than its payload.`);
+      let answer: unknown;
+      try {
+        answer = await (decorated ? instance.hello(new RouteInvocation(context)) : instance.hello());
+      } catch {
+        failed++;
+        continue;
+      }
+      if (answer !== PAYLOAD) throw new Error(`${variant}: the route answered something else than its payload.`);
     }
+    return failed;
   };
   await loop(warmupCalls);
   const control = (command: string) => promisify(execFile)('callgrind_control', [command, String(process.pid)]);
   await control('--instr=on');
   await control('--zero');
-  await loop(calls);
-  await control('--dump');
+  let failed = 0;
+  for (let window = 0; window < windows; window++) {
+    failed += await loop(calls);
+    // each dump writes the counts since the previous one to its own part file, then zeroes them
+    await control('--dump');
+  }
   await control('--instr=off');
+  if (failed > 0) console.error(`  ${variant}: ${failed} of ${calls * windows} counted calls failed (a timeout expired while valgrind stalled the process); their error path is in the count.`);
   await app.close();
 }
 
@@ -130,13 +150,16 @@ async function measure(variant: EngineVariant, warmupCalls: number, calls: numbe
 function main(): void {
   const warmupCalls = count('BENCH_WARMUP_CALLS', DEFAULT_WARMUP_CALLS);
   const calls = count('BENCH_CALLS', DEFAULT_CALLS);
+  const windows = count('BENCH_WINDOWS', DEFAULT_WINDOWS);
   const variants = variantsToCount();
   if (spawnSync('valgrind', ['--version']).status !== 0) {
     throw new Error('bench:engine needs valgrind (callgrind) on PATH: apt-get install valgrind.');
   }
-  console.error(`engine calls: ${variants.join(', ')}; ${warmupCalls} warm-up calls, ${calls} counted, Node ${process.version}`);
+  const method = `${warmupCalls} warm-up calls, then ${windows} counted windows of ${calls} calls`;
+  console.error(`engine calls: ${variants.join(', ')}; ${method}, Node ${process.version}`);
   const outputDir = mkdtempSync(join(tmpdir(), 'nest-resilience-engine-calls-'));
   const perCall = new Map<EngineVariant, number>();
+  const meanPerCall = new Map<EngineVariant, number>();
   try {
     for (const variant of variants) {
       const child = spawnSync(
@@ -152,15 +175,13 @@ function main(): void {
           ...NODE_FLAGS,
           fileURLToPath(import.meta.url),
         ],
-        { env: { ...process.env, ENGINE_CALLS_VARIANT: variant, BENCH_WARMUP_CALLS: String(warmupCalls), BENCH_CALLS: String(calls) }, stdio: ['ignore', 'inherit', 'inherit'] },
+        { env: { ...process.env, ENGINE_CALLS_VARIANT: variant, BENCH_WARMUP_CALLS: String(warmupCalls), BENCH_CALLS: String(calls), BENCH_WINDOWS: String(windows) }, stdio: ['ignore', 'inherit', 'inherit'] },
       );
       if (child.status !== 0) throw new Error(`${variant}: the measured process exited with ${child.status ?? child.signal}.`);
-      const dump = readdirSync(outputDir).find((name) => name.startsWith(`${variant}.`) && name.endsWith('.1'));
-      if (dump === undefined) throw new Error(`${variant}: callgrind wrote no dump of the counted window.`);
-      const totals = /^(?:totals|summary): (\d+)/m.exec(readFileSync(join(outputDir, dump), 'utf8'));
-      if (!totals) throw new Error(`${variant}: the callgrind dump ${dump} has no totals line.`);
-      perCall.set(variant, Number(totals[1]) / calls);
-      console.error(`  ${variant.padEnd(12)} ${Math.round(perCall.get(variant)!).toLocaleString('en-US')} instructions/call`);
+      const perWindow = Array.from({ length: windows }, (_, window) => windowTotal(outputDir, variant, window + 1) / calls);
+      perCall.set(variant, median(perWindow));
+      meanPerCall.set(variant, perWindow.reduce((sum, value) => sum + value, 0) / windows);
+      console.error(`  ${variant.padEnd(12)} ${perWindow.map((value) => Math.round(value).toLocaleString('en-US')).join(' ')} instructions/call`);
     }
   } finally {
     rmSync(outputDir, { recursive: true, force: true });
@@ -168,10 +189,20 @@ function main(): void {
   const bare = perCall.get('bare');
   const rows = variants.map((variant) => {
     const value = perCall.get(variant)!;
-    return [variant, Math.round(value).toLocaleString('en-US'), bare === undefined || variant === 'bare' ? '–' : Math.round(value - bare).toLocaleString('en-US')];
+    const engine = bare === undefined || variant === 'bare' ? '–' : Math.round(value - bare).toLocaleString('en-US');
+    return [variant, Math.round(value).toLocaleString('en-US'), engine, Math.round(meanPerCall.get(variant)!).toLocaleString('en-US')];
   });
-  console.log(`\n## Engine instructions per call (callgrind, ${calls} calls after ${warmupCalls} warm-up, Node ${process.version})\n`);
-  console.log(markdownTable(['variant', 'instructions / call', 'engine (− bare)'], rows));
+  console.log(`\n## Engine instructions per call (callgrind; ${method}; Node ${process.version})\n`);
+  console.log(markdownTable(['variant', 'instructions / call (median window)', 'engine (− bare)', 'mean of the windows'], rows));
+}
+
+/** The instructions callgrind counted in one window of `variant` (its `window`-th dump). */
+function windowTotal(outputDir: string, variant: EngineVariant, window: number): number {
+  const dump = readdirSync(outputDir).find((name) => name.startsWith(`${variant}.`) && name.endsWith(`.${window}`));
+  if (dump === undefined) throw new Error(`${variant}: callgrind wrote no dump of counted window ${window}.`);
+  const totals = /^(?:totals|summary): (\d+)/m.exec(readFileSync(join(outputDir, dump), 'utf8'));
+  if (!totals) throw new Error(`${variant}: the callgrind dump ${dump} has no totals line.`);
+  return Number(totals[1]);
 }
 
 function variantsToCount(): EngineVariant[] {
@@ -194,7 +225,7 @@ function count(name: string, fallback: number): number {
 
 const childVariant = process.env.ENGINE_CALLS_VARIANT as EngineVariant | undefined;
 if (childVariant !== undefined) {
-  await measure(childVariant, count('BENCH_WARMUP_CALLS', DEFAULT_WARMUP_CALLS), count('BENCH_CALLS', DEFAULT_CALLS));
+  await measure(childVariant, count('BENCH_WARMUP_CALLS', DEFAULT_WARMUP_CALLS), count('BENCH_CALLS', DEFAULT_CALLS), count('BENCH_WINDOWS', DEFAULT_WINDOWS));
   process.exit(0);
 } else {
   main();
