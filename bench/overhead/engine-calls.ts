@@ -20,12 +20,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { Controller, Get, Module, type Type } from '@nestjs/common';
+import { Module, type Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-host.js';
-import { ResilienceModule, Retryable, Timeout } from 'nest-resilience';
+import { ResilienceModule } from 'nest-resilience';
 import { median } from '../shared/load.js';
 import { markdownTable } from '../shared/report.js';
+import { BareController, BothController, PAYLOAD, RetryableController, TimeoutController } from './routes.js';
 
 /**
  * The variants: `bare` is the same call of an undecorated handler (what the harness itself costs),
@@ -45,44 +46,6 @@ const DEFAULT_WINDOWS = 5;
  * the same JIT work run after run (concurrent compiler threads made two runs differ by up to 2×).
  */
 const NODE_FLAGS = ['--no-concurrent-recompilation', '--no-concurrent-osr', '--no-concurrent-sparkplug'];
-
-const PAYLOAD = { hello: 'world' };
-
-@Controller()
-class BareController {
-  @Get('hello')
-  hello() {
-    return PAYLOAD;
-  }
-}
-
-@Controller()
-class TimeoutController {
-  @Get('hello')
-  @Timeout(5000)
-  hello() {
-    return PAYLOAD;
-  }
-}
-
-@Controller()
-class RetryableController {
-  @Get('hello')
-  @Retryable()
-  hello() {
-    return PAYLOAD;
-  }
-}
-
-@Controller()
-class BothController {
-  @Get('hello')
-  @Timeout(5000)
-  @Retryable()
-  hello() {
-    return PAYLOAD;
-  }
-}
 
 const CONTROLLERS: Record<EngineVariant, Type> = {
   bare: BareController,
