@@ -5,6 +5,8 @@ import { ContextAdapters } from './contexts/context-adapters.js';
 import { ChaosControl } from './core/fault-injection.js';
 import type { PolicyEnvironment } from './core/policy.js';
 import { PolicyRegistry } from './core/policy-registry.js';
+import { DeadlineQueue } from './core/deadline-queue.js';
+import { frameDeadlineContext } from './context/context-frame.js';
 import { SharedPolicyState } from './core/shared-policy-state.js';
 import { ResilienceErrorMapper } from './http/resilience-error.mapper.js';
 import { ResilienceExceptionFilter } from './contexts/resilience-exception.filter.js';
@@ -41,6 +43,9 @@ const providers: Provider[] = [
       clock: options.clock,
       random: options.random,
       events: events.sink,
+      // every timeout of the application on one (unref'd) timer: no setTimeout and clearTimeout
+      // per call
+      deadlines: new DeadlineQueue(options.clock, { keepTimerWhenIdle: true, context: frameDeadlineContext }),
     }),
     inject: [RESOLVED_RESILIENCE_OPTIONS, ResilienceEvents],
   },

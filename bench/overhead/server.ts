@@ -2,48 +2,11 @@
 // Started by run.ts with BENCH_PLATFORM and BENCH_VARIANT; not meant to be run by hand.
 import 'reflect-metadata';
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { Controller, Get, Module, type DynamicModule, type Type } from '@nestjs/common';
-import { ResilienceModule, Retryable, Timeout, type ResilienceModuleOptions } from 'nest-resilience';
+import { Module, type DynamicModule, type Type } from '@nestjs/common';
+import { ResilienceModule, type ResilienceModuleOptions } from 'nest-resilience';
 import { platformFromEnv, serveBenchApp } from '../shared/server-harness.js';
+import { BareController, BothController, RetryableController, TimeoutController } from './routes.js';
 import { OVERHEAD_VARIANTS, type OverheadVariant } from './variants.js';
-
-const PAYLOAD = { hello: 'world' };
-
-@Controller()
-class BareController {
-  @Get('hello')
-  hello() {
-    return PAYLOAD;
-  }
-}
-
-@Controller()
-class TimeoutController {
-  @Get('hello')
-  @Timeout(5000)
-  hello() {
-    return PAYLOAD;
-  }
-}
-
-@Controller()
-class RetryableController {
-  @Get('hello')
-  @Retryable()
-  hello() {
-    return PAYLOAD;
-  }
-}
-
-@Controller()
-class BothController {
-  @Get('hello')
-  @Timeout(5000)
-  @Retryable()
-  hello() {
-    return PAYLOAD;
-  }
-}
 
 const controllers: Record<OverheadVariant, Type> = {
   'no-library': BareController,

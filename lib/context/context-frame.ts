@@ -1,6 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import type { Cancellation } from '../core/cancellation.js';
 import type { Clock } from '../core/clock.js';
+import type { DeadlineContext } from '../core/deadline-queue.js';
 import type { IdempotencyExecution } from '../core/idempotency/idempotency-core.interface.js';
 
 /**
@@ -129,3 +130,20 @@ export function runInRequestFrame<T>(request: RequestInfoSource, idempotency: Id
   const outer = frames.getStore();
   return frames.run(new ContextFrame(request, outer?.resilience, idempotency ?? outer?.idempotency, outer?.callArguments), fn);
 }
+
+function runCallbackInFrame(frame: unknown, callback: (arg: unknown) => void, arg: unknown): void {
+  if (frame === undefined) callback(arg);
+  else frames.run(frame as ContextFrame, callback, arg);
+}
+
+/**
+ * Hands the library's frame (request, attempt, idempotent execution) of the code that scheduled a
+ * deadline to its callback, when one shared timer runs the callbacks of every call: a timeout's
+ * events then carry the request id of its own call. Other async-context stores see the context of
+ * the shared timer there.
+ * @internal
+ */
+export const frameDeadlineContext: DeadlineContext = {
+  capture: () => frames.getStore(),
+  run: runCallbackInFrame,
+};

@@ -27,13 +27,28 @@ export interface SharedStoreFields {
 class TokenContextStore implements ResilienceContextStore {
   private cleanupSet: Set<() => void> | undefined;
 
+  /**
+   * Whether the first attempt of the call may still take this (call) store over: true only while
+   * the call's first synchronous pass runs (see {@link claimCallStore}).
+   */
+  claimable = false;
+
   constructor(
     private readonly shared: SharedStoreFields,
-    readonly cancellation: Cancellation,
-    readonly deadline: number,
-    readonly attempt: number,
-    private readonly isAttempt: boolean,
+    public cancellation: Cancellation,
+    public deadline: number,
+    public attempt: number,
+    private isAttempt: boolean,
   ) {}
+
+  /** Makes this call's store the store of its first attempt (see {@link claimCallStore}). */
+  claim(cancellation: Cancellation, deadline: number, attempt: number): void {
+    this.claimable = false;
+    this.cancellation = cancellation;
+    this.deadline = deadline;
+    this.attempt = attempt;
+    this.isAttempt = true;
+  }
 
   /** An attempt's cleanups, created on first use (most attempts register none). */
   get cleanups(): Set<() => void> | undefined {
@@ -83,6 +98,38 @@ export function createContextStore(
   isAttempt = false,
 ): ResilienceContextStore {
   return new TokenContextStore(shared, cancellation, deadline, attempt, isAttempt);
+}
+
+/**
+ * The store of a whole call (attempt 0, the call's token, no deadline) that its first attempt may
+ * take over while the call's first synchronous pass runs ({@link claimCallStore}, until
+ * {@link closeCallStore}): a call whose first attempt starts in that pass then enters one
+ * async-context frame, not one for the call and one for the attempt.
+ * @internal
+ */
+export function createCallStore(shared: SharedStoreFields, cancellation: Cancellation): ResilienceContextStore {
+  const store = new TokenContextStore(shared, cancellation, Infinity, 0, false);
+  store.claimable = true;
+  return store;
+}
+
+/**
+ * Makes `store` (from {@link createCallStore}, in whose frame the caller runs) the store of the
+ * attempt described by `cancellation`, `deadline` and `attempt`, if it is still claimable; returns
+ * whether it did. From then on the call's frame describes that attempt, also to code of the call
+ * that runs outside it (its deadline callbacks, the wait before a retry), as it does to the
+ * attempt's own leftover work once the attempt settled.
+ * @internal
+ */
+export function claimCallStore(store: ResilienceContextStore, cancellation: Cancellation, deadline: number, attempt: number): boolean {
+  if (!(store instanceof TokenContextStore) || !store.claimable) return false;
+  store.claim(cancellation, deadline, attempt);
+  return true;
+}
+
+/** Ends the pass in which the first attempt may claim `store` ({@link createCallStore}). @internal */
+export function closeCallStore(store: ResilienceContextStore): void {
+  if (store instanceof TokenContextStore) store.claimable = false;
 }
 
 /**

@@ -12,9 +12,39 @@ export interface Deadline {
 interface Entry extends Deadline {
   readonly callback: (arg: unknown) => void;
   readonly arg: unknown;
+  /** What {@link DeadlineContext.capture} returned when it was scheduled. */
+  readonly context: unknown;
   readonly lane: Set<Entry>;
   /** The duration its lane is kept under. */
   readonly ms: number;
+}
+
+/**
+ * Carries the caller's async context to a deadline's callback: one shared timer runs every
+ * callback, so without it a callback would run in the context of whichever call armed the timer.
+ * @publicApi
+ */
+export interface DeadlineContext {
+  /** The context of the code scheduling a deadline (called on every {@link DeadlineQueue.schedule}: keep it cheap). */
+  capture(): unknown;
+  /** Runs `callback(arg)` in a context `capture()` returned. */
+  run(context: unknown, callback: (arg: unknown) => void, arg: unknown): void;
+}
+
+/**
+ * Options of a {@link DeadlineQueue}.
+ * @publicApi
+ */
+export interface DeadlineQueueOptions {
+  /** Runs each callback in the async context it was scheduled from (default: the timer's own). */
+  readonly context?: DeadlineContext;
+  /**
+   * Keeps the armed timer (unref'd) once every deadline was cancelled, until it fires, finds
+   * nothing and stops: for deadlines that are mostly cancelled before the next one is scheduled
+   * (a timeout around fast work), which would otherwise create and clear a timer each. Default
+   * `false`: an idle queue clears its timer at once.
+   */
+  readonly keepTimerWhenIdle?: boolean;
 }
 
 /**
@@ -48,7 +78,16 @@ export class DeadlineQueue {
   private armedFor = Infinity;
   private pending = 0;
 
-  constructor(private readonly clock: Clock) {}
+  private readonly context: DeadlineContext | undefined;
+  private readonly keepTimerWhenIdle: boolean;
+
+  constructor(
+    private readonly clock: Clock,
+    options: DeadlineQueueOptions = {},
+  ) {
+    this.context = options.context;
+    this.keepTimerWhenIdle = options.keepTimerWhenIdle === true;
+  }
 
   /** Number of deadlines scheduled and neither due yet nor cancelled. */
   get size(): number {
@@ -57,15 +96,22 @@ export class DeadlineQueue {
 
   /**
    * Runs `callback(arg)` once, `ms` milliseconds from now, unless cancelled first (`arg` spares
-   * the caller a closure per deadline).
+   * the caller a closure per deadline; `now`, when the caller just read the clock, a second read).
    */
-  schedule<A = undefined>(callback: (arg: A) => void, ms: number, arg?: A): Deadline {
+  schedule<A = undefined>(callback: (arg: A) => void, ms: number, arg?: A, now: number = this.clock.now()): Deadline {
     let lane = this.lanes.get(ms);
     if (!lane) {
       lane = new Set();
       this.lanes.set(ms, lane);
     }
-    const entry: Entry = { dueAt: this.clock.now() + ms, callback: callback as (arg: unknown) => void, arg, lane, ms };
+    const entry: Entry = {
+      dueAt: now + ms,
+      callback: callback as (arg: unknown) => void,
+      arg,
+      context: this.context?.capture(),
+      lane,
+      ms,
+    };
     lane.add(entry);
     this.pending++;
     if (entry.dueAt < this.armedFor) this.arm(entry.dueAt);
@@ -77,9 +123,9 @@ export class DeadlineQueue {
     const { lane } = deadline as Entry;
     if (!lane.delete(deadline as Entry)) return;
     if (lane.size === 0 && this.lanes.size > MAX_LANES && this.lanes.get((deadline as Entry).ms) === lane) this.lanes.delete((deadline as Entry).ms);
-    // while others are pending the armed timer stays (it fires, finds nothing due and re-arms):
-    // only an idle queue drops it, so a busy one never creates or clears a timer per deadline
-    if (--this.pending === 0) this.disarm();
+    // while others are pending the armed timer stays (it fires, finds nothing due and re-arms), so
+    // a busy queue never creates or clears a timer per deadline
+    if (--this.pending === 0 && !this.keepTimerWhenIdle) this.disarm();
   }
 
   private disarm(): void {
@@ -114,9 +160,11 @@ export class DeadlineQueue {
       if (lane.size === 0) this.lanes.delete(ms);
     }
     if (next !== Infinity) this.arm(next);
+    const { context } = this;
     for (const entry of due) {
       try {
-        entry.callback(entry.arg);
+        if (context === undefined) entry.callback(entry.arg);
+        else context.run(entry.context, entry.callback, entry.arg);
       } catch {
         // one failing callback must not cost the others their turn
       }

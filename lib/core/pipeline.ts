@@ -239,6 +239,9 @@ export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, regis
     runners.push(chaos);
   }
 
+  // a bulkhead may queue the call: the stages after it then start later than the call
+  const queues = spec.bulkhead !== undefined;
+
   /** Runs `chain[index]` and the stages after it, then `work`. */
   const runFrom = (chain: readonly Runner[], index: number, work: Work, context: PolicyContext, settle: Settle, hooks: RetryHooks): void => {
     if (index === chain.length) {
@@ -267,7 +270,7 @@ export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, regis
     const now = env.clock.now();
     const deadline = Math.min(options.deadline ?? Infinity, total === undefined ? Infinity : now + total);
     const chain = Number.isFinite(options.deadline ?? Infinity) ? guardedRunners : runners;
-    const hooks: RetryHooks = { isCommitted: options.isCommitted };
+    const hooks: RetryHooks = { isCommitted: options.isCommitted, callStartedAt: queues ? undefined : now };
     runFrom(chain, 0, work, contextWith(token, deadline, 1, key), once(done), hooks);
   };
 

@@ -1,4 +1,5 @@
 import type { Clock } from './clock.js';
+import type { DeadlineQueue } from './deadline-queue.js';
 import type { Random } from './random.js';
 import type { ResilienceEventSink } from './events.js';
 
@@ -45,6 +46,12 @@ export interface PolicyEnvironment {
   readonly random: Random;
   /** Where the policies report their events. */
   readonly events: ResilienceEventSink;
+  /**
+   * Where timeouts put their deadlines: one timer for every call of the environment instead of a
+   * `setTimeout` and a `clearTimeout` per call (timeouts still fire exactly at their limit). Without
+   * it each timeout arms a timer of its own on `clock`. Give it the same `clock`.
+   */
+  readonly deadlines?: DeadlineQueue;
 }
 
 /**

@@ -20,6 +20,12 @@ export interface RetryHooks {
    * emitted): a failure then passes through unchanged.
    */
   readonly isCommitted?: () => boolean;
+  /**
+   * The clock reading the pipeline took as the call started, when its stages up to the retry run
+   * in the same synchronous pass (no bulkhead queue): spares each stage a clock read.
+   * @internal
+   */
+  readonly callStartedAt?: number;
 }
 
 /**
@@ -83,7 +89,7 @@ export class RetryPolicy implements Policy, Step<RetryHooks> {
     }
     const { clock } = this.env;
     // one attempt_end per attempt is the hottest event: skip building it when nobody wants it
-    const timed = this.beginCall();
+    const timed = this.beginCall(hooks?.callStartedAt);
     let previousDelay = 0;
     const attemptOnce = (attempt: number, previousError: unknown): void => {
       const attemptContext = contextWith(token, context.deadline, attempt, context.policy, previousError);

@@ -1,8 +1,10 @@
-import { Cancellation, cancellationOf, contextWith } from './cancellation.js';
+import { Cancellation, cancellationOf, contextWith, type AbortListener } from './cancellation.js';
+import type { Deadline } from './deadline-queue.js';
 import { abortErrorOf } from './classify.js';
 import { AttemptTimeoutError, DeadlineExceededError, isResilienceError } from './errors.js';
 import type { TimerHandle } from './clock.js';
 import type { PolicyContext, Policy, PolicyEnvironment } from './policy.js';
+import type { RetryHooks } from './retry.policy.js';
 import { promiseOf, workOf, type Settle, type Step, type Work } from './step.js';
 
 /**
@@ -33,7 +35,8 @@ export class TimeoutPolicy implements Policy, Step {
     readonly kind: 'total' | 'attempt',
     /** Timeout in ms; `Infinity` for a `total` policy that only enforces the context's deadline. */
     readonly timeoutMs: number,
-    private readonly env: PolicyEnvironment,
+    /** @internal */
+    readonly env: PolicyEnvironment,
   ) {}
 
   execute<T>(fn: (context: PolicyContext) => Promise<T>, context: PolicyContext): Promise<T> {
@@ -45,7 +48,7 @@ export class TimeoutPolicy implements Policy, Step {
    * stop through its signal), and cleans up either way.
    * The callback form of {@link execute}, which pipelines compose.
    */
-  run(next: Work, context: PolicyContext, settle: Settle): void {
+  run(next: Work, context: PolicyContext, settle: Settle, hooks?: RetryHooks): void {
     const attached = cancellationOf(context);
     // a context made by hand: follow its signal, and stop listening to it once done
     const parent = attached ?? Cancellation.from(context.signal);
@@ -55,7 +58,8 @@ export class TimeoutPolicy implements Policy, Step {
       return;
     }
     const { clock } = this.env;
-    const started = clock.now();
+    // a total timeout runs once per call, in the pipeline's first pass when nothing queues before it
+    const started = (this.kind === 'total' ? hooks?.callStartedAt : undefined) ?? clock.now();
     const limit = this.kind === 'total' ? Math.min(this.timeoutMs, context.deadline - started) : this.timeoutMs;
     const reportedMs = Number.isFinite(this.timeoutMs) ? this.timeoutMs : Math.max(0, limit);
     if (this.kind === 'total' && limit <= 0) {
@@ -64,45 +68,102 @@ export class TimeoutPolicy implements Policy, Step {
       return;
     }
 
-    const token = parent.child();
-    const inner = contextWith(token, Math.min(context.deadline, started + limit), context.attempt, context.policy, context.previousError);
-    let timer: TimerHandle | undefined;
-    let open = true;
-    const finish: Settle = (failed, outcome) => {
-      if (!open) return;
-      if (timer !== undefined && clock.now() - started > limit) {
-        // The work settled after the limit, before the limit's own timer ran: a late event loop runs
-        // timers list by list (one list per duration), so a longer timer armed in the same tick can
-        // fire first. The limit had passed: it decides, as if its timer had run on time.
-        clock.clearTimeout(timer);
-        timer = undefined;
-        token.abort(this.expire(context, reportedMs));
-        return;
-      }
-      open = false;
-      if (timer !== undefined) clock.clearTimeout(timer);
-      timer = undefined;
-      unsubscribe();
-      // a caller abort surfaces as OperationAbortedError, unless its reason is one of ours
-      const mapped = failed && token.aborted && outcome === token.reason && !isResilienceError(outcome) ? abortErrorOf(token) : outcome;
-      token.dispose();
-      // marks the attempt settled; only real work when someone materialised its signal
-      token.abort(ATTEMPT_SETTLED);
-      if (attached === undefined) parent.dispose();
-      settle(failed, mapped);
-    };
-    const unsubscribe = token.onAbort((reason) => finish(true, reason));
-    if (Number.isFinite(limit)) {
-      timer = clock.setTimeout(() => {
-        timer = undefined;
-        token.abort(this.expire(context, reportedMs));
-      }, limit);
-    }
-    next(inner, finish);
+    const timed = new TimedRun(this, context, parent, attached === undefined, settle, started, limit, reportedMs);
+    next(timed.inner, timed.finish);
   }
 
-  private expire(context: PolicyContext, timeoutMs: number): AttemptTimeoutError | DeadlineExceededError {
+  /** @internal the expiry of one run: its event, then its error. */
+  expire(context: PolicyContext, timeoutMs: number): AttemptTimeoutError | DeadlineExceededError {
     return timeoutExpired(this.kind, this.env, context.policy, context.attempt, timeoutMs);
+  }
+}
+
+/** Fires a {@link TimedRun}'s limit (one function for every run: the run is the deadline's argument). */
+function expireRun(run: TimedRun): void {
+  run.expireNow();
+}
+
+/**
+ * One run under a {@link TimeoutPolicy}: its child token, the inner context and its timer, in one
+ * object (a run costs this object and its settle function, not a closure per step). The limit is
+ * a deadline on the environment's shared {@link DeadlineQueue} when it has one, else a timer of
+ * its own.
+ */
+class TimedRun implements AbortListener {
+  readonly token: Cancellation;
+  readonly inner: PolicyContext;
+  /** The settle function handed to the work: the first call decides. */
+  readonly finish: Settle = (failed, outcome) => this.complete(failed, outcome);
+  private timer: TimerHandle | undefined;
+  private deadline: Deadline | undefined;
+  private open = true;
+
+  constructor(
+    private readonly policy: TimeoutPolicy,
+    private readonly context: PolicyContext,
+    private readonly parent: Cancellation,
+    private readonly ownsParent: boolean,
+    private readonly settle: Settle,
+    private readonly started: number,
+    private readonly limit: number,
+    private readonly reportedMs: number,
+  ) {
+    const token = parent.child();
+    this.token = token;
+    this.inner = contextWith(token, Math.min(context.deadline, started + limit), context.attempt, context.policy, context.previousError);
+    token.listen(this);
+    if (Number.isFinite(limit)) {
+      const { env } = policy;
+      if (env.deadlines !== undefined) this.deadline = env.deadlines.schedule(expireRun, limit, this, started);
+      else this.timer = env.clock.setTimeout(() => this.expireNow(), limit);
+    }
+  }
+
+  /** @internal the token aborted (the limit, the caller): the run settles with the reason. */
+  handleAbort(reason: unknown): void {
+    this.complete(true, reason);
+  }
+
+  /** The limit passed: the work is told to stop, and the run settles with the timeout. */
+  expireNow(): void {
+    this.timer = undefined;
+    this.deadline = undefined;
+    this.token.abort(this.policy.expire(this.context, this.reportedMs));
+  }
+
+  private get armed(): boolean {
+    return this.timer !== undefined || this.deadline !== undefined;
+  }
+
+  private disarm(): void {
+    const { env } = this.policy;
+    if (this.timer !== undefined) env.clock.clearTimeout(this.timer);
+    else if (this.deadline !== undefined) env.deadlines!.cancel(this.deadline);
+    this.timer = undefined;
+    this.deadline = undefined;
+  }
+
+  private complete(failed: boolean, outcome: unknown): void {
+    if (!this.open) return;
+    const { token } = this;
+    if (this.armed && this.policy.env.clock.now() - this.started > this.limit) {
+      // The work settled after the limit, before the limit's own timer ran: a late event loop runs
+      // timers list by list (one list per duration), so a longer timer armed in the same tick can
+      // fire first. The limit had passed: it decides, as if its timer had run on time.
+      this.disarm();
+      token.abort(this.policy.expire(this.context, this.reportedMs));
+      return;
+    }
+    this.open = false;
+    this.disarm();
+    token.unlisten(this);
+    // a caller abort surfaces as OperationAbortedError, unless its reason is one of ours
+    const mapped = failed && token.aborted && outcome === token.reason && !isResilienceError(outcome) ? abortErrorOf(token) : outcome;
+    token.dispose();
+    // marks the attempt settled; only real work when someone materialised its signal
+    token.abort(ATTEMPT_SETTLED);
+    if (this.ownsParent) this.parent.dispose();
+    this.settle(failed, mapped);
   }
 }
 

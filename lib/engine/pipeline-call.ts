@@ -4,6 +4,9 @@
 // pipelines they run through.
 import { Observable, from, isObservable, lastValueFrom, type Subscriber, type Subscription } from 'rxjs';
 import {
+  claimCallStore,
+  closeCallStore,
+  createCallStore,
   createContextStore,
   runAttemptCleanups,
   runWithResilienceContext,
@@ -56,10 +59,27 @@ function attemptStore(call: PipelineCall, context: PolicyContext): ResilienceCon
   return createContextStore(call.store, token, context.deadline, context.attempt, true);
 }
 
-function runCall<T>(pipeline: Pipeline, call: PipelineCall, root: Cancellation, run: () => T): T {
+function runCall<T>(pipeline: Pipeline, call: PipelineCall, root: Cancellation, run: () => T, callStore?: ResilienceContextStore): T {
   // only a fallback reads the arguments: skip the extra context switch otherwise
   const inArguments = pipeline.stages[0]?.kind === 'fallback' ? () => runInFrame('callArguments', call.args, run) : run;
+  if (callStore !== undefined) {
+    try {
+      return runWithResilienceContext(callStore, inArguments);
+    } finally {
+      closeCallStore(callStore);
+    }
+  }
   return call.outerContext ? runWithResilienceContext(createContextStore(call.store, root, Infinity, 0), inArguments) : inArguments();
+}
+
+/**
+ * The store of a call whose first attempt may share the call's frame ({@link createCallStore}):
+ * a route call with an outer context, unless a fallback (which runs outside the attempts and may
+ * call on, under the call's token) or an attempt wrapper (a span per attempt) is in the way.
+ */
+function claimableCallStore(pipeline: Pipeline, call: PipelineCall, root: Cancellation): ResilienceContextStore | undefined {
+  if (call.outerContext !== true || call.wrapAttempt !== undefined || pipeline.stages[0]?.kind === 'fallback') return undefined;
+  return createCallStore(call.store, root);
 }
 
 /** @internal a handler result as an Observable (a plain value or a promise becomes one). */
@@ -76,8 +96,16 @@ function finiteOrUndefined(deadline: number | undefined): number | undefined {
  * context (in its tracing span when telemetry wraps attempts), and the attempt's cleanups run when
  * it settles.
  */
-function attemptWork(call: PipelineCall, body: (settle: Settle, store: ResilienceContextStore) => void): Work {
+function attemptWork(call: PipelineCall, body: (settle: Settle, store: ResilienceContextStore) => void, callStore?: ResilienceContextStore): Work {
   return (context, settle) => {
+    // the first attempt, started in the call's first pass, takes the call's frame over
+    if (callStore !== undefined && claimCallStore(callStore, cancellationOf(context) ?? Cancellation.from(context.signal), context.deadline, context.attempt)) {
+      body((failed, outcome) => {
+        runAttemptCleanups(callStore);
+        settle(failed, outcome);
+      }, callStore);
+      return;
+    }
     const store = attemptStore(call, context);
     const done: Settle = (failed, outcome) => {
       runAttemptCleanups(store);
@@ -131,6 +159,57 @@ export function executePromise<T>(pipeline: Pipeline, work: () => unknown, call:
       ),
     ),
   );
+}
+
+/**
+ * {@link executePromise} for a route handler, whose caller (Nest) takes a value or a promise: the
+ * value itself when the pipeline settled before returning (a synchronous handler costs no
+ * promise), else one promise. `stopWatching` ends the watch on what may abort the call (the
+ * caller going away) and is called once, when the call settles. Errors pass through `mapError`.
+ * @internal
+ */
+export function executeRoute(
+  pipeline: Pipeline,
+  work: () => unknown,
+  call: PipelineCall & { readonly cancellation: Cancellation },
+  stopWatching: () => void,
+  mapError: (error: unknown) => unknown,
+): unknown {
+  const root = call.cancellation;
+  // 0 running, 1 succeeded, 2 failed, before the promise exists
+  let state = 0;
+  let outcome: unknown;
+  let resolve: ((value: unknown) => void) | undefined;
+  let reject: ((error: unknown) => void) | undefined;
+  const settle: Settle = (failed, result) => {
+    stopWatching();
+    if (resolve === undefined) {
+      state = failed ? 2 : 1;
+      outcome = result;
+      return;
+    }
+    if (failed) reject!(mapError(result));
+    else resolve(result);
+  };
+  const callStore = claimableCallStore(pipeline, call, root);
+  runCall(
+    pipeline,
+    call,
+    root,
+    () =>
+      pipeline.run(
+        attemptWork(call, (settleAttempt) => callWork(work, settleAttempt), callStore),
+        { cancellation: root, deadline: finiteOrUndefined(call.deadline), isCommitted: call.isCommitted },
+        settle,
+      ),
+    callStore,
+  );
+  if (state === 1) return outcome;
+  if (state === 2) return Promise.reject(mapError(outcome));
+  return new Promise((onValue, onError) => {
+    resolve = onValue;
+    reject = onError;
+  });
 }
 
 /**

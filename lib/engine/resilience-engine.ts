@@ -22,7 +22,7 @@ import { IdempotentRoutes, type IdempotentRoutePlan } from './idempotent-routes.
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import type { ResolvedTargetPolicy } from './resilience-options.resolver.js';
-import { executeObservable, executePromise, runObservable, type PipelineCall } from './pipeline-call.js';
+import { executeObservable, executePromise, executeRoute, runObservable, type PipelineCall } from './pipeline-call.js';
 import { ResiliencePipelines } from './resilience-pipelines.js';
 
 /** A handler's context as the engine uses it: its adapter and what the adapter made of it at start-up. */
@@ -235,17 +235,18 @@ export class ResilienceEngine implements MethodInvoker {
     const pipeline = this.pipelines.pipelineFor(target, key);
     // a token, not an AbortController: the signal is only created if the handler asks for it
     const client = new Cancellation();
-    const stopWatching = adapter.watchCaller(host, () => client.abort(new OperationAbortedError('the client closed the connection')), profile);
     const clock = this.pipelines.env.clock;
-    const call: PipelineCall = {
+    const call = {
       cancellation: client,
       deadline: adapter.deadlineOf(host, clock),
       isCommitted: adapter.commitCheck(host),
       args,
       store: { policy: key, clock, request: adapter.describe(host, profile) },
       outerContext: true,
-      wrapAttempt: this.pipelines.wrapAttempt,
-    };
+      wrapAttempt: this.pipelines.attemptWrapper(),
+    } satisfies PipelineCall;
+    // watching starts before the handler: a caller already gone stops the call before it runs
+    const stopWatching = adapter.watchCaller(host, () => client.abort(new OperationAbortedError('the client closed the connection')), profile);
     if (method.returnsObservable) {
       return new Observable<unknown>((subscriber) => {
         const teardown = runObservable(pipeline, work, { ...call, mapError }, subscriber);
@@ -255,20 +256,15 @@ export class ResilienceEngine implements MethodInvoker {
         };
       });
     }
-    return executePromise(pipeline, work, call).then(
-      (value) => {
-        stopWatching();
-        if (value instanceof StaleAnswer) {
-          adapter.markStale?.(host, value.ageMs);
-          return value.value;
-        }
-        return value;
-      },
-      (error: unknown) => {
-        stopWatching();
-        throw mapError(error);
-      },
-    );
+    const outcome = executeRoute(pipeline, work, call, stopWatching, mapError);
+    // only a last-good fallback answers a StaleAnswer: other routes keep the synchronous return
+    if (target.fallback?.lastGood === undefined) return outcome;
+    const answer = (value: unknown): unknown => {
+      if (!(value instanceof StaleAnswer)) return value;
+      adapter.markStale?.(host, value.ageMs);
+      return value.value;
+    };
+    return outcome instanceof Promise ? outcome.then(answer) : answer(outcome);
   }
 
   /** One attempt's call of the handler, its parameter slots filled in from the call's context. */
@@ -360,7 +356,7 @@ export class ResilienceEngine implements MethodInvoker {
       signal: parent !== undefined && parent.cancellation === undefined ? parent.signal : undefined,
       deadline: parent?.deadline,
       args,
-      wrapAttempt: this.pipelines.wrapAttempt,
+      wrapAttempt: this.pipelines.attemptWrapper(),
       store: { policy: key, clock: this.pipelines.env.clock, request: request && { info: () => request } },
     };
     const work = run ?? (() => method.original.apply(self, args));

@@ -71,6 +71,15 @@ export class ResiliencePipelines {
     this.telemetry ? this.telemetry.withAttemptSpan(policy, attempt, run) : run();
 
   /**
+   * What wraps the attempts of a call starting now: {@link wrapAttempt} while attempt spans are
+   * recorded, else nothing, and the attempts run in callback form (the wrapper's promise API costs
+   * two promises per attempt and settles a synchronous handler a turn later).
+   */
+  attemptWrapper(): AttemptWrapper | undefined {
+    return this.telemetry?.tracesAttempts() ? this.wrapAttempt : undefined;
+  }
+
+  /**
    * The merged settings of `handler` declared by `classRef`, or `undefined` when neither carries a
    * resilience decorator (`methodName` defaults to `handler.name`). Cached.
    * @throws ResilienceConfigError for an unknown named policy.

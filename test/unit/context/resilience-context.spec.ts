@@ -1,7 +1,11 @@
 import { describe, expect, it } from 'vitest';
 import { FakeClock } from '../../../lib/testing/fake-clock.js';
+import { Cancellation } from '../../../lib/core/cancellation.js';
 import {
   Resilience,
+  claimCallStore,
+  closeCallStore,
+  createCallStore,
   currentSignal,
   getRequestInfo,
   onAttemptSettled,
@@ -55,5 +59,26 @@ describe('resilience context', () => {
     runAttemptCleanups(store);
     runAttemptCleanups(store);
     expect(runs).toBe(1);
+  });
+
+  it('lets the first attempt of a call take the call store over during the call\'s first pass only', () => {
+    const clock = new FakeClock(1_000);
+    const root = new Cancellation();
+    const store = createCallStore({ policy: 'p', clock }, root);
+    const attemptToken = root.child();
+    runWithResilienceContext(store, () => {
+      expect(Resilience.current()).toMatchObject({ attempt: 0, deadline: Infinity });
+      expect(onAttemptSettled(() => undefined)).toBe(false);
+      expect(claimCallStore(store, attemptToken, 1_500, 1)).toBe(true);
+      // the call's frame now describes the attempt: its token, deadline, number and cleanups
+      expect(Resilience.current()).toMatchObject({ attempt: 1, deadline: 1_500 });
+      expect(store.cancellation).toBe(attemptToken);
+      expect(onAttemptSettled(() => undefined)).toBe(true);
+      // a second attempt gets a store of its own
+      expect(claimCallStore(store, root.child(), 1_500, 2)).toBe(false);
+    });
+    const late = createCallStore({ policy: 'p', clock }, root);
+    closeCallStore(late);
+    expect(claimCallStore(late, attemptToken, 1_500, 1)).toBe(false);
   });
 });

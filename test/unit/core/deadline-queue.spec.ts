@@ -84,6 +84,48 @@ describe('DeadlineQueue', () => {
     expect(queue.size).toBe(0);
   });
 
+  it('with keepTimerWhenIdle, keeps its one timer across cancels (no timer per deadline) until it fires with nothing pending', async () => {
+    const clock = new FakeClock(0);
+    const queue = new DeadlineQueue(clock, { keepTimerWhenIdle: true });
+    const ran: string[] = [];
+    for (let i = 0; i < 5; i++) queue.cancel(queue.schedule(() => ran.push(`cancelled ${i}`), 100));
+    expect(clock.pendingTimers).toBe(1);
+    expect(queue.size).toBe(0);
+    await clock.advance(100);
+    expect(clock.pendingTimers).toBe(0);
+    expect(ran).toEqual([]);
+    queue.schedule(() => ran.push('later'), 100);
+    await clock.advance(100);
+    expect(ran).toEqual(['later']);
+  });
+
+  it('runs each callback in the context it was scheduled from when given a DeadlineContext', async () => {
+    const clock = new FakeClock(0);
+    let current = 'none';
+    const queue = new DeadlineQueue(clock, {
+      context: {
+        capture: () => current,
+        run: (context, callback, arg) => {
+          const outer = current;
+          current = context as string;
+          try {
+            callback(arg);
+          } finally {
+            current = outer;
+          }
+        },
+      },
+    });
+    const seen: string[] = [];
+    current = 'request A';
+    queue.schedule(() => seen.push(current), 10);
+    current = 'request B';
+    queue.schedule(() => seen.push(current), 20);
+    current = 'none';
+    await clock.advance(20);
+    expect(seen).toEqual(['request A', 'request B']);
+  });
+
   it('hands each callback the argument it was scheduled with', async () => {
     const clock = new FakeClock(0);
     const queue = new DeadlineQueue(clock);
