@@ -50,6 +50,7 @@ export type { ResilienceContextType } from './contexts/context-adapter.js';
 export type { RpcProblem } from './contexts/rpc.context.js';
 export type { GraphQLProblemExtensions } from './contexts/graphql.context.js';
 export type { WsProblem } from './contexts/ws.context.js';
+export { RabbitMqAcknowledgement, type RabbitMqAcknowledgementOptions, type RabbitMqTransientFailure } from './contexts/rabbitmq-acknowledgement.interceptor.js';
 export { throwIfAborted } from './core/signals.js';
 
 // Idempotency: the store token and the default store, the handler's transaction and context

@@ -1,8 +1,7 @@
-import { Controller, Injectable, UseInterceptors, type CallHandler, type ExecutionContext, type NestInterceptor, type Type } from '@nestjs/common';
+import { Controller, UseInterceptors, type Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
-import { ClientProxy, EventPattern, Payload, RmqContext, RmqRecordBuilder, Transport } from '@nestjs/microservices';
-import { Idempotent, IdempotencyTransaction } from 'nest-resilience';
-import { tap, type Observable } from 'rxjs';
+import { ClientProxy, EventPattern, Payload, RmqRecordBuilder, Transport } from '@nestjs/microservices';
+import { Idempotent, IdempotencyTransaction, RabbitMqAcknowledgement } from 'nest-resilience';
 import { Entity, PrimaryColumn, type EntityManager } from 'typeorm';
 
 /** An invoice that was paid. */
@@ -17,30 +16,9 @@ export class InvoicePaidRow {
   invoiceId!: string;
 }
 
-// #region acknowledge
-/**
- * Acknowledges a RabbitMQ message once its handler settled (`noAck: false`), around the handler:
- * a duplicate that @Idempotent answers without running the handler's body is acknowledged too.
- * A failure is requeued: the redelivery runs again (its key was released).
- */
-@Injectable()
-export class RmqAcknowledge implements NestInterceptor {
-  intercept(context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    const rmq = context.switchToRpc().getContext<RmqContext>();
-    const channel = rmq.getChannelRef();
-    return next.handle().pipe(
-      tap({
-        complete: () => channel.ack(rmq.getMessage()),
-        error: () => channel.nack(rmq.getMessage(), false, true),
-      }),
-    );
-  }
-}
-// #endregion acknowledge
-
 // #region consumer
 @Controller()
-@UseInterceptors(RmqAcknowledge)
+@UseInterceptors(RabbitMqAcknowledgement) // ack, or nack by the failure's kind, once per message
 export class InvoicesConsumer {
   // <string>: Nest 12 types @EventPattern('literal') so that no parameter after the payload may have a type
   @EventPattern<string>('invoice.paid')

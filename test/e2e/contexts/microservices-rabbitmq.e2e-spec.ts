@@ -1,10 +1,10 @@
 import 'reflect-metadata';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Controller, Inject, type INestMicroservice } from '@nestjs/common';
-import { ClientProxyFactory, EventPattern, MessagePattern, Payload, RmqRecordBuilder, RpcException, Transport, type ClientProxy } from '@nestjs/microservices';
+import { Controller, Inject, UseInterceptors, type INestMicroservice } from '@nestjs/common';
+import { ClientProxyFactory, Ctx, EventPattern, MessagePattern, Payload, RmqContext, RmqRecordBuilder, RpcException, Transport, type ClientProxy } from '@nestjs/microservices';
 import { Test } from '@nestjs/testing';
 import amqp from 'amqplib';
-import { Idempotent, ResilienceEvents, ResilienceModule, Retryable, Timeout, currentSignal, type ResilienceEvent } from 'nest-resilience';
+import { Idempotent, RabbitMqAcknowledgement, assertOk, ResilienceEvents, ResilienceModule, Retryable, Timeout, currentSignal, type ResilienceEvent } from 'nest-resilience';
 import { firstValueFrom } from 'rxjs';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { fetchUpstream } from '../http/support.js';
@@ -206,5 +206,176 @@ describe.skipIf(!hasRabbitMq)('microservices over RabbitMQ (Transport.RMQ): type
     }
     await sleep(200);
     expect(ledger.runsOf('sent:s-1')).toBe(1);
+  });
+});
+
+// noAck: false, the library's RabbitMqAcknowledgement around the handlers: every outcome settles its
+// message once, counted on the broker (a queue with a dead-letter queue; once the consumer is
+// closed, a message it never settled is ready again, so the queue's count shows it).
+
+/** Consumers acknowledged by RabbitMqAcknowledgement with its defaults (transient failures requeued after their retry hint). */
+@Controller()
+@UseInterceptors(RabbitMqAcknowledgement)
+class AcknowledgedController {
+  constructor(
+    @Inject(UPSTREAM_URL) private readonly upstream: string,
+    private readonly ledger: Ledger,
+  ) {}
+
+  @EventPattern<string>('ack.paid')
+  @Idempotent()
+  async paid(@Payload() data: { invoiceId: string }): Promise<void> {
+    this.ledger.run(`ack.paid:${data.invoiceId}`);
+    await sleep(50);
+  }
+
+  /** A bug: not transient, dead-lettered (never redelivered to fail the same way). */
+  @EventPattern<string>('ack.broken')
+  @Idempotent()
+  async broken(@Payload() data: { id: string }): Promise<void> {
+    this.ledger.run(`ack.broken:${data.id}`);
+    throw new TypeError('a bug in the handler');
+  }
+
+  /** Fails on its first run (the dependency answers 503: upstream_unavailable with retryAfterMs), succeeds on the redelivery. */
+  @EventPattern<string>('ack.flaky')
+  @Idempotent()
+  @Timeout(5_000)
+  async flaky(@Payload() data: { id: string }): Promise<void> {
+    const runs = this.ledger.run(`ack.flaky:${data.id}`);
+    await assertOk(await fetch(`${this.upstream}/${runs === 1 ? 'down' : 'ok'}`));
+  }
+
+  /** A handler that acknowledges its message itself: the interceptor must not acknowledge it again. */
+  @EventPattern<string>('ack.self')
+  async self(@Payload() data: { id: string }, @Ctx() context: RmqContext): Promise<void> {
+    this.ledger.run(`ack.self:${data.id}`);
+    const channel = context.getChannelRef() as { ack(message: unknown): void; once(event: 'close', listener: () => void): void };
+    // a second ack of this delivery tag would make the broker close the channel (PRECONDITION_FAILED)
+    channel.once('close', () => this.ledger.run('channel closed'));
+    channel.ack(context.getMessage());
+  }
+
+  /** A request-response message on the same consumer: answered, then acknowledged. */
+  @MessagePattern('ack.quote')
+  @Idempotent()
+  async quote(@Payload() data: { id: string }): Promise<unknown> {
+    return { id: data.id, n: this.ledger.run(`ack.quote:${data.id}`) };
+  }
+}
+
+/** Transient failures dead-lettered instead of requeued. */
+@Controller()
+@UseInterceptors(new RabbitMqAcknowledgement({ onTransientFailure: 'dead-letter' }))
+class DeadLetteringController {
+  constructor(
+    @Inject(UPSTREAM_URL) private readonly upstream: string,
+    private readonly ledger: Ledger,
+  ) {}
+
+  @EventPattern<string>('ack.flaky-dl')
+  @Timeout(5_000)
+  async flaky(@Payload() data: { id: string }): Promise<void> {
+    this.ledger.run(`ack.flaky-dl:${data.id}`);
+    await fetchUpstream(`${this.upstream}/down`);
+  }
+}
+
+describe.skipIf(!hasRabbitMq)('RabbitMqAcknowledgement (noAck: false): acknowledged around @Idempotent, failures dead-lettered or requeued by the error classification', () => {
+  const queue = rabbitMqName('acknowledged');
+  const deadLetters = rabbitMqName('dead-letters');
+  let upstream: LoopbackServer;
+  let app: INestMicroservice | undefined;
+  let client: ClientProxy;
+  let ledger: Ledger;
+  let connection: Awaited<ReturnType<typeof amqp.connect>>;
+  let channel: Awaited<ReturnType<Awaited<ReturnType<typeof amqp.connect>>['createChannel']>>;
+  const events: ResilienceEvent[] = [];
+  const emit = (pattern: string, data: unknown) => firstValueFrom(client.emit(pattern, data));
+  const ready = async (name: string) => (await channel.checkQueue(name)).messageCount;
+
+  beforeAll(async () => {
+    upstream = await startDependency(dependencyScript);
+    connection = await amqp.connect(amqpUrl!);
+    channel = await connection.createChannel();
+    await channel.assertQueue(deadLetters, { durable: false });
+    const moduleRef = await Test.createTestingModule({
+      imports: [ResilienceModule.forRoot()],
+      controllers: [AcknowledgedController, DeadLetteringController],
+      providers: [Ledger, { provide: UPSTREAM_URL, useValue: upstream.url }],
+    }).compile();
+    const queueOptions = { durable: false, autoDelete: false, arguments: { 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': deadLetters } };
+    app = moduleRef.createNestMicroservice({ transport: Transport.RMQ, options: { urls: [amqpUrl!], queue, queueOptions, noAck: false, prefetchCount: 8 }, logger: false });
+    await app.listen();
+    ledger = app.get(Ledger);
+    app.get(ResilienceEvents).subscribe((event) => events.push(event));
+    client = ClientProxyFactory.create({ transport: Transport.RMQ, options: { urls: [amqpUrl!], queue, queueOptions } });
+    await client.connect();
+  });
+
+  afterAll(async () => {
+    await client?.close();
+    await app?.close();
+    await channel?.deleteQueue(queue).catch(() => undefined);
+    await channel?.deleteQueue(deadLetters).catch(() => undefined);
+    await connection?.close();
+    await upstream?.close();
+  });
+
+  it('duplicates of an @Idempotent() event, sequential and concurrent, run the body once and are all acknowledged (the interceptor sits outside @Idempotent)', async () => {
+    for (let copy = 0; copy < 3; copy++) await emit('ack.paid', withMessageId({ invoiceId: 'a-1' }, 'ack-a-1'));
+    await Promise.all([1, 2, 3].map(() => emit('ack.paid', withMessageId({ invoiceId: 'a-1' }, 'ack-a-1'))));
+    await until(() => events.filter((event) => event.event === 'idempotency_replayed' && event.operation === 'ack.paid').length >= 5, 5_000, 'five duplicates answered from the store');
+    expect(ledger.runsOf('ack.paid:a-1')).toBe(1);
+  });
+
+  it('a request-response message is answered, its duplicate from the store, both acknowledged', async () => {
+    const send = (data: unknown) => firstValueFrom(client.send('ack.quote', data));
+    expect(await send(withMessageId({ id: 'q-1' }, 'ack-q-1'))).toEqual({ id: 'q-1', n: 1 });
+    expect(await send(withMessageId({ id: 'q-1' }, 'ack-q-1'))).toEqual({ id: 'q-1', n: 1 });
+  });
+
+  it('a non-transient failure is nacked without requeue: dead-lettered once, never redelivered', async () => {
+    await emit('ack.broken', withMessageId({ id: 'b-1' }, 'ack-b-1'));
+    await until(async () => (await ready(deadLetters)) === 1, 5_000, 'the message dead-lettered');
+    await sleep(300);
+    expect(ledger.runsOf('ack.broken:b-1')).toBe(1);
+  });
+
+  it("a transient failure (503: upstream_unavailable with retryAfterMs) is requeued after its retry hint by default, and the redelivery runs again (its key was released)", async () => {
+    const sent = Date.now();
+    await emit('ack.flaky', withMessageId({ id: 'f-1' }, 'ack-f-1'));
+    await until(() => ledger.runsOf('ack.flaky:f-1') === 2, 8_000, 'the requeued message redelivered');
+    // held for the problem's retryAfterMs (1 s, the mapper's default without a Retry-After) before the nack
+    expect(Date.now() - sent).toBeGreaterThanOrEqual(900);
+    await sleep(300);
+    expect(ledger.runsOf('ack.flaky:f-1')).toBe(2);
+    expect(await ready(deadLetters)).toBe(1);
+  });
+
+  it("onTransientFailure: 'dead-letter' dead-letters a transient failure instead of requeueing it", async () => {
+    await emit('ack.flaky-dl', withMessageId({ id: 'd-1' }, 'ack-d-1'));
+    await until(async () => (await ready(deadLetters)) === 2, 5_000, 'the transient failure dead-lettered');
+    await sleep(300);
+    expect(ledger.runsOf('ack.flaky-dl:d-1')).toBe(1);
+  });
+
+  it('a handler that acknowledges its message itself is not acknowledged twice (the channel stays open: the next messages are consumed)', async () => {
+    await emit('ack.self', { id: 's-1' });
+    await until(() => ledger.runsOf('ack.self:s-1') === 1, 5_000, 'the self-acknowledging handler');
+    await emit('ack.paid', withMessageId({ invoiceId: 'a-2' }, 'ack-a-2'));
+    await until(() => ledger.runsOf('ack.paid:a-2') === 1, 5_000, 'the next message after the self-acknowledged one');
+    await sleep(300);
+    expect({ self: ledger.runsOf('ack.self:s-1'), paid: ledger.runsOf('ack.paid:a-2'), channelClosed: ledger.runsOf('channel closed') }).toEqual({ self: 1, paid: 1, channelClosed: 0 });
+  });
+
+  it('once the consumer is closed, nothing it received is left on the queue (every delivery was settled), and the dead-letter queue holds exactly the two failures', async () => {
+    await sleep(200);
+    await app!.close();
+    app = undefined;
+    // a delivery never settled goes back to ready when its channel closes
+    await sleep(500);
+    expect(await ready(queue)).toBe(0);
+    expect(await ready(deadLetters)).toBe(2);
   });
 });

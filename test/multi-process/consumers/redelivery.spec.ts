@@ -27,6 +27,7 @@ const builtFrom: Array<[string, string]> = [
   [`${root}dist/engine/resilience-engine.js`, `${root}lib/engine/resilience-engine.ts`],
   [`${root}dist/contexts/job.context.js`, `${root}lib/contexts/job.context.ts`],
   [`${root}dist/contexts/rpc.context.js`, `${root}lib/contexts/rpc.context.ts`],
+  [`${root}dist/contexts/rabbitmq-acknowledgement.interceptor.js`, `${root}lib/contexts/rabbitmq-acknowledgement.interceptor.ts`],
 ];
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
