@@ -65,7 +65,10 @@ export const exactlyOnceScenario: Scenario = {
               const route = i % KEYS % 2 === 0 ? '/reports' : '/reports/tx';
               let status: string;
               try {
-                status = String((await postWithKey(instance, route, key, { title: `title of ${key}` })).status);
+                const answer = await postWithKey(instance, route, key, { title: `title of ${key}` });
+                // a 5xx names its problem code, so a failed run says which guarantee gave way
+                const code = answer.status >= 500 ? (answer.body as { code?: string } | undefined)?.code : undefined;
+                status = code ? `${answer.status} ${code}` : String(answer.status);
               } catch (error) {
                 status = `network error ${(error as { cause?: { code?: string } }).cause?.code ?? (error as Error).message}`;
               }
