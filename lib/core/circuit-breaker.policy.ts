@@ -69,6 +69,8 @@ interface SharedLink {
   /** Outcomes waiting for the next flush. */
   queue: Array<{ generation: number; failure: boolean; slow: boolean; probe: boolean }>;
   flushTimer: unknown;
+  /** Set by the first flush: from then on this instance took part, and an open it hears is a transition it saw. */
+  reported: boolean;
 }
 
 /** Longest `retryAfterMs` told to callers refused while probes run: a probe's answer is expected soon. */
@@ -123,7 +125,7 @@ export class CircuitBreakerPolicy implements Policy, Step {
     this.window = createWindow(this.resolved);
     if (this.options.shared && shared !== undefined) {
       const backend = shared.backend.circuitBreaker(key, this.options, (state) => this.adopt(state, 'read'));
-      this.link = { backend, guard: shared, generation: -1, opens: 0, queue: [], flushTimer: undefined };
+      this.link = { backend, guard: shared, generation: -1, opens: 0, queue: [], flushTimer: undefined, reported: false };
       // an instance that starts while the breaker is open elsewhere learns it before its first outcome
       void shared.call(key, () => backend.read()).then((state) => {
         if (state !== UNAVAILABLE) this.adopt(state, 'read');
@@ -361,6 +363,7 @@ export class CircuitBreakerPolicy implements Policy, Step {
     const batch = link.queue;
     if (batch.length === 0) return;
     link.queue = [];
+    link.reported = true;
     const nextBreakMs = this.nextBreakMs(link.opens + 1);
     void link.guard.call(this.key, () => link.backend.record(batch, nextBreakMs)).then((state) => {
       if (state !== UNAVAILABLE) this.adopt(state, 'batch');
@@ -372,13 +375,16 @@ export class CircuitBreakerPolicy implements Policy, Step {
    * elsewhere closes it. Answers older than the newest adopted generation are stale and ignored; an
    * open this instance decided alone during an outage lasts its own break. The first state an
    * instance hears other than in answer to its own outcomes (its start-up read, or a push that beats
-   * it) was decided before it started: an open one is `breaker_state_loaded`, not `breaker_opened`,
-   * so alerts on transitions do not fire on every deploy during (or just after) a shared break.
+   * it), before it sent any outcome of its own, was decided before it started: an open one is
+   * `breaker_state_loaded`, not `breaker_opened`, so alerts on transitions do not fire on every
+   * deploy during (or just after) a shared break.
    */
   private adopt(state: SharedBreakerState, source: 'read' | 'batch'): void {
     const link = this.link;
     if (link === undefined || state.generation < link.generation) return;
-    const loaded = link.generation === -1 && source === 'read';
+    // its own outcomes already went out: whatever order the answers arrive in (a push or the start-up
+    // read can beat the batch's answer on a busy loop), this instance saw the open happen
+    const loaded = link.generation === -1 && source === 'read' && !link.reported;
     const changed = state.generation > link.generation;
     link.generation = state.generation;
     link.opens = state.opens;

@@ -100,6 +100,19 @@ describe('shared policy state (core seam, scripted backend)', () => {
     expect(backend.batches.at(-1)).toEqual([{ generation: 101, failure: false, slow: false, probe: true }]);
   });
 
+  it('an open pushed before any answer, once this instance sent its own outcomes, is breaker_opened: it saw the open happen', async () => {
+    const { clock, events, backend, registry } = setUp();
+    // a busy loop: neither the start-up read nor the batch has answered when the other instance's push arrives
+    backend.hang = true;
+    const breaker = registry.circuitBreaker('dep', consecutive(4));
+    for (let i = 0; i < 2; i++) await breaker.execute(fail, rootContext('dep')).catch(() => undefined);
+    await clock.advance(10); // the batch goes out (and hangs)
+    backend.push({ generation: 101, state: 'open', remainingMs: 400, reason: 'consecutive', opens: 1 });
+    expect(breaker.state).toBe('open');
+    expect(events.named('breaker_state_loaded')).toEqual([]);
+    expect(events.named('breaker_opened')).toMatchObject([{ policy: 'dep', from: 'closed', detail: 'consecutive', delayMs: 400 }]);
+  });
+
   it('an open read at start-up is breaker_state_loaded, not breaker_opened: no alert fires on a deploy during (or just after) a break', async () => {
     const { clock, events, backend, registry } = setUp();
     // another instance opened the breaker before this one started
