@@ -9,7 +9,7 @@ import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { freePort } from './postgres.mjs';
-import { findExecutable, waitUntil } from './server-process.mjs';
+import { findExecutable, listening, waitUntil } from './server-process.mjs';
 
 /** How long a boot may take before it counts as failed (measured: 8–60 s wall, 5–6 s CPU, on 2 cores shared at load 8–22). */
 export const RABBITMQ_START_TIMEOUT_MS = 180_000;
@@ -36,18 +36,6 @@ function amqpReady(port) {
     socket.once('error', () => done(false));
     socket.once('connect', () => socket.write(Buffer.from([0x41, 0x4d, 0x51, 0x50, 0, 0, 9, 1])));
     socket.once('data', (data) => done(data[0] === 1));
-  });
-}
-
-/** Whether something accepts TCP connections on `port`. */
-function listening(port) {
-  return new Promise((resolve) => {
-    const socket = connect({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
   });
 }
 

@@ -1,6 +1,7 @@
 // Shared by the throwaway brokers of scripts/nats.mjs and scripts/rabbitmq.mjs: finding a server
 // binary and waiting for it to answer.
 import { existsSync } from 'node:fs';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 
 /**
@@ -27,4 +28,16 @@ export async function waitUntil(check, { timeoutMs, intervalMs = 20, what }) {
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
   throw new Error(`${what} within ${timeoutMs} ms.`);
+}
+
+/** Whether something accepts TCP connections on 127.0.0.1:`port` (a server expected up, or stopped). */
+export function listening(port) {
+  return new Promise((resolve) => {
+    const socket = connect({ host: '127.0.0.1', port });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
 }
