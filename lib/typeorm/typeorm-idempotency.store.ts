@@ -5,6 +5,7 @@ import type {
   IdempotencyClaimResult,
   IdempotencyLease,
   IdempotencyStore,
+  IdempotencyStoreObserver,
   StoredResponse,
   TransactionalOutcome,
   TransactionalResult,
@@ -86,6 +87,19 @@ export interface TypeOrmIdempotencyStoreOptions {
   clock?: Clock;
   /** Called once per statement sent to the database (round-trip counting in benchmarks, metrics). */
   onQuery?: (event: IdempotencyQueryEvent) => void;
+  /**
+   * PostgreSQL: how long a store operation may spend opening a connection, ms, counted from its
+   * start. A connection attempt that timed out (`connectTimeoutMS`: the server is slow to accept
+   * new connections, e.g. many opened at once on a busy host) proves nothing was sent, so the
+   * operation tries again on a new connection, as long as the attempts' timeouts add up to no more
+   * than this window. A refused connection (the server is down), a full pool (its checkout wait
+   * timed out), the server's connection limit and any failure after a statement was sent are never
+   * tried again. `0`: one attempt, as node-postgres does.
+   * @default the pool's `query_timeout` when it is set (so a request waits no longer than one
+   * statement may: max(`query_timeout`, `connectTimeoutMS`)), else 2 × `connectTimeoutMS`; no
+   * retries without `connectTimeoutMS` (node-postgres then waits for TCP to give up)
+   */
+  connectRetryWindow?: number;
 }
 
 /**
@@ -215,6 +229,11 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
   private readonly purgeLockName: string;
   /** Mixed into every advisory lock key, so two stores' tables in one database never share locks. */
   private readonly lockSalt: bigint;
+  /** `connectRetryWindow` as given (`undefined`: derived from the pool's timeouts). */
+  private readonly connectRetryWindow?: number;
+  /** Where a connection that had to be opened again is reported (once per store). */
+  private warn?: (message: string) => void;
+  private warnedSlowConnect = false;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -236,6 +255,10 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
     this.clock = options.clock ?? systemClock;
     this.lockWait = { clock: this.clock, random: systemRandom, lockTimeout: this.lockTimeout };
     this.onQuery = options.onQuery;
+    if (options.connectRetryWindow !== undefined && (!Number.isInteger(options.connectRetryWindow) || options.connectRetryWindow < 0)) {
+      throw new Error(`TypeOrmIdempotencyStore: connectRetryWindow must be a non-negative integer of ms (got ${options.connectRetryWindow}).`);
+    }
+    this.connectRetryWindow = options.connectRetryWindow;
     if (this.dialect === 'sqlite') {
       this.queue = new SqliteOperationQueue(this.clock, this.lockTimeout, positiveInteger(options.maxQueuedOperations ?? 1_000, 'maxQueuedOperations'));
       this.openRuns = new Map();
@@ -303,6 +326,11 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
     await this.serial(() => this.execute('ping', this.sql.ping, []));
   }
 
+  /** Keeps the application's warning log: a connection that had to be opened again is reported there once. */
+  observe(observer: IdempotencyStoreObserver): void {
+    this.warn ??= observer.warn;
+  }
+
   /**
    * SQLite: answers `in_progress` to a claim of a record whose transactional run in this store
    * holds the key (its row is not committed, so the database cannot tell), without waiting for
@@ -327,7 +355,7 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
     // Registered before queueing, so a duplicate never queues behind the run it duplicates.
     const decide = this.registerRun(recordId, claim.fingerprint);
     const run = async (deadline: number | undefined): Promise<TransactionalResult<T>> => {
-      const queryRunner = this.dataSource.createQueryRunner();
+      const queryRunner = await this.connectedRunner();
       let failure: unknown;
       try {
         return await this.transaction(queryRunner, recordId, claim, work, decide, deadline);
@@ -591,10 +619,10 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
     if (pool) {
       // A named statement is parsed and planned once per connection; sent unnamed (what TypeORM
       // does), PostgreSQL re-plans the claim on every call (~1.0 ms against ~0.4 ms measured).
-      const result = await pool.query({ name: statementNameOf(sql), text: sql, values: parameters ?? [] });
+      const result = await this.poolQuery(pool, { name: statementNameOf(sql), text: sql, values: parameters ?? [] });
       return { rows: result.rows ?? [], affected: result.rowCount ?? 0 };
     }
-    const runner = queryRunner ?? this.dataSource.createQueryRunner();
+    const runner = queryRunner ?? (await this.connectedRunner());
     let failure: unknown;
     try {
       const result = await runner.query(sql, parameters, true);
@@ -605,6 +633,78 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
     } finally {
       if (!queryRunner) await this.returnConnection(runner, failure);
     }
+  }
+
+  /**
+   * One statement on a connection of the pool, as node-postgres' `pool.query` sends it, but with
+   * the connection opened first by {@link openConnection}: a failure there is known to have sent
+   * nothing. Any failure of the statement discards its connection (what `pool.query` does too).
+   */
+  private async poolQuery(pool: PostgresPool, config: { name: string; text: string; values: unknown[] }): Promise<PostgresResult> {
+    const client = await this.openConnection(pool, () => pool.connect());
+    let failure: Error | undefined;
+    // a connection error while checked out has no other listener: unheard, it would crash the process
+    const onError = (error: Error) => (failure ??= error);
+    client.on('error', onError);
+    try {
+      return await client.query(config);
+    } catch (error) {
+      failure ??= error instanceof Error ? error : new Error(String(error));
+      throw error;
+    } finally {
+      client.removeListener('error', onError);
+      client.release(failure);
+    }
+  }
+
+  /**
+   * A query runner for the store's own statements. PostgreSQL: its connection is opened here, by
+   * {@link openConnection}, before anything is sent on it; SQLite: TypeORM's one shared connection.
+   */
+  private async connectedRunner(): Promise<QueryRunner> {
+    const pool = this.postgresPool();
+    if (!pool) return this.dataSource.createQueryRunner();
+    return this.openConnection(pool, async () => {
+      const runner = this.dataSource.createQueryRunner();
+      try {
+        await runner.connect();
+        return runner;
+      } catch (error) {
+        // never connected: releasing it only marks it released (TypeORM keeps a failed connect's promise)
+        await runner.release().catch(() => undefined);
+        throw error;
+      }
+    });
+  }
+
+  /**
+   * Opens a connection with `open`. An attempt that timed out sent nothing (no statement is given
+   * to a connection before it is open), so another attempt on a new connection is safe: one is
+   * made as long as all attempts' timeouts add up to no more than the connect retry window (see
+   * `connectRetryWindow`), which keeps the request within the store's documented wait.
+   */
+  private async openConnection<C>(pool: PostgresPool, open: () => Promise<C>): Promise<C> {
+    const connectTimeout = positiveOrZero(pool.options?.connectionTimeoutMillis);
+    const queryTimeout = positiveOrZero(pool.options?.query_timeout);
+    const window = this.connectRetryWindow ?? (queryTimeout > 0 ? Math.max(queryTimeout, connectTimeout) : 2 * connectTimeout);
+    const attempts = connectTimeout > 0 ? Math.max(1, Math.floor(window / connectTimeout)) : 1;
+    const started = this.clock.now();
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await open();
+      } catch (error) {
+        if (attempt >= attempts || !isConnectTimeout(error)) throw error;
+        this.reportSlowConnect(connectTimeout, this.clock.now() - started, window);
+      }
+    }
+  }
+
+  private reportSlowConnect(connectTimeout: number, waited: number, window: number): void {
+    if (this.warnedSlowConnect || !this.warn) return;
+    this.warnedSlowConnect = true;
+    this.warn(
+      `TypeOrmIdempotencyStore: PostgreSQL did not open a new connection within connectTimeoutMS (${connectTimeout} ms; ${Math.round(waited)} ms since the operation started), so the store is trying again on a new one, for up to ${window} ms (connectRetryWindow). A healthy server is slow to accept connections when many are opened at once (a cold pool under a burst, a busy host): open the pool's connections before traffic arrives, lower the pool size or raise connectTimeoutMS. Reported once.`,
+    );
   }
 
   /**
@@ -695,9 +795,41 @@ function isUnanswered(error: unknown, depth = 0): boolean {
   return isUnanswered(driverError, depth + 1) || isUnanswered(cause, depth + 1);
 }
 
-/** What the store uses of node-postgres' `Pool`. */
+/** What a statement of node-postgres answers (the parts the store reads). */
+interface PostgresResult {
+  readonly rows?: Record<string, unknown>[];
+  readonly rowCount?: number | null;
+}
+
+/** What the store uses of a connection checked out of node-postgres' `Pool`. */
+interface PostgresPoolClient {
+  query(config: { name: string; text: string; values: unknown[] }): Promise<PostgresResult>;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+  removeListener(event: 'error', listener: (error: Error) => void): unknown;
+  /** Back to the pool; with an error, the connection is closed instead. */
+  release(error?: Error): void;
+}
+
+/** What the store uses of node-postgres' `Pool`: checkout, and the timeouts it was given. */
 interface PostgresPool {
-  query(config: { name: string; text: string; values: unknown[] }): Promise<{ rows?: Record<string, unknown>[]; rowCount?: number | null }>;
+  connect(): Promise<PostgresPoolClient>;
+  readonly options?: { readonly connectionTimeoutMillis?: unknown; readonly query_timeout?: unknown };
+}
+
+/**
+ * Whether a connection attempt failed because it timed out: node-postgres' pool (`Connection
+ * terminated due to connection timeout`) or client (`timeout expired`) gave up on it, or the
+ * kernel did (`ETIMEDOUT`). Only ever asked about errors of opening a connection.
+ */
+function isConnectTimeout(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null) return false;
+  const { message, code } = error as { message?: unknown; code?: unknown };
+  return code === 'ETIMEDOUT' || (typeof message === 'string' && /^(Connection terminated due to connection timeout|timeout expired)/.test(message));
+}
+
+function positiveOrZero(value: unknown): number {
+  const number = Number(value);
+  return Number.isFinite(number) && number > 0 ? number : 0;
 }
 
 const statementNames = new Map<string, string>();
