@@ -16,12 +16,13 @@ import { startStallingRelay, type StallingRelay } from '../../support/stalling-r
 import { createIdempotencyApp, until, type IdempotencyTestApp } from './support.js';
 import { TestReport } from './stores.js';
 
-const CONNECT_TIMEOUT_MS = 500;
-const QUERY_TIMEOUT_MS = 1_500;
-/** The default connect retry window is query_timeout: 3 attempts of 500 ms fit in it. */
+/** ~25 times what opening a PostgreSQL connection takes on this machine (~40 ms), so a connection the relay forwards opens in time even under load. */
+const CONNECT_TIMEOUT_MS = 1_000;
+const QUERY_TIMEOUT_MS = 2_000;
+/** The default connect retry window is query_timeout: 2 attempts of 1 000 ms fit in it. */
 const ATTEMPTS = Math.floor(QUERY_TIMEOUT_MS / CONNECT_TIMEOUT_MS);
-/** Timers and loopback HTTP on a loaded 2-core machine, past a connect timeout. */
-const MARGIN_MS = 700;
+/** Late timers and loopback HTTP on a loaded 2-core machine (the chaos suite allows PostgreSQL 1 s too). */
+const MARGIN_MS = 1_000;
 
 let runs = 0;
 
@@ -105,7 +106,7 @@ describe.skipIf(!hasPostgres)('PostgreSQL slow to open a connection (a relay sta
     it.each(['lease', 'tx'])('%s mode: a claim whose first connection stalled past connectTimeoutMS runs on a new connection, once', async (route) => {
       const key = `${platform}-${route}-stalled-once`;
       await coldPool();
-      const before = { runs, connections: relay.connections };
+      const before = { runs, connections: relay.connections, storeErrors: harness.named('idempotency_store_error').length };
       relay.stallNext(1);
       const started = performance.now();
       const answer = await post(route, key);
@@ -117,7 +118,7 @@ describe.skipIf(!hasPostgres)('PostgreSQL slow to open a connection (a relay sta
       expect(relay.connections - before.connections).toBeGreaterThanOrEqual(2);
       expect(waited).toBeGreaterThanOrEqual(CONNECT_TIMEOUT_MS - 50);
       expect(waited).toBeLessThan(QUERY_TIMEOUT_MS + MARGIN_MS);
-      expect(harness.named('idempotency_store_error')).toEqual([]);
+      expect(harness.named('idempotency_store_error')).toHaveLength(before.storeErrors);
 
       const replay = await post(route, key);
       expect(replay.status).toBe(201);
@@ -160,6 +161,7 @@ describe.skipIf(!hasPostgres)('PostgreSQL slow to open a connection (a relay sta
       expect(answer.status).toBe(503);
       expect(answer.body.code).toBe('idempotency_store_unavailable');
       expect(relay.connections - before.connections).toBe(1);
+      // not after a connect timeout, let alone the retry window
       expect(waited).toBeLessThan(CONNECT_TIMEOUT_MS);
       expect(runs - before.runs).toBe(0);
     });
