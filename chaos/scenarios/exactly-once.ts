@@ -21,6 +21,9 @@ const CONCURRENCY_PER_PROCESS = 32;
  * pool; the extra connection is for lease heartbeats and the purger, which share it. With a
  * smaller pool requests queue for a connection, and one that waits longer than the checkout
  * timeout (TypeORM's connectTimeoutMS) is answered 503 although the database is healthy.
+ * The pools start cold on purpose: all 4 × 33 connections open at the burst's start, which on a
+ * busy host takes PostgreSQL longer than connectTimeoutMS for some of them; the store tries those
+ * again on new connections (TypeOrmIdempotencyStore's connectRetryWindow).
  */
 const POOL_SIZE = CONCURRENCY_PER_PROCESS + 1;
 /** Longer than the whole burst: no lease expires, so no takeover can run a key twice. */

@@ -169,7 +169,9 @@ interface QueryOutcome {
  *
  * Configure the DataSource so a dead database fails fast instead of hanging requests: on
  * PostgreSQL set `connectTimeoutMS` (e.g. 2_000) and `extra: { query_timeout: 5_000 }`; on SQLite
- * use a file with `enableWAL: true`.
+ * use a file with `enableWAL: true`. A new PostgreSQL connection that did not open within
+ * `connectTimeoutMS` (a healthy server slow to accept many at once) is tried again on another,
+ * within `connectRetryWindow`: nothing was sent on it.
  *
  * A silent PostgreSQL (hung, paused, partitioned: connections open, no answer): a request is
  * answered once its statement times out, never after another round trip. A connection still
