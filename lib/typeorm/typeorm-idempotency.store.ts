@@ -258,7 +258,7 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
     this.lockWait = { clock: this.clock, random: systemRandom, lockTimeout: this.lockTimeout };
     this.onQuery = options.onQuery;
     if (options.connectRetryWindow !== undefined && (!Number.isInteger(options.connectRetryWindow) || options.connectRetryWindow < 0)) {
-      throw new Error(`TypeOrmIdempotencyStore: connectRetryWindow must be a non-negative integer of ms (got ${options.connectRetryWindow}).`);
+      throw new Error(`TypeOrmIdempotencyStore: connectRetryWindow must be a non-negative integer of ms (got ${options.connectRetryWindow}); e.g. connectRetryWindow: 5_000, or 0 to never open a connection twice.`);
     }
     this.connectRetryWindow = options.connectRetryWindow;
     if (this.dialect === 'sqlite') {

@@ -9,6 +9,7 @@ import request from 'supertest';
 import { DataSource, type DataSourceOptions, type EntityManager } from 'typeorm';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Idempotent, IdempotencyTransaction } from 'nest-resilience';
+import { storeFailureOf } from 'nest-resilience/core';
 import { IdempotencyRecord, TypeOrmIdempotencyStore } from 'nest-resilience/typeorm';
 import { platforms } from '../../support/app.js';
 import { createTestDatabase, hasPostgres } from '../../support/postgres.js';
@@ -87,6 +88,20 @@ describe.skipIf(!hasPostgres)('PostgreSQL slow to open a connection (a relay sta
   const rowsOf = async (key: string) => Number((await direct.query('SELECT count(*) AS n FROM idem_test_reports WHERE "requestKey" = $1', [key]))[0].n);
   /** Waits until the pool holds no connection, so the request's first statement opens a new one. */
   const coldPool = () => until(() => pool.totalCount === 0, 5_000, 'the pool to close its idle connections');
+
+  it('connectRetryWindow: 0 opens a connection once, as node-postgres does; a window that is not a whole number of ms is refused', async () => {
+    const store = new TypeOrmIdempotencyStore(viaRelay, { connectRetryWindow: 0 });
+    await coldPool();
+    const before = relay.connections;
+    relay.stallNext(1);
+    const claim = { namespace: 'default', scope: '', key: 'no-retry', fingerprint: 'f', method: 'POST', path: '/slow', leaseMs: 10_000, ttlMs: 60_000 };
+    const failure = await store.claim(claim).then(() => undefined, (error: unknown) => error);
+    expect(storeFailureOf(failure)).toBe('unavailable');
+    expect(relay.connections - before).toBe(1);
+    for (const connectRetryWindow of [-1, 2.5, Number.NaN]) {
+      expect(() => new TypeOrmIdempotencyStore(viaRelay, { connectRetryWindow })).toThrow(/connectRetryWindow must be a non-negative integer of ms .*e\.g\. connectRetryWindow: 5_000/);
+    }
+  });
 
   describe.each(platforms)('on %s', (platform) => {
     let harness: IdempotencyTestApp;
