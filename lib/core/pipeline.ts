@@ -270,7 +270,7 @@ export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, regis
     const now = env.clock.now();
     const deadline = Math.min(options.deadline ?? Infinity, total === undefined ? Infinity : now + total);
     const chain = Number.isFinite(options.deadline ?? Infinity) ? guardedRunners : runners;
-    const hooks: RetryHooks = { isCommitted: options.isCommitted, callStartedAt: queues ? undefined : now };
+    const hooks: RetryHooks = new CallHooks(options.isCommitted, queues ? undefined : now);
     runFrom(chain, 0, work, contextWith(token, deadline, 1, key), once(done), hooks);
   };
 
@@ -282,4 +282,15 @@ export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, regis
     },
     run,
   };
+}
+
+/**
+ * The {@link RetryHooks} of one call: a class, not a literal, so V8 never moves every call's hooks
+ * (and what they hold) to old space after seeing some outlive a scavenge.
+ */
+class CallHooks implements RetryHooks {
+  constructor(
+    readonly isCommitted: (() => boolean) | undefined,
+    readonly callStartedAt: number | undefined,
+  ) {}
 }

@@ -1,5 +1,18 @@
 import 'reflect-metadata';
-import { Controller, Get, Inject, type INestApplication } from '@nestjs/common';
+import {
+  Controller,
+  Get,
+  Inject,
+  Injectable,
+  UseGuards,
+  UseInterceptors,
+  type CallHandler,
+  type CanActivate,
+  type ExecutionContext,
+  type INestApplication,
+  type NestInterceptor,
+} from '@nestjs/common';
+import { catchError, throwError, type Observable } from 'rxjs';
 import { request as httpRequest } from 'node:http';
 import {
   AttemptSignal,
@@ -24,12 +37,42 @@ const probe = {
   attempts: 0,
   signals: [] as AbortSignal[],
   started: undefined as undefined | (() => void),
+  /** What the route under RecordsFailure failed with, as the interceptors around the handler saw it. */
+  failed: undefined as undefined | ((error: unknown) => void),
 };
 
 function resetProbe(): void {
   probe.attempts = 0;
   probe.signals = [];
   probe.started = undefined;
+  probe.failed = undefined;
+}
+
+/** A guard that lets the request through only once its client's connection is closed. */
+@Injectable()
+class ClosesClientFirst implements CanActivate {
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    const request = context.switchToHttp().getRequest<{ raw?: { socket: import('node:net').Socket }; socket?: import('node:net').Socket }>();
+    const socket = (request.raw ?? request).socket!;
+    await new Promise<void>((resolve) => {
+      socket.once('close', () => resolve());
+      socket.destroy();
+    });
+    return true;
+  }
+}
+
+/** Reports the error the decorated handler's call failed with. */
+@Injectable()
+class RecordsFailure implements NestInterceptor {
+  intercept(_context: ExecutionContext, next: CallHandler): Observable<unknown> {
+    return next.handle().pipe(
+      catchError((error: unknown) => {
+        probe.failed?.(error);
+        return throwError(() => error);
+      }),
+    );
+  }
 }
 
 /** Sleeps without looking at any signal: the handler that ignores cancellation. */
@@ -71,6 +114,16 @@ class TimeoutController {
     probe.signals.push(signal);
     await fetch(this.hangingUrl, { signal });
     return { unreachable: true };
+  }
+
+  @Get('client-gone-before')
+  @UseGuards(ClosesClientFirst)
+  @UseInterceptors(RecordsFailure)
+  @Retryable()
+  @Timeout(5_000)
+  clientGoneBefore() {
+    probe.attempts++;
+    return { ran: true };
   }
 
   @Get('waits-for-disconnect')
@@ -172,6 +225,18 @@ for (const platform of platforms) {
       expect(probe.signals[0]!.aborted).toBe(true);
       // without a retry, @Timeout(150) is the total deadline: the typed reason is DeadlineExceededError
       expect(probe.signals[0]!.reason).toMatchObject({ name: 'DeadlineExceededError', code: 'timeout' });
+    });
+
+    it('never runs the handler of a call whose client is gone before it starts', async () => {
+      const failure = new Promise<unknown>((resolve) => (probe.failed = resolve));
+      const client = httpRequest(`${baseUrl}/timeout/client-gone-before`);
+      client.on('error', () => undefined);
+      client.end();
+      const error = await failure;
+      expect(probe.attempts).toBe(0);
+      expect(error).toMatchObject({ problem: { code: 'aborted' } });
+      expect((error as { cause?: Error }).cause).toBeInstanceOf(OperationAbortedError);
+      expect((error as { cause: Error }).cause.message).toContain('the client closed the connection');
     });
 
     it('aborts the handler signal when the client disconnects, and starts no further attempt', async () => {
