@@ -9,14 +9,19 @@ export interface Deadline {
   readonly dueAt: number;
 }
 
-interface Entry extends Deadline {
-  readonly callback: (arg: unknown) => void;
-  readonly arg: unknown;
-  /** What {@link DeadlineContext.capture} returned when it was scheduled. */
-  readonly context: unknown;
-  readonly lane: Lane;
+/** A scheduled deadline (a class, not a literal: V8 would move every entry to old space once it saw some outlive a scavenge). */
+class Entry implements Deadline {
   /** Still pending: neither run nor cancelled (a cancelled entry stays in its lane until swept). */
-  live: boolean;
+  live = true;
+
+  constructor(
+    readonly dueAt: number,
+    readonly callback: (arg: unknown) => void,
+    readonly arg: unknown,
+    /** What {@link DeadlineContext.capture} returned when it was scheduled. */
+    readonly context: unknown,
+    readonly lane: Lane,
+  ) {}
 }
 
 /**
@@ -122,14 +127,7 @@ export class DeadlineQueue {
       lane = { ms, entries: [], head: 0, live: 0 };
       this.lanes.set(ms, lane);
     }
-    const entry: Entry = {
-      dueAt: now + ms,
-      callback: callback as (arg: unknown) => void,
-      arg,
-      context: this.context?.capture(),
-      lane,
-      live: true,
-    };
+    const entry = new Entry(now + ms, callback as (arg: unknown) => void, arg, this.context?.capture(), lane);
     lane.entries.push(entry);
     lane.live++;
     this.pending++;
