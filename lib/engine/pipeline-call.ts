@@ -33,8 +33,8 @@ export interface PipelineCall {
   readonly signal?: AbortSignal;
   /** The caller's absolute deadline on the policy clock. */
   readonly deadline?: number;
-  /** Returns `true` once the response started (nothing may be retried after it). */
-  readonly isCommitted?: () => boolean;
+  /** Returns `true` once the response started (nothing may be retried after it); called as a method of the call. */
+  isCommitted?(): boolean;
   /** Arguments of the call, for fallbacks. */
   readonly args: readonly unknown[];
   /** Policy key, request id, route and clock of every resilience context of the call. */
@@ -160,7 +160,7 @@ export function executePromise<T>(pipeline: Pipeline, work: () => unknown, call:
     runCall(pipeline, call, root, () =>
       pipeline.run(
         attemptWork(call, (settle) => callWork(work, settle)),
-        { cancellation: root, deadline: finiteOrUndefined(call.deadline), isCommitted: call.isCommitted },
+        { cancellation: root, deadline: finiteOrUndefined(call.deadline), isCommitted: call.isCommitted === undefined ? undefined : () => call.isCommitted!() },
         owned
           ? (failed, outcome) => {
               root.dispose();
@@ -212,7 +212,7 @@ export function executeRoute(
       pipeline.run(
         attemptWork(call, (settleAttempt) => callWork(work, settleAttempt), callStore),
         // the call has what the pipeline reads: no options object per call unless its deadline needs mending
-        call.deadline === undefined || Number.isFinite(call.deadline) ? call : { cancellation: root, isCommitted: call.isCommitted },
+        call.deadline === undefined || Number.isFinite(call.deadline) ? call : { cancellation: root, isCommitted: () => call.isCommitted?.() ?? false },
         settle,
       ),
     callStore,

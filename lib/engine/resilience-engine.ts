@@ -247,7 +247,6 @@ export class ResilienceEngine implements MethodInvoker {
     const call = new RouteCallState(
       client,
       adapter.deadlineOf(host, clock),
-      adapter.commitCheck(host),
       args,
       key,
       clock,
@@ -264,7 +263,7 @@ export class ResilienceEngine implements MethodInvoker {
     else if (adapter.callerGone(host, profile)) client.abort(clientClosed());
     if (method.returnsObservable) {
       return new Observable<unknown>((subscriber) => {
-        const teardown = runObservable(pipeline, work, { ...call, mapError }, subscriber);
+        const teardown = runObservable(pipeline, work, { ...call, isCommitted: () => call.isCommitted(), mapError }, subscriber);
         return () => {
           teardown();
           watch.stop();
@@ -463,6 +462,10 @@ function liveParentOf(store: ResilienceContextStore | undefined): ResilienceCont
   return reason instanceof AttemptSettledError ? undefined : store;
 }
 
+function notCommitted(): boolean {
+  return false;
+}
+
 function clientClosed(): OperationAbortedError {
   return new OperationAbortedError('the client closed the connection');
 }
@@ -478,11 +481,12 @@ class RouteCallState implements PipelineCall, SharedStoreFields, CallerWatch {
   readonly store: SharedStoreFields = this;
   private stopWatching: (() => void) | undefined;
   private ended = false;
+  /** The adapter's commit check, asked for on the first {@link isCommitted} (after a failure). */
+  private commitCheck: (() => boolean) | undefined;
 
   constructor(
     readonly cancellation: Cancellation,
     readonly deadline: number | undefined,
-    readonly isCommitted: (() => boolean) | undefined,
     readonly args: readonly unknown[],
     readonly policy: string,
     readonly clock: Clock,
@@ -492,6 +496,11 @@ class RouteCallState implements PipelineCall, SharedStoreFields, CallerWatch {
     private readonly host: ContextHost,
     private readonly profile: HandlerProfile,
   ) {}
+
+  /** Whether the answer started; a method, so the response is only read once a failure asks. */
+  isCommitted(): boolean {
+    return (this.commitCheck ??= this.adapter.commitCheck(this.host) ?? notCommitted)();
+  }
 
   start(): void {
     if (this.ended || this.stopWatching !== undefined) return;
