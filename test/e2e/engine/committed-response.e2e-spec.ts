@@ -1,41 +1,13 @@
 import 'reflect-metadata';
-import {
-  Controller,
-  Get,
-  Injectable,
-  Res,
-  ServiceUnavailableException,
-  UseInterceptors,
-  type CallHandler,
-  type ExecutionContext,
-  type INestApplication,
-  type NestInterceptor,
-} from '@nestjs/common';
+import { Controller, Get, Res, ServiceUnavailableException, UseInterceptors, type INestApplication } from '@nestjs/common';
 import { request as httpRequest } from 'node:http';
 import { ResilienceEvents, ResilienceModule, Retryable, type ResilienceEvent } from 'nest-resilience';
-import { catchError, throwError, type Observable } from 'rxjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { appUrl, createApp, platforms } from '../../support/app.js';
+import { RecordsFailure, nextFailure } from './records-failure.js';
 
-/** What the handlers saw, for the assertions. */
-const probe = {
-  attempts: 0,
-  /** Called with the error the route's call failed with, as the interceptors around the handler saw it. */
-  failed: undefined as undefined | ((error: unknown) => void),
-};
-
-/** Reports the error the decorated handler's call failed with. */
-@Injectable()
-class RecordsFailure implements NestInterceptor {
-  intercept(_context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    return next.handle().pipe(
-      catchError((error: unknown) => {
-        probe.failed?.(error);
-        return throwError(() => error);
-      }),
-    );
-  }
-}
+/** How many times the handlers ran. */
+const probe = { attempts: 0 };
 
 @Controller('committed')
 class CommittedController {
@@ -78,7 +50,7 @@ for (const platform of platforms) {
     async function failureOf(path: string): Promise<unknown> {
       probe.attempts = 0;
       events.length = 0;
-      const failure = new Promise<unknown>((resolve) => (probe.failed = resolve));
+      const failure = nextFailure();
       const client = httpRequest(`${baseUrl}${path}`, (response) => response.resume());
       client.on('error', () => undefined);
       client.end();

@@ -6,13 +6,10 @@ import {
   Injectable,
   UseGuards,
   UseInterceptors,
-  type CallHandler,
   type CanActivate,
   type ExecutionContext,
   type INestApplication,
-  type NestInterceptor,
 } from '@nestjs/common';
-import { catchError, throwError, type Observable } from 'rxjs';
 import { request as httpRequest } from 'node:http';
 import {
   AttemptSignal,
@@ -29,6 +26,7 @@ import request from 'supertest';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { appUrl, createApp, platforms } from '../../support/app.js';
 import { startHangingServer, type HangingServer } from './loopback-servers.js';
+import { RecordsFailure, nextFailure } from './records-failure.js';
 
 const HANGING_URL = Symbol('HANGING_URL');
 
@@ -37,15 +35,12 @@ const probe = {
   attempts: 0,
   signals: [] as AbortSignal[],
   started: undefined as undefined | (() => void),
-  /** What the route under RecordsFailure failed with, as the interceptors around the handler saw it. */
-  failed: undefined as undefined | ((error: unknown) => void),
 };
 
 function resetProbe(): void {
   probe.attempts = 0;
   probe.signals = [];
   probe.started = undefined;
-  probe.failed = undefined;
 }
 
 /** A guard that lets the request through only once its client's connection is closed. */
@@ -59,19 +54,6 @@ class ClosesClientFirst implements CanActivate {
       socket.destroy();
     });
     return true;
-  }
-}
-
-/** Reports the error the decorated handler's call failed with. */
-@Injectable()
-class RecordsFailure implements NestInterceptor {
-  intercept(_context: ExecutionContext, next: CallHandler): Observable<unknown> {
-    return next.handle().pipe(
-      catchError((error: unknown) => {
-        probe.failed?.(error);
-        return throwError(() => error);
-      }),
-    );
   }
 }
 
@@ -228,7 +210,7 @@ for (const platform of platforms) {
     });
 
     it('never runs the handler of a call whose client is gone before it starts', async () => {
-      const failure = new Promise<unknown>((resolve) => (probe.failed = resolve));
+      const failure = nextFailure();
       const client = httpRequest(`${baseUrl}/timeout/client-gone-before`);
       client.on('error', () => undefined);
       client.end();
