@@ -115,6 +115,14 @@ export interface ContextAdapter {
   /** Calls `onGone` once if the caller goes away before the answer; returns a function that stops watching. */
   watchCaller(host: ContextHost, onGone: () => void, profile: HandlerProfile): () => void;
 
+  /**
+   * Whether the caller is gone already, checked before the handler runs. An adapter that has it
+   * lets the engine start {@link watchCaller} only once a call goes asynchronous (a call that
+   * settles in its first synchronous pass, where no close event can arrive, costs no watch); one
+   * without it is watched from before the handler runs.
+   */
+  callerGone?(host: ContextHost, profile: HandlerProfile): boolean;
+
   /** The caller's absolute deadline on `clock`, when the transport carries one. */
   deadlineOf(host: ContextHost, clock: Clock): number | undefined;
 

@@ -3,7 +3,7 @@ import type { RequestInfoSource } from '../context/context-frame.js';
 import { ResilienceConfigError } from '../core/errors.js';
 import { STALE_HEADER } from '../core/last-good.js';
 import { applyProblemHeaders, isProblemDetailsException } from '../http/problem-details.js';
-import { httpMethodOf, onClientDisconnect, rawResponseOf, requestInfoSource } from '../http/request-info.js';
+import { clientGone, httpMethodOf, onClientDisconnect, rawResponseOf, requestInfoSource } from '../http/request-info.js';
 import { SAFE_METHODS } from '../core/idempotency/idempotency-core.js';
 import type { IdempotentRequest, IdempotentResponse } from '../core/idempotency/idempotency-core.interface.js';
 import type { ResolvedIdempotencyOptions } from '../core/idempotency/idempotency-options.interface.js';
@@ -33,6 +33,10 @@ export const httpContext: ContextAdapter = {
 
   watchCaller(host: ContextHost, onGone: () => void): () => void {
     return onClientDisconnect(host[1], onGone);
+  },
+
+  callerGone(host: ContextHost): boolean {
+    return clientGone(host[1]);
   },
 
   deadlineOf(): undefined {

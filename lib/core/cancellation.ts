@@ -28,6 +28,9 @@ type AbortTarget = ((reason: unknown) => void) | AbortListener;
 export class Cancellation {
   private isAborted = false;
   private abortReason: unknown = undefined;
+  /** The one target, while there is exactly one (most tokens never get a second: no array then). */
+  private single: AbortTarget | undefined;
+  /** The targets, in registration order, once there were two at the same time. */
   private targets: AbortTarget[] | undefined;
   private controller: AbortController | undefined;
   /** The token this one follows, while linked. */
@@ -67,7 +70,7 @@ export class Cancellation {
 
   /** Listeners and linked children currently registered (for leak checks). */
   get listenerCount(): number {
-    return this.targets?.length ?? 0;
+    return this.single !== undefined ? 1 : (this.targets?.length ?? 0);
   }
 
   /**
@@ -104,20 +107,13 @@ export class Cancellation {
     this.isAborted = true;
     this.abortReason = reason;
     this.unlink();
+    const single = this.single;
+    this.single = undefined;
+    if (single !== undefined) tell(single, reason);
     const targets = this.targets;
     this.targets = undefined;
     if (targets !== undefined) {
-      for (const target of targets) {
-        try {
-          if (typeof target === 'function') target(reason);
-          else target.handleAbort(reason);
-        } catch (error) {
-          // like an EventTarget listener: report it without stopping the other listeners
-          queueMicrotask(() => {
-            throw error;
-          });
-        }
-      }
+      for (const target of targets) tell(target, reason);
     }
     if (this.controller !== undefined && !this.controller.signal.aborted) this.controller.abort(reason);
   }
@@ -170,12 +166,21 @@ export class Cancellation {
   }
 
   private add(target: AbortTarget): void {
-    // most tokens get one or two targets: an exact-size array, not an empty one grown to 17 slots
-    if (this.targets === undefined) this.targets = [target];
-    else this.targets.push(target);
+    const targets = this.targets;
+    if (targets !== undefined) targets.push(target);
+    else if (this.single === undefined) this.single = target;
+    else {
+      // exact size: most tokens that get a second target never get a third
+      this.targets = [this.single, target];
+      this.single = undefined;
+    }
   }
 
   private remove(target: AbortTarget): void {
+    if (this.single !== undefined) {
+      if (this.single === target) this.single = undefined;
+      return;
+    }
     const targets = this.targets;
     if (targets === undefined) return;
     if (targets.length === 1) {
@@ -191,6 +196,18 @@ export class Cancellation {
 }
 
 function noop(): void {}
+
+/** Tells one target of an aborting token; like an EventTarget listener, a throw is reported without stopping the others. */
+function tell(target: AbortTarget, reason: unknown): void {
+  try {
+    if (typeof target === 'function') target(reason);
+    else target.handleAbort(reason);
+  } catch (error) {
+    queueMicrotask(() => {
+      throw error;
+    });
+  }
+}
 
 const CANCELLATION: unique symbol = Symbol('nest-resilience.cancellation');
 

@@ -9,14 +9,33 @@ export interface Deadline {
   readonly dueAt: number;
 }
 
-interface Entry extends Deadline {
-  readonly callback: (arg: unknown) => void;
-  readonly arg: unknown;
-  /** What {@link DeadlineContext.capture} returned when it was scheduled. */
-  readonly context: unknown;
-  readonly lane: Set<Entry>;
-  /** The duration its lane is kept under. */
+/** A scheduled deadline (a class, not a literal: V8 would move every entry to old space once it saw some outlive a scavenge). */
+class Entry implements Deadline {
+  /** Still pending: neither run nor cancelled (a cancelled entry stays in its lane until swept). */
+  live = true;
+
+  constructor(
+    readonly dueAt: number,
+    readonly callback: (arg: unknown) => void,
+    readonly arg: unknown,
+    /** What {@link DeadlineContext.capture} returned when it was scheduled. */
+    readonly context: unknown,
+    readonly lane: Lane,
+  ) {}
+}
+
+/**
+ * The pending deadlines of one duration, in scheduling (= due) order: an array with a moving head,
+ * where a cancelled entry is only marked (the common cancel, of the newest or the oldest entry,
+ * also pops or skips it), so a deadline costs a push and a pop instead of a hash insert and delete.
+ */
+interface Lane {
   readonly ms: number;
+  readonly entries: Entry[];
+  /** Index of the first entry not yet run or swept. */
+  head: number;
+  /** Entries from `head` on that are still live. */
+  live: number;
 }
 
 /**
@@ -54,16 +73,20 @@ export interface DeadlineQueueOptions {
  */
 const MAX_LANES = 64;
 
+/** Cancelled entries a lane may hold in its middle before it is compacted (and at most as many as its live ones). */
+const SWEEP_AFTER = 32;
+
 /**
  * Many timers on **one** real timer: for per-request deadlines with few distinct durations (a
  * route's lease renewal, say), where most are cancelled long before they are due. Scheduling and
- * cancelling are a `Set` insert and delete, no timer is created or cleared per request; deadlines of
- * one duration are kept in a lane in the order they were scheduled, which is the order they fall
- * due, so firing only looks at the head of each lane.
+ * cancelling are an array push and pop (a cancel out of order only marks its entry), no timer is
+ * created or cleared per request; deadlines of one duration are kept in a lane in the order they
+ * were scheduled, which is the order they fall due, so firing only looks at the head of each lane.
  *
  * Callbacks run in due order per lane, never before `dueAt` and never twice; a callback that throws
  * does not stop the others. The one timer is unref'd: pending deadlines never keep the process alive.
- * Memory: one entry per pending deadline, plus at most 64 empty lanes.
+ * Memory: one entry per pending deadline, cancelled entries not yet swept (at most as many as the
+ * pending ones, or 32 per lane), plus at most 64 empty lanes.
  * @example
  * const queue = new DeadlineQueue(systemClock);
  * const renewal = queue.schedule(() => renewLease(), 10_000);
@@ -73,7 +96,7 @@ const MAX_LANES = 64;
  */
 export class DeadlineQueue {
   /** Pending deadlines by duration, each lane in scheduling (= due) order. */
-  private readonly lanes = new Map<number, Set<Entry>>();
+  private readonly lanes = new Map<number, Lane>();
   private timer: TimerHandle | undefined;
   private armedFor = Infinity;
   private pending = 0;
@@ -100,19 +123,13 @@ export class DeadlineQueue {
    */
   schedule<A = undefined>(callback: (arg: A) => void, ms: number, arg?: A, now: number = this.clock.now()): Deadline {
     let lane = this.lanes.get(ms);
-    if (!lane) {
-      lane = new Set();
+    if (lane === undefined) {
+      lane = { ms, entries: [], head: 0, live: 0 };
       this.lanes.set(ms, lane);
     }
-    const entry: Entry = {
-      dueAt: now + ms,
-      callback: callback as (arg: unknown) => void,
-      arg,
-      context: this.context?.capture(),
-      lane,
-      ms,
-    };
-    lane.add(entry);
+    const entry = new Entry(now + ms, callback as (arg: unknown) => void, arg, this.context?.capture(), lane);
+    lane.entries.push(entry);
+    lane.live++;
     this.pending++;
     if (entry.dueAt < this.armedFor) this.arm(entry.dueAt);
     return entry;
@@ -120,9 +137,13 @@ export class DeadlineQueue {
 
   /** Forgets `deadline`; a deadline that already ran or was cancelled is ignored. */
   cancel(deadline: Deadline): void {
-    const { lane } = deadline as Entry;
-    if (!lane.delete(deadline as Entry)) return;
-    if (lane.size === 0 && this.lanes.size > MAX_LANES && this.lanes.get((deadline as Entry).ms) === lane) this.lanes.delete((deadline as Entry).ms);
+    const entry = deadline as Entry;
+    if (!entry.live) return;
+    entry.live = false;
+    const { lane } = entry;
+    lane.live--;
+    sweep(lane);
+    if (lane.live === 0 && this.lanes.size > MAX_LANES && this.lanes.get(lane.ms) === lane) this.lanes.delete(lane.ms);
     // while others are pending the armed timer stays (it fires, finds nothing due and re-arms), so
     // a busy queue never creates or clears a timer per deadline
     if (--this.pending === 0 && !this.keepTimerWhenIdle) this.disarm();
@@ -148,16 +169,21 @@ export class DeadlineQueue {
     const due: Entry[] = [];
     let next = Infinity;
     for (const [ms, lane] of this.lanes) {
-      for (const entry of lane) {
+      const { entries } = lane;
+      for (let index = lane.head; index < entries.length; index++) {
+        const entry = entries[index]!;
+        if (!entry.live) continue;
         if (entry.dueAt > now) {
           next = Math.min(next, entry.dueAt);
           break;
         }
-        lane.delete(entry);
+        entry.live = false;
+        lane.live--;
         this.pending--;
         due.push(entry);
       }
-      if (lane.size === 0) this.lanes.delete(ms);
+      sweep(lane);
+      if (lane.live === 0) this.lanes.delete(ms);
     }
     if (next !== Infinity) this.arm(next);
     const { context } = this;
@@ -170,4 +196,35 @@ export class DeadlineQueue {
       }
     }
   };
+}
+
+/**
+ * Drops a lane's cancelled or run entries from both ends (the usual cancel: the newest deadline,
+ * a call that settled before the next one was scheduled, or the oldest), and compacts the lane
+ * once too many sit in its middle.
+ */
+function sweep(lane: Lane): void {
+  const { entries } = lane;
+  while (entries.length > lane.head && !entries[entries.length - 1]!.live) entries.pop();
+  while (lane.head < entries.length && !entries[lane.head]!.live) lane.head++;
+  if (lane.head === entries.length) {
+    // pop keeps the array's capacity: the next deadline of this duration allocates nothing
+    while (entries.length > 0) entries.pop();
+    lane.head = 0;
+    return;
+  }
+  const dead = entries.length - lane.head - lane.live;
+  if (lane.head > SWEEP_AFTER && lane.head * 2 > entries.length) {
+    entries.splice(0, lane.head);
+    lane.head = 0;
+  }
+  if (dead > SWEEP_AFTER && dead > lane.live) {
+    let kept = 0;
+    for (let index = lane.head; index < entries.length; index++) {
+      const entry = entries[index]!;
+      if (entry.live) entries[kept++] = entry;
+    }
+    entries.length = kept;
+    lane.head = 0;
+  }
 }

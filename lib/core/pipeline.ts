@@ -241,6 +241,8 @@ export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, regis
 
   // a bulkhead may queue the call: the stages after it then start later than the call
   const queues = spec.bulkhead !== undefined;
+  // a rate limit may wait for a turn: the first attempt then starts later than the call
+  const waitsBeforeAttempt = spec.rateLimit !== undefined;
 
   /** Runs `chain[index]` and the stages after it, then `work`. */
   const runFrom = (chain: readonly Runner[], index: number, work: Work, context: PolicyContext, settle: Settle, hooks: RetryHooks): void => {
@@ -270,7 +272,7 @@ export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, regis
     const now = env.clock.now();
     const deadline = Math.min(options.deadline ?? Infinity, total === undefined ? Infinity : now + total);
     const chain = Number.isFinite(options.deadline ?? Infinity) ? guardedRunners : runners;
-    const hooks: RetryHooks = { isCommitted: options.isCommitted, callStartedAt: queues ? undefined : now };
+    const hooks: RetryHooks = new CallHooks(options, queues ? undefined : now, queues || waitsBeforeAttempt ? undefined : now);
     runFrom(chain, 0, work, contextWith(token, deadline, 1, key), once(done), hooks);
   };
 
@@ -282,4 +284,21 @@ export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, regis
     },
     run,
   };
+}
+
+/**
+ * The {@link RetryHooks} of one call: a class, not a literal, so V8 never moves every call's hooks
+ * (and what they hold) to old space after seeing some outlive a scavenge. The commit check is
+ * called on the call's options (a method there: nothing is read or bound before a failure asks).
+ */
+class CallHooks implements RetryHooks {
+  constructor(
+    private readonly options: PipelineExecuteOptions,
+    readonly callStartedAt: number | undefined,
+    readonly firstAttemptStartedAt: number | undefined,
+  ) {}
+
+  isCommitted(): boolean {
+    return this.options.isCommitted?.() ?? false;
+  }
 }

@@ -26,6 +26,12 @@ export interface RetryHooks {
    * @internal
    */
   readonly callStartedAt?: number;
+  /**
+   * The same reading, when the call's first attempt also starts in that pass (no rate limit that
+   * may wait before it): spares the attempt timeout of the first attempt its clock read.
+   * @internal
+   */
+  readonly firstAttemptStartedAt?: number;
 }
 
 /**

@@ -58,8 +58,9 @@ export class TimeoutPolicy implements Policy, Step {
       return;
     }
     const { clock } = this.env;
-    // a total timeout runs once per call, in the pipeline's first pass when nothing queues before it
-    const started = (this.kind === 'total' ? hooks?.callStartedAt : undefined) ?? clock.now();
+    // a total timeout runs once per call, in the pipeline's first pass when nothing queues before
+    // it; so does the first attempt's timeout when nothing waits before the attempt either
+    const started = (this.kind === 'total' ? hooks?.callStartedAt : context.attempt === 1 ? hooks?.firstAttemptStartedAt : undefined) ?? clock.now();
     const limit = this.kind === 'total' ? Math.min(this.timeoutMs, context.deadline - started) : this.timeoutMs;
     const reportedMs = Number.isFinite(this.timeoutMs) ? this.timeoutMs : Math.max(0, limit);
     if (this.kind === 'total' && limit <= 0) {

@@ -33,8 +33,8 @@ export interface PipelineCall {
   readonly signal?: AbortSignal;
   /** The caller's absolute deadline on the policy clock. */
   readonly deadline?: number;
-  /** Returns `true` once the response started (nothing may be retried after it). */
-  readonly isCommitted?: () => boolean;
+  /** Returns `true` once the response started (nothing may be retried after it); called as a method of the call. */
+  isCommitted?(): boolean;
   /** Arguments of the call, for fallbacks. */
   readonly args: readonly unknown[];
   /** Policy key, request id, route and clock of every resilience context of the call. */
@@ -43,6 +43,17 @@ export interface PipelineCall {
   readonly outerContext?: boolean;
   /** Wraps each attempt (an OpenTelemetry span per attempt). */
   readonly wrapAttempt?: AttemptWrapper;
+}
+
+/**
+ * The watch on what may abort a route call from outside (its caller going away).
+ * @internal
+ */
+export interface CallerWatch {
+  /** Starts watching; no-op once started or stopped. */
+  start(): void;
+  /** Stops watching (no-op when it never started); called once, when the call settles. */
+  stop(): void;
 }
 
 /** Runs one attempt inside something (a tracing span); must return `run()`'s outcome unchanged. */
@@ -149,7 +160,7 @@ export function executePromise<T>(pipeline: Pipeline, work: () => unknown, call:
     runCall(pipeline, call, root, () =>
       pipeline.run(
         attemptWork(call, (settle) => callWork(work, settle)),
-        { cancellation: root, deadline: finiteOrUndefined(call.deadline), isCommitted: call.isCommitted },
+        { cancellation: root, deadline: finiteOrUndefined(call.deadline), isCommitted: call.isCommitted === undefined ? undefined : () => call.isCommitted!() },
         owned
           ? (failed, outcome) => {
               root.dispose();
@@ -164,15 +175,16 @@ export function executePromise<T>(pipeline: Pipeline, work: () => unknown, call:
 /**
  * {@link executePromise} for a route handler, whose caller (Nest) takes a value or a promise: the
  * value itself when the pipeline settled before returning (a synchronous handler costs no
- * promise), else one promise. `stopWatching` ends the watch on what may abort the call (the
- * caller going away) and is called once, when the call settles. Errors pass through `mapError`.
+ * promise), else one promise. `watch` is started once the call goes asynchronous (the caller can
+ * only go away in a later turn; the engine checked it before the call) and stopped when the call
+ * settles. Errors pass through `mapError`.
  * @internal
  */
 export function executeRoute(
   pipeline: Pipeline,
   work: () => unknown,
   call: PipelineCall & { readonly cancellation: Cancellation },
-  stopWatching: () => void,
+  watch: CallerWatch,
   mapError: (error: unknown) => unknown,
 ): unknown {
   const root = call.cancellation;
@@ -182,7 +194,7 @@ export function executeRoute(
   let resolve: ((value: unknown) => void) | undefined;
   let reject: ((error: unknown) => void) | undefined;
   const settle: Settle = (failed, result) => {
-    stopWatching();
+    watch.stop();
     if (resolve === undefined) {
       state = failed ? 2 : 1;
       outcome = result;
@@ -199,11 +211,14 @@ export function executeRoute(
     () =>
       pipeline.run(
         attemptWork(call, (settleAttempt) => callWork(work, settleAttempt), callStore),
-        { cancellation: root, deadline: finiteOrUndefined(call.deadline), isCommitted: call.isCommitted },
+        // the call has what the pipeline reads: no options object per call unless its deadline needs mending
+        call.deadline === undefined || Number.isFinite(call.deadline) ? call : { cancellation: root, isCommitted: () => call.isCommitted?.() ?? false },
         settle,
       ),
     callStore,
   );
+  // a caller found gone as the watch starts aborts the call here and now: check the state after it
+  if (state === 0) watch.start();
   if (state === 1) return outcome;
   if (state === 2) return Promise.reject(mapError(outcome));
   return new Promise((onValue, onError) => {

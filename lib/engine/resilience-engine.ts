@@ -22,7 +22,10 @@ import { IdempotentRoutes, type IdempotentRoutePlan } from './idempotent-routes.
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import type { ResolvedTargetPolicy } from './resilience-options.resolver.js';
-import { executeObservable, executePromise, executeRoute, runObservable, type PipelineCall } from './pipeline-call.js';
+import { executeObservable, executePromise, executeRoute, runObservable, type AttemptWrapper, type CallerWatch, type PipelineCall } from './pipeline-call.js';
+import type { RequestInfoSource } from '../context/context-frame.js';
+import type { SharedStoreFields } from '../context/resilience-context.js';
+import type { Clock } from '../core/clock.js';
 import { ResiliencePipelines } from './resilience-pipelines.js';
 
 /** A handler's context as the engine uses it: its adapter and what the adapter made of it at start-up. */
@@ -46,17 +49,22 @@ interface MethodPlan {
   slots: readonly number[] | undefined;
 }
 
-/** One call of a decorated handler: what was bound, on which instance, with which arguments, in which context. */
-interface RouteCall {
-  readonly plan: MethodPlan;
-  readonly self: object;
-  readonly method: BoundMethod;
-  /** The handler's arguments, after Nest's pipes (the hidden route argument removed). */
-  readonly args: unknown[];
-  /** The arguments of the handler's context (`ExecutionContext.getArgs()`): request and response on HTTP. */
-  readonly host: ContextHost;
-  readonly adapter: ContextAdapter;
-  readonly profile: HandlerProfile;
+/**
+ * One call of a decorated handler: what was bound, on which instance, with which arguments, in
+ * which context (a class, not a literal: see {@link RouteCallState}).
+ */
+class RouteCall {
+  constructor(
+    readonly plan: MethodPlan,
+    readonly self: object,
+    readonly method: BoundMethod,
+    /** The handler's arguments, after Nest's pipes (the hidden route argument removed). */
+    readonly args: unknown[],
+    /** The arguments of the handler's context (`ExecutionContext.getArgs()`): request and response on HTTP. */
+    readonly host: ContextHost,
+    readonly adapter: ContextAdapter,
+    readonly profile: HandlerProfile,
+  ) {}
 }
 
 /** Whether the handler itself produced the value (not a fallback after it failed). */
@@ -175,7 +183,7 @@ export class ResilienceEngine implements MethodInvoker {
     // unless some parameter is decorated: the hidden argument is, so they are passed here instead
     const args = method.declaresParameters || type === 'http' ? handlerArgs : host.slice();
     plan.slots ??= slotsOf(args);
-    const route: RouteCall = { plan, self, method, args, host, adapter, profile };
+    const route = new RouteCall(plan, self, method, args, host, adapter, profile);
     if (plan.idempotent !== undefined && adapter.idempotencyApplies(host)) {
       return this.idempotency.run(plan.idempotent, adapter.idempotentCall(host, profile, plan.idempotent.options), (execution) => this.routeOutcome(route, execution));
     }
@@ -236,27 +244,33 @@ export class ResilienceEngine implements MethodInvoker {
     // a token, not an AbortController: the signal is only created if the handler asks for it
     const client = new Cancellation();
     const clock = this.pipelines.env.clock;
-    const call = {
-      cancellation: client,
-      deadline: adapter.deadlineOf(host, clock),
-      isCommitted: adapter.commitCheck(host),
+    const call = new RouteCallState(
+      client,
+      adapter.deadlineOf(host, clock),
       args,
-      store: { policy: key, clock, request: adapter.describe(host, profile) },
-      outerContext: true,
-      wrapAttempt: this.pipelines.attemptWrapper(),
-    } satisfies PipelineCall;
-    // watching starts before the handler: a caller already gone stops the call before it runs
-    const stopWatching = adapter.watchCaller(host, () => client.abort(new OperationAbortedError('the client closed the connection')), profile);
+      key,
+      clock,
+      adapter.describe(host, profile),
+      this.pipelines.attemptWrapper(),
+      adapter,
+      host,
+      profile,
+    );
+    const watch = call;
+    // a caller already gone stops the call before it runs; an adapter that can tell so up front is
+    // watched only once the call goes asynchronous (no close event can arrive before), others from now
+    if (adapter.callerGone === undefined || method.returnsObservable) watch.start();
+    else if (adapter.callerGone(host, profile)) client.abort(clientClosed());
     if (method.returnsObservable) {
       return new Observable<unknown>((subscriber) => {
-        const teardown = runObservable(pipeline, work, { ...call, mapError }, subscriber);
+        const teardown = runObservable(pipeline, work, { ...call, isCommitted: () => call.isCommitted(), mapError }, subscriber);
         return () => {
           teardown();
-          stopWatching();
+          watch.stop();
         };
       });
     }
-    const outcome = executeRoute(pipeline, work, call, stopWatching, mapError);
+    const outcome = executeRoute(pipeline, work, call, watch, mapError);
     // only a last-good fallback answers a StaleAnswer: other routes keep the synchronous return
     if (target.fallback?.lastGood === undefined) return outcome;
     const answer = (value: unknown): unknown => {
@@ -308,7 +322,7 @@ export class ResilienceEngine implements MethodInvoker {
     const { adapter, profile } = context;
     const jobs = this.contexts.job;
     plan.slots ??= [];
-    const route: RouteCall = { plan, self, method, args, host: args, adapter, profile };
+    const route = new RouteCall(plan, self, method, args, args, adapter, profile);
     try {
       if (plan.idempotent !== undefined) {
         return await this.idempotency.run(plan.idempotent, adapter.idempotentCall(args, profile, plan.idempotent.options), (execution) => this.routeOutcome(route, execution));
@@ -446,4 +460,58 @@ function slotsOf(args: readonly unknown[]): readonly number[] {
 function liveParentOf(store: ResilienceContextStore | undefined): ResilienceContextStore | undefined {
   const reason = store?.cancellation?.aborted ? store.cancellation.reason : undefined;
   return reason instanceof AttemptSettledError ? undefined : store;
+}
+
+function notCommitted(): boolean {
+  return false;
+}
+
+function clientClosed(): OperationAbortedError {
+  return new OperationAbortedError('the client closed the connection');
+}
+
+/**
+ * One route call as the pipeline runs it: its token, deadline and commit check, the fields every
+ * resilience context of the call shares (it is its own `store`), and the watch on its caller that
+ * aborts the token when the caller goes away. One object per call: V8 would allocate literals of
+ * this path in old space once it saw them outlive a scavenge, and them with everything they hold.
+ */
+class RouteCallState implements PipelineCall, SharedStoreFields, CallerWatch {
+  readonly outerContext = true;
+  readonly store: SharedStoreFields = this;
+  private stopWatching: (() => void) | undefined;
+  private ended = false;
+  /** The adapter's commit check, asked for on the first {@link isCommitted} (after a failure). */
+  private commitCheck: (() => boolean) | undefined;
+
+  constructor(
+    readonly cancellation: Cancellation,
+    readonly deadline: number | undefined,
+    readonly args: readonly unknown[],
+    readonly policy: string,
+    readonly clock: Clock,
+    readonly request: RequestInfoSource,
+    readonly wrapAttempt: AttemptWrapper | undefined,
+    private readonly adapter: ContextAdapter,
+    private readonly host: ContextHost,
+    private readonly profile: HandlerProfile,
+  ) {}
+
+  /** Whether the answer started; a method, so the response is only read once a failure asks. */
+  isCommitted(): boolean {
+    return (this.commitCheck ??= this.adapter.commitCheck(this.host) ?? notCommitted)();
+  }
+
+  start(): void {
+    if (this.ended || this.stopWatching !== undefined) return;
+    const client = this.cancellation;
+    this.stopWatching = this.adapter.watchCaller(this.host, () => client.abort(clientClosed()), this.profile);
+  }
+
+  stop(): void {
+    this.ended = true;
+    const stopWatching = this.stopWatching;
+    this.stopWatching = undefined;
+    stopWatching?.();
+  }
 }

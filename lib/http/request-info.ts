@@ -126,6 +126,17 @@ export function onClientDisconnect(response: unknown, onClose: () => void): () =
 }
 
 /**
+ * Whether the client of `response` is gone already: what {@link onClientDisconnect} would report
+ * at once (an HTTP/1 connection closed before the response finished). Other responses never report
+ * it before an event, so they are never gone here.
+ * @internal
+ */
+export function clientGone(response: unknown): boolean {
+  const raw = rawResponseOf(response);
+  return raw instanceof ServerResponse && raw.socket instanceof Socket && raw.socket.destroyed && !raw.writableFinished;
+}
+
+/**
  * Calls `onClose` once when `socket` closes (at once when it is closed already). Every call waiting
  * on one socket shares a single `close` listener. Returns a function that stops watching.
  * @internal
@@ -167,15 +178,25 @@ export function watchSocketClose(socket: Socket, onClose: () => void): () => voi
  * @internal
  */
 export function requestInfoSource(request: unknown): RequestInfoSource {
-  let info: RequestInfo | undefined;
-  return {
-    request,
-    info: () => {
-      if (info === undefined) {
-        const { requestId, route } = httpRequestInfo(request);
-        info = { requestId, route };
-      }
-      return info;
-    },
-  };
+  return new HttpRequestInfoSource(request);
+}
+
+/**
+ * {@link requestInfoSource}'s object: a class, not a literal with a closure, so V8 never decides to
+ * allocate it (and what it holds) in old space for every request.
+ */
+class HttpRequestInfoSource implements RequestInfoSource {
+  private cached: RequestInfo | undefined;
+
+  constructor(readonly request: unknown) {}
+
+  info(): RequestInfo {
+    let info = this.cached;
+    if (info === undefined) {
+      const { requestId, route } = httpRequestInfo(this.request);
+      info = { requestId, route };
+      this.cached = info;
+    }
+    return info;
+  }
 }

@@ -1,5 +1,15 @@
 import 'reflect-metadata';
-import { Controller, Get, Inject, type INestApplication } from '@nestjs/common';
+import {
+  Controller,
+  Get,
+  Inject,
+  Injectable,
+  UseGuards,
+  UseInterceptors,
+  type CanActivate,
+  type ExecutionContext,
+  type INestApplication,
+} from '@nestjs/common';
 import { request as httpRequest } from 'node:http';
 import {
   AttemptSignal,
@@ -16,6 +26,7 @@ import request from 'supertest';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { appUrl, createApp, platforms } from '../../support/app.js';
 import { startHangingServer, type HangingServer } from './loopback-servers.js';
+import { RecordsFailure, nextFailure } from './records-failure.js';
 
 const HANGING_URL = Symbol('HANGING_URL');
 
@@ -30,6 +41,20 @@ function resetProbe(): void {
   probe.attempts = 0;
   probe.signals = [];
   probe.started = undefined;
+}
+
+/** A guard that lets the request through only once its client's connection is closed. */
+@Injectable()
+class ClosesClientFirst implements CanActivate {
+  async canActivate(context: ExecutionContext): Promise<boolean> {
+    const request = context.switchToHttp().getRequest<{ raw?: { socket: import('node:net').Socket }; socket?: import('node:net').Socket }>();
+    const socket = (request.raw ?? request).socket!;
+    await new Promise<void>((resolve) => {
+      socket.once('close', () => resolve());
+      socket.destroy();
+    });
+    return true;
+  }
 }
 
 /** Sleeps without looking at any signal: the handler that ignores cancellation. */
@@ -71,6 +96,16 @@ class TimeoutController {
     probe.signals.push(signal);
     await fetch(this.hangingUrl, { signal });
     return { unreachable: true };
+  }
+
+  @Get('client-gone-before')
+  @UseGuards(ClosesClientFirst)
+  @UseInterceptors(RecordsFailure)
+  @Retryable()
+  @Timeout(5_000)
+  clientGoneBefore() {
+    probe.attempts++;
+    return { ran: true };
   }
 
   @Get('waits-for-disconnect')
@@ -172,6 +207,18 @@ for (const platform of platforms) {
       expect(probe.signals[0]!.aborted).toBe(true);
       // without a retry, @Timeout(150) is the total deadline: the typed reason is DeadlineExceededError
       expect(probe.signals[0]!.reason).toMatchObject({ name: 'DeadlineExceededError', code: 'timeout' });
+    });
+
+    it('never runs the handler of a call whose client is gone before it starts', async () => {
+      const failure = nextFailure();
+      const client = httpRequest(`${baseUrl}/timeout/client-gone-before`);
+      client.on('error', () => undefined);
+      client.end();
+      const error = await failure;
+      expect(probe.attempts).toBe(0);
+      expect(error).toMatchObject({ problem: { code: 'aborted' } });
+      expect((error as { cause?: Error }).cause).toBeInstanceOf(OperationAbortedError);
+      expect((error as { cause: Error }).cause.message).toContain('the client closed the connection');
     });
 
     it('aborts the handler signal when the client disconnects, and starts no further attempt', async () => {

@@ -136,4 +136,21 @@ describe('DeadlineQueue', () => {
     await clock.advance(10);
     expect(seen).toEqual(['first', 'second']);
   });
+
+  it('runs the survivors in order, once each, when many deadlines of one duration are cancelled out of order', async () => {
+    const clock = new FakeClock(0);
+    const queue = new DeadlineQueue(clock);
+    const ran: number[] = [];
+    const deadlines = Array.from({ length: 200 }, (_, index) => queue.schedule((value) => ran.push(value), 100, index));
+    // every index but multiples of 7 cancelled, from the middle outwards, so the lane is swept and compacted
+    const order = deadlines.map((_, index) => index).sort((a, b) => Math.abs(a - 100) - Math.abs(b - 100));
+    for (const index of order) if (index % 7 !== 0) queue.cancel(deadlines[index]!);
+    for (const index of order) if (index % 7 !== 0) queue.cancel(deadlines[index]!);
+    const survivors = deadlines.map((_, index) => index).filter((index) => index % 7 === 0);
+    expect(queue.size).toBe(survivors.length);
+    queue.cancel(deadlines[0]!);
+    await clock.advance(100);
+    expect(ran).toEqual(survivors.slice(1));
+    expect(queue.size).toBe(0);
+  });
 });
