@@ -12,10 +12,11 @@ import type {
 } from '../core/idempotency/idempotency-store.interface.js';
 import { systemClock, type Clock } from '../core/clock.js';
 import { recordIdOf } from '../core/idempotency/record-id.js';
-import { CommitOutcomeUnknownError, storeFailureOf } from '../core/idempotency/store-failure.js';
+import { CommitOutcomeUnknownError } from '../core/idempotency/store-failure.js';
 import { systemRandom } from '../core/random.js';
 import { IDEMPOTENCY_RECORDS_TABLE } from './idempotency-record.entity.js';
 import { idempotencyStatements, type IdempotencyStatements, type SqlDialect } from './idempotency-sql.js';
+import { isUnanswered, PostgresConnections, statementNameOf, type PostgresClientState, type PostgresPool } from './postgres-connections.js';
 import { retryWhileBusy, SqliteOperationQueue, SqliteStatementRunner, type BetterSqliteDatabase } from './sqlite-lock-wait.js';
 
 /**
@@ -231,11 +232,8 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
   private readonly purgeLockName: string;
   /** Mixed into every advisory lock key, so two stores' tables in one database never share locks. */
   private readonly lockSalt: bigint;
-  /** `connectRetryWindow` as given (`undefined`: derived from the pool's timeouts). */
-  private readonly connectRetryWindow?: number;
-  /** Where a connection that had to be opened again is reported (once per store). */
-  private warn?: (message: string) => void;
-  private warnedSlowConnect = false;
+  /** PostgreSQL: opens the store's connections, again on a new one when opening timed out. */
+  private readonly connections: PostgresConnections;
 
   constructor(
     private readonly dataSource: DataSource,
@@ -257,10 +255,7 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
     this.clock = options.clock ?? systemClock;
     this.lockWait = { clock: this.clock, random: systemRandom, lockTimeout: this.lockTimeout };
     this.onQuery = options.onQuery;
-    if (options.connectRetryWindow !== undefined && (!Number.isInteger(options.connectRetryWindow) || options.connectRetryWindow < 0)) {
-      throw new Error(`TypeOrmIdempotencyStore: connectRetryWindow must be a non-negative integer of ms (got ${options.connectRetryWindow}); e.g. connectRetryWindow: 5_000, or 0 to never open a connection twice.`);
-    }
-    this.connectRetryWindow = options.connectRetryWindow;
+    this.connections = new PostgresConnections(this.clock, options.connectRetryWindow);
     if (this.dialect === 'sqlite') {
       this.queue = new SqliteOperationQueue(this.clock, this.lockTimeout, positiveInteger(options.maxQueuedOperations ?? 1_000, 'maxQueuedOperations'));
       this.openRuns = new Map();
@@ -330,7 +325,7 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
 
   /** Keeps the application's warning log: a connection that had to be opened again is reported there once. */
   observe(observer: IdempotencyStoreObserver): void {
-    this.warn ??= observer.warn;
+    this.connections.observe(observer.warn);
   }
 
   /**
@@ -621,7 +616,7 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
     if (pool) {
       // A named statement is parsed and planned once per connection; sent unnamed (what TypeORM
       // does), PostgreSQL re-plans the claim on every call (~1.0 ms against ~0.4 ms measured).
-      const result = await this.poolQuery(pool, { name: statementNameOf(sql), text: sql, values: parameters ?? [] });
+      const result = await this.connections.query(pool, { name: statementNameOf(sql), text: sql, values: parameters ?? [] });
       return { rows: result.rows ?? [], affected: result.rowCount ?? 0 };
     }
     const runner = queryRunner ?? (await this.connectedRunner());
@@ -638,35 +633,13 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
   }
 
   /**
-   * One statement on a connection of the pool, as node-postgres' `pool.query` sends it, but with
-   * the connection opened first by {@link openConnection}: a failure there is known to have sent
-   * nothing. Any failure of the statement discards its connection (what `pool.query` does too).
-   */
-  private async poolQuery(pool: PostgresPool, config: { name: string; text: string; values: unknown[] }): Promise<PostgresResult> {
-    const client = await this.openConnection(pool, () => pool.connect());
-    let failure: Error | undefined;
-    // a connection error while checked out has no other listener: unheard, it would crash the process
-    const onError = (error: Error) => (failure ??= error);
-    client.on('error', onError);
-    try {
-      return await client.query(config);
-    } catch (error) {
-      failure ??= error instanceof Error ? error : new Error(String(error));
-      throw error;
-    } finally {
-      client.removeListener('error', onError);
-      client.release(failure);
-    }
-  }
-
-  /**
    * A query runner for the store's own statements. PostgreSQL: its connection is opened here, by
-   * {@link openConnection}, before anything is sent on it; SQLite: TypeORM's one shared connection.
+   * `PostgresConnections.open`, before anything is sent on it; SQLite: TypeORM's one shared connection.
    */
   private async connectedRunner(): Promise<QueryRunner> {
     const pool = this.postgresPool();
     if (!pool) return this.dataSource.createQueryRunner();
-    return this.openConnection(pool, async () => {
+    return this.connections.open(pool, async () => {
       const runner = this.dataSource.createQueryRunner();
       try {
         await runner.connect();
@@ -677,36 +650,6 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
         throw error;
       }
     });
-  }
-
-  /**
-   * Opens a connection with `open`. An attempt that timed out sent nothing (no statement is given
-   * to a connection before it is open), so another attempt on a new connection is safe: one is
-   * made as long as all attempts' timeouts add up to no more than the connect retry window (see
-   * `connectRetryWindow`), which keeps the request within the store's documented wait.
-   */
-  private async openConnection<C>(pool: PostgresPool, open: () => Promise<C>): Promise<C> {
-    const connectTimeout = positiveOrZero(pool.options?.connectionTimeoutMillis);
-    const queryTimeout = positiveOrZero(pool.options?.query_timeout);
-    const window = this.connectRetryWindow ?? (queryTimeout > 0 ? Math.max(queryTimeout, connectTimeout) : 2 * connectTimeout);
-    const attempts = connectTimeout > 0 ? Math.max(1, Math.floor(window / connectTimeout)) : 1;
-    const started = this.clock.now();
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await open();
-      } catch (error) {
-        if (attempt >= attempts || !isConnectTimeout(error)) throw error;
-        this.reportSlowConnect(connectTimeout, this.clock.now() - started, window);
-      }
-    }
-  }
-
-  private reportSlowConnect(connectTimeout: number, waited: number, window: number): void {
-    if (this.warnedSlowConnect || !this.warn) return;
-    this.warnedSlowConnect = true;
-    this.warn(
-      `TypeOrmIdempotencyStore: PostgreSQL did not open a new connection within connectTimeoutMS (${connectTimeout} ms; ${Math.round(waited)} ms since the operation started), so the store is trying again on a new one, for up to ${window} ms (connectRetryWindow). A healthy server is slow to accept connections when many are opened at once (a cold pool under a burst, a busy host): open the pool's connections before traffic arrives, lower the pool size or raise connectTimeoutMS. Reported once.`,
-    );
   }
 
   /**
@@ -770,81 +713,6 @@ function dialectOf(dataSource: DataSource): SqlDialect {
 
 /** The per-request operations, sent as named (prepared) statements on PostgreSQL outside a transaction. */
 const PREPARED_OPERATIONS: ReadonlySet<IdempotencyStoreOperation> = new Set(['claim', 'read', 'heartbeat', 'complete', 'release']);
-
-/**
- * What the store reads of a node-postgres `Client` (internal fields of pg 8, read defensively):
- * whether it still awaits an answer or broke.
- */
-interface PostgresClientState {
-  readonly _queryable?: boolean;
-  readonly _ending?: boolean;
-  readonly _queryQueue?: readonly unknown[];
-  _getActiveQuery?(): unknown;
-}
-
-/** How deep `cause` chains are followed by {@link isUnanswered}. */
-const MAX_CAUSE_DEPTH = 5;
-
-/**
- * Whether `error` (or its `cause` / `driverError`) says a statement got no answer: node-postgres'
- * read timeout (`query_timeout`), or a connection that dropped or was never made.
- */
-function isUnanswered(error: unknown, depth = 0): boolean {
-  if (typeof error !== 'object' || error === null || depth > MAX_CAUSE_DEPTH) return false;
-  const { message, cause, driverError } = error as { message?: unknown; cause?: unknown; driverError?: unknown };
-  if (typeof message === 'string' && message.startsWith('Query read timeout')) return true;
-  if (storeFailureOf(error) === 'unavailable' && depth === 0) return true;
-  return isUnanswered(driverError, depth + 1) || isUnanswered(cause, depth + 1);
-}
-
-/** What a statement of node-postgres answers (the parts the store reads). */
-interface PostgresResult {
-  readonly rows?: Record<string, unknown>[];
-  readonly rowCount?: number | null;
-}
-
-/** What the store uses of a connection checked out of node-postgres' `Pool`. */
-interface PostgresPoolClient {
-  query(config: { name: string; text: string; values: unknown[] }): Promise<PostgresResult>;
-  on(event: 'error', listener: (error: Error) => void): unknown;
-  removeListener(event: 'error', listener: (error: Error) => void): unknown;
-  /** Back to the pool; with an error, the connection is closed instead. */
-  release(error?: Error): void;
-}
-
-/** What the store uses of node-postgres' `Pool`: checkout, and the timeouts it was given. */
-interface PostgresPool {
-  connect(): Promise<PostgresPoolClient>;
-  readonly options?: { readonly connectionTimeoutMillis?: unknown; readonly query_timeout?: unknown };
-}
-
-/**
- * Whether a connection attempt failed because it timed out: node-postgres' pool (`Connection
- * terminated due to connection timeout`) or client (`timeout expired`) gave up on it, or the
- * kernel did (`ETIMEDOUT`). Only ever asked about errors of opening a connection.
- */
-function isConnectTimeout(error: unknown): boolean {
-  if (typeof error !== 'object' || error === null) return false;
-  const { message, code } = error as { message?: unknown; code?: unknown };
-  return code === 'ETIMEDOUT' || (typeof message === 'string' && /^(Connection terminated due to connection timeout|timeout expired)/.test(message));
-}
-
-function positiveOrZero(value: unknown): number {
-  const number = Number(value);
-  return Number.isFinite(number) && number > 0 ? number : 0;
-}
-
-const statementNames = new Map<string, string>();
-
-/** A stable statement name per SQL text (node-postgres prepares a name once per connection). */
-function statementNameOf(sql: string): string {
-  let name = statementNames.get(sql);
-  if (name === undefined) {
-    name = `nest_resilience_${createHash('sha256').update(sql).digest('hex').slice(0, 16)}`;
-    statementNames.set(sql, name);
-  }
-  return name;
-}
 
 function isLockConflict(error: unknown): boolean {
   const code = (error as { driverError?: { code?: unknown } } | null)?.driverError?.code;
