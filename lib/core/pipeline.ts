@@ -16,6 +16,7 @@ import { RateLimitPolicy } from './rate-limit.policy.js';
 import { resolveRateLimit, type ResolvedRate } from './rate-limiter.js';
 import { RetryPolicy, type RetryHooks } from './retry.policy.js';
 import { TimeoutPolicy } from './timeout.policy.js';
+import { TimedRetryRun, type TimedRetryPlan } from './timed-retry-run.js';
 import { once, promiseOf, workOf, type Settle, type Step, type Work } from './step.js';
 import {
   resolveBulkheadOptions,
@@ -253,6 +254,13 @@ export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, regis
     chain[index]!.run((inner, innerSettle) => runFrom(chain, index + 1, work, inner, innerSettle, hooks), context, settle, hooks);
   };
 
+  // Timeouts and a retry alone (the commonest pipelines) run as one object per call, with the
+  // same outcomes and events as the chain of their policies (timed-retry-run.ts).
+  const timedRetry: TimedRetryPlan | undefined =
+    spec.fallback === undefined && spec.bulkhead === undefined && spec.circuitBreaker === undefined && spec.rateLimit === undefined && spec.chaos === undefined
+      ? { key, env, total, attempt: redundantAttempt ? undefined : attemptLimit, retry: retryPolicy }
+      : undefined;
+
   const run = (work: Work, options: PipelineExecuteOptions, settle: Settle): void => {
     const caller = options.cancellation;
     const token = caller ?? Cancellation.from(options.signal);
@@ -271,6 +279,12 @@ export function createPipeline(spec: PipelineSpec, env: PolicyEnvironment, regis
     }
     const now = env.clock.now();
     const deadline = Math.min(options.deadline ?? Infinity, total === undefined ? Infinity : now + total);
+    if (timedRetry !== undefined) {
+      // what a passed deadline reports: the total timeout, else the caller's time left
+      const deadlineMs = total ?? Math.max(0, deadline - now);
+      new TimedRetryRun(timedRetry, work, token, deadline, deadlineMs, options, done).start(now);
+      return;
+    }
     const chain = Number.isFinite(options.deadline ?? Infinity) ? guardedRunners : runners;
     const hooks: RetryHooks = new CallHooks(options, queues ? undefined : now, queues || waitsBeforeAttempt ? undefined : now);
     runFrom(chain, 0, work, contextWith(token, deadline, 1, key), once(done), hooks);

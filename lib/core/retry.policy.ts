@@ -35,14 +35,26 @@ export interface RetryHooks {
 }
 
 /**
+ * Whether a call was stopped from outside its attempts (its caller, its deadline): a
+ * {@link Cancellation}, or the one object that runs a whole call of a timeout-and-retry pipeline.
+ * @internal
+ */
+export interface CallStop {
+  readonly aborted: boolean;
+  readonly reason: unknown;
+}
+
+/**
  * What {@link RetryPolicy.afterFailure} needs to know about the call.
  * @internal
  */
 export interface FailureContext {
-  /** The context the retry policy was given (its deadline and policy key). */
-  readonly context: PolicyContext;
-  /** The call's token: once aborted, nothing is retried. */
-  readonly token: Cancellation;
+  /** The policy key. */
+  readonly policy: string;
+  /** The call's deadline: no retry starts that could not begin before it. */
+  readonly deadline: number;
+  /** Whether the call was stopped: once it was, nothing is retried. */
+  readonly token: CallStop;
   readonly hooks: RetryHooks | undefined;
   /** Whether `attempt_end` events are wanted. */
   readonly timed: boolean;
@@ -90,7 +102,7 @@ export class RetryPolicy implements Policy, Step<RetryHooks> {
   run(next: Work, context: PolicyContext, settle: Settle, hooks?: RetryHooks): void {
     const { token, done } = followContext(context, settle);
     if (token.aborted) {
-      done(true, this.stop(context, 0, undefined, 'aborted', abortErrorOf(token)));
+      done(true, this.stop(context.policy, 0, undefined, 'aborted', abortErrorOf(token)));
       return;
     }
     const { clock } = this.env;
@@ -106,7 +118,7 @@ export class RetryPolicy implements Policy, Step<RetryHooks> {
           done(false, outcome);
           return;
         }
-        const decision = this.afterFailure(outcome, attemptContext, { context, token, hooks, timed, started, previousDelay });
+        const decision = this.afterFailure(outcome, attemptContext, { policy: context.policy, deadline: context.deadline, token, hooks, timed, started, previousDelay });
         if ('fail' in decision) {
           done(true, decision.fail);
           return;
@@ -114,7 +126,7 @@ export class RetryPolicy implements Policy, Step<RetryHooks> {
         const retry = (delay: number) => {
           previousDelay = delay;
           this.wait(delay, token, () => {
-            if (token.aborted) done(true, this.abortedWhileWaiting(context, token, attempt, outcome));
+            if (token.aborted) done(true, this.abortedWhileWaiting(context.policy, token, attempt, outcome));
             else attemptOnce(attempt + 1, outcome);
           });
         };
@@ -124,7 +136,7 @@ export class RetryPolicy implements Policy, Step<RetryHooks> {
         }
         // a shared budget answers after a round trip (bounded by its maxWait)
         decision.permit.then((granted) => {
-          if (token.aborted) done(true, this.abortedWhileWaiting(context, token, attempt, outcome));
+          if (token.aborted) done(true, this.abortedWhileWaiting(context.policy, token, attempt, outcome));
           else if (granted) retry(this.granted(context.policy, attempt, decision.retryIn, outcome));
           else done(true, this.denied(context.policy, attempt, outcome));
         });
@@ -177,12 +189,12 @@ export class RetryPolicy implements Policy, Step<RetryHooks> {
     attemptContext: PolicyContext,
     call: FailureContext,
   ): { retryIn: number } | { fail: unknown } | { permit: Promise<boolean>; retryIn: number } {
-    const { context, token, hooks } = call;
+    const { policy, token, hooks } = call;
     const { attempt } = attemptContext;
     if (call.timed) {
       this.emit({
         event: 'attempt_end',
-        policy: context.policy,
+        policy,
         attempt,
         durationMs: this.env.clock.now() - call.started,
         outcome: 'failure',
@@ -190,28 +202,28 @@ export class RetryPolicy implements Policy, Step<RetryHooks> {
         error,
       });
     }
-    if (token.aborted) return { fail: this.stop(context, attempt, error, 'aborted', abortErrorOf(token)) };
-    if (hooks?.isCommitted?.()) return { fail: this.stop(context, attempt, error, 'committed', error) };
-    if (!this.isRetryable(error, attemptContext)) return { fail: this.stop(context, attempt, error, 'not_retryable', error) };
+    if (token.aborted) return { fail: this.stop(policy, attempt, error, 'aborted', abortErrorOf(token)) };
+    if (hooks?.isCommitted?.()) return { fail: this.stop(policy, attempt, error, 'committed', error) };
+    if (!this.isRetryable(error, attemptContext)) return { fail: this.stop(policy, attempt, error, 'not_retryable', error) };
     if (attempt >= this.options.maxAttempts) {
-      return { fail: this.stop(context, attempt, error, 'exhausted', attempt > 1 ? new RetriesExhaustedError(attempt, error) : error) };
+      return { fail: this.stop(policy, attempt, error, 'exhausted', attempt > 1 ? new RetriesExhaustedError(attempt, error) : error) };
     }
     const delay = this.delayAfter(attempt, error, call.previousDelay);
-    if (this.env.clock.now() + delay >= context.deadline) return { fail: this.stop(context, attempt, error, 'deadline', error) };
+    if (this.env.clock.now() + delay >= call.deadline) return { fail: this.stop(policy, attempt, error, 'deadline', error) };
     const permit = this.budget ? this.budget.tryAcquireRetry() : true;
-    if (permit === false) return { fail: this.denied(context.policy, attempt, error) };
+    if (permit === false) return { fail: this.denied(policy, attempt, error) };
     if (permit !== true) return { permit, retryIn: delay };
-    return { retryIn: this.granted(context.policy, attempt, delay, error) };
+    return { retryIn: this.granted(policy, attempt, delay, error) };
   }
 
-  /** Announces a retry the budget granted; returns its delay. */
-  private granted(policy: string, attempt: number, delay: number, error: unknown): number {
+  /** @internal announces a retry the budget granted; returns its delay. */
+  granted(policy: string, attempt: number, delay: number, error: unknown): number {
     this.emit({ event: 'retry', policy, attempt, delayMs: delay, errorType: errorTypeOf(error), status: statusOf(error), error });
     return delay;
   }
 
-  /** Announces a retry the budget refused; returns the error the call fails with. */
-  private denied(policy: string, attempt: number, error: unknown): unknown {
+  /** @internal announces a retry the budget refused; returns the error the call fails with. */
+  denied(policy: string, attempt: number, error: unknown): unknown {
     this.emit({ event: 'budget_exhausted', policy, attempt, errorType: errorTypeOf(error), status: statusOf(error), error });
     return error;
   }
@@ -220,8 +232,8 @@ export class RetryPolicy implements Policy, Step<RetryHooks> {
    * The error of a call whose `token` aborted while it waited before attempt `attempt + 1` (emits `give_up`).
    * @internal
    */
-  abortedWhileWaiting(context: PolicyContext, token: Cancellation, attempt: number, lastError: unknown): unknown {
-    return this.stop(context, attempt, lastError, 'aborted', abortErrorOf(token), true);
+  abortedWhileWaiting(policy: string, token: CallStop, attempt: number, lastError: unknown): unknown {
+    return this.stop(policy, attempt, lastError, 'aborted', abortErrorOf(token), true);
   }
 
   /** Whether `error` may be retried: `abortOn` wins, then `retryOn`, then `retryIf` or the default classifier. */
@@ -248,7 +260,7 @@ export class RetryPolicy implements Policy, Step<RetryHooks> {
    * the deadline), so healthy and plainly failing paths stay quiet; returns the error to throw.
    */
   private stop(
-    context: PolicyContext,
+    policy: string,
     attempts: number,
     lastError: unknown,
     reason: GiveUpReason,
@@ -258,7 +270,7 @@ export class RetryPolicy implements Policy, Step<RetryHooks> {
     if (attempts > 1 || retryAnnounced || reason === 'deadline') {
       this.emit({
         event: 'give_up',
-        policy: context.policy,
+        policy,
         attempt: attempts,
         outcome: reason,
         detail: reason,
