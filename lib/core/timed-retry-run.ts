@@ -49,8 +49,6 @@ function expireAttempt(run: TimedRetryRun): void {
  * @internal
  */
 export class TimedRetryRun implements AbortListener, CallStop, RetryHooks {
-  /** Settles the current attempt (handed to the work; the first call per attempt decides). */
-  readonly settleAttempt: Settle = (failed, outcome) => this.attemptSettled(failed, outcome);
   private open = true;
   /** The error the call's deadline passed with, once its callback ran. */
   private expired: unknown = undefined;
@@ -142,9 +140,14 @@ export class TimedRetryRun implements AbortListener, CallStop, RetryHooks {
     this.context = context;
     this.attemptOpen = true;
     token.listen(this);
+    // this attempt's own settle: an earlier attempt's work settling late (after its timeout, while
+    // this one runs) must not settle this one
+    const settle: Settle = (failed, outcome) => {
+      if (this.token === token) this.attemptSettled(failed, outcome);
+    };
     this.inWork = true;
     try {
-      this.work(context, this.settleAttempt);
+      this.work(context, settle);
     } finally {
       this.inWork = false;
     }
