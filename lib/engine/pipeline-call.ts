@@ -70,17 +70,17 @@ function attemptStore(call: PipelineCall, context: PolicyContext): ResilienceCon
   return createContextStore(call.store, token, context.deadline, context.attempt, true);
 }
 
-function runCall<T>(pipeline: Pipeline, call: PipelineCall, root: Cancellation, run: () => T, callStore?: ResilienceContextStore): T {
+function runCall<T, A = undefined>(pipeline: Pipeline, call: PipelineCall, root: Cancellation, run: (arg: A) => T, callStore?: ResilienceContextStore, arg?: A): T {
   // only a fallback reads the arguments: skip the extra context switch otherwise
-  const inArguments = pipeline.stages[0]?.kind === 'fallback' ? () => runInFrame('callArguments', call.args, run) : run;
+  const inArguments: (arg: A) => T = pipeline.stages[0]?.kind === 'fallback' ? (value) => runInFrame('callArguments', call.args, run, value) : run;
   if (callStore !== undefined) {
     try {
-      return runWithResilienceContext(callStore, inArguments);
+      return runWithResilienceContext(callStore, inArguments, arg);
     } finally {
       closeCallStore(callStore);
     }
   }
-  return call.outerContext ? runWithResilienceContext(createContextStore(call.store, root, Infinity, 0), inArguments) : inArguments();
+  return call.outerContext ? runWithResilienceContext(createContextStore(call.store, root, Infinity, 0), inArguments, arg) : inArguments(arg as A);
 }
 
 /**
@@ -134,11 +134,11 @@ function attemptWork(call: PipelineCall, body: (settle: Settle, store: Resilienc
   };
 }
 
-/** Calls `work` and settles with its result; an Observable result is awaited to its last value. */
-function callWork(work: () => unknown, settle: Settle): void {
+/** Calls `work` (a function, or a route call's handler) and settles with its result; an Observable result is awaited to its last value. */
+function callWork(work: (() => unknown) | RouteCallTarget, settle: Settle): void {
   let value: unknown;
   try {
-    value = work();
+    value = typeof work === 'function' ? work() : work.callHandler();
   } catch (error) {
     settle(true, error);
     return;
@@ -173,58 +173,131 @@ export function executePromise<T>(pipeline: Pipeline, work: () => unknown, call:
 }
 
 /**
- * {@link executePromise} for a route handler, whose caller (Nest) takes a value or a promise: the
- * value itself when the pipeline settled before returning (a synchronous handler costs no
- * promise), else one promise. `watch` is started once the call goes asynchronous (the caller can
- * only go away in a later turn; the engine checked it before the call) and stopped when the call
- * settles. Errors pass through `mapError`.
+ * A route call as {@link executeRoute} runs it: the call (token, deadline, commit check, the fields
+ * its resilience contexts share), the watch on its caller, the handler and the error mapping, as
+ * methods of the engine's one object per call.
  * @internal
  */
-export function executeRoute(
-  pipeline: Pipeline,
-  work: () => unknown,
-  call: PipelineCall & { readonly cancellation: Cancellation },
-  watch: CallerWatch,
-  mapError: (error: unknown) => unknown,
-): unknown {
-  const root = call.cancellation;
-  // 0 running, 1 succeeded, 2 failed, before the promise exists
-  let state = 0;
-  let outcome: unknown;
-  let resolve: ((value: unknown) => void) | undefined;
-  let reject: ((error: unknown) => void) | undefined;
-  const settle: Settle = (failed, result) => {
-    watch.stop();
-    if (resolve === undefined) {
-      state = failed ? 2 : 1;
-      outcome = result;
+export interface RouteCallTarget extends PipelineCall, CallerWatch {
+  readonly cancellation: Cancellation;
+  /** Calls the handler once: one attempt's work. */
+  callHandler(): unknown;
+  /** What the caller gets for the call's `error`. */
+  mapError(error: unknown): unknown;
+}
+
+/**
+ * {@link executePromise} for a route handler, whose caller (Nest) takes a value or a promise: the
+ * value itself when the pipeline settled before returning (a synchronous handler costs no
+ * promise), else one promise. The call's watch is started once the call goes asynchronous (the
+ * caller can only go away in a later turn; the engine checked it before the call) and stopped when
+ * the call settles. Errors pass through the call's `mapError`.
+ * @internal
+ */
+export function executeRoute(pipeline: Pipeline, call: RouteCallTarget): unknown {
+  return new RouteExecution(pipeline, call).start();
+}
+
+/** Starts a route call's pipeline (the function its frame runs: no closure per call). */
+function runRoutePipeline(execution: RouteExecution): void {
+  execution.runPipeline();
+}
+
+/**
+ * One route call through its pipeline: its outcome before the promise exists, and the settle and
+ * attempt functions the pipeline calls, in one object (a closure per stage of the call before).
+ */
+class RouteExecution {
+  /** 0 running, 1 succeeded, 2 failed, before the promise exists. */
+  private state = 0;
+  private outcome: unknown = undefined;
+  private resolve: ((value: unknown) => void) | undefined;
+  private reject: ((error: unknown) => void) | undefined;
+  private readonly callStore: ResilienceContextStore | undefined;
+  /** The call's settle, handed to the pipeline. */
+  private readonly settle: Settle = (failed, result) => this.settled(failed, result);
+  /** One attempt, handed to the pipeline. */
+  private readonly attempt: Work = (context, settle) => this.runAttempt(context, settle);
+
+  constructor(
+    private readonly pipeline: Pipeline,
+    private readonly call: RouteCallTarget,
+  ) {
+    this.callStore = claimableCallStore(pipeline, call, call.cancellation);
+  }
+
+  start(): unknown {
+    const { call } = this;
+    runCall(this.pipeline, call, call.cancellation, runRoutePipeline, this.callStore, this);
+    // a caller found gone as the watch starts aborts the call here and now: check the state after it
+    if (this.state === 0) call.start();
+    if (this.state === 1) return this.outcome;
+    if (this.state === 2) return Promise.reject(call.mapError(this.outcome));
+    return new Promise((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+  }
+
+  runPipeline(): void {
+    const { call } = this;
+    // the call has what the pipeline reads: no options object per call unless its deadline needs mending
+    const options = call.deadline === undefined || Number.isFinite(call.deadline) ? call : { cancellation: call.cancellation, isCommitted: () => call.isCommitted?.() ?? false };
+    this.pipeline.run(this.attempt, options, this.settle);
+  }
+
+  private settled(failed: boolean, result: unknown): void {
+    const { call } = this;
+    call.stop();
+    if (this.resolve === undefined) {
+      this.state = failed ? 2 : 1;
+      this.outcome = result;
       return;
     }
-    if (failed) reject!(mapError(result));
-    else resolve(result);
+    if (failed) this.reject!(call.mapError(result));
+    else this.resolve(result);
+  }
+
+  private runAttempt(context: PolicyContext, settle: Settle): void {
+    const { call, callStore } = this;
+    const token = cancellationOf(context) ?? Cancellation.from(context.signal);
+    // the first attempt, started in the call's first pass, takes the call's frame over
+    if (callStore !== undefined && claimCallStore(callStore, token, context.deadline, context.attempt)) {
+      callWork(call, attemptSettle(callStore, settle));
+      return;
+    }
+    const store = createContextStore(call.store, token, context.deadline, context.attempt, true);
+    const done = attemptSettle(store, settle);
+    if (call.wrapAttempt) {
+      // a tracing span around the attempt: its promise API
+      settleWith(
+        wrapped(call, context, () => runWithResilienceContext(store, () => promiseOf((inner) => callWork(call, inner)))),
+        done,
+      );
+      return;
+    }
+    runWithResilienceContext(store, callWorkWith, new AttemptCall(call, done));
+  }
+}
+
+/** An attempt's settle: its cleanups run, then the pipeline hears of it. */
+function attemptSettle(store: ResilienceContextStore, settle: Settle): Settle {
+  return (failed, outcome) => {
+    runAttemptCleanups(store);
+    settle(failed, outcome);
   };
-  const callStore = claimableCallStore(pipeline, call, root);
-  runCall(
-    pipeline,
-    call,
-    root,
-    () =>
-      pipeline.run(
-        attemptWork(call, (settleAttempt) => callWork(work, settleAttempt), callStore),
-        // the call has what the pipeline reads: no options object per call unless its deadline needs mending
-        call.deadline === undefined || Number.isFinite(call.deadline) ? call : { cancellation: root, isCommitted: () => call.isCommitted?.() ?? false },
-        settle,
-      ),
-    callStore,
-  );
-  // a caller found gone as the watch starts aborts the call here and now: check the state after it
-  if (state === 0) watch.start();
-  if (state === 1) return outcome;
-  if (state === 2) return Promise.reject(mapError(outcome));
-  return new Promise((onValue, onError) => {
-    resolve = onValue;
-    reject = onError;
-  });
+}
+
+/** A later attempt's handler call, as the argument of its frame's function. */
+class AttemptCall {
+  constructor(
+    readonly call: RouteCallTarget,
+    readonly settle: Settle,
+  ) {}
+}
+
+function callWorkWith(attempt: AttemptCall): void {
+  callWork(attempt.call, attempt.settle);
 }
 
 /**

@@ -22,7 +22,7 @@ import { IdempotentRoutes, type IdempotentRoutePlan } from './idempotent-routes.
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import type { ResolvedTargetPolicy } from './resilience-options.resolver.js';
-import { executeObservable, executePromise, executeRoute, runObservable, type AttemptWrapper, type CallerWatch, type PipelineCall } from './pipeline-call.js';
+import { executeObservable, executePromise, executeRoute, runObservable, type AttemptWrapper, type PipelineCall, type RouteCallTarget } from './pipeline-call.js';
 import type { RequestInfoSource } from '../context/context-frame.js';
 import type { SharedStoreFields } from '../context/resilience-context.js';
 import type { Clock } from '../core/clock.js';
@@ -227,12 +227,11 @@ export class ResilienceEngine implements MethodInvoker {
   private runRoute(route: RouteCall, execution: IdempotencyExecution | undefined, run: HandlerRun | undefined, render: boolean): unknown {
     const { plan, method, args, host, adapter, profile } = route;
     const { target } = plan;
-    const work = () => this.callHandler(route, execution, run);
-    const mapError = render ? (error: unknown) => adapter.renderError(this.mapError(error, target), host) : (error: unknown) => this.mapError(error, target);
     if (target === undefined) {
       // only @Idempotent(): no pipeline, the handler runs as it is
+      const mapError = (error: unknown) => this.mappedError(error, target, render, adapter, host);
       try {
-        return Promise.resolve(work()).catch((error: unknown) => {
+        return Promise.resolve(this.callHandler(route, execution, run)).catch((error: unknown) => {
           throw mapError(error);
         });
       } catch (error) {
@@ -241,36 +240,35 @@ export class ResilienceEngine implements MethodInvoker {
     }
     const key = this.pipelines.keyFor(target, args, host[0]);
     const pipeline = this.pipelines.pipelineFor(target, key);
-    // a token, not an AbortController: the signal is only created if the handler asks for it
-    const client = new Cancellation();
     const clock = this.pipelines.env.clock;
     const call = new RouteCallState(
-      client,
+      // a token, not an AbortController: the signal is only created if the handler asks for it
+      new Cancellation(),
       adapter.deadlineOf(host, clock),
-      args,
       key,
       clock,
       adapter.describe(host, profile),
       this.pipelines.attemptWrapper(),
-      adapter,
-      host,
-      profile,
+      this,
+      route,
+      execution,
+      run,
+      render,
     );
-    const watch = call;
     // a caller already gone stops the call before it runs; an adapter that can tell so up front is
     // watched only once the call goes asynchronous (no close event can arrive before), others from now
-    if (adapter.callerGone === undefined || method.returnsObservable) watch.start();
-    else if (adapter.callerGone(host, profile)) client.abort(clientClosed());
+    if (adapter.callerGone === undefined || method.returnsObservable) call.start();
+    else if (adapter.callerGone(host, profile)) call.cancellation.abort(clientClosed());
     if (method.returnsObservable) {
       return new Observable<unknown>((subscriber) => {
-        const teardown = runObservable(pipeline, work, { ...call, isCommitted: () => call.isCommitted(), mapError }, subscriber);
+        const teardown = runObservable(pipeline, () => call.callHandler(), { ...call, args, isCommitted: () => call.isCommitted(), mapError: (error) => call.mapError(error) }, subscriber);
         return () => {
           teardown();
-          watch.stop();
+          call.stop();
         };
       });
     }
-    const outcome = executeRoute(pipeline, work, call, watch, mapError);
+    const outcome = executeRoute(pipeline, call);
     // only a last-good fallback answers a StaleAnswer: other routes keep the synchronous return
     if (target.fallback?.lastGood === undefined) return outcome;
     const answer = (value: unknown): unknown => {
@@ -281,8 +279,18 @@ export class ResilienceEngine implements MethodInvoker {
     return outcome instanceof Promise ? outcome.then(answer) : answer(outcome);
   }
 
-  /** One attempt's call of the handler, its parameter slots filled in from the call's context. */
-  private callHandler(route: RouteCall, execution: IdempotencyExecution | undefined, run: HandlerRun | undefined): unknown {
+  /**
+   * What the caller of a handler gets for `error`: the mapper's answer, rendered by the context
+   * when `render` is set (the idempotency layer renders errors itself, after storing them).
+   * @internal
+   */
+  mappedError(error: unknown, target: ResolvedTargetPolicy | undefined, render: boolean, adapter: ContextAdapter, host: ContextHost): unknown {
+    const mapped = this.mapError(error, target);
+    return render ? adapter.renderError(mapped, host) : mapped;
+  }
+
+  /** One attempt's call of the handler, its parameter slots filled in from the call's context. @internal */
+  callHandler(route: RouteCall, execution: IdempotencyExecution | undefined, run: HandlerRun | undefined): unknown {
     const { plan, self, method, args } = route;
     const slots = plan.slots;
     let callArgs = args;
@@ -472,11 +480,12 @@ function clientClosed(): OperationAbortedError {
 
 /**
  * One route call as the pipeline runs it: its token, deadline and commit check, the fields every
- * resilience context of the call shares (it is its own `store`), and the watch on its caller that
- * aborts the token when the caller goes away. One object per call: V8 would allocate literals of
- * this path in old space once it saw them outlive a scavenge, and them with everything they hold.
+ * resilience context of the call shares (it is its own `store`), the watch on its caller that
+ * aborts the token when the caller goes away, and the handler call and error mapping of each
+ * attempt. One object per call: V8 would allocate literals of this path in old space once it saw
+ * them outlive a scavenge, and them with everything they hold; closures would be one more each.
  */
-class RouteCallState implements PipelineCall, SharedStoreFields, CallerWatch {
+class RouteCallState implements RouteCallTarget, SharedStoreFields {
   readonly outerContext = true;
   readonly store: SharedStoreFields = this;
   private stopWatching: (() => void) | undefined;
@@ -487,25 +496,42 @@ class RouteCallState implements PipelineCall, SharedStoreFields, CallerWatch {
   constructor(
     readonly cancellation: Cancellation,
     readonly deadline: number | undefined,
-    readonly args: readonly unknown[],
     readonly policy: string,
     readonly clock: Clock,
     readonly request: RequestInfoSource,
     readonly wrapAttempt: AttemptWrapper | undefined,
-    private readonly adapter: ContextAdapter,
-    private readonly host: ContextHost,
-    private readonly profile: HandlerProfile,
+    private readonly engine: ResilienceEngine,
+    private readonly route: RouteCall,
+    private readonly execution: IdempotencyExecution | undefined,
+    private readonly run: HandlerRun | undefined,
+    /** Whether errors are rendered by the call's context (not when the idempotency layer stores them first). */
+    private readonly render: boolean,
   ) {}
+
+  /** The handler's arguments, for fallbacks. */
+  get args(): readonly unknown[] {
+    return this.route.args;
+  }
 
   /** Whether the answer started; a method, so the response is only read once a failure asks. */
   isCommitted(): boolean {
-    return (this.commitCheck ??= this.adapter.commitCheck(this.host) ?? notCommitted)();
+    return (this.commitCheck ??= this.route.adapter.commitCheck(this.route.host) ?? notCommitted)();
+  }
+
+  callHandler(): unknown {
+    return this.engine.callHandler(this.route, this.execution, this.run);
+  }
+
+  mapError(error: unknown): unknown {
+    const { route } = this;
+    return this.engine.mappedError(error, route.plan.target, this.render, route.adapter, route.host);
   }
 
   start(): void {
     if (this.ended || this.stopWatching !== undefined) return;
     const client = this.cancellation;
-    this.stopWatching = this.adapter.watchCaller(this.host, () => client.abort(clientClosed()), this.profile);
+    const { route } = this;
+    this.stopWatching = route.adapter.watchCaller(route.host, () => client.abort(clientClosed()), route.profile);
   }
 
   stop(): void {
