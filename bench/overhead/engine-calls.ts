@@ -10,31 +10,15 @@
 // Instruction counts do not depend on what else the machine is doing, so this is the figure to
 // iterate on when changing the engine's hot path; bench:instructions then gives the whole-request
 // ratios the goals are stated in.
-import 'reflect-metadata';
 import { execFile, spawnSync } from 'node:child_process';
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
-import { IncomingMessage, ServerResponse } from 'node:http';
-import { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { Module, type Type } from '@nestjs/common';
-import { NestFactory } from '@nestjs/core';
-import { ExecutionContextHost } from '@nestjs/core/helpers/execution-context-host.js';
-import { ResilienceModule } from 'nest-resilience';
 import { median } from '../shared/load.js';
 import { markdownTable } from '../shared/report.js';
-import { BareController, BothController, PAYLOAD, RetryableController, TimeoutController } from './routes.js';
-
-/**
- * The variants: `bare` is the same call of an undecorated handler (what the harness itself costs),
- * the others carry the overhead benchmark's decorators; `-context` runs in a process where an
- * AsyncLocalStorage was entered once at start-up, as nestjs-pino, nestjs-cls or OpenTelemetry do.
- */
-const VARIANTS = ['bare', 'timeout', 'retryable', 'both', 'both-context'] as const;
-type EngineVariant = (typeof VARIANTS)[number];
+import { routeCalls, variantsToCount, type EngineVariant } from './engine-harness.js';
 
 const DEFAULT_WARMUP_CALLS = 50_000;
 /** Calls per counted window. */
@@ -47,54 +31,11 @@ const DEFAULT_WINDOWS = 5;
  */
 const NODE_FLAGS = ['--no-concurrent-recompilation', '--no-concurrent-osr', '--no-concurrent-sparkplug'];
 
-const CONTROLLERS: Record<EngineVariant, Type> = {
-  bare: BareController,
-  timeout: TimeoutController,
-  retryable: RetryableController,
-  both: BothController,
-  'both-context': BothController,
-};
-
 /** The child: builds the app, warms the route up, and has callgrind count `calls` calls of it. */
 async function measure(variant: EngineVariant, warmupCalls: number, calls: number, windows: number): Promise<void> {
-  if (variant.endsWith('-context')) new AsyncLocalStorage().enterWith({});
-  const controller = CONTROLLERS[variant];
-  @Module({ imports: [ResilienceModule.forRoot()], controllers: [controller] })
-  class EngineCallsModule {}
-  const app = await NestFactory.createApplicationContext(EngineCallsModule, { logger: false });
-  // the hidden argument through which Nest's router hands a bound route its call: internal, so
-  // taken from the same build the package entry point resolves to
-  const { RouteInvocation } = (await import(new URL('../../../dist/engine/binding/bound-method.js', import.meta.url).href)) as {
-    RouteInvocation: new (context: ExecutionContextHost) => unknown;
-  };
-  const instance = app.get(controller) as { hello(invocation?: unknown): unknown };
-  const socket = new Socket();
-  const request = new IncomingMessage(socket);
-  request.method = 'GET';
-  request.url = '/hello';
-  const response = new ServerResponse(request);
-  response.assignSocket(socket);
-  const handler = controller.prototype.hello as Function;
-  // what Nest's router does per request: a context for the call, the handler called with its
-  // parameters (here only the hidden one) and its result awaited
-  const decorated = variant !== 'bare';
   // Under valgrind a call can stall for seconds while freshly compiled code is translated, so
   // `@Timeout(5000)` may really expire: such a call is counted and reported, not fatal.
-  const loop = async (count: number): Promise<number> => {
-    let failed = 0;
-    for (let index = 0; index < count; index++) {
-      const context = new ExecutionContextHost([request, response, undefined], controller, handler);
-      let answer: unknown;
-      try {
-        answer = await (decorated ? instance.hello(new RouteInvocation(context)) : instance.hello());
-      } catch {
-        failed++;
-        continue;
-      }
-      if (answer !== PAYLOAD) throw new Error(`${variant}: the route answered something else than its payload.`);
-    }
-    return failed;
-  };
+  const { app, loop } = await routeCalls(variant, true);
   await loop(warmupCalls);
   const control = (command: string) => promisify(execFile)('callgrind_control', [command, String(process.pid)]);
   await control('--instr=on');
@@ -170,16 +111,6 @@ function windowTotal(outputDir: string, variant: EngineVariant, window: number):
   const totals = /^(?:totals|summary): (\d+)/m.exec(readFileSync(join(outputDir, dump), 'utf8'));
   if (!totals) throw new Error(`${variant}: the callgrind dump ${dump} has no totals line.`);
   return Number(totals[1]);
-}
-
-function variantsToCount(): EngineVariant[] {
-  const raw = process.env.BENCH_VARIANTS;
-  if (raw === undefined || raw === '') return [...VARIANTS];
-  const named = raw.split(',').map((name) => name.trim());
-  const unknown = named.filter((name) => !VARIANTS.includes(name as EngineVariant));
-  if (unknown.length > 0) throw new Error(`BENCH_VARIANTS names unknown variants: ${unknown.join(', ')}. Known: ${VARIANTS.join(', ')}.`);
-  // the bare call is always counted: it is what the others are compared with
-  return VARIANTS.filter((variant) => variant === 'bare' || named.includes(variant));
 }
 
 function count(name: string, fallback: number): number {
