@@ -6,71 +6,24 @@ import {
   type BoundMethod,
   type MethodInvoker,
 } from './binding/bound-method.js';
-import type { ContextAdapter, ContextHandler, ContextHost, HandlerProfile } from '../contexts/context-adapter.js';
+import type { ContextAdapter, ContextHandler, ContextHost } from '../contexts/context-adapter.js';
 import { ContextAdapters } from '../contexts/context-adapters.js';
 import type { JobProfile } from '../contexts/job.context.js';
 import type { ResilienceContextStore } from '../context/context-frame.js';
 import { currentResilienceStore, getRequestInfo } from '../context/resilience-context.js';
 import { Cancellation } from '../core/cancellation.js';
 import { resolveRetryOptions } from '../core/validate.js';
-import { OperationAbortedError } from '../core/errors.js';
 import { StaleAnswer } from '../core/last-good.js';
 import { AttemptSettledError } from '../core/timeout.policy.js';
 import { ResilienceErrorMapper } from '../http/resilience-error.mapper.js';
 import type { HandlerOutcome, IdempotencyExecution } from '../core/idempotency/idempotency-core.interface.js';
-import { IdempotentRoutes, type IdempotentRoutePlan } from './idempotent-routes.js';
+import { IdempotentRoutes } from './idempotent-routes.js';
 import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-options.interface.js';
 import { RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import type { ResolvedTargetPolicy } from './resilience-options.resolver.js';
-import { executeObservable, executePromise, executeRoute, runObservable, type AttemptWrapper, type PipelineCall, type RouteCallTarget } from './pipeline-call.js';
-import type { RequestInfoSource } from '../context/context-frame.js';
-import type { SharedStoreFields } from '../context/resilience-context.js';
-import type { Clock } from '../core/clock.js';
+import { executeObservable, executePromise, executeRoute, runObservable, type PipelineCall } from './pipeline-call.js';
 import { ResiliencePipelines } from './resilience-pipelines.js';
-
-/** A handler's context as the engine uses it: its adapter and what the adapter made of it at start-up. */
-interface PlanContext {
-  readonly adapter: ContextAdapter;
-  readonly profile: HandlerProfile;
-}
-
-/** What one application knows about one bound method of one class, computed at start-up (or on its first call). */
-interface MethodPlan {
-  readonly classRef: Function;
-  /** The merged resilience settings, absent when the method is only `@Idempotent()`. */
-  readonly target: ResolvedTargetPolicy | undefined;
-  /** The idempotency settings of an `@Idempotent()` handler. */
-  readonly idempotent: IdempotentRoutePlan | undefined;
-  /** The context its metadata declares, when it is a handler Nest calls (a route, a message handler, a resolver, …). */
-  readonly context: PlanContext | undefined;
-  /** The contexts of other types it was called in (a handler serving two transports of a hybrid app). */
-  otherContexts: Map<string, PlanContext> | undefined;
-  /** Indexes of parameters filled in per call (`@AttemptSignal()`, `@IdempotencyTransaction()`), found on the first route call. */
-  slots: readonly number[] | undefined;
-}
-
-/**
- * One call of a decorated handler: what was bound, on which instance, with which arguments, in
- * which context (a class, not a literal: see {@link RouteCallState}).
- */
-class RouteCall {
-  constructor(
-    readonly plan: MethodPlan,
-    readonly self: object,
-    readonly method: BoundMethod,
-    /** The handler's arguments, after Nest's pipes (the hidden route argument removed). */
-    readonly args: unknown[],
-    /** The arguments of the handler's context (`ExecutionContext.getArgs()`): request and response on HTTP. */
-    readonly host: ContextHost,
-    readonly adapter: ContextAdapter,
-    readonly profile: HandlerProfile,
-  ) {}
-}
-
-/** Whether the handler itself produced the value (not a fallback after it failed). */
-interface HandlerRun {
-  succeeded: boolean;
-}
+import { clientClosed, RouteCall, RouteCallState, type HandlerRun, type MethodPlan, type PlanContext, type RouteHandlers } from './route-call.js';
 
 /**
  * The one execution engine of an application: every call of a decorated handler or provider
@@ -87,7 +40,7 @@ interface HandlerRun {
  * @internal
  */
 @Injectable()
-export class ResilienceEngine implements MethodInvoker {
+export class ResilienceEngine implements MethodInvoker, RouteHandlers {
   private readonly plans = new Map<BoundMethod, MethodPlan>();
   private readonly otherClassPlans = new WeakMap<Function, Map<BoundMethod, MethodPlan>>();
 
@@ -470,74 +423,4 @@ function liveParentOf(store: ResilienceContextStore | undefined): ResilienceCont
   return reason instanceof AttemptSettledError ? undefined : store;
 }
 
-function notCommitted(): boolean {
-  return false;
-}
 
-function clientClosed(): OperationAbortedError {
-  return new OperationAbortedError('the client closed the connection');
-}
-
-/**
- * One route call as the pipeline runs it: its token, deadline and commit check, the fields every
- * resilience context of the call shares (it is its own `store`), the watch on its caller that
- * aborts the token when the caller goes away, and the handler call and error mapping of each
- * attempt. One object per call: V8 would allocate literals of this path in old space once it saw
- * them outlive a scavenge, and them with everything they hold; closures would be one more each.
- */
-class RouteCallState implements RouteCallTarget, SharedStoreFields {
-  readonly outerContext = true;
-  readonly store: SharedStoreFields = this;
-  private stopWatching: (() => void) | undefined;
-  private ended = false;
-  /** The adapter's commit check, asked for on the first {@link isCommitted} (after a failure). */
-  private commitCheck: (() => boolean) | undefined;
-
-  constructor(
-    readonly cancellation: Cancellation,
-    readonly deadline: number | undefined,
-    readonly policy: string,
-    readonly clock: Clock,
-    readonly request: RequestInfoSource,
-    readonly wrapAttempt: AttemptWrapper | undefined,
-    private readonly engine: ResilienceEngine,
-    private readonly route: RouteCall,
-    private readonly execution: IdempotencyExecution | undefined,
-    private readonly run: HandlerRun | undefined,
-    /** Whether errors are rendered by the call's context (not when the idempotency layer stores them first). */
-    private readonly render: boolean,
-  ) {}
-
-  /** The handler's arguments, for fallbacks. */
-  get args(): readonly unknown[] {
-    return this.route.args;
-  }
-
-  /** Whether the answer started; a method, so the response is only read once a failure asks. */
-  isCommitted(): boolean {
-    return (this.commitCheck ??= this.route.adapter.commitCheck(this.route.host) ?? notCommitted)();
-  }
-
-  callHandler(): unknown {
-    return this.engine.callHandler(this.route, this.execution, this.run);
-  }
-
-  mapError(error: unknown): unknown {
-    const { route } = this;
-    return this.engine.mappedError(error, route.plan.target, this.render, route.adapter, route.host);
-  }
-
-  start(): void {
-    if (this.ended || this.stopWatching !== undefined) return;
-    const client = this.cancellation;
-    const { route } = this;
-    this.stopWatching = route.adapter.watchCaller(route.host, () => client.abort(clientClosed()), route.profile);
-  }
-
-  stop(): void {
-    this.ended = true;
-    const stopWatching = this.stopWatching;
-    this.stopWatching = undefined;
-    stopWatching?.();
-  }
-}
