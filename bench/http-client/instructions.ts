@@ -2,8 +2,8 @@
 // `undici.request` against `HttpClient` (defaults: timeouts, 3 attempts, breaker), the same calls
 // bench:http-client times, counted by valgrind's callgrind so the figure does not depend on what
 // else the machine is doing (bench:http-client's throughput does).
-//   npm run build:sample && node build/bench/http-client/instructions.js
-//   BENCH_VARIANTS=http-client node build/bench/http-client/instructions.js
+//   npm run bench:http-client:instructions      (~5–10 min on a busy 2-core machine)
+//   BENCH_WARMUP_CALLS=6000 BENCH_CALLS=1500 npm run bench:http-client:instructions
 // The upstream runs in its own process, outside valgrind; the clients run in one process under
 // callgrind: warm-up calls with counting off, then counted windows, the clients taking turns (every
 // thread of the process counts: JIT and garbage collector included); the median window is the figure.
