@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
-import { currentInFrame } from '../context/context-frame.js';
+import { currentInFrame, frameDeadlineContext } from '../context/context-frame.js';
 import { getRequestInfo } from '../context/resilience-context.js';
 import { Cancellation } from '../core/cancellation.js';
 import { abortErrorOf } from '../core/classify.js';
 import { systemClock } from '../core/clock.js';
+import { DeadlineQueue } from '../core/deadline-queue.js';
 import { ResilienceConfigError } from '../core/errors.js';
 import type { ResilienceEventSink } from '../core/events.js';
 import { chaosAnswerOf } from '../core/chaos-step.js';
@@ -129,7 +130,7 @@ export class HttpClient {
     this.baseOrigin = this.base.origin;
     this.prefix = basePrefix(this.base);
     this.defaultHeaders = lowerCased({}, options.headers);
-    this.env = dependencies.env ?? { clock: systemClock, random: systemRandom, events: NO_EVENTS };
+    this.env = dependencies.env ?? standaloneEnvironment();
     this.registry = dependencies.registry ?? new PolicyRegistry(this.env);
     this.spec = resolveClientSpec(name, options, dependencies);
     validateClientOptions(name, options);
@@ -549,6 +550,23 @@ export class HttpClient {
     if (incoming !== undefined) return incoming.downstreamKey(`${this.name}:${options.callName ?? `${method} ${route}`}`);
     return randomUUID();
   }
+}
+
+let standalone: PolicyEnvironment | undefined;
+
+/**
+ * The environment of clients made outside Nest without one: the system clock, no events, and the
+ * timeouts of every such client on one shared (unref'd) timer, as the module's environment has
+ * them, instead of a setTimeout and a clearTimeout per timeout per call.
+ */
+function standaloneEnvironment(): PolicyEnvironment {
+  standalone ??= {
+    clock: systemClock,
+    random: systemRandom,
+    events: NO_EVENTS,
+    deadlines: new DeadlineQueue(systemClock, { keepTimerWhenIdle: true, context: frameDeadlineContext }),
+  };
+  return standalone;
 }
 
 /** Makes `target` abort when `source` does; returns the function that stops following. */
