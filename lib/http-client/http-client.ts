@@ -68,6 +68,9 @@ interface OriginPipelines {
   readonly gate: OriginGate;
 }
 
+/** The options of a verb helper called without any. */
+const NO_CALL_OPTIONS: HttpCallOptions = Object.freeze({});
+
 /** The event sink of a client without one: it wants nothing, so per-attempt events are not even built. */
 const NO_EVENTS: ResilienceEventSink = Object.assign(() => undefined, { wants: () => false });
 
@@ -178,32 +181,32 @@ export class HttpClient {
    * const { data } = await client.request({ method: 'PUT', path: `/reports/${id}`, body: report });
    */
   request<T = never, O extends HttpRequestOptions = HttpRequestOptions>(options: O): Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>> {
-    return this.call(options) as Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>>;
+    return this.call(options.method, options.path, options.body, options) as Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>>;
   }
 
   /** `GET path`. @example const { data } = await client.get('/reports', { query: { page: 2 }, schema: ReportPage }); */
   get<T = never, O extends HttpCallOptions = HttpCallOptions>(path: string, options?: O): Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>> {
-    return this.request<T, O & HttpRequestOptions>({ ...options, method: 'GET', path } as O & HttpRequestOptions);
+    return this.call('GET', path, undefined, options ?? NO_CALL_OPTIONS) as Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>>;
   }
 
   /** `POST path` with `body` (JSON unless a string or bytes); carries an `Idempotency-Key`, so it is retried. */
   post<T = never, O extends HttpCallOptions = HttpCallOptions>(path: string, body?: unknown, options?: O): Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>> {
-    return this.request<T, O & HttpRequestOptions>({ ...options, method: 'POST', path, body } as O & HttpRequestOptions);
+    return this.call('POST', path, body, options ?? NO_CALL_OPTIONS) as Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>>;
   }
 
   /** `PUT path` with `body`. */
   put<T = never, O extends HttpCallOptions = HttpCallOptions>(path: string, body?: unknown, options?: O): Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>> {
-    return this.request<T, O & HttpRequestOptions>({ ...options, method: 'PUT', path, body } as O & HttpRequestOptions);
+    return this.call('PUT', path, body, options ?? NO_CALL_OPTIONS) as Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>>;
   }
 
   /** `PATCH path` with `body`; carries an `Idempotency-Key`, so it is retried. */
   patch<T = never, O extends HttpCallOptions = HttpCallOptions>(path: string, body?: unknown, options?: O): Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>> {
-    return this.request<T, O & HttpRequestOptions>({ ...options, method: 'PATCH', path, body } as O & HttpRequestOptions);
+    return this.call('PATCH', path, body, options ?? NO_CALL_OPTIONS) as Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>>;
   }
 
   /** `DELETE path`. */
   delete<T = never, O extends HttpCallOptions = HttpCallOptions>(path: string, options?: O): Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>> {
-    return this.request<T, O & HttpRequestOptions>({ ...options, method: 'DELETE', path } as O & HttpRequestOptions);
+    return this.call('DELETE', path, undefined, options ?? NO_CALL_OPTIONS) as Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>>;
   }
 
   /**
@@ -277,11 +280,11 @@ export class HttpClient {
     await this.dispatcher.close();
   }
 
-  private call(options: HttpRequestOptions): Promise<HttpResponse<unknown>> {
+  /** One call: `method` (default GET) of `path`, with `body` and the call's other options (the verb helpers pass them apart: no options object is copied per call). */
+  private call(requestedMethod: HttpMethod | undefined, path: string, body: unknown, options: HttpCallOptions): Promise<HttpResponse<unknown>> {
     const { clock } = this.env;
     const started = clock.now();
-    const method = (options.method ?? 'GET').toUpperCase() as HttpMethod;
-    const { path } = options;
+    const method = (requestedMethod ?? 'GET').toUpperCase() as HttpMethod;
     const { href, target } = callUrl(this.base, this.prefix, path, options.query);
     const queryAt = path.indexOf('?');
     const route = options.route ?? (queryAt === -1 ? path : path.slice(0, queryAt));
@@ -306,7 +309,7 @@ export class HttpClient {
       target,
       route,
       headers,
-      serializeBody(options.body, headers),
+      serializeBody(body, headers),
       options.responseType ?? (options.schema ? 'json' : 'auto'),
       options.schema,
       hedging,
@@ -525,7 +528,7 @@ export class HttpClient {
     return new LocalRateLimiter(this.env.clock, rateLimit ? resolveRateLimit(rateLimit, `The HTTP client "${this.name}"`).rate : undefined);
   }
 
-  private headersOf(options: HttpRequestOptions, method: HttpMethod, route: string): Record<string, string> {
+  private headersOf(options: HttpCallOptions, method: HttpMethod, route: string): Record<string, string> {
     const headers = lowerCased({ ...this.defaultHeaders }, options.headers);
     if (this.propagateRequestId && headers[REQUEST_ID_HEADER] === undefined) {
       const requestId = getRequestInfo()?.requestId;
@@ -542,7 +545,7 @@ export class HttpClient {
    * The key of a POST/PATCH call: the call's own, else (in `auto` mode) one derived from the
    * incoming `@Idempotent()` request and the call name, else a random one for this call.
    */
-  private idempotencyKeyOf(options: HttpRequestOptions, method: HttpMethod, route: string): string | undefined {
+  private idempotencyKeyOf(options: HttpCallOptions, method: HttpMethod, route: string): string | undefined {
     if (options.idempotencyKey === false) return undefined;
     if (typeof options.idempotencyKey === 'string') return options.idempotencyKey;
     if (this.options.idempotencyKeys === 'explicit') return undefined;
