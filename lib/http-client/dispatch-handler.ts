@@ -5,22 +5,33 @@ import type { Settle } from '../core/step.js';
 import { networkError } from './call-errors.js';
 import type { CallState, RawAnswer } from './call-state.js';
 
+/** Reads a whole answer and settles the request with what it means (one function per client, not per request). @internal */
+export type AnswerReader = (state: CallState, answer: RawAnswer, token: Cancellation, settle: Settle) => void;
+
 /**
  * Sends one request through `dispatcher.dispatch()` with a handler that buffers the answer, and
- * settles with the {@link RawAnswer} or the failure. It is cancelled through the controller undici
+ * hands the {@link RawAnswer} to `read`, or settles with the failure. It is cancelled through the controller undici
  * hands over, so a request costs no `AbortSignal`, no listener on one and no body stream
  * (measured: `undici.request({ signal })` keeps 0.75–0.88 of a plain request, a handler-driven
  * dispatch is faster than either; BENCHMARKS.md). A token aborted before undici starts the request
  * settles the call at once, and the request is aborted as soon as undici starts it.
  * @internal
  */
-export function dispatchRequest(dispatcher: Dispatcher, client: string, state: CallState, token: Cancellation, headers: Record<string, string>, settle: Settle): void {
+export function dispatchRequest(
+  dispatcher: Dispatcher,
+  client: string,
+  state: CallState,
+  token: Cancellation,
+  headers: Record<string, string>,
+  read: AnswerReader,
+  settle: Settle,
+): void {
   // a token that is already aborted never calls its listeners: nothing may be sent
   if (token.aborted) {
     settle(true, token.reason);
     return;
   }
-  const handler = new BufferingHandler(client, state, token, settle);
+  const handler = new BufferingHandler(client, state, token, read, settle);
   token.listen(handler);
   try {
     dispatcher.dispatch({ origin: state.origin, path: state.href.slice(state.origin.length) || '/', method: state.method, headers, body: state.body ?? null }, handler);
@@ -45,6 +56,7 @@ class BufferingHandler implements Dispatcher.DispatchHandler, AbortListener {
     private readonly client: string,
     private readonly state: CallState,
     private readonly token: Cancellation,
+    private readonly read: AnswerReader,
     private readonly settle: Settle,
   ) {}
 
@@ -54,12 +66,18 @@ class BufferingHandler implements Dispatcher.DispatchHandler, AbortListener {
     this.finish(true, reason);
   }
 
-  /** Settles once, and stops listening to the token. */
-  finish(failed: boolean, outcome: unknown): void {
-    if (!this.open) return;
+  /** Settles with a failure, once, and stops listening to the token. */
+  finish(failed: true, outcome: unknown): void {
+    if (!this.close()) return;
+    this.settle(failed, outcome);
+  }
+
+  /** Whether the request was still open (it is closed now, and no longer listens to the token). */
+  private close(): boolean {
+    if (!this.open) return false;
     this.open = false;
     this.token.unlisten(this);
-    this.settle(failed, outcome);
+    return true;
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
@@ -81,8 +99,9 @@ class BufferingHandler implements Dispatcher.DispatchHandler, AbortListener {
   }
 
   onResponseEnd(): void {
+    if (!this.close()) return;
     const { chunks } = this;
-    this.finish(false, { status: this.status, headers: this.answerHeaders, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) } satisfies RawAnswer);
+    this.read(this.state, { status: this.status, headers: this.answerHeaders, body: chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks) }, this.token, this.settle);
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {

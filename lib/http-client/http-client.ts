@@ -34,7 +34,7 @@ import {
   withoutSharedState,
   type HttpClientDependencies,
 } from './client-spec.js';
-import { dispatchRequest } from './dispatch-handler.js';
+import { dispatchRequest, type AnswerReader } from './dispatch-handler.js';
 import { hedgedAttempt, type ReserveRequest, type SendRequest } from './hedging.js';
 import type {
   DataOf,
@@ -428,11 +428,11 @@ export class HttpClient {
             endTelemetry(state.lastStatus, failed ? errorTypeLabel(outcome) : undefined);
             settle(failed, outcome);
           };
-    dispatchRequest(this.dispatcher, this.name, state, token, headers, (failed, outcome) => {
-      if (failed) ended(true, outcome);
-      else this.settleAnswer(state, outcome as RawAnswer, token, ended);
-    });
+    dispatchRequest(this.dispatcher, this.name, state, token, headers, this.readAnswerOf, ended);
   };
+
+  /** Settles a request with its whole answer, read. */
+  private readonly readAnswerOf: AnswerReader = (state, answer, token, settle) => this.settleAnswer(state, answer, token, settle);
 
   /**
    * Settles with the answer read ({@link readAnswer}): at once, unless a schema validates
