@@ -5,9 +5,8 @@
 //   npm run bench:http-client:instructions      (~5–10 min on a busy 2-core machine)
 //   BENCH_WARMUP_CALLS=6000 BENCH_CALLS=1500 npm run bench:http-client:instructions
 // The upstream runs in its own process, outside valgrind; the clients run in one process under
-// callgrind: warm-up calls with counting off, then counted windows, the clients taking turns, each
-// after an uncounted full collection (every thread of the process counts: JIT and garbage collector
-// included); the median window is the figure.
+// callgrind: warm-up calls with counting off, then counted windows, the clients taking turns (every
+// thread of the process counts: JIT and garbage collector included); the median window is the figure.
 import { execFile, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,8 +31,8 @@ const IN_FLIGHT = 8;
 /** The client's goal: raw undici's instructions per call ÷ the client's ≥ this. */
 const GOAL = 1.0;
 
-/** V8 compiles on the main thread, so the counted windows hold the same JIT work run after run; `gc()` for the full collection before each window. */
-const NODE_FLAGS = ['--no-concurrent-recompilation', '--no-concurrent-osr', '--no-concurrent-sparkplug', '--expose-gc'];
+/** V8 compiles on the main thread, so the counted windows hold the same JIT work run after run. */
+const NODE_FLAGS = ['--no-concurrent-recompilation', '--no-concurrent-osr', '--no-concurrent-sparkplug'];
 
 /**
  * The child: makes every client, warms each up, then has callgrind count `windows` windows of
@@ -61,23 +60,18 @@ async function measure(variants: readonly InstructionVariant[], upstreamUrl: str
   for (const entry of clients) await loop(entry, warmupCalls);
   for (const entry of clients) entry.failed = 0;
   const control = (command: string) => promisify(execFile)('callgrind_control', [command, String(process.pid)]);
-  const collect = (globalThis as { gc?: () => void }).gc!;
+  await control('--instr=on');
+  await control('--zero');
   for (let window = 0; window < windows; window++) {
     // the order alternates, so neither client always follows the other
     const turn = window % 2 === 0 ? clients : [...clients].reverse();
     for (const entry of turn) {
-      // every window starts from a collected heap, uncounted: a window pays for the garbage its own
-      // calls make (their scavenges, and a full collection only if they fill the old space), not
-      // for whichever full collection the other client's garbage brought due
-      collect();
-      await control('--instr=on');
-      await control('--zero');
       await loop(entry, calls);
       // each dump writes the counts since the previous one to its own part file, then zeroes them
       await control(`--dump=${entry.variant}`);
-      await control('--instr=off');
     }
   }
+  await control('--instr=off');
   for (const entry of clients) {
     if (entry.failed > 0) console.error(`  ${entry.variant}: ${entry.failed} of ${calls * windows} counted calls failed (valgrind stalled the process past a timeout); their error path is in the count.`);
     await entry.client.close();
