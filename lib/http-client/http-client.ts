@@ -25,7 +25,7 @@ import { isUpstreamError, UpstreamError, UpstreamHttpError } from '../core/upstr
 import type { CircuitBreakerSnapshot } from '../core/circuit-breaker.policy.js';
 import { REQUEST_ID_HEADER, REQUEST_TIMEOUT_HEADER } from '../fetch/with-deadline.js';
 import { errorTypeLabel, gateRefusalError, toUpstreamError } from './call-errors.js';
-import type { CallState, RawAnswer } from './call-state.js';
+import { ClientCall, type CallState, type RawAnswer } from './call-state.js';
 import type { GateRefusal } from './origin-gate.js';
 import {
   parseBaseUrl,
@@ -589,47 +589,6 @@ function lowerCased(target: Record<string, string>, source: Readonly<Record<stri
   return target;
 }
 
-/**
- * One call of a client: the {@link CallState} its stages share, and how it ends (its promise's
- * functions, what it follows until then). A class, not a literal, so V8 never moves every call
- * (and what it holds) to old space after seeing some outlive a scavenge.
- */
-class ClientCall implements CallState {
-  sent = 0;
-  lastStatus: number | undefined = undefined;
-  firstReserved = false;
-  resolve: (answer: HttpResponse<unknown>) => void = noop;
-  reject: (error: unknown) => void = noop;
-
-  constructor(
-    readonly method: HttpMethod,
-    readonly href: string,
-    readonly origin: string,
-    readonly target: URL,
-    readonly route: string,
-    readonly headers: Record<string, string>,
-    readonly body: string | Uint8Array | undefined,
-    readonly responseType: CallState['responseType'],
-    readonly schema: CallState['schema'],
-    readonly hedging: CallState['hedging'],
-    readonly gate: OriginGate,
-    readonly deadline: number,
-    /** When the call started (clock ms). */
-    readonly started: number,
-    /** The call's token: the caller's signal and the ambient attempt abort it. */
-    readonly root: Cancellation,
-    private readonly stopFollowing: () => void,
-    /** A token made for the ambient attempt's signal, disposed with the call. */
-    private readonly ambientToken: Cancellation | undefined,
-  ) {}
-
-  /** Stops following the caller's signal and the ambient attempt once the call settled. */
-  release(): void {
-    this.stopFollowing();
-    this.root.dispose();
-    this.ambientToken?.dispose();
-  }
-}
 
 function requestIdField(): { requestId?: string } {
   const requestId = getRequestInfo()?.requestId;
