@@ -13,7 +13,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { startServer, stopAll, type ServerChild } from '../shared/children.js';
+import { callgrindArgs, startServer, stopAll, type ServerChild } from '../shared/children.js';
+import { countFromEnv } from '../shared/config.js';
 import { median } from '../shared/load.js';
 import { formatRatio, markdownTable } from '../shared/report.js';
 import { CLIENT_LABELS, createClient } from './clients.js';
@@ -80,10 +81,10 @@ async function measure(variants: readonly InstructionVariant[], upstreamUrl: str
 
 /** The parent: the upstream, one callgrind process counting every variant, then the table. */
 async function main(): Promise<void> {
-  const warmupCalls = count('BENCH_WARMUP_CALLS', DEFAULT_WARMUP_CALLS);
-  const calls = count('BENCH_CALLS', DEFAULT_CALLS);
-  const windows = count('BENCH_WINDOWS', DEFAULT_WINDOWS);
-  const variants = variantsToCount();
+  const warmupCalls = countFromEnv('BENCH_WARMUP_CALLS', DEFAULT_WARMUP_CALLS);
+  const calls = countFromEnv('BENCH_CALLS', DEFAULT_CALLS);
+  const windows = countFromEnv('BENCH_WINDOWS', DEFAULT_WINDOWS);
+  const variants = VARIANTS;
   if (spawnSync('valgrind', ['--version']).status !== 0) {
     throw new Error('This benchmark needs valgrind (callgrind) on PATH: apt-get install valgrind.');
   }
@@ -99,12 +100,7 @@ async function main(): Promise<void> {
     const child = spawnSync(
       'valgrind',
       [
-        '--quiet',
-        '--tool=callgrind',
-        // JIT code rewrites itself: valgrind must re-check every non-file mapping for changes
-        '--smc-check=all-non-file',
-        '--instr-atstart=no',
-        `--callgrind-out-file=${join(outputDir, 'calls.%p')}`,
+        ...callgrindArgs(join(outputDir, 'calls.%p')),
         process.execPath,
         ...NODE_FLAGS,
         fileURLToPath(import.meta.url),
@@ -166,32 +162,14 @@ function windowTotals(outputDir: string): Map<string, number[]> {
   return totals;
 }
 
-function variantsToCount(): InstructionVariant[] {
-  const raw = process.env.BENCH_VARIANTS;
-  if (raw === undefined || raw === '') return [...VARIANTS];
-  const named = raw.split(',').map((name) => name.trim());
-  const unknown = named.filter((name) => !VARIANTS.includes(name as InstructionVariant));
-  if (unknown.length > 0) throw new Error(`BENCH_VARIANTS names unknown variants: ${unknown.join(', ')}. Known: ${VARIANTS.join(', ')}.`);
-  // raw undici is always counted: it is what the client is compared with
-  return VARIANTS.filter((variant) => variant === 'undici' || named.includes(variant));
-}
-
-function count(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer; got ${raw}.`);
-  return value;
-}
-
 const childVariants = process.env.HTTP_CLIENT_INSTRUCTIONS_VARIANTS;
 if (childVariants !== undefined) {
   await measure(
     childVariants.split(',') as InstructionVariant[],
     process.env.HTTP_CLIENT_INSTRUCTIONS_UPSTREAM!,
-    count('BENCH_WARMUP_CALLS', DEFAULT_WARMUP_CALLS),
-    count('BENCH_CALLS', DEFAULT_CALLS),
-    count('BENCH_WINDOWS', DEFAULT_WINDOWS),
+    countFromEnv('BENCH_WARMUP_CALLS', DEFAULT_WARMUP_CALLS),
+    countFromEnv('BENCH_CALLS', DEFAULT_CALLS),
+    countFromEnv('BENCH_WINDOWS', DEFAULT_WINDOWS),
   );
   process.exit(0);
 } else {
