@@ -439,18 +439,17 @@ export class HttpClient {
    * asynchronously. A failure to read it while `token` is aborted settles with the abort's reason.
    */
   private settleAnswer(state: CallState, raw: RawAnswer, token: Cancellation | undefined, settle: Settle): void {
-    const failedWith = (error: unknown) => (token !== undefined && token.aborted && !isUpstreamError(error) ? token.reason : error);
     let answer: HttpResponse<unknown> | PromiseLike<HttpResponse<unknown>>;
     try {
       answer = this.readAnswer(state, raw);
     } catch (error) {
-      settle(true, failedWith(error));
+      settle(true, abortReasonOr(token, error));
       return;
     }
     if (isThenable(answer)) {
       answer.then(
         (value) => settle(false, value),
-        (error: unknown) => settle(true, failedWith(error)),
+        (error: unknown) => settle(true, abortReasonOr(token, error)),
       );
     } else settle(false, answer);
   }
@@ -555,21 +554,19 @@ export class HttpClient {
   }
 }
 
-let standalone: PolicyEnvironment | undefined;
-
 /**
- * The environment of clients made outside Nest without one: the system clock, no events, and the
- * timeouts of every such client on one shared (unref'd) timer, as the module's environment has
- * them, instead of a setTimeout and a clearTimeout per timeout per call.
+ * The environment of a client made outside Nest without one: the system clock, no events, and the
+ * client's timeouts on one (unref'd) timer of its own, as the module's environment has them,
+ * instead of a setTimeout and a clearTimeout per timeout per call. One per client: a queue shared by
+ * every client would carry a timer armed under one test's fake timers into the next test.
  */
 function standaloneEnvironment(): PolicyEnvironment {
-  standalone ??= {
+  return {
     clock: systemClock,
     random: systemRandom,
     events: NO_EVENTS,
     deadlines: new DeadlineQueue(systemClock, { keepTimerWhenIdle: true, context: frameDeadlineContext }),
   };
-  return standalone;
 }
 
 /** Makes `target` abort when `source` does; returns the function that stops following. */
@@ -583,12 +580,16 @@ function followToken(source: Cancellation, target: Cancellation): () => void {
 
 function noop(): void {}
 
+/** What a request whose answer could not be read fails with: the abort's reason once `token` aborted (unless the failure is the upstream's own), else `error`. */
+function abortReasonOr(token: Cancellation | undefined, error: unknown): unknown {
+  return token !== undefined && token.aborted && !isUpstreamError(error) ? token.reason : error;
+}
+
 /** `target` with `source`'s headers laid over it, names in lower case. */
 function lowerCased(target: Record<string, string>, source: Readonly<Record<string, string>> | undefined): Record<string, string> {
   if (source !== undefined) for (const [name, value] of Object.entries(source)) target[name.toLowerCase()] = value;
   return target;
 }
-
 
 function requestIdField(): { requestId?: string } {
   const requestId = getRequestInfo()?.requestId;
