@@ -11,8 +11,12 @@ import { interleave, pairedRatio, summarize, type Sample, type Summary } from '.
 import { commandLine, environment, formatMs, formatRatio, formatRps, formatUs, markdownTable, writeResults } from '../shared/report.js';
 import { CLIENT_LABELS, CLIENTS, createClient, type BenchClient, type ClientName } from './clients.js';
 
-/** The HttpClient should cost at most this much over raw undici (its throughput ≥ 0.95 ×). */
-const GOAL = 0.95;
+/**
+ * The HttpClient, with its policies, should keep at least raw undici's throughput (issue 23: ≥ 1.0 ×):
+ * its own dispatch handler spares it undici.request's body stream and request handler, which pays
+ * for what the policies cost.
+ */
+const GOAL = 1.0;
 
 /** Runs `client` for `seconds` with `inFlight` concurrent callers; CPU is this process's. */
 async function drive(client: BenchClient, seconds: number, inFlight: number): Promise<Sample> {
@@ -100,18 +104,21 @@ async function main(): Promise<void> {
       };
       return [CLIENT_LABELS[name], formatRps(summary.medianRps), formatMs(summary.medianP50), formatMs(summary.medianP99), formatRatio(ratio), formatUs(summary.medianCpuUs), formatRatio(cpuRatio), String(summary.errors)];
     });
-    const clientRatio = (results['http-client'] as { throughputRatioToUndici: number }).throughputRatioToUndici;
+    const { throughputRatioToUndici: clientRatio, cpuRatioToUndici: clientCpuRatio } = results['http-client'] as { throughputRatioToUndici: number; cpuRatioToUndici: number };
     const met = clientRatio >= GOAL;
     const header = `## HTTP client: one loopback GET with a JSON body (${config.rounds} interleaved round(s) × ${config.duration} s, ${config.connections} calls in flight, warm-up ${warmup} s${quick ? ', quick run' : ''})`;
     console.log(
       `\n${header}\n\n${markdownTable(['client', 'calls/s (median)', 'p50', 'p99', 'vs undici (paired)', 'caller CPU / call', 'CPU vs undici', 'errors'], rows)}\n`,
     );
     console.log(met ? `Goal met: HttpClient keeps ${formatRatio(clientRatio)} of raw undici's throughput (goal ≥ ${GOAL}).` : `GOAL MISSED: HttpClient keeps ${formatRatio(clientRatio)} of raw undici's throughput (goal ≥ ${GOAL}).`);
+    // the callers' CPU per call is what the throughput follows here (the upstream has a core of its
+    // own): shown beside it, it tells a client that costs more from a run the machine's load skewed
+    console.log(`Caller CPU per call: HttpClient ${formatRatio(clientCpuRatio)} × raw undici's (paired; ≤ 1 matches the goal; load-independent count: node build/bench/http-client/instructions.js).`);
     const file = writeResults(quick ? 'http-client.quick.json' : 'http-client.json', {
       benchmark: 'http-client',
       command: commandLine('bench:http-client'),
       config: { ...config, warmup, quick },
-      goal: { throughputRatioToUndici: GOAL, met },
+      goal: { throughputRatioToUndici: GOAL, met, cpuRatioToUndici: clientCpuRatio },
       environment: environment(),
       results,
     });

@@ -16,6 +16,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { callgrindArgs } from '../shared/children.js';
+import { countFromEnv } from '../shared/config.js';
 import { median } from '../shared/load.js';
 import { markdownTable } from '../shared/report.js';
 import { routeCalls, variantsToCount, type EngineVariant } from './engine-harness.js';
@@ -53,9 +55,9 @@ async function measure(variant: EngineVariant, warmupCalls: number, calls: numbe
 
 /** The parent: one callgrind process per variant, then the table. */
 function main(): void {
-  const warmupCalls = count('BENCH_WARMUP_CALLS', DEFAULT_WARMUP_CALLS);
-  const calls = count('BENCH_CALLS', DEFAULT_CALLS);
-  const windows = count('BENCH_WINDOWS', DEFAULT_WINDOWS);
+  const warmupCalls = countFromEnv('BENCH_WARMUP_CALLS', DEFAULT_WARMUP_CALLS);
+  const calls = countFromEnv('BENCH_CALLS', DEFAULT_CALLS);
+  const windows = countFromEnv('BENCH_WINDOWS', DEFAULT_WINDOWS);
   const variants = variantsToCount();
   if (spawnSync('valgrind', ['--version']).status !== 0) {
     throw new Error('bench:engine needs valgrind (callgrind) on PATH: apt-get install valgrind.');
@@ -71,12 +73,7 @@ function main(): void {
       const child = spawnSync(
         'valgrind',
         [
-          '--quiet',
-          '--tool=callgrind',
-          // JIT code rewrites itself: valgrind must re-check every non-file mapping for changes
-          '--smc-check=all-non-file',
-          '--instr-atstart=no',
-          `--callgrind-out-file=${join(outputDir, `${variant}.%p`)}`,
+          ...callgrindArgs(join(outputDir, `${variant}.%p`)),
           process.execPath,
           ...NODE_FLAGS,
           fileURLToPath(import.meta.url),
@@ -113,17 +110,10 @@ function windowTotal(outputDir: string, variant: EngineVariant, window: number):
   return Number(totals[1]);
 }
 
-function count(name: string, fallback: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return fallback;
-  const value = Number(raw);
-  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer; got ${raw}.`);
-  return value;
-}
 
 const childVariant = process.env.ENGINE_CALLS_VARIANT as EngineVariant | undefined;
 if (childVariant !== undefined) {
-  await measure(childVariant, count('BENCH_WARMUP_CALLS', DEFAULT_WARMUP_CALLS), count('BENCH_CALLS', DEFAULT_CALLS), count('BENCH_WINDOWS', DEFAULT_WINDOWS));
+  await measure(childVariant, countFromEnv('BENCH_WARMUP_CALLS', DEFAULT_WARMUP_CALLS), countFromEnv('BENCH_CALLS', DEFAULT_CALLS), countFromEnv('BENCH_WINDOWS', DEFAULT_WINDOWS));
   process.exit(0);
 } else {
   main();

@@ -200,3 +200,19 @@ export async function profiled<T>(server: ServerChild, dir: string | undefined, 
     await server.call('profile.stop', join(dir, `${server.name}.cpuprofile`));
   }
 }
+
+/**
+ * valgrind's arguments for counting a Node process's instructions with callgrind, counting off
+ * until the process turns it on (`callgrind_control --instr=on`), dumps written to `outputFile`
+ * (`%p` is the pid).
+ */
+export function callgrindArgs(outputFile: string): string[] {
+  return [
+    '--quiet',
+    '--tool=callgrind',
+    // JIT code rewrites itself: valgrind must re-check every non-file mapping for changes
+    '--smc-check=all-non-file',
+    '--instr-atstart=no',
+    `--callgrind-out-file=${outputFile}`,
+  ];
+}

@@ -80,3 +80,12 @@ function positive(raw: string | undefined, fallback: number, name: string, help:
   if (!Number.isFinite(value) || value <= 0) throw new Error(`${name} must be a positive number (got "${raw}").\n${help}`);
   return value;
 }
+
+/** The positive integer in the environment variable `name`, or `fallback` when it is unset or empty. */
+export function countFromEnv(name: string, fallback: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return fallback;
+  const value = Number(raw);
+  if (!Number.isInteger(value) || value <= 0) throw new Error(`${name} must be a positive integer; got ${raw}.`);
+  return value;
+}

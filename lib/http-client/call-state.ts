@@ -1,6 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import type { StandardSchemaV1 } from '@standard-schema/spec';
-import type { HedgingOptions, HttpCallOptions, HttpMethod } from './http-client.options.js';
+import type { Cancellation } from '../core/cancellation.js';
+import type { HedgingOptions, HttpCallOptions, HttpMethod, HttpResponse } from './http-client.options.js';
 import type { OriginGate } from './origin-gate.js';
 
 /**
@@ -43,3 +44,49 @@ export interface RawAnswer {
   readonly headers: IncomingHttpHeaders;
   readonly body: Buffer;
 }
+
+/**
+ * One call of a client: the {@link CallState} its stages share, and how it ends (its promise's
+ * functions, what it follows until then). A class, not a literal, so V8 never moves every call
+ * (and what it holds) to old space after seeing some outlive a scavenge.
+ * @internal
+ */
+export class ClientCall implements CallState {
+  sent = 0;
+  lastStatus: number | undefined = undefined;
+  firstReserved = false;
+  /** Settle the call's promise (set when the promise is made). */
+  resolve: (answer: HttpResponse<unknown>) => void = ignore;
+  reject: (error: unknown) => void = ignore;
+
+  constructor(
+    readonly method: HttpMethod,
+    readonly href: string,
+    readonly origin: string,
+    readonly target: URL,
+    readonly route: string,
+    readonly headers: Record<string, string>,
+    readonly body: string | Uint8Array | undefined,
+    readonly responseType: CallState['responseType'],
+    readonly schema: CallState['schema'],
+    readonly hedging: CallState['hedging'],
+    readonly gate: OriginGate,
+    readonly deadline: number,
+    /** When the call started (clock ms). */
+    readonly started: number,
+    /** The call's token: the caller's signal and the ambient attempt abort it. */
+    readonly root: Cancellation,
+    private readonly stopFollowing: () => void,
+    /** A token made for the ambient attempt's signal, disposed with the call. */
+    private readonly ambientToken: Cancellation | undefined,
+  ) {}
+
+  /** Stops following the caller's signal and the ambient attempt once the call settled. */
+  release(): void {
+    this.stopFollowing();
+    this.root.dispose();
+    this.ambientToken?.dispose();
+  }
+}
+
+function ignore(): void {}

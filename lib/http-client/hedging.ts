@@ -14,6 +14,39 @@ class HedgeLostError extends Error {
 }
 const HEDGE_LOST = new HedgeLostError();
 
+/**
+ * One attempt of a call that is not hedged: its one request runs under the attempt's own token
+ * (nothing else is ever cancelled with it, so it needs no child token, hedge timer or set).
+ */
+function singleAttempt(state: CallState, reserve: ReserveRequest, send: SendRequest): Work {
+  return (context, settle) => {
+    const attached = cancellationOf(context);
+    // a context made by hand: follow its signal, and stop listening to it once the request ended
+    const token = attached ?? Cancellation.from(context.signal);
+    const ended: Settle =
+      attached === undefined
+        ? (failed, outcome) => {
+            token.dispose();
+            settle(failed, outcome);
+          }
+        : settle;
+    if (state.firstReserved) {
+      state.firstReserved = false;
+      sendUnder(state, token, context.deadline, ended, send);
+    } else
+      reserve(state, token, (refusal) => {
+        if (refusal !== undefined) ended(true, refusal);
+        else sendUnder(state, token, context.deadline, ended, send);
+      });
+  };
+}
+
+/** Sends the request under `token`, unless it aborted while the request waited. */
+function sendUnder(state: CallState, token: Cancellation, attemptDeadline: number, settle: Settle, send: SendRequest): void {
+  if (token.aborted) settle(true, abortErrorOf(token));
+  else send(state, token, attemptDeadline, settle);
+}
+
 /** Waits for the origin's gate, then calls `go()`; `go(refusal)` when the wait would pass the call's deadline. */
 export type ReserveRequest = (state: CallState, token: Cancellation, go: (refusal?: UpstreamError) => void) => void;
 /** Sends one request under `token` and settles with its answer or failure. */
@@ -28,6 +61,7 @@ export type SendRequest = (state: CallState, token: Cancellation, attemptDeadlin
  * @internal
  */
 export function hedgedAttempt(state: CallState, clock: Clock, reserve: ReserveRequest, send: SendRequest): Work {
+  if (state.hedging === undefined) return singleAttempt(state, reserve, send);
   return (context, settle) => {
     const parent = cancellationOf(context) ?? Cancellation.from(context.signal);
     let hedges = state.hedging ? Math.min(3, Math.max(1, state.hedging.maxHedges ?? 1)) : 0;

@@ -37,7 +37,7 @@ export function isUndiciInstrumented(): boolean {
   return undiciRequests.hasSubscribers;
 }
 
-/** What is known about one request when it is sent. @internal */
+/** What is known about one request's call when it is sent. @internal */
 export interface RequestTelemetryInput {
   readonly method: string;
   /** The full URL called. */
@@ -46,10 +46,6 @@ export interface RequestTelemetryInput {
   readonly target: URL;
   /** Route template, for the span name and `url.template`. */
   readonly route: string;
-  /** Requests of the same call sent before this one. */
-  readonly resendCount: number;
-  /** Client name, as `nest_resilience.http.client`. */
-  readonly client: string;
 }
 
 /** Ends the telemetry of one request. @internal */
@@ -77,40 +73,49 @@ function durationHistogram(provider: MeterProvider, meterName: string): Histogra
   return instrument;
 }
 
-const noopEnd: EndRequestTelemetry = () => undefined;
-
 /**
  * Starts the telemetry of one request: a CLIENT span (`{method} {route}`) with the semantic
  * convention attributes, the trace context injected into `headers`, and on end one
  * `http.client.request.duration` sample. Does nothing without `@opentelemetry/api`, and leaves
- * everything to the undici instrumentation when one is registered.
+ * everything to the undici instrumentation when one is registered. Returns the function that ends
+ * it, or `undefined` when there is nothing to end (no span, no metric).
  * @internal
  */
 export function startRequestTelemetry(
   input: RequestTelemetryInput,
+  /** Requests of the same call sent before this one. */
+  resendCount: number,
+  /** Client name, as `nest_resilience.http.client`. */
+  client: string,
   headers: Record<string, string>,
   options: HttpClientTelemetryOptions,
   clock: Clock,
-): EndRequestTelemetry {
-  if (!options.enabled) return noopEnd;
+): EndRequestTelemetry | undefined {
+  if (!options.enabled) return undefined;
   const api = openTelemetryApi();
-  if (!api || isUndiciInstrumented()) return noopEnd;
+  if (!api || isUndiciInstrumented()) return undefined;
+  const tracing = isTracingActive(api);
+  const metering = isMeteringActive(api);
+  if (!tracing && !metering) {
+    // nothing records a span or a sample: only the propagators (baggage, a context some other
+    // instrumentation made active) may still have something to send
+    if (options.propagate) api.propagation.inject(api.context.active(), headers);
+    return undefined;
+  }
   const attributes: Attributes = {
     'http.request.method': input.method,
     'server.address': input.target.hostname,
     'server.port': Number(input.target.port) || (input.target.protocol === 'https:' ? 443 : 80),
     'url.full': input.target.username === '' && input.target.password === '' ? input.href : redactedUrl(new URL(input.href)),
     'url.template': input.route,
-    'nest_resilience.http.client': input.client,
+    'nest_resilience.http.client': client,
   };
-  if (input.resendCount > 0) attributes[HTTP_CLIENT_TELEMETRY_NAMES.resendCount] = input.resendCount;
+  if (resendCount > 0) attributes[HTTP_CLIENT_TELEMETRY_NAMES.resendCount] = resendCount;
   const active = api.context.active();
-  const span = isTracingActive(api)
+  const span = tracing
     ? api.trace.getTracer(options.tracerName).startSpan(`${input.method} ${input.route}`, { kind: api.SpanKind.CLIENT, attributes }, active)
     : undefined;
   if (options.propagate) api.propagation.inject(span ? api.trace.setSpan(active, span) : active, headers);
-  const metering = isMeteringActive(api);
-  if (!span && !metering) return noopEnd;
   const started = clock.now();
   return (status, errorType) => {
     try {
@@ -131,7 +136,7 @@ export function startRequestTelemetry(
         };
         if (status !== undefined) metricAttributes['http.response.status_code'] = status;
         if (errorType !== undefined) metricAttributes['error.type'] = errorType;
-        if (input.resendCount > 0) metricAttributes[HTTP_CLIENT_TELEMETRY_NAMES.resendCount] = input.resendCount;
+        if (resendCount > 0) metricAttributes[HTTP_CLIENT_TELEMETRY_NAMES.resendCount] = resendCount;
         durationHistogram(api.metrics.getMeterProvider(), options.meterName).record((clock.now() - started) / 1000, metricAttributes);
       }
     } catch {

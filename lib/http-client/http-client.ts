@@ -1,11 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import type { IncomingHttpHeaders } from 'node:http';
 import { Agent, request as undiciRequest, type Dispatcher } from 'undici';
-import { currentInFrame } from '../context/context-frame.js';
+import { currentInFrame, frameDeadlineContext } from '../context/context-frame.js';
 import { getRequestInfo } from '../context/resilience-context.js';
 import { Cancellation } from '../core/cancellation.js';
 import { abortErrorOf } from '../core/classify.js';
 import { systemClock } from '../core/clock.js';
+import { DeadlineQueue } from '../core/deadline-queue.js';
 import { ResilienceConfigError } from '../core/errors.js';
 import type { ResilienceEventSink } from '../core/events.js';
 import { chaosAnswerOf } from '../core/chaos-step.js';
@@ -19,12 +20,13 @@ import { isStaleWorthy, LastGoodCache, resolveLastGood, STALE_HEADER } from '../
 import { systemRandom } from '../core/random.js';
 import { retryAfterMsOf } from '../core/retry-after.js';
 import { requireSharedState } from '../core/shared-policy-state.js';
-import { once, promiseOf, type Settle, type Work } from '../core/step.js';
+import type { Settle, Work } from '../core/step.js';
 import { isUpstreamError, UpstreamError, UpstreamHttpError } from '../core/upstream-http.error.js';
 import type { CircuitBreakerSnapshot } from '../core/circuit-breaker.policy.js';
 import { REQUEST_ID_HEADER, REQUEST_TIMEOUT_HEADER } from '../fetch/with-deadline.js';
 import { errorTypeLabel, gateRefusalError, toUpstreamError } from './call-errors.js';
-import type { CallState, RawAnswer } from './call-state.js';
+import { ClientCall, type CallState, type RawAnswer } from './call-state.js';
+import type { GateRefusal } from './origin-gate.js';
 import {
   parseBaseUrl,
   resolveClientSpec,
@@ -32,7 +34,7 @@ import {
   withoutSharedState,
   type HttpClientDependencies,
 } from './client-spec.js';
-import { dispatchRequest } from './dispatch-handler.js';
+import { dispatchRequest, type AnswerReader } from './dispatch-handler.js';
 import { hedgedAttempt, type ReserveRequest, type SendRequest } from './hedging.js';
 import type {
   DataOf,
@@ -45,8 +47,8 @@ import type {
 import { HTTP_CLIENT_STATE, type HttpClientOriginState } from './http-client-state.js';
 import { httpClientTelemetryOptions, startRequestTelemetry, type HttpClientTelemetryOptions } from './http-client.telemetry.js';
 import { OriginGate } from './origin-gate.js';
-import { callUrl, joinPath, serializeBody } from './request-parts.js';
-import { errorBodyOfAnswer, readBody } from './response-body.js';
+import { basePrefix, callUrl, joinPath, serializeBody } from './request-parts.js';
+import { errorBodyOfAnswer, isThenable, readBody } from './response-body.js';
 
 export type { HttpClientDefaults, HttpClientDependencies } from './client-spec.js';
 
@@ -65,6 +67,9 @@ interface OriginPipelines {
   readonly single: Pipeline;
   readonly gate: OriginGate;
 }
+
+/** The options of a verb helper called without any. */
+const NO_CALL_OPTIONS: HttpCallOptions = Object.freeze({});
 
 /** The event sink of a client without one: it wants nothing, so per-attempt events are not even built. */
 const NO_EVENTS: ResilienceEventSink = Object.assign(() => undefined, { wants: () => false });
@@ -94,6 +99,10 @@ export class HttpClient {
   private readonly options: HttpClientOptions;
   private readonly base: URL;
   private readonly baseOrigin: string;
+  /** The base URL without its trailing slashes, for relative paths. */
+  private readonly prefix: string;
+  /** The client's `headers`, names in lower case (a call's own are laid over a copy). */
+  private readonly defaultHeaders: Readonly<Record<string, string>>;
   private readonly env: PolicyEnvironment;
   private readonly registry: PolicyRegistry;
   private readonly spec: Omit<PipelineSpec, 'key'>;
@@ -122,7 +131,9 @@ export class HttpClient {
     this.options = options;
     this.base = parseBaseUrl(name, options.baseUrl);
     this.baseOrigin = this.base.origin;
-    this.env = dependencies.env ?? { clock: systemClock, random: systemRandom, events: NO_EVENTS };
+    this.prefix = basePrefix(this.base);
+    this.defaultHeaders = lowerCased({}, options.headers);
+    this.env = dependencies.env ?? standaloneEnvironment();
     this.registry = dependencies.registry ?? new PolicyRegistry(this.env);
     this.spec = resolveClientSpec(name, options, dependencies);
     validateClientOptions(name, options);
@@ -170,32 +181,32 @@ export class HttpClient {
    * const { data } = await client.request({ method: 'PUT', path: `/reports/${id}`, body: report });
    */
   request<T = never, O extends HttpRequestOptions = HttpRequestOptions>(options: O): Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>> {
-    return this.call(options) as Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>>;
+    return this.call(options.method, options.path, options.body, options) as Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>>;
   }
 
   /** `GET path`. @example const { data } = await client.get('/reports', { query: { page: 2 }, schema: ReportPage }); */
   get<T = never, O extends HttpCallOptions = HttpCallOptions>(path: string, options?: O): Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>> {
-    return this.request<T, O & HttpRequestOptions>({ ...options, method: 'GET', path } as O & HttpRequestOptions);
+    return this.call('GET', path, undefined, options ?? NO_CALL_OPTIONS) as Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>>;
   }
 
   /** `POST path` with `body` (JSON unless a string or bytes); carries an `Idempotency-Key`, so it is retried. */
   post<T = never, O extends HttpCallOptions = HttpCallOptions>(path: string, body?: unknown, options?: O): Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>> {
-    return this.request<T, O & HttpRequestOptions>({ ...options, method: 'POST', path, body } as O & HttpRequestOptions);
+    return this.call('POST', path, body, options ?? NO_CALL_OPTIONS) as Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>>;
   }
 
   /** `PUT path` with `body`. */
   put<T = never, O extends HttpCallOptions = HttpCallOptions>(path: string, body?: unknown, options?: O): Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>> {
-    return this.request<T, O & HttpRequestOptions>({ ...options, method: 'PUT', path, body } as O & HttpRequestOptions);
+    return this.call('PUT', path, body, options ?? NO_CALL_OPTIONS) as Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>>;
   }
 
   /** `PATCH path` with `body`; carries an `Idempotency-Key`, so it is retried. */
   patch<T = never, O extends HttpCallOptions = HttpCallOptions>(path: string, body?: unknown, options?: O): Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>> {
-    return this.request<T, O & HttpRequestOptions>({ ...options, method: 'PATCH', path, body } as O & HttpRequestOptions);
+    return this.call('PATCH', path, body, options ?? NO_CALL_OPTIONS) as Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>>;
   }
 
   /** `DELETE path`. */
   delete<T = never, O extends HttpCallOptions = HttpCallOptions>(path: string, options?: O): Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>> {
-    return this.request<T, O & HttpRequestOptions>({ ...options, method: 'DELETE', path } as O & HttpRequestOptions);
+    return this.call('DELETE', path, undefined, options ?? NO_CALL_OPTIONS) as Promise<HttpResponse<[T] extends [never] ? DataOf<O> : T>>;
   }
 
   /**
@@ -252,7 +263,7 @@ export class HttpClient {
       throw new ResilienceConfigError(`The HTTP client "${this.name}" has no ping option to probe. Give it { ping: { path: '/health' } }.`);
     }
     const started = this.env.clock.now();
-    const response = await undiciRequest(new URL(joinPath(this.base, ping.path)), {
+    const response = await undiciRequest(new URL(joinPath(this.prefix, ping.path)), {
       method: 'GET',
       headers: this.options.headers,
       signal: AbortSignal.timeout(ping.timeout ?? 1_000),
@@ -269,13 +280,16 @@ export class HttpClient {
     await this.dispatcher.close();
   }
 
-  private call(options: HttpRequestOptions): Promise<HttpResponse<unknown>> {
+  /** One call: `method` (default GET) of `path`, with `body` and the call's other options (the verb helpers pass them apart: no options object is copied per call). */
+  private call(requestedMethod: HttpMethod | undefined, path: string, body: unknown, options: HttpCallOptions): Promise<HttpResponse<unknown>> {
     const { clock } = this.env;
     const started = clock.now();
-    const method = (options.method ?? 'GET').toUpperCase() as HttpMethod;
-    const { href, target } = callUrl(this.base, options.path, options.query);
-    const route = options.route ?? options.path.split('?')[0]!;
-    const origin = this.pipelinesFor(target === this.base ? this.baseOrigin : target.origin);
+    const method = (requestedMethod ?? 'GET').toUpperCase() as HttpMethod;
+    const { href, target } = callUrl(this.base, this.prefix, path, options.query);
+    const queryAt = path.indexOf('?');
+    const route = options.route ?? (queryAt === -1 ? path : path.slice(0, queryAt));
+    const originName = target === this.base ? this.baseOrigin : target.origin;
+    const origin = this.pipelinesFor(originName);
     const headers = this.headersOf(options, method, route);
     const retryAllowed = IDEMPOTENT_METHODS.has(method) || headers[this.keyHeader] !== undefined;
     const pipeline = retryAllowed ? origin.retrying : origin.single;
@@ -288,71 +302,79 @@ export class HttpClient {
     const deadline = Math.min(ambient?.deadline ?? Infinity, total === undefined ? Infinity : started + total);
 
     const hedging = this.options.hedging && options.hedge !== false && HEDGEABLE_METHODS.has(method) ? this.options.hedging : undefined;
-    const state: CallState = {
+    const call = new ClientCall(
       method,
       href,
-      origin: target === this.base ? this.baseOrigin : target.origin,
+      originName,
       target,
       route,
       headers,
-      body: serializeBody(options.body, headers),
-      responseType: options.responseType ?? (options.schema ? 'json' : 'auto'),
-      schema: options.schema,
+      serializeBody(body, headers),
+      options.responseType ?? (options.schema ? 'json' : 'auto'),
+      options.schema,
       hedging,
-      gate: origin.gate,
+      origin.gate,
       deadline,
-      sent: 0,
-      lastStatus: undefined,
-      firstReserved: false,
-    };
-
-    // stops following the caller's signal and the ambient attempt once the call settled
-    const release = () => {
-      stopFollowing();
-      root.dispose();
-      if (ambient !== undefined && ambient.cancellation === undefined) ambientToken?.dispose();
-    };
-    return promiseOf<HttpResponse<unknown>>((settle) => this.start(state, pipeline, root, started, release, settle));
+      started,
+      root,
+      stopFollowing,
+      // a token made here for the ambient signal is this call's to dispose
+      ambient !== undefined && ambient.cancellation === undefined ? ambientToken : undefined,
+    );
+    return new Promise<HttpResponse<unknown>>((resolve, reject) => {
+      call.resolve = resolve;
+      call.reject = reject;
+      this.start(call, pipeline);
+    });
   }
 
   /** Runs the call: the first request waits for the origin's gate, then the pipeline runs. */
-  private start(state: CallState, pipeline: Pipeline, root: Cancellation, started: number, release: () => void, settle: Settle): void {
-    const finish: Settle = (failed, outcome) => {
-      release();
-      const error = failed ? toUpstreamError(outcome, state, this.name) : undefined;
-      this.report(state, started, error);
-      if (this.lastGood !== undefined && state.method === 'GET') {
-        if (error === undefined) this.lastGood.set(state.href, outcome);
-        else if (isStaleWorthy(error)) {
-          const stale = this.lastGood.get(state.href);
-          if (stale !== undefined) {
-            this.env.events({ event: 'fallback_used', policy: `http:${this.name}@${state.origin}`, outcome: 'last_good', detail: `age ${stale.ageMs} ms`, errorType: error.name, error });
-            const answer = stale.value as HttpResponse<unknown>;
-            settle(false, { ...answer, headers: { ...answer.headers, [STALE_HEADER]: String(Math.floor(stale.ageMs / 1000)) }, stale: { ageMs: stale.ageMs } });
-            return;
-          }
-        }
-      }
-      settle(failed, error ?? outcome);
-    };
+  private start(call: ClientCall, pipeline: Pipeline): void {
+    const finish: Settle = (failed, outcome) => this.finish(call, failed, outcome);
     // the rate limit or a Retry-After pause is waited for before the pipeline's clocks start,
     // within the call's deadline; a wait past it fails at once
-    this.reserve(state, root, (refusal) => {
-      if (refusal !== undefined) {
-        finish(true, refusal);
-        return;
+    if (call.gate.opensNow()) this.runPipeline(call, pipeline, finish, undefined);
+    else this.reserve(call, call.root, (refusal) => this.runPipeline(call, pipeline, finish, refusal));
+  }
+
+  /** Runs the pipeline once the gate let the first request go (or fails the call with the gate's refusal). */
+  private runPipeline(call: ClientCall, pipeline: Pipeline, finish: Settle, refusal: UpstreamError | undefined): void {
+    if (refusal !== undefined) {
+      finish(true, refusal);
+      return;
+    }
+    const { root } = call;
+    if (root.aborted) {
+      finish(true, abortErrorOf(root));
+      return;
+    }
+    call.firstReserved = true;
+    // The caller's deadline is not handed to the pipeline: the caller's own timer ends the call
+    // through `root`, with the caller's reason (its attempt timeout stays retryable for it). Had
+    // the client's timer fired first at the same instant, the caller would see a deadline error
+    // of the client's, which it never retries.
+    pipeline.run(this.attemptWork(call), { cancellation: root }, finish);
+  }
+
+  /** Ends the call: its outcome reported, a GET's answer kept (or a kept one served on failure), the promise settled. */
+  private finish(call: ClientCall, failed: boolean, outcome: unknown): void {
+    call.release();
+    const error = failed ? toUpstreamError(outcome, call, this.name) : undefined;
+    this.report(call, call.started, error);
+    if (this.lastGood !== undefined && call.method === 'GET') {
+      if (error === undefined) this.lastGood.set(call.href, outcome);
+      else if (isStaleWorthy(error)) {
+        const stale = this.lastGood.get(call.href);
+        if (stale !== undefined) {
+          this.env.events({ event: 'fallback_used', policy: `http:${this.name}@${call.origin}`, outcome: 'last_good', detail: `age ${stale.ageMs} ms`, errorType: error.name, error });
+          const answer = stale.value as HttpResponse<unknown>;
+          call.resolve({ ...answer, headers: { ...answer.headers, [STALE_HEADER]: String(Math.floor(stale.ageMs / 1000)) }, stale: { ageMs: stale.ageMs } });
+          return;
+        }
       }
-      if (root.aborted) {
-        finish(true, abortErrorOf(root));
-        return;
-      }
-      state.firstReserved = true;
-      // The caller's deadline is not handed to the pipeline: the caller's own timer ends the call
-      // through `root`, with the caller's reason (its attempt timeout stays retryable for it). Had
-      // the client's timer fired first at the same instant, the caller would see a deadline error
-      // of the client's, which it never retries.
-      pipeline.run(this.attemptWork(state), { cancellation: root }, finish);
-    });
+    }
+    if (error !== undefined) call.reject(error);
+    else call.resolve(outcome as HttpResponse<unknown>);
   }
 
   /**
@@ -380,15 +402,12 @@ export class HttpClient {
     const json = fault.body !== undefined && typeof fault.body !== 'string';
     const body = fault.body === undefined ? Buffer.alloc(0) : Buffer.from(json ? JSON.stringify(fault.body) : String(fault.body));
     const headers: IncomingHttpHeaders = { ...(json ? { 'content-type': 'application/json' } : {}), ...fault.headers };
-    this.readAnswer(state, { status: fault.status, headers, body }).then(
-      (answer) => settle(false, answer),
-      (error: unknown) => settle(true, error),
-    );
+    this.settleAnswer(state, { status: fault.status, headers, body }, undefined, settle);
   }
 
   /** Waits for the origin's gate (rate limit, `Retry-After` pause) within the call's deadline. */
   private readonly reserve: ReserveRequest = (state, token, go) =>
-    state.gate.wait(state.deadline, token, (refusal) => go(refusal && gateRefusalError(refusal, state, this.name)));
+    state.gate.wait(state.deadline, token, (refusal?: GateRefusal) => go(refusal && gateRefusalError(refusal, state, this.name)));
 
   /** Sends one request with `token`'s signal and settles with the parsed answer or the failure. */
   private readonly send: SendRequest = (state, token, attemptDeadline, settle) => {
@@ -401,30 +420,46 @@ export class HttpClient {
     if (this.propagateDeadline && Number.isFinite(budgetEnd)) {
       headers[REQUEST_TIMEOUT_HEADER] = String(Math.max(0, Math.floor(budgetEnd - clock.now())));
     }
-    const endTelemetry = startRequestTelemetry(
-      { method: state.method, href: state.href, target: state.target, route: state.route, resendCount, client: this.name },
-      headers,
-      this.telemetry,
-      clock,
-    );
-    const done = once((failed: boolean, outcome: unknown) => {
-      endTelemetry(state.lastStatus, failed ? errorTypeLabel(outcome) : undefined);
-      settle(failed, outcome);
-    });
-    dispatchRequest(this.dispatcher, this.name, state, token, headers, (failed, outcome) => {
-      if (failed) {
-        done(true, outcome);
-        return;
-      }
-      this.readAnswer(state, outcome as RawAnswer).then(
-        (answer) => done(false, answer),
-        (error: unknown) => done(true, token.aborted && !isUpstreamError(error) ? token.reason : error),
-      );
-    });
+    const endTelemetry = startRequestTelemetry(state, resendCount, this.name, headers, this.telemetry, clock);
+    const ended: Settle =
+      endTelemetry === undefined
+        ? settle
+        : (failed, outcome) => {
+            endTelemetry(state.lastStatus, failed ? errorTypeLabel(outcome) : undefined);
+            settle(failed, outcome);
+          };
+    dispatchRequest(this.dispatcher, this.name, state, token, headers, this.readAnswerOf, ended);
   };
 
-  /** A 2xx answer as an {@link HttpResponse}; anything else as an {@link UpstreamHttpError} (pausing the origin on a 429/503 `Retry-After`). */
-  private async readAnswer(state: CallState, answer: RawAnswer): Promise<HttpResponse<unknown>> {
+  /** Settles a request with its whole answer, read. */
+  private readonly readAnswerOf: AnswerReader = (state, answer, token, settle) => this.settleAnswer(state, answer, token, settle);
+
+  /**
+   * Settles with the answer read ({@link readAnswer}): at once, unless a schema validates
+   * asynchronously. A failure to read it while `token` is aborted settles with the abort's reason.
+   */
+  private settleAnswer(state: CallState, raw: RawAnswer, token: Cancellation | undefined, settle: Settle): void {
+    let answer: HttpResponse<unknown> | PromiseLike<HttpResponse<unknown>>;
+    try {
+      answer = this.readAnswer(state, raw);
+    } catch (error) {
+      settle(true, abortReasonOr(token, error));
+      return;
+    }
+    if (isThenable(answer)) {
+      answer.then(
+        (value) => settle(false, value),
+        (error: unknown) => settle(true, abortReasonOr(token, error)),
+      );
+    } else settle(false, answer);
+  }
+
+  /**
+   * A 2xx answer as an {@link HttpResponse}, read synchronously (a promise of it only when a schema
+   * validates asynchronously); anything else thrown as an {@link UpstreamHttpError} (pausing the
+   * origin on a 429/503 `Retry-After`).
+   */
+  private readAnswer(state: CallState, answer: RawAnswer): HttpResponse<unknown> | PromiseLike<HttpResponse<unknown>> {
     const { status, headers } = answer;
     if (status < 200 || status > 299) {
       const body = errorBodyOfAnswer(answer);
@@ -434,7 +469,8 @@ export class HttpClient {
       }
       throw new UpstreamHttpError(status, { body, headers, retryAfterMs, client: this.name, method: state.method, url: state.href });
     }
-    const data = await readBody(state, answer, this.name);
+    const data = readBody(state, answer, this.name);
+    if (isThenable(data)) return Promise.resolve(data).then((value) => ({ status, headers, data: value, attempts: state.sent }));
     return { status, headers, data, attempts: state.sent };
   }
 
@@ -472,7 +508,7 @@ export class HttpClient {
         key,
         retrying: createPipeline({ key, ...spec }, this.env, this.registry),
         single: retry === undefined ? createPipeline({ key, ...spec }, this.env, this.registry) : createPipeline({ key, ...withoutRetry, ...(chaos === undefined ? {} : { chaos }) }, this.env, this.registry),
-        gate: new OriginGate(this.env.clock, this.rateLimiterOf(key)),
+        gate: new OriginGate(this.env.clock, this.rateLimiterOf(key), !this.options.rateLimit),
       };
       this.origins.set(origin, pipelines);
       // calls to absolute URLs could name any number of origins: keep the most recent ones
@@ -491,11 +527,8 @@ export class HttpClient {
     return new LocalRateLimiter(this.env.clock, rateLimit ? resolveRateLimit(rateLimit, `The HTTP client "${this.name}"`).rate : undefined);
   }
 
-  private headersOf(options: HttpRequestOptions, method: HttpMethod, route: string): Record<string, string> {
-    const headers: Record<string, string> = {};
-    for (const source of [this.options.headers, options.headers]) {
-      if (source) for (const [name, value] of Object.entries(source)) headers[name.toLowerCase()] = value;
-    }
+  private headersOf(options: HttpCallOptions, method: HttpMethod, route: string): Record<string, string> {
+    const headers = lowerCased({ ...this.defaultHeaders }, options.headers);
     if (this.propagateRequestId && headers[REQUEST_ID_HEADER] === undefined) {
       const requestId = getRequestInfo()?.requestId;
       if (requestId !== undefined) headers[REQUEST_ID_HEADER] = requestId;
@@ -511,7 +544,7 @@ export class HttpClient {
    * The key of a POST/PATCH call: the call's own, else (in `auto` mode) one derived from the
    * incoming `@Idempotent()` request and the call name, else a random one for this call.
    */
-  private idempotencyKeyOf(options: HttpRequestOptions, method: HttpMethod, route: string): string | undefined {
+  private idempotencyKeyOf(options: HttpCallOptions, method: HttpMethod, route: string): string | undefined {
     if (options.idempotencyKey === false) return undefined;
     if (typeof options.idempotencyKey === 'string') return options.idempotencyKey;
     if (this.options.idempotencyKeys === 'explicit') return undefined;
@@ -519,6 +552,21 @@ export class HttpClient {
     if (incoming !== undefined) return incoming.downstreamKey(`${this.name}:${options.callName ?? `${method} ${route}`}`);
     return randomUUID();
   }
+}
+
+/**
+ * The environment of a client made outside Nest without one: the system clock, no events, and the
+ * client's timeouts on one (unref'd) timer of its own, as the module's environment has them,
+ * instead of a setTimeout and a clearTimeout per timeout per call. One per client: a queue shared by
+ * every client would carry a timer armed under one test's fake timers into the next test.
+ */
+function standaloneEnvironment(): PolicyEnvironment {
+  return {
+    clock: systemClock,
+    random: systemRandom,
+    events: NO_EVENTS,
+    deadlines: new DeadlineQueue(systemClock, { keepTimerWhenIdle: true, context: frameDeadlineContext }),
+  };
 }
 
 /** Makes `target` abort when `source` does; returns the function that stops following. */
@@ -531,6 +579,17 @@ function followToken(source: Cancellation, target: Cancellation): () => void {
 }
 
 function noop(): void {}
+
+/** What a request whose answer could not be read fails with: the abort's reason once `token` aborted (unless the failure is the upstream's own), else `error`. */
+function abortReasonOr(token: Cancellation | undefined, error: unknown): unknown {
+  return token !== undefined && token.aborted && !isUpstreamError(error) ? token.reason : error;
+}
+
+/** `target` with `source`'s headers laid over it, names in lower case. */
+function lowerCased(target: Record<string, string>, source: Readonly<Record<string, string>> | undefined): Record<string, string> {
+  if (source !== undefined) for (const [name, value] of Object.entries(source)) target[name.toLowerCase()] = value;
+  return target;
+}
 
 function requestIdField(): { requestId?: string } {
   const requestId = getRequestInfo()?.requestId;

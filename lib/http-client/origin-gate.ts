@@ -19,6 +19,8 @@ export class OriginGate {
   constructor(
     private readonly clock: Clock,
     private readonly limiter: RateLimiter,
+    /** Whether `limiter` is an in-process one without a rate: only a `Retry-After` pause ever holds a request. */
+    private readonly unlimited: boolean,
   ) {}
 
   /** Until when the origin asked to be left alone (clock ms), or `undefined` when it did not. */
@@ -37,11 +39,23 @@ export class OriginGate {
   }
 
   /**
+   * Whether a request may go now without taking anything: no rate limit and no pause (checked
+   * without a reservation, so the common call costs one clock read here).
+   */
+  opensNow(): boolean {
+    return this.unlimited && this.limiter.pausedUntil === undefined;
+  }
+
+  /**
    * Waits (on the clock) until one request may go, then calls `go()`; calls `go(refusal)` as soon
    * as the wait is known to pass `deadline`. A `token` aborted while waiting hands the reservation
    * back and ends the wait (the caller sees the abort).
    */
   wait(deadline: number, token: Cancellation, go: (refusal?: GateRefusal) => void): void {
+    if (this.opensNow()) {
+      go();
+      return;
+    }
     this.limiter.acquire(deadline, (reservation) => {
       if ('refusedForMs' in reservation) {
         go(reservation);

@@ -1,14 +1,17 @@
 import type { HttpCallOptions, QueryValue } from './http-client.options.js';
 
+const SLASH = 0x2f;
+
 /**
  * The URL of a call: a relative path is appended to the base URL as a string (no URL is parsed
  * per call), an absolute URL is parsed; `target` is the parsed origin for pipelines and telemetry.
  * @internal
  */
-export function callUrl(base: URL, path: string, query: HttpCallOptions['query']): { href: string; target: URL } {
-  const absolute = /^https?:\/\//i.test(path);
+export function callUrl(base: URL, prefix: string, path: string, query: HttpCallOptions['query']): { href: string; target: URL } {
+  // a path that starts with a slash is relative: the pattern is only tried on the others
+  const absolute = path.charCodeAt(0) !== SLASH && /^https?:\/\//i.test(path);
   const target = absolute ? new URL(path) : base;
-  let href = absolute ? target.href : joinPath(base, path);
+  let href = absolute ? target.href : joinPath(prefix, path);
   if (query) {
     const params = new URLSearchParams();
     for (const [name, value] of Object.entries(query) as Array<[string, QueryValue]>) {
@@ -22,10 +25,14 @@ export function callUrl(base: URL, path: string, query: HttpCallOptions['query']
   return { href, target };
 }
 
-/** `path` appended to the base URL. @internal */
-export function joinPath(base: URL, path: string): string {
-  const prefix = base.href.replace(/\/+$/, '');
-  return path === '' ? prefix : `${prefix}${path.startsWith('/') ? '' : '/'}${path}`;
+/** The base URL without its trailing slashes: what {@link joinPath} appends paths to (computed once per client). @internal */
+export function basePrefix(base: URL): string {
+  return base.href.replace(/\/+$/, '');
+}
+
+/** `path` appended to the base URL's {@link basePrefix}. @internal */
+export function joinPath(prefix: string, path: string): string {
+  return path === '' ? prefix : `${prefix}${path.charCodeAt(0) === SLASH ? '' : '/'}${path}`;
 }
 
 /** The body as sent: strings and bytes as they are, anything else as JSON (setting its content type). @internal */

@@ -18,11 +18,12 @@ export function errorBodyOfAnswer(answer: RawAnswer): unknown {
 
 /**
  * The `data` of a 2xx answer as the call's `responseType` asks: nothing, bytes, text, or JSON
- * (validated by the call's Standard Schema when it has one).
+ * (validated by the call's Standard Schema when it has one). Read synchronously: only a schema
+ * whose validation is asynchronous makes it a promise ({@link isThenable}).
  * @throws UpstreamContractError when the body is not the JSON the call expects.
  * @internal
  */
-export async function readBody(state: CallState, answer: RawAnswer, client: string): Promise<unknown> {
+export function readBody(state: CallState, answer: RawAnswer, client: string): unknown {
   const { body, headers, status } = answer;
   const type = String(headers['content-type'] ?? '');
   switch (state.responseType) {
@@ -56,8 +57,18 @@ function parseJson(text: string, status: number, state: CallState, client: strin
   }
 }
 
-async function validate(schema: StandardSchemaV1, value: unknown, status: number, state: CallState, client: string): Promise<unknown> {
-  const result = await schema['~standard'].validate(value);
+/** Whether `value` is a promise or thenable (what an asynchronous schema validation returns). @internal */
+export function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as PromiseLike<unknown>).then === 'function';
+}
+
+function validate(schema: StandardSchemaV1, value: unknown, status: number, state: CallState, client: string): unknown {
+  const result = schema['~standard'].validate(value);
+  if (isThenable(result)) return Promise.resolve(result).then((settled) => validated(settled, status, state, client));
+  return validated(result, status, state, client);
+}
+
+function validated(result: StandardSchemaV1.Result<unknown>, status: number, state: CallState, client: string): unknown {
   if (result.issues === undefined) return result.value;
   const issues: UpstreamContractIssue[] = result.issues.slice(0, MAX_CONTRACT_ISSUES).map((issue) => ({
     path: formatPath(issue.path),
