@@ -120,8 +120,8 @@ function purgeable(now: string): string {
  * as the statement's snapshot saw it (`status` NULL: there was none). The database clock is read
  * once (`now_ms`) and the existing row once: PostgreSQL builds every expression of a prepared
  * statement again on each execution, which was most of a replay's cost when the statement repeated
- * them per branch (a replay: 359k instructions of the backend before, 239k since; a new key's claim
- * 489k before, 355k since; callgrind, PostgreSQL 15).
+ * them per branch (backend instructions, bench/idempotency/postgres-statement-instructions.ts on
+ * PostgreSQL 15: a replay 368k before, 253k since; a new key's claim 474k before, 355k since).
  */
 function postgresClaim(table: string, lockFunction: 'pg_try_advisory_xact_lock' | 'pg_try_advisory_xact_lock_shared'): string {
   return `WITH claim_lock AS MATERIALIZED (SELECT ${lockFunction}($11::bigint) AS locked, ${NOW_MS.postgres} AS now_ms),
