@@ -112,37 +112,38 @@ function purgeable(now: string): string {
 /**
  * The PostgreSQL claim: try the record's advisory lock (transaction-scoped: released when the
  * statement's or the explicit transaction's commit or rollback ends it), and only when it is
- * obtained (and the row is absent or claimable) upsert the row; return the acquired row, else the
- * existing one. A replay or a live lease thus writes nothing. Without the lock the
- * statement writes nothing (the INSERT would wait on the uncommitted unique entry of the
- * transactional run holding it) and answers `locked = 0` with the committed row, if any.
+ * obtained (and the row is absent or claimable) upsert the row. A replay or a live lease thus writes
+ * nothing. Without the lock the statement writes nothing (the INSERT would wait on the uncommitted
+ * unique entry of the transactional run holding it) and answers `locked = 0`.
+ *
+ * Always one row: `locked`, `acquired` (with the new `fence` and `attempts`), and the existing row
+ * as the statement's snapshot saw it (`status` NULL: there was none). The database clock is read
+ * once (`now_ms`) and the existing row once: PostgreSQL builds every expression of a prepared
+ * statement again on each execution, which was most of a replay's cost when the statement repeated
+ * them per branch (backend instructions, bench/idempotency/postgres-statement-instructions.ts on
+ * PostgreSQL 15: a replay 368k before, 253k since; a new key's claim 474k before, 355k since).
  */
 function postgresClaim(table: string, lockFunction: 'pg_try_advisory_xact_lock' | 'pg_try_advisory_xact_lock_shared'): string {
-  const now = NOW_MS.postgres;
-  return `WITH claim_lock AS MATERIALIZED (SELECT ${lockFunction}($11::bigint) AS locked),
+  return `WITH claim_lock AS MATERIALIZED (SELECT ${lockFunction}($11::bigint) AS locked, ${NOW_MS.postgres} AS now_ms),
+existing AS MATERIALIZED (
+  SELECT ${readColumns('e', 'l.now_ms', '$5')}
+  FROM claim_lock l JOIN ${table} e ON e.lookup_hash = $1
+),
 claimed AS (
   INSERT INTO ${table} AS r (${INSERT_COLUMNS})
-  SELECT $1, $2, $3, $4, $5, 'in_progress', $6, 1, 1, ${now} + $7::bigint, ${now} + $8::bigint, $9, $10, ${now}, ${now}
-  FROM claim_lock WHERE claim_lock.locked
+  SELECT $1, $2, $3, $4, $5, 'in_progress', $6, 1, 1, l.now_ms + $7::bigint, l.now_ms + $8::bigint, $9, $10, l.now_ms, l.now_ms
+  FROM claim_lock l WHERE l.locked
     -- a row that cannot be claimed (a replay, a live lease, another request's key) is only read:
     -- the upsert would lock it, and a row lock is a write that a durable commit waits to flush
-    AND NOT EXISTS (SELECT 1 FROM ${table} x WHERE x.lookup_hash = $1::varchar AND NOT COALESCE(
-      (x.status = 'in_progress' AND x.locked_until <= ${now} AND x.fingerprint = $5::varchar) OR (x.status = 'completed' AND x.expires_at <= ${now}), false))
-  ${upsertTail('r', now)}
+    AND NOT EXISTS (SELECT 1 FROM existing x WHERE x.claimable = 0)
+  ${upsertTail('r', 'excluded.created_at')}
   RETURNING r.fence, r.attempts
 )
-SELECT 1 AS locked, 1 AS acquired, c.fence AS fence, c.attempts AS attempts, NULL AS status, NULL AS fingerprint,
-  NULL AS response_status, NULL AS response_headers, NULL AS response_body, NULL AS response_encoding,
-  NULL AS remaining_ms, 0 AS claimable
-FROM claimed c
-UNION ALL
-SELECT CASE WHEN l.locked THEN 1 ELSE 0 END AS locked, 0 AS acquired, ${readColumns('e', now, '$5')}
-FROM claim_lock l JOIN ${table} e ON e.lookup_hash = $1 WHERE NOT EXISTS (SELECT 1 FROM claimed)
-UNION ALL
-SELECT 0 AS locked, 0 AS acquired, NULL AS fence, NULL AS attempts, NULL AS status, NULL AS fingerprint,
-  NULL AS response_status, NULL AS response_headers, NULL AS response_body, NULL AS response_encoding,
-  NULL AS remaining_ms, 0 AS claimable
-FROM claim_lock l WHERE NOT l.locked AND NOT EXISTS (SELECT 1 FROM ${table} e WHERE e.lookup_hash = $1)`;
+SELECT CASE WHEN l.locked THEN 1 ELSE 0 END AS locked, CASE WHEN c.fence IS NULL THEN 0 ELSE 1 END AS acquired,
+  c.fence AS fence, c.attempts AS attempts, x.status AS status, x.fingerprint AS fingerprint,
+  x.response_status AS response_status, x.response_headers AS response_headers, x.response_body AS response_body,
+  x.response_encoding AS response_encoding, x.remaining_ms AS remaining_ms, x.claimable AS claimable
+FROM claim_lock l LEFT JOIN claimed c ON true LEFT JOIN existing x ON true`;
 }
 
 function postgresStatements(table: string): IdempotencyStatements {

@@ -550,8 +550,8 @@ export class TypeOrmIdempotencyStore implements IdempotencyStore {
       return { state: 'acquired', lease: { recordId, owner, fence: Number(row.fence) }, takeover: Number(row.attempts) > 1 };
     }
     // PostgreSQL's one-statement read uses the statement's snapshot, which misses a row committed
-    // while the insert waited for it; a fresh statement sees it.
-    if (!row || !this.sql.claimReturnsExisting) {
+    // while the insert waited for it (`status` NULL: no row in that snapshot); a fresh statement sees it.
+    if (!row || row.status === null || !this.sql.claimReturnsExisting) {
       [row] = (await this.execute('read', this.sql.read, this.sql.readParameters(recordId, claim.fingerprint), queryRunner)).rows;
     }
     // Absent: released or purged meanwhile. Claimable: changed under us. Either way, claim again.
