@@ -79,8 +79,16 @@ export function requestFingerprint(input: FingerprintInput, limits: FingerprintL
 
 /** UTF-8 length of `text` (counted, not converted). @internal */
 export function utf8Length(text: string): number {
-  return Buffer.byteLength(text, 'utf8');
+  // the parts of a request are short and mostly ASCII: counted here, without a call into the runtime
+  if (text.length > SHORT_TEXT) return Buffer.byteLength(text, 'utf8');
+  for (let index = 0; index < text.length; index++) {
+    if (text.charCodeAt(index) > 0x7f) return Buffer.byteLength(text, 'utf8');
+  }
+  return text.length;
 }
+
+/** Longest text {@link utf8Length} scans itself for non-ASCII characters. */
+const SHORT_TEXT = 256;
 
 /**
  * The path unchanged, followed by the query parameters sorted by name, then value (`?` dropped when

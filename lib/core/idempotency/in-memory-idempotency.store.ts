@@ -112,6 +112,12 @@ export class InMemoryIdempotencyStore implements IdempotencyStore {
   private readonly observers: IdempotencyStoreObserver[] = [];
   /** What was already warned about: an eviction reason, or `not_kept`. */
   private readonly warned = new Set<EvictionReason | 'not_kept'>();
+  /**
+   * Owner tokens are this store's random prefix and a claim count: unique per claim, and no
+   * lease of another store matches (no random UUID per claim: they never leave the process).
+   */
+  private readonly ownerPrefix = `${randomUUID()}/`;
+  private claims = 0;
 
   constructor(options: InMemoryIdempotencyStoreOptions = {}) {
     this.clock = options.clock ?? systemClock;
@@ -214,7 +220,7 @@ export class InMemoryIdempotencyStore implements IdempotencyStore {
   }
 
   private acquire(lookup: string, previous: MemoryRecord | undefined, claim: IdempotencyClaim, now: number, fence: number, takeover: boolean): IdempotencyClaimResult {
-    const owner = randomUUID();
+    const owner = `${this.ownerPrefix}${++this.claims}`;
     const record: MemoryRecord = {
       lookup,
       namespace: claim.namespace,
