@@ -268,7 +268,7 @@ export class IdempotencyCore {
       this.emit('idempotency_conflict', request, key, { status: 409 });
       return rejected(new IdempotencyRequestInProgressError(headerName, inProgressRetryAfterMs(result.retryAfterMs, request.options.deadline)));
     }
-    if (this.listens('idempotency_replayed')) this.emit('idempotency_replayed', request, key, { status: result.response.status });
+    this.emit('idempotency_replayed', request, key, { status: result.response.status });
     return { kind: 'replay', response: result.response };
   }
 
@@ -362,13 +362,14 @@ export class IdempotencyCore {
   }
 
   private emitExecuted(scoped: Scoped, outcome: HandlerOutcome, decision: Decision): void {
-    // the status and the events' fields are worked out only for a listener
-    if (!this.listens('idempotency_executed') && (decision.action !== 'release' || !this.listens('idempotency_released'))) return;
+    // the status and the events' fields are worked out only for a listener (each name asked once)
+    const released = decision.action === 'release' && this.listens('idempotency_released');
+    const executed = this.listens('idempotency_executed');
+    if (!released && !executed) return;
     const status = outcome.kind === 'error' ? (statusOf(outcome.error) ?? 500) : scoped.response.status();
-    if (decision.action === 'release') {
-      this.emit('idempotency_released', scoped.request, scoped.key, { status, outcome: decision.reason, detail: decision.detail });
-    }
-    this.emit('idempotency_executed', scoped.request, scoped.key, {
+    if (released && decision.action === 'release') this.send('idempotency_released', scoped.request, scoped.key, { status, outcome: decision.reason, detail: decision.detail });
+    if (!executed) return;
+    this.send('idempotency_executed', scoped.request, scoped.key, {
       status,
       outcome: decision.action === 'store' ? 'stored' : 'released',
       ...(outcome.kind === 'error' ? { errorType: errorTypeOf(outcome.error) } : {}),
@@ -445,10 +446,18 @@ export class IdempotencyCore {
     key: string | undefined,
     extra: { status?: number; detail?: string; outcome?: string; error?: unknown; errorType?: string; code?: string; cause?: string } = {},
   ): void {
-    const sink = this.deps.events;
     // hashing the key and building the event cost more than the rest of a replay: skip both when nobody listens
-    if (sink === undefined || sink.wants?.(event) === false) return;
-    sink({
+    if (this.listens(event)) this.send(event, request, key, extra);
+  }
+
+  /** {@link emit} for an event its caller already knows someone listens to. */
+  private send(
+    event: ResilienceEventName,
+    request: IdempotentRequest,
+    key: string | undefined,
+    extra: { status?: number; detail?: string; outcome?: string; error?: unknown; errorType?: string; code?: string; cause?: string },
+  ): void {
+    this.deps.events!({
       event,
       policy: request.route,
       ...(request.contextType === undefined

@@ -113,10 +113,11 @@ export class InMemoryIdempotencyStore implements IdempotencyStore {
   /** What was already warned about: an eviction reason, or `not_kept`. */
   private readonly warned = new Set<EvictionReason | 'not_kept'>();
   /**
-   * Owner tokens are this store's random prefix and a claim count: unique per claim, and no
-   * lease of another store matches (no random UUID per claim: they never leave the process).
+   * Owner tokens have a UUID's shape, as every store's: the first 24 characters of a random UUID
+   * drawn once per store, then the claim count in 12 hex digits. Unique per claim, and no lease of
+   * another store matches; no random UUID per claim (these tokens never leave the process).
    */
-  private readonly ownerPrefix = `${randomUUID()}/`;
+  private readonly ownerPrefix = randomUUID().slice(0, 24);
   private claims = 0;
 
   constructor(options: InMemoryIdempotencyStoreOptions = {}) {
@@ -220,7 +221,7 @@ export class InMemoryIdempotencyStore implements IdempotencyStore {
   }
 
   private acquire(lookup: string, previous: MemoryRecord | undefined, claim: IdempotencyClaim, now: number, fence: number, takeover: boolean): IdempotencyClaimResult {
-    const owner = `${this.ownerPrefix}${++this.claims}`;
+    const owner = this.ownerPrefix + (++this.claims).toString(16).padStart(12, '0');
     const record: MemoryRecord = {
       lookup,
       namespace: claim.namespace,
