@@ -9,8 +9,7 @@
 // Redis: REDIS_URL, else a throwaway redis-server (scripts/redis.mjs). Either missing: its rows
 // are skipped, loudly. The peer is installed on first use in bench/idempotency/peer.
 import { randomBytes } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IdempotencyRecord } from 'nest-resilience/typeorm';
@@ -28,12 +27,12 @@ import {
   formatRps,
   formatUs,
   markdownTable,
-  packageRoot,
   resultsDir,
   writeResults,
 } from '../shared/report.js';
 import type { Platform } from '../shared/server-harness.js';
 import { IDEMPOTENCY_STORES, ORDER_BODY, REDIS_STORES, STORE_LABELS, type IdempotencyStoreKind, type RoundTripRecording } from './stores.js';
+import { installPeer } from './install-peer.js';
 
 const ROUND_TRIP_GOAL = { newKey: 2, replay: 1 } as const;
 const ROUND_TRIP_SAMPLES = 5;
@@ -63,15 +62,6 @@ function selectedStores(): IdempotencyStoreKind[] {
   const unknown = wanted.filter((name) => !IDEMPOTENCY_STORES.includes(name as IdempotencyStoreKind));
   if (unknown.length) throw new Error(`BENCH_STORES names unknown servers (${unknown.join(', ')}); choose from ${IDEMPOTENCY_STORES.join(', ')}.`);
   return IDEMPOTENCY_STORES.filter((store) => store === 'bare' || wanted.includes(store));
-}
-
-/** Installs @node-idempotency/nestjs in bench/idempotency/peer from its lock file, once. */
-function installPeer(log: (line: string) => void): void {
-  const dir = join(packageRoot(), 'bench', 'idempotency', 'peer');
-  if (existsSync(join(dir, 'node_modules', '@node-idempotency', 'nestjs'))) return;
-  log('Installing @node-idempotency/nestjs in bench/idempotency/peer (npm ci --legacy-peer-deps: it declares Nest 9/10)…');
-  const install = spawnSync('npm', ['ci', '--legacy-peer-deps', '--no-audit', '--no-fund'], { cwd: dir, stdio: 'inherit' });
-  if (install.status !== 0) throw new Error(`npm ci in ${dir} failed (exit ${install.status}); install the peer there by hand or leave nip-* out of BENCH_STORES.`);
 }
 
 async function main(): Promise<void> {

@@ -1,18 +1,51 @@
-// CPU instructions per request of the overhead routes, counted by valgrind's callgrind.
-//   npm run bench:instructions                     every variant on Express and Fastify (~5 min)
+// CPU instructions per request of the overhead routes and of the idempotent POST routes (ours and
+// @node-idempotency/nestjs's, new key and replay), counted by valgrind's callgrind.
+//   npm run bench:instructions                     every variant on Express and Fastify
 //   BENCH_PLATFORMS=fastify npm run bench:instructions
+//   BENCH_VARIANTS=idempotent-new-key,idempotent-replay npm run bench:instructions   (with their peer pairs and POST baseline)
 // Instruction counts do not depend on what else the machine is doing, so two runs give the same
 // figures within a fraction of a percent: the steady companion of bench:overhead's req/s.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { Agent, request } from 'node:http';
+import { Agent, request, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { startServer, stopAll, type ServerChild } from '../shared/children.js';
 import { readConfig } from '../shared/config.js';
 import { median } from '../shared/load.js';
 import { commandLine, environment, formatRatio, markdownTable, writeResults } from '../shared/report.js';
+import { installPeer } from '../idempotency/install-peer.js';
+import {
+  IDEMPOTENT_VARIANTS,
+  IDEMPOTENT_VARIANT_LABELS,
+  PEER_GOAL,
+  PEER_PAIRS,
+  STORE_OF,
+  checkIdempotentRoute,
+  idempotentRequestPlan,
+  type IdempotentVariant,
+  type RequestPlan,
+} from './idempotent-variants.js';
 import { DECORATED_VARIANTS, OVERHEAD_VARIANTS, VARIANT_LABELS, baselineOf, checkRoute, type OverheadVariant } from './variants.js';
+
+/** Every variant this benchmark counts: the overhead routes, then the idempotent POST routes. */
+const VARIANTS = [...OVERHEAD_VARIANTS, ...IDEMPOTENT_VARIANTS] as const;
+type Variant = (typeof VARIANTS)[number];
+
+const isIdempotent = (variant: Variant): variant is IdempotentVariant => (IDEMPOTENT_VARIANTS as readonly string[]).includes(variant);
+const labelOf = (variant: Variant) => (isIdempotent(variant) ? IDEMPOTENT_VARIANT_LABELS[variant] : VARIANT_LABELS[variant]);
+/** The route a variant is compared with: the bare GET of the same kind of process, or the POST without `@Idempotent()`. */
+const baselineOfVariant = (variant: Variant): Variant => (isIdempotent(variant) ? 'post' : baselineOf(variant));
+/** The app without the library, for the overhead routes only. */
+const noLibraryOf = (variant: Variant): Variant | undefined => (isIdempotent(variant) ? undefined : 'no-library');
+
+/** GET /hello, answered 200. */
+const HELLO_PLAN: RequestPlan = {
+  method: 'GET',
+  path: '/hello',
+  headersOf: () => ({}),
+  problemWith: (status) => (status === 200 ? undefined : `GET /hello answered ${status}.`),
+};
 
 /** Decorated routes must keep this share of the bare route's throughput: here, bare ÷ variant instructions. */
 const GOAL = 0.95;
@@ -35,6 +68,7 @@ async function main(): Promise<void> {
   const windows = count('windows', 'BENCH_WINDOWS', DEFAULT_WINDOWS);
   const variants = variantsToCount();
   requireValgrind();
+  if (variants.some((variant) => variant.startsWith('peer-'))) installPeer((line) => console.error(line));
   const log = (line: string) => console.error(line);
   const method = `${warmupRequests} warm-up requests, then ${windows} counted windows of ${requests} requests, ${config.connections} connections`;
   log(`instructions: ${config.platforms.join(' + ')}, ${variants.length} variants, ${method}`);
@@ -45,15 +79,14 @@ async function main(): Promise<void> {
   const misses: string[] = [];
   try {
     for (const platform of config.platforms) {
-      const perRequest = new Map<OverheadVariant, number>();
-      const medianOf = new Map<OverheadVariant, number>();
-      const windowsOf = new Map<OverheadVariant, number[]>();
+      const counted = new Map<Variant, WindowCounts>();
       for (const variant of variants) {
         const name = `instructions-${platform}-${variant}`;
+        const idempotent = isIdempotent(variant);
         const server = await startServer(
-          new URL('./server.js', import.meta.url),
+          idempotent ? new URL('../idempotency/server.js', import.meta.url) : new URL('./server.js', import.meta.url),
           name,
-          { BENCH_PLATFORM: platform, BENCH_VARIANT: variant },
+          idempotent ? { BENCH_PLATFORM: platform, BENCH_STORE: STORE_OF[variant] } : { BENCH_PLATFORM: platform, BENCH_VARIANT: variant },
           {
             execPath: 'valgrind',
             // JIT code rewrites itself: valgrind must re-check every non-file mapping for changes
@@ -61,65 +94,92 @@ async function main(): Promise<void> {
           },
         );
         try {
-          await checkRoute(server);
-          const windowTotals = await countInstructions(server, outputDir, { warmupRequests, requests, windows, connections: config.connections });
+          if (idempotent) await checkIdempotentRoute(server, variant);
+          else await checkRoute(server);
+          const plan = idempotent ? idempotentRequestPlan(variant) : HELLO_PLAN;
+          const windowTotals = await countInstructions(server, outputDir, plan, { warmupRequests, requests, windows, connections: config.connections });
           const perWindow = windowTotals.map((total) => total / requests);
-          perRequest.set(variant, perWindow.reduce((sum, value) => sum + value, 0) / perWindow.length);
-          medianOf.set(variant, median(perWindow));
-          windowsOf.set(variant, perWindow.map(Math.round));
-          log(`  ${platform.padEnd(7)} ${variant.padEnd(10)} ${perWindow.map((value) => Math.round(value).toLocaleString('en-US')).join(' ')} instructions/request`);
+          counted.set(variant, {
+            mean: perWindow.reduce((sum, value) => sum + value, 0) / perWindow.length,
+            median: median(perWindow),
+            lowest: Math.min(...perWindow),
+            windows: perWindow.map(Math.round),
+          });
+          log(`  ${platform.padEnd(7)} ${variant.padEnd(18)} ${perWindow.map((value) => Math.round(value).toLocaleString('en-US')).join(' ')} instructions/request`);
         } finally {
           await stopAll([server]);
         }
       }
-      const noLibrary = perRequest.get('no-library');
       results[platform] = {};
+      const format = (value: number) => Math.round(value).toLocaleString('en-US');
       const rows = variants.map((variant) => {
-        const value = perRequest.get(variant)!;
+        const own = counted.get(variant)!;
         // each variant against the bare route of the same kind of process
-        const baseline = baselineOf(variant);
-        const bare = perRequest.get(baseline) ?? perRequest.get('bare')!;
-        const ratio = bare / value;
-        const goal = DECORATED_VARIANTS.includes(variant) ? (ratio >= GOAL ? 'yes' : 'NO') : '';
-        if (goal === 'NO') misses.push(`${platform} ${variant}: ${formatRatio(ratio)}`);
-        const medianWindow = medianOf.get(variant)!;
+        const baseline = counted.get(baselineOfVariant(variant))!;
+        const noLibraryVariant = noLibraryOf(variant);
+        const noLibrary = noLibraryVariant === undefined ? undefined : counted.get(noLibraryVariant);
+        const ratio = baseline.lowest / own.lowest;
+        const goal = (DECORATED_VARIANTS as readonly Variant[]).includes(variant) ? (ratio >= GOAL ? 'yes' : 'NO') : '';
+        if (goal === 'NO') misses.push(`${platform} ${variant}: bare ÷ this ${formatRatio(ratio)} (lowest windows)`);
         results[platform][variant] = {
-          instructionsPerRequest: Math.round(value),
-          medianWindow: Math.round(medianWindow),
-          perWindow: windowsOf.get(variant),
+          lowestWindow: Math.round(own.lowest),
+          medianWindow: Math.round(own.median),
+          instructionsPerRequest: Math.round(own.mean),
+          perWindow: own.windows,
+          baseline: baselineOfVariant(variant),
           bareOverThis: ratio,
-          noLibraryOverThis: noLibrary === undefined ? undefined : noLibrary / value,
+          bareOverThisMedians: baseline.median / own.median,
+          noLibraryOverThis: noLibrary === undefined ? undefined : noLibrary.lowest / own.lowest,
         };
         return [
-          VARIANT_LABELS[variant],
-          Math.round(value).toLocaleString('en-US'),
-          `${value >= bare ? '+' : '−'}${Math.abs(Math.round(value - bare)).toLocaleString('en-US')}`,
+          labelOf(variant),
+          format(own.lowest),
+          format(own.median),
+          format(own.mean),
           ratio.toFixed(3),
+          (baseline.median / own.median).toFixed(3),
           goal,
-          noLibrary === undefined ? '–' : (noLibrary / value).toFixed(2),
-          Math.round(medianWindow).toLocaleString('en-US'),
-          `${((medianOf.get(baseline) ?? medianOf.get('bare')!) / medianWindow).toFixed(3)}`,
+          noLibrary === undefined ? '–' : (noLibrary.lowest / own.lowest).toFixed(3),
+          own.windows.map((value) => value.toLocaleString('en-US')).join(' '),
         ];
       });
-      tables.push(
+      const tableParts = [
         `### ${platform}\n\n${markdownTable(
-          ['route', 'instructions / request (mean)', 'vs bare route', 'bare ÷ this', `≥ ${GOAL}`, 'no library ÷ this', 'median window', 'bare ÷ this (medians)'],
+          ['route', 'lowest window', 'median window', `mean of ${windows}`, 'bare ÷ this (lowest)', 'bare ÷ this (median)', `≥ ${GOAL}`, 'no module ÷ this (lowest)', 'windows'],
           rows,
         )}`,
-      );
+      ];
+      const peerRows = PEER_PAIRS.filter(({ ours, peer }) => counted.has(ours) && counted.has(peer)).map(({ ours, peer }) => {
+        const mine = counted.get(ours)!;
+        const theirs = counted.get(peer)!;
+        const ratio = theirs.lowest / mine.lowest;
+        const met = ratio >= PEER_GOAL;
+        if (!met) misses.push(`${platform} ${peer} ÷ ${ours}: ${ratio.toFixed(3)} (lowest windows)`);
+        results[platform][`${peer}÷${ours}`] = { peerOverOurs: ratio, peerOverOursMedians: theirs.median / mine.median, goal: PEER_GOAL, met };
+        return [labelOf(ours), format(mine.lowest), format(theirs.lowest), ratio.toFixed(3), (theirs.median / mine.median).toFixed(3), met ? 'yes' : 'NO'];
+      });
+      if (peerRows.length > 0) {
+        tableParts.push(
+          `Against @node-idempotency/nestjs (in-memory adapter), same run:\n\n${markdownTable(
+            ['ours', 'ours: lowest window', 'peer: lowest window', 'peer ÷ ours (lowest)', 'peer ÷ ours (median)', `≥ ${PEER_GOAL}`],
+            peerRows,
+          )}`,
+        );
+      }
+      tables.push(tableParts.join('\n\n'));
     }
-    const header = `## Instructions per request, one trivial GET route (callgrind; ${method})`;
+    const header = `## Instructions per request (callgrind; ${method}; ratios on the lowest windows)`;
     console.log(`\n${header}\n\n${tables.join('\n\n')}\n`);
     console.log(
       misses.length
         ? `GOAL MISSED (CPU work): ${misses.join('; ')}`
-        : `Every decorated route needs at most 1/${GOAL} of the bare route's instructions per request.`,
+        : `Every decorated route needs at most 1/${GOAL} of the bare route's instructions per request, and the peer at least ${PEER_GOAL}× ours (where counted).`,
     );
     const file = writeResults('instructions.json', {
       benchmark: 'instructions',
       command: commandLine('bench:instructions'),
       config: { ...config, warmupRequests, requests, windows },
-      goal: { bareOverThis: GOAL, met: misses.length === 0, misses },
+      goal: { bareOverThis: GOAL, peerOverOurs: PEER_GOAL, judgedOn: 'lowest window', met: misses.length === 0, misses },
       environment: environment(),
       results,
     });
@@ -129,15 +189,30 @@ async function main(): Promise<void> {
   }
 }
 
-/** The variants named by `--variants=a,b` / `BENCH_VARIANTS` (their bare routes always included), else all. */
-function variantsToCount(): OverheadVariant[] {
+/**
+ * The variants named by `--variants=a,b` / `BENCH_VARIANTS` (with their baselines, and each
+ * idempotent variant with its peer pair), else all.
+ */
+function variantsToCount(): Variant[] {
   const raw = process.argv.find((arg) => arg.startsWith('--variants='))?.split('=')[1] ?? process.env.BENCH_VARIANTS;
-  if (raw === undefined || raw === '') return [...OVERHEAD_VARIANTS];
+  if (raw === undefined || raw === '') return [...VARIANTS];
   const named = raw.split(',').map((name) => name.trim());
-  const unknown = named.filter((name) => !OVERHEAD_VARIANTS.includes(name as OverheadVariant));
-  if (unknown.length > 0) throw new Error(`--variants / BENCH_VARIANTS names unknown variants: ${unknown.join(', ')}. Known: ${OVERHEAD_VARIANTS.join(', ')}.`);
-  const baselines = new Set(named.map((name) => baselineOf(name as OverheadVariant)));
-  return OVERHEAD_VARIANTS.filter((variant) => variant === 'bare' || baselines.has(variant) || named.includes(variant));
+  const unknown = named.filter((name) => !(VARIANTS as readonly string[]).includes(name));
+  if (unknown.length > 0) throw new Error(`--variants / BENCH_VARIANTS names unknown variants: ${unknown.join(', ')}. Known: ${VARIANTS.join(', ')}.`);
+  const wanted = new Set(named as Variant[]);
+  for (const { ours, peer } of PEER_PAIRS) {
+    if (wanted.has(ours) || wanted.has(peer)) wanted.add(ours).add(peer);
+  }
+  for (const variant of [...wanted]) wanted.add(baselineOfVariant(variant));
+  return VARIANTS.filter((variant) => wanted.has(variant));
+}
+
+/** Instructions per request of one variant's counted windows. */
+interface WindowCounts {
+  readonly mean: number;
+  readonly median: number;
+  readonly lowest: number;
+  readonly windows: number[];
 }
 
 /** How many requests a server gets before and while its instructions are counted. */
@@ -153,14 +228,15 @@ interface CountPlan {
  * of `requests` requests each (every thread of the server: JIT, garbage collector and all) and
  * returns each window's total.
  */
-async function countInstructions(server: ServerChild, outputDir: string, plan: CountPlan): Promise<number[]> {
+async function countInstructions(server: ServerChild, outputDir: string, requests: RequestPlan, plan: CountPlan): Promise<number[]> {
   const agent = new Agent({ keepAlive: true, maxSockets: plan.connections });
+  const sender = new RequestSender(server.url, agent, requests);
   try {
-    await sendRequests(server.url, agent, plan.warmupRequests, plan.connections);
+    await sender.send(plan.warmupRequests, plan.connections);
     callgrindControl(server, '--instr=on');
     callgrindControl(server, '--zero');
     for (let window = 0; window < plan.windows; window++) {
-      await sendRequests(server.url, agent, plan.requests, plan.connections);
+      await sender.send(plan.requests, plan.connections);
       // each dump writes the counts since the previous one to its own part file, then zeroes them
       callgrindControl(server, '--dump');
     }
@@ -176,22 +252,40 @@ async function countInstructions(server: ServerChild, outputDir: string, plan: C
   });
 }
 
-/** `count` GET /hello requests over `connections` keep-alive connections; every answer must be 200. */
-async function sendRequests(url: string, agent: Agent, count: number, connections: number): Promise<void> {
-  let left = count;
-  const connection = async () => {
-    while (left-- > 0) {
-      await new Promise<void>((resolve, reject) => {
-        request(`${url}/hello`, { agent }, (response) => {
-          response.resume();
-          response.on('end', () => (response.statusCode === 200 ? resolve() : reject(new Error(`GET /hello answered ${response.statusCode}.`))));
-        })
-          .on('error', reject)
-          .end();
-      });
-    }
-  };
-  await Promise.all(Array.from({ length: connections }, connection));
+/** Sends a variant's requests over keep-alive connections, numbering them across calls (fresh keys stay fresh). */
+class RequestSender {
+  private sent = 0;
+
+  constructor(
+    private readonly url: string,
+    private readonly agent: Agent,
+    private readonly plan: RequestPlan,
+  ) {}
+
+  /** `count` requests over `connections` connections; every answer must be the one being measured. */
+  async send(count: number, connections: number): Promise<void> {
+    let left = count;
+    const connection = async () => {
+      while (left-- > 0) await this.one(this.sent++);
+    };
+    await Promise.all(Array.from({ length: connections }, connection));
+  }
+
+  private one(n: number): Promise<void> {
+    const { plan } = this;
+    return new Promise<void>((resolve, reject) => {
+      request(`${this.url}${plan.path}`, { agent: this.agent, method: plan.method, headers: plan.headersOf(n) }, (response) => {
+        response.resume();
+        response.on('end', () => {
+          const problem = plan.problemWith(response.statusCode, response.headers as IncomingHttpHeaders);
+          if (problem === undefined) resolve();
+          else reject(new Error(problem));
+        });
+      })
+        .on('error', reject)
+        .end(plan.body);
+    });
+  }
 }
 
 function callgrindControl(server: ServerChild, command: string): void {

@@ -10,7 +10,7 @@ import type { ResolvedResilienceOptions } from '../interfaces/resilience-module-
 import { ResilienceEvents } from '../observability/resilience-events.js';
 import { IDEMPOTENT_METADATA, RESOLVED_RESILIENCE_OPTIONS } from '../resilience.constants.js';
 import { IdempotencyCore, notKeptProblemOf } from '../core/idempotency/idempotency-core.js';
-import type { HandlerOutcome, IdempotencyExecution } from '../core/idempotency/idempotency-core.interface.js';
+import type { HandlerOutcome, IdempotencyAnswer, IdempotencyExecution } from '../core/idempotency/idempotency-core.interface.js';
 import { resolveIdempotencyOptions, type IdempotentOptions, type ResolvedIdempotencyOptions } from '../core/idempotency/idempotency-options.interface.js';
 import { IdempotencyStore } from '../core/idempotency/idempotency-store.interface.js';
 import { InMemoryIdempotencyStore } from '../core/idempotency/in-memory-idempotency.store.js';
@@ -123,11 +123,9 @@ export class IdempotentRoutes {
     const handle = transactional
       ? (execution: IdempotencyExecution | undefined) => (execution === undefined ? outcomeOf(undefined) : runIdempotentExecution(execution, () => outcomeOf(execution)))
       : (execution: IdempotencyExecution | undefined) => runInRequestFrame(source, execution, () => outcomeOf(execution));
-    const claim = () => this.core.execute(call.request, call.response, handle);
-    const execute = () => (transactional ? runWithRequestInfo(source, claim) : claim());
-    let answer = await execute();
+    let answer = await this.claim(call, handle, transactional);
     // a message or an event waits for the first one with its key (HTTP refuses it with 409)
-    if (call.waitsForInFlight) answer = await waitWhileInFlight(answer, execute, this.options.clock, plan.options.lease);
+    if (call.waitsForInFlight) answer = await waitWhileInFlight(answer, () => this.claim(call, handle, transactional), this.options.clock, plan.options.lease);
     switch (answer.kind) {
       case 'delivered': {
         const { outcome } = answer;
@@ -142,5 +140,11 @@ export class IdempotentRoutes {
       case 'rejected':
         throw call.renderError(this.errors.map(answer.error));
     }
+  }
+
+  /** Claims the call's key and runs `handle` if it is this call's to run. */
+  private claim(call: IdempotentCall, handle: (execution: IdempotencyExecution | undefined) => Promise<HandlerOutcome>, transactional: boolean): Promise<IdempotencyAnswer> {
+    if (!transactional) return this.core.execute(call.request, call.response, handle);
+    return runWithRequestInfo(call.source, () => this.core.execute(call.request, call.response, handle));
   }
 }

@@ -57,12 +57,52 @@ function storeUnavailable(cause: unknown): IdempotencyStoreUnavailableError {
   return new IdempotencyStoreUnavailableError(STORE_UNAVAILABLE_RETRY_AFTER_MS, cause);
 }
 
-/** One request, with what was gathered before the claim. */
-interface Scoped {
-  readonly request: IdempotentRequest;
-  readonly response: IdempotentResponse;
-  readonly key: string;
-  readonly claim: IdempotencyClaim;
+/**
+ * What a request claims. A class, not a literal: it lives as long as the handler runs, and V8
+ * allocates the objects of a literal that outlive a scavenge in old space from then on.
+ */
+class Claim implements IdempotencyClaim {
+  constructor(
+    readonly namespace: string,
+    readonly scope: string,
+    readonly key: string,
+    readonly fingerprint: string,
+    readonly method: string,
+    readonly path: string,
+    readonly leaseMs: number,
+    readonly ttlMs: number,
+  ) {}
+}
+
+/** One request, with what was gathered before the claim (a class, like {@link Claim}). */
+class Scoped {
+  constructor(
+    readonly request: IdempotentRequest,
+    readonly response: IdempotentResponse,
+    readonly key: string,
+    readonly claim: IdempotencyClaim,
+  ) {}
+}
+
+/** The execution of a claimed key in lease mode (a class, like {@link Claim}). */
+class LeasedExecution implements IdempotencyExecution {
+  running = 0;
+  onIdle: (() => void) | undefined = undefined;
+
+  constructor(readonly info: LeaseContext) {}
+}
+
+/** A handler's run, its rejection turned into an error outcome like a thrown error. */
+type HandlerRunner = (execution: IdempotencyExecution | undefined) => Promise<HandlerOutcome>;
+
+const errorOutcome = (error: unknown): HandlerOutcome => ({ kind: 'error', error });
+
+function runHandler(handler: HandlerRunner, execution: IdempotencyExecution | undefined): Promise<HandlerOutcome> {
+  return handler(execution).then(undefined, errorOutcome);
+}
+
+function delivered(outcome: HandlerOutcome): IdempotencyAnswer {
+  return { kind: 'delivered', outcome };
 }
 
 /**
@@ -102,32 +142,39 @@ export class IdempotencyCore {
     deps.store.observe?.({ events: deps.events, warn: deps.warn });
   }
 
-  /** Runs `run` at most once per key (it gets the execution, or `undefined` when idempotency does not apply). */
-  async execute(
+  /** Runs `handler` at most once per key (it gets the execution, or `undefined` when idempotency does not apply). */
+  execute(
     request: IdempotentRequest,
     response: IdempotentResponse,
     handler: (execution: IdempotencyExecution | undefined) => Promise<HandlerOutcome>,
   ): Promise<IdempotencyAnswer> {
+    // not an async function: a global key is claimed with no await before the store's, and the
+    // store's promise is handed on as it is (an async function returning it costs two more turns)
+    try {
+      const { options } = request;
+      if (SAFE_METHODS.has(request.method)) return runHandler(handler, undefined).then(delivered);
+      const parsed = this.readKey(request, options);
+      if (!parsed) {
+        if (!options.required) return runHandler(handler, undefined).then(delivered);
+        this.emit('idempotency_rejected', request, undefined, { status: 400, detail: 'missing' });
+        return Promise.resolve(rejected(new IdempotencyKeyMissingError(options.headerName)));
+      }
+      if (!parsed.ok) {
+        this.emit('idempotency_rejected', request, undefined, { status: 400, detail: `invalid: ${parsed.reason}` });
+        return Promise.resolve(rejected(new IdempotencyKeyInvalidError(options.headerName, parsed.reason)));
+      }
+      const key = parsed.key;
+      response.setHeader(options.headerName, key);
+      const scope = this.scopeOf(request);
+      return typeof scope === 'string' ? this.claimScoped(request, response, key, scope, handler) : scope.then((text) => this.claimScoped(request, response, key, text, handler));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  }
+
+  /** Fingerprints the request in its scope, then claims its key. */
+  private claimScoped(request: IdempotentRequest, response: IdempotentResponse, key: string, scope: string, handler: HandlerRunner): Promise<IdempotencyAnswer> {
     const { options } = request;
-    // a rejected run is the handler's error, like a thrown one
-    const run = (execution: IdempotencyExecution | undefined): Promise<HandlerOutcome> =>
-      handler(execution).catch((error: unknown): HandlerOutcome => ({ kind: 'error', error }));
-    if (SAFE_METHODS.has(request.method)) return { kind: 'delivered', outcome: await run(undefined) };
-    const parsed = this.readKey(request, options);
-    if (!parsed) {
-      if (!options.required) return { kind: 'delivered', outcome: await run(undefined) };
-      this.emit('idempotency_rejected', request, undefined, { status: 400, detail: 'missing' });
-      return rejected(new IdempotencyKeyMissingError(options.headerName));
-    }
-    if (!parsed.ok) {
-      this.emit('idempotency_rejected', request, undefined, { status: 400, detail: `invalid: ${parsed.reason}` });
-      return rejected(new IdempotencyKeyInvalidError(options.headerName, parsed.reason));
-    }
-    const key = parsed.key;
-    response.setHeader(options.headerName, key);
-    const scoped = this.scopeOf(request);
-    // a global key has its scope at once: no await (one microtask less per request)
-    const scope = typeof scoped === 'string' ? scoped : await scoped;
     let fingerprint: string;
     try {
       fingerprint = requestFingerprint({ scope, method: request.method, url: request.url, body: request.body }, options.fingerprintLimits);
@@ -135,20 +182,11 @@ export class IdempotencyCore {
       if (!(error instanceof FingerprintLimitError)) throw error;
       const refusal = error.limit === 'depth' ? new IdempotencyBodyTooDeepError(error.max) : new IdempotencyBodyTooLargeError(error.max);
       this.emit('idempotency_rejected', request, key, { status: refusal.status, detail: refusal.code });
-      return rejected(refusal);
+      return Promise.resolve(rejected(refusal));
     }
-    const claim: IdempotencyClaim = {
-      namespace: options.namespace,
-      scope,
-      key,
-      fingerprint,
-      method: request.method,
-      path: pathOf(request.url),
-      leaseMs: options.lease,
-      ttlMs: options.ttl,
-    };
-    const call: Scoped = { request, response, key, claim };
-    return options.transactional ? this.runTransactional(call, run) : this.runLeased(call, run);
+    const claim = new Claim(options.namespace, scope, key, fingerprint, request.method, pathOf(request.url), options.lease, options.ttl);
+    const call = new Scoped(request, response, key, claim);
+    return options.transactional ? this.runTransactional(call, handler) : this.runLeased(call, handler);
   }
 
   private readKey(request: IdempotentRequest, options: ResolvedIdempotencyOptions): IdempotencyKeyParseResult | undefined {
@@ -182,19 +220,19 @@ export class IdempotencyCore {
   }
 
   /** Lease mode: claim, run under a heartbeat, then complete or release (compare-and-set on the owner). */
-  private async runLeased(scoped: Scoped, run: (execution: IdempotencyExecution | undefined) => Promise<HandlerOutcome>): Promise<IdempotencyAnswer> {
+  private async runLeased(scoped: Scoped, handler: HandlerRunner): Promise<IdempotencyAnswer> {
     let result: IdempotencyClaimResult;
     try {
       result = await this.deps.store.claim(scoped.claim);
     } catch (error) {
-      return this.storeUnavailable(scoped, error, run);
+      return this.storeUnavailable(scoped, error, handler);
     }
     if (result.state !== 'acquired') return this.answerExisting(scoped, result);
     const { lease } = result;
     if (result.takeover) this.emit('idempotency_takeover', scoped.request, scoped.key, { detail: `fence ${lease.fence}` });
-    const execution: IdempotencyExecution = { running: 0, info: new LeaseContext(scoped.key, scoped.claim.scope, lease) };
+    const execution = new LeasedExecution(new LeaseContext(scoped.key, scoped.claim.scope, lease));
     const heartbeat = this.startHeartbeat(scoped, lease);
-    const outcome = await run(execution);
+    const outcome = await runHandler(handler, execution);
     const decision = decideStorage(scoped.request.options, scoped.response, outcome, false);
     if (decision.action === 'store') {
       heartbeat.stop();
@@ -215,7 +253,7 @@ export class IdempotencyCore {
       else await release();
     }
     this.emitExecuted(scoped, outcome, decision);
-    return { kind: 'delivered', outcome };
+    return delivered(outcome);
   }
 
   /** Replays a completed response, or answers 422 (other request) / 409 (still running). */
@@ -235,16 +273,12 @@ export class IdempotencyCore {
   }
 
   /** Fail closed (503, handler not run) or, with `failOpen`, run the handler without idempotency. */
-  private async storeUnavailable(
-    scoped: Scoped,
-    error: unknown,
-    run: (execution: IdempotencyExecution | undefined) => Promise<HandlerOutcome>,
-  ): Promise<IdempotencyAnswer> {
+  private async storeUnavailable(scoped: Scoped, error: unknown, handler: HandlerRunner): Promise<IdempotencyAnswer> {
     const { request } = scoped;
     const { failOpen } = request.options;
     if (failOpen) {
       this.storeError(request, scoped.key, error, 'claim_fail_open');
-      return { kind: 'delivered', outcome: await run(undefined) };
+      return delivered(await runHandler(handler, undefined));
     }
     const refusal = storeUnavailable(error);
     this.storeError(request, scoped.key, error, 'claim', refusal);
@@ -328,11 +362,14 @@ export class IdempotencyCore {
   }
 
   private emitExecuted(scoped: Scoped, outcome: HandlerOutcome, decision: Decision): void {
+    // the status and the events' fields are worked out only for a listener (each name asked once)
+    const released = decision.action === 'release' && this.listens('idempotency_released');
+    const executed = this.listens('idempotency_executed');
+    if (!released && !executed) return;
     const status = outcome.kind === 'error' ? (statusOf(outcome.error) ?? 500) : scoped.response.status();
-    if (decision.action === 'release') {
-      this.emit('idempotency_released', scoped.request, scoped.key, { status, outcome: decision.reason, detail: decision.detail });
-    }
-    this.emit('idempotency_executed', scoped.request, scoped.key, {
+    if (released && decision.action === 'release') this.send('idempotency_released', scoped.request, scoped.key, { status, outcome: decision.reason, detail: decision.detail });
+    if (!executed) return;
+    this.send('idempotency_executed', scoped.request, scoped.key, {
       status,
       outcome: decision.action === 'store' ? 'stored' : 'released',
       ...(outcome.kind === 'error' ? { errorType: errorTypeOf(outcome.error) } : {}),
@@ -340,7 +377,7 @@ export class IdempotencyCore {
   }
 
   /** Transactional mode: the store claims, runs the handler and stores the response in one transaction. */
-  private async runTransactional(scoped: Scoped, run: (execution: IdempotencyExecution | undefined) => Promise<HandlerOutcome>): Promise<IdempotencyAnswer> {
+  private async runTransactional(scoped: Scoped, handler: HandlerRunner): Promise<IdempotencyAnswer> {
     const { store } = this.deps;
     const runInTransaction = store.runInTransaction?.bind(store);
     if (!runInTransaction) {
@@ -359,7 +396,7 @@ export class IdempotencyCore {
           transaction,
           info: new LeaseContext(scoped.key, scoped.claim.scope, lease),
         };
-        const outcome = await run(execution);
+        const outcome = await runHandler(handler, execution);
         const decision = decideStorage(scoped.request.options, scoped.response, outcome, true);
         if (decision.action === 'store') {
           local = { outcome, decision };
@@ -371,7 +408,7 @@ export class IdempotencyCore {
         return { action: 'rollback', error: rollback };
       });
     } catch (error) {
-      if (!workStarted) return this.storeUnavailable(scoped, error, run);
+      if (!workStarted) return this.storeUnavailable(scoped, error, handler);
       if (!local?.rollback || error !== local.rollback) {
         // The handler ran but the transaction did not commit (its writes are gone, a retry runs it
         // again), or its COMMIT got no answer: then the retry finds out from the record, never a guess.
@@ -394,7 +431,13 @@ export class IdempotencyCore {
     if (decision.action === 'release' && outcome.kind === 'value' && decision.reason === NOT_STORED) {
       return rejected(new IdempotencyResponseNotStorableError('its status is not stored (storeIf)'));
     }
-    return { kind: 'delivered', outcome };
+    return delivered(outcome);
+  }
+
+  /** Whether someone consumes events named `event` now (nothing is built for an event nobody reads). */
+  private listens(event: ResilienceEventName): boolean {
+    const sink = this.deps.events;
+    return sink !== undefined && sink.wants?.(event) !== false;
   }
 
   private emit(
@@ -403,10 +446,18 @@ export class IdempotencyCore {
     key: string | undefined,
     extra: { status?: number; detail?: string; outcome?: string; error?: unknown; errorType?: string; code?: string; cause?: string } = {},
   ): void {
-    const sink = this.deps.events;
     // hashing the key and building the event cost more than the rest of a replay: skip both when nobody listens
-    if (!sink || sink.wants?.(event) === false) return;
-    sink({
+    if (this.listens(event)) this.send(event, request, key, extra);
+  }
+
+  /** {@link emit} for an event its caller already knows someone listens to. */
+  private send(
+    event: ResilienceEventName,
+    request: IdempotentRequest,
+    key: string | undefined,
+    extra: { status?: number; detail?: string; outcome?: string; error?: unknown; errorType?: string; code?: string; cause?: string },
+  ): void {
+    this.deps.events!({
       event,
       policy: request.route,
       ...(request.contextType === undefined

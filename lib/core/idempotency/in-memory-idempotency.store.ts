@@ -112,6 +112,13 @@ export class InMemoryIdempotencyStore implements IdempotencyStore {
   private readonly observers: IdempotencyStoreObserver[] = [];
   /** What was already warned about: an eviction reason, or `not_kept`. */
   private readonly warned = new Set<EvictionReason | 'not_kept'>();
+  /**
+   * Owner tokens have a UUID's shape, as every store's: the first 24 characters of a random UUID
+   * drawn once per store, then the claim count in 12 hex digits. Unique per claim, and no lease of
+   * another store matches; no random UUID per claim (these tokens never leave the process).
+   */
+  private readonly ownerPrefix = randomUUID().slice(0, 24);
+  private claims = 0;
 
   constructor(options: InMemoryIdempotencyStoreOptions = {}) {
     this.clock = options.clock ?? systemClock;
@@ -214,7 +221,7 @@ export class InMemoryIdempotencyStore implements IdempotencyStore {
   }
 
   private acquire(lookup: string, previous: MemoryRecord | undefined, claim: IdempotencyClaim, now: number, fence: number, takeover: boolean): IdempotencyClaimResult {
-    const owner = randomUUID();
+    const owner = this.ownerPrefix + (++this.claims).toString(16).padStart(12, '0');
     const record: MemoryRecord = {
       lookup,
       namespace: claim.namespace,

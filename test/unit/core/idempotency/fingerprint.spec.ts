@@ -20,6 +20,29 @@ describe('canonicalJson', () => {
     expect(canonicalJson([NaN, Infinity])).toBe('[null,null]');
   });
 
+  it('writes a body whose keys already come in order as it writes the same body in any other order', () => {
+    // in order, a plain body is written by JSON.stringify; reversed, by the canonical writer
+    const reversed = (value: unknown): unknown => {
+      if (Array.isArray(value)) return value.map(reversed);
+      if (typeof value !== 'object' || value === null || Object.getPrototypeOf(value) !== Object.prototype) return value;
+      const entries = Object.entries(value).reverse();
+      return Object.fromEntries(entries.map(([name, member]) => [name, reversed(member)]));
+    };
+    const bodies: unknown[] = [
+      { item: 'book', qty: 1 },
+      { a: [1, 'two', null, true, { b: -0, c: NaN, d: Infinity }], e: { f: { g: 'é✓"\\\n' } } },
+      { a: undefined, b: () => 1, c: Symbol('s'), d: [undefined, () => 1, Symbol('t')], e: 1 },
+      { '10': 1, '9': 2, A: 3, a: 4, é: 5 },
+      { a: new Date(0), b: new Map([['y', 1]]), c: new Set([2, 1]), d: 10n, e: Buffer.from('hi') },
+      { a: { toJSON: () => ({ z: 1, y: 2 }) }, b: 2 },
+      [{ b: 1, a: 2 }, [[{ d: 1, c: 2 }]]],
+    ];
+    for (const body of bodies) expect(canonicalJson(body)).toBe(canonicalJson(reversed(body)));
+    const noPrototype = Object.assign(Object.create(null) as object, { a: 1, b: { c: 2 } });
+    expect(canonicalJson(noPrototype)).toBe('{"a":1,"b":{"c":2}}');
+    expect(canonicalJson({ a: 1, b: { c: [2, 3] } })).toBe('{"a":1,"b":{"c":[2,3]}}');
+  });
+
   it('tells "no body" apart from every JSON body', () => {
     expect(canonicalJson(undefined)).toBe('');
     expect(canonicalJson(null)).toBe('null');
