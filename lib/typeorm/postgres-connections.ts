@@ -36,11 +36,10 @@ export class PostgresConnections {
    * Any failure of the statement discards its connection (what `pool.query` does too).
    */
   async query(pool: PostgresPool, config: { name: string; text: string; values: unknown[] }): Promise<PostgresResult> {
-    const client = await this.open(pool, () => pool.connect());
     let failure: Error | undefined;
     // a connection error while checked out has no other listener: unheard, it would crash the process
     const onError = (error: Error) => (failure ??= error);
-    client.on('error', onError);
+    const client = await this.open(pool, () => checkOut(pool, onError));
     try {
       return await client.query(config);
     } catch (error) {
@@ -126,8 +125,29 @@ interface PostgresPoolClient {
 
 /** What the store uses of node-postgres' `Pool`: checkout, and the timeouts it was given. */
 export interface PostgresPool {
-  connect(): Promise<PostgresPoolClient>;
+  connect(callback: (error: Error | undefined, client: PostgresPoolClient | undefined) => void): void;
   readonly options?: { readonly connectionTimeoutMillis?: unknown; readonly query_timeout?: unknown };
+}
+
+/**
+ * Checks a connection out of `pool` with `onError` listening from the moment it is handed over.
+ * node-postgres hands a new connection over while it parses the server's ReadyForQuery, and goes on
+ * parsing the same network read: a server shutting down sends its FATAL (57P01, terminating
+ * connection due to administrator command) in that read, and the client emits it as an 'error'
+ * before an awaited `pool.connect()` could resume, with no listener (the pool removes its own on
+ * checkout), which crashes the process. The callback runs at the handover itself.
+ */
+function checkOut(pool: PostgresPool, onError: (error: Error) => void): Promise<PostgresPoolClient> {
+  return new Promise((resolve, reject) => {
+    pool.connect((error, client) => {
+      if (error || !client) {
+        reject(error ?? new Error('node-postgres checked out no connection'));
+        return;
+      }
+      client.on('error', onError);
+      resolve(client);
+    });
+  });
 }
 
 /**
