@@ -1,10 +1,15 @@
 // A TCP relay on loopback in front of a real server that can make new connections stall (the
 // handshake completes, then nothing is ever answered: what a client sees while an overloaded
-// PostgreSQL has not got round to a new connection yet) or reset them at once, and counts them.
+// PostgreSQL has not got round to a new connection yet), reset them at once, or end them the way a
+// stopping PostgreSQL does, and counts them.
 import { connect, createServer, type Server, type Socket } from 'node:net';
 
-/** What the relay does with the next connection. */
-export type RelayMode = 'forward' | 'stall' | 'reset';
+/**
+ * What the relay does with the next connection. `terminate-when-ready`: the handshake is forwarded
+ * up to the server's first ReadyForQuery, which reaches the client in one network read with a
+ * FATAL 57P01 (what PostgreSQL sends every backend when it is stopped), then the connection ends.
+ */
+export type RelayMode = 'forward' | 'stall' | 'reset' | 'terminate-when-ready';
 
 /** A relay started by {@link startStallingRelay}. */
 export interface StallingRelay {
@@ -41,7 +46,8 @@ export async function startStallingRelay(host: string, port: number): Promise<St
     const upstream = connect({ host, port });
     track(upstream);
     client.pipe(upstream);
-    upstream.pipe(client);
+    if (now === 'terminate-when-ready') terminateWhenReady(upstream, client);
+    else upstream.pipe(client);
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
   });
@@ -69,4 +75,39 @@ export async function startStallingRelay(host: string, port: number): Promise<St
         server.close(() => resolve());
       }),
   };
+}
+
+/** PostgreSQL's ErrorResponse for a backend terminated by a fast shutdown (`pg_ctl stop -m fast`). */
+function adminShutdownError(): Buffer {
+  const fields = Buffer.from('SFATAL\0VFATAL\0C57P01\0Mterminating connection due to administrator command\0\0', 'utf8');
+  const header = Buffer.alloc(5);
+  header.write('E', 0);
+  header.writeInt32BE(4 + fields.length, 1);
+  return Buffer.concat([header, fields]);
+}
+
+/**
+ * Forwards the server's messages (type byte, then a length that counts itself) until the first
+ * ReadyForQuery ('Z'), then writes what is left of it and the FATAL in one write and ends both sides.
+ */
+function terminateWhenReady(upstream: Socket, client: Socket): void {
+  let pending = Buffer.alloc(0);
+  upstream.on('data', (chunk: Buffer) => {
+    pending = Buffer.concat([pending, chunk]);
+    let offset = 0;
+    while (pending.length - offset >= 5) {
+      const type = String.fromCharCode(pending[offset]!);
+      const end = offset + 1 + pending.readInt32BE(offset + 1);
+      if (end > pending.length) break;
+      offset = end;
+      if (type === 'Z') {
+        upstream.removeAllListeners('data');
+        upstream.destroy();
+        client.end(Buffer.concat([pending.subarray(0, offset), adminShutdownError()]));
+        return;
+      }
+    }
+    client.write(pending.subarray(0, offset));
+    pending = pending.subarray(offset);
+  });
 }

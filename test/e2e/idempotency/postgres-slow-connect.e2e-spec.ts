@@ -165,6 +165,26 @@ describe.skipIf(!hasPostgres)('PostgreSQL slow to open a connection (a relay sta
       expect(await rowsOf(key)).toBe(1);
     });
 
+    it('a new connection ended by a stopping server in the same read as its ReadyForQuery: answered 503, the process keeps running', async () => {
+      // node-postgres hands the connection over while parsing ReadyForQuery and emits the FATAL that
+      // follows in the same read at once: without a listener from the handover on, that 'error' is
+      // unheard and the test process dies (vitest reports an uncaught exception)
+      const key = `${platform}-terminated`;
+      await coldPool();
+      const before = { runs, connections: relay.connections };
+      relay.mode = 'terminate-when-ready';
+      const answer = await post('lease', key);
+      expect(answer.status, JSON.stringify(answer.body)).toBe(503);
+      expect(answer.body.code).toBe('idempotency_store_unavailable');
+      expect(relay.connections - before.connections).toBeGreaterThanOrEqual(1);
+      expect(runs - before.runs).toBe(0);
+
+      relay.mode = 'forward';
+      const retried = await post('lease', key);
+      expect(retried.status).toBe(201);
+      expect(runs - before.runs).toBe(1);
+    });
+
     it('a connection reset by the server side is not tried again: answered 503 at once', async () => {
       const key = `${platform}-reset`;
       await coldPool();
