@@ -103,7 +103,10 @@ describe.skipIf(!hasRedis)('rateLimit.shared on RedisPolicyState (real redis-ser
 });
 
 describe.skipIf(!hasRedis)('rateLimit.shared when Redis stops or hangs (a redis-server of this file, real clock)', () => {
-  const MAX_WAIT = 50;
+  // Well above a Redis round trip on a loaded machine: at load ~25 (2 cores) answers took over 50 ms,
+  // which counted as slow and switched to the fallback before the hang began, and a command failing
+  // at once took 55 ms; "at once" and "after maxWait" stay far apart
+  const MAX_WAIT = 250;
   let server: Awaited<ReturnType<typeof startOwnRedis>>;
   let client: Redis;
   let backend: RedisPolicyState;
