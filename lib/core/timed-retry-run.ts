@@ -1,12 +1,10 @@
 import { Cancellation, contextWith, type AbortListener } from './cancellation.js';
-import { abortErrorOf } from './classify.js';
 import type { TimerHandle } from './clock.js';
 import type { Deadline } from './deadline-queue.js';
-import { isResilienceError } from './errors.js';
 import type { PolicyContext, PolicyEnvironment } from './policy.js';
 import type { CallStop, RetryHooks, RetryPolicy } from './retry.policy.js';
 import type { Settle, Work } from './step.js';
-import { ATTEMPT_SETTLED, timeoutExpired } from './timeout.policy.js';
+import { ATTEMPT_SETTLED, attemptOutcome, timeoutExpired } from './timeout.policy.js';
 
 /**
  * A pipeline whose only stages are timeouts and a retry (the commonest: `@Timeout()`,
@@ -192,8 +190,7 @@ export class TimedRetryRun implements AbortListener, CallStop, RetryHooks {
     this.attemptOpen = false;
     this.disarm();
     token.unlisten(this);
-    // a caller abort surfaces as OperationAbortedError, unless its reason is one of ours
-    const result = failed && token.aborted && outcome === token.reason && !isResilienceError(outcome) ? abortErrorOf(token) : outcome;
+    const result = attemptOutcome(token, failed, outcome);
     token.dispose();
     if (this.expired === undefined && this.passed(this.deadline, now)) {
       // the call's deadline passed before its callback ran: it decides (finish), and leftover work is told why

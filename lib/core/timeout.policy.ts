@@ -158,14 +158,23 @@ class TimedRun implements AbortListener {
     this.open = false;
     this.disarm();
     token.unlisten(this);
-    // a caller abort surfaces as OperationAbortedError, unless its reason is one of ours
-    const mapped = failed && token.aborted && outcome === token.reason && !isResilienceError(outcome) ? abortErrorOf(token) : outcome;
+    const mapped = attemptOutcome(token, failed, outcome);
     token.dispose();
     // marks the attempt settled; only real work when someone materialised its signal
     token.abort(ATTEMPT_SETTLED);
     if (this.ownsParent) this.parent.dispose();
     this.settle(failed, mapped);
   }
+}
+
+/**
+ * What an attempt whose token is `token` settled with: a failure that is the token's own abort
+ * reason surfaces as `OperationAbortedError` (a caller abort), unless the reason is one of the
+ * library's errors (a timeout, a deadline).
+ * @internal
+ */
+export function attemptOutcome(token: Cancellation, failed: boolean, outcome: unknown): unknown {
+  return failed && token.aborted && outcome === token.reason && !isResilienceError(outcome) ? abortErrorOf(token) : outcome;
 }
 
 /**
