@@ -107,21 +107,10 @@ function finiteOrUndefined(deadline: number | undefined): number | undefined {
  * context (in its tracing span when telemetry wraps attempts), and the attempt's cleanups run when
  * it settles.
  */
-function attemptWork(call: PipelineCall, body: (settle: Settle, store: ResilienceContextStore) => void, callStore?: ResilienceContextStore): Work {
+function attemptWork(call: PipelineCall, body: (settle: Settle, store: ResilienceContextStore) => void): Work {
   return (context, settle) => {
-    // the first attempt, started in the call's first pass, takes the call's frame over
-    if (callStore !== undefined && claimCallStore(callStore, cancellationOf(context) ?? Cancellation.from(context.signal), context.deadline, context.attempt)) {
-      body((failed, outcome) => {
-        runAttemptCleanups(callStore);
-        settle(failed, outcome);
-      }, callStore);
-      return;
-    }
     const store = attemptStore(call, context);
-    const done: Settle = (failed, outcome) => {
-      runAttemptCleanups(store);
-      settle(failed, outcome);
-    };
+    const done = attemptSettle(store, settle);
     if (call.wrapAttempt) {
       // a tracing span around the attempt: its promise API
       settleWith(
@@ -218,6 +207,8 @@ class RouteExecution {
   private readonly settle: Settle = (failed, result) => this.settled(failed, result);
   /** One attempt, handed to the pipeline. */
   private readonly attempt: Work = (context, settle) => this.runAttempt(context, settle);
+  /** The attempts that run in a frame of their own, made on the first such attempt. */
+  private ownFrameAttempt: Work | undefined;
 
   constructor(
     private readonly pipeline: Pipeline,
@@ -260,23 +251,13 @@ class RouteExecution {
 
   private runAttempt(context: PolicyContext, settle: Settle): void {
     const { call, callStore } = this;
-    const token = cancellationOf(context) ?? Cancellation.from(context.signal);
     // the first attempt, started in the call's first pass, takes the call's frame over
-    if (callStore !== undefined && claimCallStore(callStore, token, context.deadline, context.attempt)) {
+    if (callStore !== undefined && claimCallStore(callStore, cancellationOf(context) ?? Cancellation.from(context.signal), context.deadline, context.attempt)) {
       callWork(call, attemptSettle(callStore, settle));
       return;
     }
-    const store = createContextStore(call.store, token, context.deadline, context.attempt, true);
-    const done = attemptSettle(store, settle);
-    if (call.wrapAttempt) {
-      // a tracing span around the attempt: its promise API
-      settleWith(
-        wrapped(call, context, () => runWithResilienceContext(store, () => promiseOf((inner) => callWork(call, inner)))),
-        done,
-      );
-      return;
-    }
-    runWithResilienceContext(store, callWorkWith, new AttemptCall(call, done));
+    // a later attempt (or one that cannot share the call's frame) runs in a frame of its own
+    (this.ownFrameAttempt ??= attemptWork(call, (inner) => callWork(call, inner)))(context, settle);
   }
 }
 
@@ -288,17 +269,6 @@ function attemptSettle(store: ResilienceContextStore, settle: Settle): Settle {
   };
 }
 
-/** A later attempt's handler call, as the argument of its frame's function. */
-class AttemptCall {
-  constructor(
-    readonly call: RouteCallTarget,
-    readonly settle: Settle,
-  ) {}
-}
-
-function callWorkWith(attempt: AttemptCall): void {
-  callWork(attempt.call, attempt.settle);
-}
 
 /**
  * Runs an Observable-producing operation through `pipeline`. Each attempt subscribes to a fresh
